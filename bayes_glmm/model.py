@@ -1,0 +1,106 @@
+"""The user-facing :class:`GLMM`: one spec, two estimation paths."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import pandas as pd
+
+from .design import build_spec
+from .families import get_family
+
+__all__ = ["GLMM"]
+
+
+class GLMM:
+    """A generalized linear mixed model from an lme4-style formula.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, e.g. ``"Response ~ Month * Treatment + (1 | ID)"``; see
+        ``docs/formula.md``.
+    data : pandas.DataFrame
+        Never modified.
+    family : str
+        ``"gaussian"``, ``"bernoulli"``, ``"binomial"`` or ``"poisson"``.
+    link : str, optional
+        Defaults to the canonical link.
+    trials : str or array-like, optional
+        Binomial trials (a column name or values), as an alternative to ``cbind``.
+    weights : str or array-like, optional
+        Prior weights.
+    priors : dict, optional
+        Per-parameter prior overrides (``bayes_glmm.Prior`` or ``bambi.Prior``) keyed by
+        ``"Intercept"``, a coefficient name, ``"beta"`` (all slopes), ``"sd_<group>"``,
+        ``"corr_<group>"`` or ``"sigma"``.
+    centered : bool or dict, optional
+        Centered parametrization for all terms (True) or per term ``{"ID": True}``.
+        Default non-centered.
+
+    Examples
+    --------
+    >>> import bayes_glmm as bg
+    >>> m = bg.GLMM("Response ~ Month * Treatment + (1 | ID)",
+    ...             bg.datasets.load("toenail"), family="bernoulli")
+    >>> m.spec.X.shape
+    (1908, 4)
+    """
+
+    def __init__(
+        self,
+        formula: str,
+        data: pd.DataFrame,
+        family: str = "gaussian",
+        link: str | None = None,
+        *,
+        trials: Any = None,
+        weights: Any = None,
+        priors: Mapping[str, Any] | None = None,
+        centered: bool | Mapping[str, bool] = False,
+    ):
+        self.family = get_family(family, link)
+        self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights)
+        self.formula = formula
+        self.priors = dict(priors or {})
+        self.centered = centered
+        # validate prior keys and centered names now, at the boundary
+        from .priors import resolve_priors, resolve_centered
+        self._priors = resolve_priors(self.spec, self.priors)
+        self._centered = resolve_centered(self.spec, centered)
+
+    # ---------------------------------------------------------------- Bayesian path
+    def build(self):
+        """The PyMC model (non-centered random effects, default priors)."""
+        from .bayes import build_pymc_model
+        return build_pymc_model(self.spec, self._priors, self._centered)
+
+    def sample(self, draws: int = 1000, tune: int = 1000, chains: int = 4, *,
+               random_seed=None, sampler: str = "auto", **kwargs):
+        """Sample the posterior with NUTS; returns :class:`bayes_glmm.results.BayesResults`.
+
+        See :func:`bayes_glmm.bayes.sample` for all options.
+        """
+        from .bayes import sample
+        return sample(self, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+                      sampler=sampler, **kwargs)
+
+    def prior_predictive(self, draws: int = 500, *, random_seed=None):
+        """Prior and prior-predictive draws as ``arviz.InferenceData``."""
+        from .bayes import prior_predictive
+        return prior_predictive(self, draws=draws, random_seed=random_seed)
+
+    # ---------------------------------------------------------------- ML path
+    def fit_ml(self, n_agq: int = 1, *, reml: bool | None = None, **kwargs):
+        """Maximum likelihood (Laplace for ``n_agq=1``, adaptive Gauss-Hermite otherwise).
+
+        Gaussian identity-link models are fitted by profiled REML (default) or ML
+        (``reml=False``) like ``lmer``.  Returns :class:`bayes_glmm.ml.results.MLResults`.
+        """
+        from .ml import fit_ml
+        return fit_ml(self.spec, n_agq=n_agq, reml=reml, **kwargs)
+
+    def __repr__(self) -> str:
+        s = self.spec
+        terms = ", ".join(f"{t.name}: {t.q} coef x {t.n_levels} levels" for t in s.terms) or "none"
+        return (f"GLMM({self.formula!r}, family={self.family.name}, link={self.family.link.name})\n"
+                f"  {s.n} observations, {s.p} fixed effects; random terms: {terms}")

@@ -1,0 +1,184 @@
+"""The results layer shared by posterior and ML fits.
+
+Both :class:`bayes_glmm.bayes_results.BayesResults` and
+:class:`bayes_glmm.ml.results.MLResults` derive from :class:`FitResults` and expose the
+same accessors with the same shapes (lme4 vocabulary):
+
+``fixef``    pandas.Series indexed by coefficient name
+``varcorr``  DataFrame like lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor
+``ranef``    dict: grouping factor -> DataFrame (levels x coefficients)
+``summary()`` DataFrame; ``repr`` prints readable text, ``_repr_html_`` renders in notebooks
+``predict(newdata, kind, new_levels)``
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from .spec import ModelSpec, NewDesign
+
+__all__ = ["FitResults", "linear_predictor", "ranef_by_group", "KINDS", "NEW_LEVELS"]
+
+KINDS = ("link", "mean", "response")
+NEW_LEVELS = ("population", "sample", "error")
+
+
+def _check_predict_args(kind: str, new_levels: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r} is not one of {KINDS}")
+    if new_levels not in NEW_LEVELS:
+        raise ValueError(f"new_levels={new_levels!r} is not one of {NEW_LEVELS}")
+
+
+def linear_predictor(spec: ModelSpec, design: NewDesign, beta, b_terms, covs=None,
+                     new_levels: str = "population", rng=None, include_random: bool = True):
+    """eta for new data from one set of parameters (pure function).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    design : NewDesign
+    beta : array (p,)
+    b_terms : list of arrays (n_levels_k, q_k), one per term
+    covs : list of (q_k, q_k) covariance matrices, needed for ``new_levels="sample"``
+    new_levels : {"population", "sample", "error"}
+        What a level unseen in the fit gets: zero (population-level prediction), a draw
+        from N(0, cov), or a ValueError naming the term and the levels.
+    rng : numpy.random.Generator, optional
+    include_random : bool
+        False gives the population-level (fixed effects only) predictor.
+    """
+    eta = design.X @ np.asarray(beta) + design.offset
+    if not include_random:
+        return eta
+    for k, term in enumerate(spec.terms):
+        codes = np.asarray(design.codes[k])
+        Xr = np.asarray(design.Xr[k])
+        b = np.asarray(b_terms[k])
+        new = codes < 0
+        contrib = np.einsum("nq,nq->n", Xr, b[np.where(new, 0, codes)])
+        if new.any():
+            if new_levels == "error":
+                raise ValueError(
+                    f"newdata has {int(new.sum())} row(s) with levels of {term.group!r} not in the fitted "
+                    f"data; pass new_levels='population' (random effects set to 0) or 'sample'"
+                )
+            if new_levels == "population":
+                contrib = np.where(new, 0.0, contrib)
+            else:
+                if rng is None:
+                    rng = np.random.default_rng()
+                # one draw per distinct new level, shared by its rows
+                keys = (np.asarray(design.labels[k], dtype=str)[new] if design.labels is not None
+                        else np.flatnonzero(new).astype(str))
+                _, inv = np.unique(keys, return_inverse=True)
+                L = np.linalg.cholesky(np.asarray(covs[k]) + 1e-12 * np.eye(term.q))
+                draws = rng.standard_normal((inv.max() + 1, term.q)) @ L.T
+                contrib = contrib.copy()
+                contrib[new] = np.einsum("nq,nq->n", Xr[new], draws[inv])
+        eta = eta + contrib
+    return eta
+
+
+def ranef_by_group(spec: ModelSpec, b_terms) -> dict:
+    """Merge per-term (levels x coef) arrays into lme4's ``ranef``: group -> DataFrame."""
+    out: dict[str, pd.DataFrame] = {}
+    for term, b in zip(spec.terms, b_terms):
+        df = pd.DataFrame(np.asarray(b), index=term.levels, columns=list(term.coef_names))
+        df.index.name = term.group
+        if term.group in out:
+            prev = out[term.group]
+            new_cols = [c for c in df.columns if c not in prev.columns]
+            out[term.group] = prev.join(df[new_cols], how="outer")
+        else:
+            out[term.group] = df
+    return out
+
+
+class FitResults:
+    """Common base: accessor names identical for posterior and ML fits.
+
+    Subclasses implement ``fixef``, ``varcorr``, ``ranef``, ``summary`` and
+    ``_point_params()`` (beta, per-term b, per-term covariances, sigma).
+    """
+
+    method: str = ""
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    # -- contract ------------------------------------------------------------------
+    @property
+    def fixef(self) -> pd.Series:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def varcorr(self) -> pd.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def ranef(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def summary(self) -> pd.DataFrame:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _point_params(self):  # pragma: no cover - abstract
+        """(beta (p,), [b_k (J_k, q_k)], [cov_k (q_k, q_k)], sigma or None)."""
+        raise NotImplementedError
+
+    # -- shared behaviour ------------------------------------------------------------
+    def _design(self, newdata) -> NewDesign:
+        spec = self.spec
+        if newdata is None:
+            return NewDesign(X=spec.X, offset=spec.offset, codes=tuple(t.codes for t in spec.terms),
+                             Xr=tuple(t.Xr for t in spec.terms), trials=spec.trials, index=spec.row_index)
+        if not isinstance(newdata, pd.DataFrame):
+            raise ValueError("newdata must be a pandas DataFrame (or None for the fitted data)")
+        return spec.new_design(newdata)
+
+    def _to_scale(self, eta, design: NewDesign, kind: str):
+        if kind == "link":
+            return eta
+        mu = self.spec.family.mean(eta)
+        if kind == "response" and self.spec.family.needs_trials and design.trials is not None:
+            return mu * design.trials
+        return mu
+
+    def predict(self, newdata: pd.DataFrame | None = None, kind: str = "mean",
+                new_levels: str = "population", *, re_form: str | None = "full",
+                random_seed=None) -> np.ndarray:
+        """Point predictions from the fitted parameters.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Defaults to the fitted rows.
+        kind : {"link", "mean", "response"}
+            Linear predictor; conditional mean (probability for binomial); or expected
+            response (successes = probability x trials for binomial).
+        new_levels : {"population", "sample", "error"}
+            See :func:`linear_predictor`.
+        re_form : {"full", None}
+            None gives population-level predictions (random effects at 0), as lme4's
+            ``re.form = NA``.
+        random_seed : int, optional
+            For ``new_levels="sample"``.
+        """
+        _check_predict_args(kind, new_levels)
+        design = self._design(newdata)
+        beta, b_terms, covs, _ = self._point_params()
+        eta = linear_predictor(self.spec, design, beta, b_terms, covs, new_levels,
+                               np.random.default_rng(random_seed), include_random=re_form is not None)
+        return self._to_scale(eta, design, kind)
+
+    def _repr_text(self) -> str:
+        return f"{type(self).__name__} ({self.method})\n" + self.summary().to_string()
+
+    def __repr__(self) -> str:
+        return self._repr_text()
+
+    def _repr_html_(self) -> str:
+        head = f"<p><b>{type(self).__name__}</b> ({self.method}) — {self.spec.formula}</p>"
+        return head + self.summary().to_html(float_format=lambda v: f"{v:.4g}") + \
+            "<p>Random effects</p>" + self.varcorr.to_html(float_format=lambda v: f"{v:.4g}")
