@@ -9,7 +9,6 @@
 from . import datasets
 from .families import Family, Link, get_family
 from .model import GLMM
-from .priors import Prior
 
 __version__ = "0.1.0"
 
@@ -21,4 +20,7 @@ def __getattr__(name):
     if name == "lrt":
         from .ml.lrt import lrt
         return lrt
+    if name == "Prior":
+        from .priors import Prior
+        return Prior
     raise AttributeError(f"module 'bayes_glmm' has no attribute {name!r}")

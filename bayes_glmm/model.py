@@ -5,7 +5,6 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from .design import build_spec
 from .families import get_family
 
 __all__ = ["GLMM"]
@@ -58,6 +57,8 @@ class GLMM:
         priors: Mapping[str, Any] | None = None,
         centered: bool | Mapping[str, bool] = False,
     ):
+        from .design import build_spec  # formula -> design -> spec
+
         self.family = get_family(family, link)
         self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights)
         self.formula = formula
