@@ -100,6 +100,15 @@ class GLMM:
         from .ml import fit_ml
         return fit_ml(self.spec, n_agq=n_agq, reml=reml, **kwargs)
 
+    def fit_pql(self, *, dispersion: bool = True, **kwargs):
+        """Penalized quasi-likelihood (Breslow & Clayton 1993), like R's ``MASS::glmmPQL``.
+
+        ``dispersion=True`` estimates a dispersion as glmmPQL does; ``False`` fixes it at 1.
+        Biased for binary data with few observations per group (see docs/methods.md).
+        """
+        from .ml.pql import fit_pql
+        return fit_pql(self.spec, dispersion=dispersion, **kwargs)
+
     def __repr__(self) -> str:
         s = self.spec
         terms = ", ".join(f"{t.name}: {t.q} coef x {t.n_levels} levels" for t in s.terms) or "none"
