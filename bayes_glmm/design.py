@@ -1,0 +1,469 @@
+"""Turn a formula and a DataFrame into a :class:`~bayes_glmm.spec.ModelSpec`.
+
+The fixed part goes through ``formulae`` (treatment coding) and its columns are renamed
+and reordered the way R's ``model.matrix`` names them.  Each random term is kept as the
+pair (level codes, raw model matrix ``Xr``), so Z is never formed densely.  Rows with
+missing values in any used column are dropped (lme4's ``na.omit``) with a warning.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from formulae import design_matrices
+from formulae.transforms import TRANSFORMS
+
+from .families import Family
+from .formula import EXPR_FUNCTIONS, ParsedFormula, eval_expr, parse_formula, tokens
+from .spec import ModelSpec, NewDesign, RandomTerm
+
+__all__ = ["build_spec", "level_label"]
+
+#: functions that formulae may call in the fixed part and in random-term left-hand sides
+_NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p,
+              "expm1": np.expm1, "log2": np.log2, "log10": np.log10, "np": np, "factor": TRANSFORMS["C"]}
+_KNOWN_FUNCS = set(_NAMESPACE) | set(TRANSFORMS) | set(EXPR_FUNCTIONS) | {"cbind", "offset"}
+_CONST_NAMES = {"TRUE", "FALSE", "True", "False", "None", "pi"}
+
+
+def level_label(v: Any) -> str:
+    """A factor level as R prints it: ``True -> "TRUE"``, ``2.0 -> "2"``, ``"B" -> "B"``."""
+    if isinstance(v, (bool, np.bool_)):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (float, np.floating)):
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
+    return str(v)
+
+
+# ----------------------------------------------------------------------------- columns
+def _suggest(name: str, columns) -> str:
+    same_case = [str(c) for c in columns if str(c).lower() == name.lower()]
+    close = same_case or difflib.get_close_matches(name, [str(c) for c in columns], n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; available columns: {', '.join(map(str, list(columns)[:20]))}"
+
+
+def _columns_in(text: str, columns, where: str, formula: str) -> list:
+    """Data columns referenced by ``text``; unknown names raise with a suggestion."""
+    out = []
+    for tok in tokens(text):
+        if tok.is_keyword or tok.name in _CONST_NAMES:
+            continue
+        if tok.is_call:
+            if tok.name in _KNOWN_FUNCS or tok.name.startswith("np."):
+                continue
+            raise ValueError(f"unknown function {tok.name!r} in {where} of formula {formula!r}; supported "
+                             f"functions: {', '.join(sorted(_KNOWN_FUNCS - {'np'}))}, np.*; or add a "
+                             f"computed column")
+        if tok.name in columns:
+            out.append(tok.name)
+        elif tok.name == ".":
+            raise ValueError(f"'.' (all other columns) in formula {formula!r} is not supported; list the "
+                             f"columns explicitly")
+        else:
+            raise ValueError(f"unknown column {tok.name!r} in {where} of formula {formula!r}"
+                             + _suggest(tok.name, columns))
+    return list(dict.fromkeys(out))
+
+
+def _side_values(arg, data: pd.DataFrame, what: str):
+    """(column name or None, float array over all rows or None) for ``trials=``/``weights=``."""
+    if arg is None:
+        return None, None
+    if isinstance(arg, str):
+        if arg not in data.columns:
+            raise ValueError(f"{what}={arg!r} is not a column of data" + _suggest(arg, data.columns))
+        vals = data[arg]
+        if not pd.api.types.is_numeric_dtype(vals) or pd.api.types.is_bool_dtype(vals):
+            raise ValueError(f"{what} column {arg!r} must be numeric, got dtype {vals.dtype}")
+        return arg, vals.to_numpy(dtype=float, na_value=np.nan)
+    try:
+        vals = np.asarray(arg, dtype=float).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"{what}= must be a column name or numeric array-like") from None
+    if vals.shape[0] != len(data):
+        raise ValueError(f"{what}= has {vals.shape[0]} values but data has {len(data)} rows; pass one "
+                         f"value per row (or a column name)")
+    return None, vals
+
+
+def _for_formulae(frame: pd.DataFrame) -> pd.DataFrame:
+    """New frame for formulae: bool columns become two-level factors (R treats logicals as
+    factors) and categoricals keep their category order, unused categories dropped."""
+    cols = {}
+    for c in frame.columns:
+        s = frame[c]
+        if pd.api.types.is_bool_dtype(s) or (s.dtype == object and len(s) and
+                                             s.map(lambda v: isinstance(v, (bool, np.bool_))).all()):
+            s = pd.Series(pd.Categorical(s.astype(bool), categories=[False, True]), index=s.index)
+        elif isinstance(s.dtype, pd.CategoricalDtype):  # formulae keeps the order only if "ordered"
+            s = s.cat.remove_unused_categories().cat.as_ordered()
+        cols[c] = s
+    return pd.DataFrame(cols, index=frame.index)
+
+
+# ----------------------------------------------------------------------------- model matrices
+@dataclass(frozen=True)
+class _Matrix:
+    """A formulae design (or a pure intercept) with the lme4 column order and names."""
+
+    common: Any  # formulae CommonTerms, or None for "1" / "0" only
+    perm: np.ndarray
+    names: tuple
+    intercept_only: bool
+
+    def evaluate(self, fx: pd.DataFrame, where: str) -> np.ndarray:
+        n = len(fx)
+        if self.common is None:
+            return np.ones((n, 1)) if self.intercept_only else np.zeros((n, 0))
+        try:
+            X = np.asarray(self.common.evaluate_new_data(fx)).astype(float)
+        except Exception as e:  # formulae raises several types for unseen levels etc.
+            raise ValueError(f"cannot evaluate the {where} on newdata: {e}; check levels and columns") from None
+        return X[:, self.perm]
+
+
+def _component_position(name: str, rhs: str) -> int:
+    compact, key = re.sub(r"\s+", "", rhs), re.sub(r"\s+", "", name)
+    m = re.search(rf"(?<![\w.`]){re.escape(key)}(?![\w.`(])", compact) or \
+        re.search(rf"`{re.escape(key)}`", compact)
+    return m.start() if m else len(compact)
+
+
+def _lme4_order(common, rhs: str):
+    """Column permutation and lme4 names for a formulae design."""
+    blocks = []
+    for k, (tname, term) in enumerate(common.terms.items()):
+        sl = common.slices[tname]
+        cols = np.arange(sl.start, sl.stop)
+        if tname == "Intercept":
+            blocks.append((0, k, cols, ["(Intercept)"]))
+            continue
+        info = []
+        for c in term.components:
+            name = c.name.replace(" ** ", "^")
+            if c.kind == "categoric":
+                mat, lv = np.asarray(c.contrast_matrix.matrix), list(c.levels)
+                labs = [level_label(lv[int(np.argmax(mat[:, j]))])
+                        if np.isin(mat[:, j], (0.0, 1.0)).all() and mat[:, j].sum() == 1
+                        else str(c.contrast_matrix.labels[j]) for j in range(mat.shape[1])]
+            else:
+                val = np.asarray(c.value)
+                width = val.shape[1] if val.ndim == 2 else 1
+                labs = [""] if width == 1 else [str(j + 1) for j in range(width)]
+            info.append((name, labs))
+        shape = [len(labs) for _, labs in info]
+        if int(np.prod(shape)) != len(cols):  # unexpected layout: fall back to formulae's labels
+            names = [re.sub(r"\[(.*?)\]", r"\1", lab) for lab in term.labels]
+            blocks.append((len(info), k, cols, names))
+            continue
+        order = sorted(range(len(info)), key=lambda i: (_component_position(info[i][0], rhs), i))
+        flat = np.arange(len(cols)).reshape(shape).transpose(order).ravel(order="F")
+        names = []
+        for f in flat:
+            idx = np.unravel_index(f, shape)
+            names.append(":".join(info[i][0] + info[i][1][idx[i]] for i in order))
+        blocks.append((len(info), k, cols[flat], names))
+    blocks.sort(key=lambda b: (b[0], b[1]))  # R puts lower-order terms first
+    perm = np.concatenate([b[2] for b in blocks]) if blocks else np.zeros(0, dtype=int)
+    return perm.astype(int), tuple(n for b in blocks for n in b[3])
+
+
+def _model_matrix(rhs: str, has_terms: bool, intercept: bool, fx: pd.DataFrame, where: str,
+                  formula: str):
+    """(matrix, _Matrix) for a right-hand side such as ``"1 + Month*Treatment"``."""
+    n = len(fx)
+    if not has_terms:
+        enc = _Matrix(None, np.zeros(0, dtype=int), ("(Intercept)",) if intercept else (), intercept)
+        return enc.evaluate(fx, where), enc
+    try:
+        with np.errstate(all="ignore"):  # bad values are reported below, with the term
+            dm = design_matrices(rhs, fx, na_action="error", extra_namespace=_NAMESPACE)
+    except Exception as e:
+        raise ValueError(f"cannot build the {where} '{rhs}' of formula {formula!r}: {e}") from None
+    X = np.asarray(dm.common.design_matrix).astype(float)
+    if X.shape[0] != n or not np.all(np.isfinite(X)):
+        raise ValueError(f"the {where} '{rhs}' of formula {formula!r} produced missing or infinite values "
+                         f"(e.g. log of a non-positive number); transform the column beforehand")
+    perm, names = _lme4_order(dm.common, rhs)
+    return X[:, perm], _Matrix(dm.common, perm, names, False)
+
+
+# ----------------------------------------------------------------------------- grouping factors
+def _factorize(s: pd.Series, col: str, where: str):
+    """(codes, levels) with R's level order: categorical order, else sorted unique values."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.cat.remove_unused_categories()
+        return s.cat.codes.to_numpy(dtype=np.int64), pd.Index(s.cat.categories)
+    try:
+        codes, uniques = pd.factorize(s, sort=True)
+    except TypeError:
+        raise ValueError(f"grouping column {col!r} in {where} mixes value types; convert it, e.g. "
+                         f"data[{col!r}].astype(str)") from None
+    return codes.astype(np.int64), pd.Index(uniques)
+
+
+@dataclass(frozen=True)
+class _Grouping:
+    """How to map rows to the levels of a (possibly interaction) grouping factor."""
+
+    group_vars: tuple
+    var_levels: tuple  # per variable: pandas.Index of fitted levels
+    keys: np.ndarray | None  # sorted combined keys of observed interaction levels
+
+    def encode(self, frame: pd.DataFrame):
+        """(codes with -1 for unseen levels, per-row label array) for a frame."""
+        if len(self.group_vars) == 1:
+            v = self.group_vars[0]
+            vals = frame[v].to_numpy()
+            return self.var_levels[0].get_indexer(pd.Index(vals)).astype(np.int64), vals.astype(object)
+        key = np.zeros(len(frame), dtype=np.int64)
+        bad = np.zeros(len(frame), dtype=bool)
+        for v, lev in zip(self.group_vars, self.var_levels):
+            c = lev.get_indexer(pd.Index(frame[v].to_numpy()))
+            bad |= c < 0
+            key = key * len(lev) + c
+        pos = np.clip(np.searchsorted(self.keys, key), 0, len(self.keys) - 1)
+        codes = np.where(~bad & (self.keys[pos] == key), pos, -1).astype(np.int64)
+        cols = [frame[v].map(level_label).to_numpy(dtype=object) for v in self.group_vars]
+        labels = np.array([":".join(t) for t in zip(*cols)], dtype=object)
+        return codes, labels
+
+
+def _grouping(group_vars: tuple, frame: pd.DataFrame, where: str):
+    """(codes, levels, _Grouping) from the data rows."""
+    parts = [_factorize(frame[v], v, where) for v in group_vars]
+    if len(parts) == 1:
+        codes, levels = parts[0]
+        return codes, levels, _Grouping(group_vars, (levels,), None)
+    key = np.zeros(len(frame), dtype=np.int64)
+    for c, lev in parts:
+        key = key * len(lev) + c
+    codes, keys = pd.factorize(key, sort=True)
+    labels = []
+    for k in keys:
+        pieces = []
+        for _, lev in reversed(parts):
+            k, r = divmod(int(k), len(lev))
+            pieces.append(level_label(lev[r]))
+        labels.append(":".join(reversed(pieces)))
+    grp = _Grouping(group_vars, tuple(lev for _, lev in parts), np.asarray(keys, dtype=np.int64))
+    return codes.astype(np.int64), pd.Index(labels, dtype=object), grp
+
+
+# ----------------------------------------------------------------------------- response
+def _numeric(raw, label: str, family: str) -> np.ndarray:
+    s = pd.Series(np.asarray(raw)) if not isinstance(raw, pd.Series) else raw
+    if pd.api.types.is_bool_dtype(s) or pd.api.types.is_numeric_dtype(s):
+        return s.to_numpy(dtype=float)
+    raise ValueError(f"response {label!r} must be numeric for family {family!r} (found dtype {s.dtype}); "
+                     f"convert the column to numbers")
+
+
+def _binary(raw: pd.Series, label: str):
+    """(0/1 float array, success level) for a bernoulli response."""
+    if pd.api.types.is_bool_dtype(raw) or (raw.dtype == object and
+                                           raw.map(lambda v: isinstance(v, (bool, np.bool_))).all()):
+        return raw.astype(bool).to_numpy(dtype=float), True
+    if pd.api.types.is_numeric_dtype(raw) and not isinstance(raw.dtype, pd.CategoricalDtype):
+        return raw.to_numpy(dtype=float), None
+    if isinstance(raw.dtype, pd.CategoricalDtype):
+        used = raw.cat.remove_unused_categories()
+        levels = list(used.cat.categories if len(used.cat.categories) != 1 else raw.cat.categories)
+        codes = pd.Categorical(raw, categories=levels).codes
+    else:
+        codes, levels = pd.factorize(raw, sort=True)
+        levels = list(levels)
+    if len(levels) != 2:
+        raise ValueError(f"bernoulli response {label!r} must have exactly two levels; found {len(levels)} "
+                         f"({levels[:5]}). Recode it as 0/1 or bool, or choose another family")
+    return (np.asarray(codes) == 1).astype(float), levels[1]
+
+
+def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family, trials):
+    """(y, trials, success_level)."""
+    label = parsed.response_label
+    if parsed.cbind is not None:
+        if family.name != "binomial":
+            raise ValueError(f"response {label!r} uses cbind(successes, failures), which needs "
+                             f"family='binomial' (got {family.name!r}); use family='binomial'")
+        if trials is not None:
+            raise ValueError(f"give binomial trials either through {label!r} or trials=, not both; "
+                             f"drop trials=")
+        s, f = (_numeric(eval_expr(e, frame, "cbind argument"), label, family.name) for e in parsed.cbind)
+        return s, s + f, None
+    expr = parsed.response.strip()
+    col = expr[1:-1] if expr.startswith("`") and expr.endswith("`") else expr
+    raw = frame[col] if col in frame.columns else pd.Series(eval_expr(expr, frame, "response"))
+    if family.name == "bernoulli":
+        y, success = _binary(raw, label)
+        return y, None, success
+    return _numeric(raw, label, family.name), trials, None
+
+
+# ----------------------------------------------------------------------------- new data
+@dataclass(frozen=True)
+class _NewDesignBuilder:
+    """Callable stored as ``ModelSpec.new_design``: the fitted coding applied to new rows."""
+
+    formula: str
+    required: tuple
+    fixed: _Matrix
+    offsets: tuple
+    terms: tuple  # per term: (_Matrix for Xr, _Grouping, text)
+    cbind: tuple | None
+    trials_column: str | None
+
+    def __call__(self, newdata: pd.DataFrame) -> NewDesign:
+        if not isinstance(newdata, pd.DataFrame):
+            raise ValueError("newdata must be a pandas DataFrame")
+        missing = [c for c in self.required if c not in newdata.columns]
+        if missing:
+            raise ValueError(f"newdata is missing column(s) {missing} needed by formula {self.formula!r}; "
+                             f"add them")
+        na = [c for c in self.required if newdata[c].isna().any()]
+        if na:
+            raise ValueError(f"newdata has missing values in column(s) {na}; drop or fill those rows")
+        frame = newdata[list(self.required)]
+        fx = _for_formulae(frame)
+        X = self.fixed.evaluate(fx, "fixed part")
+        offset = np.zeros(len(frame))
+        for e in self.offsets:
+            offset = offset + np.asarray(eval_expr(e, frame, "offset"), dtype=float)
+        codes, Xr, labels = [], [], []
+        for enc, grp, text in self.terms:
+            Xr.append(enc.evaluate(fx, f"random term {text}"))
+            c, lab = grp.encode(frame)
+            codes.append(c)
+            labels.append(lab)
+        trials = None
+        if self.cbind is not None:
+            try:
+                trials = sum(np.asarray(eval_expr(e, newdata, "cbind argument"), dtype=float)
+                             for e in self.cbind)
+            except ValueError:
+                trials = None
+        elif self.trials_column is not None and self.trials_column in newdata.columns:
+            trials = newdata[self.trials_column].to_numpy(dtype=float)
+        return NewDesign(X=X, offset=offset, codes=tuple(codes), Xr=tuple(Xr), trials=trials,
+                         index=newdata.index, labels=tuple(labels))
+
+
+# ----------------------------------------------------------------------------- entry point
+def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, weights=None) -> ModelSpec:
+    """Evaluate an lme4 formula on data.
+
+    Parameters
+    ----------
+    formula : str
+        lme4 syntax, see ``docs/formula.md``.
+    data : pandas.DataFrame
+        Never modified.
+    family : Family
+    trials : str or array-like, optional
+        Binomial trials (column name or one value per row of ``data``).
+    weights : str or array-like, optional
+        Non-negative prior weights (column name or one value per row).
+
+    Returns
+    -------
+    ModelSpec
+
+    Raises
+    ------
+    ValueError
+        Naming the column or term at fault (unknown column, single-level grouping
+        factor, unsuitable response, ...).
+    """
+    if not isinstance(data, pd.DataFrame):
+        raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    parsed = parse_formula(formula)
+    cols = data.columns
+    resp_text = ", ".join(parsed.cbind) if parsed.cbind is not None else parsed.response
+    used = _columns_in(resp_text, cols, "response", formula)
+    fixed_cols = _columns_in(parsed.fixed_rhs, cols, "fixed part", formula)
+    offset_cols = _columns_in(" ".join(parsed.offsets), cols, "offset()", formula)
+    term_cols = []
+    for r in parsed.random:
+        lhs_cols = _columns_in(r.lhs, cols, f"random term {r.text!r}", formula)
+        for g in r.group_vars:
+            if g not in cols:
+                raise ValueError(f"grouping factor {g!r} in random term {r.text!r} is not a column of data"
+                                 + _suggest(g, cols))
+        term_cols += lhs_cols + list(r.group_vars)
+    trials_col, trials_all = _side_values(trials, data, "trials")
+    weights_col, weights_all = _side_values(weights, data, "weights")
+    required = tuple(dict.fromkeys(fixed_cols + offset_cols + term_cols))
+    used = list(dict.fromkeys(used + list(required) + [c for c in (trials_col, weights_col) if c]))
+
+    # --- missing values: drop rows like na.omit ------------------------------------
+    na = data[used].isna() if used else pd.DataFrame(index=data.index)
+    na_counts = {c: int(v) for c, v in na.sum().items() if v}
+    drop = na.any(axis=1).to_numpy() if used else np.zeros(len(data), dtype=bool)
+    for what, col, arr in (("trials", trials_col, trials_all), ("weights", weights_col, weights_all)):
+        if arr is not None and col is None and np.isnan(arr).any():
+            na_counts.setdefault(f"{what}=", int(np.isnan(arr).sum()))
+            drop |= np.isnan(arr)
+    n_dropped = int(drop.sum())
+    if n_dropped == len(data):
+        raise ValueError(f"no complete rows: every row has a missing value in {sorted(na_counts)}")
+    if n_dropped:
+        detail = ", ".join(f"{c!r} ({k})" for c, k in na_counts.items())
+        warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in: {detail}",
+                      UserWarning, stacklevel=3)
+    keep = ~drop
+    frame = data.loc[keep, used] if n_dropped else data[used]
+    fx = _for_formulae(frame[list(required)])
+    n = len(frame)
+
+    # --- response, fixed part, offsets, weights ---------------------------------------
+    trials_v = trials_all[keep] if trials_all is not None else None
+    y, trials_v, success = _response(parsed, frame, family, trials_v)
+    family.check_response(y, trials_v, parsed.response_label)
+    X, fixed_enc = _model_matrix(parsed.fixed_rhs, bool(parsed.fixed_terms), parsed.intercept, fx,
+                                 "fixed part", formula)
+    offset = np.zeros(n)
+    for e in parsed.offsets:
+        offset = offset + np.broadcast_to(np.asarray(eval_expr(e, frame, "offset"), dtype=float), (n,))
+        if not np.all(np.isfinite(offset)):
+            raise ValueError(f"offset({e}) has non-finite values (e.g. log(0)); fix the column")
+    w = np.ones(n) if weights_all is None else weights_all[keep]
+    if not np.all(np.isfinite(w)) or np.any(w < 0):
+        raise ValueError("weights must be finite and non-negative; check the weights column")
+
+    # --- random terms ----------------------------------------------------------------------
+    built = []
+    for r in parsed.random:
+        where = f"random term {r.text!r}"
+        Xr, enc = _model_matrix(r.lhs, bool(r.lhs_terms), r.intercept, fx, where, formula)
+        codes, levels, grp = _grouping(r.group_vars, frame, where)
+        if len(levels) < 2:
+            raise ValueError(f"grouping factor {r.group!r} in {where} has a single level "
+                             f"({levels[0]!r} ); a random effect needs at least 2 groups: drop the "
+                             f"term or model it as a fixed effect")
+        built.append((r, Xr, enc, codes, levels, grp))
+    built.sort(key=lambda b: -len(b[4]))  # lme4 order: decreasing number of levels (stable)
+    seen: dict = {}
+    terms, encoders = [], []
+    for r, Xr, enc, codes, levels, grp in built:
+        k = seen.get(r.group, 0)
+        seen[r.group] = k + 1
+        name = r.group if k == 0 else f"{r.group}.{k}"
+        terms.append(RandomTerm(name=name, group=r.group, coef_names=enc.names,
+                                correlated=r.correlated and Xr.shape[1] > 1, codes=codes, levels=levels,
+                                Xr=Xr))
+        encoders.append((enc, grp, r.text))
+
+    builder = _NewDesignBuilder(formula, required, fixed_enc, parsed.offsets, tuple(encoders),
+                                parsed.cbind, trials_col)
+    return ModelSpec(formula=formula, family=family, response_name=parsed.response_label, y=y,
+                     trials=trials_v, X=X, fixed_names=fixed_enc.names, offset=offset, weights=w,
+                     terms=tuple(terms), row_index=data.index[keep], n_dropped=n_dropped,
+                     success_level=success, new_design=builder,
+                     info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts})

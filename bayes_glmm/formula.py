@@ -1,0 +1,433 @@
+"""Parse lme4 model formulas (pure string processing, no data).
+
+A formula such as ``"cbind(incidence, size - incidence) ~ period + (1 | herd)"`` is
+parsed once into an immutable :class:`ParsedFormula`; :mod:`bayes_glmm.design` then
+evaluates it against a DataFrame.  The supported syntax is documented in
+``docs/formula.md``.  This module also holds the small, safe evaluator used for the
+response, ``cbind`` parts and ``offset(...)`` expressions (:func:`eval_expr`).
+"""
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["ParsedFormula", "ParsedRandom", "parse_formula", "tokens", "eval_expr", "deparse",
+           "EXPR_FUNCTIONS"]
+
+_TOKEN_RE = re.compile(
+    r"""(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
+      |(?P<bt>`[^`]*`)
+      |(?P<str>'[^']*'|"[^"]*")
+      |(?P<id>(?:[A-Za-z_]|\.(?!\d))[A-Za-z0-9_.]*)""",
+    re.X,
+)
+
+#: functions allowed in response, ``cbind`` and ``offset`` expressions
+EXPR_FUNCTIONS = {
+    "log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p,
+    "expm1": np.expm1, "log2": np.log2, "log10": np.log10, "I": lambda x: x,
+    "as.numeric": lambda x: np.asarray(x, dtype=float),
+}
+_CONSTANTS = {"TRUE": True, "FALSE": False, "True": True, "False": False, "pi": np.pi}
+
+
+@dataclass(frozen=True)
+class Token:
+    """An identifier (or backticked name) found in a formula fragment."""
+
+    name: str
+    pos: int
+    is_call: bool  # followed by "(": a function name
+    is_keyword: bool  # followed by a single "=": a keyword argument name
+
+
+def tokens(text: str) -> list:
+    """Identifiers of ``text`` as :class:`Token` (numbers and string literals skipped)."""
+    out = []
+    for m in _TOKEN_RE.finditer(text):
+        kind = m.lastgroup
+        if kind in ("num", "str"):
+            continue
+        name = m.group()[1:-1] if kind == "bt" else m.group()
+        rest = text[m.end():].lstrip()
+        is_call = kind == "id" and rest.startswith("(")
+        is_kw = kind == "id" and rest.startswith("=") and not rest.startswith("==")
+        out.append(Token(name, m.start(), is_call, is_kw))
+    return out
+
+
+def _scan(text: str):
+    """Yield (position, char, depth) for characters outside quotes/backticks."""
+    depth, quote = 0, None
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "`'\"":
+            quote = ch
+            continue
+        if ch in "([":
+            depth += 1
+        elif ch in ")]":
+            depth -= 1
+        yield i, ch, depth
+
+
+def _check_balanced(text: str, formula: str, offset: int = 0) -> None:
+    stack = []
+    quote = None
+    for i, ch in enumerate(text):
+        if quote:
+            if ch == quote:
+                quote = None
+            continue
+        if ch in "`'\"":
+            quote = ch
+            continue
+        if ch in "([":
+            stack.append((ch, i))
+        elif ch in ")]":
+            if not stack or stack[-1][0] != {")": "(", "]": "["}[ch]:
+                raise ValueError(
+                    f"unbalanced parentheses in formula {formula!r}: {ch!r} at position {i + offset} "
+                    f"has no matching opening bracket; check the parentheses")
+            stack.pop()
+    if quote:
+        raise ValueError(f"unterminated quote or backtick in formula {formula!r}; close it")
+    if stack:
+        ch, i = stack[-1]
+        raise ValueError(
+            f"unbalanced parentheses in formula {formula!r}: {ch!r} at position {i + offset} "
+            f"is never closed; add the missing ')'")
+
+
+def _split_top(text: str, seps: str) -> list:
+    """Split at top-level characters in ``seps``: list of (sep_before, piece, start)."""
+    parts, start, sep = [], 0, ""
+    for i, ch, depth in _scan(text):
+        if depth == 0 and ch in seps:
+            parts.append((sep, text[start:i], start))
+            sep, start = ch, i + 1
+    parts.append((sep, text[start:], start))
+    return parts
+
+
+def _strip_parens(text: str) -> str:
+    """Remove redundant enclosing parentheses: ``"((a))" -> "a"``."""
+    text = text.strip()
+    while text.startswith("(") and text.endswith(")"):
+        closes_at = next((i for i, ch, d in _scan(text) if d == 0), None)
+        if closes_at != len(text) - 1:
+            break
+        text = text[1:-1].strip()
+    return text
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip())
+
+
+def _to_python(expr: str):
+    """Python source for an R expression plus the placeholder -> name map."""
+    names: dict = {}
+    pieces, last = [], 0
+    for m in _TOKEN_RE.finditer(expr):
+        kind, tok = m.lastgroup, m.group()
+        if kind in ("bt", "id") and not (kind == "id" and tok in _CONSTANTS):
+            name = tok[1:-1] if kind == "bt" else tok
+            key = names.setdefault(name, f"_v{len(names)}")
+            pieces += [expr[last:m.start()], key]
+            last = m.end()
+    pieces.append(expr[last:])
+    src = "".join(pieces)
+    # R's power operator; quotes were tokenized, so '^' here is always an operator
+    src = src.replace("^", "**")
+    return src, {v: k for k, v in names.items()}
+
+
+def deparse(expr: str) -> str:
+    """Normalise spacing of an expression the way R prints it (``size-x`` -> ``size - x``)."""
+    src, back = _to_python(expr)
+    try:
+        out = ast.unparse(ast.parse(src.strip(), mode="eval"))
+    except SyntaxError:
+        return _norm(expr)
+    for key in sorted(back, key=len, reverse=True):
+        name = back[key]
+        shown = name if re.fullmatch(r"(?:[A-Za-z_]|\.(?!\d))[A-Za-z0-9_.]*", name) else f"`{name}`"
+        out = re.sub(rf"\b{key}\b", lambda _m, s=shown: s, out)
+    return out.replace(" ** ", "^")
+
+
+_BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide,
+           ast.Pow: np.power, ast.Mod: np.mod}
+_CMPOPS = {ast.Lt: np.less, ast.Gt: np.greater, ast.LtE: np.less_equal, ast.GtE: np.greater_equal,
+           ast.Eq: np.equal, ast.NotEq: np.not_equal}
+
+
+def eval_expr(expr: str, data: Mapping, what: str = "expression") -> np.ndarray:
+    """Evaluate an arithmetic R expression (``"size - incidence"``, ``"log(weeks)"``).
+
+    Parameters
+    ----------
+    expr : str
+        Names (backticks allowed), numbers, ``+ - * / ^ %``, comparisons and the
+        functions in :data:`EXPR_FUNCTIONS`.
+    data : mapping
+        Column name -> array.
+    what : str
+        Where the expression comes from, for error messages.
+
+    Returns
+    -------
+    ndarray
+    """
+    src, back = _to_python(expr)
+    try:
+        tree = ast.parse(src.strip(), mode="eval")
+    except SyntaxError:
+        raise ValueError(f"cannot parse {what} {expr!r}; write it as an arithmetic expression") from None
+
+    def ev(node):
+        if isinstance(node, ast.Constant) and isinstance(node.value, (int, float, str, bool)):
+            return node.value
+        if isinstance(node, ast.Name):
+            if node.id in back:
+                name = back[node.id]
+                if name not in data:
+                    raise ValueError(f"unknown column {name!r} in {what} {expr!r}; check the spelling")
+                return np.asarray(data[name])
+            return _CONSTANTS[node.id]
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            return _BINOPS[type(node.op)](ev(node.left), ev(node.right))
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = ev(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.Compare) and len(node.ops) == 1 and type(node.ops[0]) in _CMPOPS:
+            return _CMPOPS[type(node.ops[0])](ev(node.left), ev(node.comparators[0]))
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and not node.keywords
+                and back.get(node.func.id) in EXPR_FUNCTIONS and len(node.args) == 1):
+            return EXPR_FUNCTIONS[back[node.func.id]](ev(node.args[0]))
+        raise ValueError(
+            f"unsupported construct in {what} {expr!r}; allowed are column names, numbers, "
+            f"+ - * / ^ %, comparisons and {sorted(EXPR_FUNCTIONS)}; otherwise add a computed column")
+
+    with np.errstate(all="ignore"):
+        return ev(tree.body)
+
+
+@dataclass(frozen=True)
+class ParsedRandom:
+    """One random-effects term after expanding ``/`` nesting.
+
+    Attributes
+    ----------
+    lhs_terms : tuple of str
+        Model terms of the left-hand side, intercept markers removed (``("x",)``).
+    intercept : bool
+        Whether the term has a random intercept (``(1 + x | g)``, ``(x | g)``).
+    group : str
+        Grouping-factor label, lme4 style: ``"g"``, ``"a:b"``, ``"b:a"`` for ``a/b``.
+    group_vars : tuple of str
+        Columns whose interaction forms the grouping factor, slowest-varying first.
+    correlated : bool
+        False for ``||``.
+    text : str
+        The term as written, for messages.
+    """
+
+    lhs_terms: tuple
+    intercept: bool
+    group: str
+    group_vars: tuple
+    correlated: bool
+    text: str
+
+    @property
+    def lhs(self) -> str:
+        """Left-hand side for formulae: ``"1 + x"`` or ``"0 + f"``."""
+        return " + ".join((("1",) if self.intercept else ("0",)) + self.lhs_terms)
+
+
+@dataclass(frozen=True)
+class ParsedFormula:
+    """An lme4 formula split into its parts (see :func:`parse_formula`).
+
+    Attributes
+    ----------
+    formula : str
+    response : str
+        Response expression (``"Response"``) or ``""`` when ``cbind`` is used.
+    cbind : tuple of str or None
+        ``(successes, failures)`` expressions of ``cbind(s, f)``.
+    fixed_terms : tuple of str
+        Fixed-effect terms, e.g. ``("Month*Treatment",)``; removals keep a ``"-"`` prefix.
+    intercept : bool
+    offsets : tuple of str
+        Expressions inside each ``offset(...)``; they are summed.
+    random : tuple of ParsedRandom
+    """
+
+    formula: str
+    response: str
+    cbind: tuple | None
+    fixed_terms: tuple
+    intercept: bool
+    offsets: tuple
+    random: tuple
+
+    @property
+    def response_label(self) -> str:
+        """``"Response"`` or ``"cbind(incidence, size - incidence)"``."""
+        if self.cbind is not None:
+            return f"cbind({deparse(self.cbind[0])}, {deparse(self.cbind[1])})"
+        return deparse(self.response)
+
+    @property
+    def fixed_rhs(self) -> str:
+        """Right-hand side for formulae, e.g. ``"1 + Month*Treatment"``."""
+        out = "1" if self.intercept else "0"
+        for t in self.fixed_terms:
+            out += f" - {t[1:]}" if t.startswith("-") else f" + {t}"
+        return out.replace("^", "**")
+
+
+def _group_parts(gtext: str, term: str, formula: str) -> list:
+    """``"a/b"`` -> [("a", ("a",)), ("b:a", ("b", "a"))]; ``"a:b"`` -> [("a:b", ("a", "b"))]."""
+    out, prev_label, prev_vars = [], None, ()
+    for _, part, _ in _split_top(gtext, "/"):
+        part = _strip_parens(part)
+        pieces = [_strip_parens(p) for _, p, _ in _split_top(part, ":")]
+        names = []
+        for p in pieces:
+            if not p:
+                raise ValueError(f"empty grouping factor in random term {term!r} of formula {formula!r}; "
+                                 f"write (lhs | group)")
+            m = re.fullmatch(r"`([^`]+)`|((?:[A-Za-z_]|\.(?!\d))[A-Za-z0-9_.]*)", p)
+            if not m:
+                raise ValueError(f"grouping factor {p!r} in random term {term!r} must be a column name "
+                                 f"or an interaction a:b; compute it as a column first")
+            names.append(m.group(1) or m.group(2))
+        label = ":".join(pieces)
+        if prev_label is not None:
+            wrap = (lambda s: f"({s})" if ":" in s else s)
+            label, names = f"{wrap(label)}:{wrap(prev_label)}", names + list(prev_vars)
+        out.append((label, tuple(names)))
+        prev_label, prev_vars = label, tuple(names)
+    return out
+
+
+def _parse_random(text: str, pos: int, formula: str) -> list:
+    inner = _strip_parens(text)
+    bars = [i for i, ch, d in _scan(inner) if d == 0 and ch == "|"]
+    correlated = True
+    if len(bars) == 2 and bars[1] == bars[0] + 1:
+        correlated, bars = False, bars[:1]
+    if len(bars) != 1:
+        raise ValueError(f"random term {text!r} at position {pos} of formula {formula!r} must contain "
+                         f"exactly one '|' (or '||'); write (lhs | group)")
+    lhs = inner[:bars[0]].strip()
+    gtext = inner[bars[0] + (1 if correlated else 2):].strip()
+    if not lhs:
+        raise ValueError(f"random term {text!r} at position {pos} has an empty left-hand side; "
+                         f"write (1 | group) for a random intercept")
+    if not gtext:
+        raise ValueError(f"random term {text!r} at position {pos} of formula {formula!r} has an empty "
+                         f"group; write (lhs | group)")
+    intercept, terms = True, []
+    for sign, piece, _ in _split_top(lhs, "+-"):
+        piece = _strip_parens(piece)
+        if not piece:
+            continue
+        if piece in ("0", "1"):
+            intercept = (piece == "1") == (sign != "-")
+        elif sign == "-":
+            raise ValueError(f"term removal '- {piece}' is not supported inside random term {text!r}; "
+                             f"list the wanted terms instead")
+        else:
+            terms.append(piece.replace("^", "**"))
+    if not intercept and not terms:
+        raise ValueError(f"random term {text!r} has no coefficients; use (1 | group) or (0 + x | group)")
+    label_text = f"({_norm(lhs)} {'|' if correlated else '||'} {_norm(gtext)})"
+    return [ParsedRandom(tuple(terms), intercept, label, gvars, correlated, label_text)
+            for label, gvars in _group_parts(gtext, label_text, formula)]
+
+
+def parse_formula(formula: str) -> ParsedFormula:
+    """Parse an lme4 formula string.
+
+    Parameters
+    ----------
+    formula : str
+        E.g. ``"Response ~ Month * Treatment + (1 | ID)"``.
+
+    Returns
+    -------
+    ParsedFormula
+
+    Raises
+    ------
+    ValueError
+        Naming the offending position or term for syntax errors.
+
+    Examples
+    --------
+    >>> p = parse_formula("y ~ x + (x || g) + (1 | a/b)")
+    >>> [(r.group, r.correlated) for r in p.random]
+    [('g', False), ('a', True), ('b:a', True)]
+    """
+    if not isinstance(formula, str):
+        raise ValueError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
+    _check_balanced(formula, formula)
+    tildes = [i for i, ch, d in _scan(formula) if ch == "~"]
+    if not tildes:
+        raise ValueError(f"formula {formula!r} has no '~'; write 'response ~ predictors'")
+    if len(tildes) > 1:
+        raise ValueError(f"formula {formula!r} has more than one '~' (second at position {tildes[1]})")
+    t = tildes[0]
+    lhs, rhs = formula[:t].strip(), formula[t + 1:]
+    if not lhs:
+        raise ValueError(f"formula {formula!r} has no response left of '~'; write 'response ~ ...'")
+    response, cbind = lhs, None
+    m = re.fullmatch(r"cbind\s*\((.*)\)", lhs, re.S)
+    if m:
+        args = [p.strip() for _, p, _ in _split_top(m.group(1), ",")]
+        if len(args) != 2 or not all(args):
+            raise ValueError(f"cbind in {formula!r} needs exactly two arguments: cbind(successes, failures)")
+        response, cbind = "", tuple(args)
+    if not rhs.strip():
+        raise ValueError(f"formula {formula!r} has nothing right of '~'; use '~ 1' for intercept only")
+    bar = next((i for i, ch, d in _scan(rhs) if d == 0 and ch == "|"), None)
+    if bar is not None:
+        raise ValueError(f"'|' at position {t + 1 + bar} of formula {formula!r} is outside parentheses; "
+                         f"random terms must be written in parentheses, e.g. (1 | g)")
+    intercept, fixed, offsets, random = True, [], [], []
+    for sign, piece, start in _split_top(rhs, "+-"):
+        pos = t + 1 + start + (len(piece) - len(piece.lstrip()))
+        piece = piece.strip()
+        if not piece:  # leading sign ("~ -1 + x") or "+ -1"
+            continue
+        bare = _strip_parens(piece)
+        if bare in ("0", "1"):
+            intercept = (bare == "1") == (sign != "-")
+            continue
+        om = re.fullmatch(r"offset\s*\((.*)\)", piece, re.S)
+        if om and _strip_parens(piece[piece.index("("):]) == om.group(1).strip():
+            if sign == "-":
+                raise ValueError(f"'- offset(...)' at position {pos} is not supported; use offset(-(...))")
+            offsets.append(om.group(1).strip())
+            continue
+        if any(ch == "|" for _, ch, _ in _scan(piece)):
+            is_bar = bare != piece and any(d == 0 and ch == "|" for _, ch, d in _scan(bare))
+            if not is_bar or sign == "-":
+                raise ValueError(f"random term {piece!r} at position {pos} of formula {formula!r} must be "
+                                 f"added on its own as '+ (lhs | group)'")
+            random.extend(_parse_random(piece, pos, formula))
+            continue
+        fixed.append(("-" if sign == "-" else "") + _norm(piece))
+    return ParsedFormula(formula, response, cbind, tuple(fixed), intercept, tuple(offsets), tuple(random))
