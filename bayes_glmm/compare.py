@@ -1,0 +1,305 @@
+"""Side-by-side comparison of any number of fits of the same GLMM.
+
+:func:`compare` turns each fit into rows of one tidy table -- per parameter the point
+estimate, its uncertainty and an interval -- and measures every fit against a reference
+fit; :func:`plot_compare` draws the same table as a forest plot.
+
+Any object with the fit accessors works (duck typing, see :mod:`bayes_glmm._fitproto`):
+
+=====================  =====================================  ==================================
+fit                    estimate / uncertainty                 interval
+=====================  =====================================  ==================================
+posterior (``idata``)  posterior mean / posterior SD          equal-tailed posterior quantiles
+ML (Laplace, AGQ(n))   MLE / Wald SE (fixed effects)          Wald ``est +- z se`` (fixed)
+PQL, GEE               estimate / SE (fixed effects)          Wald (fixed)
+=====================  =====================================  ==================================
+
+For point fits the SDs, correlations and sigma are reported with ``se`` and interval NaN:
+no profile-likelihood or delta-method interval is computed for variance components
+(their sampling distributions are skewed and bounded; use a posterior fit or ``lrt``).
+Random effects (``ranef=True``) use the conditional SDs (``ranef_sd``) when the fit has
+them.
+
+Parameter labels follow :meth:`bayes_glmm.bayes_results.BayesResults.summary`: the
+coefficient name for fixed effects, ``sd_<term>[coef]``, ``corr_<term>[coef1, coef2]``,
+``sigma`` and ``b_<group>[level, coef]``.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ._fitproto import is_posterior, method_name, posterior_draws
+from .spec import py_name
+
+__all__ = ["compare", "fit_table", "plot_compare", "KINDS"]
+
+#: parameter kinds, in display order
+KINDS = ("fixed", "sd", "corr", "sigma", "ranef")
+_GROUPS = {"all": ("fixed", "sd", "corr", "sigma"), "varcorr": ("sd", "corr", "sigma")}
+_COLUMNS = ["param", "kind", "group", "estimate", "se", "lower", "upper", "interval"]
+
+
+def _summ(draws: np.ndarray, a: float):
+    """(mean, sd, lower, upper) over axis 0."""
+    return (draws.mean(0), draws.std(0, ddof=1) if draws.shape[0] > 1 else np.full(draws.shape[1:], np.nan),
+            np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0))
+
+
+def _posterior_rows(fit, a: float, with_ranef: bool) -> list:
+    spec = fit.spec
+    d = posterior_draws(fit, ranef=with_ranef)
+    label = f"posterior {100 * (1 - 2 * a):g}%"
+    rows = []
+    m, s, lo, hi = _summ(d["beta"], a)
+    for j, nm in enumerate(spec.fixed_names):
+        rows.append((nm, "fixed", None, m[j], s[j], lo[j], hi[j], label))
+    for k, term in enumerate(spec.terms):
+        cov = d["covs"][k]
+        sd = np.sqrt(np.clip(np.einsum("sii->si", cov), 0, None))
+        m, s, lo, hi = _summ(sd, a)
+        for j, nm in enumerate(term.coef_names):
+            rows.append((f"sd_{term.ident}[{nm}]", "sd", term.group, m[j], s[j], lo[j], hi[j], label))
+        if term.correlated and term.q > 1:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                corr = cov / (sd[:, :, None] * sd[:, None, :])
+            for j in range(term.q):
+                for i in range(j + 1, term.q):
+                    m, s, lo, hi = _summ(corr[:, i, j], a)
+                    rows.append((f"corr_{term.ident}[{term.coef_names[j]}, {term.coef_names[i]}]", "corr",
+                                 term.group, m, s, lo, hi, label))
+    if d["sigma"] is not None:
+        m, s, lo, hi = _summ(d["sigma"], a)
+        rows.append(("sigma", "sigma", None, m, s, lo, hi, label))
+    if with_ranef:
+        for term, b in zip(spec.terms, d["b"]):
+            m, s, lo, hi = _summ(b, a)
+            for li, lev in enumerate(term.levels):
+                for j, nm in enumerate(term.coef_names):
+                    rows.append((f"b_{py_name(term.group)}[{lev}, {nm}]", "ranef", term.group,
+                                 m[li, j], s[li, j], lo[li, j], hi[li, j], label))
+    return rows
+
+
+def _varcorr_rows(vc: pd.DataFrame, spec) -> list:
+    rows = []
+    groups = {t.name: t.group for t in spec.terms} if spec is not None else {}
+    for _, r in vc.iterrows():
+        grp, v1, v2 = r["grp"], r["var1"], r["var2"]
+        missing2 = v2 is None or (isinstance(v2, float) and np.isnan(v2))
+        if grp == "Residual":
+            rows.append(("sigma", "sigma", None, float(r["sdcor"])))
+        elif missing2:
+            rows.append((f"sd_{py_name(grp)}[{v1}]", "sd", groups.get(grp, grp), float(r["sdcor"])))
+        else:
+            rows.append((f"corr_{py_name(grp)}[{v1}, {v2}]", "corr", groups.get(grp, grp), float(r["sdcor"])))
+    return rows
+
+
+def _point_rows(fit, a: float, with_ranef: bool) -> list:
+    fx = pd.Series(getattr(fit, "fixef"), dtype=float)
+    se = getattr(fit, "se", None)
+    se = pd.Series(se, dtype=float).reindex(fx.index) if se is not None else pd.Series(np.nan, index=fx.index)
+    z = stats.norm.ppf(1 - a)
+    label = f"Wald {100 * (1 - 2 * a):g}%"
+    rows = [(nm, "fixed", None, fx[nm], se[nm], fx[nm] - z * se[nm], fx[nm] + z * se[nm], label)
+            for nm in fx.index]
+    vc = getattr(fit, "varcorr", None)
+    if vc is not None and len(vc):
+        for p, kind, grp, est in _varcorr_rows(vc, getattr(fit, "spec", None)):
+            rows.append((p, kind, grp, est, np.nan, np.nan, np.nan, "none"))
+    if with_ranef:
+        re = getattr(fit, "ranef", None) or {}
+        re_sd = getattr(fit, "ranef_sd", None) or {}
+        for grp, df in re.items():
+            sd_df = re_sd.get(grp)
+            for lev in df.index:
+                for nm in df.columns:
+                    est = float(df.loc[lev, nm])
+                    s = float(sd_df.loc[lev, nm]) if sd_df is not None else np.nan
+                    rows.append((f"b_{py_name(grp)}[{lev}, {nm}]", "ranef", grp, est, s, est - z * s,
+                                 est + z * s, "conditional mode +- z cond. SD" if np.isfinite(s) else "none"))
+    return rows
+
+
+def fit_table(fit, *, ranef: bool = False, interval: float = 0.95) -> pd.DataFrame:
+    """One fit as a tidy table: param, kind, group, estimate, se, lower, upper, interval.
+
+    Parameters
+    ----------
+    fit : results object
+        Posterior, ML, PQL or GEE fit (anything with ``fixef``; see the module docstring).
+    ranef : bool
+        Include the random effects.
+    interval : float
+        Interval probability.
+    """
+    if not 0 < interval < 1:
+        raise ValueError(f"interval must be in (0, 1); got {interval}")
+    if getattr(fit, "fixef", None) is None:
+        raise ValueError(f"{type(fit).__name__} has no fixef; pass fits from GLMM.fit_ml, GLMM.sample, "
+                         f"GLMM.fit_pql or fit_gee")
+    a = (1 - interval) / 2
+    rows = _posterior_rows(fit, a, ranef) if is_posterior(fit) else _point_rows(fit, a, ranef)
+    out = pd.DataFrame(rows, columns=_COLUMNS)
+    for c in ("estimate", "se", "lower", "upper"):
+        out[c] = out[c].astype(float)
+    return out
+
+
+def _select(table: pd.DataFrame, params) -> pd.DataFrame:
+    if isinstance(params, str):
+        params = [params]
+    kinds, names = set(), set()
+    for p in params:
+        if p in _GROUPS:
+            kinds.update(_GROUPS[p])
+        elif p in KINDS:
+            kinds.add(p)
+        else:
+            names.add(p)
+    unknown = names - set(table["param"])
+    if unknown:
+        raise ValueError(f"params {sorted(unknown)} are neither kinds ({list(_GROUPS) + list(KINDS)}) nor "
+                         f"parameter labels of these fits (e.g. {table['param'].head(5).tolist()})")
+    return table[table["kind"].isin(kinds) | table["param"].isin(names)]
+
+
+def _names(fits, names) -> list:
+    if names is None:
+        names = [method_name(f) for f in fits]
+    names = [str(n) for n in names]
+    if len(names) != len(fits):
+        raise ValueError(f"names has {len(names)} entries for {len(fits)} fits")
+    seen: dict = {}
+    out = []
+    for n in names:  # de-duplicate: two posterior fits under different priors, etc.
+        seen[n] = seen.get(n, 0) + 1
+        out.append(n if seen[n] == 1 else f"{n} ({seen[n]})")
+    return out
+
+
+def compare(*fits, names=None, reference=0, params="all", ranef: bool = False, interval: float = 0.95,
+            threshold: float = 2.0) -> pd.DataFrame:
+    """Compare fits parameter by parameter in one tidy DataFrame.
+
+    Parameters
+    ----------
+    *fits : results objects
+        Posterior fits (one or more priors), ML (Laplace / AGQ), PQL and GEE fits.
+    names : list of str, optional
+        Labels of the fits (default: their ``method``; repeats get " (2)", ...).
+    reference : int or str
+        The fit the others are measured against (position or name).
+    params : str or list
+        ``"all"`` (fixed, SDs, correlations, sigma), ``"fixed"``, ``"varcorr"``, ``"sd"``,
+        ``"corr"``, ``"sigma"``, or a list of those and/or parameter labels.
+    ranef : bool
+        Also compare the random effects (their rows are added to any ``params``).
+    interval : float
+        Interval probability (posterior quantiles; Wald for point fits).
+    threshold : float
+        ``flag`` marks ``|z| > threshold``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (fit, parameter): ``fit``, ``method``, ``param``, ``kind``, ``group``,
+        ``estimate``, ``se``, ``lower``, ``upper``, ``interval``, ``diff`` (estimate minus
+        the reference's), ``z`` (``diff`` in units of the reference's SD/SE; where that is
+        NaN -- a point fit's variance components -- the compared fit's own SD/SE is used,
+        and ``z_scale`` says which), ``flag`` (``|z| > threshold``).
+
+    Examples
+    --------
+    >>> bg.compare(post, ml_agq, pql, names=["Bayes", "AGQ(25)", "PQL"])   # doctest: +SKIP
+    """
+    if not fits:
+        raise ValueError("compare needs at least one fit")
+    labels = _names(fits, names)
+    if isinstance(reference, str):
+        if reference not in labels:
+            raise ValueError(f"reference={reference!r} is not one of the fit names {labels}")
+        ref = labels.index(reference)
+    else:
+        ref = int(reference)
+        if not -len(fits) <= ref < len(fits):
+            raise ValueError(f"reference={reference} is out of range for {len(fits)} fits")
+        ref %= len(fits)
+    tables = []
+    for lab, f in zip(labels, fits):
+        t = fit_table(f, ranef=ranef, interval=interval)
+        sel = _select(t, params) if not ranef else pd.concat([_select(t[t.kind != "ranef"], params),
+                                                              t[t.kind == "ranef"]])
+        tables.append(sel.assign(fit=lab, method=method_name(f)))
+    reft = tables[ref].set_index("param")
+    out = pd.concat(tables, ignore_index=True)
+    ref_est = out["param"].map(reft["estimate"])
+    ref_se = out["param"].map(reft["se"])
+    out["diff"] = out["estimate"] - ref_est
+    use_ref = ref_se.notna() & (ref_se > 0)
+    scale = np.where(use_ref, ref_se, out["se"])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["z"] = out["diff"] / scale
+    out["z_scale"] = np.where(use_ref, "reference", np.where(out["se"].notna(), "own", "none"))
+    out.loc[out["fit"] == labels[ref], ["z_scale"]] = "reference"
+    out["flag"] = out["z"].abs() > threshold
+    order = {k: i for i, k in enumerate(KINDS)}
+    out["_k"] = out["kind"].map(order)
+    out["_p"] = out["param"].map({p: i for i, p in enumerate(dict.fromkeys(out["param"]))})
+    out["_f"] = out["fit"].map({n: i for i, n in enumerate(labels)})
+    out = out.sort_values(["_k", "_p", "_f"]).drop(columns=["_k", "_p", "_f"]).reset_index(drop=True)
+    return out[["fit", "method", "param", "kind", "group", "estimate", "se", "lower", "upper", "interval",
+                "diff", "z", "z_scale", "flag"]]
+
+
+def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = False,
+                 interval: float = 0.95, threshold: float = 2.0, ax=None, table: pd.DataFrame | None = None):
+    """Forest plot of :func:`compare`: one line per parameter, one marker per fit.
+
+    Parameters
+    ----------
+    *fits, names, reference, params, ranef, interval, threshold
+        As for :func:`compare`.
+    ax : matplotlib Axes, optional
+        Draw into this axes (default: a new figure).
+    table : DataFrame, optional
+        A table from :func:`compare` to draw instead of fitting one.
+
+    Returns
+    -------
+    (matplotlib.figure.Figure, matplotlib.axes.Axes)
+        Intervals are drawn where available (posterior quantiles, Wald for point fixed
+        effects); flagged estimates (``|z| > threshold``) are outlined in red.
+    """
+    import matplotlib.pyplot as plt
+
+    tab = table if table is not None else compare(*fits, names=names, reference=reference, params=params,
+                                                  ranef=ranef, interval=interval, threshold=threshold)
+    if tab.empty:
+        raise ValueError("nothing to plot: the selected params gave no rows")
+    params_order = list(dict.fromkeys(tab["param"]))
+    fit_order = list(dict.fromkeys(tab["fit"]))
+    if ax is None:
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(params_order) * max(1, len(fit_order) / 2) + 1.5))
+    else:
+        fig = ax.figure
+    n_f = len(fit_order)
+    offs = (np.arange(n_f) - (n_f - 1) / 2) * (0.7 / max(n_f, 1))
+    colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    for fi, name in enumerate(fit_order):
+        sub = tab[tab["fit"] == name]
+        y = np.array([params_order.index(p) for p in sub["param"]]) + offs[fi]
+        c = colors[fi % len(colors)]
+        ax.hlines(y, sub["lower"], sub["upper"], color=c, lw=1.5)
+        ax.scatter(sub["estimate"], y, color=c, zorder=3, label=name,
+                   edgecolors=np.where(sub["flag"], "red", c), linewidths=np.where(sub["flag"], 2.0, 0.5))
+    ax.set_yticks(np.arange(len(params_order)))
+    ax.set_yticklabels(params_order)
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="0.7", lw=0.8, zorder=0)
+    ax.set_xlabel(f"estimate ({100 * interval:g}% interval; red outline: |z| > {threshold:g} vs reference)")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    return fig, ax
