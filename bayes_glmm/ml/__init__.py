@@ -1,0 +1,104 @@
+"""Maximum-likelihood path (NumPy/SciPy only): profiled REML/ML for LMMs, Laplace and
+adaptive Gauss-Hermite quadrature for GLMMs, with lme4's parametrization.
+
+>>> from bayes_glmm.ml import fit_ml          # doctest: +SKIP
+>>> res = fit_ml(spec, n_agq=25)              # doctest: +SKIP
+"""
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+
+from .types import MLFit
+
+__all__ = ["fit_ml", "fit_raw", "MLFit"]
+
+
+def _one_blas_thread():
+    # The systems here are small dense blocks; OpenBLAS threads only spin and contend
+    # (measured 3-4x slower fits on a shared 2-core machine), so pin BLAS to one thread.
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # optional dependency
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def check_rank(X: np.ndarray, names) -> None:
+    """ValueError naming the aliased columns when X is rank deficient.
+
+    Uses a column-pivoted QR: columns pivoted past the numerical rank are linear
+    combinations of the earlier ones (lme4 drops them with a message; we ask the user to).
+    """
+    from scipy.linalg import qr
+
+    X = np.asarray(X, dtype=float)
+    if X.shape[1] == 0:
+        return
+    if X.shape[0] < X.shape[1]:
+        raise ValueError(f"{X.shape[1]} fixed effects but only {X.shape[0]} observations")
+    # scale columns so the rank decision does not depend on units
+    sc = np.sqrt(np.sum(X * X, axis=0))
+    sc[sc == 0] = 1.0
+    R, piv = qr(X / sc, mode="r", pivoting=True)
+    d = np.abs(np.diag(R))
+    tol = d[0] * max(X.shape) * np.finfo(float).eps * 1e3 if d.size else 0.0
+    rank = int(np.sum(d > tol))
+    if rank < X.shape[1]:
+        bad = [str(names[i]) if names is not None and i < len(names) else f"column {i}" for i in sorted(piv[rank:])]
+        raise ValueError(
+            f"fixed-effects model matrix is rank deficient ({rank} < {X.shape[1]} columns); aliased "
+            f"column(s): {', '.join(bad)}. Remove them (or the terms that create them) from the formula.")
+
+
+def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
+    """Fit by maximum likelihood and return the raw :class:`MLFit`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    n_agq : int
+        1: Laplace (GLMM); > 1: adaptive Gauss-Hermite quadrature with that many nodes
+        per dimension (a single random-effects term only).
+    reml : bool, optional
+        Gaussian identity-link models only; default True (as ``lmer``).
+    **kw
+        Passed to :func:`bayes_glmm.ml.lmm.fit_lmm` or :func:`bayes_glmm.ml.laplace.fit_glmm`
+        (``start``, ``maxiter``; GLMM also ``stage1``, ``calc_vcov``).
+
+    Raises
+    ------
+    ValueError
+        Rank-deficient X, no random-effects terms, ``reml`` for a GLMM, ``n_agq > 1`` with
+        several terms or for a gaussian LMM.
+    """
+    fam = spec.family
+    if not spec.terms:
+        raise ValueError("the model has no random-effects terms; fit it as a GLM (e.g. statsmodels) instead")
+    check_rank(spec.X, spec.fixed_names)
+    with _one_blas_thread():
+        if fam.name == "gaussian":
+            if fam.link.name != "identity":
+                raise NotImplementedError("the ML path fits gaussian models with the identity link only; "
+                                          "use the Bayesian path (GLMM.sample) for a gaussian log-link model")
+            if n_agq != 1:
+                raise ValueError(f"n_agq={n_agq} does not apply to a linear mixed model: its likelihood is "
+                                 f"exact (use n_agq=1, the default)")
+            from .lmm import fit_lmm
+            return fit_lmm(spec, True if reml is None else bool(reml), **kw)
+        if reml:
+            raise ValueError(f"reml=True applies to gaussian identity-link models only, not {fam.name}")
+        from .laplace import fit_glmm
+        return fit_glmm(spec, int(n_agq) if float(n_agq).is_integer() else n_agq, **kw)
+
+
+def fit_ml(spec, n_agq: int = 1, reml: bool | None = None, **kw):
+    """Fit by maximum likelihood and wrap the result in :class:`bayes_glmm.ml.results.MLResults`.
+
+    See :func:`fit_raw` for the parameters.
+    """
+    from .results import MLResults  # imported lazily: results imports heavier pieces
+
+    fit = fit_raw(spec, n_agq=n_agq, reml=reml, **kw)
+    return MLResults(spec, fit)

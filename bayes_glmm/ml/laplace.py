@@ -1,0 +1,184 @@
+"""GLMM maximum likelihood by the Laplace approximation (and AGQ for one grouping factor).
+
+The Laplace log-likelihood at (theta, beta), with u the conditional mode from PIRLS,
+
+    loglik = sum_i w_i log f(y_i | eta_i) - ||u||^2 / 2 - log det(L L') / 2,
+
+includes every constant of the family density (binomial coefficients, ``-lgamma(y+1)``),
+so it equals ``logLik(glmer(..., nAGQ = 1))``.
+
+Optimization follows lme4's two stages: (1) theta only, with beta updated inside PIRLS
+(the nAGQ = 0 criterion), which gives cheap, good starting values; (2) the full problem
+in (theta, beta), with PIRLS over u only and warm-started modes.  The covariance of beta
+is, as in lme4 >= 1.1, twice the beta block of the inverse finite-difference Hessian of the
+deviance in (theta, beta).
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from . import agq as _agq
+from . import linalg
+from .lmm import modes_and_sds
+from .optimize import (fd_hessian, lambdas_from_theta, minimize_bounded, theta_layout,
+                       warn_nonconvergence)
+from .pirls import make_response, pirls
+from .types import MLFit
+
+__all__ = ["fit_glmm", "start_beta", "make_deviance"]
+
+
+def start_beta(resp) -> np.ndarray:
+    """Least-squares fit of the linked starting means (glm's ``mustart``) on X."""
+    fam = resp.family
+    if fam.name in ("bernoulli", "binomial"):
+        mu0 = (resp.pw * resp.y + 0.5) / (resp.pw * resp.n_trials + 1.0)
+    else:  # poisson
+        mu0 = resp.y + 0.1
+    eta0 = fam.link.link(mu0) - resp.offset
+    return np.linalg.lstsq(resp.X, eta0, rcond=None)[0]
+
+
+def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
+    """Deviance ``-2 loglik`` in ``x = (theta, beta)`` (Laplace or AGQ) with warm-started modes.
+
+    ``state`` (a dict) carries the last modes between calls: warm starts make PIRLS take
+    two or three Newton steps instead of ten; the converged mode does not depend on them.
+    """
+    nt = sum(t.n_theta for t in terms)
+    state = {} if state is None else state
+
+    def dev(x):
+        theta, beta = x[:nt], x[nt:]
+        lambdas = lambdas_from_theta(theta, terms, slices)
+        pr = pirls(resp, s, lambdas, beta, state.get("u"))
+        if not pr.converged:
+            state["pirls_fail"] = state.get("pirls_fail", 0) + 1
+        if np.all(np.isfinite(pr.u)):
+            state["u"] = pr.u
+        state["last"] = pr
+        if n_agq == 1:
+            return pr.laplace_deviance
+        return -2.0 * _agq.agq_loglik(resp, s, lambdas, pr, n_agq)
+
+    return dev
+
+
+def _stage1(resp, s, terms, slices, lower, theta0, beta0):
+    """Optimize theta with beta inside PIRLS (lme4's nAGQ = 0 criterion)."""
+    state = {"u": None, "beta": beta0}
+
+    def crit(theta):
+        lambdas = lambdas_from_theta(theta, terms, slices)
+        pr = pirls(resp, s, lambdas, state["beta"], state["u"], joint=True)
+        if np.all(np.isfinite(pr.u)) and np.all(np.isfinite(pr.beta)):
+            state["u"], state["beta"] = pr.u, pr.beta
+        return pr.laplace_deviance
+
+    # a loose fit is enough: stage 2 polishes theta and beta together
+    opt = minimize_bounded(crit, theta0, lower, ftol=1e-8, gtol=1e-4, label="stage 1 (theta, beta in PIRLS)")
+    lambdas = lambdas_from_theta(opt["x"], terms, slices)
+    pr = pirls(resp, s, lambdas, state["beta"], state["u"], joint=True)
+    return opt, pr
+
+
+def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov: bool = True,
+             precondition: bool = True, maxiter: int = 1000) -> MLFit:
+    """Fit a GLMM by Laplace (``n_agq=1``) or adaptive Gauss-Hermite quadrature.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    n_agq : int
+        1 for Laplace; > 1 for AGQ (single random-effects term only).
+    start : dict, optional
+        ``{"theta": ..., "beta": ...}`` starting values (either key optional).
+    stage1 : bool
+        Run the theta-only first stage (ignored for the starting theta when ``start``
+        gives both theta and beta).
+    calc_vcov : bool
+        Compute the finite-difference Hessian for ``vcov_beta`` (costs ~2 d^2 deviance
+        evaluations, d = number of parameters).
+    precondition : bool
+        Whiten stage 2 with a finite-difference Hessian at its start (fewer iterations).
+
+    Returns
+    -------
+    MLFit
+    """
+    _agq.check_agq(spec, n_agq)
+    terms = spec.terms
+    resp = make_response(spec)
+    s = linalg.build_structure(terms)
+    slices, lower_t, theta0 = theta_layout(terms)
+    start = dict(start or {})
+    if "theta" in start:
+        theta0 = np.asarray(start["theta"], dtype=float)
+    beta0 = np.asarray(start["beta"], dtype=float) if "beta" in start else start_beta(resp)
+    nt, p = theta0.size, resp.X.shape[1]
+    messages = []
+    n_evals = 0
+    u0 = None
+    if stage1 and not ("theta" in start and "beta" in start):
+        opt1, pr1 = _stage1(resp, s, terms, slices, lower_t, theta0, beta0)
+        theta0, beta0, u0 = opt1["x"], pr1.beta, pr1.u
+        n_evals += opt1["n_evals"]
+        messages.append(opt1["message"])
+    state = {"u": u0}
+    dev = make_deviance(resp, s, terms, slices, n_agq, state)
+    x0 = np.concatenate([theta0, beta0])
+    lower = np.concatenate([lower_t, np.full(p, -np.inf)])
+    method = "Laplace" if n_agq == 1 else f"AGQ({n_agq})"
+    H0 = None
+    if precondition:
+        # whitening by the (cheaper, Laplace) Hessian at the stage-1 point; keep theta
+        # off its bound so the central differences stay on the smooth side
+        lap = make_deviance(resp, s, terms, slices, 1, {"u": u0})
+        H0 = fd_hessian(lap, x0, delta=1e-4)
+        n_evals += 2 * x0.size ** 2 + 1
+    opt = minimize_bounded(dev, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})")
+    n_evals += opt["n_evals"]
+    messages.append(opt["message"])
+    x = opt["x"]
+    theta, beta = x[:nt], x[nt:]
+    lambdas = lambdas_from_theta(theta, terms, slices)
+    dev_hat = dev(x)
+    pr = state["last"]
+    hessian_pd = True
+    if calc_vcov:
+        H = fd_hessian(dev, x)
+        n_evals += 2 * x.size ** 2 + 1
+        vcov, hessian_pd = _vcov_from_hessian(H, nt)
+        state["u"] = pr.u
+        dev(x)  # leave the state at the optimum
+    else:
+        vcov = np.full((p, p), np.nan)
+    if state.get("pirls_fail"):
+        messages.append(f"PIRLS did not converge in {state['pirls_fail']} deviance evaluation(s)")
+    b, b_sd = modes_and_sds(s, pr.factor, lambdas, pr.u)
+    optimizer = {"start": x0, "theta": theta, "n_evals": n_evals, "grad_norm": opt["grad_norm"],
+                 "hessian_pd": hessian_pd, "converged": opt["converged"], "messages": messages,
+                 "deviance": dev_hat, "pirls_iters": pr.iters}
+    warn_nonconvergence(optimizer, method)
+    return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,
+                 loglik=-0.5 * dev_hat, n_params=p + nt, method=method, reml=False, n_agq=int(n_agq),
+                 optimizer=optimizer)
+
+
+def _vcov_from_hessian(H: np.ndarray, nt: int):
+    """``2 [H^{-1}]_beta`` (the deviance is -2 loglik); falls back to ``2 H_beta^{-1}``."""
+    H = 0.5 * (H + H.T)
+    try:
+        np.linalg.cholesky(H)
+        Hinv = np.linalg.inv(H)
+        return 2.0 * Hinv[nt:, nt:], True
+    except np.linalg.LinAlgError:
+        Hb = H[nt:, nt:]
+        warnings.warn("Hessian of the deviance in (theta, beta) is not positive definite (a variance "
+                      "parameter at or near 0?); vcov of beta is conditional on theta", UserWarning, stacklevel=3)
+        try:
+            return 2.0 * np.linalg.inv(Hb), False
+        except np.linalg.LinAlgError:
+            return np.full(Hb.shape, np.nan), False

@@ -1,0 +1,361 @@
+"""The random-effects system ``A = Lambda' Z' W Z Lambda + I`` and its Cholesky factor.
+
+Z is never formed: each term is the pair (codes, Xr), so every product with Z is a
+``np.bincount`` over the level codes (O(n q^2) per term, no dense n x q work).
+
+Structure exploited (Bates et al. 2015, JSS, sec. 3; the same block Cholesky):
+
+* the *first block* is the term with the most levels; its part of A is block-diagonal
+  with J blocks of q x q, factorized in one batched ``np.linalg.cholesky`` call (pure
+  vector arithmetic when q = 1);
+* all other terms (crossed or nested factors, usually few levels) form a dense block
+  handled through the Schur complement ``S = A22 - A21 A11^{-1} A12``.
+
+So ``L = [[L1, 0], [V', L2]]`` with ``L1`` batched, ``V = L1^{-1} A12`` and
+``L2 = chol(S)``.  The u vector is laid out as in ``ModelSpec.Z()``: terms in spec
+order, each level-major ``(J_k, q_k)``.
+
+Products with Z' W Z do not depend on Lambda, so :func:`crossprods` (O(n)) is split from
+:func:`factorize` (independent of n): the LMM computes the former once per fit.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["ReStructure", "build_structure", "crossprods", "zt_r", "lam_t", "lam",
+           "z_lam_u", "factorize", "ReFactor", "Raw"]
+
+#: largest dense Schur block (number of random effects outside the first term)
+MAX_DENSE = 6000
+
+
+@dataclass(frozen=True, eq=False)
+class ReStructure:
+    """Index structures of the random-effects design, built once per fit.
+
+    Attributes
+    ----------
+    codes, Xr, J, q : tuples per term (spec order)
+    first : int
+        Index of the block-diagonal term (most levels).
+    rest : tuple of int
+        The other terms, in spec order.
+    starts : tuple of int
+        Start of each term in the u vector (spec order).
+    pair_codes : dict
+        ``(k, l) -> codes_k * J_l + codes_l`` for cross-term blocks.
+    """
+
+    codes: tuple
+    Xr: tuple
+    J: tuple
+    q: tuple
+    first: int
+    rest: tuple
+    starts: tuple
+    pair_codes: dict
+
+    @property
+    def m(self) -> int:
+        return int(sum(j * q for j, q in zip(self.J, self.q)))
+
+    @property
+    def m_rest(self) -> int:
+        return int(sum(self.J[k] * self.q[k] for k in self.rest))
+
+
+def build_structure(terms) -> ReStructure:
+    """Precompute codes, level counts and cross-term pair codes for a tuple of RandomTerm."""
+    codes = tuple(np.asarray(t.codes, dtype=np.int64) for t in terms)
+    Xr = tuple(np.ascontiguousarray(t.Xr, dtype=float) for t in terms)
+    J = tuple(int(t.n_levels) for t in terms)
+    q = tuple(int(x.shape[1]) for x in Xr)
+    first = int(np.argmax([j * qq for j, qq in zip(J, q)]))
+    rest = tuple(k for k in range(len(terms)) if k != first)
+    starts = tuple(int(s) for s in np.concatenate([[0], np.cumsum([j * qq for j, qq in zip(J, q)])[:-1]]))
+    m_rest = sum(J[k] * q[k] for k in rest)
+    if m_rest > MAX_DENSE:
+        raise ValueError(
+            f"{m_rest} random effects outside the largest term exceed the dense Schur-complement limit "
+            f"({MAX_DENSE}); this crossed design is too large for the ML path")
+    order = (first,) + rest
+    pair = {}
+    for a, k in enumerate(order):
+        for l in order[a + 1:]:
+            pair[(k, l)] = codes[k] * J[l] + codes[l]
+    return ReStructure(codes, Xr, J, q, first, rest, starts, pair)
+
+
+# ---------------------------------------------------------------------------------------
+# products with Z and Lambda
+# ---------------------------------------------------------------------------------------
+def z_lam_u(s: ReStructure, lambdas, u: np.ndarray) -> np.ndarray:
+    """Row-wise ``Z Lambda u`` (n,) for u in the spec layout."""
+    out = np.zeros(s.codes[0].shape[0]) if s.codes else 0.0
+    for k in range(len(s.codes)):
+        uk = u[s.starts[k]: s.starts[k] + s.J[k] * s.q[k]].reshape(s.J[k], s.q[k])
+        if s.q[k] == 1:
+            out = out + s.Xr[k][:, 0] * (uk[:, 0] * lambdas[k][0, 0])[s.codes[k]]
+        else:
+            bk = uk @ lambdas[k].T
+            out = out + np.einsum("nq,nq->n", s.Xr[k], bk[s.codes[k]])
+    return out
+
+
+def zt_r(s: ReStructure, r: np.ndarray) -> np.ndarray:
+    """``Z' r`` for r of shape (n,) or (n, p); returns (m,) or (m, p), spec layout."""
+    r2 = r[:, None] if r.ndim == 1 else r
+    p = r2.shape[1]
+    out = np.empty((s.m, p))
+    for k in range(len(s.codes)):
+        J, q = s.J[k], s.q[k]
+        blk = np.empty((J, q, p))
+        for a in range(q):
+            xa = s.Xr[k][:, a]
+            for c in range(p):
+                blk[:, a, c] = np.bincount(s.codes[k], weights=xa * r2[:, c], minlength=J)
+        out[s.starts[k]: s.starts[k] + J * q] = blk.reshape(J * q, p)
+    return out[:, 0] if r.ndim == 1 else out
+
+
+def _lam_apply(s: ReStructure, lambdas, v: np.ndarray, transpose: bool) -> np.ndarray:
+    v2 = v[:, None] if v.ndim == 1 else v
+    out = np.empty_like(v2)
+    for k in range(len(s.J)):
+        J, q = s.J[k], s.q[k]
+        sl = slice(s.starts[k], s.starts[k] + J * q)
+        blk = v2[sl].reshape(J, q, -1)
+        Lk = lambdas[k].T if transpose else lambdas[k]
+        out[sl] = np.einsum("ab,jbc->jac", Lk, blk).reshape(J * q, -1)
+    return out[:, 0] if v.ndim == 1 else out
+
+
+def lam_t(s: ReStructure, lambdas, v: np.ndarray) -> np.ndarray:
+    """``Lambda' v`` (block-diagonal Lambda, spec layout)."""
+    return _lam_apply(s, lambdas, v, True)
+
+
+def lam(s: ReStructure, lambdas, v: np.ndarray) -> np.ndarray:
+    """``Lambda v`` (block-diagonal Lambda, spec layout)."""
+    return _lam_apply(s, lambdas, v, False)
+
+
+# ---------------------------------------------------------------------------------------
+# weighted cross products Z' W Z (Lambda-free)
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class Raw:
+    """``Z' W Z`` in pieces: ``diag[k]`` (J_k, q_k, q_k); ``off[(k, l)]`` (J_k, q_k, J_l, q_l)."""
+
+    diag: tuple
+    off: dict
+
+
+def crossprods(s: ReStructure, w: np.ndarray) -> Raw:
+    """Weighted cross products of the Z blocks, by bincount over level codes.
+
+    Parameters
+    ----------
+    s : ReStructure
+    w : ndarray (n,)
+        Working (IRLS) or prior weights.
+    """
+    diag = []
+    for k in range(len(s.J)):
+        J, q, X, c = s.J[k], s.q[k], s.Xr[k], s.codes[k]
+        M = np.empty((J, q, q))
+        for a in range(q):
+            wa = w * X[:, a]
+            for b in range(a, q):
+                M[:, a, b] = np.bincount(c, weights=wa * X[:, b], minlength=J)
+                M[:, b, a] = M[:, a, b]
+        diag.append(M)
+    off = {}
+    for (k, l), pc in s.pair_codes.items():
+        Jk, Jl, qk, ql = s.J[k], s.J[l], s.q[k], s.q[l]
+        C = np.empty((Jk, qk, Jl, ql))
+        for a in range(qk):
+            wa = w * s.Xr[k][:, a]
+            for b in range(ql):
+                C[:, a, :, b] = np.bincount(pc, weights=wa * s.Xr[l][:, b], minlength=Jk * Jl).reshape(Jk, Jl)
+        off[(k, l)] = C
+    return Raw(tuple(diag), off)
+
+
+# ---------------------------------------------------------------------------------------
+# factorization
+# ---------------------------------------------------------------------------------------
+def _bsolve(L: np.ndarray, r: np.ndarray, trans: bool = False) -> np.ndarray:
+    """Batched solve with lower-triangular blocks L (J, q, q) (or L' when ``trans``); r (J, q, k)."""
+    if L.shape[1] == 1:
+        return r / L
+    A = np.swapaxes(L, 1, 2) if trans else L
+    return np.linalg.solve(A, r)
+
+
+def _chol_checked(A: np.ndarray) -> np.ndarray:
+    try:
+        return np.linalg.cholesky(A)
+    except np.linalg.LinAlgError:
+        # A = Lambda'Z'WZLambda + I is positive definite in exact arithmetic; a failure
+        # means non-finite weights (overflowing eta), which the caller treats as a bad step.
+        raise FloatingPointError("random-effects system is not positive definite (non-finite weights?)")
+
+
+@dataclass(frozen=True, eq=False)
+class ReFactor:
+    """Block Cholesky factor of ``A = Lambda' Z' W Z Lambda + I``.
+
+    Attributes
+    ----------
+    s : ReStructure
+    L1 : ndarray (J1, q1, q1)
+        Batched factor of the first term's block.
+    V : ndarray (J1, q1, m2)
+        ``L1^{-1} A12``; empty when there is one term.
+    L2 : ndarray (m2, m2)
+        Cholesky factor of the Schur complement.
+    logdet : float
+        ``log det A`` (= ``2 sum log diag L``).
+    """
+
+    s: ReStructure
+    L1: np.ndarray
+    V: np.ndarray
+    L2: np.ndarray
+    logdet: float
+
+    # permutation helpers: internal order is [first term, rest terms in spec order]
+    def _split(self, r: np.ndarray):
+        s = self.s
+        k = s.first
+        r2 = r.reshape(r.shape[0], -1)
+        r1 = r2[s.starts[k]: s.starts[k] + s.J[k] * s.q[k]].reshape(s.J[k], s.q[k], -1)
+        parts = [r2[s.starts[j]: s.starts[j] + s.J[j] * s.q[j]] for j in s.rest]
+        rr = np.concatenate(parts, axis=0) if parts else np.zeros((0, r2.shape[1]))
+        return r1, rr
+
+    def _merge(self, x1: np.ndarray, xr: np.ndarray, shape) -> np.ndarray:
+        s = self.s
+        out = np.empty((s.m, x1.shape[-1]))
+        k = s.first
+        out[s.starts[k]: s.starts[k] + s.J[k] * s.q[k]] = x1.reshape(-1, x1.shape[-1])
+        pos = 0
+        for j in s.rest:
+            n = s.J[j] * s.q[j]
+            out[s.starts[j]: s.starts[j] + n] = xr[pos: pos + n]
+            pos += n
+        return out.reshape(shape)
+
+    def forward(self, r: np.ndarray) -> np.ndarray:
+        """``L^{-1} r`` for r (m,) or (m, k)."""
+        r1, rr = self._split(r)
+        y1 = _bsolve(self.L1, r1)
+        if rr.shape[0]:
+            rhs = rr - np.einsum("jam,jak->mk", self.V, y1)
+            yr = _tri_solve(self.L2, rhs, lower=True)
+        else:
+            yr = rr
+        return self._merge(y1, yr, r.shape)
+
+    def backward(self, y: np.ndarray) -> np.ndarray:
+        """``L'^{-1} y`` for y (m,) or (m, k)."""
+        y1, yr = self._split(y)
+        if yr.shape[0]:
+            xr = _tri_solve(self.L2.T, yr, lower=False)
+            y1 = y1 - np.einsum("jam,mk->jak", self.V, xr)
+        else:
+            xr = yr
+        x1 = _bsolve(self.L1, y1, trans=True)
+        return self._merge(x1, xr, y.shape)
+
+    def solve(self, r: np.ndarray) -> np.ndarray:
+        """``A^{-1} r``."""
+        return self.backward(self.forward(r))
+
+    def inv_diag_blocks(self) -> list:
+        """Diagonal q_k x q_k blocks of ``A^{-1}`` per term (spec order), each (J_k, q_k, q_k)."""
+        s = self.s
+        out = [None] * len(s.J)
+        L1inv = _bsolve(self.L1, np.broadcast_to(np.eye(s.q[s.first]), self.L1.shape).copy())
+        B11 = np.einsum("jba,jbc->jac", L1inv, L1inv)  # L1^{-T} L1^{-1}
+        if s.rest:
+            m2 = self.L2.shape[0]
+            # A^{-1}_11 = A11^{-1} + W S^{-1} W' with W = L1^{-T} V
+            Wt = _bsolve(self.L1, self.V, trans=True)  # (J1, q1, m2)
+            G = _tri_solve(self.L2, Wt.reshape(-1, m2).T, lower=True)  # (m2, J1 q1)
+            G = G.T.reshape(Wt.shape[0], Wt.shape[1], m2)
+            B11 = B11 + np.einsum("jam,jbm->jab", G, G)
+            L2inv = _tri_solve(self.L2, np.eye(m2), lower=True)
+            Sinv = L2inv.T @ L2inv
+            pos = 0
+            for k in s.rest:
+                J, q = s.J[k], s.q[k]
+                blk = Sinv[pos: pos + J * q, pos: pos + J * q].reshape(J, q, J, q)
+                out[k] = blk[np.arange(J), :, np.arange(J), :]
+                pos += J * q
+        out[s.first] = B11
+        return out
+
+
+def _tri_solve(L: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
+    from scipy.linalg import solve_triangular
+    return solve_triangular(L, b, lower=lower, check_finite=False)
+
+
+def factorize(s: ReStructure, raw: Raw, lambdas) -> ReFactor:
+    """Cholesky factor of ``Lambda' Z' W Z Lambda + I`` from Lambda-free cross products.
+
+    Parameters
+    ----------
+    s : ReStructure
+    raw : Raw
+        From :func:`crossprods`.
+    lambdas : sequence of (q_k, q_k) lower-triangular arrays, spec order.
+
+    Raises
+    ------
+    FloatingPointError
+        When the system is not numerically positive definite (non-finite weights).
+    """
+    k1 = s.first
+    Lk = lambdas[k1]
+    q1 = s.q[k1]
+    if q1 == 1:
+        A11 = raw.diag[k1] * (Lk[0, 0] ** 2) + 1.0
+        if not np.all(np.isfinite(A11)) or np.any(A11 <= 0):
+            raise FloatingPointError("random-effects system is not positive definite (non-finite weights?)")
+        L1 = np.sqrt(A11)
+    else:
+        A11 = np.einsum("ba,jbc,cd->jad", Lk, raw.diag[k1], Lk) + np.eye(q1)
+        L1 = _chol_checked(A11)
+    logdet = 2.0 * float(np.sum(np.log(np.einsum("jaa->ja", L1))))
+    if not s.rest:
+        return ReFactor(s, L1, np.zeros((s.J[k1], q1, 0)), np.zeros((0, 0)), logdet)
+    # dense blocks of the other terms, in internal order
+    sizes = [s.J[k] * s.q[k] for k in s.rest]
+    offs = np.concatenate([[0], np.cumsum(sizes)])
+    m2 = int(offs[-1])
+    A22 = np.zeros((m2, m2))
+    A12 = np.empty((s.J[k1], q1, m2))
+    for i, k in enumerate(s.rest):
+        J, q, Lam = s.J[k], s.q[k], lambdas[k]
+        blk = np.einsum("ba,jbc,cd->jad", Lam, raw.diag[k], Lam)
+        sub = np.zeros((J, q, J, q))
+        sub[np.arange(J), :, np.arange(J), :] = blk
+        A22[offs[i]:offs[i + 1], offs[i]:offs[i + 1]] = sub.reshape(J * q, J * q) + np.eye(J * q)
+        C = raw.off[(k1, k)] if (k1, k) in raw.off else np.transpose(raw.off[(k, k1)], (2, 3, 0, 1))
+        A12[:, :, offs[i]:offs[i + 1]] = np.einsum("ba,jbkc,cd->jakd", Lk, C, Lam).reshape(s.J[k1], q1, J * q)
+        for i2 in range(i + 1, len(s.rest)):
+            l = s.rest[i2]
+            C = raw.off[(k, l)] if (k, l) in raw.off else np.transpose(raw.off[(l, k)], (2, 3, 0, 1))
+            D = np.einsum("ba,jbkc,cd->jakd", Lam, C, lambdas[l]).reshape(J * q, -1)
+            A22[offs[i]:offs[i + 1], offs[i2]:offs[i2 + 1]] = D
+            A22[offs[i2]:offs[i2 + 1], offs[i]:offs[i + 1]] = D.T
+    V = _bsolve(L1, A12)
+    S = A22 - np.einsum("jam,jan->mn", V, V)
+    L2 = _chol_checked(S)
+    logdet += 2.0 * float(np.sum(np.log(np.diag(L2))))
+    return ReFactor(s, L1, V, L2, logdet)
