@@ -1,6 +1,7 @@
 """The user-facing :class:`GLMM`: one spec, two estimation paths."""
 from __future__ import annotations
 
+import copy
 from typing import Any, Mapping
 
 import pandas as pd
@@ -68,6 +69,31 @@ class GLMM:
         from .priors import resolve_priors, resolve_centered
         self._priors = resolve_priors(self.spec, self.priors)
         self._centered = resolve_centered(self.spec, centered)
+
+    # ---------------------------------------------------------------- variants
+    def with_priors(self, priors: Mapping[str, Any]) -> "GLMM":
+        """A copy of this model with some priors overridden (the spec is shared, not rebuilt).
+
+        Parameters
+        ----------
+        priors : dict
+            Overrides merged over this model's own, e.g. ``{"sd_ID": bg.Prior("HalfNormal", sigma=1)}``.
+        """
+        from .priors import resolve_priors
+
+        new = copy.copy(self)
+        new.priors = {**self.priors, **dict(priors)}
+        new._priors = resolve_priors(self.spec, new.priors)
+        return new
+
+    def with_centered(self, centered: bool | Mapping[str, bool]) -> "GLMM":
+        """A copy of this model with another centered / non-centered choice per term."""
+        from .priors import resolve_centered
+
+        new = copy.copy(self)
+        new.centered = centered
+        new._centered = resolve_centered(self.spec, centered)
+        return new
 
     # ---------------------------------------------------------------- Bayesian path
     def build(self):
