@@ -1,0 +1,285 @@
+"""Posterior results: :class:`BayesResults`, the Bayesian counterpart of ``MLResults``.
+
+Point summaries are posterior means; :meth:`BayesResults.predict` averages predictions
+over posterior draws (or returns the draws).  Accessor names and shapes follow
+:class:`bayes_glmm.results.FitResults` (lme4 vocabulary).
+"""
+from __future__ import annotations
+
+import warnings
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from .covariance import varcorr_frame
+from .results import FitResults, _check_predict_args, ranef_by_group
+
+__all__ = ["BayesResults"]
+
+_QUANTS = (0.025, 0.975)
+
+
+def _stack(da) -> np.ndarray:
+    """(chain, draw, ...) DataArray -> ndarray (chain * draw, ...)."""
+    a = np.asarray(da)
+    return a.reshape((-1,) + a.shape[2:])
+
+
+class BayesResults(FitResults):
+    """A posterior sample of a :class:`bayes_glmm.GLMM`.
+
+    Parameters
+    ----------
+    model : GLMM
+        The model that was sampled (``.spec`` is used).
+    idata : arviz.InferenceData
+        Output of :func:`bayes_glmm.bayes.sample` (posterior with ``beta``, ``sd_<ident>``,
+        ``corr_<ident>``, ``b_<ident>``, ``sigma``).
+    pm_model : pymc.Model, optional
+        The PyMC model (needed for :meth:`posterior_predictive`).
+
+    Attributes
+    ----------
+    idata : arviz.InferenceData
+    model : GLMM
+    pm_model : pymc.Model
+    """
+
+    method = "posterior (NUTS)"
+
+    def __init__(self, model, idata, pm_model=None):
+        super().__init__(model.spec)
+        self.model = model
+        self.idata = idata
+        self.pm_model = pm_model
+
+    # ---------------------------------------------------------------- draws
+    @property
+    def n_draws(self) -> int:
+        """Total posterior draws (chains x draws)."""
+        p = self.idata.posterior
+        return int(p.sizes["chain"] * p.sizes["draw"])
+
+    @cached_property
+    def _draws(self) -> dict:
+        """Flattened draws: beta (S, p), b (list of (S, J, q)), cov (list of (S, q, q)),
+        sd (list of (S, q)), corr (list of (S, q, q)), sigma (S,) or None."""
+        post = self.idata.posterior
+        out = {"beta": _stack(post["beta"]), "b": [], "cov": [], "sd": [], "corr": []}
+        for t in self.spec.terms:
+            k = t.ident
+            sd = _stack(post[f"sd_{k}"]).reshape(-1, t.q)
+            corr = (_stack(post[f"corr_{k}"]) if f"corr_{k}" in post
+                    else np.broadcast_to(np.eye(t.q), (sd.shape[0], t.q, t.q)))
+            out["b"].append(_stack(post[f"b_{k}"]).reshape(-1, t.n_levels, t.q))
+            out["sd"].append(sd)
+            out["corr"].append(corr)
+            out["cov"].append(sd[:, :, None] * corr * sd[:, None, :])
+        out["sigma"] = _stack(post["sigma"]) if "sigma" in post else None
+        return out
+
+    def _point_params(self):
+        d = self._draws
+        sigma = None if d["sigma"] is None else float(d["sigma"].mean())
+        return (d["beta"].mean(0), [b.mean(0) for b in d["b"]], [c.mean(0) for c in d["cov"]], sigma)
+
+    # ---------------------------------------------------------------- accessors
+    @property
+    def fixef(self) -> pd.Series:
+        """Posterior means of the fixed effects, indexed by coefficient name."""
+        return pd.Series(self._draws["beta"].mean(0), index=list(self.spec.fixed_names), name="fixef")
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(fit))`` with posterior means.
+
+        ``vcov`` is the posterior mean of each variance/covariance, ``sdcor`` the posterior
+        mean of each SD/correlation (so ``sdcor**2 != vcov`` in general).
+        """
+        d = self._draws
+        beta, _, covs, _ = self._point_params()
+        sigma2 = None if d["sigma"] is None else float(np.mean(d["sigma"] ** 2))
+        df = varcorr_frame(self.spec.terms, covs, None if sigma2 is None else np.sqrt(sigma2))
+        sdcor = []
+        for t, sd, corr in zip(self.spec.terms, d["sd"], d["corr"]):
+            sdcor.extend(sd.mean(0).tolist())
+            if t.correlated:
+                cm = corr.mean(0)
+                sdcor.extend(cm[i, j] for j in range(t.q) for i in range(j + 1, t.q))
+        if d["sigma"] is not None:
+            sdcor.append(float(d["sigma"].mean()))
+        df["sdcor"] = np.asarray(sdcor, dtype=float)
+        return df
+
+    @property
+    def ranef(self) -> dict:
+        """Posterior means of the random effects: grouping factor -> DataFrame (levels x coefs)."""
+        return ranef_by_group(self.spec, [b.mean(0) for b in self._draws["b"]])
+
+    def _param_draws(self) -> dict:
+        """label -> (chain, draw) array for every summarized parameter."""
+        post = self.idata.posterior
+        out = {}
+        beta = np.asarray(post["beta"])
+        for j, nm in enumerate(self.spec.fixed_names):
+            out[nm] = beta[:, :, j]
+        for t in self.spec.terms:
+            k = t.ident
+            sd = np.asarray(post[f"sd_{k}"]).reshape(beta.shape[:2] + (t.q,))
+            for j, nm in enumerate(t.coef_names):
+                out[f"sd_{k}[{nm}]"] = sd[:, :, j]
+            if f"corr_{k}" in post:
+                c = np.asarray(post[f"corr_{k}"])
+                for j in range(t.q):
+                    for i in range(j + 1, t.q):
+                        out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, i, j]
+        if "sigma" in post:
+            out["sigma"] = np.asarray(post["sigma"])
+        return out
+
+    def summary(self) -> pd.DataFrame:
+        """Posterior summary of fixed effects, SDs, correlations and sigma.
+
+        Returns
+        -------
+        DataFrame
+            Columns mean, sd, 2.5%, 97.5%, r_hat, ess_bulk, ess_tail.  R-hat is NaN with
+            a single chain.
+        """
+        import arviz as az
+
+        draws = self._param_draws()
+        keys = list(draws)
+        ds = az.convert_to_dataset({f"v{i}": draws[k] for i, k in enumerate(keys)})
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            rhat = az.rhat(ds) if ds.sizes["chain"] > 1 else None
+            eb = az.ess(ds, method="bulk")
+            et = az.ess(ds, method="tail")
+        rows = []
+        for i, k in enumerate(keys):
+            a = draws[k].ravel()
+            lo, hi = np.quantile(a, _QUANTS)
+            rows.append((a.mean(), a.std(ddof=1) if a.size > 1 else np.nan, lo, hi,
+                         float(rhat[f"v{i}"]) if rhat is not None else np.nan,
+                         float(eb[f"v{i}"]), float(et[f"v{i}"])))
+        return pd.DataFrame(rows, index=keys,
+                            columns=["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"])
+
+    # ---------------------------------------------------------------- prediction
+    def _eta_draws(self, design, new_levels, rng, include_random, idx):
+        d = self._draws
+        eta = d["beta"][idx] @ np.asarray(design.X).T + np.asarray(design.offset)[None, :]
+        if not include_random:
+            return eta
+        for k, term in enumerate(self.spec.terms):
+            codes = np.asarray(design.codes[k])
+            Xr = np.asarray(design.Xr[k])
+            new = codes < 0
+            if new.any() and new_levels == "error":
+                raise ValueError(
+                    f"newdata has {int(new.sum())} row(s) with levels of {term.group!r} not in the fitted "
+                    f"data; pass new_levels='population' (random effects set to 0) or 'sample'")
+            b = d["b"][k][idx]
+            contrib = np.einsum("nq,snq->sn", Xr, b[:, np.where(new, 0, codes)])
+            if new.any():
+                if new_levels == "population":
+                    contrib[:, new] = 0.0
+                else:
+                    keys = (np.asarray(design.labels[k], dtype=str)[new] if design.labels is not None
+                            else np.flatnonzero(new).astype(str))
+                    _, inv = np.unique(keys, return_inverse=True)
+                    L = np.linalg.cholesky(d["cov"][k][idx] + 1e-12 * np.eye(term.q))
+                    z = rng.standard_normal((len(idx), inv.max() + 1, term.q))
+                    bn = np.einsum("slq,srq->slr", z, L)  # (S, L, q): z @ L.T per draw
+                    contrib[:, new] = np.einsum("nq,snq->sn", Xr[new], bn[:, inv])
+            eta = eta + contrib
+        return eta
+
+    def predict(self, newdata: pd.DataFrame | None = None, kind: str = "mean",
+                new_levels: str = "population", *, re_form: str | None = "full",
+                random_seed=None, return_draws: bool = False, n_draws: int | None = None) -> np.ndarray:
+        """Predictions averaged over posterior draws.
+
+        Parameters
+        ----------
+        newdata : DataFrame, optional
+            Defaults to the fitted rows.
+        kind : {"link", "mean", "response"}
+            Linear predictor, conditional mean, or expected response (mean x trials for
+            binomial), each computed per draw and then averaged.
+        new_levels : {"population", "sample", "error"}
+            Unseen levels get zero random effects, a fresh draw from N(0, Sigma) per
+            posterior draw, or a ValueError.
+        re_form : {"full", None}
+            None gives population-level predictions (random effects at 0).
+        random_seed : int, optional
+            For ``new_levels="sample"`` and for thinning with ``n_draws``.
+        return_draws : bool
+            Return the (draws, rows) array instead of its mean.
+        n_draws : int, optional
+            Use a random subset of this many posterior draws (default all).
+
+        Returns
+        -------
+        ndarray
+            Shape (rows,), or (draws, rows) with ``return_draws=True``.
+        """
+        _check_predict_args(kind, new_levels)
+        if re_form not in ("full", None):
+            raise ValueError(f"re_form={re_form!r} must be 'full' or None")
+        rng = np.random.default_rng(random_seed)
+        S = self.n_draws
+        if n_draws is None:
+            idx = np.arange(S)
+        else:
+            if not isinstance(n_draws, (int, np.integer)) or not 1 <= n_draws <= S:
+                raise ValueError(f"n_draws must be an integer in 1..{S}, got {n_draws!r}")
+            idx = np.sort(rng.choice(S, size=int(n_draws), replace=False))
+        design = self._design(newdata)
+        eta = self._eta_draws(design, new_levels, rng, re_form is not None, idx)
+        out = self._to_scale(eta, design, kind)
+        return out if return_draws else out.mean(axis=0)
+
+    def posterior_predictive(self, random_seed=None):
+        """Add (and return) posterior predictive draws of ``y`` to :attr:`idata`.
+
+        Parameters
+        ----------
+        random_seed : int, optional
+
+        Returns
+        -------
+        arviz.InferenceData
+            :attr:`idata`, now with a ``posterior_predictive`` group.
+        """
+        from .bayes import posterior_predictive
+
+        pm_model = self.pm_model if self.pm_model is not None else self.model.build()
+        posterior_predictive(self.idata, pm_model, random_seed=random_seed, extend=True)
+        return self.idata
+
+    # ---------------------------------------------------------------- display
+    def _header(self) -> str:
+        post = self.idata.posterior
+        ss = self.idata.sample_stats
+        n_div = int(np.asarray(ss["diverging"]).sum()) if "diverging" in ss else 0
+        fam = self.spec.family
+        wall = post.attrs.get("sampling_wall_time")
+        return (f"{self.spec.formula}  [{fam.name}, {fam.link.name} link]\n"
+                f"{post.sizes['chain']} chains x {post.sizes['draw']} draws "
+                f"({post.attrs.get('sampler', 'NUTS')}"
+                + (f", {wall:.1f} s" if wall is not None else "") + f"), {n_div} divergences; "
+                f"{self.spec.n} observations")
+
+    def _repr_text(self) -> str:
+        vc = self.varcorr
+        return (f"BayesResults: {self._header()}\n\n" + self.summary().round(3).to_string()
+                + "\n\nRandom effects (posterior means)\n" + vc.to_string(index=False))
+
+    def _repr_html_(self) -> str:
+        fmt = lambda v: f"{v:.4g}"  # noqa: E731
+        head = "<p><b>BayesResults</b>: " + self._header().replace("\n", "<br>") + "</p>"
+        return (head + self.summary().to_html(float_format=fmt)
+                + "<p>Random effects (posterior means)</p>" + self.varcorr.to_html(float_format=fmt, index=False))

@@ -1,0 +1,309 @@
+"""Prior specification and weakly-informative, auto-scaled defaults.
+
+This module is pure Python/NumPy (it does not import PyMC).  It resolves the complete
+set of priors for a :class:`~bayes_glmm.spec.ModelSpec`: the package defaults (in the
+spirit of rstanarm/brms, scaled to the link and to the predictors) with user overrides
+applied.  :mod:`bayes_glmm.bayes` turns the result into PyMC distributions.
+
+Prior keys
+----------
+``"Intercept"``
+    Intercept on the *centered-predictor* scale (the expected linear predictor at the
+    means of the predictors), as in rstanarm and brms.
+``<coefficient name>``
+    One fixed-effect slope, e.g. ``"Month:Treatment"``.
+``"beta"``
+    All non-intercept slopes at once (a coefficient-name key wins over it).
+``"sd_<ident>"``
+    Standard deviations of the random effects of one term (``ident`` is
+    :attr:`RandomTerm.ident`, e.g. ``"sd_ID"``).
+``"corr_<ident>"``
+    LKJ prior on the correlation matrix of a correlated term (``Prior("LKJ", eta=2)``).
+``"sigma"``
+    Residual SD (gaussian family).
+
+See ``docs/priors.md`` for every default and what it implies on the response scale.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from .spec import ModelSpec
+
+__all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
+           "default_scales"]
+
+#: distribution name -> (support, accepted parameter names).  Names are PyMC's.
+DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Normal": ("real", ("mu", "sigma")),
+    "StudentT": ("real", ("nu", "mu", "sigma")),
+    "Cauchy": ("real", ("alpha", "beta")),
+    "Laplace": ("real", ("mu", "b")),
+    "Logistic": ("real", ("mu", "s")),
+    "Flat": ("real", ()),
+    "HalfNormal": ("positive", ("sigma",)),
+    "HalfStudentT": ("positive", ("nu", "sigma")),
+    "HalfCauchy": ("positive", ("beta",)),
+    "Exponential": ("positive", ("lam", "scale")),
+    "Gamma": ("positive", ("alpha", "beta", "mu", "sigma")),
+    "InverseGamma": ("positive", ("alpha", "beta", "mu", "sigma")),
+    "LogNormal": ("positive", ("mu", "sigma")),
+    "Weibull": ("positive", ("alpha", "beta")),
+    "HalfFlat": ("positive", ()),
+    "LKJ": ("corr", ("eta",)),
+}
+
+#: slope / SD multiplier (rstanarm's 2.5)
+SCALE = 2.5
+#: default LKJ shape
+LKJ_ETA = 2.0
+
+
+class Prior:
+    """A prior distribution: a PyMC distribution name and its parameters.
+
+    Parameters
+    ----------
+    dist_name : str
+        PyMC distribution name, one of :data:`DISTRIBUTIONS` (``"Normal"``,
+        ``"HalfNormal"``, ``"Exponential"``, ``"StudentT"``, ``"LKJ"``, ...).
+    **params : float
+        The distribution's parameters by PyMC name (``mu``, ``sigma``, ``lam``, ``eta``...).
+
+    Examples
+    --------
+    >>> Prior("Normal", mu=0, sigma=1)
+    Prior('Normal', mu=0, sigma=1)
+    """
+
+    def __init__(self, dist_name: str, **params: Any):
+        if dist_name not in DISTRIBUTIONS:
+            raise ValueError(
+                f"unknown prior distribution {dist_name!r}; choose one of {sorted(DISTRIBUTIONS)}"
+            )
+        allowed = DISTRIBUTIONS[dist_name][1]
+        bad = [k for k in params if k not in allowed]
+        if bad:
+            raise ValueError(
+                f"Prior({dist_name!r}) got unknown parameter(s) {bad}; it accepts {list(allowed)}"
+            )
+        for k, v in params.items():
+            try:
+                a = np.asarray(v, dtype=float)
+            except (TypeError, ValueError):
+                raise ValueError(f"Prior({dist_name!r}) parameter {k}={v!r} must be a number "
+                                 f"(or a list of numbers)") from None
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"Prior({dist_name!r}) parameter {k}={v!r} must be finite")
+        self.name = dist_name
+        self.args = dict(params)
+
+    @property
+    def support(self) -> str:
+        """``"real"``, ``"positive"`` or ``"corr"``."""
+        return DISTRIBUTIONS[self.name][0]
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Prior) and other.name == self.name and other.args == self.args
+
+    def __hash__(self):
+        return hash((self.name, tuple(sorted(self.args))))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={_fmt(v)}" for k, v in self.args.items())
+        return f"Prior({self.name!r}{', ' if args else ''}{args})"
+
+
+def _fmt(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else repr(v)
+
+
+def as_prior(obj: Any, key: str = "prior") -> Prior:
+    """Convert a :class:`Prior` or a ``bambi.Prior`` (duck-typed: ``.name``, ``.args``).
+
+    Raises
+    ------
+    ValueError
+        For anything else, naming the key.
+    """
+    if isinstance(obj, Prior):
+        return obj
+    if hasattr(obj, "name") and hasattr(obj, "args") and isinstance(obj.args, Mapping):
+        args = dict(obj.args)
+        if any(hasattr(v, "args") for v in args.values()):
+            raise ValueError(
+                f"prior for {key!r}: hierarchical bambi priors (a Prior as a parameter) are not "
+                f"supported; give fixed numbers, e.g. Prior('Normal', mu=0, sigma=1)"
+            )
+        try:
+            return Prior(str(obj.name), **args)
+        except ValueError as e:
+            raise ValueError(f"prior for {key!r}: {e}") from None
+    raise ValueError(
+        f"prior for {key!r} must be bayes_glmm.Prior or bambi.Prior, got {type(obj).__name__}; "
+        f"e.g. Prior('Normal', mu=0, sigma=1)"
+    )
+
+
+def _col_sd(x: np.ndarray) -> float:
+    s = float(np.std(x))
+    return s if s > 1e-12 else 1.0
+
+
+def _intercept_col(spec: ModelSpec) -> int | None:
+    names = list(spec.fixed_names)
+    if "(Intercept)" in names:
+        return names.index("(Intercept)")
+    return None
+
+
+def default_scales(spec: ModelSpec) -> dict:
+    """The numbers behind the defaults: ``s_y``, intercept location, predictor SDs.
+
+    Returns
+    -------
+    dict
+        ``s_y`` (sd(y) for the gaussian identity link, 1 otherwise), ``loc`` (intercept
+        location), ``x_sd`` (per fixed-effect column), ``xr_sd`` (per term, per column;
+        1 for constant columns such as intercepts).
+    """
+    fam = spec.family
+    y = np.asarray(spec.y, dtype=float)
+    w = np.asarray(spec.weights, dtype=float)
+    identity = fam.link.name == "identity"
+    s_y = _col_sd(y) if identity else 1.0
+    if identity:
+        loc = float(np.average(y, weights=w))
+    elif fam.link.name == "log":
+        # log of the mean response (per unit offset); brms centres its intercept prior likewise
+        rate = np.average(y / np.exp(np.asarray(spec.offset)), weights=w)
+        loc = float(np.log(max(rate, 1e-2)))
+    else:
+        loc = 0.0
+    x_sd = [_col_sd(spec.X[:, j]) for j in range(spec.p)]
+    xr_sd = [[_col_sd(t.Xr[:, j]) for j in range(t.q)] for t in spec.terms]
+    return {"s_y": s_y, "loc": loc, "x_sd": x_sd, "xr_sd": xr_sd}
+
+
+def _defaults(spec: ModelSpec) -> dict:
+    sc = default_scales(spec)
+    s_y = sc["s_y"]
+    out: dict[str, Prior] = {}
+    icol = _intercept_col(spec)
+    if icol is not None:
+        out["Intercept"] = Prior("Normal", mu=sc["loc"], sigma=SCALE * s_y)
+    for j, nm in enumerate(spec.fixed_names):
+        if j == icol:
+            continue
+        out[nm] = Prior("Normal", mu=0.0, sigma=SCALE * s_y / sc["x_sd"][j])
+    for t, xs in zip(spec.terms, sc["xr_sd"]):
+        sig = [SCALE * s_y / s for s in xs]
+        out[f"sd_{t.ident}"] = Prior("HalfNormal", sigma=sig[0] if t.q == 1 else sig)
+        if t.correlated and t.q > 1:
+            out[f"corr_{t.ident}"] = Prior("LKJ", eta=LKJ_ETA)
+    if spec.family.has_sigma:
+        out["sigma"] = Prior("Exponential", lam=1.0 / _col_sd(np.asarray(spec.y, dtype=float)))
+    return out
+
+
+_SUPPORT_FOR = {"Intercept": "real", "beta": "real", "sigma": "positive"}
+
+
+def _needed_support(key: str, spec: ModelSpec) -> str:
+    if key in _SUPPORT_FOR:
+        return _SUPPORT_FOR[key]
+    if key.startswith("sd_"):
+        return "positive"
+    if key.startswith("corr_"):
+        return "corr"
+    return "real"
+
+
+def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) -> dict:
+    """The complete set of priors: auto-scaled defaults with ``overrides`` applied.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    overrides : dict, optional
+        Key -> :class:`Prior` or ``bambi.Prior``.  Keys: ``"Intercept"``, a coefficient
+        name, ``"beta"`` (all slopes), ``"sd_<ident>"``, ``"corr_<ident>"``, ``"sigma"``.
+
+    Returns
+    -------
+    dict
+        Key -> :class:`Prior` for every parameter block of the model: ``"Intercept"``
+        (when X has one), one entry per slope name, ``"sd_<ident>"`` per term,
+        ``"corr_<ident>"`` per correlated term, ``"sigma"`` (gaussian).  ``"beta"`` is
+        not a key of the result; it has been expanded into the slope names.  A
+        ``HalfNormal`` SD prior may carry a list of per-coefficient ``sigma``.
+
+    Raises
+    ------
+    ValueError
+        For an unknown key (listing the valid keys), or a distribution whose support
+        does not fit the parameter (e.g. a Normal on an SD).
+    """
+    out = _defaults(spec)
+    overrides = dict(overrides or {})
+    valid = list(out) + (["beta"] if any(k for k in spec.fixed_names if k != "(Intercept)") else [])
+    unknown = [k for k in overrides if k not in valid]
+    if unknown:
+        raise ValueError(f"unknown prior key(s) {unknown}; valid keys for this model are {valid}")
+    conv = {}
+    for key, val in overrides.items():
+        pr = as_prior(val, key)
+        need = _needed_support(key, spec)
+        if pr.support != need:
+            choices = sorted(n for n, (s, _) in DISTRIBUTIONS.items() if s == need)
+            raise ValueError(
+                f"prior for {key!r} must have {need} support; {pr.name} does not. Use one of {choices}"
+            )
+        conv[key] = pr
+    if "beta" in conv:
+        for nm in spec.fixed_names:
+            if nm != "(Intercept)" and nm not in conv:
+                out[nm] = conv["beta"]
+    out.update({k: v for k, v in conv.items() if k != "beta"})
+    return out
+
+
+def resolve_centered(spec: ModelSpec, centered: bool | Mapping[str, bool] = False) -> dict:
+    """Per-term choice of centered (True) or non-centered (False) parametrization.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    centered : bool or dict
+        One choice for all terms, or term name (``RandomTerm.name`` or ``.ident``) ->
+        bool; unnamed terms stay non-centered.
+
+    Returns
+    -------
+    dict
+        ``RandomTerm.name`` -> bool for every term.
+
+    Raises
+    ------
+    ValueError
+        For names that are not terms of the model (listing the valid names) or
+        non-boolean values.
+    """
+    names = [t.name for t in spec.terms]
+    if isinstance(centered, (bool, np.bool_)):
+        return {n: bool(centered) for n in names}
+    if not isinstance(centered, Mapping):
+        raise ValueError(f"centered must be True/False or a dict term name -> bool; got {centered!r}")
+    alias = {t.ident: t.name for t in spec.terms}
+    alias.update({n: n for n in names})
+    unknown = [k for k in centered if k not in alias]
+    if unknown:
+        raise ValueError(f"centered: unknown term name(s) {unknown}; the model's terms are {names}")
+    out = {n: False for n in names}
+    for k, v in centered.items():
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"centered[{k!r}] must be True or False, got {v!r}")
+        out[alias[k]] = bool(v)
+    return out

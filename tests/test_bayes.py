@@ -1,0 +1,268 @@
+"""The PyMC path: graph structure, log-density consistency, sampling, results.
+
+Default tests use tiny data and few draws; ``slow`` tests check posterior recovery.
+"""
+import re
+import warnings
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_glmm as bg
+from bayes_glmm import bayes
+from bayes_glmm.bayes_results import BayesResults
+from bayes_glmm.families import NUMPY_OPS, get_family
+from bayes_glmm.priors import Prior, resolve_centered, resolve_priors
+from bayes_glmm.spec import ModelSpec, RandomTerm
+
+
+def simulate(n_groups=20, n_per=6, beta=(-0.5, 1.0), sds=(1.0, 0.5), rho=0.4, family="bernoulli", seed=0):
+    rng = np.random.default_rng(seed)
+    n = n_groups * n_per
+    g = np.repeat(np.arange(n_groups), n_per)
+    x = rng.normal(size=n)
+    cov = np.diag(sds) @ np.array([[1, rho], [rho, 1]]) @ np.diag(sds)
+    b = rng.multivariate_normal(np.zeros(2), cov, size=n_groups)
+    eta = beta[0] + b[g, 0] + (beta[1] + b[g, 1]) * x
+    if family == "bernoulli":
+        y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    else:
+        y = eta + rng.normal(scale=0.5, size=n)
+    return pd.DataFrame({"y": y, "x": x, "g": [f"G{i:02d}" for i in g]})
+
+
+def hand_spec(family="binomial", weights=None, offset=None, seed=1):
+    """A random-intercept spec built by hand (binomial with trials, offset, weights)."""
+    rng = np.random.default_rng(seed)
+    n, J = 40, 8
+    codes = np.arange(n) % J
+    x = rng.normal(size=n)
+    trials = rng.integers(1, 6, size=n).astype(float)
+    y = np.minimum(rng.binomial(trials.astype(int), 0.4), trials).astype(float)
+    term = RandomTerm(name="grp", group="grp", coef_names=("(Intercept)",), correlated=False,
+                      codes=codes, levels=pd.Index([f"L{j}" for j in range(J)]), Xr=np.ones((n, 1)))
+    return ModelSpec(formula="cbind(y, t - y) ~ x + (1 | grp)", family=get_family(family), response_name="y",
+                     y=y, trials=trials if family == "binomial" else None,
+                     X=np.column_stack([np.ones(n), x]), fixed_names=("(Intercept)", "x"),
+                     offset=np.zeros(n) if offset is None else offset,
+                     weights=np.ones(n) if weights is None else weights, terms=(term,), row_index=pd.RangeIndex(n))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return simulate()
+
+
+@pytest.fixture(scope="module")
+def glmm(data):
+    return bg.GLMM("y ~ x + (x | g)", data, family="bernoulli")
+
+
+@pytest.fixture(scope="module")
+def fit(glmm):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return glmm.sample(draws=150, tune=200, chains=2, random_seed=11, progressbar=False,
+                           prior_predictive=True, posterior_predictive=True)
+
+
+# ------------------------------------------------------------------ ops and graph
+def test_pt_ops_match_numpy_ops():
+    import pytensor.tensor as pt
+
+    assert set(vars(bayes.PT_OPS)) == set(vars(NUMPY_OPS))
+    xs = np.array([-40.0, -8.0, -1.5, -0.3, 0.0, 0.7, 3.0, 30.0])
+    x = pt.dvector("x")
+    for name in ("exp", "log1p", "sigmoid", "softplus", "ndtr", "log_ndtr", "gammaln", "square"):
+        arg = np.abs(xs) if name == "gammaln" else (xs[xs < 20] if name == "exp" else xs)
+        arg = arg[arg > -1] if name == "log1p" else arg
+        got = getattr(bayes.PT_OPS, name)(x).eval({x: arg})
+        np.testing.assert_allclose(got, getattr(NUMPY_OPS, name)(arg), rtol=1e-9, atol=1e-300, err_msg=name)
+    neg = np.array([-30.0, -2.0, -0.5, -1e-8])
+    np.testing.assert_allclose(bayes.PT_OPS.log1mexp(x).eval({x: neg}), NUMPY_OPS.log1mexp(neg), rtol=1e-9)
+
+
+def test_graph_names_dims_coords(glmm):
+    m = glmm.build()
+    names = set(m.named_vars)
+    assert {"beta", "Intercept", "slopes", "sd_g", "corr_g", "u_g", "b_g", "y"} <= names
+    assert "sigma" not in names
+    dims = m.named_vars_to_dims
+    assert dims["beta"] == ("coef",)
+    assert dims["sd_g"] == ("g_coef",)
+    assert dims["corr_g"] == ("g_coef", "g_coef2")
+    assert dims["u_g"] == dims["b_g"] == ("g_level", "g_coef")
+    assert list(m.coords["coef"]) == ["(Intercept)", "x"]
+    assert list(m.coords["g_coef"]) == ["(Intercept)", "x"]
+    assert len(m.coords["g_level"]) == 20 and m.coords["g_level"][0] == "G00"
+    assert m["u_g"] in m.free_RVs and m["b_g"] in m.deterministics
+
+
+def test_centered_and_gaussian_graph():
+    df = simulate(family="gaussian")
+    m = bg.GLMM("y ~ x + (x || g)", df, centered=True).build()
+    assert m["b_g"] in m.free_RVs and "u_g" not in m.named_vars and "corr_g" not in m.named_vars
+    assert "sigma" in m.named_vars
+
+
+def test_observed_logp_is_family_loglik_with_trials_offset_weights():
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.5, 2.0, size=40)
+    off = rng.normal(scale=0.3, size=40)
+    spec = hand_spec(weights=w, offset=off)
+    m = bayes.build_pymc_model(spec, resolve_priors(spec), resolve_centered(spec))
+    pt0 = m.initial_point()
+    pt0["Intercept"] = np.array(0.3)
+    f = m.compile_fn(m.logp(vars=[m["y"]], sum=True), inputs=m.value_vars)
+    eta = 0.3 + off  # slopes and u are 0 at the initial point
+    want = np.sum(w * spec.family.loglik(spec.y, eta, trials=spec.trials))
+    assert f(pt0) == pytest.approx(want, rel=1e-10)
+
+
+def test_prior_override_reaches_graph(data):
+    mod = bg.GLMM("y ~ x + (x | g)", data, family="bernoulli",
+                  priors={"beta": Prior("Normal", mu=0, sigma=0.1), "sd_g": Prior("Exponential", lam=2.0)})
+    prior = mod.prior_predictive(draws=400, random_seed=2)
+    assert float(prior.prior["beta"].sel(coef="x").std()) == pytest.approx(0.1, rel=0.2)
+    assert float(prior.prior["sd_g"].mean()) == pytest.approx(0.5, rel=0.25)
+
+
+# ------------------------------------------------------------------ sampling
+def test_bad_sampler_arguments(glmm):
+    with pytest.raises(ValueError, match="sampler='bogus' is not one of"):
+        glmm.sample(sampler="bogus")
+    try:
+        import numpyro  # noqa: F401
+    except ImportError:
+        with pytest.raises(ValueError, match="pip install numpyro"):
+            glmm.sample(sampler="numpyro")
+    with pytest.raises(ValueError, match="draws must be a positive integer"):
+        glmm.sample(draws=0)
+
+
+def test_inferencedata_groups(fit):
+    assert isinstance(fit, BayesResults)
+    groups = set(fit.idata.groups())
+    assert {"posterior", "sample_stats", "observed_data", "log_likelihood",
+            "prior", "prior_predictive", "posterior_predictive"} <= groups
+    post = fit.idata.posterior
+    assert post.sizes["chain"] == 2 and post.sizes["draw"] == 150
+    assert list(post["beta"].coords["coef"].values) == ["(Intercept)", "x"]
+    assert post["b_g"].dims == ("chain", "draw", "g_level", "g_coef")
+    assert not [v for v in post.data_vars if v.endswith("__")]
+    assert fit.idata.log_likelihood["y"].shape == (2, 150, 120)
+    assert fit.idata.posterior_predictive["y"].shape == (2, 150, 120)
+    import pymc as pm
+
+    ref = pm.compute_log_likelihood(fit.idata.sel(draw=slice(0, 5)), model=fit.pm_model, progressbar=False,
+                                    extend_inferencedata=False)
+    np.testing.assert_allclose(fit.idata.log_likelihood["y"].sel(draw=slice(0, 5)).values, ref["y"].values,
+                               rtol=1e-8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loo = az.loo(fit.idata)
+    assert np.isfinite(loo.elpd_loo)
+
+
+def test_same_seed_identical_draws(glmm, fit):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        again = glmm.sample(draws=150, tune=200, chains=2, random_seed=11, progressbar=False)
+        other = glmm.sample(draws=150, tune=200, chains=2, random_seed=12, progressbar=False)
+    np.testing.assert_array_equal(again.idata.posterior["beta"].values, fit.idata.posterior["beta"].values)
+    np.testing.assert_array_equal(again.idata.posterior["b_g"].values, fit.idata.posterior["b_g"].values)
+    assert not np.array_equal(other.idata.posterior["beta"].values, fit.idata.posterior["beta"].values)
+
+
+def test_pymc_sampler_and_low_ess_warning(glmm):
+    with pytest.warns(UserWarning, match=r"bulk ESS < 400 for .*beta\["):
+        res = glmm.sample(draws=60, tune=60, chains=1, random_seed=5, sampler="pymc", progressbar=False)
+    assert res.idata.posterior.attrs["sampler"] == "pymc"
+    assert "log_likelihood" in res.idata.groups() and "observed_data" in res.idata.groups()
+
+
+def test_diagnose_names_divergences_and_rhat():
+    rng = np.random.default_rng(0)
+    shifted = rng.normal(size=(2, 100)) + np.array([[0.0], [3.0]])
+    idata = az.from_dict(posterior={"beta": rng.normal(size=(2, 100, 2)), "sd_g": shifted[..., None]},
+                         sample_stats={"diverging": np.r_[np.zeros(197), np.ones(3)].reshape(2, 100).astype(bool)},
+                         coords={"coef": ["(Intercept)", "x"], "g_coef": ["(Intercept)"]},
+                         dims={"beta": ["coef"], "sd_g": ["g_coef"]})
+    msgs = bayes.diagnose(idata, ["beta", "sd_g"])
+    text = " ".join(msgs)
+    assert "3 divergent transition(s)" in text
+    assert re.search(r"R-hat > 1.01 for .*sd_g\[\(Intercept\)\] \(1\.\d+\)", text)
+    assert "bulk ESS < 400" in text and "beta[x]" in text
+
+
+# ------------------------------------------------------------------ results
+def test_results_accessors(fit, data):
+    assert list(fit.fixef.index) == ["(Intercept)", "x"]
+    vc = fit.varcorr
+    assert list(vc.columns) == ["grp", "var1", "var2", "vcov", "sdcor"]
+    assert len(vc) == 3 and -1 < vc["sdcor"].iloc[2] < 1
+    assert vc["vcov"].iloc[0] >= vc["sdcor"].iloc[0] ** 2 - 1e-12  # E[s^2] >= E[s]^2
+    re = fit.ranef
+    assert list(re) == ["g"] and re["g"].shape == (20, 2) and list(re["g"].columns) == ["(Intercept)", "x"]
+    s = fit.summary()
+    assert list(s.columns) == ["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"]
+    assert list(s.index) == ["(Intercept)", "x", "sd_g[(Intercept)]", "sd_g[x]", "corr_g[(Intercept), x]"]
+    assert (s["2.5%"] < s["mean"]).all() and (s["mean"] < s["97.5%"]).all()
+    assert "BayesResults" in repr(fit) and "corr_g" in repr(fit)
+    assert "<table" in fit._repr_html_()
+
+
+def test_fast_recovery_smoke(fit):
+    # truth: beta = (-0.5, 1.0), sd = (1.0, 0.5); tiny data and few draws -> loose checks
+    s = fit.summary()
+    assert s.loc["x", "2.5%"] > 0
+    assert s.loc["(Intercept)", "2.5%"] < -0.5 < s.loc["(Intercept)", "97.5%"]
+    assert 0.3 < s.loc["sd_g[(Intercept)]", "mean"] < 2.5
+
+
+def test_predict(fit, data):
+    p = fit.predict()
+    assert p.shape == (120,) and np.all((p > 0) & (p < 1))
+    draws = fit.predict(kind="link", return_draws=True, n_draws=50, random_seed=1)
+    assert draws.shape == (50, 120)
+    np.testing.assert_allclose(fit.predict(kind="link"), fit.predict(kind="link", return_draws=True).mean(0))
+    new = pd.DataFrame({"x": [0.0, 1.0, 1.0], "g": ["G00", "NEW", "NEW"], "y": [0, 0, 0]})
+    pop = fit.predict(new, kind="link", new_levels="population")
+    assert pop[1] == pytest.approx(fit.fixef.sum())
+    samp = fit.predict(new, kind="link", new_levels="sample", random_seed=3, return_draws=True)
+    assert samp.shape[0] == 300 and np.std(samp[:, 1]) > np.std(
+        fit.predict(new, kind="link", return_draws=True)[:, 1])
+    with pytest.raises(ValueError, match="levels of 'g' not in the fitted data"):
+        fit.predict(new, new_levels="error")
+    with pytest.raises(ValueError, match="kind="):
+        fit.predict(kind="probability")
+
+
+def test_posterior_predictive_method(fit):
+    idata = fit.posterior_predictive(random_seed=4)
+    assert idata.posterior_predictive["y"].shape == (2, 150, 120)
+    assert set(np.unique(idata.posterior_predictive["y"].values)) <= {0, 1}
+
+
+def test_prior_predictive_seeded(glmm):
+    a = glmm.prior_predictive(draws=30, random_seed=9)
+    b = glmm.prior_predictive(draws=30, random_seed=9)
+    assert {"prior", "prior_predictive"} <= set(a.groups())
+    np.testing.assert_array_equal(a.prior_predictive["y"].values, b.prior_predictive["y"].values)
+
+
+# ------------------------------------------------------------------ slow
+@pytest.mark.slow
+def test_posterior_recovery_random_slope():
+    truth = {"(Intercept)": -0.5, "x": 1.0, "sd0": 1.0, "sd1": 0.6, "rho": 0.5}
+    df = simulate(n_groups=150, n_per=20, beta=(-0.5, 1.0), sds=(1.0, 0.6), rho=0.5, seed=42)
+    res = bg.GLMM("y ~ x + (x | g)", df, family="bernoulli").sample(
+        draws=1000, tune=1000, chains=2, random_seed=1, progressbar=False)
+    s = res.summary()
+    for lab, val in [("(Intercept)", truth["(Intercept)"]), ("x", truth["x"]),
+                     ("sd_g[(Intercept)]", truth["sd0"]), ("sd_g[x]", truth["sd1"]),
+                     ("corr_g[(Intercept), x]", truth["rho"])]:
+        assert s.loc[lab, "2.5%"] < val < s.loc[lab, "97.5%"], (lab, s.loc[lab].to_dict())
+    assert s["r_hat"].max() < 1.02
