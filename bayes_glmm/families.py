@@ -116,7 +116,10 @@ class Link:
         link supplies its own stable pair.
         """
         if self.name == "logit":
-            return -ops.softplus(-eta), -ops.softplus(eta)
+            # log(1 - p) = -softplus(eta) and log p = eta + log(1 - p): one softplus, not two
+            # (this is the hot loop of both PIRLS/AGQ and the NUTS gradient)
+            log_q = -ops.softplus(eta)
+            return eta + log_q, log_q
         if self.name == "probit":
             return ops.log_ndtr(eta), ops.log_ndtr(-eta)
         if self.name == "cloglog":

@@ -22,37 +22,58 @@ so ``logLik`` values of lme4 AGQ fits are not comparable with its Laplace fits. 
 and standard errors are unaffected (constants do not move the optimum or the Hessian), and
 this module does *not* reproduce lme4's scale: here the AGQ log-likelihood of any n_agq is
 directly comparable with Laplace and with other n_agq.
+
+Gradients (single term, canonical link): :func:`devgrad` differentiates the Laplace or AGQ
+deviance in (theta, beta) in forward mode.  The modes move with the parameters
+(``du = A^{-1}[dLambda' Z' r - Lambda' Z' W deta_direct]``, implicit differentiation of
+the PIRLS stationarity condition, where the Fisher weights equal the Newton ones), the
+factor moves with ``dA = dLambda' C Lambda + Lambda' C dLambda + Lambda' dC Lambda``
+(``C_j = Z_j' W Z_j``, ``dW/deta = V'(mu) mu_eta``) and so do the nodes
+``u_jk = u_j + L_j^{-T} z_k``, with ``dL_j = L_j Phi(L_j^{-1} dA_j L_j^{-T})`` (Phi: lower
+triangle, halved diagonal).  For Laplace the envelope theorem removes the mode terms
+from the penalized log-likelihood part.
 """
 from __future__ import annotations
 
+import functools
 import itertools
+import weakref
 
 import numpy as np
 from scipy import sparse
-from scipy.special import logsumexp
 
 from . import linalg
-from .pirls import loglik_rows
+from .pirls import loglik_and_mu
 
-__all__ = ["gh_rule", "agq_loglik", "check_agq"]
+__all__ = ["gh_rule", "agq_loglik", "check_agq", "devgrad", "supports_gradient"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
+
+
+@functools.lru_cache(maxsize=32)
+def _gh_cached(n: int, q: int):
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    z = np.array(list(itertools.product(x, repeat=q)), dtype=float).reshape(-1, q)
+    lw = np.array([np.sum(c) for c in itertools.product(np.log(w), repeat=q)])
+    lw = lw + 0.5 * np.sum(z * z, axis=1)
+    z.setflags(write=False)
+    lw.setflags(write=False)
+    return z, lw
 
 
 def gh_rule(n: int, q: int):
     """Product Gauss-Hermite rule for the weight exp(-||z||^2/2) in q dimensions.
 
+    Cached: the optimizer asks for the same rule at every evaluation.
+
     Returns
     -------
     z : ndarray (n^q, q)
-        Nodes.
+        Nodes (read-only).
     logw_adj : ndarray (n^q,)
-        ``log w_k + ||z_k||^2 / 2`` (what the adaptive formula needs).
+        ``log w_k + ||z_k||^2 / 2`` (what the adaptive formula needs; read-only).
     """
-    x, w = np.polynomial.hermite_e.hermegauss(n)
-    z = np.array(list(itertools.product(x, repeat=q)), dtype=float).reshape(-1, q)
-    lw = np.array([np.sum(c) for c in itertools.product(np.log(w), repeat=q)])
-    return z, lw + 0.5 * np.sum(z * z, axis=1)
+    return _gh_cached(int(n), int(q))
 
 
 def check_agq(spec, n_agq: int) -> None:
@@ -71,9 +92,34 @@ def check_agq(spec, n_agq: int) -> None:
                              f"choose n_agq <= {int(100_000 ** (1 / q))}")
 
 
-def _group_matrix(codes: np.ndarray, J: int) -> sparse.csr_matrix:
-    n = codes.shape[0]
-    return sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(J, n))
+# per-structure cache of the (J, n) level-sum matrix: built once per fit, not per evaluation
+_GROUP_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _group_matrix(s: linalg.ReStructure) -> sparse.csr_matrix:
+    G = _GROUP_CACHE.get(s)
+    if G is None:
+        codes, J = s.codes[0], s.J[0]
+        n = codes.shape[0]
+        G = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(J, n))
+        _GROUP_CACHE[s] = G
+    return G
+
+
+class _Cols:
+    """Row vectors of a Response viewed as (n, 1) columns for broadcasting over nodes."""
+
+    def __init__(self, resp):
+        self.family = resp.family
+        self.y = resp.y[:, None]
+        self.n_trials = resp.n_trials[:, None]
+        self.pw = resp.pw[:, None]
+        self.ll_const = resp.ll_const[:, None]
+
+
+def supports_gradient(resp, s: linalg.ReStructure) -> bool:
+    """True when :func:`devgrad` applies: one random-effects term and a canonical link."""
+    return len(s.J) == 1 and bool(resp.family.is_canonical) and resp.family.name != "gaussian"
 
 
 def agq_loglik(resp, s: linalg.ReStructure, lambdas, pr, n_agq: int, *, chunk_rows: int = 2_000_000) -> float:
@@ -92,38 +138,164 @@ def agq_loglik(resp, s: linalg.ReStructure, lambdas, pr, n_agq: int, *, chunk_ro
     chunk_rows : int
         Bound on rows x nodes evaluated at once (memory).
     """
+    return _agq(resp, s, lambdas, pr, n_agq, None, chunk_rows)[0]
+
+
+def _chol_inverse(L1: np.ndarray) -> np.ndarray:
+    q = L1.shape[1]
+    return linalg._bsolve(L1, np.broadcast_to(np.eye(q), L1.shape).copy())
+
+
+def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
+    """Log-likelihood and (when ``deriv`` from :func:`_mode_derivs`) its gradient.
+
+    The log-sum-exp over nodes is accumulated chunk by chunk (running maximum), so memory
+    stays bounded by ``chunk_rows`` however many nodes there are.
+    """
     J, q, codes, Xr = s.J[0], s.q[0], s.codes[0], s.Xr[0]
     L1 = pr.factor.L1  # (J, q, q): L_j L_j' = conditional precision of u_j
     uj = pr.u.reshape(J, q)
+    Linv = _chol_inverse(L1)
+    LinvT = np.swapaxes(Linv, 1, 2)  # L_j^{-T}
     # D_j = Lambda L_j^{-T}: maps a standardized node z to the shift of b_j
-    LinvT = linalg._bsolve(L1, np.broadcast_to(np.eye(q), L1.shape).copy(), trans=True)  # L_j^{-T}
     D = np.einsum("ab,jbc->jac", lambdas[0], LinvT)
     A = np.einsum("na,nac->nc", Xr, D[codes])  # (n, q): eta shift per unit z
     z, lw = gh_rule(n_agq, q)
     K = z.shape[0]
-    G = _group_matrix(codes, J)
-    hj = np.empty((J, K))
-    step = max(1, chunk_rows // max(1, codes.shape[0]))
+    G = _group_matrix(s)
+    cols = _Cols(resp)
+    n = codes.shape[0]
+    m = np.full(J, -np.inf)
+    tot = np.zeros(J)
+    if deriv is not None:
+        X, Lam, E, du, P, T = deriv
+        p, nt = X.shape[1], E.shape[0]
+        acc = np.zeros((J, nt + p))
+        width = 3 + q
+    else:
+        width = 1
+    step = max(1, chunk_rows // max(1, n * width))
     for k0 in range(0, K, step):
         zk = z[k0:k0 + step]  # (k, q)
+        kk = zk.shape[0]
         eta = pr.eta[:, None] + A @ zk.T  # (n, k)
-        ll = loglik_rows(_broadcast(resp), eta)
+        ll, mu = loglik_and_mu(cols, eta)
         uu = uj[:, None, :] + np.einsum("jab,kb->jka", LinvT, zk)  # (J, k, q)
-        hj[:, k0:k0 + step] = np.asarray(G @ ll) - 0.5 * np.sum(uu * uu, axis=2)
+        a = np.asarray(G @ ll) - 0.5 * np.sum(uu * uu, axis=2) + lw[None, k0:k0 + step]
+        m_new = np.maximum(m, np.max(a, axis=1))
+        with np.errstate(invalid="ignore"):
+            scale = np.where(np.isfinite(m), np.exp(m - m_new), 0.0)
+        ea = np.exp(a - m_new[:, None])
+        tot = tot * scale + np.sum(ea, axis=1)
+        m = m_new
+        if deriv is None:
+            continue
+        rk = cols.pw * (cols.y - cols.n_trials * mu)  # d loglik / d eta at the nodes
+        # h_j(u_jk) changes by (Lambda' s_jk - u_jk)' du_jk, du_jk = du_j - P_j z_k, plus the
+        # direct effects at fixed u_jk: s_jk' dLambda u_jk (theta) and sum_i r_ik x_i (beta).
+        # Everything is linear in the node terms, so the weights ea are contracted first.
+        sz = np.stack([np.asarray(G @ (rk * Xr[:, a:a + 1])) for a in range(q)], axis=2)  # (J, k, q)
+        gk = np.einsum("ba,jkb->jka", Lam, sz) - uu
+        g1 = np.einsum("jk,jka->ja", ea, gk)
+        g2 = np.einsum("jk,jka,kb->jab", ea, gk, zk)
+        su = np.einsum("jk,jka,jkb->jab", ea, sz, uu)
+        rho = np.einsum("nk,nk->n", ea[codes], rk)
+        acc *= scale[:, None]
+        acc += np.einsum("ja,jad->jd", g1, du) - np.einsum("jab,jabd->jd", g2, P)
+        acc[:, :nt] += np.einsum("jab,tab->jt", su, E)
+        acc[:, nt:] += np.asarray(G @ (X * rho[:, None]))
     logdet_j = np.sum(np.log(np.einsum("jaa->ja", L1)), axis=1)
-    logL = -0.5 * q * _LOG_2PI - logdet_j + logsumexp(hj + lw[None, :], axis=1)
-    return float(np.sum(logL))
+    logL = -0.5 * q * _LOG_2PI - logdet_j + m + np.log(tot)
+    if deriv is None:
+        return float(np.sum(logL)), None
+    dlogL = -0.5 * T + acc / tot[:, None]
+    return float(np.sum(logL)), np.sum(dlogL, axis=0)
 
 
-class _Cols:
-    """Row vectors of a Response viewed as (n, 1) columns for broadcasting over nodes."""
-
-    def __init__(self, resp):
-        self.family = resp.family
-        self.y = resp.y[:, None]
-        self.n_trials = resp.n_trials[:, None]
-        self.pw = resp.pw[:, None]
+def theta_directions(term_q: int, correlated: bool, n_theta: int) -> np.ndarray:
+    """``dLambda / dtheta_t`` (n_theta, q, q): theta fills Lambda linearly."""
+    from ..covariance import theta_to_chol
+    return np.stack([theta_to_chol(np.eye(n_theta)[t], term_q, correlated) for t in range(n_theta)])
 
 
-def _broadcast(resp):
-    return _Cols(resp)
+def _mode_derivs(resp, s, lambdas, E, pr, want_nodes):
+    """Forward-mode pieces shared by the Laplace and AGQ gradients (one term).
+
+    Returns ``(D0, du, T, P)``: the direct derivative of eta at fixed u (n, d), the mode
+    derivative (J, q, d), ``tr(A_j^{-1} dA_j)`` (J, d) and, when ``want_nodes``, the node
+    scale derivative ``P_j = L_j^{-T} Phi(M_j)'`` (J, q, q, d), else None.
+    """
+    J, q, c, Xr = s.J[0], s.q[0], s.codes[0], s.Xr[0]
+    X, Lam = resp.X, lambdas[0]
+    n, p, nt = X.shape[0], X.shape[1], E.shape[0]
+    d = nt + p
+    G = _group_matrix(s)
+    U = pr.u.reshape(J, q)
+    W, r = pr.W, pr.r
+    # dW/deta = V'(mu) mu_eta (canonical: mu_eta = V): poisson V' = 1, binomial 1 - 2 mu
+    dW = W if resp.family.name == "poisson" else W * (1.0 - 2.0 * pr.mu)
+    D0 = np.empty((n, d))
+    for t in range(nt):
+        D0[:, t] = np.einsum("nq,nq->n", Xr, (U @ E[t].T)[c]) if q > 1 else Xr[:, 0] * (U[:, 0] * E[t, 0, 0])[c]
+    D0[:, nt:] = X
+    L1 = pr.factor.L1
+    Linv = _chol_inverse(L1)
+    Ainv = np.einsum("jba,jbc->jac", Linv, Linv)  # L^{-T} L^{-1}
+    Zr = np.asarray(G @ (Xr * r[:, None]))  # (J, q)
+    WD = W[:, None] * D0
+    S = np.asarray(G @ (Xr[:, :, None] * WD[:, None, :]).reshape(n, q * d)).reshape(J, q, d)
+    rhs = -np.einsum("ba,jbd->jad", Lam, S)
+    for t in range(nt):
+        rhs[:, :, t] += Zr @ E[t]  # (E_t' Z_j' r)
+    du = np.einsum("jab,jbd->jad", Ainv, rhs)
+    LamDu = np.einsum("ab,jbd->jad", Lam, du)
+    Deta = D0 + np.einsum("nq,nqd->nd", Xr, LamDu[c]) if q > 1 else D0 + (Xr[:, 0:1] * LamDu[c, 0, :])
+    C = np.empty((J, q, q))
+    dC = np.empty((J, q, q, d))
+    for a in range(q):
+        for b in range(a, q):
+            xab = Xr[:, a] * Xr[:, b]
+            C[:, a, b] = C[:, b, a] = G @ (W * xab)
+            dC[:, a, b, :] = dC[:, b, a, :] = np.asarray(G @ ((dW * xab)[:, None] * Deta))
+    dA = np.einsum("ba,jbcd,ce->jaed", Lam, dC, Lam)
+    for t in range(nt):
+        CL = np.einsum("jbc,ce->jbe", C, Lam)
+        EtCL = np.einsum("ba,jbe->jae", E[t], CL)
+        dA[:, :, :, t] += EtCL + np.swapaxes(EtCL, 1, 2)
+    T = np.einsum("jab,jbad->jd", Ainv, dA)
+    P = None
+    if want_nodes:
+        M = np.einsum("jab,jbcd,jec->jaed", Linv, dA, Linv)
+        Phi = np.tril(np.moveaxis(M, 3, 1))  # (J, d, q, q)
+        Phi = Phi - 0.5 * np.einsum("jdaa->jda", Phi)[..., None] * np.eye(q)
+        P = np.einsum("jba,jdcb->jacd", Linv, Phi)  # L^{-T} Phi'
+    return D0, du, T, P
+
+
+def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chunk_rows: int = 2_000_000):
+    """Deviance ``-2 loglik`` and its gradient in ``(theta, beta)`` at a converged PIRLS state.
+
+    Parameters
+    ----------
+    resp : pirls.Response
+    s : linalg.ReStructure
+        One term (see :func:`supports_gradient`).
+    lambdas : list with one (q, q) array
+    E : ndarray (n_theta, q, q)
+        ``dLambda / dtheta`` from :func:`theta_directions`.
+    pr : pirls.PirlsResult
+        PIRLS over u only at (theta, beta), with ``r`` and ``mu`` at the mode.
+    n_agq : int
+        1 for Laplace, else nodes per dimension.
+
+    Returns
+    -------
+    dev : float
+    grad : ndarray (n_theta + p,)
+    """
+    D0, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, n_agq > 1)
+    if n_agq == 1:
+        # envelope theorem: the mode terms of -2 ll + ||u||^2 cancel at the mode
+        return pr.laplace_deviance, -2.0 * (pr.r @ D0) + np.sum(T, axis=0)
+    ll, g = _agq(resp, s, lambdas, pr, n_agq, (resp.X, lambdas[0], E, du, P, T), chunk_rows)
+    return -2.0 * ll, -2.0 * g

@@ -12,6 +12,11 @@ Optimization follows lme4's two stages: (1) theta only, with beta updated inside
 in (theta, beta), with PIRLS over u only and warm-started modes.  The covariance of beta
 is, as in lme4 >= 1.1, twice the beta block of the inverse finite-difference Hessian of the
 deviance in (theta, beta).
+
+With one random-effects term and a canonical link, stage 2 uses the analytic gradient of
+:func:`bayes_glmm.ml.agq.devgrad` (Laplace or AGQ), and both the preconditioning Hessian and
+the vcov Hessian are central differences of that gradient: about 2 d + 30 evaluations in
+all instead of 4 d^2 plus 2 d per L-BFGS-B iteration.
 """
 from __future__ import annotations
 
@@ -22,12 +27,12 @@ import numpy as np
 from . import agq as _agq
 from . import linalg
 from .lmm import modes_and_sds
-from .optimize import (fd_hessian, lambdas_from_theta, minimize_bounded, theta_layout,
-                       warn_nonconvergence)
+from .optimize import (fd_hessian, fd_hessian_from_grad, lambdas_from_theta, minimize_bounded,
+                       theta_layout, warn_nonconvergence)
 from .pirls import make_response, pirls
 from .types import MLFit
 
-__all__ = ["fit_glmm", "start_beta", "make_deviance"]
+__all__ = ["fit_glmm", "start_beta", "make_deviance", "make_devgrad"]
 
 
 def start_beta(resp) -> np.ndarray:
@@ -64,6 +69,30 @@ def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
         return -2.0 * _agq.agq_loglik(resp, s, lambdas, pr, n_agq)
 
     return dev
+
+
+def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
+    """Like :func:`make_deviance` but returning ``(deviance, gradient)``.
+
+    Only for models where :func:`bayes_glmm.ml.agq.supports_gradient` holds (one term,
+    canonical link).
+    """
+    nt = sum(t.n_theta for t in terms)
+    state = {} if state is None else state
+    E = _agq.theta_directions(terms[0].q, terms[0].correlated, terms[0].n_theta)
+
+    def fg(x):
+        theta, beta = x[:nt], x[nt:]
+        lambdas = lambdas_from_theta(theta, terms, slices)
+        pr = pirls(resp, s, lambdas, beta, state.get("u"))
+        if not pr.converged:
+            state["pirls_fail"] = state.get("pirls_fail", 0) + 1
+        if np.all(np.isfinite(pr.u)):
+            state["u"] = pr.u
+        state["last"] = pr
+        return _agq.devgrad(resp, s, lambdas, E, pr, n_agq)
+
+    return fg
 
 
 def _stage1(resp, s, terms, slices, lower, theta0, beta0):
@@ -121,24 +150,41 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     messages = []
     n_evals = 0
     u0 = None
+    use_grad = _agq.supports_gradient(resp, s)
+    lower = np.concatenate([lower_t, np.full(p, -np.inf)])
     if stage1 and not ("theta" in start and "beta" in start):
-        opt1, pr1 = _stage1(resp, s, terms, slices, lower_t, theta0, beta0)
-        theta0, beta0, u0 = opt1["x"], pr1.beta, pr1.u
+        if use_grad:
+            # with an analytic gradient a loose Laplace fit in (theta, beta) is a cheaper
+            # first stage than theta-only with finite differences (4-10x fewer PIRLS runs)
+            st1 = {"u": None}
+            opt1 = minimize_bounded(make_devgrad(resp, s, terms, slices, 1, st1), np.concatenate([theta0, beta0]),
+                                    lower, ftol=1e-8, gtol=1e-4, jac=True, label="stage 1 (Laplace)")
+            theta0, beta0, u0 = opt1["x"][:nt], opt1["x"][nt:], st1["u"]
+        else:
+            opt1, pr1 = _stage1(resp, s, terms, slices, lower_t, theta0, beta0)
+            theta0, beta0, u0 = opt1["x"], pr1.beta, pr1.u
         n_evals += opt1["n_evals"]
         messages.append(opt1["message"])
     state = {"u": u0}
     dev = make_deviance(resp, s, terms, slices, n_agq, state)
+    fg = make_devgrad(resp, s, terms, slices, n_agq, state) if use_grad else None
     x0 = np.concatenate([theta0, beta0])
-    lower = np.concatenate([lower_t, np.full(p, -np.inf)])
     method = "Laplace" if n_agq == 1 else f"AGQ({n_agq})"
     H0 = None
     if precondition:
         # whitening by the (cheaper, Laplace) Hessian at the stage-1 point; keep theta
         # off its bound so the central differences stay on the smooth side
-        lap = make_deviance(resp, s, terms, slices, 1, {"u": u0})
-        H0 = fd_hessian(lap, x0, delta=1e-4)
-        n_evals += 2 * x0.size ** 2 + 1
-    opt = minimize_bounded(dev, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})")
+        if use_grad:
+            H0 = fd_hessian_from_grad(make_devgrad(resp, s, terms, slices, 1, {"u": u0}), x0)
+            n_evals += 2 * x0.size
+        else:
+            lap = make_deviance(resp, s, terms, slices, 1, {"u": u0})
+            H0 = fd_hessian(lap, x0, delta=1e-4)
+            n_evals += 2 * x0.size ** 2 + 1
+    if use_grad:
+        opt = minimize_bounded(fg, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})", jac=True)
+    else:
+        opt = minimize_bounded(dev, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})")
     n_evals += opt["n_evals"]
     messages.append(opt["message"])
     x = opt["x"]
@@ -148,8 +194,12 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     pr = state["last"]
     hessian_pd = True
     if calc_vcov:
-        H = fd_hessian(dev, x)
-        n_evals += 2 * x.size ** 2 + 1
+        if use_grad:
+            H = fd_hessian_from_grad(fg, x)
+            n_evals += 2 * x.size
+        else:
+            H = fd_hessian(dev, x)
+            n_evals += 2 * x.size ** 2 + 1
         vcov, hessian_pd = _vcov_from_hessian(H, nt)
         state["u"] = pr.u
         dev(x)  # leave the state at the optimum

@@ -19,15 +19,21 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import solve_triangular
+from scipy.special import gammaln
 
 from . import linalg
 
-__all__ = ["Response", "make_response", "loglik_rows", "working", "pirls", "PirlsResult"]
+__all__ = ["Response", "make_response", "loglik_rows", "loglik_and_mu", "working", "pirls", "PirlsResult"]
 
 
 @dataclass(frozen=True, eq=False)
 class Response:
-    """Response side of a GLMM: everything that varies by row except the random effects."""
+    """Response side of a GLMM: everything that varies by row except the random effects.
+
+    ``ll_const`` (filled in when not given) is the eta-free part of the prior-weighted
+    log-density (``log choose(n, y)``, ``-lgamma(y + 1)``): computed once per fit instead of
+    once per deviance evaluation.
+    """
 
     family: object
     y: np.ndarray
@@ -35,6 +41,21 @@ class Response:
     pw: np.ndarray  # prior weights
     offset: np.ndarray
     X: np.ndarray
+    ll_const: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.ll_const is None:
+            object.__setattr__(self, "ll_const", _ll_const(self.family, self.y, self.n_trials, self.pw))
+
+
+def _ll_const(fam, y, trials, pw):
+    if fam.name == "binomial":
+        c = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
+    elif fam.name == "poisson":
+        c = -gammaln(y + 1.0)
+    else:
+        return np.zeros_like(y)
+    return pw * c
 
 
 def make_response(spec) -> Response:
@@ -49,25 +70,69 @@ def make_response(spec) -> Response:
                     np.asarray(spec.offset, dtype=float), np.asarray(spec.X, dtype=float))
 
 
+def _softplus_and_mu(eta):
+    """``log(1 + e^eta)`` and ``expit(eta)`` sharing one ``exp(-|eta|)`` (no overflow).
+
+    Written with ``out=`` and ``where=`` to avoid temporaries: this is the innermost
+    operation of every evaluation (n x nodes elements for AGQ).
+    """
+    e = np.abs(eta)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # e = exp(-|eta|) in (0, 1]
+    t = e + 1.0
+    sp = np.log(t)  # log(1 + e): absolute error ~1e-16, all a sum of log-densities needs
+    sp += np.maximum(eta, 0.0)
+    mu = np.reciprocal(t, out=t)  # expit(|eta|)
+    np.multiply(mu, e, out=mu, where=eta < 0)  # expit(eta) = e / (1 + e) for eta < 0
+    return sp, mu
+
+
+def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
+    """Prior-weighted log-density per row (constants included) and, for canonical links, mu.
+
+    The canonical families take a fast path (``y eta - n softplus(eta)``, ``y eta - e^eta``)
+    that is the family's log-density rearranged: the generic form computes two
+    ``logaddexp`` per row, which dominated the cost of an AGQ evaluation.  Arrays may be
+    (n,) or (n, k) with the response columns broadcast as (n, 1).  ``mu`` is None for
+    non-canonical links.
+    """
+    fam = resp.family
+    if fam.is_canonical and fam.name in ("bernoulli", "binomial"):
+        sp, mu = _softplus_and_mu(eta)
+        ll = resp.y * eta - resp.n_trials * sp
+    elif fam.is_canonical and fam.name == "poisson":
+        mu = np.exp(eta)
+        ll = resp.y * eta - mu
+    else:
+        if fam.name == "binomial":
+            ll = fam.loglik(resp.y, eta, trials=resp.n_trials)
+        else:
+            ll = fam.loglik(resp.y, eta)
+        return resp.pw * ll, None
+    ll *= resp.pw
+    ll += resp.ll_const
+    return ll, mu
+
+
 def loglik_rows(resp: Response, eta: np.ndarray) -> np.ndarray:
     """Prior-weighted conditional log-density per row, all constants included."""
-    fam = resp.family
-    if fam.name == "binomial":
-        ll = fam.loglik(resp.y, eta, trials=resp.n_trials)
-    else:
-        ll = fam.loglik(resp.y, eta)
-    return resp.pw * ll
+    return loglik_and_mu(resp, eta)[0]
 
 
-def working(resp: Response, eta: np.ndarray):
-    """IRLS weights W and working score r (d loglik / d eta for canonical links)."""
+def working(resp: Response, eta: np.ndarray, mu=None):
+    """IRLS weights W and working score r (d loglik / d eta for canonical links).
+
+    ``mu`` (canonical links) may be passed when already computed with the log-density.
+    """
     fam = resp.family
-    mu = fam.link.inverse(eta)
     nm = resp.n_trials * resp.pw
     if fam.is_canonical:
+        if mu is None:
+            mu = fam.link.inverse(eta)
         # mu_eta == V(mu): no 0/0 when mu saturates at 0 or 1
         v = fam.variance(mu)
         return nm * v, resp.pw * (resp.y - resp.n_trials * mu)
+    mu = fam.link.inverse(eta)
     eps = 1e-12
     mu = np.clip(mu, eps, 1.0 - eps) if fam.name in ("bernoulli", "binomial") else np.maximum(mu, eps)
     me = fam.link.mu_eta(eta)
@@ -90,6 +155,8 @@ class PirlsResult:
         factor of ``Lambda'Z'WZLambda + I`` with W at the mode
     W : ndarray (n,)
         IRLS weights at the mode
+    r, mu : ndarray (n,)
+        Working score and (canonical links) mean at the mode
     iters, halvings : int
     converged : bool
     """
@@ -103,6 +170,8 @@ class PirlsResult:
     iters: int
     halvings: int
     converged: bool
+    r: np.ndarray | None = None  # working score at the mode (for analytic gradients)
+    mu: np.ndarray | None = None  # mean at the mode (canonical links)
 
     @property
     def laplace_deviance(self) -> float:
@@ -135,12 +204,13 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
     u = np.zeros(s.m) if u0 is None else np.array(u0, dtype=float)
     base = resp.offset + X @ beta
     eta = base + linalg.z_lam_u(s, lambdas, u)
-    ll = float(np.sum(loglik_rows(resp, eta)))
+    lrows, mu = loglik_and_mu(resp, eta)
+    ll = float(np.sum(lrows))
     pdev = -2.0 * ll + float(u @ u)
     halvings = 0
     converged = False
     for it in range(1, maxit + 1):
-        W, r = working(resp, eta)
+        W, r = working(resp, eta, mu)
         raw = linalg.crossprods(s, W)
         F = linalg.factorize(s, raw, lambdas)
         gu = linalg.lam_t(s, lambdas, linalg.zt_r(s, r)) - u
@@ -171,8 +241,9 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
                 beta = beta + db
                 base = resp.offset + X @ beta
             eta = base + linalg.z_lam_u(s, lambdas, u)
-            ll = float(np.sum(loglik_rows(resp, eta)))
-            W, r = working(resp, eta)
+            lrows, mu = loglik_and_mu(resp, eta)
+            ll = float(np.sum(lrows))
+            W, r = working(resp, eta, mu)
             F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
             converged = True
             break
@@ -183,7 +254,8 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
             base_n = resp.offset + X @ bn if joint else base
             eta_n = base_n + linalg.z_lam_u(s, lambdas, un)
             with np.errstate(over="ignore", invalid="ignore"):
-                ll_n = float(np.sum(loglik_rows(resp, eta_n)))
+                lrows, mu_n = loglik_and_mu(resp, eta_n)
+                ll_n = float(np.sum(lrows))
             pdev_n = -2.0 * ll_n + float(un @ un)
             if np.isfinite(pdev_n) and pdev_n <= pdev + 1e-10 * max(1.0, abs(pdev)):
                 break
@@ -193,9 +265,9 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
             # no decrease even for tiny steps: we are at the mode to working precision
             converged = decrement < 1e-6 * max(1.0, abs(pdev))
             break
-        u, beta, base, eta, ll, pdev = un, bn, base_n, eta_n, ll_n, pdev_n
+        u, beta, base, eta, ll, pdev, mu = un, bn, base_n, eta_n, ll_n, pdev_n, mu_n
     else:
-        W, r = working(resp, eta)
+        W, r = working(resp, eta, mu)
         F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
     return PirlsResult(u=u, beta=beta, eta=eta, ll=ll, factor=F, W=W, iters=it, halvings=halvings,
-                       converged=converged)
+                       converged=converged, r=r, mu=mu)
