@@ -5,22 +5,43 @@
 >>> model = bg.GLMM("Response ~ Month * Treatment + (1 | ID)", toenail, family="bernoulli")
 >>> ml = model.fit_ml(n_agq=25)                     # doctest: +SKIP
 >>> post = model.sample(random_seed=1)              # doctest: +SKIP
+>>> bg.compare(ml, post, names=["AGQ(25)", "NUTS"])  # doctest: +SKIP
 """
+from importlib import import_module
+
 from . import datasets
 from .families import Family, Link, get_family
 from .model import GLMM
 
 __version__ = "0.1.0"
 
-__all__ = ["GLMM", "Prior", "Family", "Link", "get_family", "datasets", "lrt", "__version__"]
+# Public names served lazily: importing the package must not pull in PyMC, matplotlib or
+# statsmodels until they are needed (the ML path stays NumPy/SciPy only).
+_LAZY = {
+    "Prior": "bayes_glmm.priors",
+    "lrt": "bayes_glmm.ml.lrt",
+    "compare": "bayes_glmm.compare",
+    "plot_compare": "bayes_glmm.compare",
+    "icc": "bayes_glmm.variance",
+    "marginal_means": "bayes_glmm.marginal",
+    "marginal_effects": "bayes_glmm.marginal",
+    "marginal_coefficients": "bayes_glmm.marginal",
+    "fit_gee": "bayes_glmm.gee",
+    "teaching": "bayes_glmm.teaching",
+    "plots": "bayes_glmm.plots",
+}
+
+_MODULES = {"teaching", "plots"}  # served as modules, the rest as functions/classes
+
+__all__ = ["GLMM", "Family", "Link", "get_family", "datasets", "__version__", *_LAZY]
 
 
 def __getattr__(name):
-    # lrt lives in the ML path; imported lazily so `import bayes_glmm` stays light
-    if name == "lrt":
-        from .ml.lrt import lrt
-        return lrt
-    if name == "Prior":
-        from .priors import Prior
-        return Prior
+    if name in _LAZY:
+        module = import_module(_LAZY[name])
+        return module if name in _MODULES else getattr(module, name)
     raise AttributeError(f"module 'bayes_glmm' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
