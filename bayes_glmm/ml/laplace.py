@@ -125,11 +125,13 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     start : dict, optional
         ``{"theta": ..., "beta": ...}`` starting values (either key optional).
     stage1 : bool
-        Run the theta-only first stage (ignored for the starting theta when ``start``
-        gives both theta and beta).
+        Run a first, loose stage (skipped when ``start`` gives both theta and beta): a
+        Laplace fit in (theta, beta) where the analytic gradient applies, otherwise the
+        theta-only fit with beta inside PIRLS.
     calc_vcov : bool
-        Compute the finite-difference Hessian for ``vcov_beta`` (costs ~2 d^2 deviance
-        evaluations, d = number of parameters).
+        Compute the finite-difference Hessian for ``vcov_beta`` (2 d gradient evaluations
+        with the analytic gradient, else ~2 d^2 deviance evaluations; d = number of
+        parameters).
     precondition : bool
         Whiten stage 2 with a finite-difference Hessian at its start (fewer iterations).
 

@@ -1,0 +1,253 @@
+"""Likelihood-ratio tests between nested ML fits, boundary-aware.
+
+Testing whether a variance component is zero puts the null value on the boundary of the
+parameter space, where the usual chi-square reference fails (Self & Liang 1987; Stram &
+Lee 1994).  The large-sample null distribution of the LR statistic when one random
+coefficient is dropped together with its k - 1 covariances with the coefficients it was
+correlated with is the 50:50 mixture of chi2_{k-1} and chi2_k (chi2_0 being a point mass
+at 0); any fixed effects or interior parameters dropped at the same time shift both
+components by their number.  So dropping
+
+* a random intercept (one variance):                 1/2 chi2_0 + 1/2 chi2_1
+* a random slope with its covariance with the intercept: 1/2 chi2_1 + 1/2 chi2_2
+
+When more than one variance is dropped at once the mixture weights depend on the
+information matrix; :func:`lrt` then uses the naive chi2_df, which is conservative
+(p-values too large), and says so.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+__all__ = ["lrt", "LRTResult", "mixture_pvalue"]
+
+
+def mixture_pvalue(stat: float, dfs, weights) -> float:
+    """Upper-tail probability of a chi-square mixture ``sum_i w_i chi2_{df_i}``.
+
+    ``chi2_0`` is a point mass at zero, so it contributes only when ``stat <= 0``.
+    """
+    dfs = np.asarray(dfs, dtype=int)
+    weights = np.asarray(weights, dtype=float)
+    if dfs.shape != weights.shape or np.any(dfs < 0) or not np.isclose(weights.sum(), 1.0):
+        raise ValueError("mixture_pvalue needs non-negative dfs and weights of the same length summing to 1")
+    if stat <= 0:
+        return 1.0
+    tail = [0.0 if d == 0 else float(stats.chi2.sf(stat, d)) for d in dfs]
+    return float(np.dot(weights, tail))
+
+
+@dataclass
+class LRTResult:
+    """Outcome of :func:`lrt`.
+
+    Attributes
+    ----------
+    chisq : float
+        2 (logLik1 - logLik0), clipped at 0.
+    df : int
+        Difference in the number of parameters.
+    p_value : float
+        Upper-tail probability under :attr:`reference`.
+    reference : str
+        The reference distribution used, e.g. ``"0.5 chi2_0 + 0.5 chi2_1"``.
+    p_naive : float
+        p-value under the naive chi2_df (for comparison).
+    differs : dict
+        Parameters in the larger model only: ``fixed``, ``variances``, ``covariances``.
+    table : pandas.DataFrame
+        anova-style table: npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
+    note : str
+        Why this reference distribution was chosen.
+    """
+
+    chisq: float
+    df: int
+    p_value: float
+    reference: str
+    p_naive: float
+    differs: dict
+    table: pd.DataFrame
+    note: str = ""
+    dfs: tuple = field(default=())
+    weights: tuple = field(default=())
+
+    def __repr__(self) -> str:
+        lines = [self.table.to_string(float_format=lambda v: f"{v:.4g}"), "",
+                 f"Chisq = {self.chisq:.4f} on {self.df} df, p = {self.p_value:.4g} "
+                 f"(reference: {self.reference}; naive chi2_{self.df}: p = {self.p_naive:.4g})"]
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        return (self.table.to_html(float_format=lambda v: f"{v:.4g}")
+                + f"<p>reference distribution: {self.reference}</p><p>{self.note}</p>")
+
+
+# ---------------------------------------------------------------------- nesting checks
+def _structure(spec) -> dict:
+    """group -> (codes, {coef: Xr column}, set of correlated pairs) over all terms on it."""
+    out: dict = {}
+    for term in spec.terms:
+        codes, cols, pairs = out.setdefault(term.group, (term.codes, {}, set()))
+        if len(codes) != len(term.codes) or not np.array_equal(codes, term.codes):
+            raise ValueError(f"terms on group {term.group!r} use different level codings")
+        for j, c in enumerate(term.coef_names):
+            if c in cols:
+                raise ValueError(f"coefficient {c!r} appears twice for group {term.group!r}")
+            cols[c] = term.Xr[:, j]
+        if term.correlated:
+            cn = term.coef_names
+            pairs.update(frozenset((cn[i], cn[j])) for j in range(len(cn)) for i in range(j + 1, len(cn)))
+    return out
+
+
+def _same_data(s0, s1) -> None:
+    if s0.n != s1.n or not s0.row_index.equals(s1.row_index):
+        raise ValueError(f"the models were fitted to different rows ({s0.n} vs {s1.n} observations); "
+                         "fit both to the same data (drop missing values first)")
+    same_y = np.array_equal(s0.y, s1.y) and (
+        (s0.trials is None and s1.trials is None)
+        or (s0.trials is not None and s1.trials is not None and np.array_equal(s0.trials, s1.trials)))
+    if not same_y:
+        raise ValueError(f"the models have different responses ({s0.response_name!r} vs "
+                         f"{s1.response_name!r}); a likelihood-ratio test needs the same response")
+    if s0.family != s1.family:
+        raise ValueError(f"the models have different families ({s0.family.name}/{s0.family.link.name} vs "
+                         f"{s1.family.name}/{s1.family.link.name}); refit them with the same family")
+    if not np.allclose(s0.offset, s1.offset) or not np.allclose(s0.weights, s1.weights):
+        raise ValueError("the models have different offsets or weights; they are not nested")
+
+
+def _differences(s0, s1) -> dict:
+    """Parameters of s1 absent from s0; ValueError when s0 is not nested in s1."""
+    f0, f1 = list(s0.fixed_names), list(s1.fixed_names)
+    missing = [f for f in f0 if f not in f1]
+    if missing:
+        raise ValueError(f"fixed effects {missing} of the smaller model are not in the larger one; "
+                         "the models are not nested")
+    for f in f0:
+        if not np.allclose(s0.X[:, f0.index(f)], s1.X[:, f1.index(f)]):
+            raise ValueError(f"fixed-effect column {f!r} differs between the models (different coding?); "
+                             "they are not nested")
+    r0, r1 = _structure(s0), _structure(s1)
+    variances, covariances = [], []
+    for g, (codes0, cols0, pairs0) in r0.items():
+        if g not in r1:
+            raise ValueError(f"random effects for group {g!r} are in the smaller model only; "
+                             "the models are not nested")
+        codes1, cols1, pairs1 = r1[g]
+        if not np.array_equal(codes0, codes1):
+            raise ValueError(f"group {g!r} has different levels in the two models; they are not nested")
+        extra = [c for c in cols0 if c not in cols1]
+        if extra:
+            raise ValueError(f"random coefficients {extra} for {g!r} are in the smaller model only; "
+                             "the models are not nested")
+        for c, col in cols0.items():
+            if not np.allclose(col, cols1[c]):
+                raise ValueError(f"random coefficient {c!r} for {g!r} differs between the models")
+        if not pairs0 <= pairs1:
+            raise ValueError(f"the smaller model correlates random effects for {g!r} that the larger "
+                             "keeps independent; the models are not nested")
+    for g, (_, cols1, pairs1) in r1.items():
+        cols0, pairs0 = (r0[g][1], r0[g][2]) if g in r0 else ({}, set())
+        variances += [f"{g}: {c}" for c in cols1 if c not in cols0]
+        covariances += [f"{g}: {'/'.join(sorted(p))}" for p in pairs1 - pairs0]
+    return {"fixed": [f for f in f1 if f not in f0], "variances": variances, "covariances": covariances}
+
+
+def _reference(df: int, diff: dict):
+    """(dfs, weights, label, note) of the null distribution."""
+    n_var = len(diff["variances"])
+    if n_var == 0:
+        return (df,), (1.0,), f"chi2_{df}", "no variance is tested on the boundary: naive chi-square"
+    if n_var == 1:
+        dfs = (df - 1, df)
+        return dfs, (0.5, 0.5), f"0.5 chi2_{df - 1} + 0.5 chi2_{df}", (
+            f"one variance ({diff['variances'][0]}) is tested on the boundary of the parameter space: "
+            "50:50 chi-square mixture (Self & Liang 1987; Stram & Lee 1994)")
+    return (df,), (1.0,), f"chi2_{df} (conservative)", (
+        f"{n_var} variances are tested at once on the boundary; the mixture weights depend on the "
+        f"information matrix, so the naive chi2_{df} is used and the p-value is conservative (too large)")
+
+
+def _npar(res) -> int:
+    return int(res.df)
+
+
+def lrt(m0, m1) -> LRTResult:
+    """Likelihood-ratio test of nested ML fits, with a boundary-aware reference distribution.
+
+    Parameters
+    ----------
+    m0, m1 : MLResults
+        Fits of the same response to the same rows, one nested in the other (the order
+        does not matter: the model with fewer parameters is the null).
+
+    Returns
+    -------
+    LRTResult
+        Chisq, Df, p-value, the reference distribution used and an anova-style table.
+
+    Raises
+    ------
+    ValueError
+        When the fits use different data, response or family; are not nested; were fitted
+        with different methods (e.g. Laplace vs AGQ); or are REML fits with different
+        fixed effects (refit both with ``reml=False``).
+
+    Examples
+    --------
+    >>> m0 = bg.GLMM("Reaction ~ Days + (1 | Subject)", d).fit_ml(reml=False)   # doctest: +SKIP
+    >>> m1 = bg.GLMM("Reaction ~ Days + (Days | Subject)", d).fit_ml(reml=False) # doctest: +SKIP
+    >>> bg.lrt(m0, m1).reference                                                 # doctest: +SKIP
+    '0.5 chi2_1 + 0.5 chi2_2'
+    """
+    from .results import MLResults
+    for name, m in (("m0", m0), ("m1", m1)):
+        if not isinstance(m, MLResults):
+            raise ValueError(f"{name} must be an ML fit (MLResults from fit_ml()), got {type(m).__name__}")
+    if _npar(m0) > _npar(m1):
+        m0, m1 = m1, m0
+    s0, s1 = m0.spec, m1.spec
+    _same_data(s0, s1)
+    if m0.reml != m1.reml:
+        raise ValueError("one model was fitted by REML and the other by ML; refit both with reml=False")
+    if m0.method != m1.method:
+        raise ValueError(f"the models were fitted with different approximations ({m0.method} vs {m1.method}); "
+                         "refit both with the same n_agq (n_agq=1, Laplace, works for every model)")
+    if m0.reml and list(s0.fixed_names) != list(s1.fixed_names):
+        raise ValueError("REML likelihoods of models with different fixed effects are not comparable; "
+                         "refit both with reml=False")
+    diff = _differences(s0, s1)
+    df = _npar(m1) - _npar(m0)
+    n_diff = len(diff["fixed"]) + len(diff["variances"]) + len(diff["covariances"])
+    if df <= 0 or n_diff == 0:
+        raise ValueError(f"the models have the same parameters (df difference {df}); they are not nested "
+                         "in a testable way")
+    if n_diff != df:
+        raise ValueError(f"parameter counts disagree ({df} by n_params, {n_diff} by structure); "
+                         "the models are not nested")
+    chisq = 2.0 * (m1.loglik - m0.loglik)
+    if chisq < 0:
+        if chisq < -1e-3:
+            warnings.warn(f"the larger model has a lower log-likelihood (Chisq = {chisq:.4g}); its fit "
+                          "probably did not reach the optimum. Statistic set to 0.", UserWarning, stacklevel=2)
+        chisq = 0.0
+    dfs, weights, label, note = _reference(df, diff)
+    p = mixture_pvalue(chisq, dfs, weights)
+    p_naive = float(stats.chi2.sf(chisq, df)) if chisq > 0 else 1.0
+    crit = "REML criterion" if m0.reml else "logLik"
+    table = pd.DataFrame(
+        {"npar": [_npar(m0), _npar(m1)], "AIC": [m0.aic, m1.aic], "BIC": [m0.bic, m1.bic],
+         crit: [m0.loglik, m1.loglik], "deviance": [m0.deviance, m1.deviance],
+         "Chisq": [np.nan, chisq], "Df": [np.nan, df], "Pr(>Chisq)": [np.nan, p]},
+        index=[s0.formula, s1.formula])
+    return LRTResult(chisq=chisq, df=df, p_value=p, reference=label, p_naive=p_naive, differs=diff,
+                     table=table, note=note, dfs=tuple(dfs), weights=tuple(weights))

@@ -1,0 +1,289 @@
+"""User-facing results of a maximum-likelihood fit (Laplace, adaptive Gauss-Hermite, (RE)ML).
+
+:class:`MLResults` wraps the raw :class:`bayes_glmm.ml.types.MLFit` produced by the numerics
+and exposes lme4's vocabulary: ``fixef``, ``varcorr``, ``ranef``, ``se``, ``vcov``,
+``loglik``, ``aic``, ``bic``, ``coef_table()`` and a printed summary that reads like
+``summary(glmer(...))``.
+"""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..covariance import cov_to_sd_corr, varcorr_frame
+from ..results import FitResults, ranef_by_group
+from ..spec import ModelSpec
+from .summary_text import format_summary, summary_html
+from .types import MLFit
+
+__all__ = ["MLResults", "SINGULAR_TOL"]
+
+#: lme4's ``isSingular`` tolerance on the (relative) Cholesky factor's diagonal
+SINGULAR_TOL = 1e-4
+
+
+def _theta_names(spec: ModelSpec) -> list:
+    """lme4's ``names(getME(fit, "theta"))``: ``"g.coef"`` and ``"g.row.col"``."""
+    names = []
+    for term in spec.terms:
+        cn = term.coef_names
+        if term.correlated:
+            for j in range(term.q):
+                for i in range(j, term.q):
+                    names.append(f"{term.group}.{cn[i]}" if i == j else f"{term.group}.{cn[i]}.{cn[j]}")
+        else:
+            names.extend(f"{term.group}.{c}" for c in cn)
+    return names
+
+
+def _singular_terms(spec: ModelSpec, lambdas, tol: float) -> list:
+    """Messages for terms whose covariance is on the boundary of the parameter space.
+
+    A diagonal entry of a term's relative Cholesky factor below ``tol`` means either the
+    coefficient's variance is ~0 (the whole row of Lambda is ~0) or it is an exact linear
+    combination of the earlier coefficients (correlation ~ +-1).
+    """
+    out = []
+    for term, L in zip(spec.terms, lambdas):
+        L = np.asarray(L, dtype=float)
+        cov = L @ L.T
+        sd, corr = cov_to_sd_corr(cov)
+        for i, coef in enumerate(term.coef_names):
+            if abs(L[i, i]) >= tol:
+                continue
+            if np.sqrt(cov[i, i]) < tol:
+                out.append(f"term {term.name!r}: variance of {coef!r} is ~0")
+            else:
+                j = int(np.argmax(np.abs(corr[i, :i]))) if i > 0 else 0
+                out.append(f"term {term.name!r}: correlation of {coef!r} with "
+                           f"{term.coef_names[j]!r} is ~{corr[i, j]:+.3f}")
+    return out
+
+
+class MLResults(FitResults):
+    """Results of :func:`bayes_glmm.ml.fit_ml`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The fitted model's specification.
+    fit : MLFit
+        Raw estimates from the numerics.
+
+    Attributes
+    ----------
+    spec : ModelSpec
+    fit : MLFit
+    singular_terms : list of str
+        One message per boundary (singular) covariance component; empty if none.
+
+    Warns
+    -----
+    UserWarning
+        At construction when the fit is singular, naming the term.
+
+    Examples
+    --------
+    >>> import bayes_glmm as bg                                          # doctest: +SKIP
+    >>> res = bg.GLMM("Reaction ~ Days + (Days | Subject)",
+    ...               bg.datasets.load("sleepstudy")).fit_ml()           # doctest: +SKIP
+    >>> res.fixef                                                        # doctest: +SKIP
+    (Intercept)    251.405105
+    Days            10.467286
+    Name: Estimate, dtype: float64
+    """
+
+    def __init__(self, spec: ModelSpec, fit: MLFit):
+        super().__init__(spec)
+        if not isinstance(fit, MLFit):
+            raise ValueError(f"fit must be an MLFit from bayes_glmm.ml, got {type(fit).__name__}")
+        p = spec.p
+        if np.shape(fit.beta) != (p,):
+            raise ValueError(f"fit.beta has shape {np.shape(fit.beta)} but the spec has {p} fixed effects "
+                             f"{spec.fixed_names}; the fit does not belong to this spec")
+        if len(fit.lambdas) != len(spec.terms) or len(fit.b) != len(spec.terms):
+            raise ValueError(f"fit has {len(fit.lambdas)} Lambda blocks and {len(fit.b)} random-effect "
+                             f"blocks but the spec has {len(spec.terms)} random terms")
+        self.fit = fit
+        self.singular_terms = _singular_terms(spec, fit.lambdas, SINGULAR_TOL)
+        if self.singular_terms:
+            warnings.warn(
+                "boundary (singular) fit: " + "; ".join(self.singular_terms)
+                + ". Consider simplifying the random-effects structure (drop the term or use "
+                "(x || g) for uncorrelated effects).", UserWarning, stacklevel=3)
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def method(self) -> str:
+        """``"REML"``, ``"ML"``, ``"Laplace"`` or ``"AGQ(n)"``."""
+        return self.fit.method
+
+    @property
+    def reml(self) -> bool:
+        return bool(self.fit.reml)
+
+    @property
+    def n_agq(self) -> int:
+        return int(self.fit.n_agq)
+
+    @property
+    def nobs(self) -> int:
+        """Number of observations used."""
+        return int(self.spec.n)
+
+    @property
+    def ngrps(self) -> pd.Series:
+        """Number of levels per random term (lme4's ``ngrps``)."""
+        return pd.Series({t.name: t.n_levels for t in self.spec.terms}, dtype=int)
+
+    @property
+    def sigma(self) -> float | None:
+        """Residual SD (gaussian family), else None."""
+        return None if self.fit.sigma is None else float(self.fit.sigma)
+
+    @property
+    def _scale(self) -> float:
+        return float(self.fit.sigma) ** 2 if (self.spec.family.has_sigma and self.fit.sigma is not None) else 1.0
+
+    @property
+    def theta(self) -> pd.Series:
+        """lme4's covariance parameters (relative Cholesky factors), with lme4's names."""
+        return pd.Series(np.asarray(self.fit.theta, dtype=float), index=_theta_names(self.spec),
+                         name="theta")
+
+    @property
+    def optimizer(self) -> dict:
+        """Optimizer diagnostics: start, final theta, n_evals, grad_norm, converged, messages."""
+        return dict(self.fit.optimizer)
+
+    @property
+    def converged(self) -> bool:
+        return bool(self.fit.optimizer.get("converged", True))
+
+    @property
+    def is_singular(self) -> bool:
+        """True when a variance is ~0 or a correlation ~ +-1 (see :attr:`singular_terms`)."""
+        return bool(self.singular_terms)
+
+    # ------------------------------------------------------------------ fixed effects
+    @property
+    def fixef(self) -> pd.Series:
+        """Fixed-effect estimates indexed by coefficient name."""
+        return pd.Series(np.asarray(self.fit.beta, dtype=float), index=list(self.spec.fixed_names),
+                         name="Estimate")
+
+    @property
+    def vcov(self) -> pd.DataFrame:
+        """Covariance matrix of the fixed-effect estimates."""
+        names = list(self.spec.fixed_names)
+        return pd.DataFrame(np.asarray(self.fit.vcov_beta, dtype=float), index=names, columns=names)
+
+    @property
+    def se(self) -> pd.Series:
+        """Standard errors of the fixed effects."""
+        v = np.diag(np.asarray(self.fit.vcov_beta, dtype=float))
+        return pd.Series(np.sqrt(np.clip(v, 0.0, None)), index=list(self.spec.fixed_names),
+                         name="Std. Error")
+
+    @property
+    def _uses_t(self) -> bool:
+        # lmer reports t values without p-values; so does glmer for families with a scale
+        return self.spec.family.has_sigma
+
+    def coef_table(self) -> pd.DataFrame:
+        """Wald table: Estimate, Std. Error, z value, Pr(>|z|).
+
+        For gaussian fits (REML / ML, like ``lmer``) the statistic is labelled
+        ``t value`` and no p-value is given, since its reference distribution is not
+        standard normal for small samples.
+        """
+        est, se = self.fixef, self.se
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stat = est / se
+        if self._uses_t:
+            return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": stat})
+        p = 2.0 * stats.norm.sf(np.abs(stat))
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat, "Pr(>|z|)": p})
+
+    def conf_int(self, level: float = 0.95) -> pd.DataFrame:
+        """Wald confidence intervals for the fixed effects."""
+        if not 0.0 < level < 1.0:
+            raise ValueError(f"level={level!r} must be strictly between 0 and 1, e.g. 0.95")
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        lo, hi = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
+        return pd.DataFrame({lo: self.fixef - z * self.se, hi: self.fixef + z * self.se})
+
+    # ------------------------------------------------------------------ random effects
+    @property
+    def covs(self) -> list:
+        """Per-term covariance matrices: sigma^2 Lambda Lambda' (gaussian) or Lambda Lambda'."""
+        s2 = self._scale
+        return [s2 * (np.asarray(L) @ np.asarray(L).T) for L in self.fit.lambdas]
+
+    @property
+    def varcorr(self) -> pd.DataFrame:
+        """lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
+        sigma = self.sigma if self.spec.family.has_sigma else None
+        return varcorr_frame(self.spec.terms, self.covs, sigma)
+
+    @property
+    def ranef(self) -> dict:
+        """Conditional modes of the random effects: group -> DataFrame (levels x coefficients)."""
+        return ranef_by_group(self.spec, self.fit.b)
+
+    @property
+    def ranef_sd(self) -> dict:
+        """Conditional SDs of the random effects, shaped like :attr:`ranef`."""
+        return ranef_by_group(self.spec, self.fit.b_sd)
+
+    # ------------------------------------------------------------------ likelihood
+    @property
+    def loglik(self) -> float:
+        """Log-likelihood at the optimum (the REML criterion's for REML fits)."""
+        return float(self.fit.loglik)
+
+    @property
+    def df(self) -> int:
+        """Number of estimated parameters (fixed effects, theta, and sigma if gaussian)."""
+        return int(self.fit.n_params)
+
+    @property
+    def df_resid(self) -> int:
+        return self.nobs - self.df
+
+    @property
+    def deviance(self) -> float:
+        """-2 log-likelihood (the REML criterion for REML fits)."""
+        return -2.0 * self.loglik
+
+    @property
+    def aic(self) -> float:
+        """-2 logLik + 2 df."""
+        return -2.0 * self.loglik + 2.0 * self.df
+
+    @property
+    def bic(self) -> float:
+        """-2 logLik + log(n) df, n the number of observations."""
+        return -2.0 * self.loglik + np.log(self.nobs) * self.df
+
+    # ------------------------------------------------------------------ contract
+    def summary(self) -> pd.DataFrame:
+        """The fixed-effects table (:meth:`coef_table`); ``print(res)`` shows the full text."""
+        return self.coef_table()
+
+    def _point_params(self):
+        beta = np.asarray(self.fit.beta, dtype=float)
+        b = [np.asarray(bk, dtype=float) for bk in self.fit.b]
+        return beta, b, self.covs, self.sigma
+
+    def _repr_text(self) -> str:
+        return format_summary(self)
+
+    def __str__(self) -> str:
+        return format_summary(self)
+
+    def _repr_html_(self) -> str:
+        return summary_html(self)

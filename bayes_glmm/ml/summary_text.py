@@ -1,0 +1,168 @@
+"""Text and HTML summaries of :class:`bayes_glmm.ml.results.MLResults`.
+
+The text mimics the layout of lme4's ``summary(glmer(...))`` / ``summary(lmer(...))`` so
+that output can be compared side by side: header, information criteria, random-effects
+table (Variance, Std.Dev., Corr), fixed-effects table with significance stars, and notes
+on convergence and singular fits.  (Layout only; no lme4 code is used.)
+"""
+from __future__ import annotations
+
+import html
+
+import numpy as np
+import pandas as pd
+
+from ..covariance import cov_to_sd_corr
+
+__all__ = ["format_summary", "summary_html", "format_pvalue", "signif_stars", "random_effects_table"]
+
+SIGNIF_LEGEND = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
+
+
+def format_pvalue(p: float) -> str:
+    """R-style p-value text: 3 significant digits, ``"<2e-16"`` below machine precision."""
+    if not np.isfinite(p):
+        return "NA"
+    if p < 2.2e-16:
+        return "<2e-16"
+    return f"{p:.3g}"
+
+
+def signif_stars(p: float) -> str:
+    """``***`` (<0.001), ``**`` (<0.01), ``*`` (<0.05), ``.`` (<0.1) or blank."""
+    if not np.isfinite(p):
+        return ""
+    for cut, s in ((0.001, "***"), (0.01, "**"), (0.05, "*"), (0.1, ".")):
+        if p < cut:
+            return s
+    return ""
+
+
+def _decimals(values, lo: int = 3, hi: int = 7) -> int:
+    """Decimals giving the smallest non-zero |value| about 4 significant digits."""
+    a = np.abs(np.asarray(values, dtype=float))
+    a = a[np.isfinite(a) & (a > 0)]
+    if a.size == 0:
+        return lo
+    return int(np.clip(3 - np.floor(np.log10(a.min())), lo, hi))
+
+
+def _header(res) -> list:
+    fam = res.spec.family
+    if fam.has_sigma and res.method in ("REML", "ML"):
+        how = "REML" if res.reml else "maximum likelihood"
+        lines = [f"Linear mixed model fit by {how}  [bayes_glmm MLResults]"]
+    else:
+        approx = ("Laplace Approximation" if res.n_agq <= 1
+                  else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {res.n_agq}")
+        lines = [f"Generalized linear mixed model fit by maximum likelihood ({approx})  "
+                 "[bayes_glmm MLResults]",
+                 f" Family: {fam.name}  ( {fam.link.name} )"]
+    lines.append(f"Formula: {res.spec.formula}")
+    lines.append("")
+    if res.reml:
+        lines.append(f"REML criterion at convergence: {res.deviance:.4f}")
+    else:
+        crit = pd.DataFrame([[res.aic, res.bic, res.loglik, res.deviance, res.df_resid]],
+                            columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
+        crit = crit.astype(object)
+        for c in ("AIC", "BIC", "logLik", "deviance"):
+            crit[c] = [f"{float(crit[c].iloc[0]):.1f}"]
+        lines.extend(crit.to_string(index=False).splitlines())
+    return lines
+
+
+def _g4(v: float) -> str:
+    """4 significant digits keeping trailing zeros (16.00, 4.000), as R prints them."""
+    return f"{v:#.4g}".rstrip(".") if v != 0 else "0"
+
+
+def random_effects_table(res) -> pd.DataFrame:
+    """The random-effects block of the summary: Groups, Name, Variance, Std.Dev., Corr..."""
+    rows = []
+    qmax = max((t.q for t in res.spec.terms), default=1)
+    for term, cov in zip(res.spec.terms, res.covs):
+        sd, corr = cov_to_sd_corr(cov)
+        for i, name in enumerate(term.coef_names):
+            row = [term.name if i == 0 else "", name, _g4(cov[i, i]), _g4(sd[i])]
+            cells = [f"{corr[i, j]:.2f}" if term.correlated else "" for j in range(i)]
+            row.extend(cells + [""] * (qmax - 1 - len(cells)))
+            rows.append(row)
+    if res.spec.family.has_sigma and res.sigma is not None:
+        rows.append(["Residual", "", _g4(res.sigma ** 2), _g4(res.sigma)] + [""] * (qmax - 1))
+    corr_cols = ["Corr"] + [""] * (qmax - 2) if qmax > 1 else []
+    cols = ["Groups", "Name", "Variance", "Std.Dev."] + [f"Corr{k}" for k in range(len(corr_cols))]
+    df = pd.DataFrame(rows, columns=cols)
+    df.columns = ["Groups", "Name", "Variance", "Std.Dev."] + corr_cols
+    return df
+
+
+def _fixed_table_text(res) -> tuple:
+    tab = res.coef_table()
+    out = pd.DataFrame(index=tab.index)
+    out["Estimate"] = [f"{v:.{_decimals(tab['Estimate'])}f}" for v in tab["Estimate"]]
+    out["Std. Error"] = [f"{v:.{_decimals(tab['Std. Error'])}f}" for v in tab["Std. Error"]]
+    stat_col = "t value" if "t value" in tab else "z value"
+    out[stat_col] = [f"{v:.3f}" for v in tab[stat_col]]
+    has_p = "Pr(>|z|)" in tab
+    if has_p:
+        out["Pr(>|z|)"] = [format_pvalue(p) for p in tab["Pr(>|z|)"]]
+        out[" "] = [signif_stars(p) for p in tab["Pr(>|z|)"]]
+    return out, has_p
+
+
+def _notes(res) -> list:
+    notes = []
+    if not res.converged:
+        msgs = res.optimizer.get("messages") or []
+        if isinstance(msgs, str):
+            msgs = [msgs]
+        notes.append("optimizer did not converge" + (": " + "; ".join(map(str, msgs)) if msgs else ""))
+    if res.is_singular:
+        notes.append("boundary (singular) fit: " + "; ".join(res.singular_terms))
+    return notes
+
+
+def _aligned(df: pd.DataFrame, left: tuple) -> list:
+    """Rows of ``df`` as text, columns named in ``left`` left-aligned, the others right-aligned."""
+    cols = list(df.columns)
+    cells = [[str(c) for c in cols]] + [[str(v) for v in row] for row in df.itertuples(index=False)]
+    widths = [max(len(r[j]) for r in cells) for j in range(len(cols))]
+    out = []
+    for r in cells:
+        parts = [r[j].ljust(widths[j]) if (cols[j] in left or j >= 4 and r is cells[0]) else r[j].rjust(widths[j])
+                 for j in range(len(cols))]
+        out.append(" ".join(parts).rstrip())
+    return out
+
+
+def format_summary(res) -> str:
+    """The full text summary of an :class:`MLResults`, laid out like glmer's."""
+    lines = _header(res)
+    lines += ["", "Random effects:"]
+    re_tab = random_effects_table(res)
+    lines += [" " + ln for ln in _aligned(re_tab, ("Groups", "Name"))]
+    groups = "; ".join(f"{t.name}, {t.n_levels}" for t in res.spec.terms)
+    lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
+    lines += ["", "Fixed effects:"]
+    fx, has_p = _fixed_table_text(res)
+    lines += fx.to_string().splitlines()
+    if has_p:
+        lines += ["---", SIGNIF_LEGEND]
+    notes = _notes(res)
+    if notes:
+        lines.append("")
+        lines += notes
+    return "\n".join(lines)
+
+
+def summary_html(res) -> str:
+    """HTML rendering for notebooks: header, random-effects and fixed-effects tables."""
+    head = "<br>".join(html.escape(ln) for ln in _header(res) if ln)
+    re_html = random_effects_table(res).to_html(index=False)
+    fx, _ = _fixed_table_text(res)
+    groups = ", ".join(f"{html.escape(t.name)}: {t.n_levels}" for t in res.spec.terms)
+    notes = "".join(f"<p><i>{html.escape(n)}</i></p>" for n in _notes(res))
+    return (f"<div><p><b>{type(res).__name__}</b> ({html.escape(res.method)})<br>{head}</p>"
+            f"<p>Random effects</p>{re_html}<p>Number of obs: {res.nobs}; groups: {groups}</p>"
+            f"<p>Fixed effects</p>{fx.to_html()}{notes}</div>")
