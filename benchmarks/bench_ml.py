@@ -1,0 +1,206 @@
+"""Timing of bayes_glmm's ML path against lme4::glmer in the same run.
+
+Run from the repository root::
+
+    python3 benchmarks/bench_ml.py              # all cases, 3 repeats
+    python3 benchmarks/bench_ml.py --quick      # skip the 1,000,000-row case
+    python3 benchmarks/bench_ml.py --repeats 5 --cases toenail_agq25 verbagg
+
+Cases
+-----
+toenail_agq25     toenail, ``Response ~ Month * Treatment + (1 | ID)``, nAGQ = 25
+epilepsy_slope    epilepsy long form, ``count ~ offset(log(weeks)) + followup * group
+                  + (1 + followup | id)``, Laplace
+bernoulli_1m      simulated 1,000,000 rows, 10,000 groups, ``y ~ x + (1 | g)``, Laplace
+verbagg           lme4::VerbAgg, ``r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)``,
+                  Laplace (a simulated data set of the same shape when R is missing)
+
+Each case is timed as the median of ``--repeats`` fits (data preparation excluded), once in
+Python and once in R via ``Rscript`` (skipped gracefully when R or lme4 is not installed).
+Peak memory: Python's from tracemalloc during one extra fit (NumPy allocations included)
+plus the process's max RSS; R's from ``gc()``'s "max used" (R heap only).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import bayes_glmm as bg  # noqa: E402
+
+CASES = {
+    "toenail_agq25": dict(formula="Response ~ Month * Treatment + (1 | ID)", family="bernoulli", n_agq=25),
+    "epilepsy_slope": dict(formula="count ~ offset(log(weeks)) + followup * group + (1 + followup | id)",
+                           family="poisson", n_agq=1),
+    "bernoulli_1m": dict(formula="y ~ x + (1 | g)", family="bernoulli", n_agq=1),
+    "verbagg": dict(formula="r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+                    family="bernoulli", n_agq=1),
+}
+
+R_FAMILY = {"bernoulli": "binomial", "poisson": "poisson", "binomial": "binomial"}
+
+
+def have_r() -> bool:
+    if shutil.which("Rscript") is None:
+        return False
+    r = subprocess.run(["Rscript", "-e", "suppressMessages(library(lme4))"], capture_output=True)
+    return r.returncode == 0
+
+
+def simulate_bernoulli(n_rows=1_000_000, n_groups=10_000, seed=20240521) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, n_rows)
+    x = rng.normal(size=n_rows)
+    u = rng.normal(scale=0.8, size=n_groups)
+    eta = -0.5 + 0.7 * x + u[g]
+    y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int8)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
+def simulate_verbagg_shape(seed=1) -> pd.DataFrame:
+    """316 persons x 24 items crossed, VerbAgg's design, for machines without R."""
+    rng = np.random.default_rng(seed)
+    idx = pd.MultiIndex.from_product([range(316), range(24)], names=["id", "item"]).to_frame(index=False)
+    anger = rng.integers(11, 40, 316)
+    gender = rng.choice(["F", "M"], 316, p=[0.77, 0.23])
+    btype = np.array(["curse", "scold", "shout"])[(idx["item"].to_numpy() % 12) // 4]
+    situ = np.where(idx["item"].to_numpy() < 12, "other", "self")
+    eta = (0.2 + 0.057 * (anger[idx["id"]] - 20) + 0.32 * (gender[idx["id"]] == "M")
+           - 1.06 * (btype == "scold") - 2.1 * (btype == "shout") - 1.05 * (situ == "self")
+           + rng.normal(0, 1.34, 316)[idx["id"]] + rng.normal(0, 0.49, 24)[idx["item"]])
+    return pd.DataFrame({"r2": (rng.random(len(idx)) < 1 / (1 + np.exp(-eta))).astype(int),
+                         "Anger": anger[idx["id"]], "Gender": gender[idx["id"]], "btype": btype,
+                         "situ": situ, "id": pd.Categorical(idx["id"]), "item": pd.Categorical(idx["item"])})
+
+
+def export_verbagg(path: Path) -> bool:
+    code = (f"suppressMessages(library(lme4)); d <- VerbAgg; d$r2 <- as.integer(d$r2 == 'Y'); "
+            f"write.csv(d[, c('r2','Anger','Gender','btype','situ','id','item')], '{path}', row.names=FALSE)")
+    return subprocess.run(["Rscript", "-e", code], capture_output=True).returncode == 0
+
+
+def load_case(name: str, r_ok: bool, tmp: Path) -> tuple[pd.DataFrame, str]:
+    if name == "toenail_agq25":
+        return bg.datasets.load("toenail"), "HSAUR3 toenail"
+    if name == "epilepsy_slope":
+        return bg.datasets.load("epilepsy"), "HSAUR3 epilepsy (long form)"
+    if name == "bernoulli_1m":
+        return simulate_bernoulli(), "simulated, seed 20240521"
+    csv = tmp / "verbagg_src.csv"
+    if r_ok and export_verbagg(csv):
+        d = pd.read_csv(csv)
+        for c in ("Gender", "btype", "situ", "id", "item"):
+            d[c] = d[c].astype(str)
+        return d, "lme4::VerbAgg"
+    return simulate_verbagg_shape(), "simulated with VerbAgg's shape (R unavailable)"
+
+
+def time_python(data: pd.DataFrame, case: dict, repeats: int) -> dict:
+    times, res = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        model = bg.GLMM(case["formula"], data, family=case["family"])
+        res = model.fit_ml(n_agq=case["n_agq"])
+        times.append(time.perf_counter() - t0)
+    tracemalloc.start()
+    bg.GLMM(case["formula"], data, family=case["family"]).fit_ml(n_agq=case["n_agq"])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return {"median_s": statistics.median(times), "times_s": times, "peak_traced_mb": peak / 2**20,
+            "maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "loglik": res.loglik, "fixef": res.fixef.round(5).to_dict()}
+
+
+R_TEMPLATE = r"""
+suppressMessages(library(lme4)); library(jsonlite)
+d <- read.csv("{csv}")
+for (c in {factors}) d[[c]] <- factor(d[[c]])
+{extra}
+f <- as.formula("{formula}")
+fit1 <- function() glmer(f, data = d, family = {family}, nAGQ = {n_agq})
+if (nrow(d) < 1e5) m <- fit1()  # warm-up (byte compiler, lazy loading); pointless for the 1M case
+times <- numeric(0)
+for (i in seq_len({repeats})) times <- c(times, system.time(m <- fit1())[["elapsed"]])
+invisible(gc(reset = TRUE)); m <- fit1(); g <- gc()
+cat(toJSON(list(median_s = median(times), times_s = times, max_used_mb = sum(g[, ncol(g)]),
+                loglik = as.numeric(logLik(m)), fixef = as.list(round(fixef(m), 5))),
+           auto_unbox = TRUE, digits = NA))
+"""
+
+
+def time_r(data: pd.DataFrame, case: dict, repeats: int, tmp: Path, name: str) -> dict | None:
+    csv = tmp / f"{name}.csv"
+    data.to_csv(csv, index=False)
+    factors = [c for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)
+               or data[c].dtype == object]
+    extra = "d$followup <- as.logical(d$followup)" if "followup" in data.columns else ""
+    script = R_TEMPLATE.format(csv=csv, factors="c(" + ", ".join(f"'{c}'" for c in factors) + ")",
+                               extra=extra, formula=case["formula"], family=R_FAMILY[case["family"]],
+                               n_agq=case["n_agq"], repeats=repeats)
+    path = tmp / f"{name}.R"
+    path.write_text(script)
+    out = subprocess.run(["Rscript", str(path)], capture_output=True, text=True)
+    if out.returncode != 0:
+        print(f"  R failed for {name}: {out.stderr.strip()[-400:]}")
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="skip the 1,000,000-row case")
+    ap.add_argument("--no-r", action="store_true", help="time bayes_glmm only")
+    ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--json", type=Path, help="also write the results here")
+    args = ap.parse_args(argv)
+    r_ok = not args.no_r and have_r()
+    print(f"bayes_glmm {bg.__version__}; numpy {np.__version__}; R/lme4: {'yes' if r_ok else 'not used'}; "
+          f"cpus {os.cpu_count()}; repeats {args.repeats}")
+    results = {}
+    with tempfile.TemporaryDirectory() as td:
+        tmp = Path(td)
+        for name in args.cases:
+            if args.quick and name == "bernoulli_1m":
+                continue
+            case = CASES[name]
+            data, source = load_case(name, r_ok, tmp)
+            print(f"\n== {name}: {case['formula']}  [{case['family']}, nAGQ={case['n_agq']}] "
+                  f"{len(data):,} rows ({source})")
+            py = time_python(data, case, args.repeats)
+            print(f"  bayes_glmm: median {py['median_s']:.3f} s  (runs {', '.join(f'{t:.3f}' for t in py['times_s'])}); "
+                  f"peak traced {py['peak_traced_mb']:.0f} MiB, max RSS {py['maxrss_mb']:.0f} MiB; "
+                  f"logLik {py['loglik']:.4f}")
+            rr = time_r(data, case, args.repeats, tmp, name) if r_ok else None
+            if rr is not None:
+                print(f"  glmer:      median {rr['median_s']:.3f} s; R heap max used {rr['max_used_mb']:.0f} MB; "
+                      f"logLik {rr['loglik']:.4f}")
+                print(f"  ratio bayes_glmm / glmer = {py['median_s'] / max(rr['median_s'], 1e-9):.2f}")
+            results[name] = {"source": source, "n": len(data), "python": py, "r": rr}
+    if results:
+        print("\nSummary (median seconds):")
+        print(f"  {'case':16s} {'bayes_glmm':>11s} {'glmer':>9s} {'ratio':>7s}")
+        for name, r in results.items():
+            rt = r["r"]["median_s"] if r["r"] else float("nan")
+            print(f"  {name:16s} {r['python']['median_s']:11.3f} {rt:9.3f} {r['python']['median_s'] / rt:7.2f}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
