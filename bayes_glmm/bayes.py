@@ -12,7 +12,8 @@ of all coefficients on the original scale, intercept included.
 Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametrization
 ``b_k = u_k @ Lambda_k.T``, ``u_k ~ N(0, I)`` (non-centered, the default):
 
-``sd_<ident>``   (``<ident>_coef``) standard deviations
+``sd_<ident>``   (``<ident>_coef``) standard deviations (a Deterministic ``sqrt(var_<ident>)``
+                 when the prior is on the variances, key ``var_<ident>``)
 ``corr_<ident>`` (``<ident>_coef``, ``<ident>_coef2``) correlations, correlated terms only,
                  from :func:`pymc.LKJCholeskyCov` (its free variable is ``chol_<ident>``)
 ``u_<ident>``    (``<ident>_level``, ``<ident>_coef``) standard-normal innovations
@@ -20,7 +21,8 @@ Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametriza
                  when the term is centered)
 
 The linear predictor gathers ``b_k[codes_k]`` row by row (``(Xr * b[codes]).sum(1)``);
-Z is never formed.  The observed node ``y`` (dim ``obs``) is a :class:`pymc.CustomDist`
+Z is never formed.  (``sampler="numpy"`` evaluates the same density without this graph,
+see :mod:`bayes_glmm.nuts_numpy`; the graph is still built for predictive draws.)  The observed node ``y`` (dim ``obs``) is a :class:`pymc.CustomDist`
 whose log-density is :meth:`Family.loglik` evaluated with :data:`PT_OPS` -- the same code
 as the ML path -- multiplied by the prior weights.  With non-unit weights the pointwise
 ``log_likelihood`` group therefore holds *weighted* contributions (LOO then refers to the
@@ -39,14 +41,17 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from .spec import ModelSpec, py_name
+from .nuts_numpy import GlmmDensity, add_log_likelihood, compile_numpy, supported
+from .priors import slope_blocks
+from .spec import ModelSpec
 
 __all__ = ["PT_OPS", "build_pymc_model", "sample", "prior_predictive", "posterior_predictive",
            "diagnose", "SAMPLERS", "AUTO_SAMPLER"]
 
-SAMPLERS = ("auto", "pymc", "nutpie", "numpyro")
-#: what ``sampler="auto"`` uses (measured on toenail, see benchmarks/bench_nuts.py)
-AUTO_SAMPLER = "nutpie"
+SAMPLERS = ("auto", "numpy", "pymc", "nutpie", "numpyro")
+#: what ``sampler="auto"`` uses when :func:`bayes_glmm.nuts_numpy.supported` says the NumPy
+#: gradient covers the model, else the fallback (measured on toenail, see benchmarks/bench_nuts.py)
+AUTO_SAMPLER = ("numpy", "nutpie")
 
 _SQRT1_2 = float(np.sqrt(0.5))
 
@@ -100,16 +105,15 @@ def _fixed_part(spec: ModelSpec, priors: dict):
     if icol is not None:
         xm[slopes] = X[:, slopes].mean(axis=0)
     parts = [None] * spec.p
-    if slopes:
-        sp = [priors[names[j]] for j in slopes]
-        if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
+    for name, cols in slope_blocks(spec, priors):
+        if name == "slopes":
+            sp = [priors[names[j]] for j in cols]
             args = {k: np.array([np.asarray(p.args[k], dtype=float) for p in sp]) for k in sp[0].args}
             vec = getattr(pm, sp[0].name)("slopes", **args, dims="slope")
-            for i, j in enumerate(slopes):
+            for i, j in enumerate(cols):
                 parts[j] = vec[i]
         else:
-            for j, p in zip(slopes, sp):
-                parts[j] = _rv(f"slope_{py_name(names[j])}", p)
+            parts[cols[0]] = _rv(name, priors[names[cols[0]]])
     pc = list(parts)  # coefficients acting on the centered X (intercept = centered intercept)
     if icol is not None:
         a = _rv("Intercept", priors["Intercept"])
@@ -125,7 +129,7 @@ def _random_part(term, priors: dict, centered: bool):
     """Variables of one random term; returns its contribution to eta."""
     k, q = term.ident, term.q
     lev, cf = f"{k}_level", f"{k}_coef"
-    sd_prior = priors[f"sd_{k}"]
+    sd_prior = priors.get(f"sd_{k}")
     if term.correlated and q > 1:
         eta_lkj = float(priors[f"corr_{k}"].args.get("eta", 1.0))
         chol, corr, sds = pm.LKJCholeskyCov(f"chol_{k}", n=q, eta=eta_lkj, sd_dist=_dist(sd_prior, q),
@@ -138,7 +142,10 @@ def _random_part(term, priors: dict, centered: bool):
             u = pm.Normal(f"u_{k}", 0.0, 1.0, dims=(lev, cf))
             b = pm.Deterministic(f"b_{k}", u @ chol.T, dims=(lev, cf))
     else:
-        sd = _rv(f"sd_{k}", sd_prior, dims=cf)
+        if f"var_{k}" in priors:  # prior on the variances; the SDs are derived
+            sd = pm.Deterministic(f"sd_{k}", pt.sqrt(_rv(f"var_{k}", priors[f"var_{k}"], dims=cf)), dims=cf)
+        else:
+            sd = _rv(f"sd_{k}", sd_prior, dims=cf)
         if centered:
             b = pm.Normal(f"b_{k}", 0.0, sd[None, :], dims=(lev, cf))
         else:
@@ -314,11 +321,15 @@ def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0
     return msgs
 
 
-def _resolve_sampler(sampler: str) -> str:
+def _resolve_sampler(sampler: str, glmm=None) -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {SAMPLERS}")
+    ok = glmm is not None and supported(glmm.spec, glmm._priors)
     if sampler == "auto":
-        return AUTO_SAMPLER
+        return AUTO_SAMPLER[0] if ok else AUTO_SAMPLER[1]
+    if sampler == "numpy" and not ok:
+        raise ValueError("sampler='numpy' needs a bayes_glmm.GLMM without correlated random terms "
+                         "(LKJ) and priors among bayes_glmm.nuts_numpy.PRIOR_LOGP; use 'nutpie' or 'pymc'")
     if sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
@@ -341,29 +352,6 @@ def _tidy_nutpie(idata, pm_model: pm.Model) -> None:
         idata.add_groups(observed_data=xr.Dataset(obs, coords=coords))
 
 
-def _add_log_likelihood(idata, spec: ModelSpec, pm_model: pm.Model) -> None:
-    """Pointwise (weighted) log-likelihood with NumPy and :meth:`Family.loglik`.
-
-    Same formula as the graph's ``y`` node, without compiling another PyTensor function.
-    """
-    import xarray as xr
-
-    post = idata.posterior
-    C, D = post.sizes["chain"], post.sizes["draw"]
-    beta = np.asarray(post["beta"]).reshape(C * D, -1)
-    eta = beta @ np.asarray(spec.X).T + np.asarray(spec.offset)[None, :]
-    for t in spec.terms:
-        b = np.asarray(post[f"b_{t.ident}"]).reshape(C * D, t.n_levels, t.q)
-        eta += np.einsum("nq,snq->sn", t.Xr, b[:, t.codes])
-    sigma = np.asarray(post["sigma"]).reshape(-1, 1) if "sigma" in post else None
-    ll = spec.family.loglik(np.asarray(spec.y)[None, :], eta, trials=spec.trials, sigma=sigma)
-    ll = ll * np.asarray(spec.weights)[None, :]
-    obs = np.asarray(pm_model.coords["obs"])
-    idata.add_groups(log_likelihood=xr.Dataset(
-        {"y": (("chain", "draw", "obs"), ll.reshape(C, D, -1))},
-        coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": obs}))
-
-
 def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, random_seed=None,
            sampler: str = "auto", progressbar: bool = True, target_accept: float = 0.8,
            cores: int | None = None, prior_predictive: bool = False,
@@ -379,9 +367,13 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         Kept draws, warm-up iterations and chains.
     random_seed : int, optional
         Same seed, same sampler and settings -> identical draws.
-    sampler : {"auto", "pymc", "nutpie", "numpyro"}
-        ``"auto"`` is :data:`AUTO_SAMPLER` (nutpie: fastest on toenail, see
-        ``benchmarks/bench_nuts.py``).  ``"numpyro"`` needs numpyro and jax installed.
+    sampler : {"auto", "numpy", "pymc", "nutpie", "numpyro"}
+        ``"numpy"``: nutpie's NUTS with the package's NumPy log-density gradient
+        (:mod:`bayes_glmm.nuts_numpy`; no compilation; GLMMs without correlated terms).
+        ``"nutpie"``: nutpie with the PyMC graph compiled by numba (~10-30 s compile).
+        ``"auto"`` is ``"numpy"`` when it covers the model, else ``"nutpie"``
+        (:data:`AUTO_SAMPLER`; fastest on toenail, see ``benchmarks/bench_nuts.py``).
+        ``"numpyro"`` needs numpyro and jax installed.
     progressbar : bool
         Show progress (default True).
     target_accept : float
@@ -402,18 +394,22 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         The InferenceData has ``posterior``, ``sample_stats``, ``observed_data`` and
         ``log_likelihood`` (so ``arviz.loo`` works).
     """
-    name = _resolve_sampler(sampler)
     for nm, v in (("draws", draws), ("tune", tune), ("chains", chains)):
         if not isinstance(v, (int, np.integer)) or v < (0 if nm == "tune" else 1):
             raise ValueError(f"{nm} must be a {'non-negative' if nm == 'tune' else 'positive'} integer, got {v!r}")
     pm_model, glmm = _pm_model(model)
+    name = _resolve_sampler(sampler, glmm)
     seed = _seed_int(random_seed)
     cores = cores or min(chains, os.cpu_count() or 1)
     t0 = time.perf_counter()
-    if name == "nutpie":
+    if name in ("nutpie", "numpy"):
         import nutpie
 
-        pm_model, compiled = _compiled_nutpie(model, pm_model)
+        if name == "numpy":
+            compiled = compile_numpy(GlmmDensity(glmm.spec, glmm._priors, glmm._centered),
+                                     pm_model.coords, pm_model.named_vars_to_dims)
+        else:
+            pm_model, compiled = _compiled_nutpie(model, pm_model)
         idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
                               progress_bar=progressbar, target_accept=target_accept,
                               save_warmup=False, **kwargs)
@@ -425,7 +421,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
                           compute_convergence_checks=False, **extra, **kwargs)
     if "log_likelihood" not in idata.groups():
         if glmm is not None:
-            _add_log_likelihood(idata, glmm.spec, pm_model)
+            add_log_likelihood(idata, glmm.spec, pm_model)
         else:
             pm.compute_log_likelihood(idata, model=pm_model, progressbar=False, extend_inferencedata=True)
     elapsed = time.perf_counter() - t0

@@ -17,6 +17,11 @@ Prior keys
 ``"sd_<ident>"``
     Standard deviations of the random effects of one term (``ident`` is
     :attr:`RandomTerm.ident`, e.g. ``"sd_ID"``).
+``"var_<ident>"``
+    Prior on the random-effect *variances* of an uncorrelated term (e.g.
+    ``Prior("InverseGamma", alpha=1, beta=1)``, the classic conjugate-style choice);
+    it replaces the SD prior, and ``sd_<ident> = sqrt(var_<ident>)`` is still reported.
+    Not available for correlated terms, whose SDs enter the LKJ Cholesky prior.
 ``"corr_<ident>"``
     LKJ prior on the correlation matrix of a correlated term (``Prior("LKJ", eta=2)``).
 ``"sigma"``
@@ -30,10 +35,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .spec import ModelSpec
+from .spec import ModelSpec, py_name
 
 __all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
-           "default_scales"]
+           "default_scales", "slope_blocks"]
 
 #: distribution name -> (support, accepted parameter names).  Names are PyMC's.
 DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -214,7 +219,7 @@ _SUPPORT_FOR = {"Intercept": "real", "beta": "real", "sigma": "positive"}
 def _needed_support(key: str, spec: ModelSpec) -> str:
     if key in _SUPPORT_FOR:
         return _SUPPORT_FOR[key]
-    if key.startswith("sd_"):
+    if key.startswith(("sd_", "var_")):
         return "positive"
     if key.startswith("corr_"):
         return "corr"
@@ -229,7 +234,8 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
     spec : ModelSpec
     overrides : dict, optional
         Key -> :class:`Prior` or ``bambi.Prior``.  Keys: ``"Intercept"``, a coefficient
-        name, ``"beta"`` (all slopes), ``"sd_<ident>"``, ``"corr_<ident>"``, ``"sigma"``.
+        name, ``"beta"`` (all slopes), ``"sd_<ident>"``, ``"var_<ident>"`` (variance
+        prior, uncorrelated terms only), ``"corr_<ident>"``, ``"sigma"``.
 
     Returns
     -------
@@ -238,17 +244,30 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
         (when X has one), one entry per slope name, ``"sd_<ident>"`` per term,
         ``"corr_<ident>"`` per correlated term, ``"sigma"`` (gaussian).  ``"beta"`` is
         not a key of the result; it has been expanded into the slope names.  A
-        ``HalfNormal`` SD prior may carry a list of per-coefficient ``sigma``.
+        ``HalfNormal`` SD prior may carry a list of per-coefficient ``sigma``.  A
+        ``"var_<ident>"`` override replaces ``"sd_<ident>"`` in the result.
 
     Raises
     ------
     ValueError
-        For an unknown key (listing the valid keys), or a distribution whose support
-        does not fit the parameter (e.g. a Normal on an SD).
+        For an unknown key (listing the valid keys), a distribution whose support
+        does not fit the parameter (e.g. a Normal on an SD), a ``var_`` key of a
+        correlated term, or both ``sd_`` and ``var_`` for one term.
     """
     out = _defaults(spec)
     overrides = dict(overrides or {})
-    valid = list(out) + (["beta"] if any(k for k in spec.fixed_names if k != "(Intercept)") else [])
+    var_keys = [f"var_{t.ident}" for t in spec.terms if not (t.correlated and t.q > 1)]
+    valid = list(out) + var_keys + (["beta"] if any(k for k in spec.fixed_names if k != "(Intercept)") else [])
+    for t in spec.terms:
+        key = f"var_{t.ident}"
+        if key in overrides and t.correlated and t.q > 1:
+            raise ValueError(
+                f"prior key {key!r}: term {t.name!r} is correlated, so its SDs and the LKJ "
+                f"correlation prior build one covariance matrix (LKJCholeskyCov) and a prior on each "
+                f"variance cannot be given separately; put a prior on the SDs (sd_{t.ident}), or make "
+                f"the term uncorrelated with '||' in the formula")
+        if key in overrides and f"sd_{t.ident}" in overrides:
+            raise ValueError(f"give either sd_{t.ident} or {key} (one prior per random-effect scale), not both")
     unknown = [k for k in overrides if k not in valid]
     if unknown:
         raise ValueError(f"unknown prior key(s) {unknown}; valid keys for this model are {valid}")
@@ -267,7 +286,26 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
             if nm != "(Intercept)" and nm not in conv:
                 out[nm] = conv["beta"]
     out.update({k: v for k, v in conv.items() if k != "beta"})
+    for k in conv:
+        if k.startswith("var_"):
+            out.pop("sd_" + k[4:], None)
     return out
+
+
+def slope_blocks(spec: ModelSpec, priors: dict) -> list:
+    """How the slopes are grouped into free variables: ``[(name, columns of X), ...]``.
+
+    One vector ``"slopes"`` (dim ``slope``) when every slope prior is the same
+    distribution with the same parameter names, else one ``"slope_<name>"`` each.
+    """
+    names = list(spec.fixed_names)
+    slopes = [j for j, nm in enumerate(names) if nm != "(Intercept)"]
+    if not slopes:
+        return []
+    sp = [priors[names[j]] for j in slopes]
+    if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
+        return [("slopes", slopes)]
+    return [(f"slope_{py_name(names[j])}", [j]) for j in slopes]
 
 
 def resolve_centered(spec: ModelSpec, centered: bool | Mapping[str, bool] = False) -> dict:

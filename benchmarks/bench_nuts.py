@@ -8,19 +8,27 @@ bayes_glmm's default (``sampler="auto"``) to bambi's fastest backend.
 
 Run::
 
-    python benchmarks/bench_nuts.py                 # everything (takes a while)
+    python benchmarks/bench_nuts.py --repeat 3             # warm compile caches
+    python benchmarks/bench_nuts.py --repeat 3 --cold      # empty PyTensor/numba cache per run
     python benchmarks/bench_nuts.py --chains 2 --ours auto --bambi nutpie
 
-Each configuration runs in a fresh subprocess so that compile caches of one do not
-favour another unevenly (``--warm`` reuses one process).
+Each configuration runs in a fresh subprocess, and configurations are interleaved
+within each repetition so that background load affects all alike (``--warm`` reuses
+one process).  PyTensor caches numba-compiled ops on disk (``~/.pytensor``), which
+helps the graph-compiling samplers (``nutpie``, bambi) from the second process on;
+``--cold`` removes that advantage.  ``sampler="numpy"`` (what ``auto`` picks here)
+compiles nothing, so it is the same cold or warm.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shutil
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import warnings
 
@@ -77,22 +85,40 @@ def run_bambi(backend: str, chains: int, seed: int) -> dict:
     return {"wall": wall, "min_ess": ess, "max_rhat": rhat, "divergences": div, "sampler": backend}
 
 
-def _child(kind: str, name: str, chains: int, seed: int, centered: bool) -> dict:
+def _child(kind: str, name: str, chains: int, seed: int, centered: bool, cold: bool = False) -> dict:
     cmd = [sys.executable, __file__, "--child", kind, name, str(chains), str(seed), str(int(centered))]
-    out = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ)
+    tmp = None
+    if cold:  # an empty PyTensor compile cache (numba/C) for this process only
+        tmp = tempfile.mkdtemp(prefix="bench_nuts_")
+        flags = env.get("PYTENSOR_FLAGS", "")
+        env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"base_compiledir={tmp}"
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    finally:
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
     for line in out.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     raise RuntimeError(f"{kind} {name} failed:\n{out.stderr[-3000:]}")
 
 
+def _row(pkg, cfg, chains, r):
+    return (f"{pkg:10s} {cfg:22s} {chains:6d} {r['wall']:8.1f} {r['min_ess']:8.0f} "
+            f"{r['min_ess'] / r['wall']:8.1f} {r['divergences']:4d} {r['max_rhat']:8.4f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chains", type=int, nargs="+", default=[2, 4])
-    ap.add_argument("--ours", nargs="+", default=["auto", "pymc", "nutpie-centered"],
-                    help="bayes_glmm configurations: auto, nutpie, pymc, with optional '-centered'")
-    ap.add_argument("--bambi", nargs="+", default=["pymc", "nutpie"], help="bambi backends")
+    ap.add_argument("--ours", nargs="+", default=["auto", "nutpie"],
+                    help="bayes_glmm configurations: auto, numpy, nutpie, pymc, with optional '-centered'")
+    ap.add_argument("--bambi", nargs="+", default=["nutpie", "pymc"], help="bambi backends")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=1, help="repetitions (seeds seed, seed+1, ...); medians")
+    ap.add_argument("--cold", action="store_true",
+                    help="every run starts with an empty PyTensor/numba compile cache")
     ap.add_argument("--warm", action="store_true", help="run everything in this process")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -102,36 +128,45 @@ def main(argv=None) -> None:
         kw = {"centered": bool(int(centered))} if kind == "ours" else {}
         print("RESULT " + json.dumps(fn(name, int(chains), int(seed), **kw)))
         return
-    runner = ((lambda k, n, c, s, ce: run_ours(n, c, s, ce) if k == "ours" else run_bambi(n, c, s))
-              if a.warm else _child)
-    rows = []
-    print(f"toenail: {FORMULA} (bernoulli), 1000 tune + 1000 draws\n")
-    hdr = f"{'package':10s} {'config':18s} {'chains':>6s} {'wall s':>8s} {'minESS':>8s} {'ESS/s':>8s} {'div':>4s} {'maxRhat':>8s}"
+    if a.warm:
+        def runner(k, n, c, s, ce):
+            return run_ours(n, c, s, ce) if k == "ours" else run_bambi(n, c, s)
+    else:
+        def runner(k, n, c, s, ce):
+            return _child(k, n, c, s, ce, cold=a.cold)
+    cfgs = [("bayes_glmm", c) for c in a.ours] + [("bambi", b) for b in a.bambi]
+    rows = {}
+    print(f"toenail: {FORMULA} (bernoulli), 1000 tune + 1000 draws, "
+          f"{'cold' if a.cold else 'warm'} compile cache, {a.repeat} repetition(s), runs interleaved\n")
+    hdr = f"{'package':10s} {'config':22s} {'chains':>6s} {'wall s':>8s} {'minESS':>8s} {'ESS/s':>8s} {'div':>4s} {'maxRhat':>8s}"
     print(hdr)
-    for chains in a.chains:
-        for cfg in a.ours:
-            name, centered = cfg.replace("-centered", ""), cfg.endswith("-centered")
-            r = runner("ours", name, chains, a.seed, centered)
-            rows.append(("bayes_glmm", cfg, chains, r))
-            print(f"{'bayes_glmm':10s} {cfg + ' (' + str(r['sampler']) + ')':18s} {chains:6d} {r['wall']:8.1f} "
-                  f"{r['min_ess']:8.0f} {r['min_ess'] / r['wall']:8.1f} {r['divergences']:4d} {r['max_rhat']:8.4f}",
-                  flush=True)
-        for be in a.bambi:
-            r = runner("bambi", be, chains, a.seed, False)
-            rows.append(("bambi", be, chains, r))
-            print(f"{'bambi':10s} {be:18s} {chains:6d} {r['wall']:8.1f} {r['min_ess']:8.0f} "
-                  f"{r['min_ess'] / r['wall']:8.1f} {r['divergences']:4d} {r['max_rhat']:8.4f}", flush=True)
+    for rep in range(a.repeat):
+        for chains in a.chains:
+            for pkg, cfg in cfgs:
+                name, centered = cfg.replace("-centered", ""), cfg.endswith("-centered")
+                r = runner("ours" if pkg == "bayes_glmm" else "bambi", name, chains, a.seed + rep, centered)
+                rows.setdefault((pkg, cfg, chains), []).append(r)
+                print(_row(pkg, f"{cfg} ({r['sampler']})", chains, r), flush=True)
+    med = {}
+    for key, rs in rows.items():
+        med[key] = {k: float(statistics.median(r[k] for r in rs))
+                    for k in ("wall", "min_ess", "divergences", "max_rhat")}
+        med[key]["ess_s"] = float(statistics.median(r["min_ess"] / r["wall"] for r in rs))
+    print("\nmedians")
+    print(hdr)
+    for (pkg, cfg, chains), m in sorted(med.items(), key=lambda kv: (kv[0][2], kv[0][0] != "bayes_glmm")):
+        print(f"{pkg:10s} {cfg:22s} {chains:6d} {m['wall']:8.1f} {m['min_ess']:8.0f} {m['ess_s']:8.1f} "
+              f"{m['divergences']:4.0f} {m['max_rhat']:8.4f}")
     print()
     for chains in a.chains:
-        ours = [r for p, c, ch, r in rows if p == "bayes_glmm" and ch == chains and c == a.ours[0]]
-        theirs = [(c, r) for p, c, ch, r in rows if p == "bambi" and ch == chains]
+        ours = med.get(("bayes_glmm", a.ours[0], chains))
+        theirs = [(c, m) for (p, c, ch), m in med.items() if p == "bambi" and ch == chains]
         if not ours or not theirs:
             continue
-        best_c, best = max(theirs, key=lambda cr: cr[1]["min_ess"] / cr[1]["wall"])
-        o = ours[0]
+        best_c, best = max(theirs, key=lambda cm: cm[1]["ess_s"])
         print(f"{chains} chains: bayes_glmm {a.ours[0]} vs bambi {best_c} (fastest bambi): "
-              f"min-ESS/s ratio {o['min_ess'] / o['wall'] / (best['min_ess'] / best['wall']):.2f}x, "
-              f"wall-time ratio {best['wall'] / o['wall']:.2f}x (bambi / ours)")
+              f"min-ESS/s ratio {ours['ess_s'] / best['ess_s']:.2f}x, "
+              f"wall-time ratio {best['wall'] / ours['wall']:.2f}x (bambi / ours)")
 
 
 if __name__ == "__main__":

@@ -266,3 +266,74 @@ def test_posterior_recovery_random_slope():
                      ("corr_g[(Intercept), x]", truth["rho"])]:
         assert s.loc[lab, "2.5%"] < val < s.loc[lab, "97.5%"], (lab, s.loc[lab].to_dict())
     assert s["r_hat"].max() < 1.02
+
+
+# ------------------------------------------------------------------ NumPy gradient (sampler="numpy")
+def _numpy_case(case):
+    from bayes_glmm.nuts_numpy import GlmmDensity
+
+    if case == "binomial-weights-offset":
+        rng = np.random.default_rng(4)
+        spec = hand_spec(weights=rng.uniform(0.5, 2.0, size=40), offset=rng.normal(scale=0.3, size=40))
+        pri, cen = resolve_priors(spec, {"x": Prior("Logistic", mu=0, s=2)}), resolve_centered(spec)
+    else:
+        fam, link = {"probit": ("bernoulli", "probit"), "gaussian": ("gaussian", None)}.get(case, ("bernoulli", None))
+        df = simulate(family="gaussian" if fam == "gaussian" else "bernoulli")
+        over = {"var_g": Prior("InverseGamma", alpha=2.0, beta=1.0), "x": Prior("StudentT", nu=4, mu=0, sigma=2)} \
+            if case == "centered-var" else {}
+        m = bg.GLMM("y ~ x + (x || g)", df, family=fam, link=link, priors=over, centered=case == "centered-var")
+        spec, pri, cen = m.spec, m._priors, m._centered
+    return GlmmDensity(spec, pri, cen), bayes.build_pymc_model(spec, pri, cen)
+
+
+@pytest.mark.parametrize("case", ["logit", "probit", "gaussian", "centered-var", "binomial-weights-offset"])
+def test_numpy_density_matches_pymc(case):
+    d, m = _numpy_case(case)
+    names = [v.name for v in m.value_vars]
+
+    def point(x):
+        pt = {}
+        for blk, _ in d.fixed_blocks:
+            pt[blk.name] = x[blk.sl] if blk.name == "slopes" else x[blk.sl][0]
+        for t, scale, eff, _, _ in d.terms:
+            pt[scale.name + "_log__"] = x[scale.sl]
+            pt[eff.name] = x[eff.sl].reshape(t.n_levels, t.q)
+        if d.sigma is not None:
+            pt["sigma_log__"] = x[d.sigma.sl][0]
+        assert set(pt) == set(names)
+        return pt
+
+    logp, dlogp = m.compile_logp(), m.compile_dlogp()
+    x1, x2 = d.initial_point(1), d.initial_point(2)
+    (l1, g1), (l2, _) = d.logp_grad(x1), d.logp_grad(x2)
+    p1 = point(x1)
+    assert l1 - l2 == pytest.approx(logp(p1) - logp(point(x2)), rel=1e-9, abs=1e-8)
+    gp = point(g1)
+    np.testing.assert_allclose(np.concatenate([np.ravel(gp[n]) for n in names]), dlogp(p1), rtol=1e-8, atol=1e-8)
+
+
+def test_auto_sampler_choice(glmm, data):
+    assert bayes._resolve_sampler("auto", glmm) == "nutpie"  # correlated (x | g): LKJ needs the graph
+    simple = bg.GLMM("y ~ x + (x || g)", data, family="bernoulli")
+    assert bayes._resolve_sampler("auto", simple) == "numpy"
+    with pytest.raises(ValueError, match="sampler='numpy' needs"):
+        bayes._resolve_sampler("numpy", glmm)
+
+
+def test_numpy_sampler_and_variance_prior(data):
+    mod = bg.GLMM("y ~ x + (1 | g)", data, family="bernoulli",
+                  priors={"var_g": Prior("InverseGamma", alpha=2.0, beta=1.0)})
+    pm_model = mod.build()
+    assert pm_model["var_g"] in pm_model.free_RVs and pm_model["sd_g"] in pm_model.deterministics
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        res = mod.sample(draws=100, tune=150, chains=2, random_seed=3, progressbar=False)
+        again = mod.sample(draws=100, tune=150, chains=2, random_seed=3, progressbar=False)
+    post = res.idata.posterior
+    assert post.attrs["sampler"] == "numpy"
+    assert set(post.data_vars) == {"Intercept", "slopes", "beta", "var_g", "sd_g", "u_g", "b_g"}
+    assert post["b_g"].dims[2:] == ("g_level", "g_coef") and list(post["beta"].coef.values) == ["(Intercept)", "x"]
+    np.testing.assert_allclose(post["sd_g"].values, np.sqrt(post["var_g"].values))
+    np.testing.assert_array_equal(post["beta"].values, again.idata.posterior["beta"].values)
+    assert {"log_likelihood", "observed_data", "sample_stats"} <= set(res.idata.groups())
+    assert float(post["beta"].sel(coef="x").mean()) > 0

@@ -150,3 +150,30 @@ def test_priors_module_does_not_import_pymc():
         elif isinstance(node, ast.ImportFrom) and node.module:
             mods.add(node.module.split(".")[0])
     assert not mods & {"pymc", "pytensor", "bambi"}
+
+
+def test_variance_prior_replaces_sd_prior():
+    spec = make_spec(correlated=False)
+    ig = Prior("InverseGamma", alpha=1.0, beta=1.0)
+    pri = resolve_priors(spec, {"var_g": ig})
+    assert pri["var_g"] == ig and "sd_g" not in pri
+    assert "sd_g" in resolve_priors(spec)  # default stays an SD prior
+    with pytest.raises(ValueError, match="must have positive support"):
+        resolve_priors(spec, {"var_g": Prior("Normal", mu=0, sigma=1)})
+    with pytest.raises(ValueError, match="either sd_g or var_g"):
+        resolve_priors(spec, {"var_g": ig, "sd_g": Prior("HalfNormal", sigma=1)})
+
+
+def test_variance_prior_refused_for_correlated_term():
+    spec = make_spec(correlated=True)
+    with pytest.raises(ValueError, match="LKJ"):
+        resolve_priors(spec, {"var_g": Prior("InverseGamma", alpha=1.0, beta=1.0)})
+
+
+def test_slope_blocks():
+    from bayes_glmm.priors import slope_blocks
+
+    spec = make_spec()
+    assert slope_blocks(spec, resolve_priors(spec)) == [("slopes", [1, 2])]
+    mixed = resolve_priors(spec, {"z": Prior("StudentT", nu=3, mu=0, sigma=1)})
+    assert slope_blocks(spec, mixed) == [("slope_x", [1]), ("slope_z", [2])]
