@@ -1,0 +1,423 @@
+"""The GLMM log-posterior and its gradient in NumPy, for nutpie's NUTS without compilation.
+
+``sampler="nutpie"`` hands the PyMC graph to nutpie, which compiles log-density and
+gradient with numba: on a cold cache that takes ~30 s for a random-intercept logistic
+model, several times the sampling itself.  The GLMM posterior has a simple closed-form
+gradient, so this module evaluates it directly in NumPy (``sampler="numpy"``, what
+``"auto"`` picks when :func:`supported` says so):
+
+* likelihood: ``eta = Xc @ coef + Z @ b + offset`` with a sparse Z built once; the
+  log-density and its derivative in eta come from the ML path
+  (:func:`bayes_glmm.ml.pirls.loglik_and_mu` / :func:`~bayes_glmm.ml.pirls.working`,
+  i.e. :class:`~bayes_glmm.families.Family`), so the family code is still defined once;
+* priors: closed-form log-densities and derivatives with PyMC's parametrizations
+  (:data:`PRIOR_LOGP`); positive parameters are sampled on the log scale with PyMC's
+  Jacobian, so the density on the unconstrained space is PyMC's;
+* random terms: uncorrelated ones only (correlated terms need the LKJ Cholesky
+  transform and stay on the PyMC graph), centered or non-centered, with an SD or a
+  variance (``var_<ident>``) prior.
+
+The parameter names, dims and coordinates in the ``posterior`` group are those of
+:func:`bayes_glmm.bayes.build_pymc_model` (tests check both agree).  This module does
+not import PyMC.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+from scipy.special import expit, gammaln
+
+from .ml.pirls import loglik_and_mu, make_response, working
+from .priors import slope_blocks
+from .spec import ModelSpec
+
+__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "add_log_likelihood"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+_LOG_PI = float(np.log(np.pi))
+
+
+def _a(args, k, default=None):
+    v = args.get(k, default)
+    return None if v is None else np.asarray(v, dtype=float)
+
+
+def _lp_normal(x, a):
+    mu, s = _a(a, "mu", 0.0), _a(a, "sigma", 1.0)
+    z = (x - mu) / s
+    return -0.5 * z * z - np.log(s) - 0.5 * _LOG_2PI, -z / s
+
+
+def _lp_studentt(x, a):
+    nu, mu, s = _a(a, "nu"), _a(a, "mu", 0.0), _a(a, "sigma", 1.0)
+    z = (x - mu) / s
+    c = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(s)
+    return c - (nu + 1) / 2 * np.log1p(z * z / nu), -(nu + 1) * z / (s * (nu + z * z))
+
+
+def _lp_cauchy(x, a):
+    m, b = _a(a, "alpha"), _a(a, "beta")
+    z = (x - m) / b
+    return -_LOG_PI - np.log(b) - np.log1p(z * z), -2 * z / (b * (1 + z * z))
+
+
+def _lp_laplace(x, a):
+    mu, b = _a(a, "mu"), _a(a, "b")
+    return -np.log(2 * b) - np.abs(x - mu) / b, -np.sign(x - mu) / b
+
+
+def _lp_logistic(x, a):
+    mu, s = _a(a, "mu", 0.0), _a(a, "s", 1.0)
+    z = (x - mu) / s
+    return -z - np.log(s) - 2 * np.logaddexp(0.0, -z), (2 * expit(-z) - 1) / s
+
+
+def _lp_flat(x, a):
+    return np.zeros_like(x), np.zeros_like(x)
+
+
+def _lp_halfnormal(x, a):
+    s = _a(a, "sigma", 1.0)
+    return 0.5 * np.log(2 / np.pi) - np.log(s) - 0.5 * (x / s) ** 2, -x / s ** 2
+
+
+def _lp_halfstudentt(x, a):
+    nu, s = _a(a, "nu"), _a(a, "sigma", 1.0)
+    c = np.log(2.0) + gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(s)
+    return c - (nu + 1) / 2 * np.log1p(x * x / (nu * s * s)), -(nu + 1) * x / (nu * s * s + x * x)
+
+
+def _lp_halfcauchy(x, a):
+    b = _a(a, "beta")
+    return np.log(2.0) - _LOG_PI - np.log(b) - np.log1p((x / b) ** 2), -2 * x / (b * b + x * x)
+
+
+def _lp_exponential(x, a):
+    lam = _a(a, "lam") if "lam" in a else 1.0 / _a(a, "scale")
+    return np.log(lam) - lam * x, -lam * np.ones_like(x)
+
+
+def _lp_gamma(x, a):
+    if "alpha" in a:
+        al, be = _a(a, "alpha"), _a(a, "beta")
+    else:
+        mu, s = _a(a, "mu"), _a(a, "sigma")
+        al, be = mu ** 2 / s ** 2, mu / s ** 2
+    return al * np.log(be) - gammaln(al) + (al - 1) * np.log(x) - be * x, (al - 1) / x - be
+
+
+def _lp_invgamma(x, a):
+    if "alpha" in a:
+        al, be = _a(a, "alpha"), _a(a, "beta", 1.0)
+    else:
+        mu, s = _a(a, "mu"), _a(a, "sigma")
+        al, be = (2 * s ** 2 + mu ** 2) / s ** 2, mu * (mu ** 2 + s ** 2) / s ** 2
+    return al * np.log(be) - gammaln(al) - (al + 1) * np.log(x) - be / x, -(al + 1) / x + be / (x * x)
+
+
+def _lp_lognormal(x, a):
+    mu, s = _a(a, "mu", 0.0), _a(a, "sigma", 1.0)
+    z = (np.log(x) - mu) / s
+    return -np.log(x) - np.log(s) - 0.5 * _LOG_2PI - 0.5 * z * z, -(1 + z / s) / x
+
+
+def _lp_weibull(x, a):
+    al, be = _a(a, "alpha"), _a(a, "beta")
+    t = x / be
+    return (np.log(al) - np.log(be) + (al - 1) * np.log(t) - t ** al,
+            (al - 1) / x - al / be * t ** (al - 1))
+
+
+#: prior name -> f(x, args) = (pointwise log-density, derivative), PyMC parametrizations
+PRIOR_LOGP = {
+    "Normal": _lp_normal, "StudentT": _lp_studentt, "Cauchy": _lp_cauchy, "Laplace": _lp_laplace,
+    "Logistic": _lp_logistic, "Flat": _lp_flat, "HalfNormal": _lp_halfnormal,
+    "HalfStudentT": _lp_halfstudentt, "HalfCauchy": _lp_halfcauchy, "Exponential": _lp_exponential,
+    "Gamma": _lp_gamma, "InverseGamma": _lp_invgamma, "LogNormal": _lp_lognormal,
+    "Weibull": _lp_weibull, "HalfFlat": _lp_flat,
+}
+
+
+def supported(spec: ModelSpec, priors: dict) -> bool:
+    """True when :class:`GlmmDensity` covers the model (no correlated term, known priors)."""
+    if any(t.correlated and t.q > 1 for t in spec.terms):
+        return False
+    return all(p.name in PRIOR_LOGP for k, p in priors.items() if not k.startswith("corr_"))
+
+
+class _Block:
+    """A contiguous slice of the unconstrained vector with its prior (log scale if positive)."""
+
+    def __init__(self, name, start, size, prior, positive):
+        self.name, self.sl, self.prior, self.positive = name, slice(start, start + size), prior, positive
+        if prior is None:
+            return
+        args = {k: np.asarray(v, dtype=float) for k, v in prior.args.items()}
+        if prior.name in ("Normal", "HalfNormal"):  # the defaults: precomputed constants
+            mu, sig = args.get("mu", 0.0), args.get("sigma", np.asarray(1.0))
+            c = float(np.sum(np.broadcast_to(-np.log(sig) - 0.5 * _LOG_2PI + (prior.name == "HalfNormal") * np.log(2.0), size)))
+            ivar = np.broadcast_to(1.0 / sig ** 2, size).copy()
+            self._lp = lambda x: (c - 0.5 * float(((x - mu) ** 2 * ivar).sum()), -(x - mu) * ivar)
+        else:
+            f = PRIOR_LOGP[prior.name]
+
+            def lp(x):
+                v, g = f(x, args)
+                return float(np.sum(v)), g
+            self._lp = lp
+
+    def value_logp_grad(self, x):
+        """(value, log-density on the unconstrained scale, d/dx, dvalue/dx)."""
+        z = x[self.sl]
+        if not self.positive:
+            lp, g = self._lp(z)
+            return z, lp, g, 1.0
+        v = np.exp(z)
+        lp, g = self._lp(v)
+        return v, lp + float(z.sum()), g * v + 1.0, v
+
+
+class GlmmDensity:
+    """Log-posterior and gradient of a GLMM on the unconstrained scale (PyMC's).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    priors : dict
+        From :func:`bayes_glmm.priors.resolve_priors`.
+    centered : dict
+        From :func:`bayes_glmm.priors.resolve_centered`.
+    """
+
+    def __init__(self, spec: ModelSpec, priors: dict, centered: dict):
+        if not supported(spec, priors):
+            raise ValueError("the NumPy gradient covers uncorrelated random terms and the "
+                             "priors of PRIOR_LOGP only; use sampler='nutpie' or 'pymc'")
+        self.spec, self.fam = spec, spec.family
+        names = list(spec.fixed_names)
+        X = np.asarray(spec.X, dtype=float)
+        self.icol = names.index("(Intercept)") if "(Intercept)" in names else None
+        slopes = [j for j in range(spec.p) if j != self.icol]
+        self.xm = np.zeros(spec.p)
+        if self.icol is not None:
+            self.xm[slopes] = X[:, slopes].mean(axis=0)
+        self.Xc = np.ascontiguousarray(X - self.xm[None, :])
+        self.resp = make_response(spec)
+        self.blocks, pos = [], 0
+        self.fixed_blocks = []  # (block, columns of X)
+        if self.icol is not None:
+            self.fixed_blocks.append((_Block("Intercept", pos, 1, priors["Intercept"], False), [self.icol]))
+            pos += 1
+        for name, cols in slope_blocks(spec, priors):
+            pr = priors[names[cols[0]]]
+            if len(cols) > 1:  # one vector prior with per-coefficient parameters
+                pr = type(pr)(pr.name, **{k: [priors[names[j]].args[k] for j in cols] for k in pr.args})
+            self.fixed_blocks.append((_Block(name, pos, len(cols), pr, False), cols))
+            pos += len(cols)
+        self.terms, zoff, rows, cols, vals = [], 0, [], [], []
+        for t in spec.terms:
+            k, q, L = t.ident, t.q, t.n_levels
+            vkey = f"var_{k}"
+            scale = _Block(vkey if vkey in priors else f"sd_{k}", pos, q,
+                           priors[vkey] if vkey in priors else priors[f"sd_{k}"], True)
+            pos += q
+            cen = bool(centered.get(t.name, False))
+            eff = _Block(f"{'b' if cen else 'u'}_{k}", pos, L * q, None, False)
+            pos += L * q
+            self.terms.append((t, scale, eff, cen, slice(zoff, zoff + L * q)))
+            rows.append(np.repeat(np.arange(spec.n), q))
+            cols.append((np.asarray(t.codes)[:, None] * q + np.arange(q)[None, :]).ravel() + zoff)
+            vals.append(np.asarray(t.Xr, dtype=float).ravel())
+            zoff += L * q
+        if self.terms:
+            self.Z = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
+                                       shape=(spec.n, zoff))
+            self.Zt = sparse.csr_matrix(self.Z.T)
+        self.sigma = _Block("sigma", pos, 1, priors["sigma"], True) if self.fam.has_sigma else None
+        pos += 1 if self.sigma is not None else 0
+        self.ndim = pos
+        off = np.asarray(spec.offset, dtype=float)
+        self.offset = off if np.any(off != 0.0) else None
+        # hot-path plan: X column j sits at x[coef_idx[j]]; all-Normal fixed priors merge into one
+        self.coef_idx = np.empty(spec.p, dtype=np.intp)
+        for blk, cols in self.fixed_blocks:
+            self.coef_idx[cols] = np.arange(blk.sl.start, blk.sl.stop)
+        fp = [priors["Intercept" if j == self.icol else names[j]] for j in np.argsort(self.coef_idx)]
+        if spec.p and all(p.name == "Normal" for p in fp):
+            merged = type(fp[0])("Normal", mu=[float(p.args.get("mu", 0.0)) for p in fp],
+                                 sigma=[float(p.args.get("sigma", 1.0)) for p in fp])
+            self.fixed_priors = [_Block("fixed", 0, spec.p, merged, False)]
+        else:
+            self.fixed_priors = [b for b, _ in self.fixed_blocks]
+        self.XcT = np.ascontiguousarray(self.Xc.T)
+
+    # ------------------------------------------------------------------ density
+    def _effects(self, x):
+        """Random effects, their prior log-density and pieces needed for the gradient."""
+        lp, parts = 0.0, []
+        for t, scale, eff, cen, zsl in self.terms:
+            s_val, s_lp, s_g, s_dv = scale.value_logp_grad(x)
+            sd = np.sqrt(s_val) if scale.name.startswith("var_") else s_val
+            e = x[eff.sl].reshape(t.n_levels, t.q)
+            if cen:
+                zb = e / sd
+                lp += s_lp - 0.5 * float(np.sum(zb * zb)) - t.n_levels * float(np.sum(np.log(sd)))
+                b = e
+            else:
+                lp += s_lp - 0.5 * float(np.sum(e * e))
+                b = e * sd
+            parts.append((t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl))
+        return lp, parts
+
+    def logp_grad(self, x):
+        """Log-density (up to PyMC's constants of the random-effect priors) and gradient.
+
+        Parameters
+        ----------
+        x : ndarray (ndim,)
+            Unconstrained parameters.
+
+        Returns
+        -------
+        (float, ndarray)
+        """
+        grad = np.empty(self.ndim)
+        lp = 0.0
+        for blk in self.fixed_priors:
+            l, g = blk._lp(x[blk.sl])
+            grad[blk.sl] = g
+            lp += l
+        eta = self.Xc @ x[self.coef_idx]
+        if self.offset is not None:
+            eta += self.offset
+        lpe, parts = self._effects(x)
+        lp += lpe
+        if len(parts) == 1:
+            eta += self.Z @ parts[0][6].ravel()
+        elif parts:
+            eta += self.Z @ np.concatenate([p[6].ravel() for p in parts])
+        score = self._score(x, eta, grad)
+        lp += score[1]
+        score = score[0]
+        grad[self.coef_idx] += self.XcT @ score
+        if parts:
+            gb_all = self.Zt @ score
+            for t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl in parts:
+                gb = gb_all[zsl].reshape(t.n_levels, t.q)
+                if cen:
+                    grad[eff.sl] = (gb - e / sd ** 2).ravel()
+                    d_sd = (e * e).sum(axis=0) / sd ** 3 - t.n_levels / sd
+                else:
+                    grad[eff.sl] = (gb * sd - e).ravel()
+                    d_sd = (gb * e).sum(axis=0)
+                if scale.name.startswith("var_"):
+                    d_sd = d_sd / (2.0 * sd)  # d sd / d var
+                grad[scale.sl] = s_g + s_dv * d_sd
+        return lp, grad
+
+    def _score(self, x, eta, grad):
+        """(d loglik / d eta per row, summed log-likelihood); fills sigma's gradient."""
+        resp, fam = self.resp, self.fam
+        if self.sigma is not None:
+            sig, l, g, dv = self.sigma.value_logp_grad(x)
+            r = (resp.y - fam.mean(eta)) / sig
+            ll = l + float((resp.pw * fam.loglik(resp.y, eta, sigma=sig)).sum())
+            grad[self.sigma.sl] = g + dv * float((resp.pw * (r * r - 1.0)).sum()) / sig
+            return resp.pw * r / sig * fam.link.mu_eta(eta), ll
+        rows, mu = loglik_and_mu(resp, eta)
+        ll = float(rows.sum())
+        if mu is not None:  # canonical: d/deta = w (y - n mu)
+            return resp.pw * (resp.y - resp.n_trials * mu), ll
+        # probability links: d/deta [y log p + (n - y) log q] with the family's stable log p, log q
+        lp_, lq_ = fam.link.log_p_and_log_q(eta)
+        with np.errstate(divide="ignore"):
+            lme = np.log(fam.link.mu_eta(eta))
+        return resp.pw * (resp.y * np.exp(lme - lp_) - (resp.n_trials - resp.y) * np.exp(lme - lq_)), ll
+
+    # ------------------------------------------------------------------ expand
+    def expand(self, x) -> dict:
+        """The ``posterior`` variables (names of :func:`bayes_glmm.bayes.build_pymc_model`)."""
+        x = np.asarray(x, dtype=float)
+        out, cf = {}, np.empty(self.spec.p)
+        for blk, cols in self.fixed_blocks:
+            cf[cols] = x[blk.sl]
+            out[blk.name] = x[blk.sl].copy() if len(cols) > 1 or blk.name == "slopes" else x[blk.sl][0]
+        if self.icol is not None:
+            slopes = [j for j in range(self.spec.p) if j != self.icol]
+            cf[self.icol] = cf[self.icol] - float(cf[slopes] @ self.xm[slopes])
+        out["beta"] = cf
+        for t, scale, eff, cen, _ in self.terms:
+            v = np.exp(x[scale.sl])
+            sd = np.sqrt(v) if scale.name.startswith("var_") else v
+            if scale.name.startswith("var_"):
+                out[scale.name] = v
+            out[f"sd_{t.ident}"] = sd
+            e = x[eff.sl].reshape(t.n_levels, t.q)
+            if not cen:
+                out[eff.name] = e.copy()
+            out[f"b_{t.ident}"] = e.copy() if cen else e * sd
+        if self.sigma is not None:
+            out["sigma"] = float(np.exp(x[self.sigma.sl][0]))
+        return out
+
+    def initial_point(self, seed) -> np.ndarray:
+        """PyMC-like start: prior location (0 for slopes, effects and log-scales) + U(-1, 1)."""
+        x0 = np.zeros(self.ndim)
+        for blk, _ in self.fixed_blocks:
+            if blk.name == "Intercept" and "mu" in blk.prior.args:
+                x0[blk.sl] = float(np.mean(blk.prior.args["mu"]))
+        return x0 + np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
+
+
+def compile_numpy(density: GlmmDensity, coords: dict, dims: dict):
+    """A nutpie model (``nutpie.compiled_pyfunc``) evaluating ``density`` in NumPy.
+
+    Parameters
+    ----------
+    density : GlmmDensity
+    coords, dims : dict
+        Coordinates and dims of the posterior variables (from the PyMC model).
+    """
+    import pandas as pd
+    from nutpie.compiled_pyfunc import from_pyfunc
+
+    ex = density.expand(density.initial_point(0))
+    names = list(ex)
+    shapes = [np.shape(ex[n]) for n in names]
+
+    def make_logp_fn():
+        return lambda x, **_: density.logp_grad(x)
+
+    def make_expand_fn(seed1, seed2, chain):
+        def expand(x, **_):
+            e = density.expand(x)
+            return {n: np.asarray(e[n], dtype="float64").reshape(s) for n, s in zip(names, shapes)}
+        return expand
+
+    return from_pyfunc(density.ndim, make_logp_fn, make_expand_fn, [np.dtype("float64")] * len(names),
+                       shapes, names, coords={k: pd.Index(v) for k, v in coords.items()},
+                       dims={n: tuple(dims[n]) for n in names if n in dims},
+                       make_initial_point_fn=density.initial_point)
+
+
+def add_log_likelihood(idata, spec: ModelSpec, pm_model: pm.Model) -> None:
+    """Pointwise (weighted) log-likelihood with NumPy and :meth:`Family.loglik`.
+
+    Same formula as the graph's ``y`` node, without compiling another PyTensor function.
+    """
+    import xarray as xr
+
+    post = idata.posterior
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    beta = np.asarray(post["beta"]).reshape(C * D, -1)
+    eta = beta @ np.asarray(spec.X).T + np.asarray(spec.offset)[None, :]
+    for t in spec.terms:
+        b = np.asarray(post[f"b_{t.ident}"]).reshape(C * D, t.n_levels, t.q)
+        eta += np.einsum("nq,snq->sn", t.Xr, b[:, t.codes])
+    sigma = np.asarray(post["sigma"]).reshape(-1, 1) if "sigma" in post else None
+    ll = spec.family.loglik(np.asarray(spec.y)[None, :], eta, trials=spec.trials, sigma=sigma)
+    ll = ll * np.asarray(spec.weights)[None, :]
+    obs = np.asarray(pm_model.coords["obs"])
+    idata.add_groups(log_likelihood=xr.Dataset(
+        {"y": (("chain", "draw", "obs"), ll.reshape(C, D, -1))},
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": obs}))
