@@ -199,3 +199,12 @@ def test_tiny_negative_statistic_is_silent():
 def test_top_level_lrt_export():
     import bayes_glmm as bg
     assert bg.lrt is lrt
+
+
+def test_boundary_statistic_rounding_does_not_halve_the_p_value():
+    # a variance estimated at 0 leaves both optima equal up to optimizer rounding: the
+    # statistic is 0 and the chi2_0 point mass gives p = 1, not 0.5
+    m0 = fit(terms=(), loglik=-1000.0)
+    m1 = fit(terms=(term("g", "g", ["(Intercept)"]),), loglik=-1000.0 + 4.5e-13)
+    r = lrt(m0, m1)
+    assert r.chisq == 0.0 and r.p_value == 1.0

@@ -355,7 +355,8 @@ def factorize(s: ReStructure, raw: Raw, lambdas) -> ReFactor:
             A22[offs[i]:offs[i + 1], offs[i2]:offs[i2 + 1]] = D
             A22[offs[i2]:offs[i2 + 1], offs[i]:offs[i + 1]] = D.T
     V = _bsolve(L1, A12)
-    S = A22 - np.einsum("jam,jan->mn", V, V)
+    Vf = V.reshape(-1, V.shape[-1])
+    S = A22 - Vf.T @ Vf  # a BLAS syrk-like product; einsum here was the bottleneck for nested fits
     L2 = _chol_checked(S)
     logdet += 2.0 * float(np.sum(np.log(np.diag(L2))))
     return ReFactor(s, L1, V, L2, logdet)

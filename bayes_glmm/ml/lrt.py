@@ -235,6 +235,10 @@ def lrt(m0, m1) -> LRTResult:
         raise ValueError(f"parameter counts disagree ({df} by n_params, {n_diff} by structure); "
                          "the models are not nested")
     chisq = 2.0 * (m1.loglik - m0.loglik)
+    # a variance estimated at the boundary gives the same optimum in both models: the statistic
+    # is then 0 up to optimizer rounding, and rounding must not move the chi2_0 mass (p 1 -> 0.5)
+    if abs(chisq) < 1e-8 * max(1.0, abs(m1.loglik)):
+        chisq = 0.0
     if chisq < 0:
         if chisq < -1e-3:
             warnings.warn(f"the larger model has a lower log-likelihood (Chisq = {chisq:.4g}); its fit "
