@@ -48,10 +48,11 @@ from .spec import ModelSpec
 __all__ = ["PT_OPS", "build_pymc_model", "sample", "prior_predictive", "posterior_predictive",
            "diagnose", "SAMPLERS", "AUTO_SAMPLER"]
 
-SAMPLERS = ("auto", "numpy", "pymc", "nutpie", "numpyro")
-#: what ``sampler="auto"`` uses when :func:`bayes_glmm.nuts_numpy.supported` says the NumPy
-#: gradient covers the model, else the fallback (measured on toenail, see benchmarks/bench_nuts.py)
-AUTO_SAMPLER = ("numpy", "nutpie")
+SAMPLERS = ("auto", "numba", "numpy", "pymc", "nutpie", "numpyro")
+#: what ``sampler="auto"`` uses when :func:`bayes_glmm.nuts_numpy.supported` says the closed-form
+#: gradient covers the model (``"numba"`` when numba imports, else ``"numpy"``), else the
+#: fallback (measured on toenail, see benchmarks/bench_nuts.py)
+AUTO_SAMPLER = ("numba", "numpy", "nutpie")
 
 _SQRT1_2 = float(np.sqrt(0.5))
 
@@ -321,14 +322,24 @@ def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0
     return msgs
 
 
+def _have_numba() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _resolve_sampler(sampler: str, glmm=None) -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {SAMPLERS}")
     ok = glmm is not None and supported(glmm.spec, glmm._priors)
     if sampler == "auto":
-        return AUTO_SAMPLER[0] if ok else AUTO_SAMPLER[1]
-    if sampler == "numpy" and not ok:
-        raise ValueError("sampler='numpy' needs a bayes_glmm.GLMM without correlated random terms "
+        if not ok:
+            return AUTO_SAMPLER[-1]
+        return AUTO_SAMPLER[0] if _have_numba() else AUTO_SAMPLER[1]
+    if sampler in ("numpy", "numba") and not ok:
+        raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without correlated random terms "
                          "(LKJ) and priors among bayes_glmm.nuts_numpy.PRIOR_LOGP; use 'nutpie' or 'pymc'")
     if sampler == "numpyro":
         try:
@@ -367,11 +378,14 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         Kept draws, warm-up iterations and chains.
     random_seed : int, optional
         Same seed, same sampler and settings -> identical draws.
-    sampler : {"auto", "numpy", "pymc", "nutpie", "numpyro"}
-        ``"numpy"``: nutpie's NUTS with the package's NumPy log-density gradient
-        (:mod:`bayes_glmm.nuts_numpy`; no compilation; GLMMs without correlated terms).
+    sampler : {"auto", "numba", "numpy", "pymc", "nutpie", "numpyro"}
+        ``"numba"``: nutpie's NUTS with the package's closed-form log-density gradient as
+        one numba kernel (:mod:`bayes_glmm.nuts_kernels`; compiled once per installation,
+        ~4 s, then cached; chains run in parallel; GLMMs without correlated terms).
+        ``"numpy"``: the same gradient in NumPy (:mod:`bayes_glmm.nuts_numpy`; no
+        compilation, but each gradient call holds the GIL, so chains take turns).
         ``"nutpie"``: nutpie with the PyMC graph compiled by numba (~10-30 s compile).
-        ``"auto"`` is ``"numpy"`` when it covers the model, else ``"nutpie"``
+        ``"auto"`` is ``"numba"`` (``"numpy"`` without numba) when it covers the model, else ``"nutpie"``
         (:data:`AUTO_SAMPLER`; fastest on toenail, see ``benchmarks/bench_nuts.py``).
         ``"numpyro"`` needs numpyro and jax installed.
     progressbar : bool
@@ -402,10 +416,15 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     seed = _seed_int(random_seed)
     cores = cores or min(chains, os.cpu_count() or 1)
     t0 = time.perf_counter()
-    if name in ("nutpie", "numpy"):
+    if name in ("nutpie", "numpy", "numba"):
         import nutpie
 
-        if name == "numpy":
+        if name == "numba":  # the numba kernel of nuts_kernels, called by nutpie without the GIL
+            from .nuts_kernels import compile_numba
+
+            compiled = compile_numba(GlmmDensity(glmm.spec, glmm._priors, glmm._centered),
+                                     pm_model.coords, pm_model.named_vars_to_dims)
+        elif name == "numpy":
             compiled = compile_numpy(GlmmDensity(glmm.spec, glmm._priors, glmm._centered),
                                      pm_model.coords, pm_model.named_vars_to_dims)
         else:

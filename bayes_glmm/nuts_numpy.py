@@ -92,26 +92,36 @@ def _lp_halfcauchy(x, a):
     return np.log(2.0) - _LOG_PI - np.log(b) - np.log1p((x / b) ** 2), -2 * x / (b * b + x * x)
 
 
+def _exp_lam(a):
+    return _a(a, "lam") if "lam" in a else 1.0 / _a(a, "scale")
+
+
+def _gamma_ab(a):
+    if "alpha" in a:
+        return _a(a, "alpha"), _a(a, "beta")
+    mu, s = _a(a, "mu"), _a(a, "sigma")
+    return mu ** 2 / s ** 2, mu / s ** 2
+
+
+def _invgamma_ab(a):
+    if "alpha" in a:
+        return _a(a, "alpha"), _a(a, "beta", 1.0)
+    mu, s = _a(a, "mu"), _a(a, "sigma")
+    return (2 * s ** 2 + mu ** 2) / s ** 2, mu * (mu ** 2 + s ** 2) / s ** 2
+
+
 def _lp_exponential(x, a):
-    lam = _a(a, "lam") if "lam" in a else 1.0 / _a(a, "scale")
+    lam = _exp_lam(a)
     return np.log(lam) - lam * x, -lam * np.ones_like(x)
 
 
 def _lp_gamma(x, a):
-    if "alpha" in a:
-        al, be = _a(a, "alpha"), _a(a, "beta")
-    else:
-        mu, s = _a(a, "mu"), _a(a, "sigma")
-        al, be = mu ** 2 / s ** 2, mu / s ** 2
+    al, be = _gamma_ab(a)
     return al * np.log(be) - gammaln(al) + (al - 1) * np.log(x) - be * x, (al - 1) / x - be
 
 
 def _lp_invgamma(x, a):
-    if "alpha" in a:
-        al, be = _a(a, "alpha"), _a(a, "beta", 1.0)
-    else:
-        mu, s = _a(a, "mu"), _a(a, "sigma")
-        al, be = (2 * s ** 2 + mu ** 2) / s ** 2, mu * (mu ** 2 + s ** 2) / s ** 2
+    al, be = _invgamma_ab(a)
     return al * np.log(be) - gammaln(al) - (al + 1) * np.log(x) - be / x, -(al + 1) / x + be / (x * x)
 
 
@@ -330,8 +340,15 @@ class GlmmDensity:
             return resp.pw * (resp.y - resp.n_trials * mu), ll
         # probability links: d/deta [y log p + (n - y) log q] with the family's stable log p, log q
         lp_, lq_ = fam.link.log_p_and_log_q(eta)
-        with np.errstate(divide="ignore"):
-            lme = np.log(fam.link.mu_eta(eta))
+        # log(Link.mu_eta) written out: mu_eta underflows to 0 long before mu_eta / p or
+        # mu_eta / q do (cloglog: eta > 6.6, probit: |eta| > 38), which zeroed the gradient there
+        if fam.link.name == "cloglog":
+            lme = eta - np.exp(eta)
+        elif fam.link.name == "probit":
+            lme = -0.5 * eta * eta - 0.5 * _LOG_2PI
+        else:
+            with np.errstate(divide="ignore"):
+                lme = np.log(fam.link.mu_eta(eta))
         return resp.pw * (resp.y * np.exp(lme - lp_) - (resp.n_trials - resp.y) * np.exp(lme - lq_)), ll
 
     # ------------------------------------------------------------------ expand

@@ -16,8 +16,12 @@ Each configuration runs in a fresh subprocess, and configurations are interleave
 within each repetition so that background load affects all alike (``--warm`` reuses
 one process).  PyTensor caches numba-compiled ops on disk (``~/.pytensor``), which
 helps the graph-compiling samplers (``nutpie``, bambi) from the second process on;
-``--cold`` removes that advantage.  ``sampler="numpy"`` (what ``auto`` picks here)
-compiles nothing, so it is the same cold or warm.
+``--cold`` removes that advantage.  ``sampler="numba"`` (what ``auto`` picks here)
+compiles one model-independent kernel (:mod:`bayes_glmm.nuts_kernels`, ~4 s) that numba
+caches on disk: ``--cold`` also points bayes_glmm's runs at an empty ``NUMBA_CACHE_DIR``
+(bambi's runs keep numba's default cache, which only makes the comparison harder for us),
+without ``--cold`` it is loaded from the cache.  ``sampler="numpy"`` compiles nothing, so it
+is the same cold or warm, but its chains share the GIL.
 """
 from __future__ import annotations
 
@@ -93,6 +97,8 @@ def _child(kind: str, name: str, chains: int, seed: int, centered: bool, cold: b
         tmp = tempfile.mkdtemp(prefix="bench_nuts_")
         flags = env.get("PYTENSOR_FLAGS", "")
         env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"base_compiledir={tmp}"
+        if kind == "ours":  # and an empty numba cache: sampler="numba" compiles its kernel anew
+            env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     finally:
@@ -112,8 +118,8 @@ def _row(pkg, cfg, chains, r):
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--chains", type=int, nargs="+", default=[2, 4])
-    ap.add_argument("--ours", nargs="+", default=["auto", "nutpie"],
-                    help="bayes_glmm configurations: auto, numpy, nutpie, pymc, with optional '-centered'")
+    ap.add_argument("--ours", nargs="+", default=["auto", "numpy", "nutpie"],
+                    help="bayes_glmm configurations: auto, numba, numpy, nutpie, pymc, with optional '-centered'")
     ap.add_argument("--bambi", nargs="+", default=["nutpie", "pymc"], help="bambi backends")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1, help="repetitions (seeds seed, seed+1, ...); medians")

@@ -1,0 +1,143 @@
+"""The numba kernel (nuts_kernels) equals the NumPy density (nuts_numpy, itself tested
+against PyMC's graph in test_bayes.py) for every family, link and prior it covers."""
+import ctypes
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_glmm as bg
+from bayes_glmm.nuts_numpy import PRIOR_LOGP, GlmmDensity
+from bayes_glmm.priors import Prior
+
+nk = pytest.importorskip("bayes_glmm.nuts_kernels")
+
+
+def _data(seed=0, n_g=9, n_h=4, n_per=5):
+    rng = np.random.default_rng(seed)
+    n = n_g * n_per
+    g = np.repeat(np.arange(n_g), n_per)
+    h = rng.integers(0, n_h, size=n)
+    x, z = rng.normal(size=n), rng.normal(size=n)
+    t = rng.integers(1, 7, size=n)
+    eta = 0.3 + 0.8 * x - 0.4 * z + rng.normal(size=n_g)[g] * 0.7
+    p = 1 / (1 + np.exp(-eta))
+    return pd.DataFrame({
+        "x": x, "z": z, "g": [f"G{i}" for i in g], "h": [f"H{i}" for i in h],
+        "yb": rng.binomial(1, p), "ys": rng.binomial(t, p), "yf": t - 0, "t": t,
+        "yc": rng.poisson(np.exp(0.5 + 0.3 * x)), "yg": eta + rng.normal(scale=0.6, size=n) + 3.0,
+        "w": rng.uniform(0.5, 2.0, size=n), "off": rng.normal(scale=0.3, size=n)})
+
+
+FAMILIES = [("gaussian", "identity", "yg"), ("gaussian", "log", "yg"), ("bernoulli", "logit", "yb"),
+            ("bernoulli", "probit", "yb"), ("bernoulli", "cloglog", "yb"), ("binomial", "logit", "ys"),
+            ("binomial", "probit", "ys"), ("binomial", "cloglog", "ys"), ("poisson", "log", "yc")]
+
+REAL = [Prior("Normal", mu=0.5, sigma=2.0), Prior("StudentT", nu=4, mu=0.1, sigma=2),
+        Prior("Cauchy", alpha=0.2, beta=1.5), Prior("Laplace", mu=0.1, b=1.2), Prior("Logistic", mu=0.0, s=2),
+        Prior("Flat")]
+POSITIVE = [Prior("HalfNormal", sigma=2.0), Prior("HalfStudentT", nu=3, sigma=1.5), Prior("HalfCauchy", beta=1.0),
+            Prior("Exponential", lam=1.5), Prior("Exponential", scale=2.0), Prior("Gamma", alpha=2.0, beta=1.5),
+            Prior("Gamma", mu=1.0, sigma=0.8), Prior("InverseGamma", alpha=2.0, beta=1.0),
+            Prior("InverseGamma", mu=1.0, sigma=0.7), Prior("LogNormal", mu=0.0, sigma=1.0),
+            Prior("Weibull", alpha=1.5, beta=1.0), Prior("HalfFlat")]
+
+
+def _model(family, link, y, *, priors=None, centered=False, offset=True, weights=True, formula_re="(x || g) + (1 | h)"):
+    df = _data()
+    off = " + offset(off)" if offset else ""
+    lhs = "cbind(ys, t - ys)" if family == "binomial" else y
+    m = bg.GLMM(f"{lhs} ~ x + z{off} + {formula_re}", df, family=family, link=link,
+                weights="w" if weights else None, priors=priors or {}, centered=centered)
+    return GlmmDensity(m.spec, m._priors, m._centered)
+
+
+def _check(d, seeds=(1, 2, 3), scale=1.0):
+    F, I = nk.pack(d)
+    for s in seeds:
+        x = d.initial_point(s) * scale
+        g = np.full(d.ndim, np.nan)
+        lp = nk.logp_grad(x, g, F, I)
+        lp0, g0 = d.logp_grad(x)
+        assert lp == pytest.approx(lp0, rel=1e-12, abs=1e-10)
+        np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-10)
+        out = np.full(int(I[nk._NEXP]), np.nan)
+        assert nk.expand(x, out, F, I) == out.size
+        ref = np.concatenate([np.ravel(v) for v in d.expand(x).values()])
+        np.testing.assert_allclose(out, ref, rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("family,link,y", FAMILIES)
+@pytest.mark.parametrize("centered", [False, True])
+def test_families_links(family, link, y, centered):
+    try:
+        d = _model(family, link, y, centered=centered)
+    except ValueError as e:  # e.g. an offset the design does not support
+        pytest.skip(str(e))
+    _check(d)
+    _check(d, seeds=(4,), scale=3.0)  # far from the mode: saturated probabilities
+
+
+@pytest.mark.parametrize("prior", REAL, ids=lambda p: repr(p))
+def test_real_priors(prior):
+    _check(_model("bernoulli", "logit", "yb", priors={"Intercept": prior, "x": prior, "z": Prior("Normal", sigma=3)}))
+
+
+@pytest.mark.parametrize("prior", POSITIVE, ids=lambda p: repr(p))
+@pytest.mark.parametrize("key", ["sd_g", "var_g", "sigma"])
+def test_positive_priors(prior, key):
+    _check(_model("gaussian", "identity", "yg", priors={key: prior}))
+
+
+def test_every_prior_family_covered():
+    assert {p.name for p in REAL + POSITIVE} == set(PRIOR_LOGP) == set(nk.PRIOR_CODES)
+
+
+def test_log_ndtr_tails():
+    from scipy.special import log_ndtr
+
+    xs = np.concatenate([np.linspace(-60, 40, 2001), [-36.99, -37.01, -1e3, 0.0, 1e-300]])
+    got = np.array([nk._log_ndtr(v) for v in xs])
+    np.testing.assert_allclose(got, log_ndtr(xs), rtol=1e-12, atol=1e-300)
+
+
+def test_no_random_terms_no_intercept():
+    df = _data()
+    m = bg.GLMM("yb ~ 0 + x + z + (1 | g)", df, family="bernoulli")
+    _check(GlmmDensity(m.spec, m._priors, m._centered))
+
+
+def test_c_entry_points():
+    d = _model("bernoulli", "logit", "yb")
+    compiled = nk.compile_numba(d, {}, {})
+    x = d.initial_point(5)
+    g, lp = np.empty(d.ndim), np.empty(1)
+    ud = compiled.user_data
+    dbl = ctypes.POINTER(ctypes.c_double)
+    rc = nk._c_logp.ctypes(d.ndim, x.ctypes.data_as(dbl), g.ctypes.data_as(dbl), lp.ctypes.data_as(dbl),
+                           ctypes.c_void_p(ud.ctypes.data))
+    lp0, g0 = d.logp_grad(x)
+    assert rc == 0 and lp[0] == pytest.approx(lp0, rel=1e-12)
+    np.testing.assert_allclose(g, g0, rtol=1e-10, atol=1e-10)
+    assert nk._c_logp.ctypes(d.ndim + 1, x.ctypes.data_as(dbl), g.ctypes.data_as(dbl), lp.ctypes.data_as(dbl),
+                             ctypes.c_void_p(ud.ctypes.data)) == -1
+
+
+def test_numba_sampler_matches_numpy_layout():
+    df = _data()
+    mod = bg.GLMM("yb ~ x + (x || g)", df, family="bernoulli", priors={"var_g": Prior("InverseGamma", alpha=2, beta=1)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = mod.sample(draws=60, tune=80, chains=2, random_seed=2, sampler="numba", progressbar=False, check=False)
+        b = mod.sample(draws=60, tune=80, chains=2, random_seed=2, sampler="numpy", progressbar=False, check=False)
+    pa, pb = a.idata.posterior, b.idata.posterior
+    assert pa.attrs["sampler"] == "numba" and set(pa.data_vars) == set(pb.data_vars)
+    for v in pa.data_vars:
+        assert pa[v].dims == pb[v].dims and pa[v].shape == pb[v].shape
+    np.testing.assert_allclose(pa["sd_g"].values, np.sqrt(pa["var_g"].values))
+    np.testing.assert_allclose(pa["b_g"].values, pa["u_g"].values * pa["sd_g"].values[:, :, None, :])
+    xm = df["x"].mean()
+    np.testing.assert_allclose(pa["beta"].sel(coef="(Intercept)").values,
+                               pa["Intercept"].values - pa["slopes"].values[..., 0] * xm, rtol=1e-12, atol=1e-12)
+    assert {"log_likelihood", "observed_data", "sample_stats"} <= set(a.idata.groups())
