@@ -18,9 +18,9 @@ one process).  PyTensor caches numba-compiled ops on disk (``~/.pytensor``), whi
 helps the graph-compiling samplers (``nutpie``, bambi) from the second process on;
 ``--cold`` removes that advantage.  ``sampler="numba"`` (what ``auto`` picks here)
 compiles one model-independent kernel (:mod:`bayes_glmm.nuts_kernels`, ~4 s) that numba
-caches on disk: ``--cold`` also points bayes_glmm's runs at an empty ``NUMBA_CACHE_DIR``
-(bambi's runs keep numba's default cache, which only makes the comparison harder for us),
-without ``--cold`` it is loaded from the cache.  ``sampler="numpy"`` compiles nothing, so it
+caches on disk: ``--cold`` points every run (ours and bambi's) at an empty
+``NUMBA_CACHE_DIR`` and PyTensor compile directory, as on a freshly installed machine;
+without ``--cold`` both load from their caches.  ``sampler="numpy"`` compiles nothing, so it
 is the same cold or warm, but its chains share the GIL.
 """
 from __future__ import annotations
@@ -97,8 +97,9 @@ def _child(kind: str, name: str, chains: int, seed: int, centered: bool, cold: b
         tmp = tempfile.mkdtemp(prefix="bench_nuts_")
         flags = env.get("PYTENSOR_FLAGS", "")
         env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"base_compiledir={tmp}"
-        if kind == "ours":  # and an empty numba cache: sampler="numba" compiles its kernel anew
-            env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
+        # and an empty numba cache for BOTH packages, as on a fresh machine: our kernel is
+        # compiled anew, and so is every numba function the libraries cache on disk
+        env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     finally:
