@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from scipy import special
 
-__all__ = ["Link", "Family", "get_family", "NUMPY_OPS", "FAMILIES", "LINKS"]
+__all__ = ["Link", "Family", "get_family", "softplus_and_expit", "NUMPY_OPS", "FAMILIES", "LINKS"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -35,6 +35,23 @@ def _np_log1mexp(x):
     """log(1 - exp(x)) for x < 0, accurate near 0 and -inf (Maechler 2012)."""
     x = np.asarray(x, dtype=float)
     return np.where(x > -np.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+
+
+def softplus_and_expit(eta):
+    """``log(1 + e^eta)`` and ``expit(eta)`` sharing one ``exp(-|eta|)`` (no overflow).
+
+    NumPy only. Written with ``out=`` and ``where=`` to avoid temporaries: it is the
+    innermost operation of every ML deviance evaluation (n x nodes elements for AGQ).
+    """
+    e = np.abs(eta)
+    np.negative(e, out=e)
+    np.exp(e, out=e)  # e = exp(-|eta|) in (0, 1]
+    t = e + 1.0
+    sp = np.log(t)  # log(1 + e): absolute error ~1e-16, all a sum of log-densities needs
+    sp += np.maximum(eta, 0.0)
+    mu = np.reciprocal(t, out=t)  # expit(|eta|)
+    np.multiply(mu, e, out=mu, where=eta < 0)  # expit(eta) = e / (1 + e) for eta < 0
+    return sp, mu
 
 
 #: NumPy/SciPy implementation of the math namespace used by links and families.
@@ -218,6 +235,37 @@ class Family:
             return lchoose + y * lp + (trials - y) * lq
         # poisson, log link: y*eta - exp(eta) - log y!
         return y * eta - ops.exp(eta) - ops.gammaln(y + 1.0)
+
+    def loglik_constant(self, y, trials=None):
+        """The eta-free part of :meth:`loglik` per row (NumPy): ``log C(n, y)`` for binomial,
+        ``-log y!`` for poisson, 0 otherwise. Fitters compute it once per fit."""
+        y = np.asarray(y, dtype=float)
+        if self.name == "binomial":
+            return special.gammaln(trials + 1.0) - special.gammaln(y + 1.0) - special.gammaln(trials - y + 1.0)
+        if self.name == "poisson":
+            return -special.gammaln(y + 1.0)
+        return np.zeros_like(y)
+
+    def loglik_canonical(self, y, eta, trials=1.0):
+        """Fast NumPy form of :meth:`loglik` minus :meth:`loglik_constant`, with mu, for the
+        canonical binomial/bernoulli and poisson links.
+
+        ``y eta - n softplus(eta)`` and ``y eta - e^eta`` are :meth:`loglik` rearranged so
+        that one ``exp`` serves both the log-density and the mean (the ML hot loop).
+
+        Returns
+        -------
+        (ll, mu) : arrays; ``mu`` is the per-trial mean.
+        """
+        if not self.is_canonical or self.name == "gaussian":
+            raise ValueError(f"loglik_canonical applies to canonical bernoulli/binomial/poisson links, "
+                             f"not {self.name}/{self.link.name}")
+        if self.name == "poisson":
+            mu = np.exp(eta)
+            return y * eta - mu, mu
+        sp, mu = softplus_and_expit(eta)
+        sp *= trials
+        return np.subtract(y * eta, sp, out=sp), mu
 
     # --- validation ---------------------------------------------------------------------
     def check_response(self, y: np.ndarray, trials: np.ndarray | None, name: str) -> None:

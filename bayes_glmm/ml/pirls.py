@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy.linalg import solve_triangular
-from scipy.special import gammaln
 
 from . import linalg
 
@@ -49,13 +48,7 @@ class Response:
 
 
 def _ll_const(fam, y, trials, pw):
-    if fam.name == "binomial":
-        c = gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)
-    elif fam.name == "poisson":
-        c = -gammaln(y + 1.0)
-    else:
-        return np.zeros_like(y)
-    return pw * c
+    return pw * fam.loglik_constant(y, trials)
 
 
 def make_response(spec) -> Response:
@@ -70,39 +63,18 @@ def make_response(spec) -> Response:
                     np.asarray(spec.offset, dtype=float), np.asarray(spec.X, dtype=float))
 
 
-def _softplus_and_mu(eta):
-    """``log(1 + e^eta)`` and ``expit(eta)`` sharing one ``exp(-|eta|)`` (no overflow).
-
-    Written with ``out=`` and ``where=`` to avoid temporaries: this is the innermost
-    operation of every evaluation (n x nodes elements for AGQ).
-    """
-    e = np.abs(eta)
-    np.negative(e, out=e)
-    np.exp(e, out=e)  # e = exp(-|eta|) in (0, 1]
-    t = e + 1.0
-    sp = np.log(t)  # log(1 + e): absolute error ~1e-16, all a sum of log-densities needs
-    sp += np.maximum(eta, 0.0)
-    mu = np.reciprocal(t, out=t)  # expit(|eta|)
-    np.multiply(mu, e, out=mu, where=eta < 0)  # expit(eta) = e / (1 + e) for eta < 0
-    return sp, mu
-
-
 def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
     """Prior-weighted log-density per row (constants included) and, for canonical links, mu.
 
-    The canonical families take a fast path (``y eta - n softplus(eta)``, ``y eta - e^eta``)
-    that is the family's log-density rearranged: the generic form computes two
-    ``logaddexp`` per row, which dominated the cost of an AGQ evaluation.  Arrays may be
+    The canonical families take :meth:`Family.loglik_canonical` (the family's log-density
+    rearranged so one ``exp`` gives both it and mu; the eta-free constants are added from
+    ``resp.ll_const``), which matters because this is the cost of an AGQ evaluation.  Arrays may be
     (n,) or (n, k) with the response columns broadcast as (n, 1).  ``mu`` is None for
     non-canonical links.
     """
     fam = resp.family
-    if fam.is_canonical and fam.name in ("bernoulli", "binomial"):
-        sp, mu = _softplus_and_mu(eta)
-        ll = resp.y * eta - resp.n_trials * sp
-    elif fam.is_canonical and fam.name == "poisson":
-        mu = np.exp(eta)
-        ll = resp.y * eta - mu
+    if fam.is_canonical and fam.name != "gaussian":
+        ll, mu = fam.loglik_canonical(resp.y, eta, resp.n_trials)
     else:
         if fam.name == "binomial":
             ll = fam.loglik(resp.y, eta, trials=resp.n_trials)
