@@ -27,7 +27,7 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit, gammaln
 
-from .ml.pirls import loglik_and_mu, make_response, working
+from .ml.pirls import loglik_and_mu, make_response
 from .priors import slope_blocks
 from .spec import ModelSpec
 
@@ -417,7 +417,7 @@ def compile_numpy(density: GlmmDensity, coords: dict, dims: dict):
                        make_initial_point_fn=density.initial_point)
 
 
-def add_log_likelihood(idata, spec: ModelSpec, pm_model: pm.Model) -> None:
+def add_log_likelihood(idata, spec: ModelSpec, pm_model) -> None:
     """Pointwise (weighted) log-likelihood with NumPy and :meth:`Family.loglik`.
 
     Same formula as the graph's ``y`` node, without compiling another PyTensor function.

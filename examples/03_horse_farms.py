@@ -35,52 +35,22 @@
 # %%
 import json
 import os
-import sys
 import time
 import warnings
-from pathlib import Path
 
-import matplotlib
-
-if "ipykernel" not in sys.modules:
-    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-try:
-    import bayes_glmm as bg
-except ImportError:  # a source checkout that is not pip-installed: use the repository root
-    _here = Path(globals().get("__file__", Path.cwd() / "_")).resolve().parent
-    sys.path.insert(0, str(next(p for p in (_here, *_here.parents) if (p / "bayes_glmm").is_dir())))
-    import bayes_glmm as bg
+import bayes_glmm as bg
+from bayes_glmm._examples import example_settings
 from bayes_glmm.ml.lrt import mixture_pvalue
 from bayes_glmm.variance import icc, icc_from_variances
 
-warnings.filterwarnings("ignore", message=".*PyTensor.*")
-warnings.filterwarnings("ignore", message=".*BLAS.*")
-
-FAST = os.environ.get("BAYES_GLMM_FAST", "0").lower() not in ("", "0", "false", "no")
-
-
-def _out_dir() -> Path:
-    env = os.environ.get("BAYES_GLMM_OUT")
-    if env:
-        p = Path(env)
-    else:
-        try:
-            p = Path(__file__).resolve().parent / "output"
-        except NameError:  # running as a notebook
-            p = Path("output")
-    p.mkdir(parents=True, exist_ok=True)
-    return p
-
-
-OUT = _out_dir()
+FAST, RUN_NUTS, OUT = example_settings(globals().get("__file__"))
 KEY: dict = {"fast": FAST}
 pd.set_option("display.width", 140)
-print(f"mode: {'FAST' if FAST else 'full'}; output: {OUT}")
 
 # %% [markdown]
 # ## Simulating the design

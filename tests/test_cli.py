@@ -1,5 +1,4 @@
 """The console script: `bayes-glmm fit` and a short `bayes-glmm demo`."""
-import pytest
 
 from bayes_glmm.cli import main
 

@@ -1,5 +1,4 @@
 """Bundled datasets: shapes, codings and provenance as documented."""
-import pandas as pd
 import pytest
 
 import bayes_glmm as bg

@@ -177,7 +177,6 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
     step = max(1, chunk_rows // max(1, n * width))
     for k0 in range(0, K, step):
         zk = z[k0:k0 + step]  # (k, q)
-        kk = zk.shape[0]
         eta = pr.eta[:, None] + A @ zk.T  # (n, k)
         ll, mu = loglik_and_mu(cols, eta)
         uu = uj[:, None, :] + np.einsum("jab,kb->jka", LinvT, zk)  # (J, k, q)
