@@ -226,6 +226,22 @@ def _check_fit(fit):
 
 
 # ----------------------------------------------------------------------------- public API
+def _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed):
+    """Marginal estimate with its uncertainty, and the conditional value beside it.
+
+    ``fun(beta, covs, which="marginal")`` computes either quantity from one parameter set.
+    """
+    est, sd, lo, hi, how = _evaluate(fit, fun, se=se, n_boot=n_boot, interval=interval,
+                                     random_seed=random_seed)
+    if is_posterior(fit):
+        cond = _evaluate(fit, lambda b, c: fun(b, c, "conditional"), se=None, n_boot=0,
+                         interval=interval, random_seed=None)[0]
+    else:
+        b, c, _ = point_params(fit)
+        cond = fun(b, c, "conditional")
+    return cond, est, sd, lo, hi, how
+
+
 def marginal_means(fit, newdata: pd.DataFrame | None = None, *, scale: str = "mean", n_quad: int = 40,
                    se: str | None = "delta", n_boot: int = 200, interval: float = 0.95,
                    random_seed=None) -> pd.DataFrame:
@@ -267,14 +283,7 @@ def marginal_means(fit, newdata: pd.DataFrame | None = None, *, scale: str = "me
             return eta if scale == "link" else link.inverse(eta)
         return link.link(m) if scale == "link" else m
 
-    est, sd, lo, hi, how = _evaluate(fit, fun, se=se, n_boot=n_boot, interval=interval,
-                                     random_seed=random_seed)
-    if is_posterior(fit):
-        cond = _evaluate(fit, lambda b, c: fun(b, c, "conditional"), se=None, n_boot=0,
-                         interval=interval, random_seed=None)[0]
-    else:
-        b, c, _ = point_params(fit)
-        cond = fun(b, c, "conditional")
+    cond, est, sd, lo, hi, how = _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed)
     return pd.DataFrame({"conditional": cond, "marginal": est, "se": sd, "lower": lo, "upper": hi,
                          "uncertainty": how}, index=index)
 
@@ -325,14 +334,7 @@ def marginal_effects(fit, newdata1: pd.DataFrame, newdata0: pd.DataFrame, *, con
             m1, m0 = np.atleast_1d(m1.mean()), np.atleast_1d(m0.mean())
         return contrast_of(m1, m0)
 
-    est, sd, lo, hi, how = _evaluate(fit, fun, se=se, n_boot=n_boot, interval=interval,
-                                     random_seed=random_seed)
-    if is_posterior(fit):
-        cond = _evaluate(fit, lambda b, c: fun(b, c, "conditional"), se=None, n_boot=0,
-                         interval=interval, random_seed=None)[0]
-    else:
-        b, c, _ = point_params(fit)
-        cond = fun(b, c, "conditional")
+    cond, est, sd, lo, hi, how = _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed)
     index = pd.Index(["average"]) if average else d1[3]
     return pd.DataFrame({"conditional": cond, "marginal": est, "se": sd, "lower": lo, "upper": hi,
                          "uncertainty": how}, index=index)

@@ -46,6 +46,22 @@ def start_beta(resp) -> np.ndarray:
     return np.linalg.lstsq(resp.X, eta0, rcond=None)[0]
 
 
+def _modes(x, resp, s, terms, slices, nt, state):
+    """Lambda and the PIRLS conditional modes at parameters ``x = (theta, beta)``.
+
+    Warm-starts from, and records into, ``state`` (last modes, last result, failures).
+    """
+    theta, beta = x[:nt], x[nt:]
+    lambdas = lambdas_from_theta(theta, terms, slices)
+    pr = pirls(resp, s, lambdas, beta, state.get("u"))
+    if not pr.converged:
+        state["pirls_fail"] = state.get("pirls_fail", 0) + 1
+    if np.all(np.isfinite(pr.u)):
+        state["u"] = pr.u
+    state["last"] = pr
+    return lambdas, pr
+
+
 def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
     """Deviance ``-2 loglik`` in ``x = (theta, beta)`` (Laplace or AGQ) with warm-started modes.
 
@@ -56,14 +72,7 @@ def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
     state = {} if state is None else state
 
     def dev(x):
-        theta, beta = x[:nt], x[nt:]
-        lambdas = lambdas_from_theta(theta, terms, slices)
-        pr = pirls(resp, s, lambdas, beta, state.get("u"))
-        if not pr.converged:
-            state["pirls_fail"] = state.get("pirls_fail", 0) + 1
-        if np.all(np.isfinite(pr.u)):
-            state["u"] = pr.u
-        state["last"] = pr
+        lambdas, pr = _modes(x, resp, s, terms, slices, nt, state)
         if n_agq == 1:
             return pr.laplace_deviance
         return -2.0 * _agq.agq_loglik(resp, s, lambdas, pr, n_agq)
@@ -82,14 +91,7 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
     E = _agq.theta_directions(terms[0].q, terms[0].correlated, terms[0].n_theta)
 
     def fg(x):
-        theta, beta = x[:nt], x[nt:]
-        lambdas = lambdas_from_theta(theta, terms, slices)
-        pr = pirls(resp, s, lambdas, beta, state.get("u"))
-        if not pr.converged:
-            state["pirls_fail"] = state.get("pirls_fail", 0) + 1
-        if np.all(np.isfinite(pr.u)):
-            state["u"] = pr.u
-        state["last"] = pr
+        lambdas, pr = _modes(x, resp, s, terms, slices, nt, state)
         return _agq.devgrad(resp, s, lambdas, E, pr, n_agq)
 
     return fg
