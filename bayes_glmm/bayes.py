@@ -333,14 +333,14 @@ def _have_numba() -> bool:
 def _resolve_sampler(sampler: str, glmm=None) -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {SAMPLERS}")
-    ok = glmm is not None and supported(glmm.spec, glmm._priors)
+    ok = glmm is not None and supported(glmm.spec, glmm._priors, glmm._centered)
     if sampler == "auto":
         if not ok:
             return AUTO_SAMPLER[-1]
         return AUTO_SAMPLER[0] if _have_numba() else AUTO_SAMPLER[1]
     if sampler in ("numpy", "numba") and not ok:
-        raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without correlated random terms "
-                         "(LKJ) and priors among bayes_glmm.nuts_numpy.PRIOR_LOGP; use 'nutpie' or 'pymc'")
+        raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without centered correlated random "
+                         "terms and priors among bayes_glmm.nuts_numpy.PRIOR_LOGP; use 'nutpie' or 'pymc'")
     if sampler == "numpyro":
         try:
             import numpyro  # noqa: F401
@@ -381,7 +381,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     sampler : {"auto", "numba", "numpy", "pymc", "nutpie", "numpyro"}
         ``"numba"``: nutpie's NUTS with the package's closed-form log-density gradient as
         one numba kernel (:mod:`bayes_glmm.nuts_kernels`; compiled once per installation,
-        ~4 s, then cached; chains run in parallel; GLMMs without correlated terms).
+        ~4 s, then cached; chains run in parallel; correlated terms non-centered only).
         ``"numpy"``: the same gradient in NumPy (:mod:`bayes_glmm.nuts_numpy`; no
         compilation, but each gradient call holds the GIL, so chains take turns).
         ``"nutpie"``: nutpie with the PyMC graph compiled by numba (~10-30 s compile).

@@ -9,6 +9,9 @@ the one it uses for numba-compiled PyMC graphs), so every chain runs in its own 
 without the GIL and chains run in parallel.  The NumPy path (``sampler="numpy"``) holds
 the GIL in every gradient call, so its chains take turns.
 
+Random terms (uncorrelated, and non-centered correlated ones with the LKJ Cholesky factor
+from canonical partial correlations) are in :mod:`bayes_glmm.nuts_kernels_cov`.
+
 One kernel serves every model: the model is packed into a float64 array ``F`` and an int64
 array ``I`` (data plus an offset table, :func:`pack`), and the two C functions read them
 through nutpie's ``user_data`` pointer.  Nothing is compiled per model, and with
@@ -34,6 +37,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .nuts_kernels_cov import TW, term_expand, terms_eta, terms_grad
 from .nuts_numpy import GlmmDensity, _a, _exp_lam, _gamma_ab, _invgamma_ab
 
 __all__ = ["pack", "logp_grad", "expand", "compile_numba", "PRIOR_CODES"]
@@ -178,9 +182,9 @@ def _row(link, eta, y, n):
 # --------------------------------------------------------------------------- packing
 # int header slots
 _N, _P, _NDIM, _FAM, _LINK, _NT, _NPR, _SIG, _HOFF, _ICOL, _NEXP, _OC, _OT, _OP, _FX, _FY, _FTR, _FPW, \
-    _FLLC, _FOFF, _FPA, _FXM, _NQ, _NGB = range(24)
+    _FLLC, _FOFF, _FPA, _FXM, _NQ, _NGB, _NM = range(25)
 _HDR = 32
-_TW = 10  # ints per term: scale0, q, L, centered, is_var, eff0, o_codes, f_Xr, gb0, sd0
+_TW = TW  # ints per term, slots in nuts_kernels_cov
 
 
 def pack(d: GlmmDensity):
@@ -230,15 +234,20 @@ def pack(d: GlmmDensity):
     hdr[_OP] = addi(np.array(rows, dtype=np.int64).reshape(-1, 3))
     hdr[_FPA] = addf(np.array(pargs, dtype=float).reshape(-1, 3))
     # random terms
-    tt, gb0, sd0 = [], 0, 0
+    tt, gb0, sd0, m0 = [], 0, 0, 0
     for t, scale, eff, cen, _ in d.terms:
         oc = addi(np.asarray(t.codes, dtype=np.int64))
         fx = addf(np.asarray(t.Xr, dtype=float).reshape(n, t.q))
+        ch = d.corr.get(t.ident)
+        y0, fa, mq = -1, -1, 0
+        if ch is not None:  # LKJ shapes then the log normalizer; q x q scratch for L, w, dL
+            y0, fa, mq = ch.sl.start, addf(np.append(ch.a, ch.const)), t.q * t.q
         tt.append((scale.sl.start, t.q, t.n_levels, int(cen), int(scale.name.startswith("var_")),
-                   eff.sl.start, oc, fx, gb0, sd0))
+                   eff.sl.start, oc, fx, gb0, sd0, y0, fa, m0))
         gb0 += t.n_levels * t.q
         sd0 += t.q
-    hdr[_NT], hdr[_NGB], hdr[_NQ] = len(tt), gb0, sd0
+        m0 += mq
+    hdr[_NT], hdr[_NGB], hdr[_NQ], hdr[_NM] = len(tt), gb0, sd0, m0
     hdr[_OT] = addi(np.array(tt, dtype=np.int64).reshape(-1, _TW))
     F = np.concatenate(fl) if fl else np.zeros(1)
     I = np.concatenate(il)
@@ -280,32 +289,10 @@ def logp_grad(x, grad, F, I):
         for j in range(p):
             s += X[i * p + j] * coef[j]
         eta[i] += s
-    sd = np.empty(max(I[_NQ], 1))
-    for t in range(I[_NT]):
-        b = ot + _TW * t
-        s0, q, L, cen, isvar, e0, ocd, fxr, sd0 = I[b], I[b + 1], I[b + 2], I[b + 3], I[b + 4], I[b + 5], \
-            I[b + 6], I[b + 7], I[b + 9]
-        for k in range(q):
-            v = math.exp(x[s0 + k])
-            sdk = math.sqrt(v) if isvar else v
-            sd[sd0 + k] = sdk
-            acc = 0.0
-            for lv in range(L):
-                e = x[e0 + lv * q + k]
-                acc += e * e
-            if cen:
-                lp += -0.5 * acc / (sdk * sdk) - L * math.log(sdk)
-            else:
-                lp += -0.5 * acc
-        for i in range(n):
-            c = I[ocd + i]
-            s = 0.0
-            for k in range(q):
-                bk = x[e0 + c * q + k]
-                if not cen:
-                    bk *= sd[sd0 + k]
-                s += F[fxr + i * q + k] * bk
-            eta[i] += s
+    # random terms: Z b into eta, their prior terms (nuts_kernels_cov)
+    sd, bv = np.empty(max(I[_NQ], 1)), np.empty(max(I[_NGB], 1))
+    Lm, wb, G = np.empty(max(I[_NM], 1)), np.empty(max(I[_NM], 1)), np.empty(max(I[_NM], 1))
+    lp += terms_eta(x, F, I, ot, I[_NT], n, eta, sd, bv, Lm, wb)
     # conditional log-density and its derivative in eta (Family.loglik, families.py)
     score = np.empty(n)
     ll = 0.0
@@ -350,33 +337,7 @@ def logp_grad(x, grad, F, I):
             cg[j] += X[i * p + j] * s
     for j in range(p):
         grad[I[oc + j]] += cg[j]
-    gb = np.zeros(max(I[_NGB], 1))
-    for t in range(I[_NT]):
-        b = ot + _TW * t
-        s0, q, L, cen, isvar, e0, ocd, fxr, g0, sd0 = I[b], I[b + 1], I[b + 2], I[b + 3], I[b + 4], \
-            I[b + 5], I[b + 6], I[b + 7], I[b + 8], I[b + 9]
-        for i in range(n):
-            c = I[ocd + i]
-            s = score[i]
-            for k in range(q):
-                gb[g0 + c * q + k] += F[fxr + i * q + k] * s
-        for k in range(q):
-            sdk = sd[sd0 + k]
-            dsd = 0.0
-            for lv in range(L):
-                j = lv * q + k
-                e, g = x[e0 + j], gb[g0 + j]
-                if cen:
-                    grad[e0 + j] = g - e / (sdk * sdk)
-                    dsd += e * e
-                else:
-                    grad[e0 + j] = g * sdk - e
-                    dsd += g * e
-            if cen:
-                dsd = dsd / (sdk * sdk * sdk) - L / sdk
-            if isvar:
-                dsd /= 2.0 * sdk
-            grad[s0 + k] += math.exp(x[s0 + k]) * dsd
+    terms_grad(x, F, I, ot, I[_NT], n, score, sd, Lm, wb, G, grad)
     return lp
 
 
@@ -398,24 +359,7 @@ def expand(x, out, F, I):
     k += p
     ot = I[_OT]
     for t in range(I[_NT]):
-        b = ot + _TW * t
-        s0, q, L, cen, isvar, e0 = I[b], I[b + 1], I[b + 2], I[b + 3], I[b + 4], I[b + 5]
-        if isvar:
-            for c in range(q):
-                out[k + c] = math.exp(x[s0 + c])
-            k += q
-        for c in range(q):
-            v = math.exp(x[s0 + c])
-            out[k + c] = math.sqrt(v) if isvar else v
-        sdo = k
-        k += q
-        if not cen:
-            for j in range(L * q):
-                out[k + j] = x[e0 + j]
-            k += L * q
-        for j in range(L * q):
-            out[k + j] = x[e0 + j] if cen else x[e0 + j] * out[sdo + j % q]
-        k += L * q
+        k = term_expand(x, out, k, F, I, ot + _TW * t)
     if I[_SIG] >= 0:
         out[k] = math.exp(x[I[_SIG]])
         k += 1

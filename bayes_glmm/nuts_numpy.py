@@ -13,9 +13,12 @@ gradient, so this module evaluates it directly in NumPy (``sampler="numpy"``, wh
 * priors: closed-form log-densities and derivatives with PyMC's parametrizations
   (:data:`PRIOR_LOGP`); positive parameters are sampled on the log scale with PyMC's
   Jacobian, so the density on the unconstrained space is PyMC's;
-* random terms: uncorrelated ones only (correlated terms need the LKJ Cholesky
-  transform and stay on the PyMC graph), centered or non-centered, with an SD or a
-  variance (``var_<ident>``) prior.
+* random terms: uncorrelated ones centered or non-centered, with an SD or a variance
+  (``var_<ident>``) prior; correlated ones non-centered, ``b = u @ (diag(sd) L).T``, with
+  log-SDs and the LKJ(eta) correlation Cholesky factor L from canonical partial
+  correlations (:mod:`bayes_glmm.nuts_corr`).  PyMC's ``LKJCholeskyCov`` puts the same
+  density on (sd, correlation), on another unconstrained scale; centered correlated terms
+  stay on the PyMC graph.
 
 The parameter names, dims and coordinates in the ``posterior`` group are those of
 :func:`bayes_glmm.bayes.build_pymc_model` (tests check both agree).  This module does
@@ -28,6 +31,7 @@ from scipy import sparse
 from scipy.special import expit, gammaln
 
 from .ml.pirls import loglik_and_mu, make_response
+from .nuts_corr import cpc_chol, cpc_chol_vjp, lkj_shape
 from .priors import slope_blocks
 from .spec import ModelSpec
 
@@ -148,11 +152,29 @@ PRIOR_LOGP = {
 }
 
 
-def supported(spec: ModelSpec, priors: dict) -> bool:
-    """True when :class:`GlmmDensity` covers the model (no correlated term, known priors)."""
-    if any(t.correlated and t.q > 1 for t in spec.terms):
+def _is_corr(t) -> bool:
+    return bool(t.correlated and t.q > 1)
+
+
+def supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bool:
+    """True when :class:`GlmmDensity` covers the model.
+
+    Known priors (:data:`PRIOR_LOGP`, LKJ for correlations) and no centered correlated term
+    (its MvNormal density is not implemented here).
+    """
+    centered = centered or {}
+    if any(_is_corr(t) and centered.get(t.name, False) for t in spec.terms):
         return False
-    return all(p.name in PRIOR_LOGP for k, p in priors.items() if not k.startswith("corr_"))
+    return all(p.name in PRIOR_LOGP or (k.startswith("corr_") and p.name == "LKJ") for k, p in priors.items())
+
+
+class _Corr:
+    """The CPC block of a correlated term: slice of x, LKJ shapes and constant."""
+
+    def __init__(self, start, q, eta):
+        self.q, self.eta = q, float(eta)
+        self.a, self.const = lkj_shape(q, self.eta)
+        self.sl = slice(start, start + self.a.size)
 
 
 class _Block:
@@ -200,9 +222,9 @@ class GlmmDensity:
     """
 
     def __init__(self, spec: ModelSpec, priors: dict, centered: dict):
-        if not supported(spec, priors):
-            raise ValueError("the NumPy gradient covers uncorrelated random terms and the "
-                             "priors of PRIOR_LOGP only; use sampler='nutpie' or 'pymc'")
+        if not supported(spec, priors, centered):
+            raise ValueError("the NumPy gradient covers the priors of PRIOR_LOGP (LKJ for correlations) "
+                             "and non-centered correlated terms only; use sampler='nutpie' or 'pymc'")
         self.spec, self.fam = spec, spec.family
         names = list(spec.fixed_names)
         X = np.asarray(spec.X, dtype=float)
@@ -225,12 +247,16 @@ class GlmmDensity:
             self.fixed_blocks.append((_Block(name, pos, len(cols), pr, False), cols))
             pos += len(cols)
         self.terms, zoff, rows, cols, vals = [], 0, [], [], []
+        self.corr = {}  # ident -> _Corr, correlated terms only (self.terms keeps 5-tuples)
         for t in spec.terms:
             k, q, L = t.ident, t.q, t.n_levels
             vkey = f"var_{k}"
             scale = _Block(vkey if vkey in priors else f"sd_{k}", pos, q,
                            priors[vkey] if vkey in priors else priors[f"sd_{k}"], True)
             pos += q
+            if _is_corr(t):
+                self.corr[k] = _Corr(pos, q, priors[f"corr_{k}"].args.get("eta", 1.0))
+                pos += self.corr[k].a.size
             cen = bool(centered.get(t.name, False))
             eff = _Block(f"{'b' if cen else 'u'}_{k}", pos, L * q, None, False)
             pos += L * q
@@ -269,6 +295,12 @@ class GlmmDensity:
             s_val, s_lp, s_g, s_dv = scale.value_logp_grad(x)
             sd = np.sqrt(s_val) if scale.name.startswith("var_") else s_val
             e = x[eff.sl].reshape(t.n_levels, t.q)
+            ch = self.corr.get(t.ident)
+            if ch is not None:  # b_l = diag(sd) L u_l
+                Lc, lpc, aux = cpc_chol(x[ch.sl], t.q, ch.a, ch.const)
+                lp += s_lp + lpc - 0.5 * float(np.sum(e * e))
+                parts.append((t, scale, eff, cen, sd, e, e @ (sd[:, None] * Lc).T, s_g, s_dv, zsl, (ch, Lc, aux)))
+                continue
             if cen:
                 zb = e / sd
                 lp += s_lp - 0.5 * float(np.sum(zb * zb)) - t.n_levels * float(np.sum(np.log(sd)))
@@ -276,7 +308,7 @@ class GlmmDensity:
             else:
                 lp += s_lp - 0.5 * float(np.sum(e * e))
                 b = e * sd
-            parts.append((t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl))
+            parts.append((t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl, None))
         return lp, parts
 
     def logp_grad(self, x):
@@ -312,9 +344,15 @@ class GlmmDensity:
         grad[self.coef_idx] += self.XcT @ score
         if parts:
             gb_all = self.Zt @ score
-            for t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl in parts:
+            for t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl, cor in parts:
                 gb = gb_all[zsl].reshape(t.n_levels, t.q)
-                if cen:
+                if cor is not None:
+                    ch, Lc, aux = cor
+                    grad[eff.sl] = (gb @ (sd[:, None] * Lc) - e).ravel()
+                    d_sd = (gb * (e @ Lc.T)).sum(axis=0)
+                    # d/dL[k, m] = sd_k sum_l gb[l, k] u[l, m]
+                    grad[ch.sl] = cpc_chol_vjp(sd[:, None] * (gb.T @ e), ch.a, aux)
+                elif cen:
                     grad[eff.sl] = (gb - e / sd ** 2).ravel()
                     d_sd = (e * e).sum(axis=0) / sd ** 3 - t.n_levels / sd
                 else:
@@ -366,10 +404,19 @@ class GlmmDensity:
         for t, scale, eff, cen, _ in self.terms:
             v = np.exp(x[scale.sl])
             sd = np.sqrt(v) if scale.name.startswith("var_") else v
+            ch = self.corr.get(t.ident)
+            if ch is not None:  # the graph's free variable: packed Cholesky factor of the covariance
+                Lc = cpc_chol(x[ch.sl], t.q, ch.a, ch.const)[0]
+                out[f"chol_{t.ident}"] = (sd[:, None] * Lc)[np.tril_indices(t.q)]
             if scale.name.startswith("var_"):
                 out[scale.name] = v
             out[f"sd_{t.ident}"] = sd
             e = x[eff.sl].reshape(t.n_levels, t.q)
+            if ch is not None:  # bayes.py's graph: chol (free; posterior predictive reads it), sd, corr, u, b
+                out[f"corr_{t.ident}"] = Lc @ Lc.T
+                out[eff.name] = e.copy()
+                out[f"b_{t.ident}"] = e @ (sd[:, None] * Lc).T
+                continue
             if not cen:
                 out[eff.name] = e.copy()
             out[f"b_{t.ident}"] = e.copy() if cen else e * sd

@@ -313,11 +313,51 @@ def test_numpy_density_matches_pymc(case):
 
 
 def test_auto_sampler_choice(glmm, data):
-    assert bayes._resolve_sampler("auto", glmm) == "nutpie"  # correlated (x | g): LKJ needs the graph
+    assert bayes._resolve_sampler("auto", glmm) == bayes.AUTO_SAMPLER[0]  # correlated (x | g), non-centered
     simple = bg.GLMM("y ~ x + (x || g)", data, family="bernoulli")
     assert bayes._resolve_sampler("auto", simple) == bayes.AUTO_SAMPLER[0]  # "numba" (numba installed)
+    cen = bg.GLMM("y ~ x + (x | g)", data, family="bernoulli", centered=True)
+    assert bayes._resolve_sampler("auto", cen) == "nutpie"  # centered MvNormal stays on the graph
     with pytest.raises(ValueError, match="sampler='numpy' needs"):
-        bayes._resolve_sampler("numpy", glmm)
+        bayes._resolve_sampler("numpy", cen)
+
+
+def test_correlated_term_posterior_layout(glmm):
+    """sampler='numba' on (x | g): the graph's names, dims and coords; b = u (diag(sd) L)'."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = glmm.sample(draws=50, tune=60, chains=2, random_seed=5, sampler="numba", progressbar=False,
+                          check=False)
+    post, pm_model = res.idata.posterior, res.pm_model
+    assert set(post.data_vars) == {"Intercept", "slopes", "beta", "chol_g", "sd_g", "corr_g", "u_g", "b_g"}
+    for v in ("sd_g", "corr_g", "u_g", "b_g"):
+        assert post[v].dims[2:] == tuple(pm_model.named_vars_to_dims[v])
+    assert list(post["corr_g"].g_coef2.values) == ["(Intercept)", "x"]
+    C = post["corr_g"].values
+    np.testing.assert_allclose(np.diagonal(C, axis1=-2, axis2=-1), 1.0, atol=1e-12)
+    chol = np.linalg.cholesky(C) * post["sd_g"].values[..., :, None]
+    np.testing.assert_allclose(post["b_g"].values, np.einsum("cdlm,cdkm->cdlk", post["u_g"].values, chol),
+                               atol=1e-10)
+    vc = res.varcorr
+    assert len(vc) == 3 and np.isfinite(vc["sdcor"].to_numpy(dtype=float)).all()  # 2 SDs, 1 correlation
+    assert list(res.ranef["g"].columns) == ["(Intercept)", "x"]
+
+
+@pytest.mark.slow
+def test_correlated_numba_matches_nutpie_graph_sleepstudy():
+    """Posterior means of sd and corr of (Days | Subject): numba kernel vs PyMC graph (nutpie)."""
+    m = bg.GLMM("Reaction ~ Days + (Days | Subject)", bg.datasets.load("sleepstudy"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [m.sample(draws=1000, tune=1000, chains=4, random_seed=7, sampler=s, progressbar=False,
+                         check=False).idata for s in ("numba", "nutpie")]
+    for v in ("sd_Subject", "corr_Subject", "sigma"):
+        a, b = (f.posterior[v] for f in fits)
+        ma, mb = a.mean(("chain", "draw")).values, b.mean(("chain", "draw")).values
+        mcse = np.sqrt(np.asarray(az.mcse(fits[0], var_names=[v])[v]) ** 2
+                       + np.asarray(az.mcse(fits[1], var_names=[v])[v]) ** 2)
+        ok = np.isfinite(mcse) & (mcse > 0)  # the corr diagonal is constant
+        assert np.all(np.abs(ma - mb)[ok] < 4 * mcse[ok]), (v, ma, mb, mcse)
 
 
 def test_numpy_sampler_and_variance_prior(data):
