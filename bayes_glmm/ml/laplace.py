@@ -28,7 +28,7 @@ from . import agq as _agq
 from . import linalg
 from .lmm import modes_and_sds
 from .optimize import (fd_hessian, fd_hessian_from_grad, lambdas_from_theta, minimize_bounded,
-                       theta_layout, warn_nonconvergence)
+                       restart_off_boundary, theta_layout, warn_nonconvergence)
 from .pirls import make_response, pirls
 from .types import MLFit
 
@@ -189,6 +189,10 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         opt = minimize_bounded(fg, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})", jac=True)
     else:
         opt = minimize_bounded(dev, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})")
+    # a variance parameter at its bound has a zero deviance gradient (the deviance is even
+    # in it there): check the boundary optimum by a restart moved off the bound
+    opt, restart = restart_off_boundary(fg if use_grad else dev, opt, lower, hess=H0, maxiter=maxiter,
+                                        jac=use_grad, label=f"stage 2 ({method})")
     n_evals += opt["n_evals"]
     messages.append(opt["message"])
     x = opt["x"]
@@ -214,7 +218,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     b, b_sd = modes_and_sds(s, pr.factor, lambdas, pr.u)
     optimizer = {"start": x0, "theta": theta, "n_evals": n_evals, "grad_norm": opt["grad_norm"],
                  "hessian_pd": hessian_pd, "converged": opt["converged"], "messages": messages,
-                 "deviance": dev_hat, "pirls_iters": pr.iters}
+                 "deviance": dev_hat, "pirls_iters": pr.iters, "boundary_restart": restart}
     warn_nonconvergence(optimizer, method)
     return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,
                  loglik=-0.5 * dev_hat, n_params=p + nt, method=method, reml=False, n_agq=int(n_agq),

@@ -24,7 +24,8 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from . import linalg
-from .optimize import lambdas_from_theta, minimize_bounded, theta_layout, warn_nonconvergence
+from .optimize import (lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout,
+                       warn_nonconvergence)
 from .types import MLFit
 
 __all__ = ["LmmData", "lmm_data", "lmm_solve", "lmm_criterion", "fit_lmm"]
@@ -122,6 +123,8 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000) -> MLFi
         return lmm_criterion(lmm_solve(d, lambdas_from_theta(theta, terms, slices)), d, reml)
 
     opt = minimize_bounded(crit, theta0, lower, maxiter=maxiter, label="REML" if reml else "ML")
+    # the criterion is even in a diagonal theta at 0: make sure a boundary optimum is one
+    opt, restart = restart_off_boundary(crit, opt, lower, maxiter=maxiter, label="REML" if reml else "ML")
     theta = opt["x"]
     lambdas = lambdas_from_theta(theta, terms, slices)
     sol = lmm_solve(d, lambdas)
@@ -132,7 +135,7 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000) -> MLFi
     b, b_sd = modes_and_sds(d.s, sol["factor"], lambdas, sol["u"], scale=sigma)
     optimizer = {"start": np.asarray(theta0, dtype=float), "theta": theta, "n_evals": opt["n_evals"],
                  "grad_norm": opt["grad_norm"], "hessian_pd": True, "converged": opt["converged"],
-                 "messages": [opt["message"]], "criterion": dev}
+                 "messages": [opt["message"]], "criterion": dev, "boundary_restart": restart}
     warn_nonconvergence(optimizer, "REML" if reml else "ML")
     return MLFit(beta=sol["beta"], theta=theta, sigma=sigma, lambdas=lambdas, b=b, b_sd=b_sd,
                  vcov_beta=vcov, loglik=-0.5 * dev, n_params=d.p + theta.size + 1,

@@ -16,7 +16,7 @@ from scipy import optimize
 from ..covariance import theta_lower, theta_start, theta_to_chol
 
 __all__ = ["theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
-           "fd_hessian_from_grad"]
+           "fd_hessian_from_grad", "restart_off_boundary"]
 
 
 def theta_layout(terms):
@@ -263,6 +263,43 @@ def _minimize_with_grad(cf, x0, lower, bounds, maxiter, ftol, gtol, label):
     converged = bool(res.success) or gnorm < 1e-3
     return {"x": np.asarray(x, dtype=float), "fun": float(f), "n_evals": cf.n,
             "grad_norm": gnorm, "converged": converged, "message": f"{label}: {res.message}"}
+
+
+def restart_off_boundary(fun, opt, lower, *, step=0.1, tol=1e-4, hess=None, maxiter=1000, jac=False,
+                         label="deviance"):
+    """Re-optimize from a point moved off the bounds where ``opt`` ended on them.
+
+    At a variance parameter's bound (a diagonal element of Lambda equal to 0) the deviance
+    is an even function of that parameter, so its gradient there is 0 and a gradient-based
+    optimizer that reaches the bound never leaves it, even when the deviance decreases a
+    little further in (lme4's derivative-free bobyqa probes off the bound).  Every bounded
+    coordinate within ``tol`` of its bound is set to ``bound + step`` and the problem is
+    solved again; the new optimum is kept only if its value is lower.
+
+    Returns
+    -------
+    (dict, dict or None)
+        The better optimum (``n_evals`` includes the restart) and a record
+        ``{"at": indices, "start": x, "fun_before": ..., "fun_after": ..., "accepted": bool}``,
+        or None when no coordinate was at its bound.
+    """
+    lower = np.asarray(lower, dtype=float)
+    x = np.asarray(opt["x"], dtype=float)
+    at = np.flatnonzero(np.isfinite(lower) & (x <= lower + tol))
+    if not at.size:
+        return opt, None
+    x1 = x.copy()
+    x1[at] = lower[at] + step
+    opt2 = minimize_bounded(fun, x1, lower, hess=hess, maxiter=maxiter, jac=jac,
+                            label=label + " (restart off the boundary)")
+    f0 = float(opt["fun"])
+    accepted = bool(np.isfinite(opt2["fun"]) and opt2["fun"] < f0 - 1e-9 * max(1.0, abs(f0)))
+    rec = {"at": at, "start": x1, "fun_before": f0, "fun_after": float(opt2["fun"]), "accepted": accepted}
+    best = dict(opt2 if accepted else opt)
+    best["n_evals"] = opt["n_evals"] + opt2["n_evals"]
+    if accepted:
+        best["message"] = opt["message"] + "; " + opt2["message"]
+    return best, rec
 
 
 def warn_nonconvergence(opt: dict, what: str) -> None:
