@@ -20,8 +20,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "Prior": "bayes_glmm.priors",
     "lrt": "bayes_glmm.ml.lrt",
-    "compare": "bayes_glmm.compare",
-    "plot_compare": "bayes_glmm.compare",
+    "compare": "bayes_glmm.comparison",
+    "plot_compare": "bayes_glmm.comparison",
     "icc": "bayes_glmm.variance",
     "marginal_means": "bayes_glmm.marginal",
     "marginal_effects": "bayes_glmm.marginal",

@@ -1,6 +1,6 @@
 """Duck-typed access to the parameters of any fit (internal).
 
-:mod:`bayes_glmm.compare`, :mod:`bayes_glmm.marginal` and :mod:`bayes_glmm.variance`
+:mod:`bayes_glmm.comparison`, :mod:`bayes_glmm.marginal` and :mod:`bayes_glmm.variance`
 accept any object that looks like a fit:
 
 * a *point* fit has ``fixef`` (Series) and, optionally, ``se`` (Series), ``vcov``

@@ -9,7 +9,7 @@
 ``plot_funnel``            log SD against one random effect, centered vs non-centered
 ``plot_rank_groups``       top-k probabilities and rank intervals next to BLUP ranks
 
-The comparison forest plot lives in :mod:`bayes_glmm.compare`.
+The comparison forest plot lives in :mod:`bayes_glmm.comparison`.
 """
 from __future__ import annotations
 

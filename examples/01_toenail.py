@@ -38,7 +38,7 @@ import pandas as pd
 
 import bayes_glmm as bg
 from bayes_glmm._examples import example_settings
-from bayes_glmm.compare import compare, plot_compare
+from bayes_glmm.comparison import compare, plot_compare
 from bayes_glmm.gee import fit_gee
 from bayes_glmm.marginal import marginal_coefficients, marginal_means
 

@@ -10,7 +10,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import bayes_glmm as bg  # noqa: E402
-from bayes_glmm.compare import compare, fit_table, plot_compare  # noqa: E402
+from bayes_glmm.comparison import compare, fit_table, plot_compare  # noqa: E402
 from bayes_glmm.gee import fit_gee  # noqa: E402
 from bayes_glmm.ml.pql import fit_pql  # noqa: E402
 
