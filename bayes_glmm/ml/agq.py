@@ -42,7 +42,7 @@ import weakref
 import numpy as np
 from scipy import sparse
 
-from . import linalg
+from . import factor, linalg
 from .pirls import loglik_and_mu
 
 __all__ = ["gh_rule", "agq_loglik", "check_agq", "devgrad", "supports_gradient"]
@@ -143,7 +143,7 @@ def agq_loglik(resp, s: linalg.ReStructure, lambdas, pr, n_agq: int, *, chunk_ro
 
 def _chol_inverse(L1: np.ndarray) -> np.ndarray:
     q = L1.shape[1]
-    return linalg._bsolve(L1, np.broadcast_to(np.eye(q), L1.shape).copy())
+    return factor._bsolve(L1, np.broadcast_to(np.eye(q), L1.shape).copy())
 
 
 def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
