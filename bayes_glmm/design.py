@@ -209,6 +209,22 @@ def _factorize(s: pd.Series, col: str, where: str):
     return codes.astype(np.int64), pd.Index(uniques)
 
 
+def _level_codes(levels: pd.Index, values) -> np.ndarray:
+    """Codes of ``values`` among fitted ``levels`` (-1 if unseen).
+
+    Values that do not match exactly are matched on their printed label, as R's factor
+    levels are, so ``"308"`` finds the level ``308`` of an integer-coded factor.
+    """
+    values = np.asarray(values, dtype=object)
+    codes = levels.get_indexer(pd.Index(values)).astype(np.int64)
+    miss = codes < 0
+    if miss.any():
+        by_label = pd.Index([level_label(v) for v in levels])
+        if by_label.is_unique:
+            codes[miss] = by_label.get_indexer(pd.Index([level_label(v) for v in values[miss]]))
+    return codes
+
+
 @dataclass(frozen=True)
 class _Grouping:
     """How to map rows to the levels of a (possibly interaction) grouping factor."""
@@ -222,11 +238,11 @@ class _Grouping:
         if len(self.group_vars) == 1:
             v = self.group_vars[0]
             vals = frame[v].to_numpy()
-            return self.var_levels[0].get_indexer(pd.Index(vals)).astype(np.int64), vals.astype(object)
+            return _level_codes(self.var_levels[0], vals), vals.astype(object)
         key = np.zeros(len(frame), dtype=np.int64)
         bad = np.zeros(len(frame), dtype=bool)
         for v, lev in zip(self.group_vars, self.var_levels):
-            c = lev.get_indexer(pd.Index(frame[v].to_numpy()))
+            c = _level_codes(lev, frame[v].to_numpy())
             bad |= c < 0
             key = key * len(lev) + c
         pos = np.clip(np.searchsorted(self.keys, key), 0, len(self.keys) - 1)

@@ -260,3 +260,12 @@ def test_scale_index_based_z_small():
     t = s.terms[0]
     assert t.Xr.shape == (n, 1) and t.codes.shape == (n,) and t.n_levels == 500
     assert s.Z().nnz == n
+
+
+def test_new_levels_match_on_printed_label_like_r_factors():
+    # an integer-coded grouping factor is found from string labels in newdata, as in R
+    df = pd.DataFrame({"y": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0], "x": [0.0, 1, 2, 0, 1, 2],
+                       "g": [308, 308, 309, 309, 310, 310]})
+    spec = build_spec("y ~ x + (1 | g)", df, get_family("gaussian"))
+    nd = pd.DataFrame({"x": [0.0, 1.0, 2.0], "g": ["309", 310, "999"]})
+    assert spec.new_design(nd).codes[0].tolist() == [1, 2, -1]
