@@ -274,6 +274,7 @@ def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = F
         effects); flagged estimates (``|z| > threshold``) are outlined in red.
     """
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     tab = table if table is not None else compare(*fits, names=names, reference=reference, params=params,
                                                   ranef=ranef, interval=interval, threshold=threshold)
@@ -288,18 +289,21 @@ def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = F
     n_f = len(fit_order)
     offs = (np.arange(n_f) - (n_f - 1) / 2) * (0.7 / max(n_f, 1))
     colors = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    handles = []
     for fi, name in enumerate(fit_order):
         sub = tab[tab["fit"] == name]
         y = np.array([params_order.index(p) for p in sub["param"]]) + offs[fi]
         c = colors[fi % len(colors)]
         ax.hlines(y, sub["lower"], sub["upper"], color=c, lw=1.5)
-        ax.scatter(sub["estimate"], y, color=c, zorder=3, label=name,
+        ax.scatter(sub["estimate"], y, color=c, zorder=3,
                    edgecolors=np.where(sub["flag"], "red", c), linewidths=np.where(sub["flag"], 2.0, 0.5))
+        # legend entries from plain markers: a flagged first point must not colour the key
+        handles.append(Line2D([], [], color=c, marker="o", lw=1.5, label=name))
     ax.set_yticks(np.arange(len(params_order)))
     ax.set_yticklabels(params_order)
     ax.invert_yaxis()
     ax.axvline(0.0, color="0.7", lw=0.8, zorder=0)
     ax.set_xlabel(f"estimate ({100 * interval:g}% interval; red outline: |z| > {threshold:g} vs reference)")
-    ax.legend(loc="best", fontsize="small")
+    ax.legend(handles=handles, loc="best", fontsize="small")
     fig.tight_layout()
     return fig, ax
