@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["is_posterior", "method_name", "point_params", "posterior_draws", "stack_draws"]
+__all__ = ["is_posterior", "method_name", "point_params", "posterior_draws", "stack_draws", "corr_matrices"]
 
 
 def is_posterior(fit) -> bool:
@@ -109,7 +109,7 @@ def posterior_draws(fit, *, ranef: bool = False) -> dict:
         k = term.ident
         sd = stack_draws(fit.idata, f"sd_{k}").reshape(beta.shape[0], term.q)
         if term.correlated and term.q > 1 and f"corr_{k}" in post:
-            corr = stack_draws(fit.idata, f"corr_{k}").reshape(beta.shape[0], term.q, term.q)
+            corr = corr_matrices(stack_draws(fit.idata, f"corr_{k}"), term.q)
         else:
             corr = np.broadcast_to(np.eye(term.q), (beta.shape[0], term.q, term.q))
         covs.append(corr * sd[:, :, None] * sd[:, None, :])
@@ -119,4 +119,18 @@ def posterior_draws(fit, *, ranef: bool = False) -> dict:
     out = {"beta": beta, "covs": covs, "sigma": sigma}
     if ranef:
         out["b"] = bs
+    return out
+
+
+def corr_matrices(draws, q: int) -> np.ndarray:
+    """(S, q, q) correlation matrices from draws of the off-diagonal pairs (S, q(q-1)/2), the
+    ``posterior`` layout, in lme4's order (column by column); (S, q, q) input passes through."""
+    a = np.asarray(draws, dtype=float)
+    S = a.shape[0]
+    if a.size == S * q * q:
+        return a.reshape(S, q, q)
+    pairs = a.reshape(S, -1)
+    out = np.broadcast_to(np.eye(q), (S, q, q)).copy()
+    for m, (j, i) in enumerate((j, i) for j in range(q) for i in range(j + 1, q)):
+        out[:, i, j] = out[:, j, i] = pairs[:, m]
     return out

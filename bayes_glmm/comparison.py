@@ -20,7 +20,7 @@ no profile-likelihood or delta-method interval is computed for variance componen
 Random effects (``ranef=True``) use the conditional SDs (``ranef_sd``) when the fit has
 them.
 
-Parameter labels follow :meth:`bayes_glmm.bayes_results.BayesResults.summary`: the
+Parameter labels follow :meth:`bayes_glmm.bayes.BayesResults.summary`: the
 coefficient name for fixed effects, ``sd_<term>[coef]``, ``corr_<term>[coef1, coef2]``,
 ``sigma`` and ``b_<group>[level, coef]``.
 """

@@ -207,6 +207,29 @@ class Family:
             return mu * (1.0 - mu)
         return mu  # poisson
 
+    def random(self, eta, rng, *, trials=None, sigma=None):
+        """Draws of y given eta (NumPy): the distribution whose density is :meth:`loglik`.
+
+        Parameters
+        ----------
+        eta : ndarray
+            Linear predictor (offset included), any shape.
+        rng : numpy.random.Generator
+        trials : array, optional
+            Binomial trials (broadcast against eta).
+        sigma : float or array, optional
+            Gaussian residual SD (broadcast against eta).
+        """
+        mu = self.mean(np.asarray(eta, dtype=float))
+        if self.name == "gaussian":
+            return rng.normal(mu, sigma)
+        if self.name == "bernoulli":
+            return (rng.random(mu.shape) < mu).astype(np.int64)
+        if self.name == "binomial":
+            n = np.broadcast_to(np.asarray(trials, dtype=np.int64), mu.shape)
+            return rng.binomial(n, np.clip(mu, 0.0, 1.0))
+        return rng.poisson(mu)
+
     # --- log-density -------------------------------------------------------------------
     def loglik(self, y, eta, *, trials=None, sigma=None, ops: Any = NUMPY_OPS):
         """Pointwise conditional log-density log f(y | eta), every constant included.

@@ -65,10 +65,11 @@ class GLMM:
         self.formula = formula
         self.priors = dict(priors or {})
         self.centered = centered
-        # validate prior keys and centered names now, at the boundary
+        # validate prior keys and centered names now, at the boundary; the resolved tables
+        # (every parameter's prior, every term's parametrization) are what the samplers read
         from .priors import resolve_priors, resolve_centered
-        self._priors = resolve_priors(self.spec, self.priors)
-        self._centered = resolve_centered(self.spec, centered)
+        self.resolved_priors = resolve_priors(self.spec, self.priors)
+        self.centered_terms = resolve_centered(self.spec, centered)
 
     # ---------------------------------------------------------------- variants
     def with_priors(self, priors: Mapping[str, Any]) -> "GLMM":
@@ -83,7 +84,7 @@ class GLMM:
 
         new = copy.copy(self)
         new.priors = {**self.priors, **dict(priors)}
-        new._priors = resolve_priors(self.spec, new.priors)
+        new.resolved_priors = resolve_priors(self.spec, new.priors)
         return new
 
     def with_centered(self, centered: bool | Mapping[str, bool]) -> "GLMM":
@@ -92,14 +93,14 @@ class GLMM:
 
         new = copy.copy(self)
         new.centered = centered
-        new._centered = resolve_centered(self.spec, centered)
+        new.centered_terms = resolve_centered(self.spec, centered)
         return new
 
     # ---------------------------------------------------------------- Bayesian path
     def build(self):
         """The PyMC model (non-centered random effects, default priors)."""
         from .bayes import build_pymc_model
-        return build_pymc_model(self.spec, self._priors, self._centered)
+        return build_pymc_model(self.spec, self.resolved_priors, self.centered_terms)
 
     def sample(self, draws: int = 1000, tune: int = 1000, chains: int = 4, *,
                random_seed=None, sampler: str = "auto", **kwargs):

@@ -309,8 +309,7 @@ def plot_ppc(post, *, kind: str = "kde", num_pp_samples: int = 50, random_seed=N
         raise ValueError("post must be BayesResults from model.sample()")
     if "posterior_predictive" not in idata.groups():
         from .bayes import posterior_predictive
-        pm_model = post.pm_model if getattr(post, "pm_model", None) is not None else post.model.build()
-        pp = posterior_predictive(idata, pm_model, random_seed=random_seed, extend=False)
+        pp = posterior_predictive(idata, post.spec, random_seed=random_seed, extend=False)
         idata = az.InferenceData(posterior_predictive=pp.posterior_predictive,
                                  observed_data=idata.observed_data)
     axes = az.plot_ppc(idata, kind=kind, num_pp_samples=num_pp_samples, random_seed=random_seed, ax=ax)

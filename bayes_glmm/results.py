@@ -1,6 +1,6 @@
 """The results layer shared by posterior and ML fits.
 
-Both :class:`bayes_glmm.bayes_results.BayesResults` and
+Both :class:`bayes_glmm.bayes.BayesResults` and
 :class:`bayes_glmm.ml.results.MLResults` derive from :class:`FitResults` and expose the
 same accessors with the same shapes (lme4 vocabulary):
 

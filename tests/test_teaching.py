@@ -12,7 +12,7 @@ import pytest
 from scipy import integrate, stats
 
 import bayes_glmm as bg
-from bayes_glmm.bayes_results import BayesResults
+from bayes_glmm.bayes import BayesResults
 from bayes_glmm.priors import Prior
 from bayes_glmm.teaching import (default_sd_priors, fit_glm, funnel_demo, pooling, prior_pdf,
                                  prior_predictive_summary, prior_sensitivity, rank_groups,
@@ -182,7 +182,7 @@ def test_prior_pdf_values():
 def test_default_sd_priors(sleep_ri):
     pri = default_sd_priors(sleep_ri)
     assert list(pri) == ["half-normal", "half-t(3)", "exponential", "inverse-gamma on variance"]
-    assert pri["half-normal"] == sleep_ri._priors["sd_Subject"]
+    assert pri["half-normal"] == sleep_ri.resolved_priors["sd_Subject"]
     assert pri["inverse-gamma on variance"][0] == "variance"
 
 

@@ -66,7 +66,7 @@ def _with_centered(model, centered: bool):
         return model.with_centered(centered)
     new = copy.copy(model)
     new.centered = centered
-    new._centered = resolve_centered(model.spec, centered)
+    new.centered_terms = resolve_centered(model.spec, centered)
     return new
 
 

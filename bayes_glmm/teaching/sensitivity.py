@@ -130,7 +130,7 @@ def _with_priors(model, overrides: dict):
         return model.with_priors(overrides)
     new = copy.copy(model)
     new.priors = {**getattr(model, "priors", {}), **overrides}
-    new._priors = resolve_priors(model.spec, new.priors)
+    new.resolved_priors = resolve_priors(model.spec, new.priors)
     return new
 
 

@@ -1,8 +1,8 @@
 """The GLMM log-posterior and gradient as one numba kernel, run by nutpie without the GIL.
 
-``sampler="numba"`` (what ``"auto"`` picks when :func:`bayes_glmm.nuts_numpy.supported`
+``sampler="numba"`` (what ``"auto"`` picks when :func:`bayes_glmm.bayes.density.supported`
 says the closed-form gradient covers the model and numba is installed).  The kernel
-evaluates exactly the density of :class:`bayes_glmm.nuts_numpy.GlmmDensity` -- same
+evaluates exactly the density of :class:`bayes_glmm.bayes.density.GlmmDensity` -- same
 unconstrained parametrization, same log-Jacobians, same constants -- but as compiled
 code: nutpie calls it through a C function pointer (its ``CompiledPyMCModel`` interface,
 the one it uses for numba-compiled PyMC graphs), so every chain runs in its own thread
@@ -10,7 +10,7 @@ without the GIL and chains run in parallel.  The NumPy path (``sampler="numpy"``
 the GIL in every gradient call, so its chains take turns.
 
 Random terms (uncorrelated, and non-centered correlated ones with the LKJ Cholesky factor
-from canonical partial correlations) are in :mod:`bayes_glmm.nuts_kernels_cov`.
+from canonical partial correlations) are in :mod:`bayes_glmm.bayes.kernels_cov`.
 
 One kernel serves every model: the model is packed into a float64 array ``F`` and an int64
 array ``I`` (data plus an offset table, :func:`pack`), and the two C functions read them
@@ -22,9 +22,9 @@ Single definition of the densities
 ----------------------------------
 Links and conditional log-densities are defined in :mod:`bayes_glmm.families`
 (:class:`~bayes_glmm.families.Link`, :meth:`~bayes_glmm.families.Family.loglik`) and the
-priors in :data:`bayes_glmm.nuts_numpy.PRIOR_LOGP`.  Compiled code cannot call those, so
+priors in :data:`bayes_glmm.bayes.density.PRIOR_LOGP`.  Compiled code cannot call those, so
 :func:`_prior` and :func:`_row` below re-express them; that is the only place, and
-``tests/test_nuts_kernels.py`` checks kernel logp and gradient against the NumPy path
+``tests/test_bayes_contract.py`` checks kernel logp and gradient against the NumPy path
 (itself tested against PyMC) for every family, link and prior.
 """
 from __future__ import annotations
@@ -37,8 +37,8 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .nuts_kernels_cov import TW, term_expand, terms_eta, terms_grad
-from .nuts_numpy import GlmmDensity, _a, _exp_lam, _gamma_ab, _invgamma_ab
+from .density import GlmmDensity, _a, _exp_lam, _gamma_ab, _invgamma_ab
+from .kernels_cov import TW, term_expand, terms_eta, terms_grad
 
 __all__ = ["pack", "logp_grad", "expand", "compile_numba", "PRIOR_CODES"]
 
@@ -91,7 +91,7 @@ PRIOR_CODES = {n: i for i, n in enumerate(
 
 @numba.njit(nogil=True, cache=True)
 def _prior(code, x, a0, a1, a2):
-    """(log-density, d/dx) of one prior at x: PRIOR_LOGP of nuts_numpy, PyMC's parametrizations."""
+    """(log-density, d/dx) of one prior at x: PRIOR_LOGP of density.py, PyMC's parametrizations."""
     if code == 0:  # Normal(mu, sigma)
         z = (x - a0) / a1
         return -0.5 * z * z - math.log(a1) - 0.5 * _LOG_2PI, -z / a1
@@ -163,7 +163,7 @@ def _logit_row(eta, y, n):
 def _row(link, eta, y, n):
     """Binary/binomial row: (y log p + (n - y) log q, its d/deta) for a probability link.
 
-    Family.loglik with Link.log_p_and_log_q (families.py) and nuts_numpy's score
+    Family.loglik with Link.log_p_and_log_q (families.py) and density.py's score
     y mu_eta / p - (n - y) mu_eta / q (as exp(log mu_eta - log p) etc.).
     """
     if link == 2:
@@ -184,7 +184,7 @@ def _row(link, eta, y, n):
 _N, _P, _NDIM, _FAM, _LINK, _NT, _NPR, _SIG, _HOFF, _ICOL, _NEXP, _OC, _OT, _OP, _FX, _FY, _FTR, _FPW, \
     _FLLC, _FOFF, _FPA, _FXM, _NQ, _NGB, _NM = range(25)
 _HDR = 32
-_TW = TW  # ints per term, slots in nuts_kernels_cov
+_TW = TW  # ints per term, slots in kernels_cov
 
 
 def pack(d: GlmmDensity):
@@ -289,7 +289,7 @@ def logp_grad(x, grad, F, I):
         for j in range(p):
             s += X[i * p + j] * coef[j]
         eta[i] += s
-    # random terms: Z b into eta, their prior terms (nuts_kernels_cov)
+    # random terms: Z b into eta, their prior terms (kernels_cov)
     sd, bv = np.empty(max(I[_NQ], 1)), np.empty(max(I[_NGB], 1))
     Lm, wb, G = np.empty(max(I[_NM], 1)), np.empty(max(I[_NM], 1)), np.empty(max(I[_NM], 1))
     lp += terms_eta(x, F, I, ot, I[_NT], n, eta, sd, bv, Lm, wb)
@@ -436,7 +436,7 @@ def compile_numba(density: GlmmDensity, coords: dict, dims: dict):
     shape_info = (names, [None] * len(names), shapes)
     return CompiledPyMCModel(
         _n_dim=density.ndim,
-        dims={n: tuple(dims[n]) for n in names if n in dims},
+        dims={n: tuple(dims[n]) for n, s in zip(names, shapes) if n in dims and len(dims[n]) == len(s)},
         _coords={k: pd.Index(v) for k, v in coords.items()},
         _shapes=dict(zip(names, shapes)),
         compiled_logp_func=_c_logp,

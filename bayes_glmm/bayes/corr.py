@@ -1,8 +1,8 @@
 """LKJ correlation matrices through canonical partial correlations (CPCs), in NumPy.
 
 A correlated random term with q coefficients has a q x q correlation matrix
-``Omega = L @ L.T`` with LKJ(eta) prior.  :mod:`bayes_glmm.nuts_numpy` and
-:mod:`bayes_glmm.nuts_kernels` sample it on the unconstrained scale as Stan does: the
+``Omega = L @ L.T`` with LKJ(eta) prior.  :mod:`bayes_glmm.bayes.graph`, :mod:`bayes_glmm.bayes.density` and
+:mod:`bayes_glmm.bayes.kernels` sample it on the unconstrained scale as Stan does: the
 q(q-1)/2 CPCs ``z = tanh(y)`` fill the strict lower triangle of L row by row (onion /
 CPC construction, Lewandowski, Kurowicka & Joe 2009)::
 
@@ -21,8 +21,9 @@ constant is the exact normalizer (so the density integrates to one on y; the tes
 suite checks this and the implied correlation marginals).  ``y`` is ordered row-major
 over the strict lower triangle: (1,0), (2,0), (2,1), (3,0), ...
 
-The module has no numba; :mod:`bayes_glmm.nuts_kernels_cov` re-expresses the same
-formulas in compiled code.
+The module has no numba or PyMC; :func:`cpc_rows` builds L for NumPy and PyTensor alike,
+and :mod:`bayes_glmm.bayes.kernels_cov` re-expresses the same formulas in compiled code
+(held equal by ``tests/test_bayes_contract.py``).
 """
 from __future__ import annotations
 
@@ -31,12 +32,12 @@ import math
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["lkj_shape", "cpc_chol", "cpc_chol_vjp"]
+__all__ = ["lkj_shape", "cpc_rows", "cpc_logp", "cpc_random", "cpc_chol", "cpc_chol_vjp"]
 
 _LOG2 = math.log(2.0)
 
 
-def lkj_shape(q: int, eta: float):
+def lkj_shape(q: int, eta: float, *, per_cpc: bool = False):
     """(a, const): Beta shape per CPC (order of y) and the log normalizing constant.
 
     Parameters
@@ -45,21 +46,59 @@ def lkj_shape(q: int, eta: float):
         Size of the correlation matrix.
     eta : float
         LKJ shape (> 0).
+    per_cpc : bool
+        Return the constant per CPC (an array summing to the total) instead of its sum.
 
     Returns
     -------
     a : ndarray (q(q-1)/2,)
-    const : float
+    const : float or ndarray
         ``-sum log int (1 - z^2)^(a-1) dz`` = ``-sum [(2a-1) log 2 + log B(a, a)]``.
     """
     a = np.array([eta + (q - 2 - m) / 2.0 for i in range(1, q) for m in range(i)])
-    const = -float(np.sum((2 * a - 1) * _LOG2 + 2 * gammaln(a) - gammaln(2 * a)))
-    return a, const
+    const = -((2 * a - 1) * _LOG2 + 2 * gammaln(a) - gammaln(2 * a))
+    return a, (const if per_cpc else float(np.sum(const)))
+
+
+def cpc_random(a, rng, size=None):
+    """Draws of the CPCs y from their LKJ law: ``(tanh(y) + 1) / 2 ~ Beta(a, a)``."""
+    a = np.asarray(a, dtype=float)
+    shape = a.shape if size is None else tuple(np.atleast_1d(size))
+    return np.arctanh(2.0 * rng.beta(a, a, size=shape) - 1.0)
 
 
 def _log_cosh(y):
     ay = np.abs(y)
     return ay + np.log1p(np.exp(-2.0 * ay)) - _LOG2
+
+
+def cpc_rows(z, s, q: int):
+    """The CPC construction itself, for any array library.
+
+    ``z[k]`` and ``s[k] = sqrt(1 - z[k]^2)`` are indexable (NumPy arrays or PyTensor
+    vectors); returns the rows of L and of w as nested lists of scalars (zeros above the
+    diagonal of L), so :func:`cpc_chol` (NumPy) and the PyMC graph
+    (:mod:`bayes_glmm.bayes.graph`) share one definition.
+    """
+    L, W = [], []
+    k = 0
+    for i in range(q):
+        w = [1.0]
+        row = []
+        for m in range(i):
+            row.append(z[k] * w[m])
+            w.append(w[m] * s[k])
+            k += 1
+        row.append(w[i])
+        L.append(row + [0.0] * (q - i - 1))
+        W.append(w + [0.0] * (q - i - 1))
+    return L, W
+
+
+def cpc_logp(log_cosh_y, a, const):
+    """log p(y) per CPC: LKJ density of L with the Jacobians of y -> z -> L (elementwise;
+    ``const`` per CPC from ``lkj_shape(..., per_cpc=True)``, or 0 and the total added)."""
+    return const - 2.0 * a * log_cosh_y
 
 
 def cpc_chol(y, q: int, a, const: float):
@@ -84,16 +123,9 @@ def cpc_chol(y, q: int, a, const: float):
     y = np.asarray(y, dtype=float)
     with np.errstate(over="ignore"):  # cosh -> inf past |y| ~ 710: s = 0, z = +-1, as intended
         z, s = np.tanh(y), 1.0 / np.cosh(y)
-    L, w = np.zeros((q, q)), np.zeros((q, q))
-    k = 0
-    for i in range(q):
-        w[i, 0] = 1.0
-        for m in range(i):
-            L[i, m] = z[k] * w[i, m]
-            w[i, m + 1] = w[i, m] * s[k]
-            k += 1
-        L[i, i] = w[i, i]
-    return L, const - 2.0 * float(np.sum(a * _log_cosh(y))), (w, z, s)
+    L, W = cpc_rows(z, s, q)
+    return (np.array(L, dtype=float), const + float(np.sum(cpc_logp(_log_cosh(y), a, 0.0))),
+            (np.array(W, dtype=float), z, s))
 
 
 def cpc_chol_vjp(G, a, aux):

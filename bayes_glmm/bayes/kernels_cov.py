@@ -1,14 +1,14 @@
-"""Random terms of the numba kernel (:mod:`bayes_glmm.nuts_kernels`): SDs, LKJ Cholesky
+"""Random terms of the numba kernel (:mod:`bayes_glmm.bayes.kernels`): SDs, LKJ Cholesky
 factors, effects and their gradients.
 
-Split from nuts_kernels to keep modules short.  The formulas are those of
-:class:`bayes_glmm.nuts_numpy.GlmmDensity` and :mod:`bayes_glmm.nuts_corr` (CPC -> Cholesky
+Split from kernels.py to keep modules short.  The formulas are those of
+:class:`bayes_glmm.bayes.density.GlmmDensity` and :mod:`bayes_glmm.bayes.corr` (CPC -> Cholesky
 factor of the correlation matrix, LKJ density with Jacobians), written as scalar loops
-for numba; ``tests/test_nuts_kernels.py`` checks both agree.
+for numba; ``tests/test_bayes_contract.py`` checks both agree.
 
-numba's ``cache=True`` does not notice edits here in the cached kernels of nuts_kernels
+numba's ``cache=True`` does not notice edits here in the cached kernels of kernels.py
 that call these functions (it keys on each function's own file): after editing this
-module, touch nuts_kernels.py (or clear ``__pycache__``).
+module, touch kernels.py (or clear ``__pycache__``).
 
 Term table: one row of :data:`TW` int64 per random term (slots ``T_*`` below).  Flat
 float buffers are indexed by per-term offsets: effects ``b`` and their adjoints (``T_G0``,
@@ -36,7 +36,7 @@ T_S0, T_Q, T_L, T_CEN, T_VAR, T_E0, T_CODES, T_XR, T_G0, T_SD0, T_Y0, T_FA, T_M0
 def cpc_chol(x, y0, q, F, fa, Lm, w, m0):
     """Fill L (``Lm[m0:m0+q*q]``, row-major) and w from the CPCs ``x[y0:]``; return log p(y).
 
-    nuts_corr.cpc_chol: LKJ(eta) density of L, Jacobians of y -> z -> L and the normalizer,
+    corr.cpc_chol: LKJ(eta) density of L, Jacobians of y -> z -> L and the normalizer,
     ``const - 2 sum a log cosh y`` (shapes a at ``F[fa:]``, constant after them).
     """
     nc = q * (q - 1) // 2
@@ -61,7 +61,7 @@ def cpc_chol(x, y0, q, F, fa, Lm, w, m0):
 
 @numba.njit(nogil=True, cache=True)
 def cpc_vjp(x, y0, q, F, fa, G, w, m0, grad):
-    """grad[y0:] = d/dy of sum(G * L) + log p(y) (nuts_corr.cpc_chol_vjp)."""
+    """grad[y0:] = d/dy of sum(G * L) + log p(y) (corr.cpc_chol_vjp)."""
     k0 = 0
     for i in range(1, q):
         base = m0 + i * q

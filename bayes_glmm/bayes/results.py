@@ -12,8 +12,11 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .covariance import varcorr_frame
-from .results import FitResults, _check_predict_args, ranef_by_group
+from .._fitproto import corr_matrices
+from ..covariance import varcorr_frame
+from ..results import FitResults, _check_predict_args, ranef_by_group
+from .graph import corr_pairs
+from .pointwise import posterior_predictive as _posterior_predictive
 
 __all__ = ["BayesResults"]
 
@@ -35,7 +38,7 @@ class BayesResults(FitResults):
         The model that was sampled (``.spec`` is used).
     idata : arviz.InferenceData
         Output of :func:`bayes_glmm.bayes.sample` (posterior with ``beta``, ``sd_<ident>``,
-        ``corr_<ident>``, ``b_<ident>``, ``sigma``).
+        ``corr_<ident>`` (pairs), ``b_<ident>``, ``sigma``; :mod:`bayes_glmm.bayes.pointwise`).
     pm_model : pymc.Model, optional
         The PyMC model (needed for :meth:`posterior_predictive`).
 
@@ -70,7 +73,7 @@ class BayesResults(FitResults):
         for t in self.spec.terms:
             k = t.ident
             sd = _stack(post[f"sd_{k}"]).reshape(-1, t.q)
-            corr = (_stack(post[f"corr_{k}"]) if f"corr_{k}" in post
+            corr = (corr_matrices(_stack(post[f"corr_{k}"]), t.q) if f"corr_{k}" in post
                     else np.broadcast_to(np.eye(t.q), (sd.shape[0], t.q, t.q)))
             out["b"].append(_stack(post[f"b_{k}"]).reshape(-1, t.n_levels, t.q))
             out["sd"].append(sd)
@@ -131,9 +134,8 @@ class BayesResults(FitResults):
                 out[f"sd_{k}[{nm}]"] = sd[:, :, j]
             if f"corr_{k}" in post:
                 c = np.asarray(post[f"corr_{k}"])
-                for j in range(t.q):
-                    for i in range(j + 1, t.q):
-                        out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, i, j]
+                for m, (j, i) in enumerate(corr_pairs(t.q)):
+                    out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, m]
         if "sigma" in post:
             out["sigma"] = np.asarray(post["sigma"])
         return out
@@ -254,10 +256,7 @@ class BayesResults(FitResults):
         arviz.InferenceData
             :attr:`idata`, now with a ``posterior_predictive`` group.
         """
-        from .bayes import posterior_predictive
-
-        pm_model = self.pm_model if self.pm_model is not None else self.model.build()
-        posterior_predictive(self.idata, pm_model, random_seed=random_seed, extend=True)
+        _posterior_predictive(self.idata, self.spec, random_seed=random_seed, extend=True)
         return self.idata
 
     # ---------------------------------------------------------------- display

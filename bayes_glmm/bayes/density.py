@@ -16,13 +16,13 @@ gradient, so this module evaluates it directly in NumPy (``sampler="numpy"``, wh
 * random terms: uncorrelated ones centered or non-centered, with an SD or a variance
   (``var_<ident>``) prior; correlated ones non-centered, ``b = u @ (diag(sd) L).T``, with
   log-SDs and the LKJ(eta) correlation Cholesky factor L from canonical partial
-  correlations (:mod:`bayes_glmm.nuts_corr`).  PyMC's ``LKJCholeskyCov`` puts the same
-  density on (sd, correlation), on another unconstrained scale; centered correlated terms
-  stay on the PyMC graph.
+  correlations (:mod:`bayes_glmm.bayes.corr`), the graph's own coordinates; centered
+  correlated terms stay on the PyMC graph.
 
-The parameter names, dims and coordinates in the ``posterior`` group are those of
-:func:`bayes_glmm.bayes.build_pymc_model` (tests check both agree).  This module does
-not import PyMC.
+The unconstrained coordinates are the graph's value variables
+(:func:`bayes_glmm.bayes.graph.build_pymc_model`), block by block: ``tests/test_bayes_contract.py``
+evaluates both at random points and asserts equal log-density and gradient.  This module
+does not import PyMC.
 """
 from __future__ import annotations
 
@@ -30,12 +30,12 @@ import numpy as np
 from scipy import sparse
 from scipy.special import expit, gammaln
 
-from .ml.pirls import loglik_and_mu, make_response
-from .nuts_corr import cpc_chol, cpc_chol_vjp, lkj_shape
-from .priors import slope_blocks
-from .spec import ModelSpec
+from ..ml.pirls import loglik_and_mu, make_response
+from ..priors import slope_blocks
+from ..spec import ModelSpec
+from .corr import cpc_chol, cpc_chol_vjp, lkj_shape
 
-__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "add_log_likelihood"]
+__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _LOG_PI = float(np.log(np.pi))
@@ -389,6 +389,22 @@ class GlmmDensity:
                 lme = np.log(fam.link.mu_eta(eta))
         return resp.pw * (resp.y * np.exp(lme - lp_) - (resp.n_trials - resp.y) * np.exp(lme - lq_)), ll
 
+    def value_var_slices(self) -> dict:
+        """Graph value-variable name -> slice of x: the one layout shared with the PyMC graph.
+
+        Positive parameters are the graph's log-transformed values (``sd_g_log__``), the
+        CPCs of a correlated term ``cpc_g``, the effects ``u_g`` (``b_g`` when centered).
+        """
+        out = {blk.name: blk.sl for blk, _ in self.fixed_blocks}
+        for t, scale, eff, _, _ in self.terms:
+            out[scale.name + "_log__"] = scale.sl
+            if t.ident in self.corr:
+                out[f"cpc_{t.ident}"] = self.corr[t.ident].sl
+            out[eff.name] = eff.sl
+        if self.sigma is not None:
+            out["sigma_log__"] = self.sigma.sl
+        return out
+
     # ------------------------------------------------------------------ expand
     def expand(self, x) -> dict:
         """The ``posterior`` variables (names of :func:`bayes_glmm.bayes.build_pymc_model`)."""
@@ -460,28 +476,5 @@ def compile_numpy(density: GlmmDensity, coords: dict, dims: dict):
 
     return from_pyfunc(density.ndim, make_logp_fn, make_expand_fn, [np.dtype("float64")] * len(names),
                        shapes, names, coords={k: pd.Index(v) for k, v in coords.items()},
-                       dims={n: tuple(dims[n]) for n in names if n in dims},
+                       dims={n: tuple(dims[n]) for n, s in zip(names, shapes) if n in dims and len(dims[n]) == len(s)},
                        make_initial_point_fn=density.initial_point)
-
-
-def add_log_likelihood(idata, spec: ModelSpec, pm_model) -> None:
-    """Pointwise (weighted) log-likelihood with NumPy and :meth:`Family.loglik`.
-
-    Same formula as the graph's ``y`` node, without compiling another PyTensor function.
-    """
-    import xarray as xr
-
-    post = idata.posterior
-    C, D = post.sizes["chain"], post.sizes["draw"]
-    beta = np.asarray(post["beta"]).reshape(C * D, -1)
-    eta = beta @ np.asarray(spec.X).T + np.asarray(spec.offset)[None, :]
-    for t in spec.terms:
-        b = np.asarray(post[f"b_{t.ident}"]).reshape(C * D, t.n_levels, t.q)
-        eta += np.einsum("nq,snq->sn", t.Xr, b[:, t.codes])
-    sigma = np.asarray(post["sigma"]).reshape(-1, 1) if "sigma" in post else None
-    ll = spec.family.loglik(np.asarray(spec.y)[None, :], eta, trials=spec.trials, sigma=sigma)
-    ll = ll * np.asarray(spec.weights)[None, :]
-    obs = np.asarray(pm_model.coords["obs"])
-    idata.add_groups(log_likelihood=xr.Dataset(
-        {"y": (("chain", "draw", "obs"), ll.reshape(C, D, -1))},
-        coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": obs}))

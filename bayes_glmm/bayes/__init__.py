@@ -1,0 +1,20 @@
+"""The Bayesian path: the PyMC graph, NUTS samplers and posterior results.
+
+The only subpackage importing PyMC, nutpie, numba kernels or JAX; the pipeline reads
+
+``graph``        the model: a PyMC graph from a :class:`~bayes_glmm.spec.ModelSpec`
+``density``      the same log-density in NumPy (``sampler="numpy"``), graph coordinates
+``kernels``      ... and as one numba kernel run by nutpie without the GIL (``"numba"``)
+``jax_backend``  numpyro's NUTS on JAX code generated from the graph (``"numpyro"``)
+``sampling``     :func:`sample`: sampler choice, defaults, diagnostics
+``pointwise``    the tidy posterior, log-likelihood and posterior predictive draws
+``results``      :class:`BayesResults` (same accessors as the ML results)
+"""
+from .graph import PT_OPS, build_pymc_model, prior_predictive
+from .pointwise import posterior_predictive
+from .results import BayesResults
+from .sampling import AUTO_SAMPLER, SAMPLERS, default_target_accept, diagnose, sample, summary_var_names
+
+__all__ = ["PT_OPS", "build_pymc_model", "sample", "prior_predictive", "posterior_predictive",
+           "diagnose", "summary_var_names", "default_target_accept", "SAMPLERS", "AUTO_SAMPLER",
+           "BayesResults"]

@@ -1,0 +1,153 @@
+"""What every sampler's output gets: the tidy ``posterior``, ``log_likelihood``, ``posterior_predictive``.
+
+Whatever sampler ran (numba, NumPy, nutpie on the graph, PyMC, numpyro), the
+``posterior`` group holds what a user looks at, named as in lme4/brms terms:
+
+``beta``        (``coef``) fixed effects on the original predictor scale
+``sd_<g>``      (``<g>_coef``) random-effect standard deviations of term ``<g>``
+``corr_<g>``    (``<g>_corr``) their correlations, off-diagonal pairs only (lme4's order)
+``sigma``       residual SD (gaussian)
+``b_<g>``       (``<g>_level``, ``<g>_coef``) random effects (BLUP counterparts)
+
+The sampler's coordinates (the centered intercept, ``slopes``, non-centered ``u_<g>``,
+CPCs, log-scales) are not kept: they are functions of the above.  The pointwise
+log-likelihood and posterior predictive draws are computed here from ``beta`` and
+``b_<g>`` with :class:`~bayes_glmm.families.Family` (NumPy), so no PyTensor function is
+compiled after sampling.  This module does not import PyMC.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..spec import ModelSpec
+
+__all__ = ["posterior_names", "tidy_posterior", "eta_draws", "add_log_likelihood",
+           "posterior_predictive"]
+
+
+def posterior_names(spec: ModelSpec) -> list:
+    """The variables of the ``posterior`` group, in order."""
+    names = ["beta"]
+    for t in spec.terms:
+        names.append(f"sd_{t.ident}")
+        if t.correlated and t.q > 1:
+            names.append(f"corr_{t.ident}")
+    if spec.family.has_sigma:
+        names.append("sigma")
+    return names + [f"b_{t.ident}" for t in spec.terms]
+
+
+def _pairs_from_matrix(da, t):
+    """A (chain, draw, q, q) correlation matrix as the (chain, draw, pairs) vector."""
+    import xarray as xr
+
+    a = np.asarray(da)
+    q = t.q
+    pairs = [(j, i) for j in range(q) for i in range(j + 1, q)]
+    cn = list(t.coef_names)
+    vals = np.stack([a[..., i, j] for j, i in pairs], axis=-1)
+    return xr.DataArray(vals, dims=("chain", "draw", f"{t.ident}_corr"),
+                        coords={"chain": da["chain"].values, "draw": da["draw"].values,
+                                f"{t.ident}_corr": [f"{cn[j]}, {cn[i]}" for j, i in pairs]})
+
+
+def tidy_posterior(idata, spec: ModelSpec) -> None:
+    """Keep only :func:`posterior_names` in ``idata.posterior`` (in place).
+
+    Correlations stored as a q x q matrix become the vector of off-diagonal pairs.
+    """
+    post = idata.posterior
+    keep = posterior_names(spec)
+    missing = [n for n in keep if n not in post]
+    if missing:
+        raise RuntimeError(f"the sampler returned no {missing} (have {list(post.data_vars)})")
+    ds = post[keep]
+    for t in spec.terms:
+        k = f"corr_{t.ident}"
+        if k in ds and ds[k].ndim == 4:
+            ds = ds.drop_vars(k).assign({k: _pairs_from_matrix(ds[k], t)})
+    ds = ds[keep]
+    ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims and c not in ("chain", "draw")])
+    ds.attrs = dict(post.attrs)
+    idata.posterior = ds
+
+
+def eta_draws(spec: ModelSpec, post) -> np.ndarray:
+    """Linear predictor per draw, (chain * draw, n), from ``beta`` and ``b_<g>``."""
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    beta = np.asarray(post["beta"]).reshape(C * D, -1)
+    eta = beta @ np.asarray(spec.X).T + np.asarray(spec.offset)[None, :]
+    for t in spec.terms:
+        b = np.asarray(post[f"b_{t.ident}"]).reshape(C * D, t.n_levels, t.q)
+        eta += np.einsum("nq,snq->sn", t.Xr, b[:, t.codes])
+    return eta
+
+
+def _obs_coords(spec: ModelSpec) -> np.ndarray:
+    ri = spec.row_index
+    return np.asarray(ri) if ri is not None and len(ri) == spec.n else np.arange(spec.n)
+
+
+def _sigma(post):
+    return np.asarray(post["sigma"]).reshape(-1, 1) if "sigma" in post else None
+
+
+def add_log_likelihood(idata, spec: ModelSpec) -> None:
+    """Pointwise (weighted) log-likelihood with :meth:`Family.loglik` (group ``log_likelihood``).
+
+    Same formula as the graph's ``y`` node (prior weights multiply each row).
+    """
+    import xarray as xr
+
+    post = idata.posterior
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    ll = spec.family.loglik(np.asarray(spec.y)[None, :], eta_draws(spec, post), trials=spec.trials,
+                            sigma=_sigma(post))
+    ll = ll * np.asarray(spec.weights)[None, :]
+    idata.add_groups(log_likelihood=xr.Dataset(
+        {"y": (("chain", "draw", "obs"), ll.reshape(C, D, -1))},
+        coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": _obs_coords(spec)}))
+
+
+def add_observed_data(idata, spec: ModelSpec) -> None:
+    """The ``observed_data`` group (``y``, dim ``obs``) if the sampler did not write one."""
+    import xarray as xr
+
+    if "observed_data" in idata.groups():
+        return
+    y = np.asarray(spec.y)
+    y = y if spec.family.has_sigma else y.astype(np.int64)
+    idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), y)}, coords={"obs": _obs_coords(spec)}))
+
+
+def posterior_predictive(idata, spec: ModelSpec, *, random_seed=None, extend: bool = True):
+    """Posterior predictive draws of ``y`` (group ``posterior_predictive``), one per draw.
+
+    Parameters
+    ----------
+    idata : arviz.InferenceData
+        With a tidy ``posterior`` (:func:`tidy_posterior`).
+    spec : ModelSpec
+    random_seed : int, optional
+    extend : bool
+        Add the group to ``idata`` (default); otherwise return a new InferenceData with the
+        group only.
+    """
+    import arviz as az
+    import xarray as xr
+
+    post = idata.posterior
+    C, D = post.sizes["chain"], post.sizes["draw"]
+    rng = np.random.default_rng(random_seed)
+    trials = None if spec.trials is None else np.asarray(spec.trials)[None, :]
+    y = spec.family.random(eta_draws(spec, post), rng, trials=trials, sigma=_sigma(post))
+    ds = xr.Dataset({"y": (("chain", "draw", "obs"), y.reshape(C, D, -1))},
+                    coords={"chain": post["chain"].values, "draw": post["draw"].values,
+                            "obs": _obs_coords(spec)})
+    if not extend:
+        return az.InferenceData(posterior_predictive=ds)
+    if "posterior_predictive" in idata.groups():
+        idata.posterior_predictive = ds
+    else:
+        idata.add_groups(posterior_predictive=ds)
+    return idata

@@ -1,0 +1,293 @@
+"""NUTS for a GLMM: sampler choice, defaults, diagnostics and the InferenceData.
+
+Every sampler evaluates the one model of :mod:`bayes_glmm.bayes.graph` on its unconstrained
+coordinates (``tests/test_bayes_contract.py`` checks the fast ones against the graph point
+by point); their output goes through :mod:`bayes_glmm.bayes.pointwise`, so the
+``posterior`` group looks the same whichever ran.
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+import weakref
+
+import numpy as np
+import pymc as pm
+
+from .density import GlmmDensity, compile_numpy, supported
+from .graph import pm_model_of
+from .pointwise import add_log_likelihood, add_observed_data, posterior_names, tidy_posterior
+from .pointwise import posterior_predictive as _posterior_predictive
+
+__all__ = ["sample", "diagnose", "summary_var_names", "default_target_accept", "SAMPLERS",
+           "AUTO_SAMPLER"]
+
+SAMPLERS = ("auto", "numba", "numpy", "pymc", "nutpie", "numpyro")
+#: what ``sampler="auto"`` uses when :func:`bayes_glmm.bayes.density.supported` says the
+#: closed-form gradient covers the model (``"numba"`` when numba imports, else ``"numpy"``),
+#: else the fallback (measured on toenail, see benchmarks/bench_nuts.py)
+AUTO_SAMPLER = ("numba", "numpy", "nutpie")
+
+
+def default_target_accept(spec) -> float:
+    """The default NUTS target acceptance for a model: 0.95 with a correlated term, else 0.8.
+
+    Correlated random slopes give the posterior a funnel in the SDs and correlations that a
+    step size tuned for 0.8 does not resolve: on simulated correlated-slope Poisson data
+    (``benchmarks/divergences.py``) 0.8 left divergences in 10-20% of fits and 0.95 in
+    about 1%, at nearly the same cost per effective draw.  Scalar and ``||`` terms keep 0.8.
+    """
+    return 0.95 if any(t.correlated and t.q > 1 for t in spec.terms) else 0.8
+
+
+#: GLMM -> (prior/centered key, pymc model, compiled nutpie model): sampling the same GLMM again
+#: (e.g. with another seed) skips the numba compilation
+_NUTPIE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _compiled_nutpie(model, pm_model):
+    import nutpie
+
+    if isinstance(model, pm.Model):
+        return pm_model, nutpie.compile_pymc_model(pm_model)
+    key = (repr(sorted((k, repr(v)) for k, v in model.resolved_priors.items())),
+           repr(model.centered_terms), id(model.spec))
+    try:
+        hit = _NUTPIE_CACHE.get(model)
+    except TypeError:  # not weak-referenceable
+        return pm_model, nutpie.compile_pymc_model(pm_model)
+    if hit is not None and hit[0] == key:
+        return hit[1], hit[2]
+    compiled = nutpie.compile_pymc_model(pm_model)
+    _NUTPIE_CACHE[model] = (key, pm_model, compiled)
+    return pm_model, compiled
+
+
+def _seed_int(random_seed) -> int:
+    if random_seed is None:
+        return int(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_seed, (int, np.integer)):
+        return int(random_seed)
+    raise ValueError(f"random_seed must be an int or None, got {random_seed!r}")
+
+
+def summary_var_names(posterior) -> list:
+    """The parameters reported by ``summary()`` and checked after sampling (from a posterior
+    group or anything with the variable names as keys)."""
+    names = [v for v in posterior if v == "beta" or str(v).startswith(("sd_", "corr_"))]
+    return names + (["sigma"] if "sigma" in posterior else [])
+
+
+def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0) -> list:
+    """Convergence problems as readable strings (empty when none).
+
+    Checks divergent transitions, split R-hat > ``rhat_max`` (2+ chains) and bulk ESS
+    < ``ess_min`` for ``var_names``; parameters are named with their coordinates.
+    """
+    import arviz as az
+
+    msgs = []
+    ss = idata.sample_stats
+    div_name = "diverging" if "diverging" in ss else ("divergences" if "divergences" in ss else None)
+    if div_name is not None:
+        n_div = int(np.asarray(ss[div_name]).sum())
+        if n_div:
+            n_tot = int(np.asarray(ss[div_name]).size)
+            msgs.append(f"{n_div} divergent transition(s) of {n_tot} draws; increase target_accept "
+                        f"(e.g. target_accept=0.95) or change centered= for the random terms")
+    post = idata.posterior
+    n_chains = post.sizes.get("chain", 1)
+    stats = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if n_chains > 1:
+            stats["rhat"] = az.rhat(idata, var_names=var_names)
+        stats["ess"] = az.ess(idata, var_names=var_names, method="bulk")
+    def flagged(ds, bad):
+        out = []
+        for v in ds.data_vars:
+            da = ds[v]
+            for idx in zip(*np.nonzero(bad(np.asarray(da)))) if da.ndim else ([()] if bad(np.asarray(da)) else []):
+                lab = ", ".join(str(da[d].values[i]) for d, i in zip(da.dims, idx))
+                out.append((f"{v}[{lab}]" if lab else v, float(np.asarray(da)[idx])))
+        return out
+    if "rhat" in stats:
+        bad = flagged(stats["rhat"], lambda a: np.isfinite(a) & (a > rhat_max))
+        if bad:
+            msgs.append(f"R-hat > {rhat_max} for " + ", ".join(f"{n} ({v:.3f})" for n, v in bad)
+                        + "; run more tune/draws or chains")
+    bad = flagged(stats["ess"], lambda a: np.isfinite(a) & (a < ess_min))
+    if bad:
+        msgs.append(f"bulk ESS < {ess_min:g} for " + ", ".join(f"{n} ({v:.0f})" for n, v in bad)
+                    + "; increase draws")
+    return msgs
+
+
+def _have_numba() -> bool:
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _resolve_sampler(sampler: str, glmm=None) -> str:
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not one of {SAMPLERS}")
+    ok = glmm is not None and supported(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
+    if sampler == "auto":
+        if not ok:
+            return AUTO_SAMPLER[-1]
+        return AUTO_SAMPLER[0] if _have_numba() else AUTO_SAMPLER[1]
+    if sampler in ("numpy", "numba") and not ok:
+        raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without centered correlated random "
+                         "terms and priors among bayes_glmm.bayes.density.PRIOR_LOGP; use 'nutpie' or 'pymc'")
+    if sampler == "numpyro":
+        from .jax_backend import available
+
+        if not available():
+            raise ValueError("sampler='numpyro' needs numpyro and jax: pip install 'bayes_glmm[jax]' "
+                             "(or use sampler='nutpie' / 'pymc')")
+        if glmm is not None and glmm.spec.family.link.name == "probit":
+            # the graph's stable log Phi uses erfcx, which PyTensor cannot translate to JAX
+            raise ValueError("sampler='numpyro' does not support the probit link (PyTensor has no JAX "
+                             "erfcx); use sampler='auto' or 'nutpie'")
+    return sampler
+
+
+def _drop_unconstrained(idata, pm_model) -> None:
+    """Drop nutpie's unconstrained copies (``*_log__``) from a raw-model posterior (in place)."""
+    drop = [v for v in idata.posterior.data_vars if v.endswith("__") and v not in pm_model.named_vars]
+    idata.posterior = idata.posterior.drop_vars(drop)
+
+
+def _idata_from_arrays(post: dict, stats: dict, pm_model):
+    """InferenceData from (chain, draw, ...) arrays named as in the PyMC model."""
+    import arviz as az
+
+    dims = {n: list(pm_model.named_vars_to_dims.get(n, ())) for n in post}
+    coords = {d: np.asarray(pm_model.coords[d]) for n in post for d in dims[n]}
+    return az.from_dict(posterior=post, sample_stats=stats, coords=coords, dims=dims)
+
+
+def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, random_seed=None,
+           sampler: str = "auto", progressbar: bool = True, target_accept: float | None = None,
+           cores: int | None = None, prior_predictive: bool = False,
+           posterior_predictive: bool = False, check: bool = True, **kwargs):
+    """Sample the posterior with NUTS.
+
+    Parameters
+    ----------
+    model : GLMM or pymc.Model
+        A :class:`bayes_glmm.GLMM` (returns :class:`BayesResults`) or a model from
+        :func:`build_pymc_model` (returns the ``InferenceData``).
+    draws, tune, chains : int
+        Kept draws, warm-up iterations and chains.
+    random_seed : int, optional
+        Same seed, same sampler and settings -> identical draws.
+    sampler : {"auto", "numba", "numpy", "pymc", "nutpie", "numpyro"}
+        ``"numba"``: nutpie's NUTS with the graph's log-density and gradient as one numba
+        kernel (:mod:`bayes_glmm.bayes.kernels`; compiled once per installation, then
+        cached; chains run in parallel; correlated terms non-centered only).
+        ``"numpy"``: the same density in NumPy (:mod:`bayes_glmm.bayes.density`; no
+        compilation, but each gradient call holds the GIL, so chains take turns).
+        ``"nutpie"``: nutpie with the PyMC graph compiled by numba (~10-30 s compile).
+        ``"numpyro"``: numpyro's NUTS on JAX code generated from the graph
+        (:mod:`bayes_glmm.bayes.jax_backend`; the ``[jax]`` extra; a GPU when JAX sees one).
+        ``"pymc"``: PyMC's own NUTS.
+        ``"auto"`` is ``"numba"`` (``"numpy"`` without numba) when it covers the model, else ``"nutpie"``
+        (:data:`AUTO_SAMPLER`; fastest on toenail, see ``benchmarks/bench_nuts.py``).
+    progressbar : bool
+        Show progress (default True).
+    target_accept : float, optional
+        NUTS target acceptance.  Default :func:`default_target_accept`: 0.95 when the model
+        has a correlated random term, else 0.8.  Raise towards 0.99 if there are divergences.
+    cores : int, optional
+        Parallel chains (default: min(chains, CPU count)).
+    prior_predictive, posterior_predictive : bool
+        Add the ``prior``/``prior_predictive`` or ``posterior_predictive`` groups.
+    check : bool
+        Warn (UserWarning) on divergences, R-hat > 1.01 or bulk ESS < 400, naming the
+        parameters.
+    **kwargs
+        Passed to ``nutpie.sample``, ``pymc.sample`` or ``numpyro.infer.NUTS``.
+
+    Returns
+    -------
+    BayesResults or arviz.InferenceData
+        The InferenceData has ``posterior`` (for a GLMM: the variables of
+        :mod:`bayes_glmm.bayes.pointwise`), ``sample_stats``, ``observed_data`` and
+        ``log_likelihood`` (so ``arviz.loo`` works).
+    """
+    for nm, v in (("draws", draws), ("tune", tune), ("chains", chains)):
+        if not isinstance(v, (int, np.integer)) or v < (0 if nm == "tune" else 1):
+            raise ValueError(f"{nm} must be a {'non-negative' if nm == 'tune' else 'positive'} integer, got {v!r}")
+    pm_model, glmm = pm_model_of(model)
+    name = _resolve_sampler(sampler, glmm)
+    seed = _seed_int(random_seed)
+    cores = cores or min(chains, os.cpu_count() or 1)
+    if target_accept is None:
+        target_accept = default_target_accept(glmm.spec) if glmm is not None else 0.8
+    t0 = time.perf_counter()
+    if name in ("nutpie", "numpy", "numba"):
+        import nutpie
+
+        if name in ("numba", "numpy"):
+            density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
+            if name == "numba":  # the numba kernel, called by nutpie without the GIL
+                from .kernels import compile_numba
+
+                compiled = compile_numba(density, pm_model.coords, pm_model.named_vars_to_dims)
+            else:
+                compiled = compile_numpy(density, pm_model.coords, pm_model.named_vars_to_dims)
+        else:
+            pm_model, compiled = _compiled_nutpie(model, pm_model)
+        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                              progress_bar=progressbar, target_accept=target_accept,
+                              save_warmup=False, **kwargs)
+    elif name == "numpyro":
+        from .jax_backend import sample_numpyro
+
+        keep = posterior_names(glmm.spec) if glmm is not None else [
+            v.name for v in pm_model.free_RVs + pm_model.deterministics]
+        post, stats = sample_numpyro(pm_model, keep, draws=draws, tune=tune, chains=chains, seed=seed,
+                                     target_accept=target_accept, progressbar=progressbar, **kwargs)
+        idata = _idata_from_arrays(post, stats, pm_model)
+    else:
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+                          progressbar=progressbar, target_accept=target_accept, model=pm_model,
+                          compute_convergence_checks=False, **kwargs)
+    if glmm is not None:
+        tidy_posterior(idata, glmm.spec)
+        add_observed_data(idata, glmm.spec)
+        if "log_likelihood" not in idata.groups():
+            add_log_likelihood(idata, glmm.spec)
+    else:
+        if name in ("nutpie", "numpy", "numba"):
+            _drop_unconstrained(idata, pm_model)
+        if "log_likelihood" not in idata.groups():
+            pm.compute_log_likelihood(idata, model=pm_model, progressbar=False, extend_inferencedata=True)
+    elapsed = time.perf_counter() - t0
+    idata.posterior.attrs["sampling_wall_time"] = elapsed
+    idata.posterior.attrs["sampler"] = name
+    idata.posterior.attrs["target_accept"] = float(target_accept)
+    rng = np.random.default_rng(seed)
+    if prior_predictive:
+        pri = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng)
+        idata.extend(pri)
+    if posterior_predictive:
+        if glmm is not None:
+            _posterior_predictive(idata, glmm.spec, random_seed=rng)
+        else:
+            pm.sample_posterior_predictive(idata, model=pm_model, random_seed=rng,
+                                           extend_inferencedata=True, progressbar=False)
+    if check:
+        msgs = diagnose(idata, summary_var_names(idata.posterior))
+        if msgs:
+            warnings.warn("NUTS diagnostics: " + "; ".join(msgs), UserWarning, stacklevel=3 if glmm is not None else 2)
+    if glmm is None:
+        return idata
+    from .results import BayesResults
+
+    return BayesResults(glmm, idata, pm_model)
