@@ -8,12 +8,10 @@ are built in :mod:`bayes_glmm.ml.linalg`; this module depends on n only through 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-if TYPE_CHECKING:  # annotations only: linalg imports this module
-    from .linalg import Raw, ReStructure
+# The structure (linalg.ReStructure) and cross-products (linalg.Raw) are passed in, never
+# imported: linalg re-exports this module, and a back-import would make an import cycle.
 
 __all__ = ["ReFactor", "factorize"]
 
@@ -55,7 +53,7 @@ class ReFactor:
         Values of the sparse ``V`` at ``(s.v_rows, s.v_cols)`` (when ``s.sparse_v``).
     """
 
-    s: ReStructure
+    s: object  # linalg.ReStructure
     L1: np.ndarray
     V: np.ndarray | None
     L2: np.ndarray
@@ -192,7 +190,7 @@ def _tri_solve(L: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
     return solve_triangular(L, b, lower=lower, check_finite=False)
 
 
-def _off_block(s: ReStructure, raw: Raw, k: int, l: int, Lk: np.ndarray, Ll: np.ndarray) -> np.ndarray:
+def _off_block(s, raw, k: int, l: int, Lk: np.ndarray, Ll: np.ndarray) -> np.ndarray:
     """Dense ``Lambda_k' (Z_k' W Z_l) Lambda_l`` as (J_k q_k, J_l q_l)."""
     if (k, l) not in raw.off:
         return _off_block(s, raw, l, k, Ll, Lk).T
@@ -211,7 +209,7 @@ def _check_pos(S: np.ndarray) -> None:
         raise FloatingPointError("random-effects system is not positive definite (non-finite weights?)")
 
 
-def factorize(s: ReStructure, raw: Raw, lambdas) -> ReFactor:
+def factorize(s, raw, lambdas) -> ReFactor:
     """Cholesky factor of ``Lambda' Z' W Z Lambda + I`` from Lambda-free cross products.
 
     Sparse cross blocks (``s.sparse_v``) keep ``V = L1^{-1} A12`` sparse, so ``V'V`` costs
