@@ -1,33 +1,65 @@
-"""NUTS benchmark: bayes_glmm vs bambi on toenail, ``Response ~ Month * Treatment + (1 | ID)``.
+"""NUTS benchmark: bayes_glmm vs bambi on Bernoulli/logit random-intercept models.
 
-Bernoulli/logit random-intercept model, 1000 tune + 1000 draws, 2 and 4 chains.  For
-every configuration it prints the whole-call wall time (model build + compile +
-sampling + InferenceData), the minimum bulk ESS over the fixed effects and the random
-intercept SD, min-ESS per second, divergences and max R-hat, then the ratio of
-bayes_glmm's default (``sampler="auto"``) to bambi's fastest backend.
+Cases (``--case``, one or several):
+
+* ``toenail`` (default): ``Response ~ Month * Treatment + (1 | ID)``, 1,908 rows x 294
+  patients, 1000 tune + 1000 draws, 2 and 4 chains;
+* ``bern100k``: simulated, ``y ~ x + z + (1 | g)``, 100,000 rows x 2,000 groups
+  (x, z ~ N(0, 1); intercept -0.5, slopes 0.8 and -0.4, group SD 0.7; fixed seed),
+  500 tune + 500 draws, 2 chains;
+* ``bern1m``: the same model with 1,000,000 rows x 10,000 groups, 500 + 500, 2 chains.
+
+For every configuration it prints the whole-call wall time (model build + compile +
+sampling + InferenceData; data loading/simulation is outside), the minimum bulk ESS over
+the fixed effects and the random-intercept SD, min-ESS per second, divergences, max R-hat
+and the peak RSS of the benchmark process (``rss``; ``wrk``: the largest process it
+spawned and waited for, e.g. PyMC's per-chain workers or a compiler), then, per case and chain count,
+the ratio of bayes_glmm's default (``sampler="auto"``) to bambi's fastest backend measured
+in the same run (by min-ESS/s), naming that backend.
+
+Configurations: ours (``--ours``, default ``auto numpyro``) are bayes_glmm's samplers
+(``auto``, ``numba``, ``numpy``, ``nutpie``, ``pymc``, ``numpyro``: numpyro's NUTS on JAX
+code generated from the PyMC graph), each optionally ``-centered``; bambi's (``--bambi``,
+default ``nutpie pymc numpyro``) are its ``inference_method`` values (``numpyro`` goes
+through ``pymc.sampling.jax``, chains in parallel over XLA host devices).
 
 Run::
 
     python benchmarks/bench_nuts.py --repeat 3             # warm compile caches
-    python benchmarks/bench_nuts.py --repeat 3 --cold      # empty PyTensor/numba cache per run
+    python benchmarks/bench_nuts.py --repeat 3 --cold      # empty PyTensor/numba/JAX cache per run
     python benchmarks/bench_nuts.py --chains 2 --ours auto --bambi nutpie
+    python benchmarks/bench_nuts.py --case bern100k bern1m --bambi nutpie numpyro
+    python benchmarks/bench_nuts.py --case toenail --draws 100 --tune 100   # smoke test
+    python benchmarks/bench_nuts.py --grad                 # time of one log-density gradient
 
 Each configuration runs in a fresh subprocess, and configurations are interleaved
 within each repetition so that background load affects all alike (``--warm`` reuses
-one process).  PyTensor caches numba-compiled ops on disk (``~/.pytensor``), which
-helps the graph-compiling samplers (``nutpie``, bambi) from the second process on;
-``--cold`` removes that advantage.  ``sampler="numba"`` (what ``auto`` picks here)
-compiles one model-independent kernel (:mod:`bayes_glmm.nuts_kernels`, ~4 s) that numba
-caches on disk: ``--cold`` points every run (ours and bambi's) at an empty
-``NUMBA_CACHE_DIR`` and PyTensor compile directory, as on a freshly installed machine;
-without ``--cold`` both load from their caches.  ``sampler="numpy"`` compiles nothing, so it
-is the same cold or warm, but its chains share the GIL.
+one process; its RSS is then that process's running peak).  PyTensor caches
+numba-compiled ops on disk (``~/.pytensor``), which helps the graph-compiling samplers
+(``nutpie``, bambi) from the second process on; ``--cold`` removes that advantage.
+``sampler="numba"`` (what ``auto`` picks here) compiles one model-independent kernel
+(:mod:`bayes_glmm.bayes.kernels`, ~4 s) that numba caches on disk: ``--cold`` points every
+run (ours and bambi's) at an empty ``NUMBA_CACHE_DIR`` and PyTensor compile directory, as on
+a freshly installed machine, and at an empty JAX persistent compilation cache
+(``JAX_COMPILATION_CACHE_DIR``; JAX keeps none unless told to, so warm runs of the JAX
+samplers compile anew in every process as well); without ``--cold`` numba and PyTensor load
+from their caches.  ``sampler="numpy"`` compiles nothing, so it is the same cold or warm,
+but its chains share the GIL.
+
+``--grad`` times one log-density + gradient evaluation (median over many calls, µs) on
+``toenail`` and ``bern100k`` (or the ``--case`` list, if given): our NumPy density
+(:class:`bayes_glmm.bayes.density.GlmmDensity`), our numba kernel
+(:func:`bayes_glmm.bayes.kernels.logp_grad`), the jitted JAX ``value_and_grad`` of the
+graph's log-density (what ``sampler="numpyro"`` and bambi's numpyro backend differentiate),
+and an "arithmetic floor": the bare NumPy operations every gradient needs,
+``eta = X @ beta + b[codes]; s = y - expit(eta); X.T @ s; bincount(codes, s)``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -39,6 +71,42 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FORMULA = "Response ~ Month * Treatment + (1 | ID)"
+SIM_FORMULA = "y ~ x + z + (1 | g)"
+SIM_SEED = 20261201
+
+#: per case: formula, default tune/draws/chains, ESS variables for ours and for bambi
+CASES = {
+    "toenail": dict(formula=FORMULA, tune=1000, draws=1000, chains=[2, 4], n=1908, groups=294,
+                    ours_vars=["beta", "sd_ID"],
+                    bambi_vars=["Intercept", "Month", "Treatment", "Month:Treatment", "1|ID_sigma"]),
+    "bern100k": dict(formula=SIM_FORMULA, tune=500, draws=500, chains=[2], n=100_000, groups=2_000,
+                     ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"]),
+    "bern1m": dict(formula=SIM_FORMULA, tune=500, draws=500, chains=[2], n=1_000_000, groups=10_000,
+                   ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"]),
+}
+
+
+def simulate(n: int, groups: int, seed: int = SIM_SEED):
+    """Bernoulli/logit data for ``y ~ x + z + (1 | g)``: balanced groups, fixed seed."""
+    import numpy as np
+    import pandas as pd
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), -(-n // groups))[:n]
+    x, z = rng.standard_normal(n), rng.standard_normal(n)
+    b = 0.7 * rng.standard_normal(groups)
+    eta = -0.5 + 0.8 * x - 0.4 * z + b[g]
+    y = (rng.random(n) < expit(eta)).astype(np.int64)
+    return pd.DataFrame({"y": y, "x": x, "z": z, "g": pd.Categorical(g)})
+
+
+def load_case(case: str):
+    if case == "toenail":
+        import bayes_glmm as bg
+        return bg.datasets.load("toenail")
+    c = CASES[case]
+    return simulate(c["n"], c["groups"])
 
 
 def _min_ess(idata, var_names):
@@ -54,43 +122,66 @@ def _min_ess(idata, var_names):
     return float(vals.min()), float(np.nanmax(rh)), div
 
 
-def run_ours(sampler: str, chains: int, seed: int, centered: bool = False) -> dict:
+def _rss():
+    """Peak RSS (MiB) of this process and of the largest child it has waited for (Linux: KiB)."""
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0)
+
+
+def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case: str = "toenail",
+             draws: int | None = None, tune: int | None = None) -> dict:
     import bayes_glmm as bg
     import bayes_glmm.bayes  # noqa: F401  (imports pymc/nutpie, like `import bambi` does, outside the timing)
 
-    data = bg.datasets.load("toenail")
+    c = CASES[case]
+    draws, tune = draws or c["draws"], tune or c["tune"]
+    data = load_case(case)
     t0 = time.perf_counter()
-    model = bg.GLMM(FORMULA, data, family="bernoulli", centered=centered)
+    model = bg.GLMM(c["formula"], data, family="bernoulli", centered=centered)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = model.sample(draws=1000, tune=1000, chains=chains, random_seed=seed, sampler=sampler,
+        res = model.sample(draws=draws, tune=tune, chains=chains, random_seed=seed, sampler=sampler,
                            progressbar=False)
     wall = time.perf_counter() - t0
-    ess, rhat, div = _min_ess(res.idata, ["beta", "sd_ID"])
+    ess, rhat, div = _min_ess(res.idata, c["ours_vars"])
+    rss, wrk = _rss()
     return {"wall": wall, "min_ess": ess, "max_rhat": rhat, "divergences": div,
-            "sampler": res.idata.posterior.attrs.get("sampler")}
+            "sampler": res.idata.posterior.attrs.get("sampler"), "rss_mib": rss, "wrk_mib": wrk}
 
 
-def run_bambi(backend: str, chains: int, seed: int) -> dict:
+def run_bambi(backend: str, chains: int, seed: int, case: str = "toenail",
+              draws: int | None = None, tune: int | None = None) -> dict:
     import bambi as bmb
-    import bayes_glmm as bg
     import nutpie  # noqa: F401
+    if backend in ("numpyro", "blackjax"):  # import outside the timing, as nutpie above
+        import jax  # noqa: F401
+        import pymc.sampling.jax  # noqa: F401
 
-    data = bg.datasets.load("toenail")
+    c = CASES[case]
+    draws, tune = draws or c["draws"], tune or c["tune"]
+    data = load_case(case)
     t0 = time.perf_counter()
-    model = bmb.Model(FORMULA, data, family="bernoulli")
+    model = bmb.Model(c["formula"], data, family="bernoulli")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        idata = model.fit(draws=1000, tune=1000, chains=chains, random_seed=seed,
+        idata = model.fit(draws=draws, tune=tune, chains=chains, random_seed=seed,
                           inference_method=backend, progressbar=False)
     wall = time.perf_counter() - t0
-    fixed = ["Intercept", "Month", "Treatment", "Month:Treatment", "1|ID_sigma"]
-    ess, rhat, div = _min_ess(idata, fixed)
-    return {"wall": wall, "min_ess": ess, "max_rhat": rhat, "divergences": div, "sampler": backend}
+    ess, rhat, div = _min_ess(idata, c["bambi_vars"])
+    rss, wrk = _rss()
+    return {"wall": wall, "min_ess": ess, "max_rhat": rhat, "divergences": div, "sampler": backend,
+            "rss_mib": rss, "wrk_mib": wrk}
 
 
-def _child(kind: str, name: str, chains: int, seed: int, centered: bool, cold: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--child", kind, name, str(chains), str(seed), str(int(centered))]
+def _run(job: dict) -> dict:
+    kw = dict(case=job["case"], draws=job["draws"], tune=job["tune"])
+    if job["kind"] == "ours":
+        return run_ours(job["name"], job["chains"], job["seed"], centered=job["centered"], **kw)
+    return run_bambi(job["name"], job["chains"], job["seed"], **kw)
+
+
+def _child(job: dict, cold: bool = False) -> dict:
+    cmd = [sys.executable, __file__, "--child", json.dumps(job)]
     env = dict(os.environ)
     tmp = None
     if cold:  # an empty PyTensor compile cache (numba/C) for this process only
@@ -100,6 +191,8 @@ def _child(kind: str, name: str, chains: int, seed: int, centered: bool, cold: b
         # and an empty numba cache for BOTH packages, as on a fresh machine: our kernel is
         # compiled anew, and so is every numba function the libraries cache on disk
         env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
+        # and an empty JAX persistent compilation cache (numpyro backends)
+        env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "jax")
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     finally:
@@ -108,72 +201,178 @@ def _child(kind: str, name: str, chains: int, seed: int, centered: bool, cold: b
     for line in out.stdout.splitlines()[::-1]:
         if line.startswith("RESULT "):
             return json.loads(line[7:])
-    raise RuntimeError(f"{kind} {name} failed:\n{out.stderr[-3000:]}")
+    raise RuntimeError(f"{job['kind']} {job['name']} ({job['case']}) failed:\n{out.stderr[-3000:]}")
 
 
-def _row(pkg, cfg, chains, r):
-    return (f"{pkg:10s} {cfg:22s} {chains:6d} {r['wall']:8.1f} {r['min_ess']:8.0f} "
-            f"{r['min_ess'] / r['wall']:8.1f} {r['divergences']:4d} {r['max_rhat']:8.4f}")
+_HDR = (f"{'case':9s} {'package':10s} {'config':22s} {'chains':>6s} {'wall s':>8s} {'minESS':>8s} "
+        f"{'ESS/s':>8s} {'div':>4s} {'maxRhat':>8s} {'rss MiB':>8s} {'wrk MiB':>8s}")
 
 
+def _row(case, pkg, cfg, chains, r, ess_s=None):
+    ess_s = r["min_ess"] / r["wall"] if ess_s is None else ess_s
+    return (f"{case:9s} {pkg:10s} {cfg:22s} {chains:6d} {r['wall']:8.1f} {r['min_ess']:8.0f} "
+            f"{ess_s:8.1f} {r['divergences']:4.0f} {r['max_rhat']:8.4f} {r['rss_mib']:8.0f} {r['wrk_mib']:8.0f}")
+
+
+# --------------------------------------------------------------------------- --grad
+def _time_call(fn, min_calls=20, max_calls=5000, budget=1.0):
+    """Median wall time of one call to fn, in µs (fn called once before, to compile/warm)."""
+    fn()
+    t0 = time.perf_counter()
+    for _ in range(5):
+        fn()
+    one = max((time.perf_counter() - t0) / 5, 1e-7)
+    calls = int(min(max_calls, max(min_calls, budget / one)))
+    ts = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return 1e6 * statistics.median(ts), calls
+
+
+def grad_bench(cases) -> None:
+    import numpy as np
+    from scipy.special import expit
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    from pymc.sampling.jax import get_jaxified_graph
+    import bayes_glmm as bg
+    from bayes_glmm.bayes.density import GlmmDensity
+    from bayes_glmm.bayes.kernels import logp_grad, pack
+
+    print(f"per-gradient time (log-density + gradient, median over many calls), µs; "
+          f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPU(s) "
+          f"(NumPy BLAS and XLA may use several threads, the numba kernel one)\n")
+    print(f"{'case':9s} {'n':>9s} {'p':>3s} {'groups':>7s} {'ndim':>7s}  {'method':34s} {'µs':>10s} "
+          f"{'x floor':>8s} {'calls':>6s}")
+    for case in cases:
+        c = CASES[case]
+        m = bg.GLMM(c["formula"], load_case(case), family="bernoulli")
+        d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
+        x = d.initial_point(0)
+        F, I = pack(d)
+        out = np.empty(d.ndim)
+        # the JAX log-density of the graph, jitted value_and_grad at the graph's initial point
+        pm_model = m.build()
+        f = get_jaxified_graph(inputs=pm_model.value_vars, outputs=[pm_model.logp()])
+        ip = pm_model.initial_point()
+        vals = [jax.numpy.asarray(ip[v.name]) for v in pm_model.value_vars]
+        vg = jax.jit(jax.value_and_grad(lambda *v: f(*v)[0], argnums=tuple(range(len(vals)))))
+        # arithmetic floor: the bare operations of one gradient
+        X, y = d.Xc, np.asarray(d.resp.y, dtype=float)
+        codes = np.asarray(m.spec.terms[0].codes, dtype=np.intp)
+        G = m.spec.terms[0].n_levels
+        beta = x[d.coef_idx]
+        b = np.random.default_rng(0).standard_normal(G)
+
+        def floor():
+            eta = X @ beta + b[codes]
+            s = y - expit(eta)
+            return X.T @ s, np.bincount(codes, s, minlength=G)
+
+        lp_np, g_np = d.logp_grad(x)
+        lp_nb = logp_grad(x, out, F, I)
+        assert np.isclose(lp_np, lp_nb) and np.allclose(g_np, out), "numba kernel != NumPy density"
+        res = {
+            "numpy GlmmDensity.logp_grad": _time_call(lambda: d.logp_grad(x)),
+            "numba kernels.logp_grad": _time_call(lambda: logp_grad(x, out, F, I)),
+            "jax jit(value_and_grad(graph))": _time_call(lambda: jax.block_until_ready(vg(*vals))),
+            "arithmetic floor (numpy)": _time_call(floor),
+        }
+        fl = res["arithmetic floor (numpy)"][0]
+        for k, (us, calls) in res.items():
+            print(f"{case:9s} {m.spec.n:9d} {m.spec.p:3d} {G:7d} {d.ndim:7d}  {k:34s} {us:10.1f} "
+                  f"{us / fl:8.2f} {calls:6d}", flush=True)
+        print()
+
+
+# --------------------------------------------------------------------------- main
 def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--chains", type=int, nargs="+", default=[2, 4])
-    ap.add_argument("--ours", nargs="+", default=["auto", "numpy", "nutpie"],
-                    help="bayes_glmm configurations: auto, numba, numpy, nutpie, pymc, with optional '-centered'")
-    ap.add_argument("--bambi", nargs="+", default=["nutpie", "pymc"], help="bambi backends")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 epilog="\n".join(__doc__.splitlines()[1:]))
+    ap.add_argument("--case", nargs="+", choices=list(CASES), default=None,
+                    help="data sets (default: toenail; with --grad: toenail bern100k)")
+    ap.add_argument("--chains", type=int, nargs="+", default=None,
+                    help="chain counts (default per case: toenail 2 4, bern100k/bern1m 2)")
+    ap.add_argument("--ours", nargs="+", default=["auto", "numpyro"],
+                    help="bayes_glmm configurations: auto, numba, numpy, nutpie, pymc, numpyro, "
+                         "with optional '-centered'")
+    ap.add_argument("--bambi", nargs="+", default=["nutpie", "pymc", "numpyro"],
+                    help="bambi backends (inference_method)")
+    ap.add_argument("--draws", type=int, default=None, help="override the case's draws (smoke tests)")
+    ap.add_argument("--tune", type=int, default=None, help="override the case's tuning steps (smoke tests)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=1, help="repetitions (seeds seed, seed+1, ...); medians")
     ap.add_argument("--cold", action="store_true",
-                    help="every run starts with an empty PyTensor/numba compile cache")
+                    help="every run starts with an empty PyTensor/numba/JAX compile cache")
     ap.add_argument("--warm", action="store_true", help="run everything in this process")
-    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    ap.add_argument("--grad", action="store_true", help="time one gradient evaluation per method instead")
+    ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        kind, name, chains, seed, centered = a.child
-        fn = run_ours if kind == "ours" else run_bambi
-        kw = {"centered": bool(int(centered))} if kind == "ours" else {}
-        print("RESULT " + json.dumps(fn(name, int(chains), int(seed), **kw)))
+        print("RESULT " + json.dumps(_run(json.loads(a.child))))
         return
+    if a.grad:
+        grad_bench(a.case or ["toenail", "bern100k"])
+        return
+    cases = a.case or ["toenail"]
     if a.warm:
-        def runner(k, n, c, s, ce):
-            return run_ours(n, c, s, ce) if k == "ours" else run_bambi(n, c, s)
+        runner = _run
     else:
-        def runner(k, n, c, s, ce):
-            return _child(k, n, c, s, ce, cold=a.cold)
+        def runner(job):
+            return _child(job, cold=a.cold)
     cfgs = [("bayes_glmm", c) for c in a.ours] + [("bambi", b) for b in a.bambi]
-    rows = {}
-    print(f"toenail: {FORMULA} (bernoulli), 1000 tune + 1000 draws, "
-          f"{'cold' if a.cold else 'warm'} compile cache, {a.repeat} repetition(s), runs interleaved\n")
-    hdr = f"{'package':10s} {'config':22s} {'chains':>6s} {'wall s':>8s} {'minESS':>8s} {'ESS/s':>8s} {'div':>4s} {'maxRhat':>8s}"
-    print(hdr)
+    chains_of = {case: a.chains or CASES[case]["chains"] for case in cases}
+    for case in cases:
+        c = CASES[case]
+        print(f"{case}: {c['formula']} (bernoulli), {c['n']:,} rows x {c['groups']:,} groups, "
+              f"{a.tune or c['tune']} tune + {a.draws or c['draws']} draws, chains {chains_of[case]}")
+    print(f"{'cold' if a.cold else 'warm'} compile cache, {a.repeat} repetition(s), runs interleaved\n")
+    print(_HDR)
+    rows, failed = {}, []
     for rep in range(a.repeat):
-        for chains in a.chains:
-            for pkg, cfg in cfgs:
-                name, centered = cfg.replace("-centered", ""), cfg.endswith("-centered")
-                r = runner("ours" if pkg == "bayes_glmm" else "bambi", name, chains, a.seed + rep, centered)
-                rows.setdefault((pkg, cfg, chains), []).append(r)
-                print(_row(pkg, f"{cfg} ({r['sampler']})", chains, r), flush=True)
+        for case in cases:
+            for chains in chains_of[case]:
+                for pkg, cfg in cfgs:
+                    name, centered = cfg.replace("-centered", ""), cfg.endswith("-centered")
+                    job = dict(kind="ours" if pkg == "bayes_glmm" else "bambi", name=name, chains=chains,
+                               seed=a.seed + rep, centered=centered, case=case, draws=a.draws, tune=a.tune)
+                    try:
+                        r = runner(job)
+                    except Exception as e:  # report and go on: one failing backend must not end the run
+                        failed.append((case, pkg, cfg, chains, str(e)))
+                        print(f"{case:9s} {pkg:10s} {cfg:22s} {chains:6d}   FAILED: "
+                              f"{str(e).strip().splitlines()[-1][:120]}", flush=True)
+                        continue
+                    rows.setdefault((case, pkg, cfg, chains), []).append(r)
+                    print(_row(case, pkg, f"{cfg} ({r['sampler']})", chains, r), flush=True)
     med = {}
     for key, rs in rows.items():
         med[key] = {k: float(statistics.median(r[k] for r in rs))
-                    for k in ("wall", "min_ess", "divergences", "max_rhat")}
+                    for k in ("wall", "min_ess", "divergences", "max_rhat", "rss_mib", "wrk_mib")}
         med[key]["ess_s"] = float(statistics.median(r["min_ess"] / r["wall"] for r in rs))
     print("\nmedians")
-    print(hdr)
-    for (pkg, cfg, chains), m in sorted(med.items(), key=lambda kv: (kv[0][2], kv[0][0] != "bayes_glmm")):
-        print(f"{pkg:10s} {cfg:22s} {chains:6d} {m['wall']:8.1f} {m['min_ess']:8.0f} {m['ess_s']:8.1f} "
-              f"{m['divergences']:4.0f} {m['max_rhat']:8.4f}")
+    print(_HDR)
+    order = {case: i for i, case in enumerate(cases)}
+    for (case, pkg, cfg, chains), m in sorted(med.items(), key=lambda kv: (order[kv[0][0]], kv[0][3],
+                                                                              kv[0][1] != "bayes_glmm")):
+        print(_row(case, pkg, cfg, chains, m, ess_s=m["ess_s"]))
     print()
-    for chains in a.chains:
-        ours = med.get(("bayes_glmm", a.ours[0], chains))
-        theirs = [(c, m) for (p, c, ch), m in med.items() if p == "bambi" and ch == chains]
-        if not ours or not theirs:
-            continue
-        best_c, best = max(theirs, key=lambda cm: cm[1]["ess_s"])
-        print(f"{chains} chains: bayes_glmm {a.ours[0]} vs bambi {best_c} (fastest bambi): "
-              f"min-ESS/s ratio {ours['ess_s'] / best['ess_s']:.2f}x, "
-              f"wall-time ratio {best['wall'] / ours['wall']:.2f}x (bambi / ours)")
+    ref = "auto" if "auto" in a.ours else a.ours[0]
+    for case in cases:
+        for chains in chains_of[case]:
+            ours = med.get((case, "bayes_glmm", ref, chains))
+            theirs = [(cf, m) for (ca, p, cf, ch), m in med.items() if ca == case and p == "bambi" and ch == chains]
+            if not ours or not theirs:
+                continue
+            best_c, best = max(theirs, key=lambda cm: cm[1]["ess_s"])
+            print(f"{case} {chains} chains: bayes_glmm {ref} vs bambi {best_c} (fastest bambi backend, "
+                  f"of {', '.join(cf for cf, _ in theirs)}): min-ESS/s ratio {ours['ess_s'] / best['ess_s']:.2f}x, "
+                  f"wall-time ratio {best['wall'] / ours['wall']:.2f}x (bambi / ours)")
+    for case, pkg, cfg, chains, err in failed:
+        print(f"\nFAILED {case} {pkg} {cfg} {chains} chains:\n{err[-1500:]}")
 
 
 if __name__ == "__main__":

@@ -338,3 +338,27 @@ def test_numpy_sampler_and_variance_prior(data):
     np.testing.assert_array_equal(post["beta"].values, again.idata.posterior["beta"].values)
     assert {"log_likelihood", "observed_data", "sample_stats"} <= set(res.idata.groups())
     assert float(post["beta"].sel(coef="x").mean()) > 0
+
+
+def test_numpyro_backend_from_the_graph(data):
+    """sampler='numpyro' (JAX from the graph): same tidy posterior, same posterior as numba."""
+    pytest.importorskip("numpyro")
+    mod = bg.GLMM("y ~ x + (x | g)", data, family="bernoulli")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a = mod.sample(draws=300, tune=300, chains=2, random_seed=4, sampler="numpyro", progressbar=False)
+        b = mod.sample(draws=300, tune=300, chains=2, random_seed=4, sampler="numba", progressbar=False)
+    pa, pb = a.idata.posterior, b.idata.posterior
+    assert pa.attrs["sampler"] == "numpyro" and pa.attrs["target_accept"] == 0.95  # correlated term
+    assert list(pa.data_vars) == list(pb.data_vars) == ["beta", "sd_g", "corr_g", "b_g"]
+    for v in pa.data_vars:
+        assert pa[v].dims == pb[v].dims and pa[v].shape == pb[v].shape
+    assert {"log_likelihood", "observed_data", "sample_stats"} <= set(a.idata.groups())
+    assert "diverging" in a.idata.sample_stats
+    for v in ("beta", "sd_g"):
+        ma, mb = pa[v].mean(("chain", "draw")).values, pb[v].mean(("chain", "draw")).values
+        sd = pb[v].std(("chain", "draw")).values
+        assert np.all(np.abs(ma - mb) < 0.5 * sd + 0.05), (v, ma, mb)
+    again = mod.sample(draws=300, tune=300, chains=2, random_seed=4, sampler="numpyro", progressbar=False,
+                       check=False)
+    np.testing.assert_array_equal(pa["beta"].values, again.idata.posterior["beta"].values)
