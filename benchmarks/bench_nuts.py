@@ -13,9 +13,9 @@ For every configuration it prints the whole-call wall time (model build + compil
 sampling + InferenceData; data loading/simulation is outside), the minimum bulk ESS over
 the fixed effects and the random-intercept SD, min-ESS per second, divergences, max R-hat
 and the peak RSS of the benchmark process (``rss``; ``wrk``: the largest process it
-spawned and waited for, e.g. PyMC's per-chain workers or a compiler), then, per case and chain count,
-the ratio of bayes_glmm's default (``sampler="auto"``) to bambi's fastest backend measured
-in the same run (by min-ESS/s), naming that backend.
+spawned and waited for, e.g. PyMC's per-chain workers or a compiler), then, per case and
+chain count, the ratio of bayes_glmm's default (``sampler="auto"``) to bambi's fastest
+backend measured in the same run (by min-ESS/s), naming that backend.
 
 Configurations: ours (``--ours``, default ``auto numpyro``) are bayes_glmm's samplers
 (``auto``, ``numba``, ``numpy``, ``nutpie``, ``pymc``, ``numpyro``: numpyro's NUTS on JAX
