@@ -362,3 +362,14 @@ def test_numpyro_backend_from_the_graph(data):
     again = mod.sample(draws=300, tune=300, chains=2, random_seed=4, sampler="numpyro", progressbar=False,
                        check=False)
     np.testing.assert_array_equal(pa["beta"].values, again.idata.posterior["beta"].values)
+
+
+def test_log_likelihood_skipped_when_too_large(data, monkeypatch):
+    mod = bg.GLMM("y ~ x + (1 | g)", data, family="bernoulli")
+    monkeypatch.setattr(sampling, "LOGLIK_MAX_VALUES", 10)
+    with pytest.warns(UserWarning, match="log_likelihood group skipped"):
+        res = mod.sample(draws=20, tune=20, chains=1, random_seed=1, progressbar=False, check=False)
+    assert "log_likelihood" not in res.idata.groups()
+    res = mod.sample(draws=20, tune=20, chains=1, random_seed=1, progressbar=False, check=False,
+                     log_likelihood=True)
+    assert res.idata.log_likelihood["y"].shape == (1, 20, mod.spec.n)

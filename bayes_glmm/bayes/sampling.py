@@ -28,6 +28,8 @@ SAMPLERS = ("auto", "numba", "numpy", "pymc", "nutpie", "numpyro")
 #: closed-form gradient covers the model (``"numba"`` when numba imports, else ``"numpy"``),
 #: else the fallback (measured on toenail, see benchmarks/bench_nuts.py)
 AUTO_SAMPLER = ("numba", "numpy", "nutpie")
+#: above this many values (draws x chains x rows) the log_likelihood group is skipped by default
+LOGLIK_MAX_VALUES = 50_000_000
 
 
 def default_target_accept(spec) -> float:
@@ -174,7 +176,8 @@ def _idata_from_arrays(post: dict, stats: dict, pm_model):
 def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, random_seed=None,
            sampler: str = "auto", progressbar: bool = True, target_accept: float | None = None,
            cores: int | None = None, prior_predictive: bool = False,
-           posterior_predictive: bool = False, check: bool = True, **kwargs):
+           posterior_predictive: bool = False, log_likelihood: bool | None = None, check: bool = True,
+           **kwargs):
     """Sample the posterior with NUTS.
 
     Parameters
@@ -207,6 +210,11 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         Parallel chains (default: min(chains, CPU count)).
     prior_predictive, posterior_predictive : bool
         Add the ``prior``/``prior_predictive`` or ``posterior_predictive`` groups.
+    log_likelihood : bool, optional
+        Add the pointwise ``log_likelihood`` group (for ``arviz.loo``).  Default: yes unless
+        it would hold more than :data:`LOGLIK_MAX_VALUES` numbers (draws x chains x rows; 8
+        bytes each), in which case it is skipped with a warning -- on a million rows it would
+        take more memory than the fit itself.
     check : bool
         Warn (UserWarning) on divergences, R-hat > 1.01 or bulk ESS < 400, naming the
         parameters.
@@ -261,7 +269,13 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     if glmm is not None:
         tidy_posterior(idata, glmm.spec)
         add_observed_data(idata, glmm.spec)
-        if "log_likelihood" not in idata.groups():
+        size = draws * chains * glmm.spec.n
+        if log_likelihood is None and size > LOGLIK_MAX_VALUES:
+            log_likelihood = False
+            warnings.warn(f"log_likelihood group skipped: {size:.3g} values ({size * 8 / 2**30:.1f} GiB); "
+                          "pass log_likelihood=True to compute it anyway", UserWarning,
+                          stacklevel=3)
+        if log_likelihood is not False and "log_likelihood" not in idata.groups():
             add_log_likelihood(idata, glmm.spec)
     else:
         if name in ("nutpie", "numpy", "numba"):
