@@ -373,3 +373,23 @@ def test_log_likelihood_skipped_when_too_large(data, monkeypatch):
     res = mod.sample(draws=20, tune=20, chains=1, random_seed=1, progressbar=False, check=False,
                      log_likelihood=True)
     assert res.idata.log_likelihood["y"].shape == (1, 20, mod.spec.n)
+
+
+def test_divergent_fit_is_rerun_with_higher_target_accept(data, monkeypatch):
+    """target_accept=None: a fit with divergences is rerun at 0.95 (then 0.99); a given value is kept."""
+    mod = bg.GLMM("y ~ x + (1 | g)", data, family="bernoulli")
+    calls = []
+    real = sampling._n_divergent
+
+    def fake(idata):  # pretend the first fit diverged
+        calls.append(idata.posterior.attrs.get("target_accept"))
+        return 3 if len(calls) == 1 else real(idata)
+
+    monkeypatch.setattr(sampling, "_n_divergent", fake)
+    res = mod.sample(draws=30, tune=30, chains=1, random_seed=2, progressbar=False, check=False)
+    assert res.idata.posterior.attrs["target_accept_tried"] == [0.8, 0.95]
+    assert res.idata.posterior.attrs["target_accept"] == 0.95
+    calls.clear()
+    res = mod.sample(draws=30, tune=30, chains=1, random_seed=2, progressbar=False, check=False,
+                     target_accept=0.9)
+    assert res.idata.posterior.attrs["target_accept_tried"] == [0.9]

@@ -32,13 +32,24 @@ AUTO_SAMPLER = ("numba", "numpy", "nutpie")
 LOGLIK_MAX_VALUES = 50_000_000
 
 
+#: target_accept values tried in turn, when target_accept=None, while a fit has divergences
+RERUN_TARGETS = (0.95, 0.99)
+
+
+def _n_divergent(idata) -> int:
+    ss = idata.sample_stats
+    name = "diverging" if "diverging" in ss else ("divergences" if "divergences" in ss else None)
+    return int(np.asarray(ss[name]).sum()) if name else 0
+
+
 def default_target_accept(spec) -> float:
     """The default NUTS target acceptance for a model: 0.95 with a correlated term, else 0.8.
 
     Correlated random slopes give the posterior a funnel in the SDs and correlations that a
     step size tuned for 0.8 does not resolve: on simulated correlated-slope Poisson data
     (``benchmarks/divergences.py``) 0.8 left divergences in 10-20% of fits and 0.95 in
-    about 1%, at nearly the same cost per effective draw.  Scalar and ``||`` terms keep 0.8.
+    about 1%.  Scalar and ``||`` terms keep 0.8.  With ``target_accept=None``, :func:`sample`
+    then reruns a fit that still diverges with the next of :data:`RERUN_TARGETS`.
     """
     return 0.95 if any(t.correlated and t.q > 1 for t in spec.terms) else 0.8
 
@@ -90,14 +101,12 @@ def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0
     import arviz as az
 
     msgs = []
-    ss = idata.sample_stats
-    div_name = "diverging" if "diverging" in ss else ("divergences" if "divergences" in ss else None)
-    if div_name is not None:
-        n_div = int(np.asarray(ss[div_name]).sum())
-        if n_div:
-            n_tot = int(np.asarray(ss[div_name]).size)
-            msgs.append(f"{n_div} divergent transition(s) of {n_tot} draws; increase target_accept "
-                        f"(e.g. target_accept=0.95) or change centered= for the random terms")
+    n_div = _n_divergent(idata)
+    if n_div:
+        ta = idata.posterior.attrs.get("target_accept")
+        at = f" at target_accept={ta:g}" if ta is not None else ""
+        msgs.append(f"{n_div} divergent transition(s) of {int(idata.posterior.sizes['chain'] * idata.posterior.sizes['draw'])} "
+                    f"draws{at}; increase target_accept (e.g. 0.99) or change centered= for the random terms")
     post = idata.posterior
     n_chains = post.sizes.get("chain", 1)
     stats = {}
@@ -204,8 +213,10 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     progressbar : bool
         Show progress (default True).
     target_accept : float, optional
-        NUTS target acceptance.  Default :func:`default_target_accept`: 0.95 when the model
-        has a correlated random term, else 0.8.  Raise towards 0.99 if there are divergences.
+        NUTS target acceptance.  Default (None): :func:`default_target_accept` (0.95 when the
+        model has a correlated random term, else 0.8), and a fit with divergent transitions is
+        rerun with 0.95, then 0.99 (:data:`RERUN_TARGETS`); the values tried are in
+        ``idata.posterior.attrs["target_accept_tried"]``.  A number is used as given.
     cores : int, optional
         Parallel chains (default: min(chains, CPU count)).
     prior_predictive, posterior_predictive : bool
@@ -235,37 +246,47 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     name = _resolve_sampler(sampler, glmm)
     seed = _seed_int(random_seed)
     cores = cores or min(chains, os.cpu_count() or 1)
-    if target_accept is None:
+    auto_target = target_accept is None
+    if auto_target:
         target_accept = default_target_accept(glmm.spec) if glmm is not None else 0.8
     t0 = time.perf_counter()
-    if name in ("nutpie", "numpy", "numba"):
-        import nutpie
+    compiled = None
+    if name in ("numba", "numpy"):
+        density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
+        if name == "numba":  # the numba kernel, called by nutpie without the GIL
+            from .kernels import compile_numba
 
-        if name in ("numba", "numpy"):
-            density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
-            if name == "numba":  # the numba kernel, called by nutpie without the GIL
-                from .kernels import compile_numba
-
-                compiled = compile_numba(density, pm_model.coords, pm_model.named_vars_to_dims)
-            else:
-                compiled = compile_numpy(density, pm_model.coords, pm_model.named_vars_to_dims)
+            compiled = compile_numba(density, pm_model.coords, pm_model.named_vars_to_dims)
         else:
-            pm_model, compiled = _compiled_nutpie(model, pm_model)
-        idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
-                              progress_bar=progressbar, target_accept=target_accept,
-                              save_warmup=False, **kwargs)
-    elif name == "numpyro":
-        from .jax_backend import sample_numpyro
+            compiled = compile_numpy(density, pm_model.coords, pm_model.named_vars_to_dims)
+    elif name == "nutpie":
+        pm_model, compiled = _compiled_nutpie(model, pm_model)
 
-        keep = posterior_names(glmm.spec) if glmm is not None else [
-            v.name for v in pm_model.free_RVs + pm_model.deterministics]
-        post, stats = sample_numpyro(pm_model, keep, draws=draws, tune=tune, chains=chains, seed=seed,
-                                     target_accept=target_accept, progressbar=progressbar, **kwargs)
-        idata = _idata_from_arrays(post, stats, pm_model)
-    else:
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
-                          progressbar=progressbar, target_accept=target_accept, model=pm_model,
-                          compute_convergence_checks=False, **kwargs)
+    def run(ta):
+        if compiled is not None:
+            import nutpie
+
+            return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores, seed=seed,
+                                 progress_bar=progressbar, target_accept=ta, save_warmup=False, **kwargs)
+        if name == "numpyro":
+            from .jax_backend import sample_numpyro
+
+            keep = posterior_names(glmm.spec) if glmm is not None else [
+                v.name for v in pm_model.free_RVs + pm_model.deterministics]
+            post, stats = sample_numpyro(pm_model, keep, draws=draws, tune=tune, chains=chains, seed=seed,
+                                         target_accept=ta, progressbar=progressbar, **kwargs)
+            return _idata_from_arrays(post, stats, pm_model)
+        return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
+                         progressbar=progressbar, target_accept=ta, model=pm_model,
+                         compute_convergence_checks=False, **kwargs)
+
+    idata = run(target_accept)
+    tried = [float(target_accept)]
+    # the automatic rule's second half: a divergent fit is rerun with a smaller step size
+    while auto_target and _n_divergent(idata) and target_accept < RERUN_TARGETS[-1]:
+        target_accept = next(t for t in RERUN_TARGETS if t > target_accept)
+        idata = run(target_accept)
+        tried.append(float(target_accept))
     if glmm is not None:
         tidy_posterior(idata, glmm.spec)
         add_observed_data(idata, glmm.spec)
@@ -286,6 +307,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     idata.posterior.attrs["sampling_wall_time"] = elapsed
     idata.posterior.attrs["sampler"] = name
     idata.posterior.attrs["target_accept"] = float(target_accept)
+    idata.posterior.attrs["target_accept_tried"] = tried
     rng = np.random.default_rng(seed)
     if prior_predictive:
         pri = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng)
