@@ -296,11 +296,11 @@ def main(argv=None) -> None:
                     help="data sets (default: toenail; with --grad: toenail bern100k)")
     ap.add_argument("--chains", type=int, nargs="+", default=None,
                     help="chain counts (default per case: toenail 2 4, bern100k/bern1m 2)")
-    ap.add_argument("--ours", nargs="+", default=["auto", "numpyro"],
+    ap.add_argument("--ours", nargs="*", default=["auto", "numpyro"],
                     help="bayes_glmm configurations: auto, numba, numpy, nutpie, pymc, numpyro, "
                          "with optional '-centered'")
-    ap.add_argument("--bambi", nargs="+", default=["nutpie", "pymc", "numpyro"],
-                    help="bambi backends (inference_method)")
+    ap.add_argument("--bambi", nargs="*", default=["nutpie", "pymc", "numpyro"],
+                    help="bambi backends (inference_method); none: bare --bambi")
     ap.add_argument("--draws", type=int, default=None, help="override the case's draws (smoke tests)")
     ap.add_argument("--tune", type=int, default=None, help="override the case's tuning steps (smoke tests)")
     ap.add_argument("--seed", type=int, default=1)
@@ -360,7 +360,7 @@ def main(argv=None) -> None:
                                                                               kv[0][1] != "bayes_glmm")):
         print(_row(case, pkg, cfg, chains, m, ess_s=m["ess_s"]))
     print()
-    ref = "auto" if "auto" in a.ours else a.ours[0]
+    ref = "auto" if "auto" in a.ours else (a.ours[0] if a.ours else None)
     for case in cases:
         for chains in chains_of[case]:
             ours = med.get((case, "bayes_glmm", ref, chains))
