@@ -38,7 +38,7 @@ one process; its RSS is then that process's running peak).  PyTensor caches
 numba-compiled ops on disk (``~/.pytensor``), which helps the graph-compiling samplers
 (``nutpie``, bambi) from the second process on; ``--cold`` removes that advantage.
 ``sampler="numba"`` (what ``auto`` picks here) compiles one model-independent kernel
-(:mod:`bayes_glmm.bayes.kernels`, ~4 s) that numba caches on disk: ``--cold`` points every
+(:mod:`bayes_glmm.bayes.kernels`, 10-15 s on 2 cores) that numba caches on disk: ``--cold`` points every
 run (ours and bambi's) at an empty ``NUMBA_CACHE_DIR`` and PyTensor compile directory, as on
 a freshly installed machine, and at an empty JAX persistent compilation cache
 (``JAX_COMPILATION_CACHE_DIR``; JAX keeps none unless told to, so warm runs of the JAX
