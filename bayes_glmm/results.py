@@ -23,7 +23,8 @@ KINDS = ("link", "mean", "response")
 NEW_LEVELS = ("population", "sample", "error")
 
 
-def _check_predict_args(kind: str, new_levels: str) -> None:
+def check_predict_args(kind: str, new_levels: str) -> None:
+    """Validate ``predict``'s ``kind`` and ``new_levels`` (shared by ML and posterior results)."""
     if kind not in KINDS:
         raise ValueError(f"kind={kind!r} is not one of {KINDS}")
     if new_levels not in NEW_LEVELS:
@@ -165,7 +166,7 @@ class FitResults:
         random_seed : int, optional
             For ``new_levels="sample"``.
         """
-        _check_predict_args(kind, new_levels)
+        check_predict_args(kind, new_levels)
         design = self._design(newdata)
         beta, b_terms, covs, _ = self._point_params()
         eta = linear_predictor(self.spec, design, beta, b_terms, covs, new_levels,

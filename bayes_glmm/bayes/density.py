@@ -35,43 +35,44 @@ from ..priors import slope_blocks
 from ..spec import ModelSpec
 from .corr import cpc_chol, cpc_chol_vjp, lkj_shape
 
-__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy"]
+__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_layout"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _LOG_PI = float(np.log(np.pi))
 
 
-def _a(args, k, default=None):
+def prior_arg(args, k, default=None):
+    """One argument of a prior as a float array (``default`` when absent; None stays None)."""
     v = args.get(k, default)
     return None if v is None else np.asarray(v, dtype=float)
 
 
 def _lp_normal(x, a):
-    mu, s = _a(a, "mu", 0.0), _a(a, "sigma", 1.0)
+    mu, s = prior_arg(a, "mu", 0.0), prior_arg(a, "sigma", 1.0)
     z = (x - mu) / s
     return -0.5 * z * z - np.log(s) - 0.5 * _LOG_2PI, -z / s
 
 
 def _lp_studentt(x, a):
-    nu, mu, s = _a(a, "nu"), _a(a, "mu", 0.0), _a(a, "sigma", 1.0)
+    nu, mu, s = prior_arg(a, "nu"), prior_arg(a, "mu", 0.0), prior_arg(a, "sigma", 1.0)
     z = (x - mu) / s
     c = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(s)
     return c - (nu + 1) / 2 * np.log1p(z * z / nu), -(nu + 1) * z / (s * (nu + z * z))
 
 
 def _lp_cauchy(x, a):
-    m, b = _a(a, "alpha"), _a(a, "beta")
+    m, b = prior_arg(a, "alpha"), prior_arg(a, "beta")
     z = (x - m) / b
     return -_LOG_PI - np.log(b) - np.log1p(z * z), -2 * z / (b * (1 + z * z))
 
 
 def _lp_laplace(x, a):
-    mu, b = _a(a, "mu"), _a(a, "b")
+    mu, b = prior_arg(a, "mu"), prior_arg(a, "b")
     return -np.log(2 * b) - np.abs(x - mu) / b, -np.sign(x - mu) / b
 
 
 def _lp_logistic(x, a):
-    mu, s = _a(a, "mu", 0.0), _a(a, "s", 1.0)
+    mu, s = prior_arg(a, "mu", 0.0), prior_arg(a, "s", 1.0)
     z = (x - mu) / s
     return -z - np.log(s) - 2 * np.logaddexp(0.0, -z), (2 * expit(-z) - 1) / s
 
@@ -81,62 +82,65 @@ def _lp_flat(x, a):
 
 
 def _lp_halfnormal(x, a):
-    s = _a(a, "sigma", 1.0)
+    s = prior_arg(a, "sigma", 1.0)
     return 0.5 * np.log(2 / np.pi) - np.log(s) - 0.5 * (x / s) ** 2, -x / s ** 2
 
 
 def _lp_halfstudentt(x, a):
-    nu, s = _a(a, "nu"), _a(a, "sigma", 1.0)
+    nu, s = prior_arg(a, "nu"), prior_arg(a, "sigma", 1.0)
     c = np.log(2.0) + gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(s)
     return c - (nu + 1) / 2 * np.log1p(x * x / (nu * s * s)), -(nu + 1) * x / (nu * s * s + x * x)
 
 
 def _lp_halfcauchy(x, a):
-    b = _a(a, "beta")
+    b = prior_arg(a, "beta")
     return np.log(2.0) - _LOG_PI - np.log(b) - np.log1p((x / b) ** 2), -2 * x / (b * b + x * x)
 
 
-def _exp_lam(a):
-    return _a(a, "lam") if "lam" in a else 1.0 / _a(a, "scale")
+def exponential_rate(a):
+    """Exponential rate from ``lam`` or ``scale`` (PyMC's two spellings)."""
+    return prior_arg(a, "lam") if "lam" in a else 1.0 / prior_arg(a, "scale")
 
 
-def _gamma_ab(a):
+def gamma_shape_rate(a):
+    """Gamma (alpha, beta) from (alpha, beta) or (mu, sigma), as PyMC."""
     if "alpha" in a:
-        return _a(a, "alpha"), _a(a, "beta")
-    mu, s = _a(a, "mu"), _a(a, "sigma")
+        return prior_arg(a, "alpha"), prior_arg(a, "beta")
+    mu, s = prior_arg(a, "mu"), prior_arg(a, "sigma")
     return mu ** 2 / s ** 2, mu / s ** 2
 
 
-def _invgamma_ab(a):
+def invgamma_shape_rate(a):
+    """Inverse-gamma (alpha, beta) from (alpha, beta) or (mu, sigma), as PyMC."""
     if "alpha" in a:
-        return _a(a, "alpha"), _a(a, "beta", 1.0)
-    mu, s = _a(a, "mu"), _a(a, "sigma")
+        return prior_arg(a, "alpha"), prior_arg(a, "beta", 1.0)
+    mu, s = prior_arg(a, "mu"), prior_arg(a, "sigma")
     return (2 * s ** 2 + mu ** 2) / s ** 2, mu * (mu ** 2 + s ** 2) / s ** 2
 
 
 def _lp_exponential(x, a):
-    lam = _exp_lam(a)
+    lam = exponential_rate(a)
     return np.log(lam) - lam * x, -lam * np.ones_like(x)
 
 
 def _lp_gamma(x, a):
-    al, be = _gamma_ab(a)
+    al, be = gamma_shape_rate(a)
     return al * np.log(be) - gammaln(al) + (al - 1) * np.log(x) - be * x, (al - 1) / x - be
 
 
 def _lp_invgamma(x, a):
-    al, be = _invgamma_ab(a)
+    al, be = invgamma_shape_rate(a)
     return al * np.log(be) - gammaln(al) - (al + 1) * np.log(x) - be / x, -(al + 1) / x + be / (x * x)
 
 
 def _lp_lognormal(x, a):
-    mu, s = _a(a, "mu", 0.0), _a(a, "sigma", 1.0)
+    mu, s = prior_arg(a, "mu", 0.0), prior_arg(a, "sigma", 1.0)
     z = (np.log(x) - mu) / s
     return -np.log(x) - np.log(s) - 0.5 * _LOG_2PI - 0.5 * z * z, -(1 + z / s) / x
 
 
 def _lp_weibull(x, a):
-    al, be = _a(a, "alpha"), _a(a, "beta")
+    al, be = prior_arg(a, "alpha"), prior_arg(a, "beta")
     t = x / be
     return (np.log(al) - np.log(be) + (al - 1) * np.log(t) - t ** al,
             (al - 1) / x - al / be * t ** (al - 1))
@@ -449,6 +453,19 @@ class GlmmDensity:
         return x0 + np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
 
 
+def expand_layout(density: GlmmDensity, dims: dict):
+    """(names, shapes, dims) of :meth:`GlmmDensity.expand`'s output for nutpie.
+
+    The graph's dims are kept where they fit the shape (the q x q correlation matrix that
+    expand writes is turned into the graph's pairs afterwards, by ``pointwise.tidy_posterior``).
+    """
+    ex = density.expand(density.initial_point(0))
+    names = list(ex)
+    shapes = [tuple(np.shape(ex[n])) for n in names]
+    kept = {n: tuple(dims[n]) for n, s in zip(names, shapes) if n in dims and len(dims[n]) == len(s)}
+    return names, shapes, kept
+
+
 def compile_numpy(density: GlmmDensity, coords: dict, dims: dict):
     """A nutpie model (``nutpie.compiled_pyfunc``) evaluating ``density`` in NumPy.
 
@@ -461,9 +478,7 @@ def compile_numpy(density: GlmmDensity, coords: dict, dims: dict):
     import pandas as pd
     from nutpie.compiled_pyfunc import from_pyfunc
 
-    ex = density.expand(density.initial_point(0))
-    names = list(ex)
-    shapes = [np.shape(ex[n]) for n in names]
+    names, shapes, kept = expand_layout(density, dims)
 
     def make_logp_fn():
         return lambda x, **_: density.logp_grad(x)
@@ -476,5 +491,4 @@ def compile_numpy(density: GlmmDensity, coords: dict, dims: dict):
 
     return from_pyfunc(density.ndim, make_logp_fn, make_expand_fn, [np.dtype("float64")] * len(names),
                        shapes, names, coords={k: pd.Index(v) for k, v in coords.items()},
-                       dims={n: tuple(dims[n]) for n, s in zip(names, shapes) if n in dims and len(dims[n]) == len(s)},
-                       make_initial_point_fn=density.initial_point)
+                       dims=kept, make_initial_point_fn=density.initial_point)

@@ -37,7 +37,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .density import GlmmDensity, _a, _exp_lam, _gamma_ab, _invgamma_ab
+from .density import GlmmDensity, prior_arg, exponential_rate, gamma_shape_rate, invgamma_shape_rate, expand_layout
 from .kernels_cov import TW, term_expand, terms_eta, terms_grad
 
 __all__ = ["pack", "logp_grad", "expand", "compile_numba", "PRIOR_CODES"]
@@ -54,7 +54,7 @@ LINK_CODES = {"identity": 0, "log": 1, "logit": 2, "probit": 3, "cloglog": 4}
 # --------------------------------------------------------------------------- priors
 def _params(name, args):
     """Canonical (a0, a1, a2) per prior, broadcastable (same conventions as PRIOR_LOGP)."""
-    g = lambda k, d=None: _a(args, k, d)  # noqa: E731
+    g = lambda k, d=None: prior_arg(args, k, d)  # noqa: E731
     if name == "Normal" or name == "LogNormal":
         return g("mu", 0.0), g("sigma", 1.0), 0.0
     if name == "StudentT":
@@ -74,11 +74,11 @@ def _params(name, args):
     if name == "HalfCauchy":
         return g("beta"), 0.0, 0.0
     if name == "Exponential":
-        return _exp_lam(args), 0.0, 0.0
+        return exponential_rate(args), 0.0, 0.0
     if name == "Gamma":
-        return (*_gamma_ab(args), 0.0)
+        return (*gamma_shape_rate(args), 0.0)
     if name == "InverseGamma":
-        return (*_invgamma_ab(args), 0.0)
+        return (*invgamma_shape_rate(args), 0.0)
     if name == "Weibull":
         return g("alpha"), g("beta"), 0.0
     raise KeyError(name)
@@ -430,13 +430,11 @@ def compile_numba(density: GlmmDensity, coords: dict, dims: dict):
 
     F, I = pack(density)
     user_data = np.array([F.ctypes.data, F.size, I.ctypes.data, I.size], dtype=np.int64)
-    ex = density.expand(density.initial_point(0))
-    names = list(ex)
-    shapes = [tuple(np.shape(ex[n])) for n in names]
+    names, shapes, kept = expand_layout(density, dims)
     shape_info = (names, [None] * len(names), shapes)
     return CompiledPyMCModel(
         _n_dim=density.ndim,
-        dims={n: tuple(dims[n]) for n, s in zip(names, shapes) if n in dims and len(dims[n]) == len(s)},
+        dims=kept,
         _coords={k: pd.Index(v) for k, v in coords.items()},
         _shapes=dict(zip(names, shapes)),
         compiled_logp_func=_c_logp,

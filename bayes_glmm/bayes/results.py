@@ -14,7 +14,7 @@ import pandas as pd
 
 from .._fitproto import corr_matrices
 from ..covariance import varcorr_frame
-from ..results import FitResults, _check_predict_args, ranef_by_group
+from ..results import FitResults, check_predict_args, ranef_by_group
 from .graph import corr_pairs
 from .pointwise import posterior_predictive as _posterior_predictive
 
@@ -228,7 +228,7 @@ class BayesResults(FitResults):
         ndarray
             Shape (rows,), or (draws, rows) with ``return_draws=True``.
         """
-        _check_predict_args(kind, new_levels)
+        check_predict_args(kind, new_levels)
         if re_form not in ("full", None):
             raise ValueError(f"re_form={re_form!r} must be 'full' or None")
         rng = np.random.default_rng(random_seed)
