@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .covariance import corr_pairs
+
 __all__ = ["is_posterior", "method_name", "point_params", "posterior_draws", "stack_draws", "corr_matrices"]
 
 
@@ -131,6 +133,6 @@ def corr_matrices(draws, q: int) -> np.ndarray:
         return a.reshape(S, q, q)
     pairs = a.reshape(S, -1)
     out = np.broadcast_to(np.eye(q), (S, q, q)).copy()
-    for m, (j, i) in enumerate((j, i) for j in range(q) for i in range(j + 1, q)):
+    for m, (j, i) in enumerate(corr_pairs(q)):
         out[:, i, j] = out[:, j, i] = pairs[:, m]
     return out

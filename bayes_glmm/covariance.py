@@ -13,8 +13,16 @@ import pandas as pd
 
 __all__ = [
     "theta_to_chol", "chol_to_theta", "theta_lower", "theta_start",
-    "cov_to_sd_corr", "varcorr_frame",
+    "cov_to_sd_corr", "varcorr_frame", "corr_pairs",
 ]
+
+
+def corr_pairs(q: int) -> list:
+    """(j, i) index pairs of a term's correlations, lme4's order (column by column, i > j).
+
+    The order of ``corr_<g>`` in the posterior, of ``VarCorr`` rows and of the summaries.
+    """
+    return [(j, i) for j in range(q) for i in range(j + 1, q)]
 
 
 def _tril_colmajor(q: int):

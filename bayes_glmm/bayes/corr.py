@@ -32,7 +32,7 @@ import math
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["lkj_shape", "cpc_rows", "cpc_logp", "cpc_random", "cpc_chol", "cpc_chol_vjp"]
+__all__ = ["lkj_shape", "cpc_rows", "cpc_logp", "cpc_random", "log_cosh", "cpc_chol", "cpc_chol_vjp"]
 
 _LOG2 = math.log(2.0)
 
@@ -67,9 +67,10 @@ def cpc_random(a, rng, size=None):
     return np.arctanh(2.0 * rng.beta(a, a, size=shape) - 1.0)
 
 
-def _log_cosh(y):
-    ay = np.abs(y)
-    return ay + np.log1p(np.exp(-2.0 * ay)) - _LOG2
+def log_cosh(y, ops=np):
+    """log cosh(y), stable for large |y|; ``ops`` is NumPy or the graph's PyTensor namespace."""
+    ay = abs(y)
+    return ay + ops.log1p(ops.exp(-2.0 * ay)) - _LOG2
 
 
 def cpc_rows(z, s, q: int):
@@ -124,7 +125,7 @@ def cpc_chol(y, q: int, a, const: float):
     with np.errstate(over="ignore"):  # cosh -> inf past |y| ~ 710: s = 0, z = +-1, as intended
         z, s = np.tanh(y), 1.0 / np.cosh(y)
     L, W = cpc_rows(z, s, q)
-    return (np.array(L, dtype=float), const + float(np.sum(cpc_logp(_log_cosh(y), a, 0.0))),
+    return (np.array(L, dtype=float), const + float(np.sum(cpc_logp(log_cosh(y), a, 0.0))),
             (np.array(W, dtype=float), z, s))
 
 

@@ -43,9 +43,10 @@ import pytensor.tensor as pt
 
 from ..priors import slope_blocks
 from ..spec import ModelSpec
-from .corr import cpc_logp, cpc_random, cpc_rows, lkj_shape
+from ..covariance import corr_pairs
+from .corr import cpc_logp, cpc_random, cpc_rows, lkj_shape, log_cosh
 
-__all__ = ["PT_OPS", "build_pymc_model", "prior_predictive", "pm_model_of", "corr_pairs"]
+__all__ = ["PT_OPS", "build_pymc_model", "prior_predictive", "pm_model_of"]
 
 _SQRT1_2 = float(np.sqrt(0.5))
 
@@ -83,22 +84,12 @@ def _rv(name, prior, **kw):
     return getattr(pm, prior.name)(name, **args, **kw)
 
 
-def _log_cosh(y):
-    ay = pt.abs(y)
-    return ay + pt.log1p(pt.exp(-2.0 * ay)) - np.log(2.0)
-
-
 def _cpc_logp(value, a, const):
-    return cpc_logp(_log_cosh(value), a, const)
+    return cpc_logp(log_cosh(value, PT_OPS), a, const)
 
 
 def _cpc_random(a, const, rng=None, size=None):
     return cpc_random(a, rng, size)
-
-
-def corr_pairs(q: int) -> list:
-    """(j, i) index pairs of a term's correlations, lme4's order (column by column, i > j)."""
-    return [(j, i) for j in range(q) for i in range(j + 1, q)]
 
 
 def _fixed_part(spec: ModelSpec, priors: dict):

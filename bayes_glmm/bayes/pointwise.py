@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..covariance import corr_pairs
 from ..spec import ModelSpec
 
 __all__ = ["posterior_names", "tidy_posterior", "eta_draws", "add_log_likelihood",
@@ -43,7 +44,7 @@ def _pairs_from_matrix(da, t):
 
     a = np.asarray(da)
     q = t.q
-    pairs = [(j, i) for j in range(q) for i in range(j + 1, q)]
+    pairs = corr_pairs(q)
     cn = list(t.coef_names)
     vals = np.stack([a[..., i, j] for j, i in pairs], axis=-1)
     return xr.DataArray(vals, dims=("chain", "draw", f"{t.ident}_corr"),

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from .._fitproto import corr_matrices
-from ..covariance import varcorr_frame
+from ..covariance import corr_pairs, varcorr_frame
 from ..results import FitResults, check_predict_args, ranef_by_group
-from .graph import corr_pairs
 from .pointwise import posterior_predictive as _posterior_predictive
 
 __all__ = ["BayesResults"]
@@ -109,7 +108,7 @@ class BayesResults(FitResults):
             sdcor.extend(sd.mean(0).tolist())
             if t.correlated:
                 cm = corr.mean(0)
-                sdcor.extend(cm[i, j] for j in range(t.q) for i in range(j + 1, t.q))
+                sdcor.extend(cm[i, j] for j, i in corr_pairs(t.q))
         if d["sigma"] is not None:
             sdcor.append(float(d["sigma"].mean()))
         df["sdcor"] = np.asarray(sdcor, dtype=float)
