@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "Prior": "bayes_glmm.priors",
     "lrt": "bayes_glmm.ml.lrt",
+    "anova": "bayes_glmm.ml.anova",
     "compare": "bayes_glmm.comparison",
     "plot_compare": "bayes_glmm.comparison",
     "icc": "bayes_glmm.variance",

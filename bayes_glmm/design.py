@@ -18,6 +18,7 @@ import pandas as pd
 from formulae import design_matrices
 from formulae.transforms import TRANSFORMS
 
+from . import validate
 from .families import Family
 from .formula import EXPR_FUNCTIONS, ParsedFormula, eval_expr, parse_formula, tokens
 from .spec import ModelSpec, NewDesign, RandomTerm
@@ -73,24 +74,8 @@ def _columns_in(text: str, columns, where: str, formula: str) -> list:
 
 
 def _side_values(arg, data: pd.DataFrame, what: str):
-    """(column name or None, float array over all rows or None) for ``trials=``/``weights=``."""
-    if arg is None:
-        return None, None
-    if isinstance(arg, str):
-        if arg not in data.columns:
-            raise ValueError(f"{what}={arg!r} is not a column of data" + _suggest(arg, data.columns))
-        vals = data[arg]
-        if not pd.api.types.is_numeric_dtype(vals) or pd.api.types.is_bool_dtype(vals):
-            raise ValueError(f"{what} column {arg!r} must be numeric, got dtype {vals.dtype}")
-        return arg, vals.to_numpy(dtype=float, na_value=np.nan)
-    try:
-        vals = np.asarray(arg, dtype=float).ravel()
-    except (TypeError, ValueError):
-        raise ValueError(f"{what}= must be a column name or numeric array-like") from None
-    if vals.shape[0] != len(data):
-        raise ValueError(f"{what}= has {vals.shape[0]} values but data has {len(data)} rows; pass one "
-                         f"value per row (or a column name)")
-    return None, vals
+    """(column name or None, new float array over all rows or None) for ``trials=``/``weights=``."""
+    return validate.side_values(arg, data, what)
 
 
 def _for_formulae(frame: pd.DataFrame) -> pd.DataFrame:
@@ -312,7 +297,8 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family, trials
         if trials is not None:
             raise ValueError(f"give binomial trials either through {label!r} or trials=, not both; "
                              f"drop trials=")
-        s, f = (_numeric(eval_expr(e, frame, "cbind argument"), label, family.name) for e in parsed.cbind)
+        s, f = (_numeric(np.broadcast_to(eval_expr(e, frame, "cbind argument"), (len(frame),)), label, family.name)
+                for e in parsed.cbind)  # a constant such as cbind(k, 5) is recycled, as in R
         return s, s + f, None
     expr = parsed.response.strip()
     col = expr[1:-1] if expr.startswith("`") and expr.endswith("`") else expr
@@ -335,10 +321,10 @@ class _NewDesignBuilder:
     terms: tuple  # per term: (_Matrix for Xr, _Grouping, text)
     cbind: tuple | None
     trials_column: str | None
+    zi: _Matrix | None = None
 
     def __call__(self, newdata: pd.DataFrame) -> NewDesign:
-        if not isinstance(newdata, pd.DataFrame):
-            raise ValueError("newdata must be a pandas DataFrame")
+        newdata = validate.as_dataframe(newdata, "newdata", allow_empty=True)
         missing = [c for c in self.required if c not in newdata.columns]
         if missing:
             raise ValueError(f"newdata is missing column(s) {missing} needed by formula {self.formula!r}; "
@@ -346,7 +332,7 @@ class _NewDesignBuilder:
         na = [c for c in self.required if newdata[c].isna().any()]
         if na:
             raise ValueError(f"newdata has missing values in column(s) {na}; drop or fill those rows")
-        frame = newdata[list(self.required)]
+        frame = validate.normalize_columns(newdata[list(self.required)])
         fx = _for_formulae(frame)
         X = self.fixed.evaluate(fx, "fixed part")
         offset = np.zeros(len(frame))
@@ -367,12 +353,39 @@ class _NewDesignBuilder:
                 trials = None
         elif self.trials_column is not None and self.trials_column in newdata.columns:
             trials = newdata[self.trials_column].to_numpy(dtype=float)
+        X_zi = self.zi.evaluate(fx, "zero-inflation formula") if self.zi is not None else None
         return NewDesign(X=X, offset=offset, codes=tuple(codes), Xr=tuple(Xr), trials=trials,
-                         index=newdata.index, labels=tuple(labels))
+                         index=newdata.index, labels=tuple(labels), X_zi=X_zi)
 
 
 # ----------------------------------------------------------------------------- entry point
-def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, weights=None) -> ModelSpec:
+def _parse_zi(zi, family: Family):
+    """ParsedFormula of a one-sided zero-inflation formula such as ``"~ mined"``, or None."""
+    if zi is None:
+        return None
+    if not isinstance(zi, str):
+        raise ValueError(f"zi must be a one-sided formula string such as '~ x' or '~1'; got {zi!r}")
+    if not family.allows_zi:
+        raise ValueError(f"zi={zi!r}: zero inflation applies to the count families "
+                         f"{', '.join(repr(f) for f in ('poisson', 'negbinomial', 'nbinom1'))}, not {family.name!r}; "
+                         f"drop zi= or change family")
+    text = zi.strip()
+    if not text.startswith("~"):
+        raise ValueError(f"zi={zi!r} must be one-sided, starting with '~' (e.g. zi='~ x'; zi='~1' for a "
+                         f"constant zero-inflation probability)")
+    if "|" in text:
+        raise ValueError(f"zi={zi!r}: random effects in the zero-inflation formula are not supported yet; "
+                         f"use fixed effects only (e.g. zi='~ x')")
+    parsed = parse_formula("zi__ " + text)
+    if parsed.offsets:
+        raise ValueError(f"zi={zi!r}: offset() in the zero-inflation formula is not supported; remove it")
+    if not parsed.fixed_terms and not parsed.intercept:
+        raise ValueError(f"zi={zi!r} has no terms; use zi='~1' for a constant zero-inflation probability")
+    return parsed
+
+
+def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, weights=None,
+               zi=None) -> ModelSpec:
     """Evaluate an lme4 formula on data.
 
     Parameters
@@ -386,6 +399,8 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
         Binomial trials (column name or one value per row of ``data``).
     weights : str or array-like, optional
         Non-negative prior weights (column name or one value per row).
+    zi : str, optional
+        One-sided formula of the zero-inflation logit (``"~ x"``), count families only.
 
     Returns
     -------
@@ -397,9 +412,10 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
         Naming the column or term at fault (unknown column, single-level grouping
         factor, unsuitable response, ...).
     """
-    if not isinstance(data, pd.DataFrame):
-        raise ValueError(f"data must be a pandas DataFrame, got {type(data).__name__}")
+    data = validate.as_dataframe(data)  # polars / pyarrow / dict -> a new pandas frame
+    validate.check_trials_family(trials, family)
     parsed = parse_formula(formula)
+    zi_parsed = _parse_zi(zi, family)
     cols = data.columns
     resp_text = ", ".join(parsed.cbind) if parsed.cbind is not None else parsed.response
     used = _columns_in(resp_text, cols, "response", formula)
@@ -413,6 +429,12 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
                 raise ValueError(f"grouping factor {g!r} in random term {r.text!r} is not a column of data"
                                  + _suggest(g, cols))
         term_cols += lhs_cols + list(r.group_vars)
+    if zi_parsed is not None:
+        term_cols += _columns_in(zi_parsed.fixed_rhs, cols, "zero-inflation formula", str(zi))
+    validate.check_unique_columns(data, used + fixed_cols + offset_cols + term_cols + [trials, weights])
+    if not used:
+        raise ValueError(f"the response {parsed.response_label!r} of formula {formula!r} uses no column of data; "
+                         f"put the response column left of '~'")
     trials_col, trials_all = _side_values(trials, data, "trials")
     weights_col, weights_all = _side_values(weights, data, "weights")
     required = tuple(dict.fromkeys(fixed_cols + offset_cols + term_cols))
@@ -421,7 +443,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     # --- missing values: drop rows like na.omit ------------------------------------
     na = data[used].isna() if used else pd.DataFrame(index=data.index)
     na_counts = {c: int(v) for c, v in na.sum().items() if v}
-    drop = na.any(axis=1).to_numpy() if used else np.zeros(len(data), dtype=bool)
+    drop = np.array(na.any(axis=1), dtype=bool) if used else np.zeros(len(data), dtype=bool)
     for what, col, arr in (("trials", trials_col, trials_all), ("weights", weights_col, weights_all)):
         if arr is not None and col is None and np.isnan(arr).any():
             na_counts.setdefault(f"{what}=", int(np.isnan(arr).sum()))
@@ -432,9 +454,12 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     if n_dropped:
         detail = ", ".join(f"{c!r} ({k})" for c, k in na_counts.items())
         warnings.warn(f"dropped {n_dropped} of {len(data)} rows with missing values in: {detail}",
-                      UserWarning, stacklevel=3)
+                      UserWarning, stacklevel=validate.user_stacklevel())
     keep = ~drop
-    frame = data.loc[keep, used] if n_dropped else data[used]
+    frame = validate.normalize_columns(data.loc[keep, used] if n_dropped else data[used])
+    groups = {g for r in parsed.random for g in r.group_vars}
+    validate.check_columns(frame, formula, predictors=[c for c in required if c not in groups or c in fixed_cols],
+                           numeric=_columns_in(resp_text, cols, "response", formula), groups=groups)
     fx = _for_formulae(frame[list(required)])
     n = len(frame)
 
@@ -450,8 +475,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
         if not np.all(np.isfinite(offset)):
             raise ValueError(f"offset({e}) has non-finite values (e.g. log(0)); fix the column")
     w = np.ones(n) if weights_all is None else weights_all[keep]
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
-        raise ValueError("weights must be finite and non-negative; check the weights column")
+    validate.check_weights(w, "weights" if weights_col is None else f"weights column {weights_col!r}")
 
     # --- random terms ----------------------------------------------------------------------
     built = []
@@ -476,10 +500,16 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
                                 Xr=Xr))
         encoders.append((enc, grp, r.text))
 
+    X_zi, zi_enc = None, None
+    if zi_parsed is not None:
+        X_zi, zi_enc = _model_matrix(zi_parsed.fixed_rhs, bool(zi_parsed.fixed_terms), zi_parsed.intercept, fx,
+                                     "zero-inflation formula", str(zi))
     builder = _NewDesignBuilder(formula, required, fixed_enc, parsed.offsets, tuple(encoders),
-                                parsed.cbind, trials_col)
+                                parsed.cbind, trials_col, zi_enc)
     return ModelSpec(formula=formula, family=family, response_name=parsed.response_label, y=y,
                      trials=trials_v, X=X, fixed_names=fixed_enc.names, offset=offset, weights=w,
                      terms=tuple(terms), row_index=data.index[keep], n_dropped=n_dropped,
                      success_level=success, new_design=builder,
-                     info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts})
+                     info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts},
+                     X_zi=X_zi, zi_names=zi_enc.names if zi_enc is not None else (),
+                     zi_formula=None if zi is None else str(zi))

@@ -22,9 +22,12 @@ _TOKEN_RE = re.compile(
     r"""(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
       |(?P<bt>`[^`]*`)
       |(?P<str>'[^']*'|"[^"]*")
-      |(?P<id>(?:[A-Za-z_]|\.(?!\d))[A-Za-z0-9_.]*)""",
+      |(?P<id>(?:[^\W\d]|\.(?!\d))[\w.]*)""",
     re.X,
 )
+
+#: a syntactic name (R and Python: letters of any script, digits, '_' and '.'; not starting with a digit)
+_NAME = r"(?:[^\W\d]|\.(?!\d))[\w.]*"
 
 #: functions allowed in response, ``cbind`` and ``offset`` expressions
 EXPR_FUNCTIONS = {
@@ -159,7 +162,7 @@ def deparse(expr: str) -> str:
         return _norm(expr)
     for key in sorted(back, key=len, reverse=True):
         name = back[key]
-        shown = name if re.fullmatch(r"(?:[A-Za-z_]|\.(?!\d))[A-Za-z0-9_.]*", name) else f"`{name}`"
+        shown = name if re.fullmatch(_NAME, name) else f"`{name}`"
         out = re.sub(rf"\b{key}\b", lambda _m, s=shown: s, out)
     return out.replace(" ** ", "^")
 
@@ -308,7 +311,7 @@ def _group_parts(gtext: str, term: str, formula: str) -> list:
             if not p:
                 raise ValueError(f"empty grouping factor in random term {term!r} of formula {formula!r}; "
                                  f"write (lhs | group)")
-            m = re.fullmatch(r"`([^`]+)`|((?:[A-Za-z_]|\.(?!\d))[A-Za-z0-9_.]*)", p)
+            m = re.fullmatch(rf"`([^`]+)`|({_NAME})", p)
             if not m:
                 raise ValueError(f"grouping factor {p!r} in random term {term!r} must be a column name "
                                  f"or an interaction a:b; compute it as a column first")
@@ -381,9 +384,14 @@ def parse_formula(formula: str) -> ParsedFormula:
     >>> [(r.group, r.correlated) for r in p.random]
     [('g', False), ('a', True), ('b:a', True)]
     """
-    if not isinstance(formula, str):
-        raise ValueError(f"formula must be a string like 'y ~ x + (1 | g)', got {type(formula).__name__}")
+    from .validate import check_formula_text
+
+    check_formula_text(formula)
     _check_balanced(formula, formula)
+    op = re.search(r"%[^%\s]*%", "".join(ch for _, ch, _ in _scan(formula)))
+    if op:
+        raise ValueError(f"operator {op.group()!r} in formula {formula!r} is not supported; write nesting "
+                         f"as a:b or (1 | a/b), or compute the term as a column")
     tildes = [i for i, ch, d in _scan(formula) if ch == "~"]
     if not tildes:
         raise ValueError(f"formula {formula!r} has no '~'; write 'response ~ predictors'")
@@ -402,6 +410,10 @@ def parse_formula(formula: str) -> ParsedFormula:
         response, cbind = "", tuple(args)
     if not rhs.strip():
         raise ValueError(f"formula {formula!r} has nothing right of '~'; use '~ 1' for intercept only")
+    tail = rhs.rstrip()[-1]
+    if tail in "+-*/:^":
+        raise ValueError(f"formula {formula!r} ends with the operator {tail!r}; add the missing term or "
+                         f"remove the {tail!r}")
     bar = next((i for i, ch, d in _scan(rhs) if d == 0 and ch == "|"), None)
     if bar is not None:
         raise ValueError(f"'|' at position {t + 1 + bar} of formula {formula!r} is outside parentheses; "
@@ -430,4 +442,7 @@ def parse_formula(formula: str) -> ParsedFormula:
             random.extend(_parse_random(piece, pos, formula))
             continue
         fixed.append(("-" if sign == "-" else "") + _norm(piece))
+    if response and _norm(response) in fixed:
+        raise ValueError(f"the response {_norm(response)!r} also appears as a predictor in formula {formula!r}; "
+                         f"remove it from the right of '~'")
     return ParsedFormula(formula, response, cbind, tuple(fixed), intercept, tuple(offsets), tuple(random))

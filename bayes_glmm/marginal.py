@@ -140,13 +140,15 @@ def _means(beta, covs, X, offset, Xr, link, n_quad):
 
 
 # ----------------------------------------------------------------------------- uncertainty engine
-def _simulate_y(spec, beta, covs, sigma, rng):
+def _simulate_y(spec, beta, covs, sigma, rng, disp=None):
     eta = spec.X @ beta + spec.offset
     for term, cov in zip(spec.terms, covs):
         L = np.linalg.cholesky(np.asarray(cov) + 1e-12 * np.eye(term.q))
         b = rng.standard_normal((term.n_levels, term.q)) @ L.T
         eta = eta + term.contribution(b)
     fam = spec.family
+    if fam.has_dispersion:
+        return np.asarray(fam.random(eta, rng, disp=disp), dtype=float)
     mu = fam.mean(eta)
     if fam.name == "bernoulli":
         return rng.binomial(1, np.clip(mu, 0, 1)).astype(float)
@@ -155,6 +157,15 @@ def _simulate_y(spec, beta, covs, sigma, rng):
     if fam.name == "poisson":
         return rng.poisson(mu).astype(float)
     return mu + (sigma if sigma is not None else 1.0) * rng.standard_normal(mu.shape)
+
+
+def _dispersion(fit):
+    """The point fit's NB / Gamma / Beta dispersion, or None."""
+    d = getattr(fit, "dispersion", None)
+    fam = fit.spec.family
+    if d is None or not fam.has_dispersion:
+        return None
+    return float(d[fam.dispersion_name])
 
 
 def _refit(fit, spec):
@@ -208,7 +219,7 @@ def _evaluate(fit, fun, *, se, n_boot, interval, random_seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             for _ in range(int(n_boot)):
-                y = _simulate_y(spec, beta, covs, sigma, rng)
+                y = _simulate_y(spec, beta, covs, sigma, rng, _dispersion(fit))
                 bfit = _refit(fit, dataclasses.replace(spec, y=y))
                 bb, bc, _ = point_params(bfit)
                 vals.append(fun(bb, bc))
@@ -222,6 +233,12 @@ def _check_fit(fit):
     spec = getattr(fit, "spec", None)
     if spec is None:
         raise ValueError(f"{type(fit).__name__} has no spec; pass a GLMM fit (fit_ml, sample, fit_pql)")
+    if getattr(spec, "has_zi", False):
+        # the marginal mean of a zero-inflated model mixes the zero-inflation part in; the
+        # integrals here cover the conditional model only, so refuse rather than mislead
+        raise ValueError(f"marginal means/effects of a zero-inflated model (zi={spec.zi_formula!r}) are not "
+                         f"implemented; use fit.predict(newdata, kind='mean', re_form=None) for "
+                         f"population-level expected counts, or fit the model without zi")
     return spec
 
 

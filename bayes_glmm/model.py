@@ -6,6 +6,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
+from . import validate
 from .families import get_family
 
 __all__ = ["GLMM"]
@@ -22,7 +23,8 @@ class GLMM:
     data : pandas.DataFrame
         Never modified.
     family : str
-        ``"gaussian"``, ``"bernoulli"``, ``"binomial"`` or ``"poisson"``.
+        ``"gaussian"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``, ``"negbinomial"``
+        (aliases ``"nbinom2"``, ``"negativebinomial"``), ``"nbinom1"``, ``"gamma"`` or ``"beta"``.
     link : str, optional
         Defaults to the canonical link.
     trials : str or array-like, optional
@@ -36,6 +38,10 @@ class GLMM:
     centered : bool or dict, optional
         Centered parametrization for all terms (True) or per term ``{"ID": True}``.
         Default non-centered.
+    zi : str, optional
+        Zero inflation (count families): a one-sided fixed-effects formula for the logit of
+        the structural-zero probability, as glmmTMB's ``ziformula`` (``"~ x"``; ``"~1"`` for a
+        constant).
 
     Examples
     --------
@@ -57,11 +63,14 @@ class GLMM:
         weights: Any = None,
         priors: Mapping[str, Any] | None = None,
         centered: bool | Mapping[str, bool] = False,
+        zi: str | None = None,
     ):
+        validate.check_glmm_args(formula, family, link, priors=priors, centered=centered)  # by name, early
         from .design import build_spec  # formula -> design -> spec
 
         self.family = get_family(family, link)
-        self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights)
+        self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights, zi=zi)
+        self.zi = zi
         self.formula = formula
         self.priors = dict(priors or {})
         self.centered = centered
@@ -108,12 +117,14 @@ class GLMM:
 
         See :func:`bayes_glmm.bayes.sample` for all options.
         """
+        validate.check_sample_call(self.spec, draws, tune, chains, random_seed)
         from .bayes import sample
         return sample(self, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       sampler=sampler, **kwargs)
 
     def prior_predictive(self, draws: int = 500, *, random_seed=None):
         """Prior and prior-predictive draws as ``arviz.InferenceData``."""
+        validate.check_sample_args(draws, 0, 1, random_seed)
         from .bayes import prior_predictive
         return prior_predictive(self, draws=draws, random_seed=random_seed)
 
@@ -124,6 +135,7 @@ class GLMM:
         Gaussian identity-link models are fitted by profiled REML (default) or ML
         (``reml=False``) like ``lmer``.  Returns :class:`bayes_glmm.ml.results.MLResults`.
         """
+        validate.check_fit_ml_call(self.spec, n_agq, reml)
         from .ml import fit_ml
         return fit_ml(self.spec, n_agq=n_agq, reml=reml, **kwargs)
 
@@ -133,6 +145,7 @@ class GLMM:
         ``dispersion=True`` estimates a dispersion as glmmPQL does; ``False`` fixes it at 1.
         Biased for binary data with few observations per group (see docs/methods.md).
         """
+        validate.check_fit_pql_call(self.spec, dispersion)
         from .ml.pql import fit_pql
         return fit_pql(self.spec, dispersion=dispersion, **kwargs)
 

@@ -26,6 +26,12 @@ Prior keys
     LKJ prior on the correlation matrix of a correlated term (``Prior("LKJ", eta=2)``).
 ``"sigma"``
     Residual SD (gaussian family).
+``"theta"``, ``"phi"``, ``"shape"``
+    The dispersion parameter of the negbinomial (``theta``), nbinom1 and beta (``phi``) and
+    gamma (``shape``) families, named as :attr:`Family.dispersion_name`.
+``"zi_Intercept"``, ``"zi_<coef>"``
+    Zero-inflation coefficients (models with ``zi=``); the intercept, as the main one, at the
+    means of the zero-inflation predictors.
 
 See ``docs/priors.md`` for every default and what it implies on the response scale.
 """
@@ -36,9 +42,11 @@ from typing import Any, Mapping
 import numpy as np
 
 from .spec import ModelSpec, py_name
+from .validate import close_matches
 
 __all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
-           "default_scales", "slope_blocks"]
+           "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks",
+           "DISPERSION_KEYS"]
 
 #: distribution name -> (support, accepted parameter names).  Names are PyMC's.
 DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -59,6 +67,48 @@ DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
     "HalfFlat": ("positive", ()),
     "LKJ": ("corr", ("eta",)),
 }
+
+#: parameters that must be > 0, per distribution (PyMC's parametrizations)
+POSITIVE_PARAMS: dict[str, tuple[str, ...]] = {
+    "Normal": ("sigma",), "StudentT": ("nu", "sigma"), "Cauchy": ("beta",), "Laplace": ("b",),
+    "Logistic": ("s",), "HalfNormal": ("sigma",), "HalfStudentT": ("nu", "sigma"), "HalfCauchy": ("beta",),
+    "Exponential": ("lam", "scale"), "Gamma": ("alpha", "beta", "mu", "sigma"),
+    "InverseGamma": ("alpha", "beta", "mu", "sigma"), "LogNormal": ("sigma",), "Weibull": ("alpha", "beta"),
+    "LKJ": ("eta",),
+}
+
+#: the parameter sets a distribution accepts when it has no defaults for them (one set must be given in full)
+REQUIRED_PARAMS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "StudentT": (("nu",),), "HalfStudentT": (("nu",),), "Cauchy": (("alpha", "beta"),), "Laplace": (("mu", "b"),),
+    "HalfCauchy": (("beta",),), "Exponential": (("lam",), ("scale",)), "Gamma": (("alpha", "beta"), ("mu", "sigma")),
+    "InverseGamma": (("alpha",), ("mu", "sigma")), "Weibull": (("alpha", "beta"),),
+}
+
+
+def _check_params(name: str, params: Mapping[str, Any]) -> None:
+    """Numbers, finite, positive where the distribution needs it, and a complete parameter set."""
+    for k, v in params.items():
+        try:
+            a = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} must be a number "
+                             f"(or a list of numbers)") from None
+        if a.size == 0:
+            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} is empty; give a number")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} must be finite")
+        if k in POSITIVE_PARAMS.get(name, ()) and not np.all(a > 0):
+            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} must be positive (a scale, rate or shape)")
+    sets = REQUIRED_PARAMS.get(name)
+    if sets:
+        complete = [st for st in sets if all(k in params for k in st)]
+        if not complete:
+            want = " or ".join("(" + ", ".join(st) + ")" for st in sets)
+            raise ValueError(f"Prior({name!r}) needs the parameter(s) {want}; got {sorted(params) or 'none'}")
+        if len(sets) > 1 and len(complete) > 1 or (name == "Exponential" and {"lam", "scale"} <= set(params)):
+            raise ValueError(f"Prior({name!r}) got two parametrizations {sorted(params)}; give only one of "
+                             + " or ".join("(" + ", ".join(st) + ")" for st in sets))
+
 
 #: slope / SD multiplier (rstanarm's 2.5)
 SCALE = 2.5
@@ -94,14 +144,7 @@ class Prior:
             raise ValueError(
                 f"Prior({dist_name!r}) got unknown parameter(s) {bad}; it accepts {list(allowed)}"
             )
-        for k, v in params.items():
-            try:
-                a = np.asarray(v, dtype=float)
-            except (TypeError, ValueError):
-                raise ValueError(f"Prior({dist_name!r}) parameter {k}={v!r} must be a number "
-                                 f"(or a list of numbers)") from None
-            if not np.all(np.isfinite(a)):
-                raise ValueError(f"Prior({dist_name!r}) parameter {k}={v!r} must be finite")
+        _check_params(dist_name, params)
         self.name = dist_name
         self.args = dict(params)
 
@@ -134,6 +177,10 @@ def as_prior(obj: Any, key: str = "prior") -> Prior:
         For anything else, naming the key.
     """
     if isinstance(obj, Prior):
+        try:  # again: the args of a Prior object may have been changed since it was made
+            _check_params(obj.name, obj.args)
+        except ValueError as e:
+            raise ValueError(f"prior for {key!r}: {e}") from None
         return obj
     if hasattr(obj, "name") and hasattr(obj, "args") and isinstance(obj.args, Mapping):
         args = dict(obj.args)
@@ -170,7 +217,8 @@ def default_scales(spec: ModelSpec) -> dict:
     Returns
     -------
     dict
-        ``s_y`` (sd(y) for the gaussian identity link, 1 otherwise), ``loc`` (intercept
+        ``s_y`` (sd(y) for the identity link, 1/mean(y) for the inverse link, 1 otherwise),
+        ``loc`` (intercept
         location), ``x_sd`` (per fixed-effect column), ``xr_sd`` (per term, per column;
         1 for constant columns such as intercepts).
     """
@@ -185,6 +233,10 @@ def default_scales(spec: ModelSpec) -> dict:
         # log of the mean response (per unit offset); brms centres its intercept prior likewise
         rate = np.average(y / np.exp(np.asarray(spec.offset)), weights=w)
         loc = float(np.log(max(rate, 1e-2)))
+    elif fam.link.name == "inverse":
+        # gamma's inverse link: eta = 1/mu; centred at 1/mean(y) with a scale of the same size
+        ybar = max(float(np.average(y, weights=w)), 1e-8)
+        loc, s_y = 1.0 / ybar, 1.0 / ybar
     else:
         loc = 0.0
     x_sd = [_col_sd(spec.X[:, j]) for j in range(spec.p)]
@@ -210,10 +262,95 @@ def _defaults(spec: ModelSpec) -> dict:
             out[f"corr_{t.ident}"] = Prior("LKJ", eta=LKJ_ETA)
     if spec.family.has_sigma:
         out["sigma"] = Prior("Exponential", lam=1.0 / _col_sd(np.asarray(spec.y, dtype=float)))
+    if spec.family.has_dispersion:
+        out[spec.family.dispersion_name] = dispersion_default(spec)
+    out.update(_zi_defaults(spec))
     return out
 
 
-_SUPPORT_FOR = {"Intercept": "real", "beta": "real", "sigma": "positive"}
+# ----------------------------------------------------------------------- dispersion, zero inflation
+#: dispersion prior keys of every family (the parameter's own name; ``sigma`` for gaussian)
+DISPERSION_KEYS = ("sigma", "theta", "phi", "shape")
+
+
+def dispersion_default(spec: ModelSpec) -> Prior:
+    """The default prior of the family's dispersion parameter (see ``docs/priors.md``).
+
+    Every choice is a half-normal on a coefficient of variation, written as the distribution
+    it implies for the parameter itself (``u ~ HalfNormal(s)`` <=> ``1/u^2 ~ InverseGamma(1/2, 1/(2 s^2))``
+    <=> ``u^2 ~ Gamma(1/2, 1/(2 s^2))``):
+
+    ``theta`` (NB2)  ``InverseGamma(0.5, 0.5)``: ``1/sqrt(theta) ~ HalfNormal(1)``, the CV of the
+                     gamma mixing distribution (Stan's prior-choice recommendation); mass piles up
+                     towards the Poisson limit theta -> inf, not towards extreme overdispersion.
+    ``phi`` (NB1)    ``Gamma(0.5, 0.5 / ybar)``: the same CV at the mean count ybar,
+                     ``sqrt(phi / ybar) ~ HalfNormal(1)``.
+    ``shape`` (Gamma) ``InverseGamma(0.5, 0.5)``: the response's CV ``1/sqrt(shape) ~ HalfNormal(1)``.
+    ``phi`` (Beta)   ``InverseGamma(0.5, 2)``: ``1/sqrt(phi) ~ HalfNormal(0.5)``, about the SD of y
+                     relative to a Bernoulli's with the same mean, ``1/sqrt(1 + phi)``.
+    """
+    fam = spec.family
+    if fam.name in ("negbinomial", "gamma"):
+        return Prior("InverseGamma", alpha=0.5, beta=0.5)
+    if fam.name == "nbinom1":
+        y = np.asarray(spec.y, dtype=float)
+        ybar = max(float(np.average(y, weights=np.asarray(spec.weights, dtype=float))), 0.1)
+        return Prior("Gamma", alpha=0.5, beta=0.5 / ybar)
+    if fam.name == "beta":
+        return Prior("InverseGamma", alpha=0.5, beta=2.0)
+    raise ValueError(f"family {fam.name!r} has no dispersion parameter")
+
+
+def zi_key(name: str) -> str:
+    """Prior key of a zero-inflation coefficient: ``zi_Intercept``, ``zi_<coef>``."""
+    return "zi_Intercept" if name == "(Intercept)" else f"zi_{name}"
+
+
+def _zi_defaults(spec: ModelSpec) -> dict:
+    """``zi_Intercept ~ Logistic(0, 1)`` (uniform structural-zero probability at the zi predictors'
+    means, as brms' ``Intercept_zi``), ``zi_<coef> ~ Normal(0, 2.5 / sd(x))`` (as the slopes)."""
+    if not getattr(spec, "has_zi", False):
+        return {}
+    out = {}
+    X = np.asarray(spec.X_zi, dtype=float)
+    for j, nm in enumerate(spec.zi_names):
+        if nm == "(Intercept)":
+            out[zi_key(nm)] = Prior("Logistic", mu=0.0, s=1.0)
+        else:
+            out[zi_key(nm)] = Prior("Normal", mu=0.0, sigma=SCALE / _col_sd(X[:, j]))
+    return out
+
+
+def zi_slope_blocks(spec: ModelSpec, priors: dict) -> list:
+    """:func:`slope_blocks` for the zero-inflation coefficients: ``[(name, columns of X_zi), ...]``.
+
+    One vector ``"zi_slopes"`` (dim ``zi_slope``) when every zi slope prior is the same
+    distribution with the same parameter names, else one ``"zi_slope_<name>"`` each.
+    """
+    if not getattr(spec, "has_zi", False):
+        return []
+    names = list(spec.zi_names)
+    slopes = [j for j, nm in enumerate(names) if nm != "(Intercept)"]
+    if not slopes:
+        return []
+    sp = [priors[zi_key(names[j])] for j in slopes]
+    if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
+        return [("zi_slopes", slopes)]
+    return [(f"zi_slope_{py_name(names[j])}", [j]) for j in slopes]
+
+
+def _dispersion_hint(unknown, spec: ModelSpec) -> str:
+    """A hint for a dispersion key of another family (``theta`` on a gamma model, ...)."""
+    wrong = [k for k in unknown if k in DISPERSION_KEYS]
+    if not wrong:
+        return ""
+    own = spec.family.dispersion_name
+    has = f"its dispersion prior key is {own!r}" if own else "it has no dispersion parameter"
+    return f" ({', '.join(map(repr, wrong))}: family {spec.family.name!r} -- {has})"
+
+
+_SUPPORT_FOR = {"Intercept": "real", "beta": "real", "sigma": "positive", "theta": "positive",
+                "phi": "positive", "shape": "positive"}
 
 
 def _needed_support(key: str, spec: ModelSpec) -> str:
@@ -235,14 +372,17 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
     overrides : dict, optional
         Key -> :class:`Prior` or ``bambi.Prior``.  Keys: ``"Intercept"``, a coefficient
         name, ``"beta"`` (all slopes), ``"sd_<ident>"``, ``"var_<ident>"`` (variance
-        prior, uncorrelated terms only), ``"corr_<ident>"``, ``"sigma"``.
+        prior, uncorrelated terms only), ``"corr_<ident>"``, ``"sigma"``, the family's
+        dispersion (``"theta"``, ``"phi"`` or ``"shape"``), ``"zi_Intercept"`` and
+        ``"zi_<coef>"`` (zero inflation).
 
     Returns
     -------
     dict
         Key -> :class:`Prior` for every parameter block of the model: ``"Intercept"``
         (when X has one), one entry per slope name, ``"sd_<ident>"`` per term,
-        ``"corr_<ident>"`` per correlated term, ``"sigma"`` (gaussian).  ``"beta"`` is
+        ``"corr_<ident>"`` per correlated term, ``"sigma"`` (gaussian), the dispersion
+        (negbinomial, nbinom1, gamma, beta), one ``"zi_..."`` per zero-inflation coefficient.  ``"beta"`` is
         not a key of the result; it has been expanded into the slope names.  A
         ``HalfNormal`` SD prior may carry a list of per-coefficient ``sigma``.  A
         ``"var_<ident>"`` override replaces ``"sd_<ident>"`` in the result.
@@ -270,7 +410,10 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
             raise ValueError(f"give either sd_{t.ident} or {key} (one prior per random-effect scale), not both")
     unknown = [k for k in overrides if k not in valid]
     if unknown:
-        raise ValueError(f"unknown prior key(s) {unknown}; valid keys for this model are {valid}")
+        close = [c for k in unknown for c in close_matches(k, valid, n=1)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        hint += _dispersion_hint(unknown, spec)
+        raise ValueError(f"unknown prior key(s) {unknown}{hint}; valid keys for this model are {valid}")
     conv = {}
     for key, val in overrides.items():
         pr = as_prior(val, key)
@@ -280,6 +423,7 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
             raise ValueError(
                 f"prior for {key!r} must have {need} support; {pr.name} does not. Use one of {choices}"
             )
+        _check_size(key, pr, spec)
         conv[key] = pr
     if "beta" in conv:
         for nm in spec.fixed_names:
@@ -290,6 +434,18 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
         if k.startswith("var_"):
             out.pop("sd_" + k[4:], None)
     return out
+
+
+def _check_size(key: str, pr: Prior, spec: ModelSpec) -> None:
+    """Vector parameters only for the SDs of a term, one value per coefficient."""
+    q = 1
+    if key.startswith(("sd_", "var_")):
+        q = next((t.q for t in spec.terms if key[key.index("_") + 1:] == t.ident), 1)
+    for k, v in pr.args.items():
+        size = np.asarray(v, dtype=float).size
+        if size != 1 and size != q:
+            need = f"1 or {q} values (one per coefficient of the term)" if q > 1 else "a single number"
+            raise ValueError(f"prior for {key!r}: parameter {k} has {size} values; it takes {need}")
 
 
 def slope_blocks(spec: ModelSpec, priors: dict) -> list:
@@ -338,7 +494,9 @@ def resolve_centered(spec: ModelSpec, centered: bool | Mapping[str, bool] = Fals
     alias.update({n: n for n in names})
     unknown = [k for k in centered if k not in alias]
     if unknown:
-        raise ValueError(f"centered: unknown term name(s) {unknown}; the model's terms are {names}")
+        close = [c for k in unknown for c in close_matches(k, list(alias), n=1)]
+        hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+        raise ValueError(f"centered: unknown term name(s) {unknown}{hint}; the model's terms are {names}")
     out = {n: False for n in names}
     for k, v in centered.items():
         if not isinstance(v, (bool, np.bool_)):

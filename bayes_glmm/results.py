@@ -133,15 +133,25 @@ class FitResults:
         spec = self.spec
         if newdata is None:
             return NewDesign(X=spec.X, offset=spec.offset, codes=tuple(t.codes for t in spec.terms),
-                             Xr=tuple(t.Xr for t in spec.terms), trials=spec.trials, index=spec.row_index)
+                             Xr=tuple(t.Xr for t in spec.terms), trials=spec.trials, index=spec.row_index,
+                             X_zi=spec.X_zi)
         if not isinstance(newdata, pd.DataFrame):
             raise ValueError("newdata must be a pandas DataFrame (or None for the fitted data)")
         return spec.new_design(newdata)
 
-    def _to_scale(self, eta, design: NewDesign, kind: str):
+    def _zi_eta(self, design: NewDesign):
+        """Zero-inflation linear predictor for ``design`` (None without zero inflation)."""
+        return None
+
+    def _to_scale(self, eta, design: NewDesign, kind: str, zi_eta=None):
+        # kind="link" is the conditional model's eta; "mean" and "response" are E[y], which
+        # for a zero-inflated model is (1 - pi) mu with pi = expit(zi_eta)
         if kind == "link":
             return eta
         mu = self.spec.family.mean(eta)
+        if zi_eta is not None:
+            from scipy.special import expit
+            mu = mu * expit(-np.asarray(zi_eta, dtype=float))
         if kind == "response" and self.spec.family.needs_trials and design.trials is not None:
             return mu * design.trials
         return mu
@@ -156,8 +166,9 @@ class FitResults:
         newdata : DataFrame, optional
             Defaults to the fitted rows.
         kind : {"link", "mean", "response"}
-            Linear predictor; conditional mean (probability for binomial); or expected
-            response (successes = probability x trials for binomial).
+            Linear predictor (of the conditional model); conditional mean (probability for
+            binomial; ``(1 - pi) mu`` for a zero-inflated model, pi the structural-zero
+            probability); or expected response (successes = probability x trials for binomial).
         new_levels : {"population", "sample", "error"}
             See :func:`linear_predictor`.
         re_form : {"full", None}
@@ -171,7 +182,7 @@ class FitResults:
         beta, b_terms, covs, _ = self._point_params()
         eta = linear_predictor(self.spec, design, beta, b_terms, covs, new_levels,
                                np.random.default_rng(random_seed), include_random=re_form is not None)
-        return self._to_scale(eta, design, kind)
+        return self._to_scale(eta, design, kind, self._zi_eta(design))
 
     def _repr_text(self) -> str:
         return f"{type(self).__name__} ({self.method})\n" + self.summary().to_string()

@@ -130,6 +130,7 @@ class NewDesign:
     trials: np.ndarray | None = None
     index: pd.Index | None = None
     labels: tuple | None = None  # per term: level label of each new row (object array)
+    X_zi: np.ndarray | None = None  # zero-inflation model matrix (models with zi only)
 
 
 @dataclass(frozen=True, eq=False)
@@ -165,6 +166,12 @@ class ModelSpec:
     new_design : callable or None
         ``new_design(newdata) -> NewDesign`` rebuilding X, offset and Z blocks for new data
         with the fitted coding (used by ``predict``).
+    X_zi : ndarray (n, p_zi) or None
+        Model matrix of the zero-inflation formula (``zi=``), None without zero inflation.
+    zi_names : tuple of str
+        Its column names (``"(Intercept)"``, ``"minedno"``).
+    zi_formula : str or None
+        The one-sided zero-inflation formula as given.
     """
 
     formula: str
@@ -182,10 +189,16 @@ class ModelSpec:
     success_level: Any = None
     new_design: Callable[[pd.DataFrame], NewDesign] | None = field(default=None, repr=False)
     info: dict = field(default_factory=dict, repr=False)
+    X_zi: np.ndarray | None = None
+    zi_names: tuple = ()
+    zi_formula: str | None = None
 
     def __post_init__(self):
         for name in ("y", "X", "offset", "weights"):
             object.__setattr__(self, name, _frozen(np.asarray(getattr(self, name), dtype=float)))
+        if self.X_zi is not None:
+            object.__setattr__(self, "X_zi", _frozen(np.asarray(self.X_zi, dtype=float)))
+        object.__setattr__(self, "zi_names", tuple(self.zi_names))
         if self.trials is not None:
             object.__setattr__(self, "trials", _frozen(np.asarray(self.trials, dtype=float)))
         object.__setattr__(self, "terms", tuple(self.terms))
@@ -198,6 +211,16 @@ class ModelSpec:
     @property
     def p(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def has_zi(self) -> bool:
+        """True when the model has a zero-inflation part."""
+        return self.X_zi is not None
+
+    @property
+    def p_zi(self) -> int:
+        """Number of zero-inflation coefficients (0 without zero inflation)."""
+        return 0 if self.X_zi is None else self.X_zi.shape[1]
 
     @property
     def q_total(self) -> int:

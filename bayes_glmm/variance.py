@@ -38,13 +38,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._fitproto import is_posterior, method_name, point_params, posterior_draws
+from ._fitproto import is_posterior, method_name, point_params, posterior_draws, stack_draws
 from .families import Family, get_family
 
 __all__ = ["icc", "icc_from_variances", "latent_residual_variance"]
 
 
-def latent_residual_variance(family, link: str | None = None, *, mu=None, sigma=None):
+def latent_residual_variance(family, link: str | None = None, *, mu=None, sigma=None, disp=None):
     """Distribution-specific residual variance on the link scale.
 
     Parameters
@@ -75,14 +75,29 @@ def latent_residual_variance(family, link: str | None = None, *, mu=None, sigma=
         if sigma is None:
             raise ValueError("gaussian ICC needs sigma= (the residual SD)")
         return np.asarray(sigma, dtype=float) ** 2
-    if fam.name == "poisson":
+    if fam.name in ("poisson", "negbinomial", "nbinom1"):
         if mu is None:
-            raise ValueError("poisson ICC needs mu= (the mean count lambda) for the log-normal "
-                             "residual variance log(1 + 1/mu)")
+            raise ValueError(f"{fam.name} ICC needs mu= (the mean count lambda) for the log-normal "
+                             "residual variance log(1 + Var(y | mu) / mu^2)")
         mu = np.asarray(mu, dtype=float)
         if np.any(mu <= 0):
-            raise ValueError(f"mu must be positive for the poisson residual variance; got {mu.min():g}")
-        return np.log1p(1.0 / mu)
+            raise ValueError(f"mu must be positive for the {fam.name} residual variance; got {mu.min():g}")
+        if fam.name == "poisson":
+            return np.log1p(1.0 / mu)
+        if disp is None:
+            raise ValueError(f"{fam.name} ICC needs disp= (the dispersion {fam.dispersion_name})")
+        disp = np.asarray(disp, dtype=float)
+        # Nakagawa, Johnson & Schielzeth (2017), log-normal approximation
+        return np.log1p(1.0 / mu + 1.0 / disp) if fam.name == "negbinomial" else np.log1p((1.0 + disp) / mu)
+    if fam.name == "gamma":
+        if fam.link.name != "log":
+            raise ValueError("the latent-scale ICC of a gamma model is defined for the log link only")
+        if disp is None:
+            raise ValueError("gamma ICC needs disp= (the shape)")
+        return np.log1p(1.0 / np.asarray(disp, dtype=float))  # log-normal approximation (Nakagawa 2017)
+    if fam.name == "beta":
+        raise ValueError("a latent-scale ICC is not defined for the beta family; report the random-effect "
+                         "variances on the logit scale instead")
     return fam.latent_variance
 
 
@@ -176,9 +191,13 @@ def icc(fit, *, mu=None, interval: float = 0.95) -> pd.DataFrame:
     else:
         beta, covs, sigma = point_params(fit)
         var = _intercept_variances(spec, covs, groups)  # (K,)
-    if fam.name == "poisson" and mu is None:
+    if fam.is_count and mu is None:
         mu = _poisson_mu(spec, beta, var.sum(axis=-1))
-    resid = latent_residual_variance(fam, mu=mu, sigma=sigma)
+    disp = None
+    if fam.has_dispersion:
+        name = fam.dispersion_name
+        disp = (stack_draws(fit.idata, name) if is_posterior(fit) else float(fit.dispersion[name]))
+    resid = latent_residual_variance(fam, mu=mu, sigma=sigma, disp=disp)
     vals = icc_from_variances(var, resid)
     resid_b = np.broadcast_to(np.asarray(resid, dtype=float), var.shape[:-1])
     a = (1 - interval) / 2

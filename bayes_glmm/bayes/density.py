@@ -28,14 +28,16 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
-from scipy.special import expit, gammaln
+from scipy.special import digamma, expit, gammaln
 
+from ..families import zi_loglik
 from ..ml.pirls import loglik_and_mu, make_response
-from ..priors import slope_blocks
+from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
 from .corr import cpc_chol, cpc_chol_vjp, lkj_shape
 
-__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_layout"]
+__all__ = ["PRIOR_LOGP", "supported", "kernel_supported", "KERNEL_FAMILIES", "GlmmDensity",
+           "compile_numpy", "expand_layout", "cond_derivs"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _LOG_PI = float(np.log(np.pi))
@@ -163,13 +165,90 @@ def _is_corr(t) -> bool:
 def supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bool:
     """True when :class:`GlmmDensity` covers the model.
 
-    Known priors (:data:`PRIOR_LOGP`, LKJ for correlations) and no centered correlated term
-    (its MvNormal density is not implemented here).
+    Every family (the dispersion families and zero inflation through :func:`cond_derivs`),
+    known priors (:data:`PRIOR_LOGP`, LKJ for correlations) and no centered correlated term
+    (its MvNormal density is not implemented here).  The numba kernel covers fewer models
+    (:func:`kernel_supported`).
     """
     centered = centered or {}
     if any(_is_corr(t) and centered.get(t.name, False) for t in spec.terms):
         return False
     return all(p.name in PRIOR_LOGP or (k.startswith("corr_") and p.name == "LKJ") for k, p in priors.items())
+
+
+#: families the numba kernel (:mod:`bayes_glmm.bayes.kernels`) evaluates; the others (and
+#: ``zi=``) run on the NumPy density
+KERNEL_FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
+
+
+def kernel_supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bool:
+    """True when the numba kernel covers the model: :func:`supported`, a family of
+    :data:`KERNEL_FAMILIES` and no zero inflation."""
+    return (spec.family.name in KERNEL_FAMILIES and not spec.has_zi
+            and supported(spec, priors, centered))
+
+
+def cond_derivs(fam, y, eta, disp=None):
+    """Conditional log-density per row and its derivatives in eta and in the dispersion (NumPy).
+
+    Parameters
+    ----------
+    fam : Family
+        poisson (log link) or a dispersion family (negbinomial, nbinom1: log link; gamma:
+        log, inverse, identity; beta: logit, probit, cloglog).
+    y, eta : ndarray (n,)
+    disp : float, optional
+        The dispersion (theta, phi or shape).
+
+    Returns
+    -------
+    (ll, d_eta, d_disp)
+        ``ll`` is :meth:`Family.loglik` itself (the single definition); ``d_eta`` =
+        d ll / d eta and ``d_disp`` = d ll / d disp (None for poisson) are derived from it by
+        hand here, and ``tests/test_bayes_contract.py`` holds them to the PyMC graph's
+        automatic gradient.
+    """
+    nm = fam.name
+    ll = fam.loglik(y, eta, disp=disp)
+    if nm == "poisson":
+        return ll, y - np.exp(eta), None
+    if nm == "negbinomial":
+        th = disp
+        r = expit(eta - np.log(th))  # mu / (theta + mu)
+        d_eta = y - (y + th) * r
+        d_disp = (digamma(y + th) - digamma(th) - np.logaddexp(0.0, eta - np.log(th))
+                  + r - y * (1.0 - r) / th)
+        return ll, d_eta, d_disp
+    if nm == "nbinom1":
+        ph = disp
+        mu = np.exp(eta)
+        s = mu / ph
+        d_eta = s * (digamma(y + s) - digamma(s) - np.log1p(ph))
+        return ll, d_eta, (-d_eta + (y - mu) / (1.0 + ph)) / ph
+    if nm == "gamma":
+        k = disp
+        lk = fam.link.name
+        if lk == "log":
+            inv_mu = np.exp(-eta)
+            d_eta = k * (y * inv_mu - 1.0)
+            log_mu = eta
+        else:
+            mu = fam.link.inverse(eta)
+            inv_mu = 1.0 / mu
+            log_mu = np.log(mu)
+            d_eta = k * (y - mu) * inv_mu * inv_mu * fam.link.mu_eta(eta)
+        d_disp = np.log(k) + 1.0 - digamma(k) + np.log(y) - log_mu - y * inv_mu
+        return ll, d_eta, d_disp
+    if nm == "beta":
+        ph = disp
+        mu = fam.link.inverse(eta)
+        lq = np.log1p(-y)
+        ly = np.log(y)
+        da, db = digamma(mu * ph), digamma((1.0 - mu) * ph)
+        d_eta = ph * (ly - lq - da + db) * fam.link.mu_eta(eta)
+        d_disp = digamma(ph) - mu * da - (1.0 - mu) * db + mu * ly + (1.0 - mu) * lq
+        return ll, d_eta, d_disp
+    raise ValueError(f"cond_derivs covers poisson and the dispersion families, not {nm!r}")
 
 
 class _Corr:
@@ -275,6 +354,35 @@ class GlmmDensity:
             self.Zt = sparse.csr_matrix(self.Z.T)
         self.sigma = _Block("sigma", pos, 1, priors["sigma"], True) if self.fam.has_sigma else None
         pos += 1 if self.sigma is not None else 0
+        dn = self.fam.dispersion_name if self.fam.has_dispersion else None
+        self.disp = _Block(dn, pos, 1, priors[dn], True) if dn is not None else None
+        pos += 1 if self.disp is not None else 0
+        # zero inflation: as the fixed effects, on the centred X_zi
+        self.zi_blocks = []
+        if spec.has_zi:
+            znames = list(spec.zi_names)
+            Xz = np.asarray(spec.X_zi, dtype=float)
+            self.zi_icol = znames.index("(Intercept)") if "(Intercept)" in znames else None
+            zsl = [j for j in range(len(znames)) if j != self.zi_icol]
+            self.zi_xm = np.zeros(len(znames))
+            if self.zi_icol is not None:
+                self.zi_xm[zsl] = Xz[:, zsl].mean(axis=0)
+                self.zi_blocks.append((_Block("zi_Intercept", pos, 1, priors["zi_Intercept"], False),
+                                       [self.zi_icol]))
+                pos += 1
+            for name, cols in zi_slope_blocks(spec, priors):
+                pr = priors[zi_key(znames[cols[0]])]
+                if len(cols) > 1:
+                    pr = type(pr)(pr.name, **{k: [priors[zi_key(znames[j])].args[k] for j in cols] for k in pr.args})
+                self.zi_blocks.append((_Block(name, pos, len(cols), pr, False), cols))
+                pos += len(cols)
+            self.zi_idx = np.empty(len(znames), dtype=np.intp)
+            for blk, cols in self.zi_blocks:
+                self.zi_idx[cols] = np.arange(blk.sl.start, blk.sl.stop)
+            self.Xzc = np.ascontiguousarray(Xz - self.zi_xm[None, :])
+            self.XzcT = np.ascontiguousarray(self.Xzc.T)
+            self.zero = np.asarray(spec.y, dtype=float) == 0.0
+        self.general = self.disp is not None or spec.has_zi
         self.ndim = pos
         off = np.asarray(spec.offset, dtype=float)
         self.offset = off if np.any(off != 0.0) else None
@@ -329,7 +437,7 @@ class GlmmDensity:
         """
         grad = np.empty(self.ndim)
         lp = 0.0
-        for blk in self.fixed_priors:
+        for blk in self.fixed_priors + [b for b, _ in self.zi_blocks]:
             l, g = blk._lp(x[blk.sl])
             grad[blk.sl] = g
             lp += l
@@ -367,8 +475,36 @@ class GlmmDensity:
                 grad[scale.sl] = s_g + s_dv * d_sd
         return lp, grad
 
+    def _score_general(self, x, eta, grad):
+        """:meth:`_score` for the dispersion families and zero inflation (:func:`cond_derivs`,
+        :func:`~bayes_glmm.families.zi_loglik`); fills the dispersion's and zi gradients."""
+        resp, fam = self.resp, self.fam
+        y, pw = resp.y, resp.pw
+        lp, disp = 0.0, None
+        if self.disp is not None:
+            dv, dlp, dg, ddv = self.disp.value_logp_grad(x)
+            disp = float(dv[0])
+            lp += dlp
+        if fam.name in ("poisson", "negbinomial", "nbinom1", "gamma", "beta"):
+            ll, d_eta, d_disp = cond_derivs(fam, y, eta, disp)
+        else:  # zi is for count families; kept general for completeness
+            raise ValueError(f"no NumPy density for family {fam.name!r} here")
+        if self.zi_blocks:
+            ez = self.Xzc @ x[self.zi_idx]
+            w0 = np.where(self.zero, expit(ll - ez), 1.0)  # P(not a structural zero | y)
+            ll = zi_loglik(ll, y, ez)
+            grad[self.zi_idx] += self.XzcT @ (pw * ((1.0 - w0) - expit(ez)))
+            d_eta = w0 * d_eta
+            if d_disp is not None:
+                d_disp = w0 * d_disp
+        if self.disp is not None:
+            grad[self.disp.sl] = dg + ddv * float(pw @ d_disp)
+        return pw * d_eta, lp + float(pw @ ll)
+
     def _score(self, x, eta, grad):
         """(d loglik / d eta per row, summed log-likelihood); fills sigma's gradient."""
+        if self.general:
+            return self._score_general(x, eta, grad)
         resp, fam = self.resp, self.fam
         if self.sigma is not None:
             sig, l, g, dv = self.sigma.value_logp_grad(x)
@@ -407,6 +543,10 @@ class GlmmDensity:
             out[eff.name] = eff.sl
         if self.sigma is not None:
             out["sigma_log__"] = self.sigma.sl
+        if self.disp is not None:
+            out[self.disp.name + "_log__"] = self.disp.sl
+        for blk, _ in self.zi_blocks:
+            out[blk.name] = blk.sl
         return out
 
     # ------------------------------------------------------------------ expand
@@ -442,6 +582,17 @@ class GlmmDensity:
             out[f"b_{t.ident}"] = e.copy() if cen else e * sd
         if self.sigma is not None:
             out["sigma"] = float(np.exp(x[self.sigma.sl][0]))
+        if self.disp is not None:
+            out[self.disp.name] = float(np.exp(x[self.disp.sl][0]))
+        if self.zi_blocks:
+            bz = np.empty(self.spec.p_zi)
+            for blk, cols in self.zi_blocks:
+                bz[cols] = x[blk.sl]
+                out[blk.name] = x[blk.sl].copy() if blk.name == "zi_slopes" else x[blk.sl][0]
+            if self.zi_icol is not None:
+                sl = [j for j in range(self.spec.p_zi) if j != self.zi_icol]
+                bz[self.zi_icol] = bz[self.zi_icol] - float(bz[sl] @ self.zi_xm[sl])
+            out["beta_zi"] = bz
         return out
 
     def initial_point(self, seed) -> np.ndarray:

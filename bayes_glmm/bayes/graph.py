@@ -41,7 +41,8 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..priors import slope_blocks
+from ..families import zi_loglik
+from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
 from ..covariance import corr_pairs
 from .corr import cpc_logp, cpc_random, cpc_rows, lkj_shape, log_cosh
@@ -71,6 +72,7 @@ PT_OPS = SimpleNamespace(
     ndtr=lambda x: 0.5 * pt.erfc(-x * _SQRT1_2),
     log_ndtr=_pt_log_ndtr,
     gammaln=pt.gammaln,
+    logaddexp=pt.logaddexp,
     square=pt.square,
     clip=pt.clip,
 )
@@ -159,32 +161,98 @@ def _random_part(term, priors: dict, centered: bool):
     return (pt.as_tensor_variable(Xr) * b[codes]).sum(axis=1)
 
 
-def _observed(spec: ModelSpec, eta, sigma):
+def _zi_part(spec: ModelSpec, priors: dict):
+    """Zero-inflation coefficients and their linear predictor (None without ``zi=``).
+
+    As the conditional model: the non-intercept columns of X_zi are centred inside the graph,
+    the free variables are ``zi_Intercept`` (logit of the structural-zero probability at the
+    zi predictors' means) and ``zi_slopes`` (dim ``zi_slope``; one ``zi_slope_<name>`` each
+    when their priors differ); ``beta_zi`` (dim ``zi_coef``) is the Deterministic vector on
+    the original scale.
+    """
+    if not spec.has_zi:
+        return None
+    names = list(spec.zi_names)
+    X = np.asarray(spec.X_zi, dtype=float)
+    icol = names.index("(Intercept)") if "(Intercept)" in names else None
+    slopes = [j for j in range(len(names)) if j != icol]
+    xm = np.zeros(len(names))
+    if icol is not None:
+        xm[slopes] = X[:, slopes].mean(axis=0)
+    parts = [None] * len(names)
+    for name, cols in zi_slope_blocks(spec, priors):
+        if name == "zi_slopes":
+            sp = [priors[zi_key(names[j])] for j in cols]
+            args = {k: np.array([np.asarray(p.args[k], dtype=float) for p in sp]) for k in sp[0].args}
+            vec = getattr(pm, sp[0].name)("zi_slopes", **args, dims="zi_slope")
+            for i, j in enumerate(cols):
+                parts[j] = vec[i]
+        else:
+            parts[cols[0]] = _rv(name, priors[zi_key(names[cols[0]])])
+    pc = list(parts)
+    if icol is not None:
+        a = _rv("zi_Intercept", priors["zi_Intercept"])
+        pc[icol] = a
+        parts[icol] = a - (sum(parts[j] * xm[j] for j in slopes) if slopes else 0.0)
+    pm.Deterministic("beta_zi", pt.stack(parts), dims="zi_coef")
+    return pt.as_tensor_variable(X - xm[None, :]) @ pt.stack(pc)
+
+
+#: families whose response is continuous (observed as float, not int64)
+CONTINUOUS = ("gaussian", "gamma", "beta")
+
+
+def _observed(spec: ModelSpec, eta, sigma, disp=None, eta_zi=None):
+    """The observed node ``y``: :meth:`Family.loglik` (and :func:`zi_loglik`) with PT_OPS."""
     fam = spec.family
     w = np.asarray(spec.weights, dtype=float)
     unit = bool(np.all(w == 1.0))
     trials = None if spec.trials is None else np.asarray(spec.trials, dtype=float)
+    # the parameters after eta, in this order, each present or not
+    extra = [("sigma", sigma), ("disp", disp), ("zi", eta_zi)]
+    names = [k for k, v in extra if v is not None]
+
+    def unpack(rest):
+        d = dict(zip(names, rest))
+        return d.get("sigma"), d.get("disp"), d.get("zi")
 
     def logp(value, eta_, *rest):
-        sig = rest[0] if rest else None
-        ll = fam.loglik(value, eta_, trials=trials, sigma=sig, ops=PT_OPS)
+        sig, dsp, ez = unpack(rest)
+        ll = fam.loglik(value, eta_, trials=trials, sigma=sig, disp=dsp, ops=PT_OPS)
+        if ez is not None:
+            ll = zi_loglik(ll, value, ez, PT_OPS)
         return ll if unit else ll * w
 
     def dist(eta_, *rest, size=None):
+        sig, dsp, ez = unpack(rest)
         mu = fam.mean(eta_, PT_OPS)
-        if fam.name == "gaussian":
-            return pm.Normal.dist(mu=mu, sigma=rest[0], size=size)
-        if fam.name == "bernoulli":
+        nm = fam.name
+        if nm == "gaussian":
+            return pm.Normal.dist(mu=mu, sigma=sig, size=size)
+        if nm == "bernoulli":
             return pm.Bernoulli.dist(p=mu, size=size)
-        if fam.name == "binomial":
+        if nm == "binomial":
             return pm.Binomial.dist(n=trials.astype("int64"), p=mu, size=size)
-        return pm.Poisson.dist(mu=mu, size=size)
+        if nm == "gamma":
+            return pm.Gamma.dist(alpha=dsp, beta=dsp / mu, size=size)
+        if nm == "beta":
+            return pm.Beta.dist(alpha=mu * dsp, beta=(1.0 - mu) * dsp, size=size)
+        alpha = dsp if nm == "negbinomial" else (mu / dsp if nm == "nbinom1" else None)
+        if ez is not None:  # psi: probability of the count component
+            psi = pt.sigmoid(-ez)
+            if alpha is None:
+                return pm.ZeroInflatedPoisson.dist(psi=psi, mu=mu, size=size)
+            return pm.ZeroInflatedNegativeBinomial.dist(psi=psi, mu=mu, alpha=alpha, size=size)
+        if alpha is None:
+            return pm.Poisson.dist(mu=mu, size=size)
+        return pm.NegativeBinomial.dist(mu=mu, alpha=alpha, size=size)
 
-    params = (eta,) if sigma is None else (eta, sigma)
-    dtype = "floatX" if fam.name == "gaussian" else "int64"
+    params = (eta,) + tuple(v for _, v in extra if v is not None)
+    cont = fam.name in CONTINUOUS
     y = np.asarray(spec.y, dtype=float)
-    obs = y if fam.name == "gaussian" else y.astype("int64")
-    return pm.CustomDist("y", *params, dist=dist, logp=logp, observed=obs, dims="obs", dtype=dtype)
+    obs = y if cont else y.astype("int64")
+    return pm.CustomDist("y", *params, dist=dist, logp=logp, observed=obs, dims="obs",
+                         dtype="floatX" if cont else "int64")
 
 
 def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = False) -> pm.Model:
@@ -215,6 +283,9 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
         if t.correlated and t.q > 1:
             cn = list(t.coef_names)
             coords[f"{t.ident}_corr"] = [f"{cn[j]}, {cn[i]}" for j, i in corr_pairs(t.q)]
+    if spec.has_zi:
+        coords["zi_coef"] = list(spec.zi_names)
+        coords["zi_slope"] = [n for n in spec.zi_names if n != "(Intercept)"]
     with pm.Model(coords=coords) as model:
         _, eta = _fixed_part(spec, priors)
         for t in spec.terms:
@@ -222,8 +293,10 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
         off = np.asarray(spec.offset, dtype=float)
         if np.any(off != 0.0):
             eta = eta + off
-        sigma = _rv("sigma", priors["sigma"]) if spec.family.has_sigma else None
-        _observed(spec, eta, sigma)
+        fam = spec.family
+        sigma = _rv("sigma", priors["sigma"]) if fam.has_sigma else None
+        disp = _rv(fam.dispersion_name, priors[fam.dispersion_name]) if fam.has_dispersion else None
+        _observed(spec, eta, sigma, disp, _zi_part(spec, priors))
     return model
 
 

@@ -189,6 +189,10 @@ _TW = TW  # ints per term, slots in kernels_cov
 
 def pack(d: GlmmDensity):
     """(F, I): the model of ``d`` as one float64 and one int64 array for the kernels."""
+    if d.fam.name not in FAMILY_CODES or d.spec.has_zi:
+        raise ValueError(f"the numba kernel covers the families {sorted(FAMILY_CODES)} without zero "
+                         f"inflation, not {d.fam.name!r}{' with zi' if d.spec.has_zi else ''}; "
+                         "use sampler='numpy' (what 'auto' picks for it)")
     spec, resp = d.spec, d.resp
     n, p = spec.n, spec.p
     fl, il = [], [np.zeros(_HDR, dtype=np.int64)]

@@ -7,23 +7,28 @@ Whatever sampler ran (numba, NumPy, nutpie on the graph, PyMC, numpyro), the
 ``sd_<g>``      (``<g>_coef``) random-effect standard deviations of term ``<g>``
 ``corr_<g>``    (``<g>_corr``) their correlations, off-diagonal pairs only (lme4's order)
 ``sigma``       residual SD (gaussian)
+``theta`` / ``phi`` / ``shape``  the dispersion (negbinomial / nbinom1, beta / gamma),
+                named as :attr:`Family.dispersion_name`
+``beta_zi``     (``zi_coef``) zero-inflation coefficients (logit scale; models with ``zi=``)
 ``b_<g>``       (``<g>_level``, ``<g>_coef``) random effects (BLUP counterparts)
 
 The sampler's coordinates (the centered intercept, ``slopes``, non-centered ``u_<g>``,
 CPCs, log-scales) are not kept: they are functions of the above.  The pointwise
-log-likelihood and posterior predictive draws are computed here from ``beta`` and
-``b_<g>`` with :class:`~bayes_glmm.families.Family` (NumPy), so no PyTensor function is
-compiled after sampling.  This module does not import PyMC.
+log-likelihood and posterior predictive draws are computed here from ``beta``, ``b_<g>``,
+the dispersion and ``beta_zi`` with :class:`~bayes_glmm.families.Family` and
+:func:`~bayes_glmm.families.zi_loglik` (NumPy), so no PyTensor function is compiled after
+sampling.  This module does not import PyMC.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..covariance import corr_pairs
+from ..families import zi_loglik
 from ..spec import ModelSpec
 
-__all__ = ["posterior_names", "tidy_posterior", "eta_draws", "add_log_likelihood",
-           "posterior_predictive"]
+__all__ = ["posterior_names", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
+           "posterior_predictive", "pointwise_loglik"]
 
 
 def posterior_names(spec: ModelSpec) -> list:
@@ -35,6 +40,10 @@ def posterior_names(spec: ModelSpec) -> list:
             names.append(f"corr_{t.ident}")
     if spec.family.has_sigma:
         names.append("sigma")
+    if spec.family.has_dispersion:
+        names.append(spec.family.dispersion_name)
+    if spec.has_zi:
+        names.append("beta_zi")
     return names + [f"b_{t.ident}" for t in spec.terms]
 
 
@@ -93,21 +102,49 @@ def _sigma(post):
     return np.asarray(post["sigma"]).reshape(-1, 1) if "sigma" in post else None
 
 
+def _disp(spec: ModelSpec, post):
+    """Dispersion draws as a (chain * draw, 1) column, or None."""
+    nm = spec.family.dispersion_name if spec.family.has_dispersion else None
+    return np.asarray(post[nm]).reshape(-1, 1) if nm is not None else None
+
+
+def zi_eta_draws(spec: ModelSpec, post, X_zi=None) -> np.ndarray | None:
+    """Zero-inflation linear predictor per draw, (chain * draw, n), or None without ``zi=``."""
+    if not spec.has_zi:
+        return None
+    bz = np.asarray(post["beta_zi"]).reshape(-1, spec.p_zi)
+    return bz @ np.asarray(spec.X_zi if X_zi is None else X_zi, dtype=float).T
+
+
+def pointwise_loglik(spec: ModelSpec, post) -> np.ndarray:
+    """(chain * draw, n) weighted log-likelihood: the graph's ``y`` node, row by row, in NumPy."""
+    y = np.asarray(spec.y)[None, :]
+    ll = spec.family.loglik(y, eta_draws(spec, post), trials=spec.trials, sigma=_sigma(post),
+                            disp=_disp(spec, post))
+    ez = zi_eta_draws(spec, post)
+    if ez is not None:
+        ll = zi_loglik(ll, y, ez)
+    return ll * np.asarray(spec.weights)[None, :]
+
+
 def add_log_likelihood(idata, spec: ModelSpec) -> None:
     """Pointwise (weighted) log-likelihood with :meth:`Family.loglik` (group ``log_likelihood``).
 
-    Same formula as the graph's ``y`` node (prior weights multiply each row).
+    Same formula as the graph's ``y`` node (prior weights multiply each row; zero inflation
+    through :func:`~bayes_glmm.families.zi_loglik`).
     """
     import xarray as xr
 
     post = idata.posterior
     C, D = post.sizes["chain"], post.sizes["draw"]
-    ll = spec.family.loglik(np.asarray(spec.y)[None, :], eta_draws(spec, post), trials=spec.trials,
-                            sigma=_sigma(post))
-    ll = ll * np.asarray(spec.weights)[None, :]
+    ll = pointwise_loglik(spec, post)
     idata.add_groups(log_likelihood=xr.Dataset(
         {"y": (("chain", "draw", "obs"), ll.reshape(C, D, -1))},
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": _obs_coords(spec)}))
+
+
+def _continuous(spec: ModelSpec) -> bool:
+    return spec.family.name in ("gaussian", "gamma", "beta")
 
 
 def add_observed_data(idata, spec: ModelSpec) -> None:
@@ -117,7 +154,7 @@ def add_observed_data(idata, spec: ModelSpec) -> None:
     if "observed_data" in idata.groups():
         return
     y = np.asarray(spec.y)
-    y = y if spec.family.has_sigma else y.astype(np.int64)
+    y = y if _continuous(spec) else y.astype(np.int64)
     idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), y)}, coords={"obs": _obs_coords(spec)}))
 
 
@@ -141,7 +178,8 @@ def posterior_predictive(idata, spec: ModelSpec, *, random_seed=None, extend: bo
     C, D = post.sizes["chain"], post.sizes["draw"]
     rng = np.random.default_rng(random_seed)
     trials = None if spec.trials is None else np.asarray(spec.trials)[None, :]
-    y = spec.family.random(eta_draws(spec, post), rng, trials=trials, sigma=_sigma(post))
+    y = spec.family.random(eta_draws(spec, post), rng, trials=trials, sigma=_sigma(post),
+                           disp=_disp(spec, post), zi_eta=zi_eta_draws(spec, post))
     ds = xr.Dataset({"y": (("chain", "draw", "obs"), y.reshape(C, D, -1))},
                     coords={"chain": post["chain"].values, "draw": post["draw"].values,
                             "obs": _obs_coords(spec)})

@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 import pymc as pm
 
-from .density import GlmmDensity, compile_numpy, supported
+from .density import KERNEL_FAMILIES, GlmmDensity, compile_numpy, kernel_supported, supported
 from .graph import pm_model_of
 from .pointwise import add_log_likelihood, add_observed_data, posterior_names, tidy_posterior
 from .pointwise import posterior_predictive as _posterior_predictive
@@ -90,7 +90,8 @@ def summary_var_names(posterior) -> list:
     """The parameters reported by ``summary()`` and checked after sampling (from a posterior
     group or anything with the variable names as keys)."""
     names = [v for v in posterior if v == "beta" or str(v).startswith(("sd_", "corr_"))]
-    return names + (["sigma"] if "sigma" in posterior else [])
+    names += [v for v in ("sigma", "theta", "phi", "shape", "beta_zi") if v in posterior]
+    return names
 
 
 def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0) -> list:
@@ -148,20 +149,27 @@ def _resolve_sampler(sampler: str, glmm=None) -> str:
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {SAMPLERS}")
     ok = glmm is not None and supported(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
+    kern = ok and kernel_supported(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
     if sampler == "auto":
         if not ok:
             return AUTO_SAMPLER[-1]
-        return AUTO_SAMPLER[0] if _have_numba() else AUTO_SAMPLER[1]
+        return AUTO_SAMPLER[0] if kern and _have_numba() else AUTO_SAMPLER[1]
     if sampler in ("numpy", "numba") and not ok:
         raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without centered correlated random "
                          "terms and priors among bayes_glmm.bayes.density.PRIOR_LOGP; use 'nutpie' or 'pymc'")
+    if sampler == "numba" and not kern:
+        fam = glmm.spec.family.name
+        raise ValueError(f"sampler='numba': the numba kernel covers the families {list(KERNEL_FAMILIES)} "
+                         f"without zero inflation, not {fam!r}{' with zi' if glmm.spec.has_zi else ''}; "
+                         "use sampler='auto' (the NumPy density, 'numpy') or 'nutpie' / 'numpyro'")
     if sampler == "numpyro":
         from .jax_backend import available
 
         if not available():
             raise ValueError("sampler='numpyro' needs numpyro and jax: pip install 'bayes_glmm[jax]' "
                              "(or use sampler='nutpie' / 'pymc')")
-        if glmm is not None and glmm.spec.family.link.name == "probit":
+        if glmm is not None and glmm.spec.family.link.name == "probit" and glmm.spec.family.name in (
+                "bernoulli", "binomial"):
             # the graph's stable log Phi uses erfcx, which PyTensor cannot translate to JAX
             raise ValueError("sampler='numpyro' does not support the probit link (PyTensor has no JAX "
                              "erfcx); use sampler='auto' or 'nutpie'")

@@ -27,12 +27,12 @@ import numpy as np
 from . import agq as _agq
 from . import linalg
 from .lmm import modes_and_sds
-from .optimize import (fd_hessian, fd_hessian_from_grad, lambdas_from_theta, minimize_bounded,
+from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, lambdas_from_theta, minimize_bounded,
                        restart_off_boundary, theta_layout, warn_nonconvergence)
-from .pirls import make_response, pirls
+from .pirls import make_response, pirls, with_aux
 from .types import MLFit
 
-__all__ = ["fit_glmm", "start_beta", "make_deviance", "make_devgrad"]
+__all__ = ["fit_glmm", "start_beta", "start_aux", "make_deviance", "make_devgrad"]
 
 
 def start_beta(resp) -> np.ndarray:
@@ -40,42 +40,96 @@ def start_beta(resp) -> np.ndarray:
     fam = resp.family
     if fam.name in ("bernoulli", "binomial"):
         mu0 = (resp.pw * resp.y + 0.5) / (resp.pw * resp.n_trials + 1.0)
-    else:  # poisson
+    elif fam.name in ("gamma", "beta"):
+        mu0 = resp.y  # strictly inside the support (checked at the boundary)
+    else:  # counts
         mu0 = resp.y + 0.1
     eta0 = fam.link.link(mu0) - resp.offset
     return np.linalg.lstsq(resp.X, eta0, rcond=None)[0]
 
 
+def start_aux(resp) -> np.ndarray:
+    """Starting ``(beta_zi, log dispersion)`` from marginal moments of y.
+
+    The dispersion from the method of moments (clipped to a sane range: random effects
+    inflate the marginal variance, so this errs towards overdispersion, which the optimizer
+    undoes); the zero-inflation intercept from the excess of zeros over the count model's
+    expected share, other zero-inflation coefficients at 0.
+    """
+    fam, y, w = resp.family, resp.y, resp.pw
+    wsum = max(float(np.sum(w)), 1e-300)
+    m = float(np.sum(w * y) / wsum)
+    v = float(np.sum(w * (y - m) ** 2) / wsum)
+    out = []
+    disp = None
+    if fam.has_dispersion:
+        if fam.name == "negbinomial":
+            disp = m * m / (v - m) if v > 1.05 * m else 10.0
+        elif fam.name == "nbinom1":
+            disp = v / m - 1.0 if m > 0 else 1.0
+        elif fam.name == "gamma":
+            disp = m * m / v if v > 0 else 1.0
+        else:  # beta
+            disp = m * (1.0 - m) / v - 1.0 if v > 0 else 10.0
+        disp = float(np.clip(disp, 0.05, 1e3))
+    if resp.X_zi is not None:
+        p_zero = float(np.sum(w * (y == 0)) / wsum)
+        if fam.name == "negbinomial":
+            e_zero = (disp / (disp + m)) ** disp
+        elif fam.name == "nbinom1":
+            e_zero = (1.0 + disp) ** (-m / disp)
+        else:
+            e_zero = np.exp(-m)
+        excess = float(np.clip((p_zero - e_zero) / max(1.0 - e_zero, 1e-12), 0.02, 0.9))
+        bz = np.zeros(resp.X_zi.shape[1])
+        icpt = np.flatnonzero(np.all(resp.X_zi == 1.0, axis=0))
+        if icpt.size:
+            bz[icpt[0]] = np.log(excess / (1.0 - excess))
+        out.append(bz)
+    if disp is not None:
+        out.append(np.array([np.log(disp)]))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def _split(x, nt, p):
+    """``x = (theta, beta, aux)`` into its three parts."""
+    return x[:nt], x[nt:nt + p], x[nt + p:]
+
+
 def _modes(x, resp, s, terms, slices, nt, state):
-    """Lambda and the PIRLS conditional modes at parameters ``x = (theta, beta)``.
+    """Lambda, the PIRLS conditional modes and the response at ``x = (theta, beta, aux)``.
 
     Warm-starts from, and records into, ``state`` (last modes, last result, failures).
     """
-    theta, beta = x[:nt], x[nt:]
+    theta, beta, aux = _split(x, nt, resp.X.shape[1])
     lambdas = lambdas_from_theta(theta, terms, slices)
+    if resp.n_aux:
+        resp = with_aux(resp, aux)
     pr = pirls(resp, s, lambdas, beta, state.get("u"))
     if not pr.converged:
         state["pirls_fail"] = state.get("pirls_fail", 0) + 1
     if np.all(np.isfinite(pr.u)):
         state["u"] = pr.u
     state["last"] = pr
-    return lambdas, pr
+    return lambdas, pr, resp
 
 
 def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
-    """Deviance ``-2 loglik`` in ``x = (theta, beta)`` (Laplace or AGQ) with warm-started modes.
+    """Deviance ``-2 loglik`` in ``x = (theta, beta, aux)`` (Laplace or AGQ), warm-started modes.
 
-    ``state`` (a dict) carries the last modes between calls: warm starts make PIRLS take
-    two or three Newton steps instead of ten; the converged mode does not depend on them.
+    ``aux`` (zero-inflation coefficients, then the log-dispersion) is empty for the classic
+    families.  ``state`` (a dict) carries the last modes between calls: warm starts make
+    PIRLS take two or three Newton steps instead of ten; the converged mode does not depend
+    on them.
     """
     nt = sum(t.n_theta for t in terms)
     state = {} if state is None else state
 
     def dev(x):
-        lambdas, pr = _modes(x, resp, s, terms, slices, nt, state)
+        lambdas, pr, r = _modes(x, resp, s, terms, slices, nt, state)
         if n_agq == 1:
             return pr.laplace_deviance
-        return -2.0 * _agq.agq_loglik(resp, s, lambdas, pr, n_agq)
+        return -2.0 * _agq.agq_loglik(r, s, lambdas, pr, n_agq)
 
     return dev
 
@@ -91,27 +145,36 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
     E = _agq.theta_directions(terms[0].q, terms[0].correlated, terms[0].n_theta)
 
     def fg(x):
-        lambdas, pr = _modes(x, resp, s, terms, slices, nt, state)
-        return _agq.devgrad(resp, s, lambdas, E, pr, n_agq)
+        lambdas, pr, r = _modes(x, resp, s, terms, slices, nt, state)
+        if r.general and not pr.exact_hessian:
+            # the Laplace factor fell back to IRLS weights: the analytic gradient (of the
+            # exact-Hessian deviance) does not apply here; central differences do
+            return pr.laplace_deviance, fd_gradient(make_deviance(resp, s, terms, slices, 1, dict(state)), x)
+        return _agq.devgrad(r, s, lambdas, E, pr, n_agq)
 
     return fg
 
 
-def _stage1(resp, s, terms, slices, lower, theta0, beta0):
-    """Optimize theta with beta inside PIRLS (lme4's nAGQ = 0 criterion)."""
+def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
+    """Optimize (theta, aux) with beta inside PIRLS (lme4's nAGQ = 0 criterion)."""
     state = {"u": None, "beta": beta0}
+    nt = theta0.size
 
-    def crit(theta):
-        lambdas = lambdas_from_theta(theta, terms, slices)
-        pr = pirls(resp, s, lambdas, state["beta"], state["u"], joint=True)
+    def crit(v):
+        lambdas = lambdas_from_theta(v[:nt], terms, slices)
+        r = with_aux(resp, v[nt:]) if resp.n_aux else resp
+        pr = pirls(r, s, lambdas, state["beta"], state["u"], joint=True)
         if np.all(np.isfinite(pr.u)) and np.all(np.isfinite(pr.beta)):
             state["u"], state["beta"] = pr.u, pr.beta
         return pr.laplace_deviance
 
     # a loose fit is enough: stage 2 polishes theta and beta together
-    opt = minimize_bounded(crit, theta0, lower, ftol=1e-8, gtol=1e-4, label="stage 1 (theta, beta in PIRLS)")
-    lambdas = lambdas_from_theta(opt["x"], terms, slices)
-    pr = pirls(resp, s, lambdas, state["beta"], state["u"], joint=True)
+    lower1 = np.concatenate([lower, np.full(aux0.size, -np.inf)])
+    opt = minimize_bounded(crit, np.concatenate([theta0, aux0]), lower1, ftol=1e-8, gtol=1e-4,
+                           label="stage 1 (theta, beta in PIRLS)")
+    lambdas = lambdas_from_theta(opt["x"][:nt], terms, slices)
+    r = with_aux(resp, opt["x"][nt:]) if resp.n_aux else resp
+    pr = pirls(r, s, lambdas, state["beta"], state["u"], joint=True)
     return opt, pr
 
 
@@ -125,7 +188,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     n_agq : int
         1 for Laplace; > 1 for AGQ (single random-effects term only).
     start : dict, optional
-        ``{"theta": ..., "beta": ...}`` starting values (either key optional).
+        ``{"theta": ..., "beta": ..., "aux": ...}`` starting values (each key optional;
+        ``aux`` is ``(beta_zi, log dispersion)`` for the families and models that have them).
     stage1 : bool
         Run a first, loose stage (skipped when ``start`` gives both theta and beta): a
         Laplace fit in (theta, beta) where the analytic gradient applies, otherwise the
@@ -150,35 +214,44 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     if "theta" in start:
         theta0 = np.asarray(start["theta"], dtype=float)
     beta0 = np.asarray(start["beta"], dtype=float) if "beta" in start else start_beta(resp)
-    nt, p = theta0.size, resp.X.shape[1]
+    aux0 = np.asarray(start["aux"], dtype=float) if "aux" in start else start_aux(resp)
+    nt, p, na = theta0.size, resp.X.shape[1], resp.n_aux
     messages = []
     n_evals = 0
     u0 = None
-    use_grad = _agq.supports_gradient(resp, s)
-    lower = np.concatenate([lower_t, np.full(p, -np.inf)])
-    if stage1 and not ("theta" in start and "beta" in start):
-        if use_grad:
-            # with an analytic gradient a loose Laplace fit in (theta, beta) is a cheaper
+    use_grad = _agq.supports_gradient(resp, s, n_agq)
+    grad1 = _agq.supports_gradient(resp, s, 1)  # Laplace stage 1 / preconditioner
+    lower = np.concatenate([lower_t, np.full(p + na, -np.inf)])
+    if stage1 and not ("theta" in start and "beta" in start and ("aux" in start or not resp.n_aux)):
+        if grad1:
+            # with an analytic gradient a loose Laplace fit in (theta, beta, aux) is a cheaper
             # first stage than theta-only with finite differences (4-10x fewer PIRLS runs)
             st1 = {"u": None}
-            opt1 = minimize_bounded(make_devgrad(resp, s, terms, slices, 1, st1), np.concatenate([theta0, beta0]),
+            fg1 = make_devgrad(resp, s, terms, slices, 1, st1)
+            opt1 = minimize_bounded(fg1, np.concatenate([theta0, beta0, aux0]),
                                     lower, ftol=1e-8, gtol=1e-4, jac=True, label="stage 1 (Laplace)")
-            theta0, beta0, u0 = opt1["x"][:nt], opt1["x"][nt:], st1["u"]
+            # a first step can overshoot a variance to its bound, where the gradient in it
+            # vanishes (the deviance is even there): look off the bound before stage 2
+            opt1, _ = restart_off_boundary(fg1, opt1, lower, jac=True, label="stage 1 (Laplace)")
+            if st1.get("last") is not None:
+                fg1(opt1["x"])  # modes at the kept point
+            theta0, beta0, aux0 = _split(opt1["x"], nt, p)
+            u0 = st1["u"]
         else:
-            opt1, pr1 = _stage1(resp, s, terms, slices, lower_t, theta0, beta0)
-            theta0, beta0, u0 = opt1["x"], pr1.beta, pr1.u
+            opt1, pr1 = _stage1(resp, s, terms, slices, lower_t, theta0, beta0, aux0)
+            theta0, aux0, beta0, u0 = opt1["x"][:nt], opt1["x"][nt:], pr1.beta, pr1.u
         n_evals += opt1["n_evals"]
         messages.append(opt1["message"])
     state = {"u": u0}
     dev = make_deviance(resp, s, terms, slices, n_agq, state)
     fg = make_devgrad(resp, s, terms, slices, n_agq, state) if use_grad else None
-    x0 = np.concatenate([theta0, beta0])
+    x0 = np.concatenate([theta0, beta0, aux0])
     method = "Laplace" if n_agq == 1 else f"AGQ({n_agq})"
     H0 = None
     if precondition:
         # whitening by the (cheaper, Laplace) Hessian at the stage-1 point; keep theta
         # off its bound so the central differences stay on the smooth side
-        if use_grad:
+        if grad1:
             H0 = fd_hessian_from_grad(make_devgrad(resp, s, terms, slices, 1, {"u": u0}), x0)
             n_evals += 2 * x0.size
         else:
@@ -196,7 +269,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     n_evals += opt["n_evals"]
     messages.append(opt["message"])
     x = opt["x"]
-    theta, beta = x[:nt], x[nt:]
+    theta, beta, aux = _split(x, nt, p)
     lambdas = lambdas_from_theta(theta, terms, slices)
     dev_hat = dev(x)
     pr = state["last"]
@@ -208,11 +281,12 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         else:
             H = fd_hessian(dev, x)
             n_evals += 2 * x.size ** 2 + 1
-        vcov, hessian_pd = _vcov_from_hessian(H, nt)
+        vcov_all, hessian_pd = _vcov_from_hessian(H, nt)
+        vcov, vcov_aux = vcov_all[:p, :p], vcov_all[p:, p:]
         state["u"] = pr.u
         dev(x)  # leave the state at the optimum
     else:
-        vcov = np.full((p, p), np.nan)
+        vcov, vcov_aux = np.full((p, p), np.nan), np.full((na, na), np.nan)
     if state.get("pirls_fail"):
         messages.append(f"PIRLS did not converge in {state['pirls_fail']} deviance evaluation(s)")
     b, b_sd = modes_and_sds(s, pr.factor, lambdas, pr.u)
@@ -220,9 +294,12 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                  "hessian_pd": hessian_pd, "converged": opt["converged"], "messages": messages,
                  "deviance": dev_hat, "pirls_iters": pr.iters, "boundary_restart": restart}
     warn_nonconvergence(optimizer, method)
+    k_zi = 0 if resp.X_zi is None else resp.X_zi.shape[1]
     return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,
-                 loglik=-0.5 * dev_hat, n_params=p + nt, method=method, reml=False, n_agq=int(n_agq),
-                 optimizer=optimizer)
+                 loglik=-0.5 * dev_hat, n_params=p + nt + na, method=method, reml=False, n_agq=int(n_agq),
+                 optimizer=optimizer, beta_zi=aux[:k_zi] if resp.X_zi is not None else None,
+                 disp=float(np.exp(aux[k_zi])) if resp.family.has_dispersion else None,
+                 vcov_aux=vcov_aux if na else None)
 
 
 def _vcov_from_hessian(H: np.ndarray, nt: int):

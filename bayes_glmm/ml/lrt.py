@@ -14,6 +14,14 @@ components by their number.  So dropping
 When more than one variance is dropped at once the mixture weights depend on the
 information matrix; :func:`lrt` then uses the naive chi2_df, which is conservative
 (p-values too large), and says so.
+
+Families nest too: a Poisson model is the negative binomial at ``1/theta = 0`` (NB2) or
+``phi = 0`` (NB1), and a model without zero inflation is the zero-inflated one at
+``pi = 0``.  Both nulls are again on the boundary, so Poisson vs NB is referred to
+``1/2 chi2_0 + 1/2 chi2_1`` (counted like one variance), and adding a constant zero
+inflation (``zi="~1"``) likewise.  A zero-inflation formula with covariates puts the
+null at ``eta_zi = -inf``, where no chi-square mixture is exact; the test then uses the
+naive chi2 (conservative) and says so.
 """
 from __future__ import annotations
 
@@ -118,11 +126,37 @@ def _same_data(s0, s1) -> None:
     if not same_y:
         raise ValueError(f"the models have different responses ({s0.response_name!r} vs "
                          f"{s1.response_name!r}); a likelihood-ratio test needs the same response")
-    if s0.family != s1.family:
+    if s0.family != s1.family and not _family_nested(s0.family, s1.family):
         raise ValueError(f"the models have different families ({s0.family.name}/{s0.family.link.name} vs "
-                         f"{s1.family.name}/{s1.family.link.name}); refit them with the same family")
+                         f"{s1.family.name}/{s1.family.link.name}) that are not nested; refit them with the "
+                         f"same family (poisson is nested in negbinomial and nbinom1)")
     if not np.allclose(s0.offset, s1.offset) or not np.allclose(s0.weights, s1.weights):
         raise ValueError("the models have different offsets or weights; they are not nested")
+
+
+def _family_nested(f0, f1) -> bool:
+    """True when family f0 is f1 at a boundary value of f1's dispersion (poisson in NB)."""
+    return (f0.link == f1.link and f0.name == "poisson" and f1.name in ("negbinomial", "nbinom1"))
+
+
+def _aux_differences(s0, s1) -> tuple:
+    """(dispersion, zero-inflation) parameters of s1 absent from s0."""
+    disp = []
+    if s1.family.has_dispersion and not s0.family.has_dispersion:
+        name = s1.family.dispersion_name
+        at = "1/theta = 0" if name == "theta" else f"{name} = 0"
+        disp.append(f"{s1.family.name} {name} ({at}: the {s0.family.name} model)")
+    z0, z1 = list(s0.zi_names), list(s1.zi_names)
+    if s0.has_zi and not s1.has_zi:
+        raise ValueError("the smaller model has zero inflation and the larger has none; they are not nested")
+    missing = [z for z in z0 if z not in z1]
+    if missing:
+        raise ValueError(f"zero-inflation coefficients {missing} of the smaller model are not in the larger "
+                         f"one; the models are not nested")
+    for z in z0:
+        if not np.allclose(s0.X_zi[:, z0.index(z)], s1.X_zi[:, z1.index(z)]):
+            raise ValueError(f"zero-inflation column {z!r} differs between the models; they are not nested")
+    return disp, [f"zi: {z}" for z in z1 if z not in z0]
 
 
 def _differences(s0, s1) -> dict:
@@ -159,22 +193,46 @@ def _differences(s0, s1) -> dict:
         cols0, pairs0 = (r0[g][1], r0[g][2]) if g in r0 else ({}, set())
         variances += [f"{g}: {c}" for c in cols1 if c not in cols0]
         covariances += [f"{g}: {'/'.join(sorted(p))}" for p in pairs1 - pairs0]
-    return {"fixed": [f for f in f1 if f not in f0], "variances": variances, "covariances": covariances}
+    disp, zi = _aux_differences(s0, s1)
+    return {"fixed": [f for f in f1 if f not in f0], "variances": variances, "covariances": covariances,
+            "dispersion": disp, "zi": zi, "zi_added": not s0.has_zi and s1.has_zi}
 
 
 def _reference(df: int, diff: dict):
     """(dfs, weights, label, note) of the null distribution."""
-    n_var = len(diff["variances"])
+    # parameters whose null value is on the boundary: variances, a dispersion at its
+    # Poisson limit, and a zero-inflation probability at 0 (only an intercept-only zi
+    # puts it there as a single boundary parameter)
+    zi = diff.get("zi", [])
+    zi_boundary = diff.get("zi_added") and zi == ["zi: (Intercept)"]
+    boundary = diff["variances"] + diff.get("dispersion", []) + (zi if zi_boundary else [])
+    n_var = len(boundary)
+    if diff.get("zi_added") and not zi_boundary:
+        return (df,), (1.0,), f"chi2_{df} (conservative)", (
+            "zero inflation with covariates is tested against no zero inflation: the null puts the "
+            "zero-inflation linear predictor at -inf, where no chi-square mixture is exact; the naive "
+            f"chi2_{df} is used and the p-value is conservative (too large). Compare AIC as well")
     if n_var == 0:
         return (df,), (1.0,), f"chi2_{df}", "no variance is tested on the boundary: naive chi-square"
     if n_var == 1:
         dfs = (df - 1, df)
         return dfs, (0.5, 0.5), f"0.5 chi2_{df - 1} + 0.5 chi2_{df}", (
-            f"one variance ({diff['variances'][0]}) is tested on the boundary of the parameter space: "
+            f"one parameter ({boundary[0]}) is tested on the boundary of the parameter space: "
             "50:50 chi-square mixture (Self & Liang 1987; Stram & Lee 1994)")
     return (df,), (1.0,), f"chi2_{df} (conservative)", (
         f"{n_var} variances are tested at once on the boundary; the mixture weights depend on the "
         f"information matrix, so the naive chi2_{df} is used and the p-value is conservative (too large)")
+
+
+def _labels(s0, s1) -> list:
+    """Row labels of the table: the formulas, with family and zero inflation where they differ."""
+    def lab(s, full):
+        out = s.formula
+        if full:
+            out += f"  [{s.family.name}" + (f", zi {s.zi_formula}" if s.has_zi else "") + "]"
+        return out
+    full = s0.formula == s1.formula or s0.family != s1.family or s0.zi_formula != s1.zi_formula
+    return [lab(s0, full), lab(s1, full)]
 
 
 def _npar(res) -> int:
@@ -198,7 +256,7 @@ def lrt(m0, m1) -> LRTResult:
     Raises
     ------
     ValueError
-        When the fits use different data, response or family; are not nested; were fitted
+        When the fits use different data, response or (non-nested) family; are not nested; were fitted
         with different methods (e.g. Laplace vs AGQ); or are REML fits with different
         fixed effects (refit both with ``reml=False``).
 
@@ -227,7 +285,8 @@ def lrt(m0, m1) -> LRTResult:
                          "refit both with reml=False")
     diff = _differences(s0, s1)
     df = _npar(m1) - _npar(m0)
-    n_diff = len(diff["fixed"]) + len(diff["variances"]) + len(diff["covariances"])
+    n_diff = (len(diff["fixed"]) + len(diff["variances"]) + len(diff["covariances"])
+              + len(diff["dispersion"]) + len(diff["zi"]))
     if df <= 0 or n_diff == 0:
         raise ValueError(f"the models have the same parameters (df difference {df}); they are not nested "
                          "in a testable way")
@@ -252,6 +311,6 @@ def lrt(m0, m1) -> LRTResult:
         {"npar": [_npar(m0), _npar(m1)], "AIC": [m0.aic, m1.aic], "BIC": [m0.bic, m1.bic],
          crit: [m0.loglik, m1.loglik], "deviance": [m0.deviance, m1.deviance],
          "Chisq": [np.nan, chisq], "Df": [np.nan, df], "Pr(>Chisq)": [np.nan, p]},
-        index=[s0.formula, s1.formula])
+        index=_labels(s0, s1))
     return LRTResult(chisq=chisq, df=df, p_value=p, reference=label, p_naive=p_naive, differs=diff,
                      table=table, note=note, dfs=tuple(dfs), weights=tuple(weights))

@@ -142,7 +142,8 @@ def fit_pql(spec, dispersion: bool = True, *, max_iter: int = 10, tol: float = 1
     Parameters
     ----------
     spec : ModelSpec
-        From ``GLMM(...).spec``; any family and link of :mod:`bayes_glmm.families`.
+        From ``GLMM(...).spec``; the gaussian, bernoulli, binomial and poisson families (any
+        link), without zero inflation.
     dispersion : bool
         Estimate a dispersion phi (the working LMM's residual variance), as ``glmmPQL``
         does (default); False fixes phi = 1, the classical PQL of Breslow & Clayton.
@@ -174,6 +175,11 @@ def fit_pql(spec, dispersion: bool = True, *, max_iter: int = 10, tol: float = 1
     if not spec.terms:
         raise ValueError("fit_pql needs at least one random-effects term such as (1 | group); "
                          "for a fixed-effects-only model use a GLM")
+    if spec.family.has_dispersion or getattr(spec, "has_zi", False):
+        what = f"zero inflation (zi={spec.zi_formula!r})" if getattr(spec, "has_zi", False) else \
+            f"the {spec.family.name} family"
+        raise ValueError(f"fit_pql does not handle {what} (glmmPQL's quasi-likelihood has no dispersion "
+                         f"family or mixture); use fit_ml() (Laplace) or sample()")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}")
     from . import _one_blas_thread, check_rank  # the ML path's BLAS pinning and rank check

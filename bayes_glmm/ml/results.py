@@ -193,13 +193,24 @@ class MLResults(FitResults):
         # lmer reports t values without p-values; so does glmer for families with a scale
         return self.spec.family.has_sigma
 
-    def coef_table(self) -> pd.DataFrame:
+    def coef_table(self, ddf=None) -> pd.DataFrame:
         """Wald table: Estimate, Std. Error, z value, Pr(>|z|).
 
         For gaussian fits (REML / ML, like ``lmer``) the statistic is labelled
         ``t value`` and no p-value is given, since its reference distribution is not
         standard normal for small samples.
+
+        Parameters
+        ----------
+        ddf : {None, "satterthwaite", "kenward-roger"}
+            None: the table above.  Otherwise ``lmerTest``'s ``summary(m, ddf = ...)``:
+            columns ``estimate, se, df, t, p`` with Satterthwaite or Kenward-Roger
+            denominator df for LMMs (KR also adjusts ``se``; REML fits only); GLMMs get
+            z tests in the same columns with ``df = inf``.  See :mod:`bayes_glmm.ml.ddf`.
         """
+        if ddf is not None:
+            from .ddf import coef_table_ddf, normalize_ddf
+            return coef_table_ddf(self, normalize_ddf(ddf))
         est, se = self.fixef, self.se
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = est / se
@@ -215,6 +226,76 @@ class MLResults(FitResults):
         z = stats.norm.ppf(0.5 + level / 2.0)
         lo, hi = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
         return pd.DataFrame({lo: self.fixef - z * self.se, hi: self.fixef + z * self.se})
+
+    # ------------------------------------------------------------------ zero inflation, dispersion
+    def _require_zi(self, what: str) -> None:
+        if not self.spec.has_zi:
+            raise AttributeError(f"{what}: this model has no zero-inflation part (fit with zi='~ ...' "
+                                 f"and a count family)")
+
+    @property
+    def fixef_zi(self) -> pd.Series:
+        """Zero-inflation coefficients (logit of the structural-zero probability), models with ``zi``."""
+        self._require_zi("fixef_zi")
+        return pd.Series(np.asarray(self.fit.beta_zi, dtype=float), index=list(self.spec.zi_names),
+                         name="Estimate")
+
+    @property
+    def vcov_zi(self) -> pd.DataFrame:
+        """Covariance of the zero-inflation coefficients."""
+        self._require_zi("vcov_zi")
+        k = self.spec.p_zi
+        names = list(self.spec.zi_names)
+        return pd.DataFrame(np.asarray(self.fit.vcov_aux, dtype=float)[:k, :k], index=names, columns=names)
+
+    @property
+    def se_zi(self) -> pd.Series:
+        """Standard errors of :attr:`fixef_zi`."""
+        v = np.diag(self.vcov_zi.to_numpy())
+        return pd.Series(np.sqrt(np.clip(v, 0.0, None)), index=list(self.spec.zi_names), name="Std. Error")
+
+    def coef_table_zi(self) -> pd.DataFrame:
+        """Wald z table of the zero-inflation model (glmmTMB's "Zero-inflation model" block)."""
+        est, se = self.fixef_zi, self.se_zi
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stat = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat,
+                             "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(stat))})
+
+    @property
+    def dispersion(self) -> pd.Series:
+        """The family's dispersion parameter, named as the family names it.
+
+        ``theta`` (negbinomial: Var = mu + mu^2/theta, glmer.nb's theta and glmmTMB's sigma),
+        ``phi`` (nbinom1: Var = mu (1 + phi); beta: Var = mu (1 - mu)/(1 + phi); glmmTMB's
+        sigma), ``shape`` (gamma: Var = mu^2/shape; glmmTMB's sigma is 1/sqrt(shape)),
+        ``sigma`` (gaussian residual SD); empty for bernoulli, binomial and poisson.
+        """
+        fam = self.spec.family
+        if fam.has_dispersion:
+            return pd.Series({fam.dispersion_name: float(self.fit.disp)}, name="dispersion")
+        if fam.has_sigma and self.fit.sigma is not None:
+            return pd.Series({"sigma": float(self.fit.sigma)}, name="dispersion")
+        return pd.Series(dtype=float, name="dispersion")
+
+    def dispersion_table(self, level: float = 0.95) -> pd.DataFrame:
+        """Dispersion estimate with its Wald SE and interval on the log scale (where it is
+        estimated), the interval transformed back: columns Estimate, log, SE(log), lower, upper."""
+        fam = self.spec.family
+        if not fam.has_dispersion:
+            return pd.DataFrame(columns=["Estimate", "log", "SE(log)", "lower", "upper"])
+        v = np.asarray(self.fit.vcov_aux, dtype=float)
+        se = float(np.sqrt(max(v[-1, -1], 0.0))) if v.size else np.nan
+        est = float(self.fit.disp)
+        z = stats.norm.ppf(0.5 + level / 2.0)
+        return pd.DataFrame({"Estimate": [est], "log": [np.log(est)], "SE(log)": [se],
+                             "lower": [est * np.exp(-z * se)], "upper": [est * np.exp(z * se)]},
+                            index=[fam.dispersion_name])
+
+    def _zi_eta(self, design):
+        if not self.spec.has_zi:
+            return None
+        return np.asarray(design.X_zi, dtype=float) @ np.asarray(self.fit.beta_zi, dtype=float)
 
     # ------------------------------------------------------------------ random effects
     @property
@@ -247,7 +328,8 @@ class MLResults(FitResults):
 
     @property
     def df(self) -> int:
-        """Number of estimated parameters (fixed effects, theta, and sigma if gaussian)."""
+        """Number of estimated parameters (fixed effects, theta, sigma or the dispersion, and
+        the zero-inflation coefficients)."""
         return int(self.fit.n_params)
 
     @property
@@ -278,6 +360,27 @@ class MLResults(FitResults):
         beta = np.asarray(self.fit.beta, dtype=float)
         b = [np.asarray(bk, dtype=float) for bk in self.fit.b]
         return beta, b, self.covs, self.sigma
+
+    def anova(self, ddf: str = "satterthwaite", type=3) -> pd.DataFrame:
+        """F tests per fixed-effect term, as ``lmerTest::anova(m, type, ddf)``.
+
+        Parameters
+        ----------
+        ddf : {"satterthwaite", "kenward-roger"}
+            Denominator df method (KR: REML fits only, with the KR-scaled F).
+        type : {3, 1}
+            3: marginal hypotheses (lmerTest's type III, valid under treatment coding);
+            1: sequential.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Indexed by term label as R prints it (``"Days"``, ``"Month:Treatment"``):
+            ``sum_sq, mean_sq, num_df, den_df, F, p``.  For GLMMs: Wald chi-square / num_df
+            with ``den_df = inf`` and no sums of squares.  See :mod:`bayes_glmm.ml.anova`.
+        """
+        from .anova import anova_table
+        return anova_table(self, ddf=ddf, type=type)
 
     def _repr_text(self) -> str:
         return format_summary(self)

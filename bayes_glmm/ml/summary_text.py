@@ -59,6 +59,8 @@ def _header(res) -> list:
                  "[bayes_glmm MLResults]",
                  f" Family: {fam.name}  ( {fam.link.name} )"]
     lines.append(f"Formula: {res.spec.formula}")
+    if res.spec.has_zi:
+        lines.append(f"Zero inflation: {res.spec.zi_formula}")
     lines.append("")
     if res.reml:
         lines.append(f"REML criterion at convergence: {res.deviance:.4f}")
@@ -99,16 +101,19 @@ def random_effects_table(res) -> pd.DataFrame:
 
 def _fixed_table_text(res) -> tuple:
     tab = res.coef_table()
+    return _table_text(tab), "Pr(>|z|)" in tab
+
+
+def _table_text(tab: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=tab.index)
     out["Estimate"] = [f"{v:.{_decimals(tab['Estimate'])}f}" for v in tab["Estimate"]]
     out["Std. Error"] = [f"{v:.{_decimals(tab['Std. Error'])}f}" for v in tab["Std. Error"]]
     stat_col = "t value" if "t value" in tab else "z value"
     out[stat_col] = [f"{v:.3f}" for v in tab[stat_col]]
-    has_p = "Pr(>|z|)" in tab
-    if has_p:
+    if "Pr(>|z|)" in tab:
         out["Pr(>|z|)"] = [format_pvalue(p) for p in tab["Pr(>|z|)"]]
         out[" "] = [signif_stars(p) for p in tab["Pr(>|z|)"]]
-    return out, has_p
+    return out
 
 
 def _notes(res) -> list:
@@ -144,9 +149,21 @@ def format_summary(res) -> str:
     lines += [" " + ln for ln in _aligned(re_tab, ("Groups", "Name"))]
     groups = "; ".join(f"{t.name}, {t.n_levels}" for t in res.spec.terms)
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
-    lines += ["", "Fixed effects:"]
+    fam = res.spec.family
+    if fam.has_dispersion:
+        dt = res.dispersion_table()
+        name = fam.dispersion_name
+        what = {"theta": "Var = mu + mu^2/theta", "shape": "Var = mu^2/shape"}.get(
+            name, "Var = mu (1 + phi)" if fam.name == "nbinom1" else "Var = mu (1 - mu)/(1 + phi)")
+        lines += ["", f"Dispersion parameter for {fam.name} family ({what}): {name} = "
+                      f"{_g4(float(dt['Estimate'].iloc[0]))} (95% CI {_g4(float(dt['lower'].iloc[0]))} to "
+                      f"{_g4(float(dt['upper'].iloc[0]))}; SE of log {name} {float(dt['SE(log)'].iloc[0]):.3g})"]
+    lines += ["", "Conditional model:" if res.spec.has_zi else "Fixed effects:"]
     fx, has_p = _fixed_table_text(res)
     lines += fx.to_string().splitlines()
+    if res.spec.has_zi:
+        lines += ["", "Zero-inflation model:"]
+        lines += _table_text(res.coef_table_zi()).to_string().splitlines()
     if has_p:
         lines += ["---", SIGNIF_LEGEND]
     notes = _notes(res)

@@ -44,6 +44,12 @@ class MLFit:
     n_agq : int
     optimizer : dict
         start, final theta, n_evals, grad_norm, hessian_pd, converged, messages.
+    beta_zi : ndarray (p_zi,) or None
+        Zero-inflation coefficients (logit scale), models with ``zi`` only.
+    disp : float or None
+        Dispersion (``theta``, ``phi`` or ``shape``) of the families that have one.
+    vcov_aux : ndarray or None
+        Covariance of ``(beta_zi, log disp)``, in that order.
     """
 
     beta: np.ndarray
@@ -59,3 +65,6 @@ class MLFit:
     reml: bool = False
     n_agq: int = 1
     optimizer: dict = field(default_factory=dict)
+    beta_zi: np.ndarray | None = None
+    disp: float | None = None
+    vcov_aux: np.ndarray | None = None
