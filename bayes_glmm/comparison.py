@@ -22,7 +22,9 @@ them.
 
 Parameter labels follow :meth:`bayes_glmm.bayes.BayesResults.summary`: the
 coefficient name for fixed effects, ``sd_<term>[coef]``, ``corr_<term>[coef1, coef2]``,
-``sigma`` and ``b_<group>[level, coef]``.
+``sigma``, ``zi_<coef>`` (zero inflation), the dispersion's name (``theta``, ``phi``,
+``shape``) and ``b_<group>[level, coef]``.  The dispersion of a point fit gets a Wald
+interval on the log scale, transformed back.
 """
 from __future__ import annotations
 
@@ -30,14 +32,15 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._fitproto import is_posterior, method_name, posterior_draws
+from ._fitproto import is_posterior, method_name, posterior_draws, stack_draws
 from .spec import py_name
 
 __all__ = ["compare", "fit_table", "plot_compare", "KINDS"]
 
-#: parameter kinds, in display order
-KINDS = ("fixed", "sd", "corr", "sigma", "ranef")
-_GROUPS = {"all": ("fixed", "sd", "corr", "sigma"), "varcorr": ("sd", "corr", "sigma")}
+#: parameter kinds, in display order ("zi": zero-inflation coefficients, labelled
+#: ``zi_<coef>``; "dispersion": ``theta`` / ``phi`` / ``shape`` of the NB, Gamma and Beta families)
+KINDS = ("fixed", "zi", "sd", "corr", "sigma", "dispersion", "ranef")
+_GROUPS = {"all": ("fixed", "zi", "sd", "corr", "sigma", "dispersion"), "varcorr": ("sd", "corr", "sigma")}
 _COLUMNS = ["param", "kind", "group", "estimate", "se", "lower", "upper", "interval"]
 
 
@@ -72,6 +75,15 @@ def _posterior_rows(fit, a: float, with_ranef: bool) -> list:
     if d["sigma"] is not None:
         m, s, lo, hi = _summ(d["sigma"], a)
         rows.append(("sigma", "sigma", None, m, s, lo, hi, label))
+    post = fit.idata.posterior
+    if getattr(spec, "has_zi", False) and "beta_zi" in post:
+        m, s, lo, hi = _summ(stack_draws(fit.idata, "beta_zi"), a)
+        for j, nm in enumerate(spec.zi_names):
+            rows.append((f"zi_{nm}", "zi", None, m[j], s[j], lo[j], hi[j], label))
+    dname = spec.family.dispersion_name if spec.family.has_dispersion else None
+    if dname is not None and dname in post:
+        m, s, lo, hi = _summ(stack_draws(fit.idata, dname), a)
+        rows.append((dname, "dispersion", None, m, s, lo, hi, label))
     if with_ranef:
         for term, b in zip(spec.terms, d["b"]):
             m, s, lo, hi = _summ(b, a)
@@ -105,10 +117,21 @@ def _point_rows(fit, a: float, with_ranef: bool) -> list:
     label = f"Wald {100 * (1 - 2 * a):g}%"
     rows = [(nm, "fixed", None, fx[nm], se[nm], fx[nm] - z * se[nm], fx[nm] + z * se[nm], label)
             for nm in fx.index]
+    spec = getattr(fit, "spec", None)
+    if spec is not None and getattr(spec, "has_zi", False) and hasattr(fit, "se_zi"):
+        fz, sz = fit.fixef_zi, fit.se_zi
+        rows += [(f"zi_{nm}", "zi", None, fz[nm], sz[nm], fz[nm] - z * sz[nm], fz[nm] + z * sz[nm], label)
+                 for nm in fz.index]
     vc = getattr(fit, "varcorr", None)
     if vc is not None and len(vc):
-        for p, kind, grp, est in _varcorr_rows(vc, getattr(fit, "spec", None)):
+        for p, kind, grp, est in _varcorr_rows(vc, spec):
             rows.append((p, kind, grp, est, np.nan, np.nan, np.nan, "none"))
+    if spec is not None and spec.family.has_dispersion and hasattr(fit, "dispersion_table"):
+        # Wald on the log scale (where it is estimated), transformed back; se by the delta method
+        t = fit.dispersion_table(level=1 - 2 * a)
+        est, sl = float(t["Estimate"].iloc[0]), float(t["SE(log)"].iloc[0])
+        rows.append((t.index[0], "dispersion", None, est, est * sl, float(t["lower"].iloc[0]),
+                     float(t["upper"].iloc[0]), f"Wald {100 * (1 - 2 * a):g}% (log scale)"))
     if with_ranef:
         re = getattr(fit, "ranef", None) or {}
         re_sd = getattr(fit, "ranef_sd", None) or {}

@@ -165,3 +165,10 @@ def test_model_comparison_accepts_glmm_fits():
     assert list(tab.index) == ["m2", "m1"]
     assert tab["Df"].iloc[1] == 3
     assert tab["Chisq"].iloc[1] == pytest.approx(2 * (m1.loglik - m0.loglik))
+
+
+def test_bg_anova_is_the_function_even_after_importing_the_module():
+    import importlib
+    importlib.import_module("bayes_glmm.ml.anova")
+    assert callable(bg.anova) and bg.anova.__module__ == "bayes_glmm.ml.anova"
+    assert "anova" in dir(bg)

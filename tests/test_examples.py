@@ -219,3 +219,72 @@ def test_hospital_lmm_matches_lme4(quick):
 def test_hospital_nuts(full):
     r, _ = full("06_hospital_bp")
     close(r["nuts_fixef"], r["ours"]["fixef"], 0.6)
+
+
+# ----------------------------------------------------------------------------- 07 overdispersion
+# glmmTMB 1.1.5 on the package's epilepsy data (R 4.2.2):
+#   glmmTMB(count ~ offset(log(weeks)) + followup * group + (1 | id), d, family = nbinom2)
+#       logLik -888.8779239, theta (sigma) 6.780073, fixef 1.099986 0.01611593 0.07427351 -0.3122396
+#   ... ziformula = ~1: logLik -885.5496177, theta 8.192262, zi -3.634796
+#   ... family = poisson, + (1 | obs): logLik -888.8213701
+def test_overdispersion_families_match_glmmtmb(quick):
+    r, _ = quick("07_overdispersion")
+    assert r["loglik"]["NB2"] == pytest.approx(-888.8779239, abs=1e-3)
+    assert r["loglik"]["ZINB"] == pytest.approx(-885.5496177, abs=1e-3)
+    assert r["loglik"]["Poisson + OLRE"] == pytest.approx(-888.8213701, abs=1e-3)
+    assert r["theta_nb2"] == pytest.approx(6.780073, rel=1e-3)
+    assert r["theta_zinb"] == pytest.approx(8.192262, rel=1e-3)
+    assert r["zi_zinb"] == pytest.approx(-3.634796, abs=2e-3)
+    assert r["interaction"]["NB2"] == pytest.approx(-0.3122396, abs=1e-3)
+    # one scale: the Poisson fit is far worse, and its LRT against NB2 uses the boundary mixture
+    assert r["aic"]["Poisson"] - r["aic"]["NB2"] > 200
+    lrt = r["lrt_Poisson_NB2"]
+    assert lrt["reference"] == "0.5 chi2_0 + 0.5 chi2_1" and lrt["p"] < 1e-40
+    assert r["lrt_NB2_ZINB"]["p"] == pytest.approx(0.5 * stats.chi2.sf(r["lrt_NB2_ZINB"]["chisq"], 1))
+    # zero counts: Poisson under-predicts them badly, zero inflation closes most of the gap
+    z = r["expected_zeros"]
+    assert z["Poisson"] < z["NB2"] < z["ZINB"] <= r["n_zero"] + 1
+
+
+@pytest.mark.slow
+def test_overdispersion_nuts(full):
+    r, _ = full("07_overdispersion")
+    assert r["nuts_theta_nb2"] == pytest.approx(r["theta_nb2"], rel=0.3)
+    assert r["nuts_interaction_nb2"] == pytest.approx(r["interaction"]["NB2"], abs=0.1)
+    assert r["loo_rank"][-1] == "Poisson"
+    lo, _, hi = r["ppc_zeros"]["Poisson"]
+    assert hi < r["n_zero"]  # the Poisson posterior predictive cannot produce the observed zeros
+
+
+# ----------------------------------------------------------------------------- 08 gamma / beta
+# glmmTMB 1.1.5 on the example's simulated data (written out with the example's seed):
+#   glmmTMB(days ~ severity + (1 + severity | ward), family = Gamma(link = "log"))
+#       logLik -920.724633989, fixef 1.552254 0.3324981, SE 0.05646701 0.04176288,
+#       shape 1/sigma^2 = 3.766155, SDs 0.31349 0.18853, corr -0.040
+#   glmmTMB(damage ~ dose + (1 | plot), family = beta_family())
+#       logLik 123.227905928, fixef -1.11616 0.6565956, SE 0.1103672 0.07379598, phi 11.18411, SD 0.36921
+def test_gamma_beta_match_glmmtmb(quick):
+    r, _ = quick("08_gamma_beta")
+    assert r["gamma_loglik"] == pytest.approx(-920.724633989, abs=1e-3)
+    close(r["gamma_fixef"], [1.552254, 0.3324981], 1e-4)
+    close(r["gamma_se"], [0.05646701, 0.04176288], 5e-4)
+    assert r["gamma_shape"] == pytest.approx(3.766155, rel=1e-3)
+    close(r["gamma_sdcor"], [0.31349, 0.18853, -0.040], 2e-3)
+    assert r["beta_loglik"] == pytest.approx(123.227905928, abs=1e-3)
+    close(r["beta_fixef"], [-1.11616, 0.6565956], 1e-4)
+    close(r["beta_se"], [0.1103672, 0.07379598], 5e-4)
+    assert r["beta_phi"] == pytest.approx(11.18411, rel=1e-3)
+    assert r["beta_sd"] == pytest.approx(0.36921, abs=1e-3)
+    assert abs(r["beta_agq_loglik"] - r["beta_loglik"]) < 0.5
+    # the truth is inside the Wald intervals
+    for est, se, true in zip(r["gamma_fixef"], r["gamma_se"], (1.5, 0.3)):
+        assert abs(est - true) < 3 * se
+
+
+@pytest.mark.slow
+def test_gamma_beta_nuts(full):
+    r, _ = full("08_gamma_beta")
+    assert r["nuts_gamma_shape"] == pytest.approx(r["gamma_shape"], rel=0.2)
+    assert r["nuts_beta_phi"] == pytest.approx(r["beta_phi"], rel=0.3)
+    close(r["nuts_gamma_fixef"], r["gamma_fixef"], 0.1)
+    close(r["nuts_beta_fixef"], r["beta_fixef"], 0.15)

@@ -236,10 +236,16 @@ class PQLResults(MLResults):
     """
 
     def __init__(self, spec, fit: MLFit, *, dispersion: float, estimate_dispersion: bool, iterations: int):
-        self.dispersion = float(dispersion)
+        self._phi = float(dispersion)
         self.estimate_dispersion = bool(estimate_dispersion)
         self.iterations = int(iterations)
         super().__init__(spec, fit)
+
+    @property
+    def dispersion(self) -> float:
+        """glmmPQL's quasi-likelihood dispersion phi (a float; 1 when fixed). Not a family
+        parameter, unlike ``MLResults.dispersion`` (a Series for NB / Gamma / Beta fits)."""
+        return self._phi
 
     @property
     def method(self) -> str:
