@@ -23,6 +23,7 @@ _LAZY = {
     "anova": "bayes_glmm.ml.anova",
     "compare": "bayes_glmm.comparison",
     "plot_compare": "bayes_glmm.comparison",
+    "loo_compare": "bayes_glmm.comparison",
     "icc": "bayes_glmm.variance",
     "marginal_means": "bayes_glmm.marginal",
     "marginal_effects": "bayes_glmm.marginal",

@@ -35,7 +35,7 @@ from scipy import stats
 from ._fitproto import is_posterior, method_name, posterior_draws, stack_draws
 from .spec import py_name
 
-__all__ = ["compare", "fit_table", "plot_compare", "KINDS"]
+__all__ = ["compare", "fit_table", "plot_compare", "loo_compare", "KINDS"]
 
 #: parameter kinds, in display order ("zi": zero-inflation coefficients, labelled
 #: ``zi_<coef>``; "dispersion": ``theta`` / ``phi`` / ``shape`` of the NB, Gamma and Beta families)
@@ -330,3 +330,81 @@ def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = F
     ax.legend(handles=handles, loc="best", fontsize="small")
     fig.tight_layout()
     return fig, ax
+
+
+# ----------------------------------------------------------------------------- LOO
+def loo_compare(*posts, names=None, method: str = "stacking", random_seed=None):
+    """PSIS-LOO model comparison of posterior fits (``arviz.compare``), with Pareto-k explained.
+
+    Parameters
+    ----------
+    *posts : BayesResults
+        Posterior fits of the *same response on the same rows* (checked), each with a
+        ``log_likelihood`` group (added by ``sample()`` by default).
+    names : list of str, optional
+        Labels (default: the formula, with the family where formulas repeat).
+    method : {"stacking", "BB-pseudo-BMA", "pseudo-BMA"}
+        How ArviZ computes the model weights.
+    random_seed : int, optional
+        For the Bayesian-bootstrap weights (``method="BB-pseudo-BMA"``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``arviz.compare``'s table (rank, elpd_loo, p_loo, elpd_diff, weight, se, dse, warning)
+        plus ``n_bad_k`` (observations with Pareto k > 0.7) and ``max_k``; ``attrs["notes"]``
+        explains any large k.
+
+    Notes
+    -----
+    PSIS-LOO approximates leave-one-out by importance sampling from the full posterior. The
+    Pareto shape k of each observation's importance weights says whether that works: k < 0.5
+    fine, 0.5-0.7 acceptable, > 0.7 the estimate for that observation is unreliable (the
+    observation is influential: the posterior changes a lot without it). In mixed models this
+    happens when a group has few observations, so that leaving one out moves that group's
+    random effect; remedies are K-fold cross-validation by group, or moment matching.
+    ``elpd_diff`` within about 2 ``dse`` of 0 is not a meaningful difference.
+    """
+    import arviz as az
+
+    if len(posts) < 2:
+        raise ValueError("loo_compare needs at least two posterior fits")
+    for i, p in enumerate(posts):
+        if not is_posterior(p):
+            raise ValueError(f"fit {i} is a {type(p).__name__}, not a posterior fit (GLMM.sample()); for ML fits "
+                             f"use bg.lrt or compare AIC")
+        if "log_likelihood" not in p.idata.groups():
+            raise ValueError(f"fit {i} has no log_likelihood group; sample with log_likelihood=True")
+    s0 = posts[0].spec
+    for i, p in enumerate(posts[1:], 1):
+        s = p.spec
+        if s.n != s0.n or not s.row_index.equals(s0.row_index) or not np.array_equal(s.y, s0.y):
+            raise ValueError(f"fit {i} was fitted to a different response or different rows than fit 0; "
+                             f"LOO compares models of the same observations")
+    if names is None:
+        forms = [p.spec.formula for p in posts]
+        names = [f"{p.spec.formula} [{p.spec.family.name}" + (f", zi {p.spec.zi_formula}" if p.spec.has_zi else "")
+                 + "]" if forms.count(p.spec.formula) > 1 else p.spec.formula for p in posts]
+    names = _names(posts, names)
+    loos = {}
+    notes = []
+    for nm, p in zip(names, posts):
+        with np.errstate(all="ignore"):
+            res = az.loo(p.idata, pointwise=True)
+        loos[nm] = res
+        k = np.asarray(res.pareto_k).ravel()
+        bad = int(np.sum(k > 0.7))
+        if bad:
+            worst = np.argsort(k)[::-1][:5]
+            notes.append(f"{nm}: {bad} observation(s) with Pareto k > 0.7 (rows {worst.tolist()} worst, "
+                         f"max k {k.max():.2f}): PSIS-LOO is unreliable for them -- influential observations, "
+                         f"typically in small groups; use K-fold cross-validation by group")
+    kw = {"seed": random_seed} if method == "BB-pseudo-BMA" else {}
+    table = az.compare({nm: p.idata for nm, p in zip(names, posts)}, ic="loo", method=method, **kw)
+    table["n_bad_k"] = [int(np.sum(np.asarray(loos[nm].pareto_k) > 0.7)) for nm in table.index]
+    table["max_k"] = [float(np.max(np.asarray(loos[nm].pareto_k))) for nm in table.index]
+    table.attrs["notes"] = notes
+    for n in notes:
+        import warnings
+        warnings.warn(n, UserWarning, stacklevel=2)
+    return table

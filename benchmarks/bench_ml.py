@@ -14,6 +14,12 @@ epilepsy_slope    epilepsy long form, ``count ~ offset(log(weeks)) + followup * 
 bernoulli_1m      simulated 1,000,000 rows, 10,000 groups, ``y ~ x + (1 | g)``, Laplace
 verbagg           lme4::VerbAgg, ``r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)``,
                   Laplace (a simulated data set of the same shape when R is missing)
+epilepsy_nb2      epilepsy, ``count ~ offset(log(weeks)) + followup * group + (1 | id)``, NB2
+                  (peers: glmmTMB ``nbinom2`` and lme4 ``glmer.nb``)
+salamanders_zinb  glmmTMB's Salamanders (from tests/reference/families_reference.json),
+                  ``count ~ spp + mined + (1 | site)``, zi ``~ spp + mined``, ZINB (peer: glmmTMB)
+nb2_1m            simulated 1,000,000 rows, 10,000 groups, ``y ~ x + (1 | g)``, NB2, theta 2
+                  (peer: glmmTMB)
 
 Each case is timed as the median of ``--repeats`` fits (data preparation excluded), once in
 Python and once in R via ``Rscript`` (skipped gracefully when R or lme4 is not installed).
@@ -49,9 +55,17 @@ CASES = {
     "bernoulli_1m": dict(formula="y ~ x + (1 | g)", family="bernoulli", n_agq=1),
     "verbagg": dict(formula="r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
                     family="bernoulli", n_agq=1),
+    "epilepsy_nb2": dict(formula="count ~ offset(log(weeks)) + followup * group + (1 | id)",
+                         family="negbinomial", n_agq=1, peers=("glmmTMB", "glmer.nb")),
+    "salamanders_zinb": dict(formula="count ~ spp + mined + (1 | site)", zi="~ spp + mined",
+                             family="negbinomial", n_agq=1, peers=("glmmTMB",)),
+    "nb2_1m": dict(formula="y ~ x + (1 | g)", family="negbinomial", n_agq=1, peers=("glmmTMB",)),
 }
 
 R_FAMILY = {"bernoulli": "binomial", "poisson": "poisson", "binomial": "binomial"}
+TMB_FAMILY = {"negbinomial": "nbinom2", "nbinom1": "nbinom1", "poisson": "poisson",
+              "gamma": "Gamma(link = 'log')", "beta": "beta_family()"}
+BIG = ("bernoulli_1m", "nb2_1m")
 
 
 def have_r() -> bool:
@@ -93,7 +107,23 @@ def export_verbagg(path: Path) -> bool:
     return subprocess.run(["Rscript", "-e", code], capture_output=True).returncode == 0
 
 
+def simulate_nb2(n_rows=1_000_000, n_groups=10_000, seed=20261202) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = rng.integers(0, n_groups, n_rows)
+    x = rng.normal(size=n_rows)
+    mu = np.exp(0.3 + 0.4 * x + rng.normal(scale=0.5, size=n_groups)[g])
+    y = rng.poisson(rng.gamma(2.0, mu / 2.0))
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
 def load_case(name: str, r_ok: bool, tmp: Path) -> tuple[pd.DataFrame, str]:
+    if name == "nb2_1m":
+        return simulate_nb2(), "simulated, seed 20261202"
+    if name == "epilepsy_nb2":
+        return bg.datasets.load("epilepsy"), "HSAUR3 epilepsy (long form)"
+    if name == "salamanders_zinb":
+        ref = json.loads((ROOT / "tests" / "reference" / "families_reference.json").read_text())
+        return pd.DataFrame(ref["data"]["salamanders"]), "glmmTMB Salamanders"
     if name == "toenail_agq25":
         return bg.datasets.load("toenail"), "HSAUR3 toenail"
     if name == "epilepsy_slope":
@@ -111,13 +141,14 @@ def load_case(name: str, r_ok: bool, tmp: Path) -> tuple[pd.DataFrame, str]:
 
 def time_python(data: pd.DataFrame, case: dict, repeats: int) -> dict:
     times, res = [], None
+    kw = {"zi": case["zi"]} if case.get("zi") else {}
     for _ in range(repeats):
         t0 = time.perf_counter()
-        model = bg.GLMM(case["formula"], data, family=case["family"])
+        model = bg.GLMM(case["formula"], data, family=case["family"], **kw)
         res = model.fit_ml(n_agq=case["n_agq"])
         times.append(time.perf_counter() - t0)
     tracemalloc.start()
-    bg.GLMM(case["formula"], data, family=case["family"]).fit_ml(n_agq=case["n_agq"])
+    bg.GLMM(case["formula"], data, family=case["family"], **kw).fit_ml(n_agq=case["n_agq"])
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     return {"median_s": statistics.median(times), "times_s": times, "peak_traced_mb": peak / 2**20,
@@ -126,32 +157,42 @@ def time_python(data: pd.DataFrame, case: dict, repeats: int) -> dict:
 
 
 R_TEMPLATE = r"""
-suppressMessages(library(lme4)); library(jsonlite)
+suppressMessages({{library(lme4); library(glmmTMB)}}); library(jsonlite)
 d <- read.csv("{csv}")
 for (c in {factors}) d[[c]] <- factor(d[[c]])
 {extra}
 f <- as.formula("{formula}")
-fit1 <- function() glmer(f, data = d, family = {family}, nAGQ = {n_agq})
+fit1 <- function() {call}
+fixef_of <- function(m) {{ b <- fixef(m); if (is.list(b)) b$cond else b }}
 if (nrow(d) < 1e5) m <- fit1()  # warm-up (byte compiler, lazy loading); pointless for the 1M case
 times <- numeric(0)
 for (i in seq_len({repeats})) times <- c(times, system.time(m <- fit1())[["elapsed"]])
 invisible(gc(reset = TRUE)); m <- fit1(); g <- gc()
 cat(toJSON(list(median_s = median(times), times_s = times, max_used_mb = sum(g[, ncol(g)]),
-                loglik = as.numeric(logLik(m)), fixef = as.list(round(fixef(m), 5))),
+                loglik = as.numeric(logLik(m)), fixef = as.list(round(fixef_of(m), 5))),
            auto_unbox = TRUE, digits = NA))
 """
 
 
-def time_r(data: pd.DataFrame, case: dict, repeats: int, tmp: Path, name: str) -> dict | None:
+def r_call(case: dict, peer: str) -> str:
+    """The R fitting call of a peer (glmer, glmer.nb or glmmTMB) for a case."""
+    if peer == "glmer":
+        return f"glmer(f, data = d, family = {R_FAMILY[case['family']]}, nAGQ = {case['n_agq']})"
+    if peer == "glmer.nb":
+        return "glmer.nb(f, data = d)"
+    zi = f", ziformula = {case['zi']}" if case.get("zi") else ""
+    return f"glmmTMB(f, data = d, family = {TMB_FAMILY[case['family']]}{zi})"
+
+
+def time_r(data: pd.DataFrame, case: dict, repeats: int, tmp: Path, name: str, peer: str = "glmer") -> dict | None:
     csv = tmp / f"{name}.csv"
     data.to_csv(csv, index=False)
     factors = [c for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)
                or data[c].dtype == object]
     extra = "d$followup <- as.logical(d$followup)" if "followup" in data.columns else ""
     script = R_TEMPLATE.format(csv=csv, factors="c(" + ", ".join(f"'{c}'" for c in factors) + ")",
-                               extra=extra, formula=case["formula"], family=R_FAMILY[case["family"]],
-                               n_agq=case["n_agq"], repeats=repeats)
-    path = tmp / f"{name}.R"
+                               extra=extra, formula=case["formula"], call=r_call(case, peer), repeats=repeats)
+    path = tmp / f"{name}_{peer}.R"
     path.write_text(script)
     out = subprocess.run(["Rscript", str(path)], capture_output=True, text=True)
     if out.returncode != 0:
@@ -175,7 +216,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as td:
         tmp = Path(td)
         for name in args.cases:
-            if args.quick and name == "bernoulli_1m":
+            if args.quick and name in BIG:
                 continue
             case = CASES[name]
             data, source = load_case(name, r_ok, tmp)
@@ -185,18 +226,24 @@ def main(argv=None) -> int:
             print(f"  bayes_glmm: median {py['median_s']:.3f} s  (runs {', '.join(f'{t:.3f}' for t in py['times_s'])}); "
                   f"peak traced {py['peak_traced_mb']:.0f} MiB, max RSS {py['maxrss_mb']:.0f} MiB; "
                   f"logLik {py['loglik']:.4f}")
-            rr = time_r(data, case, args.repeats, tmp, name) if r_ok else None
-            if rr is not None:
-                print(f"  glmer:      median {rr['median_s']:.3f} s; R heap max used {rr['max_used_mb']:.0f} MB; "
-                      f"logLik {rr['loglik']:.4f}")
-                print(f"  ratio bayes_glmm / glmer = {py['median_s'] / max(rr['median_s'], 1e-9):.2f}")
-            results[name] = {"source": source, "n": len(data), "python": py, "r": rr}
+            peers = {}
+            for peer in case.get("peers", ("glmer",)):
+                rr = time_r(data, case, args.repeats, tmp, name, peer) if r_ok else None
+                if rr is not None:
+                    print(f"  {peer + ':':11s} median {rr['median_s']:.3f} s; R heap max used "
+                          f"{rr['max_used_mb']:.0f} MB; logLik {rr['loglik']:.4f}")
+                    print(f"  ratio bayes_glmm / {peer} = {py['median_s'] / max(rr['median_s'], 1e-9):.2f}")
+                peers[peer] = rr
+            first = next(iter(peers.values()))
+            results[name] = {"source": source, "n": len(data), "python": py, "r": first, "peers": peers}
     if results:
         print("\nSummary (median seconds):")
-        print(f"  {'case':16s} {'bayes_glmm':>11s} {'glmer':>9s} {'ratio':>7s}")
+        print(f"  {'case':16s} {'bayes_glmm':>11s} {'peer':>9s} {'peer s':>9s} {'ratio':>7s}")
         for name, r in results.items():
-            rt = r["r"]["median_s"] if r["r"] else float("nan")
-            print(f"  {name:16s} {r['python']['median_s']:11.3f} {rt:9.3f} {r['python']['median_s'] / rt:7.2f}")
+            for peer, rr in r["peers"].items():
+                rt = rr["median_s"] if rr else float("nan")
+                print(f"  {name:16s} {r['python']['median_s']:11.3f} {peer:>9s} {rt:9.3f} "
+                      f"{r['python']['median_s'] / rt:7.2f}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2, default=float))
     return 0

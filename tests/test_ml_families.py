@@ -175,3 +175,21 @@ def test_data_not_modified_and_aliases():
     pd.testing.assert_frame_equal(d, before)
     assert r.spec.family.name == "negbinomial"
     assert bg.GLMM("negbinomial ~ x + (1 | g)", d, family="NegativeBinomial").family.name == "negbinomial"
+
+
+@pytest.mark.parametrize("col,fam,zi", [("negbinomial", "negbinomial", None), ("negbinomial_zi", "negbinomial", "~ x"),
+                                        ("beta", "beta", None), ("poisson_zi", "poisson", "~ x"),
+                                        ("poisson", "poisson", None)])
+def test_scalar_term_gradient_fast_path_equals_general(col, fam, zi):
+    from bayes_glmm.ml import agq
+    from bayes_glmm.ml.laplace import _modes
+    spec = bg.GLMM(f"{col} ~ x + (1 | g)", sim(), family=fam, zi=zi).spec
+    resp = make_response(spec)
+    s = linalg.build_structure(spec.terms)
+    sl, _, t0 = opt.theta_layout(spec.terms)
+    x = np.concatenate([t0 * 0.7 + 0.05, laplace.start_beta(resp) + 0.05, laplace.start_aux(resp) + 0.1])
+    lam, pr, r = _modes(x, resp, s, spec.terms, sl, 1, {})
+    E = agq.theta_directions(1, False, 1)
+    g_fast = agq.devgrad(r, s, lam, E, pr, 1)[1]
+    g_gen = agq.devgrad(r, s, lam, E, pr, 1, scalar_fast=False)[1]
+    np.testing.assert_allclose(g_fast, g_gen, rtol=1e-10, atol=1e-9)

@@ -50,11 +50,50 @@ __all__ = ["gh_rule", "agq_loglik", "check_agq", "devgrad", "supports_gradient"]
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
+#: below this log relative weight a node contributes nothing in double precision
+_LOG_W_NEGLIGIBLE = -700.0
+
+
+def _gh_log_1d(n: int):
+    """Nodes and *log* weights of the n-point rule for exp(-z^2/2), stable for any n.
+
+    NumPy's ``hermegauss`` overflows beyond ~400 nodes (NaN nodes and weights).  Here the
+    nodes are the eigenvalues of the Jacobi matrix of the probabilists' Hermite polynomials
+    (Golub-Welsch; off-diagonal sqrt(k)) and the log weights come from the Christoffel
+    function ``w_k = sqrt(2 pi) / sum_j p_j(z_k)^2`` (p_j orthonormal under N(0, 1)),
+    evaluated by the three-term recurrence with running rescaling, so weights far below
+    the smallest double are represented by their logarithm.  Up to 150 nodes NumPy's rule
+    is used unchanged.
+    """
+    if n <= 150:
+        x, w = np.polynomial.hermite_e.hermegauss(n)
+        return x, np.log(w)
+    from scipy.linalg import eigh_tridiagonal
+
+    x = eigh_tridiagonal(np.zeros(n), np.sqrt(np.arange(1.0, n)), eigvals_only=True)
+    x = 0.5 * (x - x[::-1])  # exactly symmetric
+    p_prev, p = np.zeros(n), np.ones(n)
+    ssq, logscale = np.ones(n), np.zeros(n)
+    for j in range(1, n):
+        p_prev, p = p, (x * p - np.sqrt(j - 1.0) * p_prev) / np.sqrt(float(j))
+        ssq += p * p
+        big = ssq > 1e200
+        if np.any(big):
+            f = np.where(big, 1e-100, 1.0)
+            p, p_prev, ssq = p * f, p_prev * f, ssq * f * f
+            logscale += np.where(big, 200.0 * np.log(10.0), 0.0)
+    return x, 0.5 * _LOG_2PI - np.log(ssq) - logscale
+
+
 @functools.lru_cache(maxsize=32)
 def _gh_cached(n: int, q: int):
-    x, w = np.polynomial.hermite_e.hermegauss(n)
+    x, lw1 = _gh_log_1d(n)
+    # nodes whose weight is negligible next to the largest contribute exactly nothing (and
+    # their far-out eta overflow the log-density): drop them
+    keep = lw1 - np.max(lw1) > _LOG_W_NEGLIGIBLE / q
+    x, lw1 = x[keep], lw1[keep]
     z = np.array(list(itertools.product(x, repeat=q)), dtype=float).reshape(-1, q)
-    lw = np.array([np.sum(c) for c in itertools.product(np.log(w), repeat=q)])
+    lw = np.array([np.sum(c) for c in itertools.product(lw1, repeat=q)])
     lw = lw + 0.5 * np.sum(z * z, axis=1)
     z.setflags(write=False)
     lw.setflags(write=False)
@@ -68,8 +107,9 @@ def gh_rule(n: int, q: int):
 
     Returns
     -------
-    z : ndarray (n^q, q)
-        Nodes (read-only).
+    z : ndarray (<= n^q, q)
+        Nodes (read-only); for large n the far nodes whose weight underflows relative to
+        the central ones (below exp(-700)) are dropped.
     logw_adj : ndarray (n^q,)
         ``log w_k + ||z_k||^2 / 2`` (what the adaptive formula needs; read-only).
     """
@@ -340,7 +380,59 @@ def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
     return D0, du, T, P
 
 
-def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chunk_rows: int = 2_000_000):
+def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None) -> np.ndarray:
+    """Laplace deviance gradient for one scalar term (q = 1) in O(n (p + n_aux)).
+
+    The same quantities as :func:`_mode_derivs` specialised to q = 1, where every block is a
+    scalar: ``A_j = 1 + lam^2 C_j``, ``du_j = rhs_j / A_j`` and ``sum_j tr(A_j^{-1} dA_j)``
+    contracted without forming the (n, d) derivative of eta (group sums by ``bincount``).
+    ``tests/test_ml_families.py`` holds it equal to the general form.
+    """
+    c, J = s.codes[0], s.J[0]
+    x = s.Xr[0][:, 0]
+    X = resp.X
+    p = X.shape[1]
+    na = 0 if aux_rows is None else aux_rows[1].shape[1]
+    u = pr.u  # (J,)
+    W, r = pr.W, pr.r
+    if aux_rows is None:
+        dW = W if resp.family.name == "poisson" else W * (1.0 - 2.0 * pr.mu)
+    else:
+        dW = aux_rows[0]
+
+    def gsum(v):
+        return np.bincount(c, weights=v, minlength=J)
+
+    xx = x * x
+    C = gsum(W * xx)
+    A = 1.0 + lam * lam * C
+    uc = u[c]
+    xw = x * W
+    # rhs_j = -lam S_j (+ Z_j'r for theta, + lam Z_j' dr/da for aux), S_j = sum x W D0
+    rhs = np.empty((J, 1 + p + na))
+    rhs[:, 0] = -lam * gsum(xw * x * uc) + gsum(x * r)
+    for k in range(p):
+        rhs[:, 1 + k] = -lam * gsum(xw * X[:, k])
+    for k in range(na):
+        rhs[:, 1 + p + k] = lam * gsum(x * aux_rows[2][:, k])
+    du = rhs / A[:, None]
+    wt = lam * lam * xx * dW / A[c]  # contracts dC_j with 1/A_j
+    T = np.empty(1 + p + na)
+    m = gsum(wt * x)  # sum_{i in j} wt_i x_i, for the mode-movement part of d eta
+    T[0] = wt @ (x * uc) + 2.0 * lam * np.sum(C / A)
+    T[1:1 + p] = wt @ X
+    if na:
+        T[1 + p:] = (lam * lam * (xx / A[c])) @ aux_rows[3]
+    T += lam * (m @ du)
+    g = np.empty(1 + p + na)
+    g[0] = r @ (x * uc)
+    g[1:1 + p] = r @ X
+    g[1 + p:] = np.sum(aux_rows[1], axis=0) if na else 0.0
+    return -2.0 * g + T
+
+
+def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chunk_rows: int = 2_000_000,
+            scalar_fast: bool = True):
     """Deviance ``-2 loglik`` and its gradient in ``(theta, beta)`` at a converged PIRLS state.
 
     Parameters
@@ -366,10 +458,14 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
             raise ValueError("devgrad: the analytic gradient of a dispersion / zero-inflated model is "
                              "available for the Laplace approximation only")
         aux_rows = _row_aux_derivs(resp, pr.eta)
+        if scalar_fast and s.q[0] == 1:
+            return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, aux_rows)
         D0, du, T, _ = _mode_derivs(resp, s, lambdas, E, pr, False, aux_rows)
         g = -2.0 * (pr.r @ D0) + np.sum(T, axis=0)
         g[D0.shape[1] - resp.n_aux:] -= 2.0 * np.sum(aux_rows[1], axis=0)
         return pr.laplace_deviance, g
+    if n_agq == 1 and scalar_fast and s.q[0] == 1:
+        return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr)
     D0, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, n_agq > 1)
     if n_agq == 1:
         # envelope theorem: the mode terms of -2 ll + ||u||^2 cancel at the mode
