@@ -384,7 +384,7 @@ def anova(*fits, names=None, **kwargs):
     --------
     >>> bg.anova(m1, m2)                                             # doctest: +SKIP
     """
-    from .lrt import _same_data
+    from .lrt import check_same_data
     from .results import MLResults
 
     if not fits:
@@ -401,7 +401,7 @@ def anova(*fits, names=None, **kwargs):
     if len(names) != len(fits) or len(set(names)) != len(names):
         raise ValueError(f"names= needs {len(fits)} distinct labels, got {names}")
     for m in fits[1:]:
-        _same_data(fits[0].spec, m.spec)
+        check_same_data(fits[0].spec, m.spec)
     if any(m.reml for m in fits):
         warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=2)
         fits = [_refit_ml(m) if m.reml else m for m in fits]

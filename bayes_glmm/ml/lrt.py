@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-__all__ = ["lrt", "LRTResult", "mixture_pvalue"]
+__all__ = ["lrt", "LRTResult", "mixture_pvalue", "check_same_data"]
 
 
 def mixture_pvalue(stat: float, dfs, weights) -> float:
@@ -67,7 +67,8 @@ class LRTResult:
     p_naive : float
         p-value under the naive chi2_df (for comparison).
     differs : dict
-        Parameters in the larger model only: ``fixed``, ``variances``, ``covariances``.
+        Parameters in the larger model only: ``fixed``, ``variances``, ``covariances``, and
+        ``dispersion`` / ``zi`` where the families or zero-inflation parts differ.
     table : pandas.DataFrame
         anova-style table: npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
     note : str
@@ -116,7 +117,9 @@ def _structure(spec) -> dict:
     return out
 
 
-def _same_data(s0, s1) -> None:
+def check_same_data(s0, s1) -> None:
+    """ValueError unless two specs have the same rows, response, (nested) family, offsets and
+    weights: the precondition of any likelihood comparison (``lrt``, ``bg.anova``)."""
     if s0.n != s1.n or not s0.row_index.equals(s1.row_index):
         raise ValueError(f"the models were fitted to different rows ({s0.n} vs {s1.n} observations); "
                          "fit both to the same data (drop missing values first)")
@@ -274,7 +277,7 @@ def lrt(m0, m1) -> LRTResult:
     if _npar(m0) > _npar(m1):
         m0, m1 = m1, m0
     s0, s1 = m0.spec, m1.spec
-    _same_data(s0, s1)
+    check_same_data(s0, s1)
     if m0.reml != m1.reml:
         raise ValueError("one model was fitted by REML and the other by ML; refit both with reml=False")
     if m0.method != m1.method:
@@ -312,5 +315,8 @@ def lrt(m0, m1) -> LRTResult:
          crit: [m0.loglik, m1.loglik], "deviance": [m0.deviance, m1.deviance],
          "Chisq": [np.nan, chisq], "Df": [np.nan, df], "Pr(>Chisq)": [np.nan, p]},
         index=_labels(s0, s1))
-    return LRTResult(chisq=chisq, df=df, p_value=p, reference=label, p_naive=p_naive, differs=diff,
+    # the public record: dispersion / zero-inflation entries only where the models differ there
+    differs = {k: v for k, v in diff.items()
+               if k in ("fixed", "variances", "covariances") or (k in ("dispersion", "zi") and v)}
+    return LRTResult(chisq=chisq, df=df, p_value=p, reference=label, p_naive=p_naive, differs=differs,
                      table=table, note=note, dfs=tuple(dfs), weights=tuple(weights))
