@@ -91,6 +91,7 @@ class GLMM:
         """
         from .priors import resolve_priors
 
+        validate.check_mapping(priors, "priors", "{'sd_ID': bg.Prior('HalfNormal', sigma=1)}")
         new = copy.copy(self)
         new.priors = {**self.priors, **dict(priors)}
         new.resolved_priors = resolve_priors(self.spec, new.priors)

@@ -374,10 +374,11 @@ def check_n_agq(n_agq: Any) -> None:
 def check_sample_args(draws: Any = 1, tune: Any = 0, chains: Any = 1, random_seed: Any = None) -> None:
     """Integer draws >= 1, tune >= 0, chains >= 1 and a valid seed."""
     for nm, v, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        kind = "non-negative" if low == 0 else "positive"
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
-            raise InputTypeError(f"{nm} must be an integer, got {v!r}")
+            raise InputTypeError(f"{nm} must be a {kind} integer, got {v!r}")
         if v < low:
-            raise ValueError(f"{nm} must be {'non-negative' if low == 0 else 'at least 1'}, got {v!r}")
+            raise ValueError(f"{nm} must be a {kind} integer, got {v!r}")
     check_random_seed(random_seed)
 
 
