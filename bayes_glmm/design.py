@@ -485,7 +485,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
         codes, levels, grp = _grouping(r.group_vars, frame, where)
         if len(levels) < 2:
             raise ValueError(f"grouping factor {r.group!r} in {where} has a single level "
-                             f"({levels[0]!r} ); a random effect needs at least 2 groups: drop the "
+                             f"({level_label(levels[0])!r}); a random effect needs at least 2 groups: drop the "
                              f"term or model it as a fixed effect")
         built.append((r, Xr, enc, codes, levels, grp))
     built.sort(key=lambda b: -len(b[4]))  # lme4 order: decreasing number of levels (stable)

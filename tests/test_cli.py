@@ -232,6 +232,6 @@ def test_demo_short_run_writes_plots(tmp_path, capsys, monkeypatch):
     names = list(nuts.index)
     np.testing.assert_allclose(nuts["lower"], summ.loc[names, "2.5%"], rtol=1e-10)
     np.testing.assert_allclose(nuts["upper"], summ.loc[names, "97.5%"], rtol=1e-10)
-    assert (nuts["interval"] == 0.95).all()
+    assert (nuts["interval"] == "posterior 95%").all()
     lo = f"{nuts.loc['Month', 'lower']:7.3f}".strip()
     assert lo in out  # printed in the interval table
