@@ -65,7 +65,13 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
         Gaussian identity-link models only; default True (as ``lmer``).
     **kw
         Passed to :func:`bayes_glmm.ml.lmm.fit_lmm` or :func:`bayes_glmm.ml.laplace.fit_glmm`
-        (``start``, ``maxiter``; GLMM also ``stage1``, ``calc_vcov``).
+        (``start``, ``maxiter``, ``n_starts``, ``random_seed``; GLMM also ``stage1``,
+        ``calc_vcov``).  ``n_starts=k`` searches k starting points and keeps the best optimum
+        (a UserWarning names the others' log-likelihoods when they differ by more than 1e-3;
+        see ``MLResults.optinfo``); the default is 1, or 3 where the likelihood is known to
+        be multimodal-prone (uncorrelated ``(1 + x || g)`` with an off-centre x, vector terms
+        on small groups).  ``random_seed`` (default 0) makes the extra starts and the
+        restarts deterministic.
 
     Raises
     ------
@@ -77,6 +83,13 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
     if not spec.terms:
         raise ValueError("the model has no random-effects terms; fit it as a GLM (e.g. statsmodels) instead")
     check_rank(spec.X, spec.fixed_names)
+    w = np.asarray(spec.weights, dtype=float)
+    pos = w > 0
+    if 0 < np.sum(pos) < w.size:
+        try:
+            check_rank(spec.X[pos], spec.fixed_names)
+        except ValueError as e:
+            raise ValueError(f"with the {int(np.sum(~pos))} zero-weight rows left out, the {e}") from None
     with _one_blas_thread():
         if fam.name == "gaussian":
             if fam.link.name != "identity":

@@ -27,8 +27,10 @@ import numpy as np
 from . import agq as _agq
 from . import linalg
 from .lmm import modes_and_sds
-from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, lambdas_from_theta, minimize_bounded,
-                       restart_off_boundary, theta_layout, warn_nonconvergence)
+from .optimize import (AUTO_N_STARTS, fd_gradient, fd_hessian, fd_hessian_from_grad, lambdas_from_theta,
+                       minimize_bounded, multimodal_prone, multistart_points, new_optinfo, optimize_checked,
+                       report_starts, restart_candidates, restart_off_boundary, theta_layout, theta_scales,
+                       warn_nonconvergence)
 from .pirls import make_response, pirls, with_aux
 from .types import MLFit
 
@@ -164,6 +166,8 @@ def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
         lambdas = lambdas_from_theta(v[:nt], terms, slices)
         r = with_aux(resp, v[nt:]) if resp.n_aux else resp
         pr = pirls(r, s, lambdas, state["beta"], state["u"], joint=True)
+        if pr.ridged:
+            state["ridged"] = state.get("ridged", 0) + 1
         if np.all(np.isfinite(pr.u)) and np.all(np.isfinite(pr.beta)):
             state["u"], state["beta"] = pr.u, pr.beta
         return pr.laplace_deviance
@@ -172,6 +176,7 @@ def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
     lower1 = np.concatenate([lower, np.full(aux0.size, -np.inf)])
     opt = minimize_bounded(crit, np.concatenate([theta0, aux0]), lower1, ftol=1e-8, gtol=1e-4,
                            label="stage 1 (theta, beta in PIRLS)")
+    opt["ridged"] = state.get("ridged", 0)
     lambdas = lambdas_from_theta(opt["x"][:nt], terms, slices)
     r = with_aux(resp, opt["x"][nt:]) if resp.n_aux else resp
     pr = pirls(r, s, lambdas, state["beta"], state["u"], joint=True)
@@ -179,7 +184,8 @@ def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
 
 
 def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov: bool = True,
-             precondition: bool = True, maxiter: int = 1000) -> MLFit:
+             precondition: bool = True, maxiter: int = 1000, n_starts: int | None = None,
+             random_seed: int = 0) -> MLFit:
     """Fit a GLMM by Laplace (``n_agq=1``) or adaptive Gauss-Hermite quadrature.
 
     Parameters
@@ -200,22 +206,37 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         parameters).
     precondition : bool
         Whiten stage 2 with a finite-difference Hessian at its start (fewer iterations).
+    n_starts : int, optional
+        Starting points of stage 2 (the stage-1 point, then drawn covariance parameters,
+        see :func:`bayes_glmm.ml.optimize.multistart_points`); the best optimum is kept and
+        a UserWarning names the others' log-likelihoods when they differ by > 1e-3.
+        Default 1, or 3 where the likelihood is multimodal-prone
+        (:func:`bayes_glmm.ml.optimize.multimodal_prone`).
+    random_seed : int
+        Seed of the extra starts and restarts (the fit is deterministic given it).
 
     Returns
     -------
     MLFit
+        ``optimizer["optinfo"]`` holds the convergence record (see ``MLResults.optinfo``).
+        Convergence is judged by the projected gradient and the Hessian at the end
+        (:func:`bayes_glmm.ml.optimize.check_convergence`); a fit that fails it is restarted
+        (from the boundary, lme4's start and a perturbed point) before being reported.
     """
     _agq.check_agq(spec, n_agq)
     terms = spec.terms
     resp = make_response(spec)
     s = linalg.build_structure(terms)
     slices, lower_t, theta0 = theta_layout(terms)
+    theta_default = theta0.copy()
+    extra_warnings = []
     start = dict(start or {})
     if "theta" in start:
         theta0 = np.asarray(start["theta"], dtype=float)
     beta0 = np.asarray(start["beta"], dtype=float) if "beta" in start else start_beta(resp)
     aux0 = np.asarray(start["aux"], dtype=float) if "aux" in start else start_aux(resp)
     nt, p, na = theta0.size, resp.X.shape[1], resp.n_aux
+    ridged = 0
     messages = []
     n_evals = 0
     u0 = None
@@ -232,17 +253,20 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                                     lower, ftol=1e-8, gtol=1e-4, jac=True, label="stage 1 (Laplace)")
             # a first step can overshoot a variance to its bound, where the gradient in it
             # vanishes (the deviance is even there): look off the bound before stage 2
-            opt1, _ = restart_off_boundary(fg1, opt1, lower, jac=True, label="stage 1 (Laplace)")
+            opt1, _ = restart_off_boundary(fg1, opt1, lower, jac=True, label="stage 1 (Laplace)",
+                                           step=np.concatenate([0.1 * np.minimum(theta_scales(terms), 1.0),
+                                                                np.ones(p + na)]))
             if st1.get("last") is not None:
                 fg1(opt1["x"])  # modes at the kept point
             theta0, beta0, aux0 = _split(opt1["x"], nt, p)
             u0 = st1["u"]
         else:
             opt1, pr1 = _stage1(resp, s, terms, slices, lower_t, theta0, beta0, aux0)
+            ridged = opt1.get("ridged", 0)
             theta0, aux0, beta0, u0 = opt1["x"][:nt], opt1["x"][nt:], pr1.beta, pr1.u
         n_evals += opt1["n_evals"]
         messages.append(opt1["message"])
-    state = {"u": u0}
+    state = {"u": u0, "ridged": ridged}
     dev = make_deviance(resp, s, terms, slices, n_agq, state)
     fg = make_devgrad(resp, s, terms, slices, n_agq, state) if use_grad else None
     x0 = np.concatenate([theta0, beta0, aux0])
@@ -258,14 +282,61 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
             lap = make_deviance(resp, s, terms, slices, 1, {"u": u0})
             H0 = fd_hessian(lap, x0, delta=1e-4)
             n_evals += 2 * x0.size ** 2 + 1
-    if use_grad:
-        opt = minimize_bounded(fg, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})", jac=True)
-    else:
-        opt = minimize_bounded(dev, x0, lower, hess=H0, maxiter=maxiter, label=f"stage 2 ({method})")
-    # a variance parameter at its bound has a zero deviance gradient (the deviance is even
-    # in it there): check the boundary optimum by a restart moved off the bound
-    opt, restart = restart_off_boundary(fg if use_grad else dev, opt, lower, hess=H0, maxiter=maxiter,
-                                        jac=use_grad, label=f"stage 2 ({method})")
+    obj = fg if use_grad else dev
+    label2 = f"stage 2 ({method})"
+    # probe 0.1 off a bound on the linear predictor's scale (a slope's theta of 0.1 is an SD
+    # of 0.1 |x| there); plain 0.1 for intercepts
+    bstep = np.concatenate([0.1 * np.minimum(theta_scales(terms), 1.0), np.ones(p + na)])
+
+    def solve(xs):
+        o = minimize_bounded(obj, xs, lower, hess=H0, maxiter=maxiter, label=label2, jac=use_grad)
+        # a variance parameter at its bound has a zero deviance gradient (the deviance is even
+        # in it there): check the boundary optimum by a restart moved off the bound
+        o, rec = restart_off_boundary(obj, o, lower, hess=H0, maxiter=maxiter, jac=use_grad, label=label2,
+                                      step=bstep)
+        o["boundary_restart"] = rec
+        return o
+
+    auto = multimodal_prone(spec) if n_starts is None else None
+    k = int(n_starts) if n_starts is not None else (AUTO_N_STARTS if auto else 1)
+    if k < 1:
+        raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}")
+    opts = [solve(xs) for xs in [x0] + multistart_points(x0, lower, nt, k, random_seed, theta_scales(terms))]
+    best = int(np.argmin([o["fun"] for o in opts]))
+    starts = report_starts([o["fun"] for o in opts], best, method) if k > 1 else None
+    opt = dict(opts[best])
+    opt["n_evals"] = sum(o["n_evals"] for o in opts)
+    if auto:
+        messages.append(f"{k} starts ({auto})")
+
+    def curvature(xc):
+        # the Hessian the vcov needs anyway; its stencil gives the gradient for free
+        if calc_vcov:
+            if use_grad:
+                return fg(xc)[1], fd_hessian_from_grad(fg, xc), 2 * xc.size + 1
+            Hc, gc = fd_hessian(dev, xc, return_grad=True)
+            return gc, Hc, 2 * xc.size ** 2 + 1
+        if use_grad:
+            return fg(xc)[1], None, 1
+        return fd_gradient(dev, xc), None, 2 * xc.size
+
+    default = np.concatenate([theta_default, start_beta(resp), start_aux(resp)])
+    xmax = np.max(np.abs(resp.X), axis=0) if resp.X.shape[0] else np.zeros(p)
+
+    def divergent(xc, Hc):
+        # fixed effects running off to +-infinity: large on the link scale and the deviance
+        # flat in them ((quasi-)separation); the optimum is at infinity in those coordinates
+        if Hc is None:
+            return None
+        bc, hd = xc[nt:nt + p], np.diag(Hc)[nt:nt + p]
+        out = np.zeros(xc.size, dtype=bool)
+        out[nt:nt + p] = (np.abs(bc) * xmax > 10.0) & (hd * bc * bc < 1.0)
+        return out
+
+    opt, _, H, chk, restarts = optimize_checked(
+        solve, curvature, opt, lower, lambda xc: restart_candidates(xc, lower, default=default, seed=random_seed),
+        exclude=divergent)
+    restart = opt.get("boundary_restart")
     n_evals += opt["n_evals"]
     messages.append(opt["message"])
     x = opt["x"]
@@ -274,25 +345,43 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     dev_hat = dev(x)
     pr = state["last"]
     hessian_pd = True
+    sep = divergent(x, H) if calc_vcov else None
+    if sep is not None and np.any(sep):
+        names = [str(spec.fixed_names[j]) for j in np.flatnonzero(sep[nt:nt + p])]
+        ests = ", ".join(f"{nm} = {beta[j]:.3g}" for nm, j in zip(names, np.flatnonzero(sep[nt:nt + p])))
+        msg = (f"likely (quasi-)complete separation: the likelihood is flat in fixed effect(s) {ests} "
+               f"(fitted values at the edge of the {resp.family.name} range; the estimates run off to "
+               f"infinity and their SEs are reported as inf). Consider removing or recoding "
+               f"{', '.join(repr(n) for n in names)}, or a Bayesian fit with proper priors (GLMM.sample)")
+        extra_warnings.append(msg)
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    elif state.get("ridged"):
+        msg = (f"PIRLS needed a ridge on the fixed-effects system in {state['ridged']} evaluation(s): "
+               f"some fixed effect is nearly unidentified at the weights (possible separation)")
+        extra_warnings.append(msg)
     if calc_vcov:
-        if use_grad:
-            H = fd_hessian_from_grad(fg, x)
-            n_evals += 2 * x.size
+        if sep is not None and np.any(sep):
+            keep = np.flatnonzero(~sep)
+            sub, hessian_pd = _vcov_from_hessian(H[np.ix_(keep, keep)], nt)
+            vcov_all = np.zeros((p + na, p + na))
+            kb = keep[keep >= nt] - nt
+            vcov_all[np.ix_(kb, kb)] = sub
+            d_ = np.flatnonzero(sep[nt:])
+            vcov_all[d_, d_] = np.inf
         else:
-            H = fd_hessian(dev, x)
-            n_evals += 2 * x.size ** 2 + 1
-        vcov_all, hessian_pd = _vcov_from_hessian(H, nt)
+            vcov_all, hessian_pd = _vcov_from_hessian(H, nt)
         vcov, vcov_aux = vcov_all[:p, :p], vcov_all[p:, p:]
-        state["u"] = pr.u
-        dev(x)  # leave the state at the optimum
     else:
         vcov, vcov_aux = np.full((p, p), np.nan), np.full((na, na), np.nan)
     if state.get("pirls_fail"):
         messages.append(f"PIRLS did not converge in {state['pirls_fail']} deviance evaluation(s)")
     b, b_sd = modes_and_sds(s, pr.factor, lambdas, pr.u)
-    optimizer = {"start": x0, "theta": theta, "n_evals": n_evals, "grad_norm": opt["grad_norm"],
-                 "hessian_pd": hessian_pd, "converged": opt["converged"], "messages": messages,
-                 "deviance": dev_hat, "pirls_iters": pr.iters, "boundary_restart": restart}
+    info = new_optinfo(chk, n_evals=n_evals, restarts=restarts, starts=starts, messages=messages,
+                       extra_warnings=extra_warnings)
+    optimizer = {"start": x0, "theta": theta, "n_evals": n_evals, "grad_norm": chk["max_abs_grad"],
+                 "hessian_pd": bool(chk["hessian_pd"] if chk["hessian_pd"] is not None else hessian_pd),
+                 "converged": chk["converged"], "messages": messages,
+                 "deviance": dev_hat, "pirls_iters": pr.iters, "boundary_restart": restart, "optinfo": info}
     warn_nonconvergence(optimizer, method)
     k_zi = 0 if resp.X_zi is None else resp.X_zi.shape[1]
     return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,

@@ -24,8 +24,9 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from . import linalg
-from .optimize import (lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout,
-                       warn_nonconvergence)
+from .optimize import (AUTO_N_STARTS, fd_hessian, lambdas_from_theta, minimize_bounded, multimodal_prone,
+                       multistart_points, new_optinfo, optimize_checked, report_starts, restart_candidates,
+                       restart_off_boundary, theta_layout, theta_scales, warn_nonconvergence)
 from .types import MLFit
 
 __all__ = ["LmmData", "lmm_data", "lmm_solve", "lmm_criterion", "fit_lmm"]
@@ -47,6 +48,7 @@ class LmmData:
     n: int
     p: int
     sum_log_w: float
+    beta_shift: np.ndarray | None = None  # y was centred by X beta_shift (see lmm_data)
 
 
 def lmm_data(spec) -> LmmData:
@@ -58,12 +60,22 @@ def lmm_data(spec) -> LmmData:
     X = np.asarray(spec.X, dtype=float)
     s = linalg.build_structure(spec.terms)
     pos = w > 0
+    # pwrss = y'Wy - |c_u|^2 - |c_b|^2 cancels catastrophically when y has a large mean
+    # (y ~ 1000: the criterion is noisy at 1e-7, its finite-difference gradient at ~1, and
+    # L-BFGS-B stalls far from the optimum).  The penalized least-squares problem is
+    # equivariant in y -> y - X b0 (beta shifts by b0, u and pwrss are unchanged), so y is
+    # centred by its weighted least-squares fit first.
+    sw = np.sqrt(w)
+    b0 = np.linalg.lstsq(sw[:, None] * X, sw * y, rcond=None)[0] if X.shape[1] else np.zeros(0)
+    if not np.all(np.isfinite(b0)):
+        b0 = np.zeros(X.shape[1])
+    y = y - X @ b0
     return LmmData(
         s=s, raw=linalg.crossprods(s, w), ZtWX=linalg.zt_r(s, w[:, None] * X),
         ZtWy=linalg.zt_r(s, w * y), XtWX=X.T @ (w[:, None] * X), XtWy=X.T @ (w * y),
         ytWy=float(np.sum(w * y * y)), n=int(np.sum(pos)), p=X.shape[1],
         # zero-weight rows carry no information and no density term (as in lm/lmer)
-        sum_log_w=float(np.sum(np.log(w[pos]))),
+        sum_log_w=float(np.sum(np.log(w[pos]))), beta_shift=b0,
     )
 
 
@@ -80,10 +92,19 @@ def lmm_solve(d: LmmData, lambdas):
     RZX = F.forward(linalg.lam_t(d.s, lambdas, d.ZtWX))
     cu = F.forward(linalg.lam_t(d.s, lambdas, d.ZtWy))
     XtX = d.XtWX - RZX.T @ RZX
-    RX = np.linalg.cholesky(XtX)
+    try:
+        RX = np.linalg.cholesky(XtX)
+    except np.linalg.LinAlgError:
+        # a LinAlgError (a ValueError) so that the optimizer treats it as an infeasible point
+        raise np.linalg.LinAlgError("the weighted fixed-effects design is rank deficient given the random effects "
+                         "(X'WX - R_ZX'R_ZX is not positive definite): a fixed effect is constant within, "
+                         "or confounded with, the grouping levels that carry weight, or zero weights "
+                         "remove the rows that identify it. Drop or recode that fixed effect.") from None
     cb = solve_triangular(RX, d.XtWy - RZX.T @ cu, lower=True)
     beta = solve_triangular(RX.T, cb, lower=False)
     u = F.backward(cu - RZX @ beta)
+    if d.beta_shift is not None:
+        beta = beta + d.beta_shift
     pwrss = max(d.ytWy - float(cu @ cu) - float(cb @ cb), 1e-300)
     return {"factor": F, "RX": RX, "beta": beta, "u": u, "pwrss": pwrss, "ldL2": F.logdet,
             "ldRX2": 2.0 * float(np.sum(np.log(np.diag(RX))))}
@@ -97,7 +118,8 @@ def lmm_criterion(sol: dict, d: LmmData, reml: bool) -> float:
     return sol["ldL2"] + d.n * (1.0 + _LOG_2PI + np.log(sol["pwrss"] / d.n)) - d.sum_log_w
 
 
-def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000) -> MLFit:
+def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_starts: int | None = None,
+            random_seed: int = 0) -> MLFit:
     """Fit a gaussian identity-link LMM by profiled REML (default) or ML.
 
     Parameters
@@ -106,25 +128,62 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000) -> MLFi
     reml : bool
     start : array-like, optional
         Starting theta (default lme4's: Lambda = I).
+    n_starts : int, optional
+        Number of starting points (the first is ``start``; the others are drawn, see
+        :func:`bayes_glmm.ml.optimize.multistart_points`); the best optimum is kept.
+        Default 1, or 3 where the likelihood is multimodal-prone
+        (:func:`bayes_glmm.ml.optimize.multimodal_prone`).
+    random_seed : int
+        Seed of the extra starts and restarts (the fit is deterministic given it).
 
     Returns
     -------
     MLFit
         ``vcov_beta = sigma^2 (R_X R_X')^{-1}``; ``b_sd`` are sigma times the conditional
         SDs from ``Lambda (L L')^{-1} Lambda'`` (conditional on beta, as lme4's condVar).
+        ``optimizer["optinfo"]`` holds the convergence record (see ``MLResults.optinfo``).
     """
     terms = spec.terms
-    slices, lower, theta0 = theta_layout(terms)
-    if start is not None:
-        theta0 = np.asarray(start, dtype=float)
+    slices, lower, theta_default = theta_layout(terms)
+    theta0 = theta_default if start is None else np.asarray(start, dtype=float)
     d = lmm_data(spec)
+    label = "REML" if reml else "ML"
 
     def crit(theta):
         return lmm_criterion(lmm_solve(d, lambdas_from_theta(theta, terms, slices)), d, reml)
 
-    opt = minimize_bounded(crit, theta0, lower, maxiter=maxiter, label="REML" if reml else "ML")
-    # the criterion is even in a diagonal theta at 0: make sure a boundary optimum is one
-    opt, restart = restart_off_boundary(crit, opt, lower, maxiter=maxiter, label="REML" if reml else "ML")
+    try:
+        crit(np.maximum(theta0, lower))
+    except np.linalg.LinAlgError as e:  # not a numerical accident: the design is the cause
+        raise ValueError(str(e)) from None
+
+    # probe 0.1 off a bound on the linear predictor's scale (0.1 / rms(x) for a slope)
+    bstep = 0.1 * np.minimum(theta_scales(terms), 1.0)
+
+    def solve(x):
+        o = minimize_bounded(crit, x, lower, maxiter=maxiter, label=label)
+        # the criterion is even in a diagonal theta at 0: make sure a boundary optimum is one
+        o, rec = restart_off_boundary(crit, o, lower, maxiter=maxiter, label=label, step=bstep)
+        o["boundary_restart"] = rec
+        return o
+
+    auto = multimodal_prone(spec) if n_starts is None else None
+    k = int(n_starts) if n_starts is not None else (AUTO_N_STARTS if auto else 1)
+    if k < 1:
+        raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}")
+    opts = [solve(x) for x in [theta0] + multistart_points(theta0, lower, theta0.size, k, random_seed,
+                                                             theta_scales(terms))]
+    best = int(np.argmin([o["fun"] for o in opts]))
+    starts = report_starts([o["fun"] for o in opts], best, label) if k > 1 else None
+    opt = dict(opts[best])
+    opt["n_evals"] = sum(o["n_evals"] for o in opts)
+
+    def curvature(x):
+        H, g = fd_hessian(crit, x, return_grad=True)
+        return g, H, 2 * x.size ** 2 + 1
+
+    opt, _, _, chk, restarts = optimize_checked(
+        solve, curvature, opt, lower, lambda x: restart_candidates(x, lower, default=theta_default, seed=random_seed))
     theta = opt["x"]
     lambdas = lambdas_from_theta(theta, terms, slices)
     sol = lmm_solve(d, lambdas)
@@ -133,13 +192,18 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000) -> MLFi
     RXinv = solve_triangular(sol["RX"], np.eye(d.p), lower=True)
     vcov = sigma ** 2 * (RXinv.T @ RXinv)
     b, b_sd = modes_and_sds(d.s, sol["factor"], lambdas, sol["u"], scale=sigma)
+    messages = [opt["message"]]
+    if auto:
+        messages.append(f"{k} starts ({auto})")
+    info = new_optinfo(chk, n_evals=opt["n_evals"], restarts=restarts, starts=starts, messages=messages)
     optimizer = {"start": np.asarray(theta0, dtype=float), "theta": theta, "n_evals": opt["n_evals"],
-                 "grad_norm": opt["grad_norm"], "hessian_pd": True, "converged": opt["converged"],
-                 "messages": [opt["message"]], "criterion": dev, "boundary_restart": restart}
-    warn_nonconvergence(optimizer, "REML" if reml else "ML")
+                 "grad_norm": chk["max_abs_grad"], "hessian_pd": bool(chk["hessian_pd"]),
+                 "converged": chk["converged"], "messages": messages, "criterion": dev,
+                 "boundary_restart": opt.get("boundary_restart"), "optinfo": info}
+    warn_nonconvergence(optimizer, label)
     return MLFit(beta=sol["beta"], theta=theta, sigma=sigma, lambdas=lambdas, b=b, b_sd=b_sd,
                  vcov_beta=vcov, loglik=-0.5 * dev, n_params=d.p + theta.size + 1,
-                 method="REML" if reml else "ML", reml=reml, n_agq=1, optimizer=optimizer)
+                 method=label, reml=reml, n_agq=1, optimizer=optimizer)
 
 
 def modes_and_sds(s, F, lambdas, u, scale=1.0):

@@ -16,7 +16,19 @@ from scipy import optimize
 from ..covariance import theta_lower, theta_start, theta_to_chol
 
 __all__ = ["theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
-           "fd_hessian_from_grad", "restart_off_boundary"]
+           "fd_hessian_from_grad", "restart_off_boundary", "check_convergence", "optimize_checked",
+           "multistart_points", "report_starts", "new_optinfo", "theta_scales", "multimodal_prone"]
+
+#: max |projected gradient| below which a point counts as stationary when no Hessian is at hand
+GRAD_TOL = 1e-3
+#: Newton decrement g' H^{-1} g (deviance units; the predicted deviance decrease of a Newton
+#: step is half of it) below which a point with a positive-definite Hessian is an optimum
+DECREMENT_TOL = 1e-4
+#: a bounded coordinate this close to its bound counts as on the boundary (lme4's
+#: isSingular tolerance on Lambda's diagonal)
+BOUND_TOL = 1e-4
+#: starts or restarts whose log-likelihoods differ by more than this disagree
+LOGLIK_DISAGREE = 1e-3
 
 
 def theta_layout(terms):
@@ -56,11 +68,13 @@ def fd_gradient(fun, x, h=None):
     return g
 
 
-def fd_hessian(fun, x, delta=1e-4):
+def fd_hessian(fun, x, delta=1e-4, *, return_grad=False):
     """Central-difference Hessian with a fixed step (lme4's ``deriv12`` uses delta = 1e-4).
 
     The deviance is evaluated off the parameter bounds too: a negative diagonal entry of
     Lambda still gives a positive-definite system, so no one-sided stencil is needed.
+    With ``return_grad`` also the central-difference gradient ``(f(x+d) - f(x-d)) / 2d``
+    from the same evaluations (no extra cost): ``(H, g)``.
     """
     x = np.asarray(x, dtype=float)
     d = x.size
@@ -81,6 +95,8 @@ def fd_hessian(fun, x, delta=1e-4):
             e2[j] = delta
             v = (fun(x + e + e2) - fun(x + e - e2) - fun(x - e + e2) + fun(x - e - e2)) / (4.0 * delta ** 2)
             H[i, j] = H[j, i] = v
+    if return_grad:
+        return H, (fp - fm) / (2.0 * delta)
     return H
 
 
@@ -246,7 +262,11 @@ def minimize_bounded(fun, x0, lower, *, hess=None, maxiter=1000, ftol=1e-13, gto
     pg = np.where((x <= lower + 1e-10) & (g > 0), 0.0, g)
     gnorm = float(np.max(np.abs(pg))) if pg.size else 0.0
     msg = str(res.message)
-    converged = bool(res.success) or gnorm < 1e-3
+    # L-BFGS-B's "success" includes its relative-reduction stop, which it also takes when it
+    # stalls (noisy or badly scaled objective) far from a stationary point: not evidence of
+    # convergence.  This is a first, gradient-only verdict; :func:`check_convergence`
+    # gives the final one with the Hessian.
+    converged = gnorm < GRAD_TOL
     return {"x": np.asarray(x, dtype=float), "fun": float(cf(x)), "n_evals": cf.n,
             "grad_norm": gnorm, "converged": converged, "message": f"{label}: {msg}"}
 
@@ -260,7 +280,7 @@ def _minimize_with_grad(cf, x0, lower, bounds, maxiter, ftol, gtol, label):
     f, g = cf(x)
     pg = np.where((x <= lower + 1e-10) & (g > 0), 0.0, g)
     gnorm = float(np.max(np.abs(pg))) if pg.size else 0.0
-    converged = bool(res.success) or gnorm < 1e-3
+    converged = gnorm < GRAD_TOL
     return {"x": np.asarray(x, dtype=float), "fun": float(f), "n_evals": cf.n,
             "grad_norm": gnorm, "converged": converged, "message": f"{label}: {res.message}"}
 
@@ -289,7 +309,7 @@ def restart_off_boundary(fun, opt, lower, *, step=0.1, tol=1e-4, hess=None, maxi
     if not at.size:
         return opt, None
     x1 = x.copy()
-    x1[at] = lower[at] + step
+    x1[at] = lower[at] + (np.broadcast_to(np.asarray(step, dtype=float), x.shape)[at] if np.ndim(step) else step)
     opt2 = minimize_bounded(fun, x1, lower, hess=hess, maxiter=maxiter, jac=jac,
                             label=label + " (restart off the boundary)")
     f0 = float(opt["fun"])
@@ -306,8 +326,290 @@ def warn_nonconvergence(opt: dict, what: str) -> None:
     """UserWarning with remedies when the optimizer did not converge."""
     if not opt.get("converged", True) or not opt.get("hessian_pd", True):
         reason = "did not converge" if not opt.get("converged", True) else "ended at a non-positive-definite Hessian"
+        info = opt.get("optinfo") or {}
+        extra = ""
+        if info:
+            extra = (f"; scaled criterion {info.get('criterion', '')} = {info.get('scaled_criterion', np.nan):.3g}"
+                     f" after {info.get('n_restarts', 0)} restart(s)")
+            if info.get("restart_logliks"):
+                extra += " (logLik " + ", ".join(f"{v:.4f}" for v in info["restart_logliks"]) + ")"
         warnings.warn(
-            f"{what} optimizer {reason} (max |gradient| = {opt.get('grad_norm', np.nan):.3g}; "
+            f"{what} optimizer {reason} (max |gradient| = {opt.get('grad_norm', np.nan):.3g}{extra}; "
             f"{'; '.join(opt.get('messages', []))}). Try rescaling/centering continuous covariates, "
             f"simplifying the random-effects structure (e.g. (x || g) or dropping a slope), "
             f"or n_agq=1 if an AGQ fit.", UserWarning, stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------
+# Honest convergence: the verdict comes from the gradient and Hessian at the end, and a
+# failed verdict triggers restarts before the fit is reported as not converged.
+
+def check_convergence(x, g, H, lower, *, dec_tol=DECREMENT_TOL, grad_tol=GRAD_TOL, exclude=None) -> dict:
+    """Judge a candidate optimum of a deviance by its projected gradient and Hessian.
+
+    Coordinates within :data:`BOUND_TOL` of their bound with a gradient pointing into the
+    bound are *active* (the gradient is a Lagrange multiplier there); all others are
+    *free*.  With a Hessian the point is an optimum when the Hessian on the free
+    coordinates is positive definite and the Newton decrement ``g_F' H_FF^{-1} g_F``
+    (twice the deviance decrease a Newton step predicts; invariant to the scaling of the
+    parameters, unlike max |g|) is below ``dec_tol``.  Without one, ``max |projected g|``
+    below ``grad_tol`` decides.  ``exclude`` (boolean mask) marks coordinates whose optimum
+    is at infinity (a separated fixed effect): they are left out like active bounds.
+
+    Returns
+    -------
+    dict
+        ``max_abs_grad``, ``scaled_criterion`` (the decrement, NaN without H),
+        ``scaled_step`` (max |H_FF^{-1} g_F|, lme4's "scaled gradient"), ``hessian_pd``
+        (None without H), ``n_active``, ``converged``, ``reason`` ("" when converged).
+    """
+    x = np.asarray(x, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    g = np.asarray(g, dtype=float) if g is not None else np.full(x.size, np.nan)
+    at = np.isfinite(lower) & (x <= lower + BOUND_TOL)
+    free = ~(at & (g >= 0))
+    if exclude is not None:
+        free &= ~np.asarray(exclude, dtype=bool)
+    pg = np.where(free, g, 0.0)
+    mag = float(np.max(np.abs(pg))) if pg.size else 0.0
+    out = {"max_abs_grad": mag, "scaled_criterion": float("nan"), "scaled_step": float("nan"),
+           "hessian_pd": None, "n_active": int(np.sum(~free)), "converged": False, "reason": ""}
+    if not np.isfinite(mag):
+        out["reason"] = "non-finite gradient"
+        return out
+    if H is None:
+        out["converged"] = bool(mag < grad_tol)
+        if not out["converged"]:
+            out["reason"] = f"max |gradient| {mag:.3g} >= {grad_tol:g}"
+        return out
+    H = 0.5 * (np.asarray(H, dtype=float) + np.asarray(H, dtype=float).T)
+    idx = np.flatnonzero(free)
+    if idx.size == 0:
+        out.update(hessian_pd=True, scaled_criterion=0.0, scaled_step=0.0, converged=True)
+        return out
+    HF, gF = H[np.ix_(idx, idx)], g[idx]
+    try:
+        if not np.all(np.isfinite(HF)):
+            raise np.linalg.LinAlgError("non-finite Hessian")
+        C = np.linalg.cholesky(HF)
+    except np.linalg.LinAlgError:
+        out["hessian_pd"] = False
+        out["reason"] = "the Hessian is not positive definite on the free parameters"
+        return out
+    from scipy.linalg import solve_triangular
+
+    w = solve_triangular(C, gF, lower=True)
+    step = solve_triangular(C.T, w, lower=False)
+    dec = float(w @ w)
+    out.update(hessian_pd=True, scaled_criterion=dec, scaled_step=float(np.max(np.abs(step))))
+    out["converged"] = bool(dec < dec_tol)
+    if not out["converged"]:
+        out["reason"] = f"Newton decrement g'H^-1 g = {dec:.3g} >= {dec_tol:g} (max |gradient| {mag:.3g})"
+    return out
+
+
+def restart_candidates(x, lower, *, default=None, seed=0):
+    """Starting points to retry from when a fit fails :func:`check_convergence`.
+
+    In this order: ``"boundary"`` (the bounded coordinates below 0.2, i.e. small relative
+    SDs, set to their bound; the boundary-restart of :func:`restart_off_boundary` inside
+    every solve then probes just off it), ``"default"`` (lme4's start, when given and
+    different), ``"perturbed"`` (the point moved by ~20% of each coordinate, seeded).
+    """
+    x = np.asarray(x, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    out = []
+    bnd = np.isfinite(lower)
+    small = bnd & (x - lower < 0.2) & (x > lower)
+    if np.any(small):
+        y = x.copy()
+        y[small] = lower[small]
+        out.append(("boundary", y))
+    if default is not None and np.max(np.abs(np.asarray(default, dtype=float) - x)) > 1e-3:
+        out.append(("default", np.asarray(default, dtype=float).copy()))
+    rng = np.random.default_rng(seed)
+    y = x + 0.2 * np.maximum(np.abs(x), 0.1) * rng.standard_normal(x.size)
+    y[bnd] = np.maximum(np.abs(y[bnd]), lower[bnd])  # variance parameters stay admissible
+    out.append(("perturbed", y))
+    return out
+
+
+def optimize_checked(solve, curvature, opt, lower, candidates, *, max_restarts=3, exclude=None):
+    """Check ``opt`` and restart until an optimum passes :func:`check_convergence`.
+
+    Parameters
+    ----------
+    solve : callable (x_start) -> opt dict
+        A full minimization (boundary restart included) from ``x_start``.
+    curvature : callable (x) -> (g, H or None, n_evals)
+    opt : dict
+        The first optimum (``x``, ``fun``, ``n_evals``, ...).
+    candidates : callable (x) -> list of (name, x_start)
+        Restart points (see :func:`restart_candidates`), asked for once, at the first optimum.
+    exclude : callable (x, H) -> boolean mask or None, optional
+        Coordinates to leave out of the check (see :func:`check_convergence`).
+
+    Returns
+    -------
+    (opt, g, H, check, restarts)
+        The best optimum (``n_evals`` includes curvature and restarts), its gradient,
+        Hessian and check, and one record per restart: ``{"start", "fun", "accepted"}``.
+    """
+    g, H, ne = curvature(opt["x"])
+    opt = dict(opt)
+    n_evals = opt["n_evals"] + ne
+    def check(xc, gc, Hc):
+        return check_convergence(xc, gc, Hc, lower, exclude=exclude(xc, Hc) if exclude is not None else None)
+
+    chk = check(opt["x"], g, H)
+    restarts = []
+    if not chk["converged"]:
+        for name, xs in candidates(opt["x"])[:max_restarts]:
+            o2 = solve(xs)
+            n_evals += o2["n_evals"]
+            f0, f2 = float(opt["fun"]), float(o2["fun"])
+            rec = {"start": name, "fun": f2, "accepted": False}
+            restarts.append(rec)
+            tol = 1e-9 * max(1.0, abs(f0))
+            if np.isfinite(f2) and f2 <= f0 + tol:
+                g2, H2, ne2 = curvature(o2["x"])
+                n_evals += ne2
+                chk2 = check(o2["x"], g2, H2)
+                if f2 < f0 - tol or chk2["converged"]:
+                    opt, g, H, chk = dict(o2), g2, H2, chk2
+                    rec["accepted"] = True
+            if chk["converged"]:
+                break
+    opt["n_evals"] = n_evals
+    return opt, g, H, chk, restarts
+
+
+def theta_scales(terms) -> np.ndarray:
+    """Per theta coordinate, 1 / rms of its coefficient's column (1 off the diagonal).
+
+    Lambda is relative to the covariate's units: theta = 1 on a slope of a covariate of
+    mean 50 means an SD of 50 on the linear predictor.  Dividing starting values by the
+    column's root mean square puts every start on the scale of the linear predictor.
+    """
+    out = []
+    for t in terms:
+        Xr = np.asarray(t.Xr, dtype=float)
+        rms = np.sqrt(np.mean(Xr * Xr, axis=0)) if Xr.shape[0] else np.ones(t.q)
+        rms = np.where(rms > 1e-12, rms, 1.0)
+        lo = theta_lower(t.q, t.correlated)
+        sc = np.ones(t.n_theta)
+        sc[np.isfinite(lo)] = 1.0 / rms
+        out.append(sc)
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def multistart_points(x0, lower, n_theta, k, seed=0, scales=None):
+    """``k - 1`` extra starting points for a multi-start search (deterministic in ``seed``).
+
+    The covariance parameters are drawn afresh (each diagonal element of Lambda
+    log-uniform on [0.05, 3] times its ``scales`` entry, see :func:`theta_scales`;
+    off-diagonals 0); fixed effects and auxiliary parameters stay at ``x0``.  With several
+    variance parameters the first extra starts are the extremes that separate the usual
+    modes of confounded variance components: one parameter large (1.5) and the others
+    small (0.05), in turn, from the last (a slope's) to the first.
+    """
+    x0 = np.asarray(x0, dtype=float)
+    lower = np.asarray(lower, dtype=float)
+    sc = np.ones(n_theta) if scales is None else np.asarray(scales, dtype=float)
+    diag = np.flatnonzero(np.isfinite(lower[:n_theta]))
+    rng = np.random.default_rng(seed)
+    pts = []
+    for j in range(max(0, int(k) - 1)):
+        x = x0.copy()
+        x[:n_theta] = np.where(np.isfinite(lower[:n_theta]), x[:n_theta], 0.0)
+        if j < diag.size and diag.size > 1:
+            x[diag] = 0.05
+            x[diag[diag.size - 1 - j]] = 1.5
+        else:
+            x[diag] = np.exp(rng.uniform(np.log(0.05), np.log(3.0), diag.size))
+        x[diag] *= sc[diag]
+        pts.append(x)
+    return pts
+
+
+def report_starts(funs, best: int, what: str) -> dict:
+    """Summarize a multi-start search; UserWarning when the starts found different optima.
+
+    ``funs`` are the deviances (-2 loglik) the starts ended at.  Returns
+    ``{"n_starts", "start_logliks", "multimodal", "alternative_loglik"}``.
+    """
+    ll = [-0.5 * float(f) for f in funs]
+    out = {"n_starts": len(ll), "start_logliks": ll, "multimodal": False, "alternative_loglik": None}
+    finite = [v for v in ll if np.isfinite(v)]
+    if len(finite) > 1:
+        alt = [v for i, v in enumerate(ll) if i != best and np.isfinite(v) and ll[best] - v > LOGLIK_DISAGREE]
+        if alt:
+            a = max(alt)
+            out.update(multimodal=True, alternative_loglik=a)
+            warnings.warn(
+                f"{what}: the {len(ll)} starting points reached different optima: logLik {ll[best]:.4f} "
+                f"(kept) and {', '.join(f'{v:.4f}' for v in sorted(set(round(v, 4) for v in alt), reverse=True))};"
+                f" the likelihood is multimodal. The best is kept; try more starts (n_starts) to search further.",
+                UserWarning, stacklevel=4)
+    return out
+
+
+def new_optinfo(chk: dict, *, n_evals: int, restarts, starts=None, optimizer="L-BFGS-B",
+                messages=(), extra_warnings=()) -> dict:
+    """The ``optinfo`` record every ML fit carries (see :attr:`MLResults.optinfo`)."""
+    starts = starts or {"n_starts": 1, "start_logliks": [], "multimodal": False, "alternative_loglik": None}
+    warn = list(extra_warnings)
+    if not chk["converged"]:
+        warn.insert(0, f"not converged: {chk['reason']}")
+    if starts.get("multimodal"):
+        warn.append(f"multimodal likelihood: another start reached logLik {starts['alternative_loglik']:.4f}")
+    return {
+        "optimizer": optimizer,
+        "converged": bool(chk["converged"]),
+        "code": 0 if chk["converged"] else 1,
+        "max_abs_grad": float(chk["max_abs_grad"]),
+        "scaled_criterion": float(chk["scaled_criterion"]),
+        "scaled_step": float(chk["scaled_step"]),
+        "criterion": "Newton decrement g'H^-1 g" if chk["hessian_pd"] is not None else "max |gradient|",
+        "hessian_pd": chk["hessian_pd"],
+        "n_active_bounds": int(chk["n_active"]),
+        "n_evals": int(n_evals),
+        "n_restarts": len(restarts),
+        "restart_starts": [r["start"] for r in restarts],
+        "restart_logliks": [-0.5 * float(r["fun"]) for r in restarts],
+        "n_starts": int(starts["n_starts"]),
+        "start_logliks": list(starts["start_logliks"]),
+        "multimodal": bool(starts["multimodal"]),
+        "warnings": warn,
+        "messages": list(messages),
+    }
+
+
+#: starts used automatically where the likelihood is known to be multimodal-prone
+AUTO_N_STARTS = 3
+
+
+def multimodal_prone(spec):
+    """Why the model's likelihood is prone to several local optima, or None.
+
+    Two situations where a single start is known to miss the best optimum: uncorrelated
+    vector terms ``(1 + x || g)`` with an off-centre covariate (|mean(x)| > sd(x): the
+    intercept and slope variances are then nearly confounded, and the likelihood often has
+    one mode for each), and vector-valued terms on small groups (fewer than 3 rows per
+    level on average).
+    """
+    for t in spec.terms:
+        if t.q < 2:
+            continue
+        Xr = np.asarray(t.Xr, dtype=float)
+        if not t.correlated:
+            for j in range(t.q):
+                col = Xr[:, j]
+                sd = float(np.std(col))
+                if sd > 0 and abs(float(np.mean(col))) > sd:
+                    return (f"uncorrelated term {t.name!r} with off-centre covariate {t.coef_names[j]!r} "
+                            f"(|mean| {abs(float(np.mean(col))):.3g} > sd {sd:.3g})")
+        if Xr.shape[0] < 3 * t.n_levels:
+            return (f"term {t.name!r} has {t.q} coefficients on small groups "
+                    f"({Xr.shape[0] / t.n_levels:.2g} rows per level)")
+    return None

@@ -259,6 +259,7 @@ class PirlsResult:
     r: np.ndarray | None = None  # working score at the mode (for analytic gradients)
     mu: np.ndarray | None = None  # mean at the mode (canonical links)
     exact_hessian: bool = True  # general families: factor built from the observed information
+    ridged: int = 0  # joint steps whose fixed-effects system needed a ridge (separation)
 
     @property
     def laplace_deviance(self) -> float:
@@ -295,6 +296,7 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
     ll = float(np.sum(lrows))
     pdev = -2.0 * ll + float(u @ u)
     halvings = 0
+    n_ridge = 0
     converged = False
     for it in range(1, maxit + 1):
         W, r = working(resp, eta, mu)
@@ -302,7 +304,8 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
             F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
             if joint:
                 RZX = F.forward(linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * X)))
-                RX = np.linalg.cholesky(X.T @ (W[:, None] * X) - RZX.T @ RZX)
+                RX, ridged = _chol_ridge(X.T @ (W[:, None] * X) - RZX.T @ RZX)
+                n_ridge += ridged
         except (FloatingPointError, np.linalg.LinAlgError):
             if not resp.general:
                 raise
@@ -310,7 +313,8 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
             F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
             if joint:
                 RZX = F.forward(linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * X)))
-                RX = np.linalg.cholesky(X.T @ (W[:, None] * X) - RZX.T @ RZX)
+                RX, ridged = _chol_ridge(X.T @ (W[:, None] * X) - RZX.T @ RZX)
+                n_ridge += ridged
         gu = linalg.lam_t(s, lambdas, linalg.zt_r(s, r)) - u
         if joint:
             yu = F.forward(gu)
@@ -382,4 +386,32 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
     else:
         exact = True
     return PirlsResult(u=u, beta=beta, eta=eta, ll=ll, factor=F, W=W, iters=it, halvings=halvings,
-                       converged=converged, r=r, mu=mu, exact_hessian=exact)
+                       converged=converged, r=r, mu=mu, exact_hessian=exact, ridged=n_ridge)
+
+
+def _chol_ridge(S: np.ndarray):
+    """Lower Cholesky factor of the fixed-effects Schur complement, ridged if need be.
+
+    ``S = X'WX - R_ZX'R_ZX`` loses positive definiteness when the IRLS weights of the rows
+    that identify a fixed effect vanish: (quasi-)separation in a binary model (the
+    coefficient runs off to infinity and its fitted probabilities to 0 or 1) or a fixed
+    effect carried only by rows with zero weight.  A Levenberg-Marquardt ridge keeps the
+    joint step finite (still an ascent direction; step halving does the rest) instead of
+    raising ``LinAlgError``.  Returns ``(R, ridged)``.
+    """
+    S = 0.5 * (S + S.T)
+    try:
+        return np.linalg.cholesky(S), False
+    except np.linalg.LinAlgError:
+        pass
+    if not np.all(np.isfinite(S)):
+        raise FloatingPointError("non-finite fixed-effects system in PIRLS")
+    scale = max(float(np.max(np.abs(np.diag(S)))), 1e-300) if S.size else 1.0
+    lam = 1e-10 * scale
+    eye = np.eye(S.shape[0])
+    for _ in range(12):
+        try:
+            return np.linalg.cholesky(S + lam * eye), True
+        except np.linalg.LinAlgError:
+            lam *= 10.0
+    raise FloatingPointError("the fixed-effects system in PIRLS is not positive definite even when ridged")

@@ -160,6 +160,35 @@ class MLResults(FitResults):
         return dict(self.fit.optimizer)
 
     @property
+    def optinfo(self) -> dict:
+        """Convergence record of the fit (like lme4's ``fit@optinfo``).
+
+        Keys: ``optimizer`` ("L-BFGS-B"), ``converged``, ``code`` (0 = OK, 1 = not
+        converged), ``max_abs_grad`` (max |projected gradient| of the deviance at the
+        end), ``scaled_criterion`` (the Newton decrement g'H^-1 g on the free parameters;
+        the fit is converged when it is below 1e-4 and the Hessian there is positive
+        definite), ``scaled_step`` (max |H^-1 g|, lme4's scaled gradient), ``criterion``,
+        ``hessian_pd``, ``n_active_bounds``, ``n_evals``, ``n_restarts`` with
+        ``restart_starts`` and ``restart_logliks`` (restarts after a failed check),
+        ``n_starts`` and ``start_logliks`` (``fit_ml(n_starts=k)``), ``multimodal`` (the
+        starts ended > 1e-3 apart in logLik), ``warnings`` and ``messages``.
+        Fits built without one (e.g. by hand) get a record derived from ``optimizer``.
+        """
+        info = self.fit.optimizer.get("optinfo")
+        if info:
+            return dict(info)
+        opt = self.fit.optimizer
+        conv = bool(opt.get("converged", True))
+        msgs = opt.get("messages") or []
+        return {"optimizer": "L-BFGS-B", "converged": conv, "code": 0 if conv else 1,
+                "max_abs_grad": float(opt.get("grad_norm", np.nan)), "scaled_criterion": float("nan"),
+                "scaled_step": float("nan"), "criterion": "max |gradient|", "hessian_pd": opt.get("hessian_pd"),
+                "n_active_bounds": 0, "n_evals": int(opt.get("n_evals", 0)), "n_restarts": 0,
+                "restart_starts": [], "restart_logliks": [], "n_starts": 1, "start_logliks": [],
+                "multimodal": False, "warnings": [] if conv else ["not converged"],
+                "messages": [msgs] if isinstance(msgs, str) else list(msgs)}
+
+    @property
     def converged(self) -> bool:
         return bool(self.fit.optimizer.get("converged", True))
 
@@ -390,3 +419,132 @@ class MLResults(FitResults):
 
     def _repr_html_(self) -> str:
         return summary_html(self)
+
+    # ------------------------------------------------------------------ intervals, bootstrap
+    def confint(self, level: float = 0.95, method: str = "wald", n_boot: int = 1000, random_seed=None,
+                *, parm=None) -> pd.DataFrame:
+        """Confidence intervals for the fixed effects and the variance parameters.
+
+        Parameters
+        ----------
+        level : float
+            Confidence level, strictly between 0 and 1.
+        method : {"wald", "profile", "boot"}
+            ``"wald"``: normal intervals for the fixed effects (and zero-inflation
+            coefficients); NaN for the variance parameters, as lme4's ``method = "Wald"``.
+            ``"profile"``: profile-likelihood intervals as lme4's ``confint.merMod``
+            (:mod:`bayes_glmm.ml.profile`; LMMs, including REML fits, are profiled on the
+            ML deviance as lme4 does).  ``"boot"``: percentile intervals of a parametric
+            bootstrap (:meth:`bootstrap` with ``n_boot`` replicates, no progress bar, one
+            process; failed refits dropped).  For a progress bar or several processes call
+            :meth:`bootstrap` and take ``boot.quantile([0.025, 0.975]).T``.
+        n_boot : int
+            Bootstrap replicates for ``method="boot"`` (at least 10).
+        random_seed : int or numpy.random.SeedSequence, optional
+            Seed of the bootstrap.
+        parm : list of str, optional
+            Only these parameters (names as in the returned index); ``"profile"`` then
+            profiles only these.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``lower``, ``upper``, indexed by the fixed-effect names, then
+            ``sd_<coef>|<group>``, ``cor_<coef1>.<coef2>|<group>``, ``sigma`` (gaussian), the
+            dispersion (``theta``, ``phi``, ``shape``) and ``zi_<coef>`` (zero inflation).
+            ``attrs`` records the method and level (``"profile"``: also notes and seconds).
+
+        Raises
+        ------
+        ValueError
+            Unknown ``method``, ``level`` outside (0, 1), ``n_boot < 10``, unknown ``parm``.
+
+        Examples
+        --------
+        >>> res.confint(method="profile")                               # doctest: +SKIP
+                                           lower       upper
+        (Intercept)                   237.680690  265.129520
+        Days                            7.358652   13.575920
+        sd_(Intercept)|Subject         14.381384   37.716055
+        ...
+        """
+        from .profile import param_index, profile_confint, wald_confint
+
+        meth = str(method).lower()
+        if meth not in ("wald", "profile", "boot"):
+            raise ValueError(f"method={method!r} is not one of 'wald', 'profile', 'boot'")
+        if not (isinstance(level, (int, float, np.floating)) and 0.0 < float(level) < 1.0):
+            raise ValueError(f"level={level!r} must be strictly between 0 and 1, e.g. 0.95")
+        if meth == "boot" and (not isinstance(n_boot, (int, np.integer)) or n_boot < 10):
+            raise ValueError(f"n_boot={n_boot!r} must be an integer >= 10 for percentile intervals "
+                             f"(use 1000 or more for 95% limits)")
+        idx = param_index(self.spec)
+        if parm is not None:
+            parm = [parm] if isinstance(parm, str) else list(parm)
+            bad = [p for p in parm if p not in idx]
+            if bad:
+                raise ValueError(f"parm: unknown parameter(s) {bad}; choose from {idx}")
+        level = float(level)
+        if meth == "profile":
+            return profile_confint(self, level, parm)
+        if meth == "wald":
+            out = wald_confint(self, level)
+        else:
+            boot = self.bootstrap(n=n_boot, random_seed=random_seed, progressbar=False)
+            a = (1.0 - level) / 2.0
+            out = pd.DataFrame({"lower": boot.quantile(a), "upper": boot.quantile(1.0 - a)})
+            out.attrs.update({"n_boot": int(n_boot), "n_failed": boot.attrs.get("n_failed", 0)})
+        out.attrs.update({"method": meth, "level": level})
+        return out if parm is None else out.loc[parm]
+
+    def bootstrap(self, n: int = 1000, random_seed=None, progressbar: bool = True, n_jobs: int = 1) -> pd.DataFrame:
+        """Parametric bootstrap, as lme4's ``bootMer(fit, FUN, nsim = n)``.
+
+        Each replicate simulates a response from the fitted model (random effects drawn
+        anew, see :meth:`simulate`) and refits it by the same method (REML / ML / Laplace /
+        AGQ), warm-started from this fit's estimates.
+
+        Parameters
+        ----------
+        n : int
+            Number of replicates (>= 1).
+        random_seed : int or numpy.random.SeedSequence, optional
+            Replicate ``i`` uses the ``i``-th ``SeedSequence`` child, so the result is the same
+            for any ``n_jobs``.
+        progressbar : bool
+            Show a tqdm bar (when tqdm is installed).
+        n_jobs : int
+            Worker processes (``concurrent.futures.ProcessPoolExecutor``); 1 runs in-process.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per replicate, columns as the index of :meth:`confint`; rows of failed
+            refits are NaN.  ``attrs``: ``n``, ``random_seed``, ``n_failed``, ``failures``
+            (replicate -> message), ``n_nonconverged``, ``n_singular``, ``estimate``.
+        """
+        from .bootstrap import bootstrap
+
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n={n!r} must be a positive integer number of bootstrap replicates")
+        if not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
+            raise ValueError(f"n_jobs={n_jobs!r} must be a positive integer number of worker processes")
+        return bootstrap(self, n=int(n), random_seed=random_seed, progressbar=bool(progressbar), n_jobs=int(n_jobs))
+
+    def simulate(self, n: int = 1, random_seed=None) -> pd.DataFrame:
+        """Responses simulated from the fitted model, as lme4's ``simulate(fit, nsim = n)``.
+
+        New random effects ``b ~ N(0, Sigma_hat)`` per replicate, then the response from the
+        family's conditional distribution (gaussian: SD ``sigma / sqrt(weight)``; binomial:
+        successes out of the fitted trials; zero-inflated: structural zeros included).
+
+        Returns
+        -------
+        pandas.DataFrame
+            Columns ``sim_1 .. sim_n``, indexed like the fitted rows.
+        """
+        from .bootstrap import simulate_responses
+
+        if not isinstance(n, (int, np.integer)) or n < 1:
+            raise ValueError(f"n={n!r} must be a positive integer number of simulations")
+        return simulate_responses(self, n=int(n), random_seed=random_seed)

@@ -14,7 +14,8 @@ import pandas as pd
 
 from ..covariance import cov_to_sd_corr
 
-__all__ = ["format_summary", "summary_html", "format_pvalue", "signif_stars", "random_effects_table"]
+__all__ = ["format_summary", "summary_html", "format_pvalue", "signif_stars", "random_effects_table",
+           "optimizer_lines"]
 
 SIGNIF_LEGEND = "Signif. codes:  0 '***' 0.001 '**' 0.01 '*' 0.05 '.' 0.1 ' ' 1"
 
@@ -116,6 +117,36 @@ def _table_text(tab: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def optimizer_lines(res) -> list:
+    """lme4-like ``optimizer (...) convergence code: 0 (OK)`` block from ``res.optinfo``."""
+    info = getattr(res, "optinfo", None)
+    if not info:
+        return []
+    code = int(info.get("code", 0))
+    parts = [f"max|grad| {info.get('max_abs_grad', float('nan')):.2g}"]
+    crit = info.get("scaled_criterion", float("nan"))
+    if np.isfinite(crit):
+        parts.append(f"Newton decrement {crit:.2g}")
+    if info.get("hessian_pd") is False:
+        parts.append("Hessian not positive definite")
+    if info.get("n_evals"):
+        parts.append(f"{int(info['n_evals'])} evaluations")
+    lines = [f"optimizer ({info.get('optimizer', 'L-BFGS-B')}) convergence code: {code} "
+             f"({'OK' if code == 0 else 'not converged'}); " + ", ".join(parts)]
+    if info.get("n_restarts"):
+        lls = ", ".join(f"{v:.4f}" for v in info.get("restart_logliks", []))
+        lines.append(f"  restarts: {info['n_restarts']} ({', '.join(info.get('restart_starts', []))}), "
+                     f"logLik {lls}")
+    if int(info.get("n_starts", 1)) > 1:
+        lls = ", ".join(f"{v:.4f}" for v in info.get("start_logliks", []))
+        lines.append(f"  starts: {info['n_starts']}, logLik {lls}"
+                     + ("  (different optima: the best is kept)" if info.get("multimodal") else ""))
+    for w in info.get("warnings", []):
+        if not str(w).startswith("not converged"):
+            lines.append(f"  warning: {w}")
+    return lines
+
+
 def _notes(res) -> list:
     notes = []
     if not res.converged:
@@ -166,6 +197,9 @@ def format_summary(res) -> str:
         lines += _table_text(res.coef_table_zi()).to_string().splitlines()
     if has_p:
         lines += ["---", SIGNIF_LEGEND]
+    opt_lines = optimizer_lines(res)
+    if opt_lines:
+        lines += [""] + opt_lines
     notes = _notes(res)
     if notes:
         lines.append("")
@@ -179,7 +213,7 @@ def summary_html(res) -> str:
     re_html = random_effects_table(res).to_html(index=False)
     fx, _ = _fixed_table_text(res)
     groups = ", ".join(f"{html.escape(t.name)}: {t.n_levels}" for t in res.spec.terms)
-    notes = "".join(f"<p><i>{html.escape(n)}</i></p>" for n in _notes(res))
+    notes = "".join(f"<p><i>{html.escape(n)}</i></p>" for n in optimizer_lines(res)[:1] + _notes(res))
     return (f"<div><p><b>{type(res).__name__}</b> ({html.escape(res.method)})<br>{head}</p>"
             f"<p>Random effects</p>{re_html}<p>Number of obs: {res.nobs}; groups: {groups}</p>"
             f"<p>Fixed effects</p>{fx.to_html()}{notes}</div>")

@@ -43,7 +43,10 @@ class MLFit:
     reml : bool
     n_agq : int
     optimizer : dict
-        start, final theta, n_evals, grad_norm, hessian_pd, converged, messages.
+        start, final theta, n_evals, grad_norm, hessian_pd, converged, messages, and
+        ``optinfo`` (the convergence record of :attr:`MLResults.optinfo`: projected-gradient
+        and Newton-decrement check, restarts, starts, warnings).  ``converged`` is that
+        check's verdict, not the optimizer's own stopping rule.
     beta_zi : ndarray (p_zi,) or None
         Zero-inflation coefficients (logit scale), models with ``zi`` only.
     disp : float or None
