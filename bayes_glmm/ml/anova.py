@@ -38,6 +38,7 @@ import pandas as pd
 from scipy import stats
 
 from . import ddf as _ddf
+from ..validate import user_stacklevel
 
 __all__ = ["FixedTerm", "fixed_terms", "contrasts_type1", "contrasts_type3", "anova_table", "anova"]
 
@@ -403,7 +404,7 @@ def anova(*fits, names=None, **kwargs):
     for m in fits[1:]:
         check_same_data(fits[0].spec, m.spec)
     if any(m.reml for m in fits):
-        warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=2)
+        warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=user_stacklevel())
         fits = [_refit_ml(m) if m.reml else m for m in fits]
     methods = {m.method for m in fits}
     if len(methods) > 1:

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, stats
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
+from ..validate import user_stacklevel
 
 __all__ = ["DDF_METHODS", "normalize_ddf", "SatterthwaiteInfo", "satterthwaite_info", "satterthwaite_df",
            "KRInfo", "kr_info", "kr_df", "contrast_test", "coef_table_ddf"]
@@ -223,7 +224,7 @@ def satterthwaite_info(spec, theta, sigma: float, reml: bool) -> SatterthwaiteIn
     else:
         warnings.warn("the deviance Hessian in (theta, sigma) is not positive definite (a variance "
                       "on the boundary?); Satterthwaite df use its pseudo-inverse and may be "
-                      "unreliable", UserWarning, stacklevel=3)
+                      "unreliable", UserWarning, stacklevel=user_stacklevel())
         A = 2.0 * np.linalg.pinv(H)
     return SatterthwaiteInfo(vcov=s2 * M, jac=np.asarray(jac), A=A, hessian_pd=pd_)
 

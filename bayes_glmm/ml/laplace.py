@@ -33,6 +33,7 @@ from .optimize import (AUTO_N_STARTS, fd_gradient, fd_hessian, fd_hessian_from_g
                        warn_nonconvergence)
 from .pirls import make_response, pirls, with_aux
 from .types import MLFit
+from ..validate import user_stacklevel
 
 __all__ = ["fit_glmm", "start_beta", "start_aux", "make_deviance", "make_devgrad"]
 
@@ -354,7 +355,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                f"infinity and their SEs are reported as inf). Consider removing or recoding "
                f"{', '.join(repr(n) for n in names)}, or a Bayesian fit with proper priors (GLMM.sample)")
         extra_warnings.append(msg)
-        warnings.warn(msg, UserWarning, stacklevel=3)
+        warnings.warn(msg, UserWarning, stacklevel=user_stacklevel())
     elif state.get("ridged"):
         msg = (f"PIRLS needed a ridge on the fixed-effects system in {state['ridged']} evaluation(s): "
                f"some fixed effect is nearly unidentified at the weights (possible separation)")
@@ -401,7 +402,7 @@ def _vcov_from_hessian(H: np.ndarray, nt: int):
     except np.linalg.LinAlgError:
         Hb = H[nt:, nt:]
         warnings.warn("Hessian of the deviance in (theta, beta) is not positive definite (a variance "
-                      "parameter at or near 0?); vcov of beta is conditional on theta", UserWarning, stacklevel=3)
+                      "parameter at or near 0?); vcov of beta is conditional on theta", UserWarning, stacklevel=user_stacklevel())
         try:
             return 2.0 * np.linalg.inv(Hb), False
         except np.linalg.LinAlgError:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
+from ..validate import user_stacklevel
 
 __all__ = ["lrt", "LRTResult", "mixture_pvalue", "check_same_data"]
 
@@ -304,7 +305,7 @@ def lrt(m0, m1) -> LRTResult:
     if chisq < 0:
         if chisq < -1e-3:
             warnings.warn(f"the larger model has a lower log-likelihood (Chisq = {chisq:.4g}); its fit "
-                          "probably did not reach the optimum. Statistic set to 0.", UserWarning, stacklevel=2)
+                          "probably did not reach the optimum. Statistic set to 0.", UserWarning, stacklevel=user_stacklevel())
         chisq = 0.0
     dfs, weights, label, note = _reference(df, diff)
     p = mixture_pvalue(chisq, dfs, weights)

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import optimize
 
 from ..covariance import theta_lower, theta_start, theta_to_chol
+from ..validate import user_stacklevel
 
 __all__ = ["theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
            "fd_hessian_from_grad", "restart_off_boundary", "check_convergence", "optimize_checked",
@@ -337,7 +338,7 @@ def warn_nonconvergence(opt: dict, what: str) -> None:
             f"{what} optimizer {reason} (max |gradient| = {opt.get('grad_norm', np.nan):.3g}{extra}; "
             f"{'; '.join(opt.get('messages', []))}). Try rescaling/centering continuous covariates, "
             f"simplifying the random-effects structure (e.g. (x || g) or dropping a slope), "
-            f"or n_agq=1 if an AGQ fit.", UserWarning, stacklevel=3)
+            f"or n_agq=1 if an AGQ fit.", UserWarning, stacklevel=user_stacklevel())
 
 
 # ---------------------------------------------------------------------------------------
@@ -550,7 +551,7 @@ def report_starts(funs, best: int, what: str) -> dict:
                 f"{what}: the {len(ll)} starting points reached different optima: logLik {ll[best]:.4f} "
                 f"(kept) and {', '.join(f'{v:.4f}' for v in sorted(set(round(v, 4) for v in alt), reverse=True))};"
                 f" the likelihood is multimodal. The best is kept; try more starts (n_starts) to search further.",
-                UserWarning, stacklevel=4)
+                UserWarning, stacklevel=user_stacklevel())
     return out
 
 

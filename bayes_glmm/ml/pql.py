@@ -46,6 +46,7 @@ from .pirls import make_response, working
 from .results import MLResults
 from .summary_text import random_effects_table
 from .types import MLFit
+from ..validate import user_stacklevel
 
 __all__ = ["fit_pql", "PQLResults", "glm_irls"]
 
@@ -201,7 +202,7 @@ def fit_pql(spec, dispersion: bool = True, *, max_iter: int = 10, tol: float = 1
                 break
     if not converged:
         warnings.warn(f"PQL did not converge in {max_iter} iterations (as glmmPQL, the last working "
-                      f"LMM fit is returned); increase max_iter=", UserWarning, stacklevel=2)
+                      f"LMM fit is returned); increase max_iter=", UserWarning, stacklevel=user_stacklevel())
     phi = float(lmm.sigma) ** 2
     sigma = float(lmm.sigma)
     if spec.family.has_sigma:

@@ -18,6 +18,7 @@ from ..results import FitResults, ranef_by_group
 from ..spec import ModelSpec
 from .summary_text import format_summary, summary_html
 from .types import MLFit
+from ..validate import user_stacklevel
 
 __all__ = ["MLResults", "SINGULAR_TOL"]
 
@@ -113,7 +114,7 @@ class MLResults(FitResults):
             warnings.warn(
                 "boundary (singular) fit: " + "; ".join(self.singular_terms)
                 + ". Consider simplifying the random-effects structure (drop the term or use "
-                "(x || g) for uncorrelated effects).", UserWarning, stacklevel=3)
+                "(x || g) for uncorrelated effects).", UserWarning, stacklevel=user_stacklevel())
 
     # ------------------------------------------------------------------ basics
     @property
