@@ -12,6 +12,18 @@ from .families import get_family
 __all__ = ["GLMM"]
 
 
+def _warn_prior_bounded(spec) -> None:
+    """Before NUTS: name the parameters the data do not bound (separation, a constant
+    response, more levels than observations), which the prior alone then determines."""
+    import warnings
+
+    from .diagnostics import check_spec
+    for f in check_spec(spec):
+        warnings.warn(f"{f.message} For the posterior this means the prior, not the data, bounds those "
+                      f"parameters: their posterior is close to the prior (check it, see docs/priors.md).",
+                      UserWarning, stacklevel=validate.user_stacklevel())
+
+
 class GLMM:
     """A generalized linear mixed model from an lme4-style formula.
 
@@ -119,6 +131,7 @@ class GLMM:
         See :func:`bayes_glmm.bayes.sample` for all options.
         """
         validate.check_sample_call(self.spec, draws, tune, chains, random_seed)
+        _warn_prior_bounded(self.spec)
         from .bayes import sample
         return sample(self, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       sampler=sampler, **kwargs)

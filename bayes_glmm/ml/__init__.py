@@ -7,6 +7,7 @@ adaptive Gauss-Hermite quadrature for GLMMs, with lme4's parametrization.
 from __future__ import annotations
 
 import contextlib
+import warnings
 
 import numpy as np
 
@@ -52,6 +53,22 @@ def check_rank(X: np.ndarray, names) -> None:
             f"column(s): {', '.join(bad)}. Remove them (or the terms that create them) from the formula.")
 
 
+def _act_on_diagnostics(spec) -> None:
+    """Errors where lme4 stops (levels >= observations for a gaussian term, ...); warnings
+    naming the columns for separation and a constant response (estimates at infinity)."""
+    from ..diagnostics import check_spec
+    from ..validate import user_stacklevel
+
+    for f in check_spec(spec):
+        if f.severity == "error":
+            raise ValueError(f.message)
+        extra = ""
+        if f.kind in ("separation", "quasi-separation", "complete separation") or "separat" in f.kind:
+            extra = ("; their Wald SEs are meaningless. Drop or merge the columns, or use the Bayesian fit "
+                     "(GLMM.sample), where the prior bounds them.")
+        warnings.warn(f.message + extra, UserWarning, stacklevel=user_stacklevel())
+
+
 def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
     """Fit by maximum likelihood and return the raw :class:`MLFit`.
 
@@ -80,6 +97,7 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
         several terms or for a gaussian LMM.
     """
     fam = spec.family
+    _act_on_diagnostics(spec)
     if not spec.terms:
         raise ValueError("the model has no random-effects terms; fit it as a GLM (e.g. statsmodels) instead")
     check_rank(spec.X, spec.fixed_names)

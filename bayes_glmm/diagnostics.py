@@ -1,0 +1,422 @@
+"""Data diagnostics that the ML and the Bayesian paths share.
+
+Pure functions of the model matrix, the response and the :class:`bayes_glmm.spec.ModelSpec`
+(NumPy and SciPy only); none of them fits anything.  Each problem found is a
+:class:`Finding`; :func:`check_spec` runs every check and returns the list, for the caller
+to act on (the ML path warns or refuses as lme4 would; NUTS can say that a prior bounds a
+parameter the likelihood leaves unbounded).
+
+Checks
+------
+:func:`separation`
+    Complete and quasi-complete separation of a binary or binomial response by the fixed
+    effects, found by linear programming (Konis 2007; the ``detectseparation`` R package):
+    with margins ``m_i(b) = s_i x_i'b`` (``s_i = +1`` for a success, ``-1`` for a failure),
+    the LP ``max sum_i m_i(b)  s.t.  m_i(b) >= 0`` is unbounded exactly when some direction
+    ``b != 0`` never decreases the likelihood, i.e. when the maximum-likelihood estimate is
+    infinite.  A binomial row with ``0 < y < n`` holds a success and a failure, so its
+    margin must be 0 (such rows cannot be separated).  In a GLMM the same direction raises
+    every conditional likelihood for every value of the random effects, so separation by
+    the fixed effects alone already makes the marginal MLE infinite.
+:func:`constant_response`
+    All-zero / all-one binary data, all-zero (or all-``n``) binomial data, all-zero counts,
+    a constant continuous response.
+:func:`levels_vs_observations`
+    lme4's ``checkNlevels`` / ``checkZdims``: a grouping factor with as many levels as
+    observations (``lmer``: "number of levels of each grouping factor must be < number of
+    observations"), a term with at least as many random effects as observations, a
+    grouping factor with a single level.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+from scipy import linalg
+from scipy.optimize import linprog
+
+__all__ = [
+    "Finding",
+    "SeparationResult",
+    "separation",
+    "constant_response",
+    "levels_vs_observations",
+    "check_spec",
+]
+
+#: families whose fixed effects can be separated (a 0/1 or successes-of-n response)
+_BINARY = ("bernoulli", "binomial")
+#: families with a residual scale or dispersion parameter (the group / residual split)
+_SCALE = ("gaussian", "negbinomial", "nbinom1", "gamma", "beta")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem found in the data.
+
+    Attributes
+    ----------
+    kind : str
+        ``"complete_separation"``, ``"quasi_complete_separation"``, ``"constant_response"``,
+        ``"levels_vs_observations"``, ``"random_effects_vs_observations"`` or
+        ``"single_level"``.
+    message : str
+        One sentence for a warning or an error.
+    columns : tuple of str
+        The model-matrix columns (separation, constant response) or grouping factors /
+        term names (the level checks) concerned.
+    severity : str
+        ``"error"`` where lme4 refuses to fit (``lmer``/``glmer`` stop), ``"warning"`` otherwise.
+    details : dict
+        Check-specific extras, e.g. ``directions`` ({column: +1 or -1, 0 when either sign
+        is possible}) and ``n_separated`` for separation; ``n_levels`` and ``n_obs`` for
+        the level checks.
+    """
+
+    kind: str
+    message: str
+    columns: tuple = ()
+    severity: str = "warning"
+    details: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class SeparationResult:
+    """What :func:`separation` found.
+
+    Attributes
+    ----------
+    separated : bool
+        True when the maximum-likelihood estimate of some coefficient is infinite.
+    complete : bool
+        True for complete separation (every observation perfectly predicted: some ``b`` has
+        every margin > 0); False for quasi-complete separation or none.
+    directions : dict
+        ``{column: +1 | -1 | 0}`` for the columns whose estimate is infinite: the sign the
+        estimate diverges to (0 when directions of both signs exist).  Empty when not separated.
+    n_separated : int
+        Number of observations (rows) perfectly predicted along the divergence direction.
+    direction : ndarray (p,)
+        A direction of divergence (in the columns' own units) with the largest set of
+        perfectly predicted rows; zeros when not separated.
+    """
+
+    separated: bool
+    complete: bool
+    directions: dict
+    n_separated: int
+    direction: np.ndarray
+
+    @property
+    def columns(self) -> tuple:
+        """Names of the columns whose estimates are infinite."""
+        return tuple(self.directions)
+
+    @property
+    def kind(self) -> str:
+        """``"complete"``, ``"quasi-complete"`` or ``"none"``."""
+        return "complete" if self.complete else ("quasi-complete" if self.separated else "none")
+
+    def finding(self) -> Finding | None:
+        """The :class:`Finding` to report, or None when there is no separation."""
+        if not self.separated:
+            return None
+        parts = []
+        for name, d in self.directions.items():
+            parts.append(f"{name} -> {'+inf' if d > 0 else '-inf' if d < 0 else '+-inf'}")
+        what = "complete separation" if self.complete else "quasi-complete separation"
+        msg = (f"{what} of the response by the fixed effects: the maximum-likelihood "
+               f"estimates of {', '.join(parts)} are infinite "
+               f"({self.n_separated} observation(s) perfectly predicted)")
+        kind = "complete_separation" if self.complete else "quasi_complete_separation"
+        return Finding(kind, msg, self.columns, "warning",
+                       {"directions": dict(self.directions), "n_separated": self.n_separated})
+
+
+def _margin_rows(y, trials, weights):
+    """Signed rows for the LP: (row index, sign) of inequalities and indices of equalities."""
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    use = np.ones(n, dtype=bool)
+    if weights is not None:
+        use &= np.asarray(weights, dtype=float) > 0
+    if trials is None:
+        if not np.all(np.isin(y[use], (0.0, 1.0))):
+            raise ValueError("separation: a response without trials must be 0/1")
+        succ, fail = (y == 1) & use, (y == 0) & use
+        mixed = np.zeros(n, dtype=bool)
+    else:
+        t = np.asarray(trials, dtype=float)
+        if t.shape != y.shape:
+            raise ValueError("separation: trials must have the shape of y")
+        if np.any((y < 0) | (y > t)):
+            raise ValueError("separation: need 0 <= y <= trials")
+        use &= t > 0
+        succ = use & (y == t)
+        fail = use & (y == 0)
+        mixed = use & (y > 0) & (y < t)
+    return succ, fail, mixed
+
+
+def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights=None,
+               tol: float = 1e-7) -> SeparationResult:
+    """Detect complete or quasi-complete separation of a binary / binomial response.
+
+    Parameters
+    ----------
+    X : array-like (n, p)
+        Fixed-effects model matrix.
+    y : array-like (n,)
+        0/1 response, or successes when ``trials`` is given.
+    names : sequence of str, optional
+        Column names (default ``"x0"``, ``"x1"``, ...).
+    trials : array-like (n,), optional
+        Binomial trials.  Rows with ``0 < y < trials`` have a success and a failure and
+        therefore a zero margin; rows with ``trials == 0`` are ignored.
+    weights : array-like (n,), optional
+        Prior weights; rows with weight 0 are ignored.
+    tol : float
+        Tolerance on the LP solutions (columns are scaled to max |x| = 1 first).
+
+    Returns
+    -------
+    SeparationResult
+
+    Notes
+    -----
+    First a feasibility LP decides whether there is separation at all (Stiemke's lemma:
+    no direction ``b`` with every margin ``>= 0`` and some ``> 0`` exists iff ``S'w = 0``
+    for some ``w > 0``, S the signed rows).  Then the LP of Konis (2007),
+    ``max sum_i s_i x_i'b`` subject to ``s_i x_i'b >= 0``, is solved with ``-1 <= b_j <= 1`` (columns scaled), so that "unbounded" reads as an
+    optimum > 0.  A column's estimate is infinite when some direction in the cone
+    ``{b : s_i x_i'b >= 0}`` (with the null space of X removed) has ``b_j != 0``; that is
+    decided by maximizing and minimizing ``b_j`` over the cone, two LPs per column, and
+    the direction reported averages those solutions (a point in the relative interior of
+    the cone, so it perfectly predicts the largest set of rows).  Complete separation:
+    some ``b`` in the box has every margin ``>= t > 0``.
+
+    References
+    ----------
+    Konis, K. (2007). Linear programming algorithms for detecting separated data in binary
+    logistic regression models. DPhil thesis, University of Oxford.
+    Kosmidis, I. & Schumacher, D. detectseparation: Detect and Check for Separation and
+    Infinite Maximum Likelihood Estimates (R package).
+    """
+    X = np.asarray(X, dtype=float)
+    if X.ndim != 2:
+        raise ValueError("separation: X must be 2-D")
+    n, p = X.shape
+    names = tuple(names) if names is not None else tuple(f"x{j}" for j in range(p))
+    if len(names) != p:
+        raise ValueError(f"separation: {len(names)} names for {p} columns")
+    succ, fail, mixed = _margin_rows(y, trials, weights)
+    none = SeparationResult(False, False, {}, 0, np.zeros(p))
+    if p == 0 or not (succ.any() or fail.any()):
+        return none
+
+    scale = np.max(np.abs(X), axis=0)
+    scale[scale == 0] = 1.0
+    Xs = X / scale
+    # inequalities: margins s_i x_i'b >= 0, written -s_i x_i'b <= 0
+    S = np.vstack([Xs[succ], -Xs[fail]])
+    A_ub = -S
+    b_ub = np.zeros(len(S))
+    # equalities: mixed binomial rows (zero margin) and the null space of X (not a direction)
+    eq = [Xs[mixed]]
+    used = succ | fail | mixed
+    null = linalg.null_space(Xs[used]) if used.any() else np.eye(p)
+    if null.size:
+        eq.append(null.T)
+    A_eq = np.vstack(eq) if sum(len(e) for e in eq) else None
+    b_eq = np.zeros(len(A_eq)) if A_eq is not None else None
+    bounds = [(-1.0, 1.0)] * p
+
+    # quick test (Stiemke's lemma): no b has S b >= 0, S b != 0 (with E b = 0 for the mixed
+    # rows) iff some w > 0 (and v free) has S'w + E'v = 0 -- a feasibility LP with p rows
+    n_mix = int(mixed.sum())
+    r = linprog(np.zeros(len(S) + n_mix), A_eq=np.hstack([S.T, Xs[mixed].T]), b_eq=np.zeros(p),
+                bounds=[(1.0, None)] * len(S) + [(None, None)] * n_mix, method="highs")
+    if r.status == 0:
+        return none
+
+    def lp(c):
+        r = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
+        if r.status != 0:  # the feasible set always contains b = 0 and is bounded
+            raise RuntimeError(f"separation: linear program failed: {r.message}")
+        return r.x
+
+    b0 = lp(-S.sum(axis=0))
+    if float(np.sum(S @ b0)) <= tol * max(1, len(S)):
+        return none
+
+    # which columns can diverge, and to which side
+    sols = [b0]
+    directions = {}
+    for j in range(p):
+        c = np.zeros(p)
+        c[j] = -1.0
+        up = lp(c)
+        c[j] = 1.0
+        down = lp(c)
+        sols += [up, down]
+        can_up, can_down = up[j] > tol, down[j] < -tol
+        if can_up or can_down:
+            directions[names[j]] = 1 if can_up and not can_down else -1 if can_down and not can_up else 0
+    d = np.mean(sols, axis=0)
+    margins = S @ d
+    n_sep = int(np.sum(margins > tol))
+
+    # complete separation: every margin >= t > 0 (impossible with mixed binomial rows)
+    complete = False
+    if not mixed.any():
+        A = np.hstack([A_ub, np.ones((len(S), 1))])  # -m_i + t <= 0
+        Aeq = np.hstack([A_eq, np.zeros((len(A_eq), 1))]) if A_eq is not None else None
+        r = linprog(np.r_[np.zeros(p), -1.0], A_ub=A, b_ub=b_ub, A_eq=Aeq, b_eq=b_eq,
+                    bounds=bounds + [(0.0, 1.0)], method="highs")
+        complete = r.status == 0 and -r.fun > tol
+    # report divergence in the columns' own units
+    return SeparationResult(True, bool(complete), directions, n_sep, d / scale)
+
+
+def _family_name(family: Any) -> str:
+    return getattr(family, "name", family)
+
+
+def constant_response(y, family, trials=None) -> Finding | None:
+    """A response that carries no information on the fixed effects (or the scale).
+
+    * bernoulli: all 0 or all 1 (the intercept's estimate is -inf / +inf);
+    * binomial: no successes or no failures at all;
+    * poisson, negative binomial: all counts 0 (log mean -> -inf);
+    * gaussian, gamma, beta: one value only (residual scale -> 0).
+
+    Returns None when the response varies.
+    """
+    fam = _family_name(family)
+    y = np.asarray(y, dtype=float)
+    if len(y) == 0:
+        return None
+    col = ("(Intercept)",)
+    if fam == "bernoulli" or (fam == "binomial" and trials is None):
+        if np.all(y == y[0]) and y[0] in (0.0, 1.0):
+            side = "-inf" if y[0] == 0 else "+inf"
+            return Finding("constant_response",
+                           f"every response is {int(y[0])}: the fixed effects' maximum-likelihood "
+                           f"estimates do not exist (the intercept -> {side})", col, "warning",
+                           {"value": float(y[0])})
+        return None
+    if fam == "binomial":
+        t = np.asarray(trials, dtype=float)
+        use = t > 0
+        if not use.any():
+            return None
+        if np.all(y[use] == 0) or np.all(y[use] == t[use]):
+            none = np.all(y[use] == 0)
+            return Finding("constant_response",
+                           f"{'no successes' if none else 'no failures'} in any trial: the fixed "
+                           f"effects' maximum-likelihood estimates do not exist (the intercept -> "
+                           f"{'-inf' if none else '+inf'})", col, "warning",
+                           {"value": 0.0 if none else 1.0})
+        return None
+    if fam in ("poisson", "negbinomial", "nbinom1"):
+        if np.all(y == 0):
+            return Finding("constant_response",
+                           "every count is 0: the fixed effects' maximum-likelihood estimates do "
+                           "not exist (the intercept -> -inf)", col, "warning", {"value": 0.0})
+        return None
+    if np.all(y == y[0]):
+        return Finding("constant_response",
+                       f"every response equals {y[0]:g}: the residual scale's maximum-likelihood "
+                       f"estimate is 0", col, "error" if fam == "gaussian" else "warning",
+                       {"value": float(y[0])})
+    return None
+
+
+def _lhs(term) -> str:
+    """The term's left-hand side as lme4 prints it: ``x`` for ``(Intercept), x``."""
+    cn = list(term.coef_names)
+    if "(Intercept)" in cn:
+        cn.remove("(Intercept)")
+        return " + ".join(cn) or "1"
+    return " + ".join(["0"] + cn)
+
+
+def levels_vs_observations(spec) -> list:
+    """lme4's checks of grouping factors against the number of observations.
+
+    For families with a residual scale or dispersion (gaussian: ``lmer``), a grouping factor
+    with ``n_levels >= n`` or a term with ``q * n_levels >= n`` random effects leaves the
+    split between the group variance and the residual variance unidentifiable; ``lmer``
+    refuses to fit ("number of levels of each grouping factor must be < number of
+    observations"; "number of observations (=n) <= number of random effects (=qJ)").
+    For the other families ``glmer`` refuses only ``n_levels > n`` and ``q * n_levels > n``.
+    A grouping factor with a single level is refused by both.
+
+    Returns a list of :class:`Finding` (empty when all is well).  Severity is ``"error"``
+    where lme4 stops for this family, ``"warning"`` for the dispersion families that lme4
+    does not fit (glmmTMB does not check).
+    """
+    fam = _family_name(spec.family)
+    n = int(spec.n)
+    scale = fam in _SCALE
+    severity = "error" if fam in ("gaussian", "bernoulli", "binomial", "poisson") else "warning"
+    out = []
+    seen_groups = {}
+    for term in spec.terms:
+        seen_groups.setdefault(term.group, term.n_levels)
+    single = [g for g, nl in seen_groups.items() if nl < 2]
+    if single:
+        out.append(Finding("single_level",
+                           f"grouping factor(s) {', '.join(single)} have a single sampled level: "
+                           f"the variance is not identifiable (lme4: 'grouping factors must have "
+                           f"> 1 sampled level')", tuple(single), "error" if severity == "error" else "warning",
+                           {"n_levels": {g: seen_groups[g] for g in single}}))
+    bad = [g for g, nl in seen_groups.items() if (nl >= n if scale else nl > n)]
+    if bad:
+        cmp = "<" if scale else "<="
+        out.append(Finding("levels_vs_observations",
+                           f"number of levels of each grouping factor must be {cmp} number of "
+                           f"observations (problems: {', '.join(bad)}; n = {n})"
+                           + (": the group and residual variances are not identifiable separately"
+                              if scale else ""),
+                           tuple(bad), severity,
+                           {"n_levels": {g: seen_groups[g] for g in bad}, "n_obs": n}))
+    for term in spec.terms:
+        if term.q < 2:
+            continue  # q = 1 is the level check above
+        n_re = term.q * term.n_levels
+        if (n <= n_re) if scale else (n < n_re):
+            out.append(Finding("random_effects_vs_observations",
+                               f"number of observations (={n}) {'<=' if scale else '<'} number of "
+                               f"random effects (={n_re}) for term ({_lhs(term)} | {term.group}); "
+                               f"the random-effects parameters"
+                               f"{' and the residual variance (or scale parameter)' if scale else ''}"
+                               f" are probably unidentifiable",
+                               (term.name,), severity, {"n_re": n_re, "n_obs": n}))
+    return out
+
+
+def check_spec(spec, *, max_separation_cells: int = 2_000_000) -> list:
+    """Run every check on a :class:`bayes_glmm.spec.ModelSpec`; a list of :class:`Finding`.
+
+    The separation check runs for bernoulli and binomial models (skipped when the response
+    is constant: then every direction separates and :func:`constant_response` says it), and
+    only when X has at most ``max_separation_cells`` entries: the linear programme costs
+    seconds beyond that, and a separated design that large is rare (the ML fit still flags
+    estimates running off to infinity).
+    """
+    fam = _family_name(spec.family)
+    findings = []
+    const = constant_response(spec.y, fam, spec.trials if fam == "binomial" else None)
+    if const is not None:
+        findings.append(const)
+    elif fam in _BINARY and spec.X.size <= max_separation_cells:
+        trials = spec.trials if fam == "binomial" else None
+        weights = getattr(spec, "weights", None)
+        res = separation(spec.X, spec.y, spec.fixed_names, trials, weights=weights)
+        f = res.finding()
+        if f is not None:
+            findings.append(f)
+    findings.extend(levels_vs_observations(spec))
+    return findings
