@@ -40,14 +40,9 @@ LL_ATOL = 1e-3
 
 #: problems failing the criterion at the time the JSON was made: key -> failure pattern
 KNOWN: dict = {
-    "binomial-correlated-6": (
-        "rank-1 boundary missed: (x | g) with true intercept SD ~0 (0.05) stops at intercept "
-        "SD = 0 (theta = [0, -0.017, 1.441]); lme4/glmmTMB reach the other face, intercept SD "
-        "0.056 with correlation +1 (theta = [0.056, 1.433, 0]); logLik 0.33 lower"),
-    "poisson_offset-correlated-9": (
-        "rank-1 boundary missed: (x | g) with true intercept SD ~0 (0.01), corr -0.99, 200 "
-        "groups: stops at intercept SD = 0 (theta = [0, 0.248, 0.409]); lme4/glmmTMB find "
-        "intercept SD 0.058, correlation -1 (theta = [0.058, -0.445, 0]); logLik 1.43 lower"),
+    # problem name -> failure pattern, for problems that fail the criterion today (none: the
+    # two "rank-1 boundary missed" cases, binomial-correlated-6 and poisson_offset-correlated-9,
+    # are fixed by optimize.rank_one_faces)
 }
 
 

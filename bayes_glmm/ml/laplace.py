@@ -29,7 +29,7 @@ from . import linalg
 from .lmm import modes_and_sds
 from .optimize import (AUTO_N_STARTS, fd_gradient, fd_hessian, fd_hessian_from_grad, lambdas_from_theta,
                        minimize_bounded, multimodal_prone, multistart_points, new_optinfo, optimize_checked,
-                       report_starts, restart_candidates, restart_off_boundary, theta_layout, theta_scales,
+                       report_starts, rank_one_faces, restart_candidates, restart_off_boundary, theta_layout, theta_scales,
                        warn_nonconvergence)
 from .pirls import make_response, pirls, with_aux
 from .types import MLFit
@@ -294,7 +294,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         # a variance parameter at its bound has a zero deviance gradient (the deviance is even
         # in it there): check the boundary optimum by a restart moved off the bound
         o, rec = restart_off_boundary(obj, o, lower, hess=H0, maxiter=maxiter, jac=use_grad, label=label2,
-                                      step=bstep)
+                                      step=bstep, faces=lambda xb: rank_one_faces(xb, terms, slices))
         o["boundary_restart"] = rec
         return o
 

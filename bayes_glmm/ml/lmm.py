@@ -25,7 +25,8 @@ from scipy.linalg import solve_triangular
 
 from . import linalg
 from .optimize import (AUTO_N_STARTS, fd_hessian, lambdas_from_theta, minimize_bounded, multimodal_prone,
-                       multistart_points, new_optinfo, optimize_checked, report_starts, restart_candidates,
+                       multistart_points, new_optinfo, optimize_checked, rank_one_faces, report_starts,
+                       restart_candidates,
                        restart_off_boundary, theta_layout, theta_scales, warn_nonconvergence)
 from .types import MLFit
 
@@ -163,7 +164,8 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
     def solve(x):
         o = minimize_bounded(crit, x, lower, maxiter=maxiter, label=label)
         # the criterion is even in a diagonal theta at 0: make sure a boundary optimum is one
-        o, rec = restart_off_boundary(crit, o, lower, maxiter=maxiter, label=label, step=bstep)
+        o, rec = restart_off_boundary(crit, o, lower, maxiter=maxiter, label=label, step=bstep,
+                                      faces=lambda xb: rank_one_faces(xb, terms, slices))
         o["boundary_restart"] = rec
         return o
 
