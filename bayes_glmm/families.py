@@ -88,6 +88,7 @@ NUMPY_OPS = SimpleNamespace(
     log_ndtr=special.log_ndtr,
     gammaln=special.gammaln,
     logaddexp=np.logaddexp,
+    eq=np.equal,
     square=np.square,
     clip=np.clip,
 )
@@ -613,7 +614,7 @@ def zi_loglik(ll, y, eta_zi, ops: Any = NUMPY_OPS):
     """
     log_pi = -ops.softplus(-eta_zi)
     log_1m = -ops.softplus(eta_zi)
-    zero = (y == 0) * 1.0
+    zero = ops.eq(y, 0.0) * 1.0  # ops.eq: ``==`` on a PyTensor variable is an identity test, not elementwise
     return zero * ops.logaddexp(log_pi, log_1m + ll) + (1.0 - zero) * (log_1m + ll)
 
 

@@ -7,7 +7,10 @@ Cases (``--case``, one or several):
 * ``bern100k``: simulated, ``y ~ x + z + (1 | g)``, 100,000 rows x 2,000 groups
   (x, z ~ N(0, 1); intercept -0.5, slopes 0.8 and -0.4, group SD 0.7; fixed seed),
   500 tune + 500 draws, 2 chains;
-* ``bern1m``: the same model with 1,000,000 rows x 10,000 groups, 500 + 500, 2 chains.
+* ``bern1m``: the same model with 1,000,000 rows x 10,000 groups, 500 + 500, 2 chains;
+* ``nb400``: simulated negative binomial (NB2), ``y ~ x + (1 | g)``, 400 rows x 40 groups
+  (intercept 1, slope 0.5, group SD 0.5, theta 2), 1000 tune + 1000 draws, 4 chains, against
+  bambi's ``negativebinomial`` family (ESS over beta, sd_g and theta / bambi's alpha).
 
 For every configuration it prints the whole-call wall time (model build + compile +
 sampling + InferenceData; data loading/simulation is outside), the minimum bulk ESS over
@@ -73,6 +76,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FORMULA = "Response ~ Month * Treatment + (1 | ID)"
 SIM_FORMULA = "y ~ x + z + (1 | g)"
 SIM_SEED = 20261201
+NB_FORMULA = "y ~ x + (1 | g)"
 
 #: per case: formula, default tune/draws/chains, ESS variables for ours and for bambi
 CASES = {
@@ -83,6 +87,10 @@ CASES = {
                      ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"]),
     "bern1m": dict(formula=SIM_FORMULA, tune=500, draws=500, chains=[2], n=1_000_000, groups=10_000,
                    ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"]),
+    # NB2 (issue 8): bambi's "negativebinomial" family (its alpha is our theta)
+    "nb400": dict(formula=NB_FORMULA, tune=1000, draws=1000, chains=[4], n=400, groups=40,
+                  family="negbinomial", bambi_family="negativebinomial",
+                  ours_vars=["beta", "sd_g", "theta"], bambi_vars=["Intercept", "x", "1|g_sigma", "alpha"]),
 }
 
 
@@ -101,11 +109,26 @@ def simulate(n: int, groups: int, seed: int = SIM_SEED):
     return pd.DataFrame({"y": y, "x": x, "z": z, "g": pd.Categorical(g)})
 
 
+def simulate_nb(n: int, groups: int, seed: int = SIM_SEED):
+    """NB2 data for ``y ~ x + (1 | g)``: intercept 1, slope 0.5, group SD 0.5, theta 2 (fixed seed)."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), -(-n // groups))[:n]
+    x = rng.standard_normal(n)
+    mu = np.exp(1.0 + 0.5 * x + 0.5 * rng.standard_normal(groups)[g])
+    y = rng.poisson(rng.gamma(2.0, mu / 2.0))
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
 def load_case(case: str):
     if case == "toenail":
         import bayes_glmm as bg
         return bg.datasets.load("toenail")
     c = CASES[case]
+    if c.get("family") == "negbinomial":
+        return simulate_nb(c["n"], c["groups"])
     return simulate(c["n"], c["groups"])
 
 
@@ -137,7 +160,7 @@ def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case:
     draws, tune = draws or c["draws"], tune or c["tune"]
     data = load_case(case)
     t0 = time.perf_counter()
-    model = bg.GLMM(c["formula"], data, family="bernoulli", centered=centered)
+    model = bg.GLMM(c["formula"], data, family=c.get("family", "bernoulli"), centered=centered)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = model.sample(draws=draws, tune=tune, chains=chains, random_seed=seed, sampler=sampler,
@@ -161,7 +184,7 @@ def run_bambi(backend: str, chains: int, seed: int, case: str = "toenail",
     draws, tune = draws or c["draws"], tune or c["tune"]
     data = load_case(case)
     t0 = time.perf_counter()
-    model = bmb.Model(c["formula"], data, family="bernoulli")
+    model = bmb.Model(c["formula"], data, family=c.get("bambi_family", "bernoulli"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = model.fit(draws=draws, tune=tune, chains=chains, random_seed=seed,
@@ -238,7 +261,7 @@ def grad_bench(cases) -> None:
     jax.config.update("jax_enable_x64", True)
     from pymc.sampling.jax import get_jaxified_graph
     import bayes_glmm as bg
-    from bayes_glmm.bayes.density import GlmmDensity
+    from bayes_glmm.bayes.density import GlmmDensity, kernel_supported
     from bayes_glmm.bayes.kernels import logp_grad, pack
 
     print(f"per-gradient time (log-density + gradient, median over many calls), µs; "
@@ -248,10 +271,11 @@ def grad_bench(cases) -> None:
           f"{'x floor':>8s} {'calls':>6s}")
     for case in cases:
         c = CASES[case]
-        m = bg.GLMM(c["formula"], load_case(case), family="bernoulli")
+        m = bg.GLMM(c["formula"], load_case(case), family=c.get("family", "bernoulli"))
         d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
         x = d.initial_point(0)
-        F, I = pack(d)
+        kern = kernel_supported(m.spec, m.resolved_priors, m.centered_terms)
+        F, I = pack(d) if kern else (None, None)
         out = np.empty(d.ndim)
         # the JAX log-density of the graph, jitted value_and_grad at the graph's initial point
         pm_model = m.build()
@@ -271,15 +295,20 @@ def grad_bench(cases) -> None:
             s = y - expit(eta)
             return X.T @ s, np.bincount(codes, s, minlength=G)
 
-        lp_np, g_np = d.logp_grad(x)
-        lp_nb = logp_grad(x, out, F, I)
-        assert np.isclose(lp_np, lp_nb) and np.allclose(g_np, out), "numba kernel != NumPy density"
-        res = {
-            "numpy GlmmDensity.logp_grad": _time_call(lambda: d.logp_grad(x)),
-            "numba kernels.logp_grad": _time_call(lambda: logp_grad(x, out, F, I)),
-            "jax jit(value_and_grad(graph))": _time_call(lambda: jax.block_until_ready(vg(*vals))),
-            "arithmetic floor (numpy)": _time_call(floor),
-        }
+        res = {"numpy GlmmDensity.logp_grad": _time_call(lambda: d.logp_grad(x))}
+        if kern:
+            lp_np, g_np = d.logp_grad(x)
+            lp_nb = logp_grad(x, out, F, I)
+            assert np.isclose(lp_np, lp_nb) and np.allclose(g_np, out), "numba kernel != NumPy density"
+            res["numba kernels.logp_grad"] = _time_call(lambda: logp_grad(x, out, F, I))
+        else:  # dispersion families: what sampler="nutpie" runs, the graph compiled by numba
+            import pytensor
+            lpg = pm_model.logp()
+            fn = pm_model.compile_fn([lpg] + pytensor.grad(lpg, pm_model.value_vars), inputs=pm_model.value_vars,
+                                     mode="NUMBA", point_fn=True)
+            res["numba-compiled graph (nutpie)"] = _time_call(lambda: fn(ip))
+        res["jax jit(value_and_grad(graph))"] = _time_call(lambda: jax.block_until_ready(vg(*vals)))
+        res["arithmetic floor (numpy)"] = _time_call(floor)
         fl = res["arithmetic floor (numpy)"][0]
         for k, (us, calls) in res.items():
             print(f"{case:9s} {m.spec.n:9d} {m.spec.p:3d} {G:7d} {d.ndim:7d}  {k:34s} {us:10.1f} "
@@ -327,7 +356,7 @@ def main(argv=None) -> None:
     chains_of = {case: a.chains or CASES[case]["chains"] for case in cases}
     for case in cases:
         c = CASES[case]
-        print(f"{case}: {c['formula']} (bernoulli), {c['n']:,} rows x {c['groups']:,} groups, "
+        print(f"{case}: {c['formula']} ({c.get('family', 'bernoulli')}), {c['n']:,} rows x {c['groups']:,} groups, "
               f"{a.tune or c['tune']} tune + {a.draws or c['draws']} draws, chains {chains_of[case]}")
     print(f"{'cold' if a.cold else 'warm'} compile cache, {a.repeat} repetition(s), runs interleaved\n")
     print(_HDR)

@@ -12,6 +12,10 @@ Models
 ``bernoulli``
     ``y ~ x + (1 | g)``, logit link, 20 groups x 10 observations.
     Priors: ``Intercept ~ Normal(0, 1)``, ``x ~ Normal(0, 1)``, ``sd_g ~ HalfNormal(1)``.
+``negbinomial``
+    ``y ~ x + (1 | g)``, NB2 (Var = mu + mu^2/theta), log link, 20 groups x 10 observations.
+    Priors: ``Intercept ~ Normal(1, 0.5)``, ``x ~ Normal(0, 0.5)``, ``sd_g ~ HalfNormal(0.5)``,
+    ``theta ~ Gamma(2, 0.5)`` (mean 4; the simulator draws y as the gamma-Poisson mixture).
 ``poisson``
     ``y ~ x + offset(log(t)) + (1 + x | g)``, log link, 20 groups x 8 observations,
     exposure ``t ~ Uniform(0.5, 2)``.  Priors: ``Intercept ~ Normal(0, 0.5)`` (log rate
@@ -24,7 +28,7 @@ observed log rate): SBC needs the prior the truths are drawn from to be the prio
 model uses, and the same ``bg.Prior`` objects serve both purposes here.
 
 Checked parameters: every fixed effect (posterior ``beta``), every random-effect SD
-(``sd_g``) and, for ``poisson``, the correlation (``corr_g``; a ``q x q`` matrix with dims
+(``sd_g``), for ``negbinomial`` ``theta`` and, for ``poisson``, the correlation (``corr_g``; a ``q x q`` matrix with dims
 ``(g_coef, g_coef2)`` or the off-diagonal pairs only, both are handled).
 
 Tests and threshold
@@ -35,8 +39,8 @@ rank values; ``B`` is the largest such divisor <= 20 with >= 5 expected counts p
 and a Kolmogorov-Smirnov test of ``(rank + U) / (L + 1)``, ``U ~ Uniform(0, 1)``, which is
 exactly Uniform(0, 1) under calibration (the jitter removes the discreteness).  The
 script exits 1 if any p-value is below ``--alpha`` (default 0.001 per test).  With the
-default models there are 8 parameters x 2 tests = 16 tests, so under perfect
-calibration a false alarm happens with probability <= 16 x 0.001 = 1.6% (Bonferroni),
+default models there are 12 parameters x 2 tests = 24 tests, so under perfect
+calibration a false alarm happens with probability <= 24 x 0.001 = 2.4% (Bonferroni),
 while a real miscalibration of the size SBC is meant to catch drives p far below 0.001
 at 100 replications.
 
@@ -50,7 +54,7 @@ ranks would pile up at the ends even for a correct sampler).
 
 Run from the repository root::
 
-    python benchmarks/sbc.py                         # both models, 100 replications each
+    python benchmarks/sbc.py                         # all three models, 100 replications each
     python benchmarks/sbc.py --reps 200 --seed 7 --models poisson
     python benchmarks/sbc.py --quick                 # smoke test: 10 reps, short chains
 
@@ -111,6 +115,8 @@ def draw_prior(prior: "bg.Prior", rng: np.random.Generator, size: int | None = N
         return rng.normal(a.get("mu", 0.0), a["sigma"], size=_shape(size, a["sigma"]))
     if prior.name == "HalfNormal":
         return np.abs(rng.normal(0.0, a["sigma"], size=_shape(size, a["sigma"])))
+    if prior.name == "Gamma":  # PyMC's (alpha, beta = rate)
+        return rng.gamma(a["alpha"], 1.0 / a["beta"], size=size)
     if prior.name == "LKJ":
         # For a 2 x 2 matrix LKJ(eta) has density prop. to (1 - r^2)^(eta - 1), i.e.
         # (r + 1) / 2 ~ Beta(eta, eta).
@@ -135,6 +141,8 @@ def prior_variance(prior: "bg.Prior", index: int = 0) -> float:
         return float(a["sigma"][min(index, a["sigma"].size - 1)] ** 2)
     if prior.name == "HalfNormal":
         return float(a["sigma"][min(index, a["sigma"].size - 1)] ** 2 * (1.0 - 2.0 / math.pi))
+    if prior.name == "Gamma":
+        return float(a["alpha"][0] / a["beta"][0] ** 2)
     if prior.name == "LKJ":  # 2 * Beta(eta, eta) - 1 has variance 1 / (2 eta + 1)
         return 1.0 / (2.0 * float(a.get("eta", [1.0])[0]) + 1.0)
     raise NotImplementedError(f"no variance for prior {prior!r}")
@@ -216,6 +224,22 @@ def _sim_poisson(priors: dict, rng: np.random.Generator, n_groups: int = 20, n_p
                 "sd_g[x]": float(sds[1]), "corr_g": r}
 
 
+def _sim_negbinomial(priors: dict, rng: np.random.Generator, n_groups: int = 20, n_per: int = 10):
+    codes, labels = _groups(n_groups, n_per)
+    x = _centred_normal(rng, codes.size)
+    a_c = float(draw_prior(priors["Intercept"], rng))
+    b = float(draw_prior(priors["x"], rng))
+    sd = float(draw_prior(priors["sd_g"], rng))
+    theta = float(draw_prior(priors["theta"], rng))
+    u = rng.normal(0.0, sd, size=n_groups)
+    b0 = a_c - b * x.mean()
+    mu = np.exp(b0 + b * x + u[codes])
+    # NB2 as the gamma-Poisson mixture (Var = mu + mu^2 / theta), as Family.random draws it
+    y = rng.poisson(rng.gamma(theta, mu / theta))
+    df = pd.DataFrame({"y": y, "x": x, "g": labels})
+    return df, {"Intercept": b0, "x": b, "sd_g[Intercept]": sd, "theta": theta}
+
+
 MODELS: dict[str, SBCModel] = {
     "bernoulli": SBCModel(
         name="bernoulli",
@@ -238,6 +262,18 @@ MODELS: dict[str, SBCModel] = {
         params=[("Intercept", "Intercept", 0), ("x", "x", 0), ("sd_g[Intercept]", "sd_g", 0),
                 ("sd_g[x]", "sd_g", 1), ("corr_g", "corr_g", 0)],
         simulate=_sim_poisson,
+    ),
+    "negbinomial": SBCModel(
+        name="negbinomial",
+        formula="y ~ x + (1 | g)",
+        family="negbinomial",
+        priors={"Intercept": bg.Prior("Normal", mu=1.0, sigma=0.5),
+                "x": bg.Prior("Normal", mu=0.0, sigma=0.5),
+                "sd_g": bg.Prior("HalfNormal", sigma=0.5),
+                "theta": bg.Prior("Gamma", alpha=2.0, beta=0.5)},
+        params=[("Intercept", "Intercept", 0), ("x", "x", 0), ("sd_g[Intercept]", "sd_g", 0),
+                ("theta", "theta", 0)],
+        simulate=_sim_negbinomial,
     ),
 }
 
@@ -267,6 +303,9 @@ def posterior_draws(idata, fixed_names) -> dict:
         else ["(Intercept)", "x"][: sd.shape[1]]
     for j, nm in enumerate(coef_names):
         out[f"sd_g[{'Intercept' if nm == '(Intercept)' else nm}]"] = sd[:, j]
+    for nm in ("theta", "phi", "shape"):
+        if nm in post:
+            out[nm] = _flat(post[nm])
     if "corr_g" in post:
         c = _flat(post["corr_g"])
         if c.ndim == 3:  # full matrix per draw
@@ -358,7 +397,7 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
 
     Parameters
     ----------
-    model_name : {"bernoulli", "poisson"}
+    model_name : {"bernoulli", "poisson", "negbinomial"}
     reps : int
         Replications (prior draw -> data -> fit).
     seed : int
@@ -414,7 +453,7 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
             if "diverging" in idata.sample_stats else 0
         div_total += nd
         div_reps += nd > 0
-        ess = _min_bulk_ess(idata, ["beta", "sd_g", "corr_g"])
+        ess = _min_bulk_ess(idata, ["beta", "sd_g", "corr_g", "theta"])
         low_ess += ess < L
         post = posterior_draws(idata, list(model.spec.fixed_names))
         n_total = next(iter(post.values())).shape[0]

@@ -80,6 +80,9 @@ def test_pt_ops_match_numpy_ops():
         arg = arg[arg > -1] if name == "log1p" else arg
         got = getattr(bayes.PT_OPS, name)(x).eval({x: arg})
         np.testing.assert_allclose(got, getattr(NUMPY_OPS, name)(arg), rtol=1e-9, atol=1e-300, err_msg=name)
+    y = pt.dvector("y")
+    np.testing.assert_allclose(bayes.PT_OPS.logaddexp(x, y).eval({x: xs, y: xs[::-1]}),
+                               NUMPY_OPS.logaddexp(xs, xs[::-1]), rtol=1e-12)
     neg = np.array([-30.0, -2.0, -0.5, -1e-8])
     np.testing.assert_allclose(bayes.PT_OPS.log1mexp(x).eval({x: neg}), NUMPY_OPS.log1mexp(neg), rtol=1e-9)
 

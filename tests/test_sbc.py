@@ -83,6 +83,10 @@ def test_prior_draws_match_prior_moments():
     assert np.all(np.abs(r) < 1)
     assert np.var(r) == pytest.approx(sbc.prior_variance(pri["corr_g"]), rel=0.02)
     assert np.mean(r) == pytest.approx(0.0, abs=0.005)
+    th = sbc.MODELS["negbinomial"].priors["theta"]  # Gamma(alpha, rate beta), as PyMC
+    t = sbc.draw_prior(th, rng, size=200_000)
+    assert np.mean(t) == pytest.approx(4.0, rel=0.02)
+    assert np.var(t) == pytest.approx(sbc.prior_variance(th), rel=0.03)
 
 
 def test_simulated_predictors_are_centred():
@@ -96,7 +100,7 @@ def test_simulated_predictors_are_centred():
 
 # ------------------------------------------------------------------ SBC (slow)
 @pytest.mark.slow
-@pytest.mark.parametrize("model_name", ["bernoulli", "poisson"])
+@pytest.mark.parametrize("model_name", ["bernoulli", "poisson", "negbinomial"])
 def test_sbc_ranks_uniform(model_name):
     reps, L = 30, 49
     r = sbc.run_sbc(model_name, reps=reps, seed=12345, L=L, chains=2, tune=300, draws=250)

@@ -10,6 +10,9 @@ gradient, so this module evaluates it directly in NumPy (``sampler="numpy"``, wh
   log-density and its derivative in eta come from the ML path
   (:func:`bayes_glmm.ml.pirls.loglik_and_mu` / :func:`~bayes_glmm.ml.pirls.working`,
   i.e. :class:`~bayes_glmm.families.Family`), so the family code is still defined once;
+* dispersion families and zero inflation: :meth:`Family.loglik` and
+  :func:`~bayes_glmm.families.zi_loglik` themselves, with the derivatives in eta and in the
+  dispersion from :func:`cond_derivs` (the numba kernel covers only :data:`KERNEL_FAMILIES`);
 * priors: closed-form log-densities and derivatives with PyMC's parametrizations
   (:data:`PRIOR_LOGP`); positive parameters are sampled on the log scale with PyMC's
   Jacobian, so the density on the unconstrained space is PyMC's;
@@ -25,6 +28,8 @@ evaluates both at random points and asserts equal log-density and gradient.  Thi
 does not import PyMC.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from scipy import sparse
@@ -188,7 +193,7 @@ def kernel_supported(spec: ModelSpec, priors: dict, centered: dict | None = None
             and supported(spec, priors, centered))
 
 
-def cond_derivs(fam, y, eta, disp=None):
+def cond_derivs(fam, y, eta, disp=None, levels=None):
     """Conditional log-density per row and its derivatives in eta and in the dispersion (NumPy).
 
     Parameters
@@ -199,6 +204,9 @@ def cond_derivs(fam, y, eta, disp=None):
     y, eta : ndarray (n,)
     disp : float, optional
         The dispersion (theta, phi or shape).
+    levels : (values, index), optional
+        ``np.unique(y, return_inverse=True)`` of a count response with few distinct values:
+        ``digamma(y + theta)`` (negbinomial) is then evaluated once per value.
 
     Returns
     -------
@@ -214,10 +222,11 @@ def cond_derivs(fam, y, eta, disp=None):
         return ll, y - np.exp(eta), None
     if nm == "negbinomial":
         th = disp
-        r = expit(eta - np.log(th))  # mu / (theta + mu)
+        e = eta - math.log(th)
+        r = expit(e)  # mu / (theta + mu)
         d_eta = y - (y + th) * r
-        d_disp = (digamma(y + th) - digamma(th) - np.logaddexp(0.0, eta - np.log(th))
-                  + r - y * (1.0 - r) / th)
+        dg = digamma(levels[0] + th)[levels[1]] if levels is not None else digamma(y + th)
+        d_disp = dg - float(digamma(th)) - np.logaddexp(0.0, e) + r - y * (1.0 - r) / th
         return ll, d_eta, d_disp
     if nm == "nbinom1":
         ph = disp
@@ -242,11 +251,13 @@ def cond_derivs(fam, y, eta, disp=None):
     if nm == "beta":
         ph = disp
         mu = fam.link.inverse(eta)
+        # 1 - mu without cancellation, as Family.loglik forms it (symmetric links: h(-eta))
+        one_m = np.exp(-np.exp(eta)) if fam.link.name == "cloglog" else fam.link.inverse(-eta)
         lq = np.log1p(-y)
         ly = np.log(y)
-        da, db = digamma(mu * ph), digamma((1.0 - mu) * ph)
+        da, db = digamma(mu * ph), digamma(one_m * ph)
         d_eta = ph * (ly - lq - da + db) * fam.link.mu_eta(eta)
-        d_disp = digamma(ph) - mu * da - (1.0 - mu) * db + mu * ly + (1.0 - mu) * lq
+        d_disp = digamma(ph) - mu * da - one_m * db + mu * ly + one_m * lq
         return ll, d_eta, d_disp
     raise ValueError(f"cond_derivs covers poisson and the dispersion families, not {nm!r}")
 
@@ -280,6 +291,27 @@ class _Block:
                 v, g = f(x, args)
                 return float(np.sum(v)), g
             self._lp = lp
+
+        self._scalar = None
+        if size == 1 and positive and prior.name in ("Gamma", "InverseGamma") and all(
+                np.size(v) == 1 for v in prior.args.values()):
+            # a scalar (gamma) dispersion prior, the defaults: constants once, then plain floats
+            al, be = (gamma_shape_rate if prior.name == "Gamma" else invgamma_shape_rate)(args)
+            al, be = float(al), float(be)
+            c = al * math.log(be) - math.lgamma(al)
+            if prior.name == "Gamma":
+                # on z = log x with the Jacobian: c + al z - be e^z, derivative al - be e^z
+                self._scalar = lambda z: (math.exp(z), c + al * z - be * math.exp(z), al - be * math.exp(z))
+            else:
+                self._scalar = lambda z: (math.exp(z), c - al * z - be * math.exp(-z), -al + be * math.exp(-z))
+
+    def scalar_value_logp_grad(self, x):
+        """(value, log-density on the log scale, d/dz) as floats for a scalar positive block."""
+        z = float(x[self.sl.start])
+        if self._scalar is not None:
+            return self._scalar(z)
+        v, lp, g, _ = self.value_logp_grad(x)
+        return float(v[0]), lp, float(g[0])
 
     def value_logp_grad(self, x):
         """(value, log-density on the unconstrained scale, d/dx, dvalue/dx)."""
@@ -383,6 +415,12 @@ class GlmmDensity:
             self.XzcT = np.ascontiguousarray(self.Xzc.T)
             self.zero = np.asarray(spec.y, dtype=float) == 0.0
         self.general = self.disp is not None or spec.has_zi
+        self.unit = bool(np.all(self.resp.pw == 1.0))
+        self.y_levels = None  # count response with few distinct values: digamma(y + theta) per value
+        if self.fam.name == "negbinomial":
+            uy, inv = np.unique(np.asarray(spec.y, dtype=float), return_inverse=True)
+            if uy.size * 4 < spec.n:
+                self.y_levels = (uy, inv.ravel())
         self.ndim = pos
         off = np.asarray(spec.offset, dtype=float)
         self.offset = off if np.any(off != 0.0) else None
@@ -482,13 +520,9 @@ class GlmmDensity:
         y, pw = resp.y, resp.pw
         lp, disp = 0.0, None
         if self.disp is not None:
-            dv, dlp, dg, ddv = self.disp.value_logp_grad(x)
-            disp = float(dv[0])
+            disp, dlp, dg = self.disp.scalar_value_logp_grad(x)
             lp += dlp
-        if fam.name in ("poisson", "negbinomial", "nbinom1", "gamma", "beta"):
-            ll, d_eta, d_disp = cond_derivs(fam, y, eta, disp)
-        else:  # zi is for count families; kept general for completeness
-            raise ValueError(f"no NumPy density for family {fam.name!r} here")
+        ll, d_eta, d_disp = cond_derivs(fam, y, eta, disp, levels=self.y_levels)
         if self.zi_blocks:
             ez = self.Xzc @ x[self.zi_idx]
             w0 = np.where(self.zero, expit(ll - ez), 1.0)  # P(not a structural zero | y)
@@ -497,8 +531,12 @@ class GlmmDensity:
             d_eta = w0 * d_eta
             if d_disp is not None:
                 d_disp = w0 * d_disp
+        if self.unit:
+            if self.disp is not None:  # d/d log(disp) = disp * d/d disp
+                grad[self.disp.sl.start] = dg + disp * float(d_disp.sum())
+            return d_eta, lp + float(ll.sum())
         if self.disp is not None:
-            grad[self.disp.sl] = dg + ddv * float(pw @ d_disp)
+            grad[self.disp.sl.start] = dg + disp * float(pw @ d_disp)
         return pw * d_eta, lp + float(pw @ ll)
 
     def _score(self, x, eta, grad):

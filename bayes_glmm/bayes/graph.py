@@ -25,13 +25,20 @@ Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametriza
 ``b_<ident>``     (``<ident>_level``, ``<ident>_coef``) random effects (a free variable
                   when the term is centered)
 
+Dispersion families: one positive variable named :attr:`Family.dispersion_name` (``theta``
+for negbinomial, ``phi`` for nbinom1 and beta, ``shape`` for gamma; prior key the same).
+Zero inflation (``zi=``): ``zi_Intercept`` and ``zi_slopes`` (dim ``zi_slope``) on the centred
+X_zi, the Deterministic ``beta_zi`` (dim ``zi_coef``, coords ``spec.zi_names``), and
+``eta_zi = X_zi @ beta_zi`` entering the density through :func:`~bayes_glmm.families.zi_loglik`.
+
 The linear predictor gathers ``b_k[codes_k]`` row by row (``(Xr * b[codes]).sum(1)``);
 Z is never formed.  The observed node ``y`` (dim ``obs``) is a :class:`pymc.CustomDist`
 whose log-density is :meth:`Family.loglik` evaluated with :data:`PT_OPS` -- the same code
 as the ML path -- multiplied by the prior weights.  With non-unit weights the pointwise
 ``log_likelihood`` group therefore holds *weighted* contributions (LOO then refers to the
 weighted pseudo-likelihood).  Random draws (prior predictive checks) come from the matching
-PyMC distribution with mean ``family.mean(eta, PT_OPS)``; weights do not affect them.
+PyMC distribution with mean ``family.mean(eta, PT_OPS)`` (NegativeBinomial, Gamma, Beta and the
+ZeroInflated* ones for the new families); weights do not affect them.
 """
 from __future__ import annotations
 
@@ -73,6 +80,7 @@ PT_OPS = SimpleNamespace(
     log_ndtr=_pt_log_ndtr,
     gammaln=pt.gammaln,
     logaddexp=pt.logaddexp,
+    eq=pt.eq,
     square=pt.square,
     clip=pt.clip,
 )

@@ -14,6 +14,7 @@ import pandas as pd
 
 from .._fitproto import corr_matrices
 from ..covariance import corr_pairs, varcorr_frame
+from ..priors import zi_key
 from ..results import FitResults, check_predict_args, ranef_by_group
 from .pointwise import posterior_predictive as _posterior_predictive
 
@@ -37,7 +38,8 @@ class BayesResults(FitResults):
         The model that was sampled (``.spec`` is used).
     idata : arviz.InferenceData
         Output of :func:`bayes_glmm.bayes.sample` (posterior with ``beta``, ``sd_<ident>``,
-        ``corr_<ident>`` (pairs), ``b_<ident>``, ``sigma``; :mod:`bayes_glmm.bayes.pointwise`).
+        ``corr_<ident>`` (pairs), ``b_<ident>``, ``sigma``, the dispersion ``theta`` / ``phi`` /
+        ``shape``, ``beta_zi``; :mod:`bayes_glmm.bayes.pointwise`).
     pm_model : pymc.Model, optional
         The PyMC model (needed for :meth:`posterior_predictive`).
 
@@ -79,6 +81,9 @@ class BayesResults(FitResults):
             out["corr"].append(corr)
             out["cov"].append(sd[:, :, None] * corr * sd[:, None, :])
         out["sigma"] = _stack(post["sigma"]) if "sigma" in post else None
+        fam = self.spec.family
+        out["disp"] = _stack(post[fam.dispersion_name]) if fam.has_dispersion else None
+        out["beta_zi"] = _stack(post["beta_zi"]).reshape(-1, self.spec.p_zi) if self.spec.has_zi else None
         return out
 
     def _point_params(self):
@@ -91,6 +96,35 @@ class BayesResults(FitResults):
     def fixef(self) -> pd.Series:
         """Posterior means of the fixed effects, indexed by coefficient name."""
         return pd.Series(self._draws["beta"].mean(0), index=list(self.spec.fixed_names), name="fixef")
+
+    @property
+    def fixef_zi(self) -> pd.Series:
+        """Posterior means of the zero-inflation coefficients (logit of the structural-zero
+        probability), models with ``zi=``; same index as ``MLResults.fixef_zi``."""
+        if not self.spec.has_zi:
+            raise AttributeError("fixef_zi: this model has no zero-inflation part (fit with zi='~ ...' "
+                                 "and a count family)")
+        return pd.Series(self._draws["beta_zi"].mean(0), index=list(self.spec.zi_names), name="fixef_zi")
+
+    @property
+    def dispersion(self) -> pd.Series:
+        """Posterior mean of the family's dispersion, named as ``MLResults.dispersion``:
+        ``theta`` (negbinomial), ``phi`` (nbinom1, beta), ``shape`` (gamma), ``sigma``
+        (gaussian); empty for bernoulli, binomial and poisson."""
+        d, fam = self._draws, self.spec.family
+        if d["disp"] is not None:
+            return pd.Series({fam.dispersion_name: float(d["disp"].mean())}, name="dispersion")
+        if d["sigma"] is not None:
+            return pd.Series({"sigma": float(d["sigma"].mean())}, name="dispersion")
+        return pd.Series(dtype=float, name="dispersion")
+
+    def _zi_eta(self, design, idx=None):
+        """Zero-inflation linear predictor per posterior draw, (draws, rows), or None."""
+        if not self.spec.has_zi:
+            return None
+        bz = self._draws["beta_zi"]
+        bz = bz if idx is None else bz[idx]
+        return bz @ np.asarray(design.X_zi, dtype=float).T
 
     @property
     def varcorr(self) -> pd.DataFrame:
@@ -137,10 +171,19 @@ class BayesResults(FitResults):
                     out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, m]
         if "sigma" in post:
             out["sigma"] = np.asarray(post["sigma"])
+        fam = self.spec.family
+        if fam.has_dispersion:
+            out[fam.dispersion_name] = np.asarray(post[fam.dispersion_name])
+        if self.spec.has_zi:
+            bz = np.asarray(post["beta_zi"]).reshape(beta.shape[:2] + (self.spec.p_zi,))
+            for j, nm in enumerate(self.spec.zi_names):
+                out[zi_key(nm)] = bz[:, :, j]
         return out
 
     def summary(self) -> pd.DataFrame:
-        """Posterior summary of fixed effects, SDs, correlations and sigma.
+        """Posterior summary of fixed effects, SDs, correlations, sigma or the dispersion
+        (``theta`` / ``phi`` / ``shape``) and the zero-inflation coefficients (rows
+        ``zi_Intercept``, ``zi_<coef>``, as their prior keys).
 
         Returns
         -------
@@ -208,7 +251,8 @@ class BayesResults(FitResults):
         newdata : DataFrame, optional
             Defaults to the fitted rows.
         kind : {"link", "mean", "response"}
-            Linear predictor, conditional mean, or expected response (mean x trials for
+            Linear predictor (of the conditional model), mean (``(1 - pi) mu`` with a
+            zero-inflation part, pi per draw), or expected response (mean x trials for
             binomial), each computed per draw and then averaged.
         new_levels : {"population", "sample", "error"}
             Unseen levels get zero random effects, a fresh draw from N(0, Sigma) per
@@ -240,7 +284,7 @@ class BayesResults(FitResults):
             idx = np.sort(rng.choice(S, size=int(n_draws), replace=False))
         design = self._design(newdata)
         eta = self._eta_draws(design, new_levels, rng, re_form is not None, idx)
-        out = self._to_scale(eta, design, kind)
+        out = self._to_scale(eta, design, kind, self._zi_eta(design, idx))
         return out if return_draws else out.mean(axis=0)
 
     def posterior_predictive(self, random_seed=None):

@@ -21,7 +21,7 @@ from .pointwise import add_log_likelihood, add_observed_data, posterior_names, t
 from .pointwise import posterior_predictive as _posterior_predictive
 
 __all__ = ["sample", "diagnose", "summary_var_names", "default_target_accept", "SAMPLERS",
-           "AUTO_SAMPLER"]
+           "AUTO_SAMPLER", "graph_pays", "GRAPH_COST"]
 
 SAMPLERS = ("auto", "numba", "numpy", "pymc", "nutpie", "numpyro")
 #: what ``sampler="auto"`` uses when :func:`bayes_glmm.bayes.density.supported` says the
@@ -145,7 +145,31 @@ def _have_numba() -> bool:
     return True
 
 
-def _resolve_sampler(sampler: str, glmm=None) -> str:
+#: the cost model behind ``sampler="auto"`` for models the numba kernel does not cover (the
+#: dispersion families, ``zi=``): per-gradient time a + b * rows (µs) of the NumPy density
+#: (GIL: chains in turn) and of nutpie's numba-compiled graph (chains in parallel), plus the
+#: graph's compile time (s) and gradients per draw; measured on NB2 random-intercept models
+#: (400 and 4,000 rows, epilepsy) on 2 CPUs, see docs/posterior.md
+GRAPH_COST = {"numpy_us": (116.0, 0.116), "graph_us": (41.0, 0.054), "compile_s": 30.0, "grads_per_draw": 20.0}
+
+
+def graph_pays(n_rows: int, draws: int, tune: int, chains: int, cores: int) -> bool:
+    """True when nutpie on the compiled graph is expected to finish before the NumPy density.
+
+    ``(draws + tune) x chains x grads_per_draw`` gradients at :data:`GRAPH_COST`'s per-gradient
+    times, the NumPy ones in turn (they hold the GIL), the graph's ``min(chains, cores)`` at a
+    time after its compilation.  About 1,000 rows for 4 chains of 1000 + 1000 on 2 cores.
+    """
+    c = GRAPH_COST
+    grads = (draws + tune) * chains * c["grads_per_draw"]
+    t_np = grads * (c["numpy_us"][0] + c["numpy_us"][1] * n_rows) * 1e-6
+    par = max(1, min(chains, cores))
+    t_graph = c["compile_s"] + grads * (c["graph_us"][0] + c["graph_us"][1] * n_rows) * 1e-6 / par
+    return t_graph < t_np
+
+
+def _resolve_sampler(sampler: str, glmm=None, size=None) -> str:
+    """The sampler to run; ``size`` = (draws, tune, chains, cores) for the auto rule."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {SAMPLERS}")
     ok = glmm is not None and supported(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
@@ -153,7 +177,12 @@ def _resolve_sampler(sampler: str, glmm=None) -> str:
     if sampler == "auto":
         if not ok:
             return AUTO_SAMPLER[-1]
-        return AUTO_SAMPLER[0] if kern and _have_numba() else AUTO_SAMPLER[1]
+        if kern:
+            return AUTO_SAMPLER[0] if _have_numba() else AUTO_SAMPLER[1]
+        # dispersion families / zi: the NumPy density (exact closed-form gradient, no compile)
+        # unless the data are large enough for the compiled graph to pay for its compilation
+        draws, tune, chains, cores = size or (1000, 1000, 4, os.cpu_count() or 1)
+        return "nutpie" if graph_pays(glmm.spec.n, draws, tune, chains, cores) else AUTO_SAMPLER[1]
     if sampler in ("numpy", "numba") and not ok:
         raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without centered correlated random "
                          "terms and priors among bayes_glmm.bayes.density.PRIOR_LOGP; use 'nutpie' or 'pymc'")
@@ -218,7 +247,11 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         (:mod:`bayes_glmm.bayes.jax_backend`; the ``[jax]`` extra; a GPU when JAX sees one).
         ``"pymc"``: PyMC's own NUTS.
         ``"auto"`` is ``"numba"`` (``"numpy"`` without numba) when it covers the model, else ``"nutpie"``
-        (:data:`AUTO_SAMPLER`; fastest on toenail, see ``benchmarks/bench_nuts.py``).
+        (:data:`AUTO_SAMPLER`; fastest on toenail, see ``benchmarks/bench_nuts.py``).  The
+        dispersion families and ``zi=`` models (which the numba kernel does not cover) get
+        ``"numpy"``, or ``"nutpie"`` when :func:`graph_pays` (about 1,000+ rows at the defaults);
+        numpyro was the slowest of the three on the CPU.  ``idata.posterior.attrs["sampler"]``
+        records which ran.
     progressbar : bool
         Show progress (default True).
     target_accept : float, optional
@@ -252,9 +285,9 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         if not isinstance(v, (int, np.integer)) or v < (0 if nm == "tune" else 1):
             raise ValueError(f"{nm} must be a {'non-negative' if nm == 'tune' else 'positive'} integer, got {v!r}")
     pm_model, glmm = pm_model_of(model)
-    name = _resolve_sampler(sampler, glmm)
-    seed = _seed_int(random_seed)
     cores = cores or min(chains, os.cpu_count() or 1)
+    name = _resolve_sampler(sampler, glmm, (draws, tune, chains, cores))
+    seed = _seed_int(random_seed)
     auto_target = target_accept is None
     if auto_target:
         target_accept = default_target_accept(glmm.spec) if glmm is not None else 0.8
