@@ -130,7 +130,7 @@ def test_nonsingular_does_not_warn():
 def test_text_summary_reads_like_glmer(glmm):
     text = repr(glmm)
     for piece in ["Generalized linear mixed model fit by maximum likelihood (Laplace Approximation)",
-                  "Family: bernoulli  ( logit )", "Formula: y ~ x + (1 | g)", "AIC", "BIC", "logLik",
+                  "Family: binomial  ( logit )", "Formula: y ~ x + (1 | g)", "AIC", "BIC", "logLik",
                   "df.resid", "Random effects:", "Groups", "Variance", "Std.Dev.", "Number of obs: 40",
                   "g, 5", "Fixed effects:", "z value", "Pr(>|z|)", "***", "Signif. codes"]:
         assert piece in text, piece
@@ -191,3 +191,20 @@ def test_pvalue_formatting():
     assert format_pvalue(2.21e-14) == "2.21e-14"
     assert signif_stars(0.0441) == "*" and signif_stars(0.2) == "" and signif_stars(1e-5) == "***"
     assert signif_stars(0.07) == "." and signif_stars(0.005) == "**"
+
+
+def test_summary_has_lmer_scaled_residuals_and_fixef_correlation():
+    """summary(lmer(Reaction ~ Days + (Days | Subject), sleepstudy)) in lme4 1.1.31 prints
+    Scaled residuals -3.9536 -0.4634 0.0231 0.4634 5.1793 and Correlation of Fixed Effects
+    Days -0.138."""
+    import bayes_glmm as bg
+    r = bg.GLMM("Reaction ~ Days + (Days | Subject)", bg.datasets.load("sleepstudy")).fit_ml()
+    q = np.quantile(r.residuals(), [0, 0.25, 0.5, 0.75, 1])
+    np.testing.assert_allclose(q, [-3.9536, -0.4634, 0.0231, 0.4634, 5.1793], atol=2e-4)
+    text = str(r)
+    assert "Scaled residuals:" in text and "-3.9536" in text and "5.1793" in text
+    assert "Correlation of Fixed Effects:" in text and "-0.138" in text and "   Data: 180 rows" in text
+    np.testing.assert_allclose(r.residuals(kind="response"),
+                               r.spec.y - r.predict(kind="mean"), atol=1e-10)
+    with pytest.raises(ValueError, match="pearson"):
+        r.residuals(kind="deviance")

@@ -327,6 +327,40 @@ class MLResults(FitResults):
             return None
         return np.asarray(design.X_zi, dtype=float) @ np.asarray(self.fit.beta_zi, dtype=float)
 
+    def residuals(self, kind: str = "pearson") -> np.ndarray:
+        """Conditional residuals at the fitted random effects (lme4's ``residuals(m, type=)``).
+
+        Parameters
+        ----------
+        kind : {"pearson", "response"}
+            ``"response"``: ``y - E[y | b]`` (successes for binomial); ``"pearson"``: divided
+            by the conditional SD (sigma for an LMM, as lme4's "scaled residuals"; the
+            family's variance at the fitted mean and dispersion otherwise, zero inflation
+            included).
+        """
+        if kind not in ("pearson", "response"):
+            raise ValueError(f"kind={kind!r}: choose 'pearson' or 'response'")
+        spec, fam = self.spec, self.spec.family
+        y = np.asarray(spec.y, dtype=float)
+        n = np.asarray(spec.trials, dtype=float) if fam.needs_trials and spec.trials is not None else 1.0
+        eta = self.predict(kind="link")
+        mu = np.asarray(fam.mean(eta), dtype=float)
+        if fam.has_sigma:
+            m, var = mu, np.full_like(mu, float(self.fit.sigma) ** 2)
+        else:
+            v = np.asarray(fam.variance(mu, disp=self.fit.disp) if fam.has_dispersion else fam.variance(mu), float)
+            m, var = n * mu, n * v
+            if spec.has_zi:
+                from scipy.special import expit
+                pi = expit(self._zi_eta(self._design(None)))
+                var = (1.0 - pi) * (var + m * m) - ((1.0 - pi) * m) ** 2
+                m = (1.0 - pi) * m
+        r = y - m
+        if kind == "response":
+            return r
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return r / np.sqrt(var)
+
     # ------------------------------------------------------------------ random effects
     @property
     def covs(self) -> list:

@@ -58,8 +58,10 @@ def _header(res) -> list:
                   else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {res.n_agq}")
         lines = [f"Generalized linear mixed model fit by maximum likelihood ({approx})  "
                  "[bayes_glmm MLResults]",
-                 f" Family: {fam.name}  ( {fam.link.name} )"]
+                 f" Family: {R_FAMILY_NAMES.get(fam.name, fam.name)}  ( {fam.link.name} )"]
     lines.append(f"Formula: {res.spec.formula}")
+    dropped = getattr(res.spec, "n_dropped", 0)
+    lines.append(f"   Data: {res.nobs} rows" + (f" ({dropped} dropped for missing values)" if dropped else ""))
     if res.spec.has_zi:
         lines.append(f"Zero inflation: {res.spec.zi_formula}")
     lines.append("")
@@ -73,6 +75,49 @@ def _header(res) -> list:
             crit[c] = [f"{float(crit[c].iloc[0]):.1f}"]
         lines.extend(crit.to_string(index=False).splitlines())
     return lines
+
+
+#: family names as R prints them (glmer's binomial for 0/1 data; glmmTMB's names otherwise)
+R_FAMILY_NAMES = {"bernoulli": "binomial", "gamma": "Gamma", "negbinomial": "nbinom2"}
+
+
+def _five_numbers(v) -> list:
+    """Scaled-residuals block: Min, 1Q, Median, 3Q, Max (R's quantile type 7)."""
+    v = np.asarray(v, dtype=float)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return []
+    q = np.quantile(v, [0.0, 0.25, 0.5, 0.75, 1.0])
+    tab = pd.DataFrame([[f"{x:.4f}" for x in q]], columns=["Min", "1Q", "Median", "3Q", "Max"])
+    return ["", "Scaled residuals: "] + tab.to_string(index=False).splitlines()
+
+
+def _abbrev(name: str, width: int = 6) -> str:
+    """R's ``abbreviate`` in spirit: ``(Intercept)`` -> ``(Intr)``, long names shortened."""
+    if name == "(Intercept)":
+        return "(Intr)"
+    if len(name) <= width:
+        return name
+    head, rest = name[0], name[1:]
+    rest = "".join(c for c in rest if c.lower() not in "aeiou") or rest
+    return (head + rest)[:width]
+
+
+def fixef_correlation_lines(res, max_p: int = 12) -> list:
+    """lme4's "Correlation of Fixed Effects" block (lower triangle), for 1 < p <= max_p."""
+    V = np.asarray(res.vcov, dtype=float)
+    p = V.shape[0]
+    if p < 2 or p > max_p or not np.all(np.isfinite(V)):
+        return []
+    sd = np.sqrt(np.clip(np.diag(V), 1e-300, None))
+    C = V / np.outer(sd, sd)
+    names = list(res.spec.fixed_names)
+    ab = [_abbrev(n) for n in names]
+    rows = []
+    for i in range(1, p):
+        rows.append([f"{C[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i))
+    tab = pd.DataFrame(rows, index=ab[1:], columns=ab[:-1])
+    return ["", "Correlation of Fixed Effects:"] + tab.to_string().splitlines()
 
 
 def _g4(v: float) -> str:
@@ -175,6 +220,10 @@ def _aligned(df: pd.DataFrame, left: tuple) -> list:
 def format_summary(res) -> str:
     """The full text summary of an :class:`MLResults`, laid out like glmer's."""
     lines = _header(res)
+    try:
+        lines += _five_numbers(res.residuals(kind="pearson"))
+    except (AttributeError, ValueError):
+        pass
     lines += ["", "Random effects:"]
     re_tab = random_effects_table(res)
     lines += [" " + ln for ln in _aligned(re_tab, ("Groups", "Name"))]
@@ -197,6 +246,7 @@ def format_summary(res) -> str:
         lines += _table_text(res.coef_table_zi()).to_string().splitlines()
     if has_p:
         lines += ["---", SIGNIF_LEGEND]
+    lines += fixef_correlation_lines(res)
     opt_lines = optimizer_lines(res)
     if opt_lines:
         lines += [""] + opt_lines
