@@ -35,7 +35,7 @@ from scipy import stats
 from ._fitproto import is_posterior, method_name, posterior_draws, stack_draws
 from .spec import py_name
 
-__all__ = ["compare", "fit_table", "plot_compare", "loo_compare", "KINDS"]
+__all__ = ["CompareTable", "compare", "fit_table", "plot_compare", "loo_compare", "KINDS"]
 
 #: parameter kinds, in display order ("zi": zero-inflation coefficients, labelled
 #: ``zi_<coef>``; "dispersion": ``theta`` / ``phi`` / ``shape`` of the NB, Gamma and Beta families)
@@ -232,7 +232,10 @@ def compare(*fits, names=None, reference=0, params="all", ranef: bool = False, i
         ``estimate``, ``se``, ``lower``, ``upper``, ``interval``, ``diff`` (estimate minus
         the reference's), ``z`` (``diff`` in units of the reference's SD/SE; where that is
         NaN -- a point fit's variance components -- the compared fit's own SD/SE is used,
-        and ``z_scale`` says which), ``flag`` (``|z| > threshold``).
+        and ``z_scale`` says which: ``"reference"``, ``"own"``, or ``"none"`` when neither
+        fit has an SD/SE for it), ``flag`` (``|z| > threshold``).  A :class:`CompareTable`:
+        printed (terminal or notebook) it shows one row per parameter and one column group
+        per fit; ``.long()`` gives the plain long frame.
 
     Examples
     --------
@@ -273,8 +276,49 @@ def compare(*fits, names=None, reference=0, params="all", ranef: bool = False, i
     out["_p"] = out["param"].map({p: i for i, p in enumerate(dict.fromkeys(out["param"]))})
     out["_f"] = out["fit"].map({n: i for i, n in enumerate(labels)})
     out = out.sort_values(["_k", "_p", "_f"]).drop(columns=["_k", "_p", "_f"]).reset_index(drop=True)
-    return out[["fit", "method", "param", "kind", "group", "estimate", "se", "lower", "upper", "interval",
-                "diff", "z", "z_scale", "flag"]]
+    return CompareTable(out[["fit", "method", "param", "kind", "group", "estimate", "se", "lower", "upper",
+                             "interval", "diff", "z", "z_scale", "flag"]].reset_index(drop=True))
+
+
+class CompareTable(pd.DataFrame):
+    """The long table :func:`compare` returns, *displayed* wide.
+
+    It is an ordinary DataFrame (one row per fit and parameter; select, filter and plot it
+    as such: derived frames are plain DataFrames).  Printed, or shown in a notebook, it is
+    pivoted to one row per parameter with one column group per fit (estimate, interval
+    and z against the reference), which is what one reads; :meth:`wide` returns that
+    view and :meth:`long` the plain long frame.
+    """
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def long(self) -> pd.DataFrame:
+        """The long form: one row per (fit, parameter)."""
+        return pd.DataFrame(self)
+
+    def wide(self, columns=("estimate", "lower", "upper", "z")) -> pd.DataFrame:
+        """One row per parameter (in the fits' order), one column group per fit."""
+        d = pd.DataFrame(self)
+        params = list(dict.fromkeys(d["param"]))
+        fits = list(dict.fromkeys(d["fit"]))
+        w = d.pivot_table(index="param", columns="fit", values=list(columns), aggfunc="first", dropna=False)
+        w = w.swaplevel(0, 1, axis=1)
+        order = [(f, c) for f in fits for c in columns if (f, c) in w.columns]
+        return w.reindex(index=params)[order]
+
+    def __repr__(self) -> str:
+        if not {"fit", "param", "estimate"} <= set(self.columns) or self.empty:
+            return pd.DataFrame.__repr__(self)
+        body = self.wide().to_string(float_format=lambda v: f"{v:.4g}", na_rep="")
+        return body + "\n(wide view of the long table; .long() for one row per fit and parameter, " \
+                      "z = difference from the reference in units of z_scale's SD/SE)"
+
+    def _repr_html_(self) -> str:
+        if not {"fit", "param", "estimate"} <= set(self.columns) or self.empty:
+            return pd.DataFrame._repr_html_(self)
+        return self.wide().to_html(float_format=lambda v: f"{v:.4g}", na_rep="")
 
 
 def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = False,

@@ -265,12 +265,22 @@ class PQLResults(MLResults):
         fam = self.spec.family
         disp = (f"estimated dispersion phi = {self.dispersion:.4g}" if self.estimate_dispersion
                 else "dispersion fixed at 1")
+        from .summary_text import (R_FAMILY_NAMES, SIGNIF_LEGEND, _aligned, _fixed_table_text,
+                                   fixef_correlation_lines)
         lines = ["Generalized linear mixed model fit by penalized quasi-likelihood (PQL)  [bayes_glmm]",
-                 f" Family: {fam.name}  ( {fam.link.name} )", f"Formula: {self.spec.formula}",
+                 f" Family: {R_FAMILY_NAMES.get(fam.name, fam.name)}  ( {fam.link.name} )",
+                 f"Formula: {self.spec.formula}", f"   Data: {self.nobs} rows", "",
                  f"{self.iterations} working-LMM iterations; {disp}; no log-likelihood (PQL)", "",
-                 "Random effects:", random_effects_table(self).to_string(index=False), "",
-                 "Fixed effects:", self.coef_table().to_string(),
-                 "", "Note: PQL is biased towards zero for binary data with few observations per group."]
+                 "Random effects:"]
+        lines += [" " + ln for ln in _aligned(random_effects_table(self), ("Groups", "Name"))]
+        groups = "; ".join(f"{t.name}, {t.n_levels}" for t in self.spec.terms)
+        lines += [f"Number of obs: {self.nobs}, groups:  {groups}", "", "Fixed effects:"]
+        fx, has_p = _fixed_table_text(self)
+        lines += fx.to_string().splitlines()
+        if has_p:
+            lines += ["---", SIGNIF_LEGEND]
+        lines += fixef_correlation_lines(self)
+        lines += ["", "Note: PQL is biased towards zero for binary data with few observations per group."]
         return "\n".join(lines)
 
     def __str__(self) -> str:
