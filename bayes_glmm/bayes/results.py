@@ -29,6 +29,33 @@ def _stack(da) -> np.ndarray:
     return a.reshape((-1,) + a.shape[2:])
 
 
+class PosteriorSummary(pd.DataFrame):
+    """The posterior summary table: full precision as data, displayed rounded as ``az.summary``
+    prints it (estimates to 3 decimals, R-hat to 2, ESS as integers)."""
+
+    @property
+    def _constructor(self):
+        return pd.DataFrame
+
+    def rounded(self) -> pd.DataFrame:
+        """The table rounded for display."""
+        d = pd.DataFrame(self).copy()
+        for c in d.columns:
+            if c.startswith("ess"):
+                d[c] = d[c].round().astype("Int64")
+            elif c == "r_hat":
+                d[c] = d[c].round(2)
+            else:
+                d[c] = d[c].round(3)
+        return d
+
+    def __repr__(self) -> str:
+        return self.rounded().to_string() if not self.empty else pd.DataFrame.__repr__(self)
+
+    def _repr_html_(self) -> str:
+        return self.rounded().to_html() if not self.empty else pd.DataFrame._repr_html_(self)
+
+
 class BayesResults(FitResults):
     """A posterior sample of a :class:`bayes_glmm.GLMM`.
 
@@ -208,8 +235,8 @@ class BayesResults(FitResults):
             rows.append((a.mean(), a.std(ddof=1) if a.size > 1 else np.nan, lo, hi,
                          float(rhat[f"v{i}"]) if rhat is not None else np.nan,
                          float(eb[f"v{i}"]), float(et[f"v{i}"])))
-        return pd.DataFrame(rows, index=keys,
-                            columns=["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"])
+        return PosteriorSummary(rows, index=keys,
+                                columns=["mean", "sd", "2.5%", "97.5%", "r_hat", "ess_bulk", "ess_tail"])
 
     # ---------------------------------------------------------------- prediction
     def _eta_draws(self, design, new_levels, rng, include_random, idx):
