@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = [
+__all__ = ["theta_pairs", 
     "theta_to_chol", "chol_to_theta", "theta_lower", "theta_start",
     "cov_to_sd_corr", "varcorr_frame", "corr_pairs",
 ]
@@ -25,14 +25,22 @@ def corr_pairs(q: int) -> list:
     return [(j, i) for j in range(q) for i in range(j + 1, q)]
 
 
+def theta_pairs(q: int, correlated: bool) -> list:
+    """(i, j) positions in Lambda of a term's theta entries, in lme4's order (lower triangle
+    column by column; the diagonal only for an uncorrelated term).
+
+    The one definition of the theta layout: ``theta_to_chol``, lme4's theta names and the
+    profiled parameter names all walk it.
+    """
+    if not correlated:
+        return [(i, i) for i in range(q)]
+    return [(i, j) for j in range(q) for i in range(j, q)]
+
+
 def _tril_colmajor(q: int):
     """Row/col indices of the lower triangle in column-major order (lme4's theta order)."""
-    rows, cols = [], []
-    for j in range(q):
-        for i in range(j, q):
-            rows.append(i)
-            cols.append(j)
-    return np.array(rows), np.array(cols)
+    pairs = theta_pairs(q, True)
+    return np.array([i for i, _ in pairs]), np.array([j for _, j in pairs])
 
 
 def theta_to_chol(theta: np.ndarray, q: int, correlated: bool) -> np.ndarray:

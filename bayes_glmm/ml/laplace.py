@@ -27,10 +27,10 @@ import numpy as np
 from . import agq as _agq
 from . import linalg
 from .lmm import modes_and_sds
-from .optimize import (AUTO_N_STARTS, fd_gradient, fd_hessian, fd_hessian_from_grad, lambdas_from_theta,
-                       minimize_bounded, multimodal_prone, multistart_points, new_optinfo, optimize_checked,
-                       report_starts, rank_one_faces, restart_candidates, restart_off_boundary, theta_layout, theta_scales,
-                       warn_nonconvergence)
+from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, lambdas_from_theta, minimize_bounded,
+                       multimodal_prone, multistart_points, new_optinfo, optimize_checked, report_starts,
+                       resolve_n_starts, restart_candidates, restart_off_boundary, solve_with_boundary,
+                       theta_layout, theta_scales, warn_nonconvergence)
 from .pirls import make_response, pirls, with_aux
 from .types import MLFit
 from ..validate import user_stacklevel
@@ -290,18 +290,10 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     bstep = np.concatenate([0.1 * np.minimum(theta_scales(terms), 1.0), np.ones(p + na)])
 
     def solve(xs):
-        o = minimize_bounded(obj, xs, lower, hess=H0, maxiter=maxiter, label=label2, jac=use_grad)
-        # a variance parameter at its bound has a zero deviance gradient (the deviance is even
-        # in it there): check the boundary optimum by a restart moved off the bound
-        o, rec = restart_off_boundary(obj, o, lower, hess=H0, maxiter=maxiter, jac=use_grad, label=label2,
-                                      step=bstep, faces=lambda xb: rank_one_faces(xb, terms, slices))
-        o["boundary_restart"] = rec
-        return o
+        return solve_with_boundary(obj, xs, lower, terms, slices, step=bstep, label=label2, hess=H0,
+                                   maxiter=maxiter, jac=use_grad)
 
-    auto = multimodal_prone(spec) if n_starts is None else None
-    k = int(n_starts) if n_starts is not None else (AUTO_N_STARTS if auto else 1)
-    if k < 1:
-        raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}")
+    k, auto = resolve_n_starts(spec, n_starts)
     opts = [solve(xs) for xs in [x0] + multistart_points(x0, lower, nt, k, random_seed, theta_scales(terms))]
     best = int(np.argmin([o["fun"] for o in opts]))
     starts = report_starts([o["fun"] for o in opts], best, method) if k > 1 else None

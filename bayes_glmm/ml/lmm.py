@@ -24,10 +24,9 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from . import linalg
-from .optimize import (AUTO_N_STARTS, fd_hessian, lambdas_from_theta, minimize_bounded, multimodal_prone,
-                       multistart_points, new_optinfo, optimize_checked, rank_one_faces, report_starts,
-                       restart_candidates,
-                       restart_off_boundary, theta_layout, theta_scales, warn_nonconvergence)
+from .optimize import (fd_hessian, lambdas_from_theta, multimodal_prone, multistart_points, new_optinfo,
+                       optimize_checked, report_starts, resolve_n_starts, restart_candidates, solve_with_boundary,
+                       theta_layout, theta_scales, warn_nonconvergence)
 from .types import MLFit
 
 __all__ = ["LmmData", "lmm_data", "lmm_solve", "lmm_criterion", "fit_lmm"]
@@ -162,17 +161,9 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
     bstep = 0.1 * np.minimum(theta_scales(terms), 1.0)
 
     def solve(x):
-        o = minimize_bounded(crit, x, lower, maxiter=maxiter, label=label)
-        # the criterion is even in a diagonal theta at 0: make sure a boundary optimum is one
-        o, rec = restart_off_boundary(crit, o, lower, maxiter=maxiter, label=label, step=bstep,
-                                      faces=lambda xb: rank_one_faces(xb, terms, slices))
-        o["boundary_restart"] = rec
-        return o
+        return solve_with_boundary(crit, x, lower, terms, slices, step=bstep, label=label, maxiter=maxiter)
 
-    auto = multimodal_prone(spec) if n_starts is None else None
-    k = int(n_starts) if n_starts is not None else (AUTO_N_STARTS if auto else 1)
-    if k < 1:
-        raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}")
+    k, auto = resolve_n_starts(spec, n_starts)
     opts = [solve(x) for x in [theta0] + multistart_points(theta0, lower, theta0.size, k, random_seed,
                                                              theta_scales(terms))]
     best = int(np.argmin([o["fun"] for o in opts]))

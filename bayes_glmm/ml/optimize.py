@@ -16,7 +16,7 @@ from scipy import optimize
 from ..covariance import theta_lower, theta_start, theta_to_chol
 from ..validate import user_stacklevel
 
-__all__ = ["rank_one_faces", "theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
+__all__ = ["rank_one_faces", "solve_with_boundary", "resolve_n_starts", "theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
            "fd_hessian_from_grad", "restart_off_boundary", "check_convergence", "optimize_checked",
            "multistart_points", "report_starts", "new_optinfo", "theta_scales", "multimodal_prone"]
 
@@ -381,6 +381,31 @@ def restart_off_boundary(fun, opt, lower, *, step=0.1, tol=1e-4, hess=None, maxi
                 rec["face"] = xs
                 rec["fun_after"] = float(o3["fun"])
     return best, rec
+
+
+def solve_with_boundary(fun, x0, lower, terms, slices, *, step, label, hess=None, maxiter=1000, jac=False):
+    """One full minimization from ``x0``: L-BFGS-B, then the restart off the bounds and on the
+    other faces of a singular correlated term (:func:`restart_off_boundary`,
+    :func:`rank_one_faces`); the restart record is kept as ``"boundary_restart"``.
+
+    The deviance is even in a diagonal theta at 0, so a boundary optimum found by a gradient
+    method must be probed off the bound before it is believed (LMM and GLMM fitters alike).
+    """
+    o = minimize_bounded(fun, x0, lower, hess=hess, maxiter=maxiter, label=label, jac=jac)
+    o, rec = restart_off_boundary(fun, o, lower, hess=hess, maxiter=maxiter, jac=jac, label=label, step=step,
+                                  faces=lambda xb: rank_one_faces(xb, terms, slices))
+    o["boundary_restart"] = rec
+    return o
+
+
+def resolve_n_starts(spec, n_starts):
+    """``(k, reason)``: the number of starting points, and why it was raised automatically
+    (:func:`multimodal_prone`'s reason, or None when ``n_starts`` was given or not needed)."""
+    auto = multimodal_prone(spec) if n_starts is None else None
+    k = int(n_starts) if n_starts is not None else (AUTO_N_STARTS if auto else 1)
+    if k < 1:
+        raise ValueError(f"n_starts must be a positive integer; got {n_starts!r}")
+    return k, auto
 
 
 def warn_nonconvergence(opt: dict, what: str) -> None:

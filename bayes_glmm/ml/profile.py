@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from ..covariance import cov_to_sd_corr
+from ..covariance import cov_to_sd_corr, theta_pairs
 from .optimize import fd_hessian, lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout
 
 __all__ = ["param_index", "param_values", "variance_names", "profile_confint", "wald_confint"]
@@ -57,12 +57,8 @@ def variance_names(spec) -> list:
     out = []
     for term in spec.terms:
         cn = term.coef_names
-        if term.correlated:
-            for j in range(term.q):
-                for i in range(j, term.q):
-                    out.append(f"sd_{cn[i]}|{term.name}" if i == j else f"cor_{cn[j]}.{cn[i]}|{term.name}")
-        else:
-            out.extend(f"sd_{c}|{term.name}" for c in cn)
+        out += [f"sd_{cn[i]}|{term.name}" if i == j else f"cor_{cn[j]}.{cn[i]}|{term.name}"
+                for i, j in theta_pairs(term.q, term.correlated)]
     return out
 
 

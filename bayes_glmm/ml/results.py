@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ..covariance import cov_to_sd_corr, varcorr_frame
+from ..covariance import cov_to_sd_corr, theta_pairs, varcorr_frame
 from ..results import FitResults, ranef_by_group
 from ..spec import ModelSpec
 from .summary_text import format_summary, summary_html
@@ -31,12 +31,8 @@ def _theta_names(spec: ModelSpec) -> list:
     names = []
     for term in spec.terms:
         cn = term.coef_names
-        if term.correlated:
-            for j in range(term.q):
-                for i in range(j, term.q):
-                    names.append(f"{term.group}.{cn[i]}" if i == j else f"{term.group}.{cn[i]}.{cn[j]}")
-        else:
-            names.extend(f"{term.group}.{c}" for c in cn)
+        names += [f"{term.group}.{cn[i]}" if i == j else f"{term.group}.{cn[i]}.{cn[j]}"
+                  for i, j in theta_pairs(term.q, term.correlated)]
     return names
 
 
