@@ -1,8 +1,8 @@
 """The contract: every fast path evaluates the PyMC graph's log-density, point by point.
 
 The graph (:func:`bayes_glmm.bayes.build_pymc_model`) is the model.  The NumPy density
-(``sampler="numpy"``), the numba kernel (``"numba"``) and the JAX function generated from
-the graph (``"numpyro"``) are evaluated at random points of the graph's unconstrained
+(``sampler="numpy"``), the C generated from the same definitions (``"native"``) and the JAX
+function generated from the graph (``"numpyro"``) are evaluated at random points of the graph's unconstrained
 coordinates over a matrix of family (the dispersion families negbinomial, nbinom1, gamma and
 beta with every link, zero inflation) x link x prior (dispersion and ``zi_`` priors among
 them) x centred / non-centred x scalar / ``||`` / correlated (q = 2, 3) / crossed terms x
@@ -207,32 +207,25 @@ def test_numpy_density_equals_graph(case):
     _assert_same(lg, ld, gg, gd)
 
 
-def test_numba_kernel_equals_graph(case):
-    pytest.importorskip("numba")
-    from bayes_glmm.bayes.kernels import logp_grad, pack
+def test_native_density_equals_graph(case):
+    """The C generated from the single definitions (bayes.codegen) = the graph, point by point."""
+    from bayes_glmm.bayes import native
 
-    from bayes_glmm.bayes.density import kernel_supported
-
+    if not native.available():  # pragma: no cover - CI has cc
+        pytest.skip("no C compiler")
     name, m, pm_model = case
     d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
-    if not kernel_supported(m.spec, m.resolved_priors, m.centered_terms):
-        # the dispersion families and zi run on the NumPy density; the kernel says so
-        with pytest.raises(ValueError, match="numba kernel covers"):
-            pack(d)
-        with pytest.raises(ValueError, match="numba kernel covers"):
-            m.sample(draws=5, tune=5, chains=1, sampler="numba", progressbar=False)
-        return
-    F, I = pack(d)
+    nm = native.NativeModel(d)
     logp, dlogp = _graph_fns(pm_model)
-    lg, gg, lk, gk = [], [], [], []
+    lg, gg, ln, gn = [], [], [], []
     for x in _points(d, 2):
         p = _as_point(d, x, pm_model)
         lg.append(float(logp(p)))
         gg.append(_flat(d, dlogp(p), pm_model))
-        out = np.empty(d.ndim)
-        lk.append(float(logp_grad(x, out, F, I)))
-        gk.append(out)
-    _assert_same(lg, lk, gg, gk)
+        v, g = nm.logp_grad(x)
+        ln.append(v)
+        gn.append(g)
+    _assert_same(lg, ln, gg, gn)
 
 
 def test_jax_function_equals_graph(case):

@@ -39,7 +39,7 @@ from ..families import zi_loglik
 from ..ml.pirls import loglik_and_mu, make_response
 from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
-from .corr import cpc_chol, cpc_chol_vjp, lkj_shape
+from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
 
 __all__ = ["PRIOR_LOGP", "supported", "kernel_supported", "KERNEL_FAMILIES", "GlmmDensity",
            "compile_numpy", "expand_layout", "cond_derivs"]
@@ -631,6 +631,61 @@ class GlmmDensity:
                 sl = [j for j in range(self.spec.p_zi) if j != self.zi_icol]
                 bz[self.zi_icol] = bz[self.zi_icol] - float(bz[sl] @ self.zi_xm[sl])
             out["beta_zi"] = bz
+        return out
+
+    def expand_draws(self, X) -> dict:
+        """The ``posterior`` variables of many draws at once (vectorized :meth:`expand`).
+
+        Parameters
+        ----------
+        X : ndarray (..., ndim)
+            Unconstrained draws, e.g. (chain, draw, ndim).
+
+        Returns
+        -------
+        dict
+            ``beta``, ``sd_<g>``, ``corr_<g>`` (the q x q matrix), ``sigma`` or the
+            dispersion, ``beta_zi``, ``b_<g>``, each with the leading shape of ``X``.
+        """
+        X = np.asarray(X, dtype=float)
+        lead = X.shape[:-1]
+
+        def coefs(blocks, p, icol, xm):
+            cf = np.empty(lead + (p,))
+            for blk, cols in blocks:
+                cf[..., cols] = X[..., blk.sl]
+            if icol is not None:
+                sl = [j for j in range(p) if j != icol]
+                cf[..., icol] -= cf[..., sl] @ xm[sl]
+            return cf
+
+        out = {"beta": coefs(self.fixed_blocks, self.spec.p, self.icol, self.xm)}
+        bs = {}
+        for t, scale, eff, cen, _ in self.terms:
+            k = t.ident
+            v = np.exp(X[..., scale.sl])
+            sd = np.sqrt(v) if scale.name.startswith("var_") else v
+            out[f"sd_{k}"] = sd
+            e = X[..., eff.sl].reshape(lead + (t.n_levels, t.q))
+            ch = self.corr.get(k)
+            if ch is not None:
+                y = X[..., ch.sl]
+                with np.errstate(over="ignore"):
+                    z, s = np.tanh(y), 1.0 / np.cosh(y)
+                rows, _ = cpc_rows([z[..., i] for i in range(z.shape[-1])], [s[..., i] for i in range(s.shape[-1])], t.q)
+                Lc = np.stack([np.stack([np.broadcast_to(np.asarray(a, dtype=float), lead) for a in row], axis=-1)
+                               for row in rows], axis=-2)
+                out[f"corr_{k}"] = Lc @ np.swapaxes(Lc, -1, -2)
+                bs[f"b_{k}"] = e @ np.swapaxes(sd[..., :, None] * Lc, -1, -2)
+            else:
+                bs[f"b_{k}"] = e if cen else e * sd[..., None, :]
+        if self.sigma is not None:
+            out["sigma"] = np.exp(X[..., self.sigma.sl.start])
+        if self.disp is not None:
+            out[self.disp.name] = np.exp(X[..., self.disp.sl.start])
+        if self.zi_blocks:
+            out["beta_zi"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm)
+        out.update(bs)
         return out
 
     def initial_point(self, seed) -> np.ndarray:

@@ -23,11 +23,12 @@ from .pointwise import posterior_predictive as _posterior_predictive
 __all__ = ["sample", "diagnose", "summary_var_names", "default_target_accept", "SAMPLERS",
            "AUTO_SAMPLER", "graph_pays", "GRAPH_COST"]
 
-SAMPLERS = ("auto", "numba", "numpy", "pymc", "nutpie", "numpyro")
+SAMPLERS = ("auto", "native", "numba", "numpy", "pymc", "nutpie", "numpyro")
 #: what ``sampler="auto"`` uses when :func:`bayes_glmm.bayes.density.supported` says the
-#: closed-form gradient covers the model (``"numba"`` when numba imports, else ``"numpy"``),
-#: else the fallback (measured on toenail, see benchmarks/bench_nuts.py)
-AUTO_SAMPLER = ("numba", "numpy", "nutpie")
+#: layout covers the model: ``"native"`` (C generated from the model, :mod:`bayes_glmm.bayes.native`)
+#: when a C compiler is found, else ``"numba"`` when numba imports, else ``"numpy"``; the
+#: last is the fallback for models outside that layout (measured: benchmarks/bench_nuts.py)
+AUTO_SAMPLER = ("native", "numba", "numpy", "nutpie")
 #: above this many values (draws x chains x rows) the log_likelihood group is skipped by default
 LOGLIK_MAX_VALUES = 50_000_000
 
@@ -76,6 +77,46 @@ def _compiled_nutpie(model, pm_model):
     compiled = nutpie.compile_pymc_model(pm_model)
     _NUTPIE_CACHE[model] = (key, pm_model, compiled)
     return pm_model, compiled
+
+
+#: GLMM -> (prior/centered key, NativeModel): a second fit of the same GLMM reuses the loaded
+#: library and the packed data
+_NATIVE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _native_model(glmm):
+    """The compiled native model of a GLMM (:class:`bayes_glmm.bayes.native.NativeModel`)."""
+    from .native import NativeModel
+
+    key = (repr(sorted((k, repr(v)) for k, v in glmm.resolved_priors.items())),
+           repr(glmm.centered_terms), id(glmm.spec))
+    try:
+        hit = _NATIVE_CACHE.get(glmm)
+    except TypeError:
+        hit = None
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    nat = NativeModel(GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms))
+    try:
+        _NATIVE_CACHE[glmm] = (key, nat)
+    except TypeError:
+        pass
+    return nat
+
+
+def _native_idata(density, x, stats, pm_model):
+    """InferenceData from the native sampler's unconstrained draws (chain, draw, ndim)."""
+    import arviz as az
+
+    post = density.expand_draws(x)
+    dims_all = pm_model.named_vars_to_dims
+    dims = {n: list(dims_all[n]) for n, v in post.items()
+            if n in dims_all and len(dims_all[n]) == np.ndim(v) - 2}
+    coords = {d: np.asarray(pm_model.coords[d]) for ds in dims.values() for d in ds}
+    st = {"lp": stats["lp"], "acceptance_rate": stats["acceptance_rate"], "step_size": stats["step_size"],
+          "tree_depth": stats["tree_depth"].astype(np.int64), "n_steps": stats["n_steps"].astype(np.int64),
+          "diverging": stats["diverging"] > 0.5, "energy": stats["energy"], "energy_error": stats["energy_error"]}
+    return az.from_dict(posterior=post, sample_stats=st, coords=coords, dims=dims)
 
 
 def _seed_int(random_seed) -> int:
@@ -177,13 +218,23 @@ def _resolve_sampler(sampler: str, glmm=None, size=None) -> str:
     if sampler == "auto":
         if not ok:
             return AUTO_SAMPLER[-1]
+        from .native import available as native_available
+
+        if native_available():
+            return "native"
         if kern:
-            return AUTO_SAMPLER[0] if _have_numba() else AUTO_SAMPLER[1]
+            return "numba" if _have_numba() else "numpy"
         # dispersion families / zi: the NumPy density (exact closed-form gradient, no compile)
         # unless the data are large enough for the compiled graph to pay for its compilation
         draws, tune, chains, cores = size or (1000, 1000, 4, os.cpu_count() or 1)
-        return "nutpie" if graph_pays(glmm.spec.n, draws, tune, chains, cores) else AUTO_SAMPLER[1]
-    if sampler in ("numpy", "numba") and not ok:
+        return "nutpie" if graph_pays(glmm.spec.n, draws, tune, chains, cores) else "numpy"
+    if sampler == "native":
+        from .native import available as native_available
+
+        if not native_available():
+            raise ValueError("sampler='native' needs a C compiler (none found: set CC or install gcc/clang); "
+                             "use sampler='auto', 'numpy' or 'nutpie'")
+    if sampler in ("numpy", "numba", "native") and not ok:
         raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without centered correlated random "
                          "terms and priors among bayes_glmm.bayes.density.PRIOR_LOGP; use 'nutpie' or 'pymc'")
     if sampler == "numba" and not kern:
@@ -292,8 +343,13 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     if auto_target:
         target_accept = default_target_accept(glmm.spec) if glmm is not None else 0.8
     t0 = time.perf_counter()
-    compiled = None
-    if name in ("numba", "numpy"):
+    compiled = native = None
+    if name == "native":
+        native = _native_model(glmm)
+        bad = sorted(set(kwargs) - {"max_depth", "init_step"})
+        if bad:
+            raise ValueError(f"sampler='native' takes max_depth= (and init_step=), not {bad}")
+    elif name in ("numba", "numpy"):
         density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
         if name == "numba":  # the numba kernel, called by nutpie without the GIL
             from .kernels import compile_numba
@@ -305,6 +361,10 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         pm_model, compiled = _compiled_nutpie(model, pm_model)
 
     def run(ta):
+        if native is not None:
+            x, stats = native.sample(draws, tune, chains, seed=seed, target_accept=ta, cores=cores,
+                                     max_depth=int(kwargs.get("max_depth", 10)))
+            return _native_idata(native.density, x, stats, pm_model)
         if compiled is not None:
             import nutpie
 
@@ -341,7 +401,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         if log_likelihood is not False and "log_likelihood" not in idata.groups():
             add_log_likelihood(idata, glmm.spec)
     else:
-        if name in ("nutpie", "numpy", "numba"):
+        if name in ("nutpie", "numpy", "numba", "native"):
             _drop_unconstrained(idata, pm_model)
         if "log_likelihood" not in idata.groups():
             pm.compute_log_likelihood(idata, model=pm_model, progressbar=False, extend_inferencedata=True)

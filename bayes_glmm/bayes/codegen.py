@@ -1,0 +1,473 @@
+"""C code generated from the single definitions of the model's mathematics.
+
+The families' log-densities (:meth:`bayes_glmm.families.Family.loglik`,
+:func:`~bayes_glmm.families.zi_loglik`), the prior densities (:data:`PRIOR_LOGDENS`), the
+LKJ/CPC construction (:func:`bayes_glmm.bayes.corr.cpc_rows`, :func:`~bayes_glmm.bayes.corr.cpc_logp`)
+are written once against an ``ops`` math namespace.  Here they are evaluated on symbolic
+*dual numbers* (:class:`Dual`): every operation appends a C statement for its value and
+for its derivatives in a few input directions (forward-mode automatic differentiation), so
+the C of a value and of its gradient are both generated from the Python formula -- nothing
+is differentiated by hand.  :mod:`bayes_glmm.bayes.native` assembles these pieces into the
+compiled log-density that its NUTS (``csrc/nuts.c``) samples, and
+``tests/test_bayes_contract.py`` holds that density equal to the PyMC graph point by point.
+
+Values that depend on the data only (``lgamma(y + 1)`` of a Poisson row, the binomial
+coefficient) are marked ``data`` and moved out of the sampler's loop: :class:`RowProgram`
+evaluates them once per data set into a per-row table.
+"""
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+__all__ = ["Dual", "Emitter", "C_OPS", "RowProgram", "prior_program", "PRIOR_LOGDENS", "prior_params",
+           "PRIOR_CODES", "C_HELPERS"]
+
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_PI = math.log(math.pi)
+_LOG2 = math.log(2.0)
+
+
+def _lit(v: float) -> str:
+    v = float(v)
+    if math.isnan(v):
+        return "NAN"
+    if math.isinf(v):
+        return "INFINITY" if v > 0 else "(-INFINITY)"
+    return repr(v)
+
+
+class Emitter:
+    """Collects C statements; ``ndir`` derivative directions per value.
+
+    Statements whose inputs are all row-invariant (the dispersion, constants) go to
+    :attr:`pre` (evaluated once per gradient, before the loop over rows); the others to
+    :attr:`lines`.  ``hoist`` (optional): a callable taking a C expression of data-only
+    values and returning the C expression that reads its precomputed copy (see
+    :class:`RowProgram`).
+    """
+
+    def __init__(self, ndir: int, prefix: str = "t", hoist=None):
+        self.ndir, self.prefix, self.lines, self.pre, self.k, self.hoist = ndir, prefix, [], [], 0, hoist
+
+    def tmp(self, expr: str, inv: bool = False) -> str:
+        name = f"{self.prefix}{self.k}"
+        self.k += 1
+        (self.pre if inv else self.lines).append(f"const double {name} = {expr};")
+        return name
+
+    def const(self, v) -> "Dual":
+        return Dual(self, _lit(v), [None] * self.ndir, data=True, literal=True, inv=True)
+
+    def data(self, cexpr: str, inv: bool = False) -> "Dual":
+        """A data value (no derivative): a row's y, trials (``inv=False``), a prior's parameter."""
+        return Dual(self, cexpr, [None] * self.ndir, data=True, inv=inv)
+
+    def var(self, cexpr: str, direction: int, inv: bool = False) -> "Dual":
+        """An input with derivative 1 in ``direction`` (``inv``: the same for every row)."""
+        d = [None] * self.ndir
+        d[direction] = "1.0"
+        return Dual(self, cexpr, d, inv=inv)
+
+    def lift(self, x) -> "Dual":
+        return x if isinstance(x, Dual) else self.const(x)
+
+    def code(self, indent: str = "    ") -> str:
+        return "\n".join(indent + ln for ln in self.pre + self.lines)
+
+
+def _mul(a, b):
+    if a is None or b is None:
+        return None
+    if a == "1.0":
+        return b
+    if b == "1.0":
+        return a
+    return f"({a}) * ({b})"
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return f"({a}) + ({b})"
+
+
+class Dual:
+    """A symbolic value with ``ndir`` symbolic partial derivatives (None = 0).
+
+    ``data``: no derivative in any direction; ``inv``: the same for every row.
+    """
+
+    __slots__ = ("em", "v", "d", "data", "literal", "inv")
+
+    def __init__(self, em: Emitter, v: str, d: list, data: bool = False, literal: bool = False,
+                 inv: bool = False):
+        self.em, self.v, self.d, self.data, self.literal, self.inv = em, v, d, data, literal, inv
+
+    # -- construction helpers ------------------------------------------------------------
+    def _new(self, expr: str, derivs: list, data: bool, inv: bool, expensive: bool = False) -> "Dual":
+        em = self.em
+        if data:  # data only: inline (cheap) or hoisted out of the sampler's loop (expensive)
+            if expensive and not inv and em.hoist is not None:
+                return Dual(em, em.hoist(expr), [None] * em.ndir, data=True)
+            if not (expensive and inv):
+                return Dual(em, f"({expr})", [None] * em.ndir, data=True, inv=inv)
+        v = em.tmp(expr, inv)
+        d = [None if x is None else em.tmp(x, inv) for x in derivs]
+        return Dual(em, v, d, data=data, inv=inv)
+
+    def _unary(self, expr: str, fprime: str | None, expensive: bool = True) -> "Dual":
+        """f(self) with f' given as a C expression (may use ``{v}`` for self and ``{r}`` for f(self))."""
+        if self.data:
+            return self._new(expr, [None] * self.em.ndir, True, self.inv, expensive)
+        em, inv = self.em, self.inv
+        v = em.tmp(expr, inv)
+        fp = None if fprime is None else em.tmp(fprime.format(v=self.v, r=v), inv)
+        d = [None if (x is None or fp is None) else em.tmp(_mul(fp, x), inv) for x in self.d]
+        return Dual(em, v, d, inv=inv)
+
+    # -- arithmetic -------------------------------------------------------------------------
+    def __add__(self, o):
+        o = self.em.lift(o)
+        if o.literal and o.v == "0.0":
+            return self
+        return self._new(f"{self.v} + {o.v}", [_add(a, b) for a, b in zip(self.d, o.d)], self.data and o.data,
+                         self.inv and o.inv)
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return self._new(f"-({self.v})", [None if a is None else f"-({a})" for a in self.d], self.data, self.inv)
+
+    def __sub__(self, o):
+        o = self.em.lift(o)
+        return self._new(f"{self.v} - {o.v}",
+                         [_add(a, None if b is None else f"-({b})") for a, b in zip(self.d, o.d)],
+                         self.data and o.data, self.inv and o.inv)
+
+    def __rsub__(self, o):
+        return self.em.lift(o) - self
+
+    def __mul__(self, o):
+        o = self.em.lift(o)
+        return self._new(f"({self.v}) * ({o.v})",
+                         [_add(_mul(a, o.v), _mul(self.v, b)) for a, b in zip(self.d, o.d)],
+                         self.data and o.data, self.inv and o.inv)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o):
+        o = self.em.lift(o)
+        inv = self.inv and o.inv
+        if o.data:
+            return self._new(f"({self.v}) / ({o.v})", [None if a is None else f"({a}) / ({o.v})" for a in self.d],
+                             self.data, inv)
+        r = self._new(f"({self.v}) / ({o.v})", [None] * self.em.ndir, False, inv)
+        # d(a/b) = (da - r db) / b
+        r.d = [None if (a is None and b is None) else self.em.tmp(
+            f"({_add(a, None if b is None else f'-({r.v}) * ({b})')}) / ({o.v})", inv) for a, b in zip(self.d, o.d)]
+        return r
+
+    def __rtruediv__(self, o):
+        return self.em.lift(o) / self
+
+    def __pow__(self, k):
+        if isinstance(k, Dual):
+            raise TypeError("symbolic exponents are not supported")
+        k = float(k)
+        if k == 2.0:
+            return self * self
+        return self._unary(f"pow({self.v}, {_lit(k)})", f"{_lit(k)} * pow({{v}}, {_lit(k - 1.0)})")
+
+    def __abs__(self):
+        return self._unary(f"fabs({self.v})", "({v} >= 0.0 ? 1.0 : -1.0)", expensive=False)
+
+
+def _ops_fn(cfun: str, fprime: str | None, expensive: bool = True):
+    def f(x):
+        if not isinstance(x, Dual):
+            raise TypeError(f"{cfun}: expected a symbolic value")
+        return x._unary(f"{cfun}({x.v})", fprime, expensive)
+    return f
+
+
+def _logaddexp(a, b):
+    em = a.em if isinstance(a, Dual) else b.em
+    a, b = em.lift(a), em.lift(b)
+    m = a - b
+    # logaddexp(a, b) = b + softplus(a - b); d/da = sigmoid(a - b), d/db = sigmoid(b - a)
+    return b + C_OPS.softplus(m)
+
+
+def _eq(a, b):
+    em = a.em if isinstance(a, Dual) else b.em
+    a, b = em.lift(a), em.lift(b)
+    if not (a.data and b.data):
+        raise TypeError("eq: only data (no derivative) may be compared")
+    return Dual(em, f"(({a.v}) == ({b.v}) ? 1.0 : 0.0)", [None] * em.ndir, data=True, inv=a.inv and b.inv)
+
+
+#: the ``ops`` namespace of :mod:`bayes_glmm.families` on dual numbers (C code)
+C_OPS = SimpleNamespace(
+    exp=_ops_fn("exp", "{r}"),
+    log=_ops_fn("log", "1.0 / {v}"),
+    log1p=_ops_fn("log1p", "1.0 / (1.0 + {v})"),
+    expm1=_ops_fn("expm1", "{r} + 1.0"),
+    sigmoid=_ops_fn("bg_sigmoid", "{r} * (1.0 - {r})"),
+    softplus=_ops_fn("bg_softplus", "bg_sigmoid({v})"),
+    log1mexp=_ops_fn("bg_log1mexp", "-1.0 / expm1(-({v}))"),
+    ndtr=_ops_fn("bg_ndtr", "exp(-0.5 * {v} * {v} - 0.5 * " + _lit(_LOG_2PI) + ")"),
+    log_ndtr=_ops_fn("bg_log_ndtr", "exp(-0.5 * {v} * {v} - 0.5 * " + _lit(_LOG_2PI) + " - {r})"),
+    gammaln=_ops_fn("lgamma", "bg_digamma({v})"),
+    logaddexp=_logaddexp,
+    eq=_eq,
+    square=lambda x: x * x,
+    tanh=_ops_fn("tanh", "1.0 - {r} * {r}"),
+)
+
+#: C helper functions the generated code calls (stable forms; shared by every model)
+C_HELPERS = r"""
+/* log(1 + e) rather than log1p(e): half the cost, absolute error below 1e-16 (all a sum of
+   log-densities needs); the derivative is bg_sigmoid, exact */
+static inline double bg_softplus(double x) { return (x > 0.0 ? x : 0.0) + log(1.0 + exp(-fabs(x))); }
+static inline double bg_sigmoid(double x) {
+    const double e = exp(-fabs(x));
+    return x >= 0.0 ? 1.0 / (1.0 + e) : e / (1.0 + e);
+}
+static inline double bg_log1mexp(double x) {  /* log(1 - exp(x)), x < 0 (Maechler 2012) */
+    return x > -0.6931471805599453 ? log(-expm1(x)) : log1p(-exp(x));
+}
+static inline double bg_ndtr(double x) { return 0.5 * erfc(-x * 0.7071067811865476); }
+static double bg_log_ndtr(double x) {
+    if (x > 0.0) return log1p(-0.5 * erfc(x * 0.7071067811865476));
+    if (x > -37.0) return log(0.5 * erfc(-x * 0.7071067811865476));
+    {   /* asymptotic series of the Mills ratio */
+        const double r = 1.0 / (x * x);
+        return -0.5 * x * x - 0.9189385332046728 - log(-x)
+               + log1p(r * (-1.0 + r * (3.0 + r * (-15.0 + r * 105.0))));
+    }
+}
+static double bg_digamma(double x) {
+    double r = 0.0;
+    if (x <= 0.0 && floor(x) == x) return NAN;
+    if (x < 0.0) {  /* reflection */
+        return bg_digamma(1.0 - x) - 3.141592653589793 / tan(3.141592653589793 * x);
+    }
+    while (x < 10.0) { r -= 1.0 / x; x += 1.0; }  /* the series below is exact to ~1e-15 from 10 on */
+    {
+        const double f = 1.0 / (x * x);
+        return r + log(x) - 0.5 / x
+               - f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132)))));
+    }
+}
+"""
+
+
+# ------------------------------------------------------------------------------- priors
+def _lp_normal(x, mu, s, _, ops):
+    z = (x - mu) / s
+    return -0.5 * z * z - ops.log(s) - 0.5 * _LOG_2PI
+
+
+def _lp_studentt(x, nu, mu, s, ops):
+    z = (x - mu) / s
+    return (ops.gammaln((nu + 1.0) / 2.0) - ops.gammaln(nu / 2.0) - 0.5 * ops.log(nu * math.pi) - ops.log(s)
+            - (nu + 1.0) / 2.0 * ops.log1p(z * z / nu))
+
+
+def _lp_cauchy(x, m, b, _, ops):
+    z = (x - m) / b
+    return -_LOG_PI - ops.log(b) - ops.log1p(z * z)
+
+
+def _lp_laplace(x, mu, b, _, ops):
+    return -ops.log(2.0 * b) - abs(x - mu) / b
+
+
+def _lp_logistic(x, mu, s, _, ops):
+    z = (x - mu) / s
+    return -z - ops.log(s) - 2.0 * ops.softplus(-z)
+
+
+def _lp_flat(x, a0, a1, a2, ops):
+    return x * 0.0
+
+
+def _lp_halfnormal(x, s, _1, _2, ops):
+    return 0.5 * math.log(2.0 / math.pi) - ops.log(s) - 0.5 * (x / s) * (x / s)
+
+
+def _lp_halfstudentt(x, nu, s, _, ops):
+    return (_LOG2 + ops.gammaln((nu + 1.0) / 2.0) - ops.gammaln(nu / 2.0) - 0.5 * ops.log(nu * math.pi)
+            - ops.log(s) - (nu + 1.0) / 2.0 * ops.log1p(x * x / (nu * s * s)))
+
+
+def _lp_halfcauchy(x, b, _1, _2, ops):
+    return _LOG2 - _LOG_PI - ops.log(b) - ops.log1p((x / b) * (x / b))
+
+
+def _lp_exponential(x, lam, _1, _2, ops):
+    return ops.log(lam) - lam * x
+
+
+def _lp_gamma(x, al, be, _, ops):
+    return al * ops.log(be) - ops.gammaln(al) + (al - 1.0) * ops.log(x) - be * x
+
+
+def _lp_invgamma(x, al, be, _, ops):
+    return al * ops.log(be) - ops.gammaln(al) - (al + 1.0) * ops.log(x) - be / x
+
+
+def _lp_lognormal(x, mu, s, _, ops):
+    z = (ops.log(x) - mu) / s
+    return -ops.log(x) - ops.log(s) - 0.5 * _LOG_2PI - 0.5 * z * z
+
+
+def _lp_weibull(x, al, be, _, ops):
+    t = x / be
+    return ops.log(al) - ops.log(be) + (al - 1.0) * ops.log(t) - ops.exp(al * ops.log(t))
+
+
+#: prior name -> log-density f(x, a0, a1, a2, ops) in PyMC's parametrization, with the
+#: canonical parameters of :func:`prior_params`: the one table the compiled density is
+#: generated from (``tests/test_bayes_contract.py`` holds it to PyMC's own logp)
+PRIOR_LOGDENS = {
+    "Normal": _lp_normal, "StudentT": _lp_studentt, "Cauchy": _lp_cauchy, "Laplace": _lp_laplace,
+    "Logistic": _lp_logistic, "Flat": _lp_flat, "HalfNormal": _lp_halfnormal,
+    "HalfStudentT": _lp_halfstudentt, "HalfCauchy": _lp_halfcauchy, "Exponential": _lp_exponential,
+    "Gamma": _lp_gamma, "InverseGamma": _lp_invgamma, "LogNormal": _lp_lognormal,
+    "Weibull": _lp_weibull, "HalfFlat": _lp_flat,
+}
+PRIOR_CODES = {n: i for i, n in enumerate(PRIOR_LOGDENS)}
+
+
+def prior_params(name: str, args: dict):
+    """Canonical (a0, a1, a2) of a prior from its PyMC arguments (defaults and the
+    alternative spellings -- Exponential ``scale``, Gamma/InverseGamma ``mu``/``sigma`` -- resolved)."""
+    import numpy as np
+
+    def g(k, d=None):
+        v = args.get(k, d)
+        if v is None:
+            raise ValueError(f"prior {name} needs the argument {k!r}")
+        return np.asarray(v, dtype=float)
+
+    z = np.asarray(0.0)
+    if name in ("Normal", "LogNormal"):
+        return g("mu", 0.0), g("sigma", 1.0), z
+    if name == "StudentT":
+        return g("nu"), g("mu", 0.0), g("sigma", 1.0)
+    if name == "Cauchy":
+        return g("alpha"), g("beta"), z
+    if name == "Laplace":
+        return g("mu"), g("b"), z
+    if name == "Logistic":
+        return g("mu", 0.0), g("s", 1.0), z
+    if name in ("Flat", "HalfFlat"):
+        return z, z, z
+    if name == "HalfNormal":
+        return g("sigma", 1.0), z, z
+    if name == "HalfStudentT":
+        return g("nu"), g("sigma", 1.0), z
+    if name == "HalfCauchy":
+        return g("beta"), z, z
+    if name == "Exponential":
+        return (g("lam") if "lam" in args else 1.0 / g("scale")), z, z
+    if name in ("Gamma", "InverseGamma"):
+        if "alpha" in args:
+            return g("alpha"), g("beta", 1.0), z
+        mu, s = g("mu"), g("sigma")
+        if name == "Gamma":
+            return mu ** 2 / s ** 2, mu / s ** 2, z
+        return (2 * s ** 2 + mu ** 2) / s ** 2, mu * (mu ** 2 + s ** 2) / s ** 2, z
+    if name == "Weibull":
+        return g("alpha"), g("beta"), z
+    raise ValueError(f"no compiled density for the prior {name!r}")
+
+
+def prior_program(name: str, xexpr: str, pexprs, positive: bool, prefix: str) -> tuple[str, str, str]:
+    """C statements for one element of a prior block, with value and d/dx.
+
+    ``xexpr`` is the unconstrained coordinate; positive parameters are ``exp(x)`` with the
+    log-Jacobian ``x`` added, as PyMC's log transform.  Returns ``(code, value, deriv)``.
+    """
+    em = Emitter(1, prefix)
+    z = em.var(xexpr, 0)
+    x = C_OPS.exp(z) if positive else z
+    a = [em.data(p, inv=True) for p in pexprs]
+    v = PRIOR_LOGDENS[name](x, a[0], a[1], a[2], C_OPS)
+    v = em.lift(v)
+    if positive:
+        v = v + z
+    return em.code(), v.v, (v.d[0] or "0.0")
+
+
+# ------------------------------------------------------------------------------- rows
+class RowProgram:
+    """The conditional log-density of one row and its derivatives, as C.
+
+    Directions: 0 = eta, 1 = the family's scale (sigma or the dispersion, natural scale),
+    2 = the zero-inflation linear predictor.  Row data: ``yr`` (response) and ``nr``
+    (binomial trials).  Data-only expensive values are hoisted into the per-row table
+    ``PC[r * npc + j]`` (filled once by :attr:`pre_code`).
+    """
+
+    def __init__(self, family, zi: bool):
+        self.hoisted = []
+
+        def hoist(expr):
+            self.hoisted.append(expr)
+            return f"PC[r * NPC + {len(self.hoisted) - 1}]"
+
+        em = Emitter(3, "r", hoist)
+        y, n = em.data("yr"), em.data("nr")
+        eta = em.var("eta", 0)
+        kw = {}
+        if family.has_sigma:
+            kw["sigma"] = em.var("scale", 1, inv=True)
+        elif family.has_dispersion:
+            kw["disp"] = em.var("scale", 1, inv=True)
+        if family.needs_trials:
+            kw["trials"] = n
+        ll = em.lift(family.loglik(y, eta, ops=C_OPS, **kw))
+        if zi:
+            from ..families import zi_loglik
+
+            ll = em.lift(zi_loglik(ll, y, em.var("ez", 2), ops=C_OPS))
+        self.pre = "\n".join("    " + ln for ln in em.pre)  # once per gradient
+        self.code = "\n".join("        " + ln for ln in em.lines)  # per row
+        self.ll = ll.v
+        self.d = [x or "0.0" for x in ll.d]
+        self.npc = len(self.hoisted)
+        self.pre_code = "\n".join(f"        PC[r * NPC + {j}] = {e};" for j, e in enumerate(self.hoisted))
+
+
+def cpc_program(q: int, a, const: float, xbase: str, prefix: str):
+    """C for a correlated term's Cholesky factor L (q x q) and LKJ log-density from its CPCs.
+
+    Evaluates :func:`~bayes_glmm.bayes.corr.cpc_rows` and :func:`~bayes_glmm.bayes.corr.cpc_logp`
+    on dual numbers in the ``q(q-1)/2`` CPC directions.  Returns ``(code, L, dL, lp, dlp)``:
+    C expressions for ``L[i][m]``, ``dL[i][m][k]`` (None = 0), the log-density and its
+    derivatives.
+    """
+    from .corr import cpc_logp, cpc_rows, log_cosh
+
+    nc = q * (q - 1) // 2
+    em = Emitter(nc, prefix)
+    ys = [em.var(f"{xbase}[{k}]", k) for k in range(nc)]
+    z = [C_OPS.tanh(y) for y in ys]
+    # s = sech(y) = sqrt(1 - z^2): derivative -z s
+    s = []
+    for k, y in enumerate(ys):
+        v = em.tmp(f"1.0 / cosh({y.v})")
+        d = [None] * nc
+        d[k] = em.tmp(f"-({z[k].v}) * ({v})")
+        s.append(Dual(em, v, d))
+    L, _ = cpc_rows(z, s, q)
+    lp = em.const(const)
+    for k, y in enumerate(ys):
+        lp = lp + cpc_logp(log_cosh(y, C_OPS), float(a[k]), 0.0)
+    Lv = [[em.lift(L[i][m]) for m in range(q)] for i in range(q)]
+    return (em.code(), [[x.v for x in row] for row in Lv], [[x.d for x in row] for row in Lv], lp.v, lp.d)

@@ -1,0 +1,463 @@
+"""``sampler="native"``: NUTS in C on a log-density generated from the model's definitions.
+
+The model is the PyMC graph of :mod:`bayes_glmm.bayes.graph`; this module samples the same
+density, on the same unconstrained coordinates (the layout of
+:class:`bayes_glmm.bayes.density.GlmmDensity`, :meth:`~GlmmDensity.value_var_slices`), with
+
+* C for the log-density and its gradient, *generated* per model structure: the row
+  log-density, the priors and the LKJ/CPC factor come from their single Python
+  definitions through :mod:`bayes_glmm.bayes.codegen` (forward-mode differentiation of
+  :meth:`Family.loglik`, :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`,
+  :func:`~bayes_glmm.bayes.corr.cpc_rows`); what is written here is only the layout -- the
+  linear predictor ``eta = Xc beta + sum_t (Xr_t * b_t[codes_t]).sum(1)`` and
+  ``b_t = u_t (diag(sd_t) L_t)^T``, and the chain rule through them -- in one fused pass
+  over the rows;
+* the NUTS of ``csrc/nuts.c`` (multinomial NUTS with Stan's windowed warm-up), one C call
+  per chain, chains in parallel threads (ctypes releases the GIL).
+
+The C is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into a
+cache folder (``$BAYES_GLMM_CACHE_DIR``, else ``~/.cache/bayes_glmm``), keyed by a hash of the
+source: a model structure is compiled once (about a second), data of any size reuse it.
+Without a C compiler :func:`available` is False and ``sampler="auto"`` falls back.
+``tests/test_bayes_contract.py`` holds this density equal to the graph, value and gradient.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from .codegen import C_HELPERS, RowProgram, cpc_program, prior_params, prior_program
+from .density import GlmmDensity
+
+__all__ = ["available", "compiler", "NativeModel", "cache_dir", "STAT_NAMES"]
+
+_CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
+_CFLAGS = ["-O2", "-std=c99", "-fPIC", "-shared", "-fno-math-errno"]
+#: sample_stats names of the columns of nuts.c's per-draw statistics
+STAT_NAMES = ("lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy",
+              "energy_error")
+
+
+def compiler() -> str | None:
+    """Path of the C compiler used (``$CC``, else cc, gcc, clang), or None."""
+    cands = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
+    for c in cands:
+        path = shutil.which(c)
+        if path:
+            return path
+    return None
+
+
+def available() -> bool:
+    """True when a C compiler is found (the native sampler can be built)."""
+    return compiler() is not None and os.path.exists(os.path.join(_CSRC, "nuts.c"))
+
+
+def cache_dir() -> str:
+    """Folder of the compiled models: ``$BAYES_GLMM_CACHE_DIR`` or ``~/.cache/bayes_glmm/native``."""
+    d = os.environ.get("BAYES_GLMM_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "bayes_glmm")
+    return os.path.join(d, "native")
+
+
+class _Arrays:
+    """Runtime arrays handed to C as ``P[k]`` (the generated code knows each k)."""
+
+    def __init__(self):
+        self.items = []
+
+    def add(self, a, dtype=np.float64) -> int:
+        arr = np.ascontiguousarray(a, dtype=dtype)
+        self.items.append(arr)
+        return len(self.items) - 1
+
+    def pointers(self):
+        ptrs = (ctypes.c_void_p * len(self.items))()
+        for i, a in enumerate(self.items):
+            ptrs[i] = a.ctypes.data
+        return ptrs
+
+
+def _prior_block(blk, arrays: _Arrays, start_idx: int, positive: bool, tag: str, S_expr: str, value_to=None):
+    """C for one prior block: loops over its elements, adds value and d/dx."""
+    size = blk.sl.stop - blk.sl.start
+    a = prior_params(blk.prior.name, blk.prior.args)
+    ks = [arrays.add(np.broadcast_to(np.asarray(v, dtype=float), (size,))) for v in a]
+    code, val, der = prior_program(blk.prior.name, "x[st + i]", ["A0[i]", "A1[i]", "A2[i]"], positive, f"{tag}_")
+    lines = [f"    {{ /* prior of {blk.name}: {blk.prior.name} */",
+             f"      const int64_t st = {S_expr};",
+             f"      const double *A0 = (const double *)P[{ks[0]}], *A1 = (const double *)P[{ks[1]}],"
+             f" *A2 = (const double *)P[{ks[2]}];",
+             f"      for (int64_t i = 0; i < {size}; i++) {{",
+             "  " + code.replace("\n", "\n  "),
+             f"        lp += {val}; g[st + i] += {der};"]
+    if value_to is not None:
+        lines.append(f"        {value_to}")
+    lines += ["      }", "    }"]
+    return "\n".join(lines)
+
+
+def generate(density: GlmmDensity):
+    """(C source, runtime arrays, sizes) of a model's log-density and sampler entry points."""
+    spec, d = density.spec, density
+    A = _Arrays()
+    S = [spec.n, d.ndim]  # runtime sizes: S[k]
+    s_idx = A.add(np.zeros(1), np.int64)  # placeholder, replaced at the end
+
+    def S_add(v):
+        S.append(int(v))
+        return f"S[{len(S) - 1}]"
+
+    p = spec.p
+    fam = spec.family
+    rows = RowProgram(fam, spec.has_zi)
+    body = []
+    # ---- priors of the fixed effects (and zero inflation)
+    for j, (blk, cols) in enumerate(d.fixed_blocks):
+        body.append(_prior_block(blk, A, 0, False, f"f{j}", S_add(blk.sl.start)))
+    for j, (blk, cols) in enumerate(d.zi_blocks):
+        body.append(_prior_block(blk, A, 0, False, f"z{j}", S_add(blk.sl.start)))
+    # ---- sigma / dispersion
+    scale_blk = d.sigma if d.sigma is not None else d.disp
+    if scale_blk is not None:
+        body.append("    double scale = 0.0;")
+        body.append(_prior_block(scale_blk, A, 0, True, "s", S_add(scale_blk.sl.start),
+                                 value_to="scale = exp(x[st]);"))
+        sc_pos = S_add(scale_blk.sl.start)
+    else:
+        body.append("    const double scale = 0.0;")
+    # ---- random terms: SDs, L, effects b into W
+    wlen = "0"
+    term_info = []
+    for ti, (t, scale, eff, cen, _) in enumerate(d.terms):
+        q, L = t.q, t.n_levels
+        is_var = scale.name.startswith("var_")
+        st_sd = S_add(scale.sl.start)
+        st_e = S_add(eff.sl.start)
+        SL = S_add(L)
+        wb = S_add(0)  # offsets into W filled below
+        wg = S_add(0)
+        term_info.append(dict(t=t, q=q, SL=SL, wb=wb, wg=wg, st_sd=st_sd, st_e=st_e, is_var=is_var, cen=cen,
+                              corr=d.corr.get(t.ident), ones=bool(np.all(np.asarray(t.Xr) == 1.0)),
+                              kcodes=A.add(t.codes, np.int64), kXr=A.add(t.Xr)))
+        body.append(f"    double sd{ti}[{q}];")
+        body.append(_prior_block(scale, A, 0, True, f"sd{ti}", st_sd,
+                                 value_to=f"sd{ti}[i] = {'exp(0.5 * x[st + i])' if is_var else 'exp(x[st + i])'};"))
+        ch = d.corr.get(t.ident)
+        e = f"(x + {st_e})"
+        B, GB = f"(W + {wb})", f"(W + {wg})"
+        if ch is not None:
+            st_c = S_add(ch.sl.start)
+            code, Lm, dL, lkj, dlkj = cpc_program(q, ch.a, ch.const, f"xc{ti}", f"c{ti}_")
+            term_info[-1].update(dL=dL, dlkj=dlkj, st_c=st_c)
+            body.append(f"    const double *xc{ti} = x + {st_c};")
+            body.append(code)
+            body.append(f"    double L{ti}[{q}][{q}];")
+            for i in range(q):
+                for m in range(q):
+                    body.append(f"    L{ti}[{i}][{m}] = {Lm[i][m]};")
+            body.append(f"    lp += {lkj};")
+            body.append(f"    {{ double ss = 0.0; for (int64_t l = 0; l < {SL}; l++) {{ const double *el = {e} + l * {q};"
+                        f" double *bl = {B} + l * {q};")
+            body.append(f"      for (int k = 0; k < {q}; k++) {{ double acc = 0.0; for (int m = 0; m <= k; m++) acc += L{ti}[k][m] * el[m];"
+                        f" bl[k] = sd{ti}[k] * acc; ss += el[k] * el[k]; }} }}")
+            body.append("      lp -= 0.5 * ss; }")
+        elif cen:
+            body.append(f"    {{ double ss = 0.0, ls = 0.0; for (int k = 0; k < {q}; k++) ls += log(sd{ti}[k]);")
+            body.append(f"      for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{"
+                        f" const double v = {e}[l * {q} + k]; const double zz = v / sd{ti}[k]; ss += zz * zz;"
+                        f" {B}[l * {q} + k] = v; }}")
+            body.append(f"      lp += -0.5 * ss - (double){SL} * ls; }}")
+        else:
+            body.append(f"    {{ double ss = 0.0; for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{"
+                        f" const double v = {e}[l * {q} + k]; ss += v * v; {B}[l * {q} + k] = sd{ti}[k] * v; }}")
+            body.append("      lp -= 0.5 * ss; }")
+        body.append(f"    memset({GB}, 0, sizeof(double) * {SL} * {q});")
+    # W layout: per term B then GB
+    off = 0
+    wsize = 0
+    for ti, info in enumerate(term_info):
+        n_el = info["t"].n_levels * info["q"]
+        S[int(info["wb"][2:-1])] = off
+        off += n_el
+        S[int(info["wg"][2:-1])] = off
+        off += n_el
+    wsize = off
+    # ---- the rows
+    kX = A.add(d.Xc)
+    kcidx = A.add(d.coef_idx, np.int64)
+    ky = A.add(d.resp.y)
+    knt = A.add(d.resp.n_trials) if fam.needs_trials else None
+    kpw = None if d.unit else A.add(d.resp.pw)
+    koff = None if d.offset is None else A.add(d.offset)
+    pz = spec.p_zi if spec.has_zi else 0
+    if pz:
+        kXz = A.add(d.Xzc)
+        kzidx = A.add(d.zi_idx, np.int64)
+    body.append(f"    const double *Xc = (const double *)P[{kX}];")
+    body.append(f"    const int64_t *cidx = (const int64_t *)P[{kcidx}];")
+    body.append(f"    const double *Y = (const double *)P[{ky}];")
+    if knt is not None:
+        body.append(f"    const double *NT = (const double *)P[{knt}];")
+    if kpw is not None:
+        body.append(f"    const double *PW = (const double *)P[{kpw}];")
+    if koff is not None:
+        body.append(f"    const double *OFF = (const double *)P[{koff}];")
+    body.append(f"    double bt[{max(p, 1)}], gbt[{max(p, 1)}];")
+    body.append(f"    for (int j = 0; j < {p}; j++) {{ bt[j] = x[cidx[j]]; gbt[j] = 0.0; }}")
+    if pz:
+        body.append(f"    const double *XZ = (const double *)P[{kXz}];")
+        body.append(f"    const int64_t *zidx = (const int64_t *)P[{kzidx}];")
+        body.append(f"    double bz[{pz}], gbz[{pz}];")
+        body.append(f"    for (int j = 0; j < {pz}; j++) {{ bz[j] = x[zidx[j]]; gbz[j] = 0.0; }}")
+    for ti, info in enumerate(term_info):
+        body.append(f"    const int64_t *CD{ti} = (const int64_t *)P[{info['kcodes']}];")
+        body.append(f"    const double *XR{ti} = (const double *)P[{info['kXr']}];")
+        body.append(f"    const double *B{ti} = W + {info['wb']}; double *GB{ti} = W + {info['wg']};")
+    body.append("    double gscale = 0.0, ll_sum = 0.0;")
+    body.append(rows.pre)
+    body.append("    for (int64_t r = 0; r < n; r++) {")
+    body.append("        const double *xr = Xc + r * " + str(p) + ";")
+    body.append("        double eta = " + ("OFF[r]" if koff is not None else "0.0") + ";")
+    body.append(f"        for (int j = 0; j < {p}; j++) eta += xr[j] * bt[j];")
+    for ti, info in enumerate(term_info):
+        q = info["q"]
+        if info["ones"] and q == 1:
+            body.append(f"        const int64_t cl{ti} = CD{ti}[r]; eta += B{ti}[cl{ti}];")
+        else:
+            body.append(f"        const int64_t cl{ti} = CD{ti}[r];"
+                        f" for (int k = 0; k < {q}; k++) eta += XR{ti}[r * {q} + k] * B{ti}[cl{ti} * {q} + k];")
+    if pz:
+        body.append("        double ez = 0.0; const double *xz = XZ + r * " + str(pz) + ";")
+        body.append(f"        for (int j = 0; j < {pz}; j++) ez += xz[j] * bz[j];")
+    body.append("        const double yr = Y[r];")
+    body.append("        const double nr = " + ("NT[r]" if knt is not None else "1.0") + ";")
+    body.append("        (void)nr;")
+    body.append(rows.code)
+    w = "PW[r] * " if kpw is not None else ""
+    body.append(f"        ll_sum += {w}{rows.ll};")
+    body.append(f"        const double d0 = {w}{rows.d[0]};")
+    body.append(f"        for (int j = 0; j < {p}; j++) gbt[j] += d0 * xr[j];")
+    for ti, info in enumerate(term_info):
+        q = info["q"]
+        if info["ones"] and q == 1:
+            body.append(f"        GB{ti}[cl{ti}] += d0;")
+        else:
+            body.append(f"        for (int k = 0; k < {q}; k++) GB{ti}[cl{ti} * {q} + k] += d0 * XR{ti}[r * {q} + k];")
+    if scale_blk is not None:
+        body.append(f"        gscale += {w}{rows.d[1]};")
+    if pz:
+        body.append(f"        {{ const double d2 = {w}{rows.d[2]}; for (int j = 0; j < {pz}; j++) gbz[j] += d2 * xz[j]; }}")
+    body.append("    }")
+    body.append("    lp += ll_sum;")
+    body.append(f"    for (int j = 0; j < {p}; j++) g[cidx[j]] += gbt[j];")
+    if pz:
+        body.append(f"    for (int j = 0; j < {pz}; j++) g[zidx[j]] += gbz[j];")
+    if scale_blk is not None:
+        body.append(f"    g[{sc_pos}] += gscale * scale;  /* d/d log(scale) */")
+    # ---- back through b = u (diag(sd) L)^T and the SDs
+    for ti, info in enumerate(term_info):
+        q, SL, st_e, st_sd = info["q"], info["SL"], info["st_e"], info["st_sd"]
+        body.append(f"    {{ /* term {info['t'].name} */")
+        body.append(f"      const double *e = x + {st_e}; double *ge = g + {st_e}; double dsd[{q}];")
+        body.append(f"      for (int k = 0; k < {q}; k++) dsd[k] = 0.0;")
+        if info["corr"] is not None:
+            body.append(f"      double GL[{q}][{q}]; for (int k = 0; k < {q}; k++) for (int m = 0; m < {q}; m++) GL[k][m] = 0.0;")
+            body.append(f"      for (int64_t l = 0; l < {SL}; l++) {{ const double *el = e + l * {q}; const double *gl = GB{ti} + l * {q};")
+            body.append(f"        for (int m = 0; m < {q}; m++) {{ double acc = 0.0; for (int k = m; k < {q}; k++) acc += gl[k] * sd{ti}[k] * L{ti}[k][m];"
+                        " ge[l * " + str(q) + " + m] += acc - el[m]; }")
+            body.append(f"        for (int k = 0; k < {q}; k++) {{ double le = 0.0; for (int m = 0; m <= k; m++) {{ le += L{ti}[k][m] * el[m];"
+                        f" GL[k][m] += sd{ti}[k] * gl[k] * el[m]; }} dsd[k] += gl[k] * le; }} }}")
+            for j in range(len(info["dlkj"])):
+                terms = [f"GL[{i}][{m}] * ({info['dL'][i][m][j]})" for i in range(q) for m in range(q)
+                         if info["dL"][i][m][j] is not None]
+                dl = info["dlkj"][j] or "0.0"
+                body.append(f"      g[{info['st_c']} + {j}] += {dl}" + "".join(" + " + s for s in terms) + ";")
+        elif info["cen"]:
+            body.append(f"      for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{ const double v = e[l * {q} + k];"
+                        f" const double s2 = sd{ti}[k] * sd{ti}[k]; ge[l * {q} + k] += GB{ti}[l * {q} + k] - v / s2;"
+                        f" dsd[k] += v * v / (s2 * sd{ti}[k]); }}")
+            body.append(f"      for (int k = 0; k < {q}; k++) dsd[k] -= (double){SL} / sd{ti}[k];")
+        else:
+            body.append(f"      for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{ const double v = e[l * {q} + k];"
+                        f" const double gv = GB{ti}[l * {q} + k]; ge[l * {q} + k] += gv * sd{ti}[k] - v; dsd[k] += gv * v; }}")
+        dz = "0.5 * sd{ti}[k]".format(ti=ti) if info["is_var"] else f"sd{ti}[k]"
+        body.append(f"      for (int k = 0; k < {q}; k++) g[{st_sd} + k] += dsd[k] * {dz};")
+        body.append("    }")
+    A.items[s_idx] = np.asarray(S, dtype=np.int64)
+    src = _assemble(body, rows, knt, ky)
+    return src, A, wsize, rows.npc
+
+
+def _assemble(body, rows, knt, ky) -> str:
+    pre = ["#include <math.h>", "#include <stdint.h>", "#include <string.h>", '#include "nuts.h"',
+           C_HELPERS, f"#define NPC {max(rows.npc, 1)}",
+           "typedef struct { const void *const *P; double *W; const double *PC; } bg_ctx;",
+           "static double bg_logp(void *vctx, const double *x, double *g) {",
+           "    const bg_ctx *c = (const bg_ctx *)vctx;",
+           "    const void *const *P = c->P; double *W = c->W; const double *PC = c->PC; (void)PC;",
+           "    const int64_t *S = (const int64_t *)P[0];",
+           "    const int64_t n = S[0];",
+           "    memset(g, 0, sizeof(double) * S[1]);",
+           "    double lp = 0.0;"]
+    post = ["    return lp;", "}", "",
+            "void bg_precompute(const void *const *P, double *PC) {",
+            "    const int64_t *S = (const int64_t *)P[0]; const int64_t n = S[0];",
+            f"    const double *Y = (const double *)P[{ky}];",
+            (f"    const double *NT = (const double *)P[{knt}];" if knt is not None else ""),
+            "    for (int64_t r = 0; r < n; r++) {",
+            "        const double yr = Y[r]; const double nr = " + ("NT[r]" if knt is not None else "1.0") + ";",
+            "        (void)yr; (void)nr;",
+            rows.pre_code, "    }", "}", "",
+            "double bg_logp_grad(const void *const *P, double *W, const double *PC, const double *x, double *g) {",
+            "    bg_ctx c = {P, W, PC}; return bg_logp(&c, x, g);", "}", "",
+            "int bg_sample(const void *const *P, double *W, const double *PC, const bg_nuts_cfg *cfg, const double *init,",
+            "              double *draws, double *stats, double *inv_mass, volatile int *progress, volatile int *stop) {",
+            "    bg_ctx c = {P, W, PC};",
+            "    return bg_nuts_sample(bg_logp, &c, cfg, init, draws, stats, inv_mass, progress, stop);", "}", ""]
+    return "\n".join(pre + body + post)
+
+
+class _Cfg(ctypes.Structure):
+    _fields_ = [("ndim", ctypes.c_int), ("tune", ctypes.c_int), ("draws", ctypes.c_int),
+                ("max_depth", ctypes.c_int), ("target_accept", ctypes.c_double), ("init_step", ctypes.c_double),
+                ("seed", ctypes.c_uint64), ("chain", ctypes.c_int)]
+
+
+_LOCK = threading.Lock()
+_LOADED: dict = {}
+
+
+def _build(src: str) -> ctypes.CDLL:
+    """Compile ``src`` with nuts.c into the cache (once per source) and load it."""
+    cc = compiler()
+    if cc is None:
+        raise RuntimeError("sampler='native' needs a C compiler (set CC, or install gcc/clang); "
+                           "use sampler='numpy' or 'nutpie'")
+    with open(os.path.join(_CSRC, "nuts.c")) as f:
+        nuts_c = f.read()
+    with open(os.path.join(_CSRC, "nuts.h")) as f:
+        nuts_h = f.read()
+    key = hashlib.sha256("\0".join([src, nuts_c, nuts_h, " ".join(_CFLAGS), cc, sys.platform]).encode()).hexdigest()[:24]
+    with _LOCK:
+        if key in _LOADED:
+            return _LOADED[key]
+        out_dir = cache_dir()
+        os.makedirs(out_dir, exist_ok=True)
+        lib_path = os.path.join(out_dir, f"bg_{key}.so")
+        if not os.path.exists(lib_path):
+            with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
+                c_path = os.path.join(tmp, "model.c")
+                with open(c_path, "w") as f:
+                    f.write(src)
+                tmp_lib = os.path.join(tmp, "model.so")
+                cmd = [cc, *_CFLAGS, "-I", _CSRC, c_path, os.path.join(_CSRC, "nuts.c"), "-o", tmp_lib, "-lm"]
+                res = subprocess.run(cmd, capture_output=True, text=True)
+                if res.returncode != 0:
+                    raise RuntimeError(f"compiling the native model failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
+                os.replace(tmp_lib, lib_path)  # atomic: concurrent processes see a whole file
+        lib = ctypes.CDLL(lib_path)
+        lib.bg_logp_grad.restype = ctypes.c_double
+        lib.bg_logp_grad.argtypes = [ctypes.c_void_p] * 5
+        lib.bg_precompute.restype = None
+        lib.bg_precompute.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.bg_sample.restype = ctypes.c_int
+        lib.bg_sample.argtypes = [ctypes.c_void_p] * 10
+        _LOADED[key] = lib
+        return lib
+
+
+def _ptr(a) -> ctypes.c_void_p:
+    return ctypes.c_void_p(a.ctypes.data)
+
+
+class NativeModel:
+    """A GLMM's log-density compiled to C with its NUTS.
+
+    Parameters
+    ----------
+    density : GlmmDensity
+        The model's layout (unconstrained coordinates, blocks and priors).
+    """
+
+    def __init__(self, density: GlmmDensity):
+        self.density = density
+        self.ndim = density.ndim
+        self.source, self._arrays, self._wsize, npc = generate(density)
+        self.lib = _build(self.source)
+        self._P = self._arrays.pointers()
+        self._PC = np.zeros(max(npc, 1) * density.spec.n)
+        self.lib.bg_precompute(self._P, _ptr(self._PC))
+
+    def _work(self):
+        return np.zeros(max(self._wsize, 1))
+
+    def logp_grad(self, x):
+        """(log-density, gradient) at the unconstrained point ``x`` (same constants as
+        :meth:`GlmmDensity.logp_grad` up to data-only terms)."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        g = np.empty(self.ndim)
+        W = self._work()
+        lp = self.lib.bg_logp_grad(self._P, _ptr(W), _ptr(self._PC), _ptr(x), _ptr(g))
+        return float(lp), g
+
+    def sample(self, draws: int, tune: int, chains: int, *, seed: int, target_accept: float = 0.8,
+               max_depth: int = 10, cores: int | None = None, init=None, progressbar: bool = False):
+        """Run ``chains`` NUTS chains (in parallel threads, ``cores`` at a time).
+
+        Returns
+        -------
+        x : ndarray (chains, draws, ndim)
+            Draws of the unconstrained coordinates.
+        stats : dict of ndarray (chains, draws)
+            :data:`STAT_NAMES`.
+        """
+        ss = np.random.SeedSequence(seed)
+        seeds = [int(s.generate_state(1, np.uint64)[0]) for s in ss.spawn(chains)]
+        if init is None:
+            init = [self.density.initial_point(int(s % (2 ** 32))) for s in seeds]
+        out = np.empty((chains, draws, self.ndim))
+        st = np.empty((chains, draws, len(STAT_NAMES)))
+        stop = (ctypes.c_int * chains)()
+        prog = (ctypes.c_int * chains)()
+        results = [None] * chains
+
+        def run(c):
+            cfg = _Cfg(self.ndim, int(tune), int(draws), int(max_depth), float(target_accept), -1.0,
+                       seeds[c], c)
+            x0 = np.ascontiguousarray(init[c], dtype=np.float64)
+            W = self._work()
+            dr = np.empty((draws, self.ndim))
+            sd = np.empty((draws, len(STAT_NAMES)))
+            rc = self.lib.bg_sample(self._P, _ptr(W), _ptr(self._PC), ctypes.byref(cfg), _ptr(x0), _ptr(dr), _ptr(sd),
+                                    None, ctypes.byref(prog, c * ctypes.sizeof(ctypes.c_int)),
+                                    ctypes.byref(stop, c * ctypes.sizeof(ctypes.c_int)))
+            out[c], st[c] = dr, sd
+            results[c] = rc
+
+        workers = max(1, min(chains, cores or os.cpu_count() or 1))
+        pool = ThreadPoolExecutor(max_workers=workers)
+        futs = [pool.submit(run, c) for c in range(chains)]
+        try:
+            for f in futs:
+                f.result()
+        except BaseException:  # KeyboardInterrupt: ask every chain to stop, then re-raise
+            for c in range(chains):
+                stop[c] = 1
+            pool.shutdown(wait=True)
+            raise
+        pool.shutdown(wait=True)
+        bad = [c for c, rc in enumerate(results) if rc == 1]
+        if bad:
+            raise RuntimeError(f"NUTS found no starting point with a finite log-density for chain(s) {bad}; "
+                               "check the priors and the data")
+        return out, {n: st[..., i] for i, n in enumerate(STAT_NAMES)}
