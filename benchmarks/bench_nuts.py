@@ -21,7 +21,7 @@ chain count, the ratio of bayes_glmm's default (``sampler="auto"``) to bambi's f
 backend measured in the same run (by min-ESS/s), naming that backend.
 
 Configurations: ours (``--ours``, default ``auto numpyro``) are bayes_glmm's samplers
-(``auto``, ``numba``, ``numpy``, ``nutpie``, ``pymc``, ``numpyro``: numpyro's NUTS on JAX
+(``auto``, ``native``, ``numpy``, ``nutpie``, ``pymc``, ``numpyro``: numpyro's NUTS on JAX
 code generated from the PyMC graph), each optionally ``-centered``; bambi's (``--bambi``,
 default ``nutpie pymc numpyro``) are its ``inference_method`` values (``numpyro`` goes
 through ``pymc.sampling.jax``, chains in parallel over XLA host devices).
@@ -40,19 +40,19 @@ within each repetition so that background load affects all alike (``--warm`` reu
 one process; its RSS is then that process's running peak).  PyTensor caches
 numba-compiled ops on disk (``~/.pytensor``), which helps the graph-compiling samplers
 (``nutpie``, bambi) from the second process on; ``--cold`` removes that advantage.
-``sampler="numba"`` (what ``auto`` picks here) compiles one model-independent kernel
-(:mod:`bayes_glmm.bayes.kernels`, 10-15 s on 2 cores) that numba caches on disk: ``--cold`` points every
-run (ours and bambi's) at an empty ``NUMBA_CACHE_DIR`` and PyTensor compile directory, as on
-a freshly installed machine, and at an empty JAX persistent compilation cache
-(``JAX_COMPILATION_CACHE_DIR``; JAX keeps none unless told to, so warm runs of the JAX
-samplers compile anew in every process as well); without ``--cold`` numba and PyTensor load
-from their caches.  ``sampler="numpy"`` compiles nothing, so it is the same cold or warm,
+``sampler="native"`` (what ``auto`` picks here) compiles the C generated for the model's
+structure with the system C compiler (about 0.5 s) into a cache folder: ``--cold`` points
+every run (ours and bambi's) at an empty ``BAYES_GLMM_CACHE_DIR``, ``NUMBA_CACHE_DIR`` and
+PyTensor compile directory, as on a freshly installed machine, and at an empty JAX persistent
+compilation cache (``JAX_COMPILATION_CACHE_DIR``; JAX keeps none unless told to, so warm runs
+of the JAX samplers compile anew in every process as well); without ``--cold`` our cache,
+numba and PyTensor load from disk.  ``sampler="numpy"`` compiles nothing, so it is the same cold or warm,
 but its chains share the GIL.
 
 ``--grad`` times one log-density + gradient evaluation (median over many calls, µs) on
 ``toenail`` and ``bern100k`` (or the ``--case`` list, if given): our NumPy density
-(:class:`bayes_glmm.bayes.density.GlmmDensity`), our numba kernel
-(:func:`bayes_glmm.bayes.kernels.logp_grad`), the jitted JAX ``value_and_grad`` of the
+(:class:`bayes_glmm.bayes.density.GlmmDensity`), our generated C
+(:class:`bayes_glmm.bayes.native.NativeModel`), the jitted JAX ``value_and_grad`` of the
 graph's log-density (what ``sampler="numpyro"`` and bambi's numpyro backend differentiate),
 and an "arithmetic floor": the bare NumPy operations every gradient needs,
 ``eta = X @ beta + b[codes]; s = y - expit(eta); X.T @ s; bincount(codes, s)``.
@@ -211,11 +211,13 @@ def _child(job: dict, cold: bool = False) -> dict:
         tmp = tempfile.mkdtemp(prefix="bench_nuts_")
         flags = env.get("PYTENSOR_FLAGS", "")
         env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"base_compiledir={tmp}"
-        # and an empty numba cache for BOTH packages, as on a fresh machine: our kernel is
-        # compiled anew, and so is every numba function the libraries cache on disk
+        # and an empty numba cache for BOTH packages, as on a fresh machine: every numba
+        # function the libraries cache on disk (arviz, PyTensor) is compiled anew
         env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
         # and an empty JAX persistent compilation cache (numpyro backends)
         env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "jax")
+        # and an empty cache of our compiled native models (sampler="native")
+        env["BAYES_GLMM_CACHE_DIR"] = os.path.join(tmp, "bayes_glmm")
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     finally:
@@ -261,12 +263,13 @@ def grad_bench(cases) -> None:
     jax.config.update("jax_enable_x64", True)
     from pymc.sampling.jax import get_jaxified_graph
     import bayes_glmm as bg
-    from bayes_glmm.bayes.density import GlmmDensity, kernel_supported
-    from bayes_glmm.bayes.kernels import logp_grad, pack
+    from bayes_glmm.bayes.density import GlmmDensity
+    from bayes_glmm.bayes.native import NativeModel
 
     print(f"per-gradient time (log-density + gradient, median over many calls), µs; "
           f"jax {jax.__version__} on {jax.default_backend()}, {os.cpu_count()} CPU(s) "
-          f"(NumPy BLAS and XLA may use several threads, the numba kernel one)\n")
+          f"(NumPy BLAS and XLA may use several threads, the native C one; 'native' is timed through "
+          f"ctypes, a few µs more than inside the sampler)\n")
     print(f"{'case':9s} {'n':>9s} {'p':>3s} {'groups':>7s} {'ndim':>7s}  {'method':34s} {'µs':>10s} "
           f"{'x floor':>8s} {'calls':>6s}")
     for case in cases:
@@ -274,9 +277,7 @@ def grad_bench(cases) -> None:
         m = bg.GLMM(c["formula"], load_case(case), family=c.get("family", "bernoulli"))
         d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
         x = d.initial_point(0)
-        kern = kernel_supported(m.spec, m.resolved_priors, m.centered_terms)
-        F, I = pack(d) if kern else (None, None)
-        out = np.empty(d.ndim)
+        nat = NativeModel(d)
         # the JAX log-density of the graph, jitted value_and_grad at the graph's initial point
         pm_model = m.build()
         f = get_jaxified_graph(inputs=pm_model.value_vars, outputs=[pm_model.logp()])
@@ -296,17 +297,10 @@ def grad_bench(cases) -> None:
             return X.T @ s, np.bincount(codes, s, minlength=G)
 
         res = {"numpy GlmmDensity.logp_grad": _time_call(lambda: d.logp_grad(x))}
-        if kern:
-            lp_np, g_np = d.logp_grad(x)
-            lp_nb = logp_grad(x, out, F, I)
-            assert np.isclose(lp_np, lp_nb) and np.allclose(g_np, out), "numba kernel != NumPy density"
-            res["numba kernels.logp_grad"] = _time_call(lambda: logp_grad(x, out, F, I))
-        else:  # dispersion families: what sampler="nutpie" runs, the graph compiled by numba
-            import pytensor
-            lpg = pm_model.logp()
-            fn = pm_model.compile_fn([lpg] + pytensor.grad(lpg, pm_model.value_vars), inputs=pm_model.value_vars,
-                                     mode="NUMBA", point_fn=True)
-            res["numba-compiled graph (nutpie)"] = _time_call(lambda: fn(ip))
+        lp_np, g_np = d.logp_grad(x)
+        lp_c, g_c = nat.logp_grad(x)
+        assert np.isclose(lp_np, lp_c) and np.allclose(g_np, g_c), "native C != NumPy density"
+        res["native C (generated)"] = _time_call(lambda: nat.logp_grad(x))
         res["jax jit(value_and_grad(graph))"] = _time_call(lambda: jax.block_until_ready(vg(*vals)))
         res["arithmetic floor (numpy)"] = _time_call(floor)
         fl = res["arithmetic floor (numpy)"][0]
@@ -326,7 +320,7 @@ def main(argv=None) -> None:
     ap.add_argument("--chains", type=int, nargs="+", default=None,
                     help="chain counts (default per case: toenail 2 4, bern100k/bern1m 2)")
     ap.add_argument("--ours", nargs="*", default=["auto", "numpyro"],
-                    help="bayes_glmm configurations: auto, numba, numpy, nutpie, pymc, numpyro, "
+                    help="bayes_glmm configurations: auto, native, numpy, nutpie, pymc, numpyro, "
                          "with optional '-centered'")
     ap.add_argument("--bambi", nargs="*", default=["nutpie", "pymc", "numpyro"],
                     help="bambi backends (inference_method); none: bare --bambi")

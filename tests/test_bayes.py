@@ -283,7 +283,9 @@ def test_posterior_recovery_random_slope():
 def test_auto_sampler_choice(glmm, data):
     assert sampling._resolve_sampler("auto", glmm) == bayes.AUTO_SAMPLER[0]  # correlated (x | g), non-centered
     simple = bg.GLMM("y ~ x + (x || g)", data, family="bernoulli")
-    assert sampling._resolve_sampler("auto", simple) == bayes.AUTO_SAMPLER[0]  # "numba" (numba installed)
+    assert sampling._resolve_sampler("auto", simple) == bayes.AUTO_SAMPLER[0] == "native"  # cc installed
+    with pytest.warns(FutureWarning, match="sampler='numba' is now sampler='native'"):
+        assert sampling._resolve_sampler("numba", simple) == "native"
     cen = bg.GLMM("y ~ x + (x | g)", data, family="bernoulli", centered=True)
     assert sampling._resolve_sampler("auto", cen) == "nutpie"  # centered MvNormal stays on the graph
     with pytest.raises(ValueError, match="sampler='numpy' needs"):
@@ -291,10 +293,10 @@ def test_auto_sampler_choice(glmm, data):
 
 
 def test_correlated_term_posterior_layout(glmm):
-    """sampler='numba' on (x | g): the graph's names, dims and coords; b = u (diag(sd) L)'."""
+    """sampler='native' on (x | g): the graph's names, dims and coords; b = u (diag(sd) L)'."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = glmm.sample(draws=50, tune=60, chains=2, random_seed=5, sampler="numba", progressbar=False,
+        res = glmm.sample(draws=50, tune=60, chains=2, random_seed=5, sampler="native", progressbar=False,
                           check=False)
     post, pm_model = res.idata.posterior, res.pm_model
     assert list(post.data_vars) == ["beta", "sd_g", "corr_g", "b_g"]  # no sampler internals
@@ -309,13 +311,13 @@ def test_correlated_term_posterior_layout(glmm):
 
 
 @pytest.mark.slow
-def test_correlated_numba_matches_nutpie_graph_sleepstudy():
-    """Posterior means of sd and corr of (Days | Subject): numba kernel vs PyMC graph (nutpie)."""
+def test_correlated_native_matches_nutpie_graph_sleepstudy():
+    """Posterior means of sd and corr of (Days | Subject): the native sampler vs the PyMC graph (nutpie)."""
     m = bg.GLMM("Reaction ~ Days + (Days | Subject)", bg.datasets.load("sleepstudy"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         fits = [m.sample(draws=1000, tune=1000, chains=4, random_seed=7, sampler=s, progressbar=False,
-                         check=False).idata for s in ("numba", "nutpie")]
+                         check=False).idata for s in ("native", "nutpie")]
     for v in ("sd_Subject", "corr_Subject", "sigma"):
         a, b = (f.posterior[v] for f in fits)
         ma, mb = a.mean(("chain", "draw")).values, b.mean(("chain", "draw")).values
@@ -344,13 +346,13 @@ def test_numpy_sampler_and_variance_prior(data):
 
 
 def test_numpyro_backend_from_the_graph(data):
-    """sampler='numpyro' (JAX from the graph): same tidy posterior, same posterior as numba."""
+    """sampler='numpyro' (JAX from the graph): same tidy posterior, same posterior as native."""
     pytest.importorskip("numpyro")
     mod = bg.GLMM("y ~ x + (x | g)", data, family="bernoulli")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         a = mod.sample(draws=300, tune=300, chains=2, random_seed=4, sampler="numpyro", progressbar=False)
-        b = mod.sample(draws=300, tune=300, chains=2, random_seed=4, sampler="numba", progressbar=False)
+        b = mod.sample(draws=300, tune=300, chains=2, random_seed=4, sampler="native", progressbar=False)
     pa, pb = a.idata.posterior, b.idata.posterior
     assert pa.attrs["sampler"] == "numpyro" and pa.attrs["target_accept"] == 0.95  # correlated term
     assert list(pa.data_vars) == list(pb.data_vars) == ["beta", "sd_g", "corr_g", "b_g"]

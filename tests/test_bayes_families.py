@@ -76,8 +76,8 @@ def fitted(request):
 
 def test_sampler_ran_and_is_recorded(fitted):
     key, m, res = fitted
-    # auto -> the NumPy density (no compile; the numba kernel covers the classic families only)
-    assert res.idata.posterior.attrs["sampler"] == "numpy"
+    # auto -> the native sampler: every family and zi has its generated C (no slow fallback)
+    assert res.idata.posterior.attrs["sampler"] == "native"
 
 
 def test_posterior_groups_and_shapes(fitted):
@@ -225,9 +225,8 @@ def test_sampler_choice_for_the_new_families():
 
     for key in FAMILIES:
         m = _model(key)
-        assert _resolve_sampler("auto", m) == "numpy"
-        with pytest.raises(ValueError, match="numba kernel covers"):
-            _resolve_sampler("numba", m)
+        assert _resolve_sampler("auto", m) == "native"
+        assert _resolve_sampler("numpy", m) == "numpy"
 
 
 # ----------------------------------------------------------------------------- recovery (slow)

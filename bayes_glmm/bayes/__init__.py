@@ -1,10 +1,12 @@
 """The Bayesian path: the PyMC graph, NUTS samplers and posterior results.
 
-The only subpackage importing PyMC, nutpie, numba kernels or JAX; the pipeline reads
+The only subpackage importing PyMC, nutpie, a C compiler's output or JAX; the pipeline reads
 
 ``graph``        the model: a PyMC graph from a :class:`~bayes_glmm.spec.ModelSpec`
 ``density``      the same log-density in NumPy (``sampler="numpy"``), graph coordinates
-``kernels``      ... and as one numba kernel run by nutpie without the GIL (``"numba"``)
+``codegen``      C generated from the single definitions (families, priors, LKJ/CPC) by
+                 forward-mode differentiation on symbolic dual numbers
+``native``       that C assembled per model, compiled and sampled by ``csrc/nuts.c`` (``"native"``)
 ``jax_backend``  numpyro's NUTS on JAX code generated from the graph (``"numpyro"``)
 ``sampling``     :func:`sample`: sampler choice, defaults, diagnostics
 ``pointwise``    the tidy posterior, log-likelihood and posterior predictive draws

@@ -2,7 +2,7 @@
 
 A correlated random term with q coefficients has a q x q correlation matrix
 ``Omega = L @ L.T`` with LKJ(eta) prior.  :mod:`bayes_glmm.bayes.graph`, :mod:`bayes_glmm.bayes.density` and
-:mod:`bayes_glmm.bayes.kernels` sample it on the unconstrained scale as Stan does: the
+:mod:`bayes_glmm.bayes.native` sample it on the unconstrained scale as Stan does: the
 q(q-1)/2 CPCs ``z = tanh(y)`` fill the strict lower triangle of L row by row (onion /
 CPC construction, Lewandowski, Kurowicka & Joe 2009)::
 
@@ -22,8 +22,8 @@ suite checks this and the implied correlation marginals).  ``y`` is ordered row-
 over the strict lower triangle: (1,0), (2,0), (2,1), (3,0), ...
 
 The module has no numba or PyMC; :func:`cpc_rows` builds L for NumPy and PyTensor alike,
-and :mod:`bayes_glmm.bayes.kernels_cov` re-expresses the same formulas in compiled code
-(held equal by ``tests/test_bayes_contract.py``).
+and :func:`bayes_glmm.bayes.codegen.cpc_program` generates the compiled code (value and
+derivatives) from the same two functions (held equal by ``tests/test_bayes_contract.py``).
 """
 from __future__ import annotations
 

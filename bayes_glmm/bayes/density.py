@@ -12,7 +12,7 @@ gradient, so this module evaluates it directly in NumPy (``sampler="numpy"``, wh
   i.e. :class:`~bayes_glmm.families.Family`), so the family code is still defined once;
 * dispersion families and zero inflation: :meth:`Family.loglik` and
   :func:`~bayes_glmm.families.zi_loglik` themselves, with the derivatives in eta and in the
-  dispersion from :func:`cond_derivs` (the numba kernel covers only :data:`KERNEL_FAMILIES`);
+  dispersion from :func:`cond_derivs`;
 * priors: closed-form log-densities and derivatives with PyMC's parametrizations
   (:data:`PRIOR_LOGP`); positive parameters are sampled on the log scale with PyMC's
   Jacobian, so the density on the unconstrained space is PyMC's;
@@ -41,7 +41,7 @@ from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
 
-__all__ = ["PRIOR_LOGP", "supported", "kernel_supported", "KERNEL_FAMILIES", "GlmmDensity",
+__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity",
            "compile_numpy", "expand_layout", "cond_derivs"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
@@ -172,25 +172,13 @@ def supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bo
 
     Every family (the dispersion families and zero inflation through :func:`cond_derivs`),
     known priors (:data:`PRIOR_LOGP`, LKJ for correlations) and no centered correlated term
-    (its MvNormal density is not implemented here).  The numba kernel covers fewer models
-    (:func:`kernel_supported`).
+    (its MvNormal density is not implemented here).  The native sampler
+    (:mod:`bayes_glmm.bayes.native`) covers the same models, on the same layout.
     """
     centered = centered or {}
     if any(_is_corr(t) and centered.get(t.name, False) for t in spec.terms):
         return False
     return all(p.name in PRIOR_LOGP or (k.startswith("corr_") and p.name == "LKJ") for k, p in priors.items())
-
-
-#: families the numba kernel (:mod:`bayes_glmm.bayes.kernels`) evaluates; the others (and
-#: ``zi=``) run on the NumPy density
-KERNEL_FAMILIES = ("gaussian", "bernoulli", "binomial", "poisson")
-
-
-def kernel_supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bool:
-    """True when the numba kernel covers the model: :func:`supported`, a family of
-    :data:`KERNEL_FAMILIES` and no zero inflation."""
-    return (spec.family.name in KERNEL_FAMILIES and not spec.has_zi
-            and supported(spec, priors, centered))
 
 
 def cond_derivs(fam, y, eta, disp=None, levels=None):

@@ -15,7 +15,7 @@ import weakref
 import numpy as np
 import pymc as pm
 
-from .density import KERNEL_FAMILIES, GlmmDensity, compile_numpy, kernel_supported, supported
+from .density import GlmmDensity, compile_numpy, supported
 from .graph import pm_model_of
 from .pointwise import add_log_likelihood, add_observed_data, posterior_names, tidy_posterior
 from .pointwise import posterior_predictive as _posterior_predictive
@@ -23,12 +23,13 @@ from .pointwise import posterior_predictive as _posterior_predictive
 __all__ = ["sample", "diagnose", "summary_var_names", "default_target_accept", "SAMPLERS",
            "AUTO_SAMPLER", "graph_pays", "GRAPH_COST"]
 
-SAMPLERS = ("auto", "native", "numba", "numpy", "pymc", "nutpie", "numpyro")
+SAMPLERS = ("auto", "native", "numpy", "pymc", "nutpie", "numpyro")
 #: what ``sampler="auto"`` uses when :func:`bayes_glmm.bayes.density.supported` says the
 #: layout covers the model: ``"native"`` (C generated from the model, :mod:`bayes_glmm.bayes.native`)
-#: when a C compiler is found, else ``"numba"`` when numba imports, else ``"numpy"``; the
-#: last is the fallback for models outside that layout (measured: benchmarks/bench_nuts.py)
-AUTO_SAMPLER = ("native", "numba", "numpy", "nutpie")
+#: when a C compiler is found, else ``"numpy"`` (or ``"nutpie"`` on large data, :func:`graph_pays`);
+#: the last is the fallback for models outside that layout (centered correlated terms, other
+#: priors).  Measured in benchmarks/bench_nuts.py.
+AUTO_SAMPLER = ("native", "numpy", "nutpie")
 #: above this many values (draws x chains x rows) the log_likelihood group is skipped by default
 LOGLIK_MAX_VALUES = 50_000_000
 
@@ -178,19 +179,10 @@ def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0
     return msgs
 
 
-def _have_numba() -> bool:
-    try:
-        import numba  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-#: the cost model behind ``sampler="auto"`` for models the numba kernel does not cover (the
-#: dispersion families, ``zi=``): per-gradient time a + b * rows (µs) of the NumPy density
-#: (GIL: chains in turn) and of nutpie's numba-compiled graph (chains in parallel), plus the
-#: graph's compile time (s) and gradients per draw; measured on NB2 random-intercept models
-#: (400 and 4,000 rows, epilepsy) on 2 CPUs, see docs/posterior.md
+#: the cost model behind ``sampler="auto"`` without a C compiler: per-gradient time a + b * rows
+#: (µs) of the NumPy density (GIL: chains in turn) and of nutpie's numba-compiled graph (chains
+#: in parallel), plus the graph's compile time (s) and gradients per draw; measured on NB2
+#: random-intercept models (400 and 4,000 rows, epilepsy) on 2 CPUs, see docs/posterior.md
 GRAPH_COST = {"numpy_us": (116.0, 0.116), "graph_us": (41.0, 0.054), "compile_s": 30.0, "grads_per_draw": 20.0}
 
 
@@ -211,37 +203,31 @@ def graph_pays(n_rows: int, draws: int, tune: int, chains: int, cores: int) -> b
 
 def _resolve_sampler(sampler: str, glmm=None, size=None) -> str:
     """The sampler to run; ``size`` = (draws, tune, chains, cores) for the auto rule."""
+    if sampler == "numba":
+        # the hand-written numba kernel of earlier versions was replaced by the generated C
+        warnings.warn("sampler='numba' is now sampler='native' (C generated from the model, no numba "
+                      "compilation); use 'native' or 'auto'", FutureWarning, stacklevel=4)
+        sampler = "native"
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler={sampler!r} is not one of {SAMPLERS}")
     ok = glmm is not None and supported(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
-    kern = ok and kernel_supported(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
+    from .native import available as native_available
+
     if sampler == "auto":
         if not ok:
             return AUTO_SAMPLER[-1]
-        from .native import available as native_available
-
         if native_available():
-            return "native"
-        if kern:
-            return "numba" if _have_numba() else "numpy"
-        # dispersion families / zi: the NumPy density (exact closed-form gradient, no compile)
-        # unless the data are large enough for the compiled graph to pay for its compilation
+            return AUTO_SAMPLER[0]
+        # no C compiler: the NumPy density (closed-form gradient, no compile) unless the data
+        # are large enough for nutpie's numba-compiled graph to pay for its compilation
         draws, tune, chains, cores = size or (1000, 1000, 4, os.cpu_count() or 1)
         return "nutpie" if graph_pays(glmm.spec.n, draws, tune, chains, cores) else "numpy"
-    if sampler == "native":
-        from .native import available as native_available
-
-        if not native_available():
-            raise ValueError("sampler='native' needs a C compiler (none found: set CC or install gcc/clang); "
-                             "use sampler='auto', 'numpy' or 'nutpie'")
-    if sampler in ("numpy", "numba", "native") and not ok:
+    if sampler == "native" and not native_available():
+        raise ValueError("sampler='native' needs a C compiler (none found: set CC or install gcc/clang); "
+                         "use sampler='auto', 'numpy' or 'nutpie'")
+    if sampler in ("numpy", "native") and not ok:
         raise ValueError(f"sampler={sampler!r} needs a bayes_glmm.GLMM without centered correlated random "
-                         "terms and priors among bayes_glmm.bayes.density.PRIOR_LOGP; use 'nutpie' or 'pymc'")
-    if sampler == "numba" and not kern:
-        fam = glmm.spec.family.name
-        raise ValueError(f"sampler='numba': the numba kernel covers the families {list(KERNEL_FAMILIES)} "
-                         f"without zero inflation, not {fam!r}{' with zi' if glmm.spec.has_zi else ''}; "
-                         "use sampler='auto' (the NumPy density, 'numpy') or 'nutpie' / 'numpyro'")
+                         "terms and priors among bayes_glmm.bayes.codegen.PRIOR_LOGDENS; use 'nutpie' or 'pymc'")
     if sampler == "numpyro":
         from .jax_backend import available
 
@@ -287,22 +273,23 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         Kept draws, warm-up iterations and chains.
     random_seed : int, optional
         Same seed, same sampler and settings -> identical draws.
-    sampler : {"auto", "numba", "numpy", "pymc", "nutpie", "numpyro"}
-        ``"numba"``: nutpie's NUTS with the graph's log-density and gradient as one numba
-        kernel (:mod:`bayes_glmm.bayes.kernels`; compiled once per installation, then
-        cached; chains run in parallel; correlated terms non-centered only).
-        ``"numpy"``: the same density in NumPy (:mod:`bayes_glmm.bayes.density`; no
-        compilation, but each gradient call holds the GIL, so chains take turns).
+    sampler : {"auto", "native", "numpy", "pymc", "nutpie", "numpyro"}
+        ``"native"``: bayes_glmm's NUTS in C (:mod:`bayes_glmm.bayes.native`) on a C
+        log-density generated from the model's definitions (every family, link, prior and
+        term structure; correlated terms non-centered), compiled by the system C compiler
+        once per model structure (about 0.5 s; cached) and run one thread per chain; extra
+        keyword ``max_depth`` (default 10).
+        ``"numpy"``: the same density in NumPy (:mod:`bayes_glmm.bayes.density`) under
+        nutpie; no compilation, but each gradient call holds the GIL, so chains take turns.
         ``"nutpie"``: nutpie with the PyMC graph compiled by numba (~10-30 s compile).
         ``"numpyro"``: numpyro's NUTS on JAX code generated from the graph
         (:mod:`bayes_glmm.bayes.jax_backend`; the ``[jax]`` extra; a GPU when JAX sees one).
         ``"pymc"``: PyMC's own NUTS.
-        ``"auto"`` is ``"numba"`` (``"numpy"`` without numba) when it covers the model, else ``"nutpie"``
-        (:data:`AUTO_SAMPLER`; fastest on toenail, see ``benchmarks/bench_nuts.py``).  The
-        dispersion families and ``zi=`` models (which the numba kernel does not cover) get
-        ``"numpy"``, or ``"nutpie"`` when :func:`graph_pays` (about 1,000+ rows at the defaults);
-        numpyro was the slowest of the three on the CPU.  ``idata.posterior.attrs["sampler"]``
-        records which ran.
+        ``"auto"`` (:data:`AUTO_SAMPLER`) is ``"native"`` when a C compiler is found; without
+        one ``"numpy"``, or ``"nutpie"`` when :func:`graph_pays` (about 1,000+ rows at the
+        defaults); ``"nutpie"`` for models outside the generated layout (centered correlated
+        terms).  ``idata.posterior.attrs["sampler"]`` records which ran.  (``"numba"``, the
+        hand-written kernel of earlier versions, now means ``"native"``, with a FutureWarning.)
     progressbar : bool
         Show progress (default True).
     target_accept : float, optional
@@ -349,14 +336,9 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         bad = sorted(set(kwargs) - {"max_depth", "init_step"})
         if bad:
             raise ValueError(f"sampler='native' takes max_depth= (and init_step=), not {bad}")
-    elif name in ("numba", "numpy"):
+    elif name == "numpy":
         density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
-        if name == "numba":  # the numba kernel, called by nutpie without the GIL
-            from .kernels import compile_numba
-
-            compiled = compile_numba(density, pm_model.coords, pm_model.named_vars_to_dims)
-        else:
-            compiled = compile_numpy(density, pm_model.coords, pm_model.named_vars_to_dims)
+        compiled = compile_numpy(density, pm_model.coords, pm_model.named_vars_to_dims)
     elif name == "nutpie":
         pm_model, compiled = _compiled_nutpie(model, pm_model)
 
@@ -401,7 +383,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         if log_likelihood is not False and "log_likelihood" not in idata.groups():
             add_log_likelihood(idata, glmm.spec)
     else:
-        if name in ("nutpie", "numpy", "numba", "native"):
+        if name in ("nutpie", "numpy"):
             _drop_unconstrained(idata, pm_model)
         if "log_likelihood" not in idata.groups():
             pm.compute_log_likelihood(idata, model=pm_model, progressbar=False, extend_inferencedata=True)
