@@ -41,7 +41,14 @@ from .density import GlmmDensity
 __all__ = ["available", "compiler", "NativeModel", "cache_dir", "STAT_NAMES"]
 
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-_CFLAGS = ["-O2", "-std=c99", "-fPIC", "-shared", "-fno-math-errno"]
+#: the NUTS engine tests for non-finite energies: IEEE semantics, plain -O2
+_CFLAGS_NUTS = ["-O2", "-std=c99", "-fPIC"]
+#: the generated density: -ffast-math lets the compiler vectorize the pass over the rows with
+#: glibc's vector exp/log (3x faster on toenail's rows) and reassociate its sums (results move
+#: by ~1e-15 relative).  Its non-finite values (overflow far in the tails) come from libm at run
+#: time all the same, and nuts.c, compiled without it, turns them into divergences.
+#: -march=native: the cache is per machine (its key includes the CPU's flags).
+_CFLAGS_MODEL = ["-O3", "-std=c99", "-fPIC", "-ffast-math", "-march=native"]
 #: sample_stats names of the columns of nuts.c's per-draw statistics
 STAT_NAMES = ("lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy",
               "energy_error")
@@ -148,7 +155,7 @@ def generate(density: GlmmDensity):
         wg = S_add(0)
         term_info.append(dict(t=t, q=q, SL=SL, wb=wb, wg=wg, st_sd=st_sd, st_e=st_e, is_var=is_var, cen=cen,
                               corr=d.corr.get(t.ident), ones=bool(np.all(np.asarray(t.Xr) == 1.0)),
-                              kcodes=A.add(t.codes, np.int64), kXr=A.add(t.Xr)))
+                              kcodes=A.add(t.codes, np.int64), kXrT=A.add(np.ascontiguousarray(np.asarray(t.Xr).T))))
         body.append(f"    double sd{ti}[{q}];")
         body.append(_prior_block(scale, A, 0, True, f"sd{ti}", st_sd,
                                  value_to=f"sd{ti}[i] = {'exp(0.5 * x[st + i])' if is_var else 'exp(x[st + i])'};"))
@@ -193,7 +200,9 @@ def generate(density: GlmmDensity):
         off += n_el
     wsize = off
     # ---- the rows
-    kX = A.add(d.Xc)
+    # column-major copies (unit stride in the row loop) and one scalar per coefficient, so the
+    # compiler keeps them in registers and vectorizes the loop
+    kX = A.add(np.ascontiguousarray(d.Xc.T))
     kcidx = A.add(d.coef_idx, np.int64)
     ky = A.add(d.resp.y)
     knt = A.add(d.resp.n_trials) if fam.needs_trials else None
@@ -201,69 +210,109 @@ def generate(density: GlmmDensity):
     koff = None if d.offset is None else A.add(d.offset)
     pz = spec.p_zi if spec.has_zi else 0
     if pz:
-        kXz = A.add(d.Xzc)
+        kXz = A.add(np.ascontiguousarray(d.Xzc.T))
         kzidx = A.add(d.zi_idx, np.int64)
-    body.append(f"    const double *Xc = (const double *)P[{kX}];")
-    body.append(f"    const int64_t *cidx = (const int64_t *)P[{kcidx}];")
-    body.append(f"    const double *Y = (const double *)P[{ky}];")
+    # The pass over the rows is its own function with restrict parameters: the compiler then
+    # knows the gathered effects, the data and the per-row output do not alias, and vectorizes
+    # it (exp/log included); the scatter-add into the effects' gradients is a second pass.
+    params, args = ["const int64_t n", "const double scale"], ["n", "scale"]
+
+    def arr(name, k, ctype="double", out=False):
+        params.append(f"{'' if out else 'const '}{ctype} *restrict {name}")
+        args.append(k if isinstance(k, str) else f"(const {ctype} *)P[{k}]")
+
+    arr("XT", kX)
+    arr("Y", ky)
     if knt is not None:
-        body.append(f"    const double *NT = (const double *)P[{knt}];")
+        arr("NT", knt)
     if kpw is not None:
-        body.append(f"    const double *PW = (const double *)P[{kpw}];")
+        arr("PW", kpw)
     if koff is not None:
-        body.append(f"    const double *OFF = (const double *)P[{koff}];")
-    body.append(f"    double bt[{max(p, 1)}], gbt[{max(p, 1)}];")
-    body.append(f"    for (int j = 0; j < {p}; j++) {{ bt[j] = x[cidx[j]]; gbt[j] = 0.0; }}")
+        arr("OFF", koff)
+    if rows.npc:
+        arr("PC", "PC")
     if pz:
-        body.append(f"    const double *XZ = (const double *)P[{kXz}];")
-        body.append(f"    const int64_t *zidx = (const int64_t *)P[{kzidx}];")
-        body.append(f"    double bz[{pz}], gbz[{pz}];")
-        body.append(f"    for (int j = 0; j < {pz}; j++) {{ bz[j] = x[zidx[j]]; gbz[j] = 0.0; }}")
+        arr("XZT", kXz)
     for ti, info in enumerate(term_info):
-        body.append(f"    const int64_t *CD{ti} = (const int64_t *)P[{info['kcodes']}];")
-        body.append(f"    const double *XR{ti} = (const double *)P[{info['kXr']}];")
-        body.append(f"    const double *B{ti} = W + {info['wb']}; double *GB{ti} = W + {info['wg']};")
-    body.append("    double gscale = 0.0, ll_sum = 0.0;")
-    body.append(rows.pre)
-    body.append("    for (int64_t r = 0; r < n; r++) {")
-    body.append("        const double *xr = Xc + r * " + str(p) + ";")
-    body.append("        double eta = " + ("OFF[r]" if koff is not None else "0.0") + ";")
-    body.append(f"        for (int j = 0; j < {p}; j++) eta += xr[j] * bt[j];")
+        arr(f"CD{ti}", info["kcodes"], "int64_t")
+        arr(f"XR{ti}", info["kXrT"])
+        arr(f"B{ti}", f"W + {info['wb']}")
+    if term_info:
+        d0_at = S_add(wsize)  # D0 (n doubles) after the effects and their gradients in W
+        arr("D0", f"W + {d0_at}", out=True)
+    for j in range(p):
+        params.append(f"const double bt{j}")
+        args.append(f"x[cidx[{j}]]")
+    for j in range(pz):
+        params.append(f"const double bz{j}")
+        args.append(f"x[zidx[{j}]]")
+    params.append("double *restrict acc")
+    args.append("acc")
+    nacc = 2 + p + pz  # ll_sum, gscale, gbt_j, gbz_j
+    rp = [f"static void bg_rowpass({', '.join(params)}) {{",
+          "    double ll_sum = 0.0, gscale = 0.0;"]
+    rp += [f"    double gbt{j} = 0.0;" for j in range(p)] + [f"    double gbz{j} = 0.0;" for j in range(pz)]
+    rp.append(rows.pre)
+    rp.append("    for (int64_t r = 0; r < n; r++) {")
+    rp.append("        double eta = " + ("OFF[r]" if koff is not None else "0.0")
+              + "".join(f" + XT[{j} * n + r] * bt{j}" for j in range(p)) + ";")
     for ti, info in enumerate(term_info):
         q = info["q"]
         if info["ones"] and q == 1:
-            body.append(f"        const int64_t cl{ti} = CD{ti}[r]; eta += B{ti}[cl{ti}];")
+            rp.append(f"        eta += B{ti}[CD{ti}[r]];")
         else:
-            body.append(f"        const int64_t cl{ti} = CD{ti}[r];"
-                        f" for (int k = 0; k < {q}; k++) eta += XR{ti}[r * {q} + k] * B{ti}[cl{ti} * {q} + k];")
+            rp.append(f"        {{ const int64_t cl = CD{ti}[r];"
+                      + "".join(f" eta += XR{ti}[{k} * n + r] * B{ti}[cl * {q} + {k}];" for k in range(q)) + " }")
     if pz:
-        body.append("        double ez = 0.0; const double *xz = XZ + r * " + str(pz) + ";")
-        body.append(f"        for (int j = 0; j < {pz}; j++) ez += xz[j] * bz[j];")
-    body.append("        const double yr = Y[r];")
-    body.append("        const double nr = " + ("NT[r]" if knt is not None else "1.0") + ";")
-    body.append("        (void)nr;")
-    body.append(rows.code)
+        rp.append("        const double ez = 0.0" + "".join(f" + XZT[{j} * n + r] * bz{j}" for j in range(pz)) + ";")
+    rp.append("        const double yr = Y[r];")
+    rp.append("        const double nr = " + ("NT[r]" if knt is not None else "1.0") + ";")
+    rp.append("        (void)nr;")
+    rp.append(rows.code)
     w = "PW[r] * " if kpw is not None else ""
-    body.append(f"        ll_sum += {w}{rows.ll};")
-    body.append(f"        const double d0 = {w}{rows.d[0]};")
-    body.append(f"        for (int j = 0; j < {p}; j++) gbt[j] += d0 * xr[j];")
+    rp.append(f"        ll_sum += {w}{rows.ll};")
+    rp.append(f"        const double d0 = {w}{rows.d[0]};")
+    rp += [f"        gbt{j} += d0 * XT[{j} * n + r];" for j in range(p)]
+    if term_info:
+        rp.append("        D0[r] = d0;")
+    if scale_blk is not None:
+        rp.append(f"        gscale += {w}{rows.d[1]};")
+    if pz:
+        rp.append(f"        {{ const double d2 = {w}{rows.d[2]};" + "".join(
+            f" gbz{j} += d2 * XZT[{j} * n + r];" for j in range(pz)) + " }")
+    rp.append("    }")
+    rp.append("    acc[0] = ll_sum; acc[1] = gscale;")
+    rp += [f"    acc[{2 + j}] = gbt{j};" for j in range(p)] + [f"    acc[{2 + p + j}] = gbz{j};" for j in range(pz)]
+    rp.append("}")
+    rowpass = "\n".join(rp)
+
+    body.append(f"    const int64_t *cidx = (const int64_t *)P[{kcidx}]; (void)cidx;")
+    if pz:
+        body.append(f"    const int64_t *zidx = (const int64_t *)P[{kzidx}];")
+    body.append(f"    double acc[{nacc}];")
+    body.append(f"    bg_rowpass({', '.join(args)});")
+    body.append("    lp += acc[0];")
+    for j in range(p):
+        body.append(f"    g[cidx[{j}]] += acc[{2 + j}];")
+    for j in range(pz):
+        body.append(f"    g[zidx[{j}]] += acc[{2 + p + j}];")
+    if scale_blk is not None:
+        body.append(f"    g[{sc_pos}] += acc[1] * scale;  /* d/d log(scale) */")
     for ti, info in enumerate(term_info):
-        q = info["q"]
-        if info["ones"] and q == 1:
-            body.append(f"        GB{ti}[cl{ti}] += d0;")
-        else:
-            body.append(f"        for (int k = 0; k < {q}; k++) GB{ti}[cl{ti} * {q} + k] += d0 * XR{ti}[r * {q} + k];")
-    if scale_blk is not None:
-        body.append(f"        gscale += {w}{rows.d[1]};")
-    if pz:
-        body.append(f"        {{ const double d2 = {w}{rows.d[2]}; for (int j = 0; j < {pz}; j++) gbz[j] += d2 * xz[j]; }}")
-    body.append("    }")
-    body.append("    lp += ll_sum;")
-    body.append(f"    for (int j = 0; j < {p}; j++) g[cidx[j]] += gbt[j];")
-    if pz:
-        body.append(f"    for (int j = 0; j < {pz}; j++) g[zidx[j]] += gbz[j];")
-    if scale_blk is not None:
-        body.append(f"    g[{sc_pos}] += gscale * scale;  /* d/d log(scale) */")
+        body.append(f"    double *GB{ti} = W + {info['wg']};")
+    if term_info:
+        body.append(f"    const double *D0 = W + {d0_at};")
+        body.append("    for (int64_t r = 0; r < n; r++) {")
+        body.append("        const double d0 = D0[r];")
+        for ti, info in enumerate(term_info):
+            q = info["q"]
+            body.append(f"        {{ const int64_t *CD = (const int64_t *)P[{info['kcodes']}]; double *GB = GB{ti};")
+            if info["ones"] and q == 1:
+                body.append("          GB[CD[r]] += d0; }")
+            else:
+                body.append(f"          const double *XR = (const double *)P[{info['kXrT']}]; const int64_t cl = CD[r];"
+                            + "".join(f" GB[cl * {q} + {k}] += d0 * XR[{k} * n + r];" for k in range(q)) + " }")
+        body.append("    }")
     # ---- back through b = u (diag(sd) L)^T and the SDs
     for ti, info in enumerate(term_info):
         q, SL, st_e, st_sd = info["q"], info["SL"], info["st_e"], info["st_sd"]
@@ -293,14 +342,16 @@ def generate(density: GlmmDensity):
         dz = "0.5 * sd{ti}[k]".format(ti=ti) if info["is_var"] else f"sd{ti}[k]"
         body.append(f"      for (int k = 0; k < {q}; k++) g[{st_sd} + k] += dsd[k] * {dz};")
         body.append("    }")
+    if term_info:
+        wsize += spec.n  # D0
     A.items[s_idx] = np.asarray(S, dtype=np.int64)
-    src = _assemble(body, rows, knt, ky)
+    src = _assemble(body, rows, knt, ky, rowpass)
     return src, A, wsize, rows.npc
 
 
-def _assemble(body, rows, knt, ky) -> str:
+def _assemble(body, rows, knt, ky, rowpass) -> str:
     pre = ["#include <math.h>", "#include <stdint.h>", "#include <string.h>", '#include "nuts.h"',
-           C_HELPERS, f"#define NPC {max(rows.npc, 1)}",
+           C_HELPERS, f"#define NPC {max(rows.npc, 1)}", rowpass,
            "typedef struct { const void *const *P; double *W; const double *PC; } bg_ctx;",
            "static double bg_logp(void *vctx, const double *x, double *g) {",
            "    const bg_ctx *c = (const bg_ctx *)vctx;",
@@ -318,6 +369,21 @@ def _assemble(body, rows, knt, ky) -> str:
             "        const double yr = Y[r]; const double nr = " + ("NT[r]" if knt is not None else "1.0") + ";",
             "        (void)yr; (void)nr;",
             rows.pre_code, "    }", "}", "",
+            "/* the conditional log-density of every row at D linear predictors (pointwise log-likelihood) */",
+            "void bg_rows_ll(const void *const *P, const double *PC, const double *ETA, const double *EZ,",
+            "                const double *SC, int64_t D, double *OUT) {",
+            "    const int64_t *S = (const int64_t *)P[0]; const int64_t n = S[0];",
+            f"    const double *Y = (const double *)P[{ky}];",
+            (f"    const double *NT = (const double *)P[{knt}];" if knt is not None else ""),
+            "    for (int64_t s = 0; s < D; s++) {",
+            "    const double scale = SC ? SC[s] : 0.0; (void)scale;",
+            rows.pre,
+            "    for (int64_t r = 0; r < n; r++) {",
+            "        const double eta = ETA[s * n + r]; const double ez = EZ ? EZ[s * n + r] : 0.0; (void)ez;",
+            "        const double yr = Y[r]; const double nr = " + ("NT[r]" if knt is not None else "1.0") + "; (void)nr;",
+            rows.code,
+            f"        OUT[s * n + r] = {rows.ll};",
+            "    }", "    }", "}", "",
             "double bg_logp_grad(const void *const *P, double *W, const double *PC, const double *x, double *g) {",
             "    bg_ctx c = {P, W, PC}; return bg_logp(&c, x, g);", "}", "",
             "int bg_sample(const void *const *P, double *W, const double *PC, const bg_nuts_cfg *cfg, const double *init,",
@@ -337,8 +403,39 @@ _LOCK = threading.Lock()
 _LOADED: dict = {}
 
 
+def _cpu_signature() -> str:
+    """The CPU's feature flags (Linux) or name: part of the cache key, for -march=native."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    import platform
+
+    return platform.machine() + platform.processor()
+
+
+def _compile(cc: str, src: str, tmp: str, out: str) -> None:
+    """nuts.c (IEEE, -O2) and the model (fast math, native CPU) into the shared library ``out``."""
+    c_path = os.path.join(tmp, "model.c")
+    with open(c_path, "w") as f:
+        f.write(src)
+    obj = os.path.join(tmp, "nuts.o")
+    steps = [[cc, *_CFLAGS_NUTS, "-c", os.path.join(_CSRC, "nuts.c"), "-o", obj]]
+    model = [cc, *_CFLAGS_MODEL, "-shared", "-I", _CSRC, c_path, obj, "-o", out, "-lm"]
+    for cmd in steps + [model]:
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0 and cmd is model:  # e.g. a compiler without -march=native
+            cmd = [a for a in cmd if a != "-march=native"]
+            res = subprocess.run(cmd, capture_output=True, text=True)
+        if res.returncode != 0:
+            raise RuntimeError(f"compiling the native model failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
+
+
 def _build(src: str) -> ctypes.CDLL:
-    """Compile ``src`` with nuts.c into the cache (once per source) and load it."""
+    """Compile ``src`` with nuts.c into the cache (once per source and machine) and load it."""
     cc = compiler()
     if cc is None:
         raise RuntimeError("sampler='native' needs a C compiler (set CC, or install gcc/clang); "
@@ -347,7 +444,8 @@ def _build(src: str) -> ctypes.CDLL:
         nuts_c = f.read()
     with open(os.path.join(_CSRC, "nuts.h")) as f:
         nuts_h = f.read()
-    key = hashlib.sha256("\0".join([src, nuts_c, nuts_h, " ".join(_CFLAGS), cc, sys.platform]).encode()).hexdigest()[:24]
+    key = hashlib.sha256("\0".join([src, nuts_c, nuts_h, " ".join(_CFLAGS_NUTS + _CFLAGS_MODEL), cc,
+                                    sys.platform, _cpu_signature()]).encode()).hexdigest()[:24]
     with _LOCK:
         if key in _LOADED:
             return _LOADED[key]
@@ -356,20 +454,16 @@ def _build(src: str) -> ctypes.CDLL:
         lib_path = os.path.join(out_dir, f"bg_{key}.so")
         if not os.path.exists(lib_path):
             with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-                c_path = os.path.join(tmp, "model.c")
-                with open(c_path, "w") as f:
-                    f.write(src)
                 tmp_lib = os.path.join(tmp, "model.so")
-                cmd = [cc, *_CFLAGS, "-I", _CSRC, c_path, os.path.join(_CSRC, "nuts.c"), "-o", tmp_lib, "-lm"]
-                res = subprocess.run(cmd, capture_output=True, text=True)
-                if res.returncode != 0:
-                    raise RuntimeError(f"compiling the native model failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
+                _compile(cc, src, tmp, tmp_lib)
                 os.replace(tmp_lib, lib_path)  # atomic: concurrent processes see a whole file
         lib = ctypes.CDLL(lib_path)
         lib.bg_logp_grad.restype = ctypes.c_double
         lib.bg_logp_grad.argtypes = [ctypes.c_void_p] * 5
         lib.bg_precompute.restype = None
         lib.bg_precompute.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+        lib.bg_rows_ll.restype = None
+        lib.bg_rows_ll.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_void_p]
         lib.bg_sample.restype = ctypes.c_int
         lib.bg_sample.argtypes = [ctypes.c_void_p] * 10
         _LOADED[key] = lib
@@ -409,6 +503,20 @@ class NativeModel:
         W = self._work()
         lp = self.lib.bg_logp_grad(self._P, _ptr(W), _ptr(self._PC), _ptr(x), _ptr(g))
         return float(lp), g
+
+    def rows_loglik(self, eta, eta_zi=None, scale=None) -> np.ndarray:
+        """Unweighted conditional log-density of every row, (D, n), at linear predictors ``eta``
+        (D, n), zero-inflation predictors ``eta_zi`` and the family's scale (sigma or the
+        dispersion, (D,)): :meth:`Family.loglik` (with :func:`~bayes_glmm.families.zi_loglik`)
+        as the generated C."""
+        eta = np.ascontiguousarray(eta, dtype=np.float64)
+        D = eta.shape[0]
+        ez = None if eta_zi is None else np.ascontiguousarray(eta_zi, dtype=np.float64)
+        sc = None if scale is None else np.ascontiguousarray(np.reshape(scale, -1), dtype=np.float64)
+        out = np.empty_like(eta)
+        self.lib.bg_rows_ll(self._P, _ptr(self._PC), _ptr(eta), None if ez is None else _ptr(ez),
+                            None if sc is None else _ptr(sc), ctypes.c_int64(D), _ptr(out))
+        return out
 
     def sample(self, draws: int, tune: int, chains: int, *, seed: int, target_accept: float = 0.8,
                max_depth: int = 10, cores: int | None = None, init=None, progressbar: bool = False):

@@ -116,18 +116,27 @@ def zi_eta_draws(spec: ModelSpec, post, X_zi=None) -> np.ndarray | None:
     return bz @ np.asarray(spec.X_zi if X_zi is None else X_zi, dtype=float).T
 
 
-def pointwise_loglik(spec: ModelSpec, post) -> np.ndarray:
-    """(chain * draw, n) weighted log-likelihood: the graph's ``y`` node, row by row, in NumPy."""
-    y = np.asarray(spec.y)[None, :]
-    ll = spec.family.loglik(y, eta_draws(spec, post), trials=spec.trials, sigma=_sigma(post),
-                            disp=_disp(spec, post))
-    ez = zi_eta_draws(spec, post)
-    if ez is not None:
-        ll = zi_loglik(ll, y, ez)
-    return ll * np.asarray(spec.weights)[None, :]
+def pointwise_loglik(spec: ModelSpec, post, rows_loglik=None) -> np.ndarray:
+    """(chain * draw, n) weighted log-likelihood: the graph's ``y`` node, row by row.
+
+    ``rows_loglik(eta, eta_zi, scale)``, if given, evaluates the unweighted conditional
+    log-density (the native sampler's generated C,
+    :meth:`bayes_glmm.bayes.native.NativeModel.rows_loglik`); else NumPy.
+    """
+    eta, ez = eta_draws(spec, post), zi_eta_draws(spec, post)
+    if rows_loglik is not None:
+        sc = _sigma(post) if spec.family.has_sigma else _disp(spec, post)
+        ll = rows_loglik(eta, ez, sc)
+    else:
+        y = np.asarray(spec.y)[None, :]
+        ll = spec.family.loglik(y, eta, trials=spec.trials, sigma=_sigma(post), disp=_disp(spec, post))
+        if ez is not None:
+            ll = zi_loglik(ll, y, ez)
+    w = np.asarray(spec.weights)
+    return ll if np.all(w == 1.0) else ll * w[None, :]
 
 
-def add_log_likelihood(idata, spec: ModelSpec) -> None:
+def add_log_likelihood(idata, spec: ModelSpec, rows_loglik=None) -> None:
     """Pointwise (weighted) log-likelihood with :meth:`Family.loglik` (group ``log_likelihood``).
 
     Same formula as the graph's ``y`` node (prior weights multiply each row; zero inflation
@@ -137,7 +146,7 @@ def add_log_likelihood(idata, spec: ModelSpec) -> None:
 
     post = idata.posterior
     C, D = post.sizes["chain"], post.sizes["draw"]
-    ll = pointwise_loglik(spec, post)
+    ll = pointwise_loglik(spec, post, rows_loglik)
     idata.add_groups(log_likelihood=xr.Dataset(
         {"y": (("chain", "draw", "obs"), ll.reshape(C, D, -1))},
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": _obs_coords(spec)}))
