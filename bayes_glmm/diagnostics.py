@@ -33,7 +33,6 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from scipy import linalg
 from scipy.optimize import linprog
 
 __all__ = [
@@ -225,7 +224,7 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     # equalities: mixed binomial rows (zero margin) and the null space of X (not a direction)
     eq = [Xs[mixed]]
     used = succ | fail | mixed
-    null = linalg.null_space(Xs[used]) if used.any() else np.eye(p)
+    null = _null_space(Xs[used]) if used.any() else np.eye(p)
     if null.size:
         eq.append(null.T)
     A_eq = np.vstack(eq) if sum(len(e) for e in eq) else None
@@ -395,6 +394,16 @@ def levels_vs_observations(spec) -> list:
                                f" are probably unidentifiable",
                                (term.name,), severity, {"n_re": n_re, "n_obs": n}))
     return out
+
+
+def _null_space(A) -> np.ndarray:
+    """Orthonormal basis of the null space of A (p columns), as ``scipy.linalg.null_space``
+    with its default tolerance, but from the thin SVD: scipy's full SVD of an n x p design
+    forms an n x n matrix (80 GB at 100,000 rows)."""
+    n, p = A.shape
+    _, s, vh = np.linalg.svd(A, full_matrices=n < p)
+    tol = max(n, p) * np.finfo(float).eps * (s[0] if s.size else 0.0)
+    return vh[int(np.sum(s > tol)):].T
 
 
 def check_spec(spec, *, max_separation_cells: int = 2_000_000) -> list:
