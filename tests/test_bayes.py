@@ -398,3 +398,30 @@ def test_divergent_fit_is_rerun_with_higher_target_accept(data, monkeypatch):
     res = mod.sample(draws=30, tune=30, chains=1, random_seed=2, progressbar=False, check=False,
                      target_accept=0.9)
     assert res.idata.posterior.attrs["target_accept_tried"] == [0.9]
+
+
+def test_toenail_inferencedata_reads_cleanly_in_arviz():
+    """What an ArviZ user sees on toenail with the defaults' layout: az.summary has at most
+    300 rows (4 coefficients, 1 SD, 294 b_ID), every r_hat finite, no RuntimeWarning, and
+    az.plot_trace draws the posterior (its time is measured in benchmarks, not here)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    m = bg.GLMM("Response ~ Month * Treatment + (1 | ID)", bg.datasets.load("toenail"), family="bernoulli")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # short run: low-ESS notes
+        res = m.sample(draws=200, tune=300, chains=2, random_seed=2, progressbar=False)
+    assert res.idata.posterior.attrs["sampler"] == "native"
+    assert list(res.idata.posterior.data_vars) == ["beta", "sd_ID", "b_ID"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        summ = az.summary(res.idata)
+        axes = az.plot_trace(res.idata, var_names=["beta", "sd_ID"])
+    plt.close("all")
+    assert len(summ) == 299 <= 300 and np.isfinite(summ["r_hat"]).all()
+    assert axes.shape[0] == 2
+    st = res.idata.sample_stats
+    assert {"lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy"} <= set(st.data_vars)
+    assert st["diverging"].dtype == bool and int(st["n_steps"].min()) >= 1

@@ -105,6 +105,10 @@ def cpc_logp(log_cosh_y, a, const):
 def cpc_chol(y, q: int, a, const: float):
     """Cholesky factor of the correlation matrix and log p(y) (LKJ + Jacobians).
 
+    :func:`cpc_rows` and :func:`cpc_logp` evaluated on forward-mode dual numbers
+    (:mod:`bayes_glmm.bayes.dual`) in the q(q-1)/2 CPC directions, so their derivatives come
+    from the same two definitions.
+
     Parameters
     ----------
     y : ndarray (q(q-1)/2,)
@@ -118,39 +122,39 @@ def cpc_chol(y, q: int, a, const: float):
     L : ndarray (q, q)
     lp : float
     aux : tuple
-        ``(w, z, s)`` for :func:`cpc_chol_vjp` (s = sech(y) = sqrt(1 - z^2), computed as
-        1 / cosh(y) so that saturated z = +-1 keeps a finite gradient).
+        ``(J, dlp)`` for :func:`cpc_chol_vjp`: ``J[i, m, k] = dL[i, m] / dy[k]`` and
+        ``d log p / dy``.
     """
+    from .dual import ND, ND_OPS, deriv, value
+
     y = np.asarray(y, dtype=float)
+    nc = y.size
+    ys = [ND(float(y[k]), [1.0 if j == k else None for j in range(nc)]) for k in range(nc)]
+    z = [ND_OPS.tanh(v) for v in ys]
     with np.errstate(over="ignore"):  # cosh -> inf past |y| ~ 710: s = 0, z = +-1, as intended
-        z, s = np.tanh(y), 1.0 / np.cosh(y)
-    L, W = cpc_rows(z, s, q)
-    return (np.array(L, dtype=float), const + float(np.sum(cpc_logp(log_cosh(y), a, 0.0))),
-            (np.array(W, dtype=float), z, s))
+        # s = sech(y) = sqrt(1 - z^2), computed as 1 / cosh(y) so that saturated z = +-1 keeps
+        # a finite gradient; ds/dy = -z s
+        s = [v._chain(1.0 / np.cosh(v.v), -zk.v / np.cosh(v.v)) for v, zk in zip(ys, z)]
+    rows, _ = cpc_rows(z, s, q)
+    L = np.array([[value(e) for e in row] for row in rows], dtype=float)
+    J = np.array([[[deriv(e, k, 0.0) if isinstance(e, ND) else 0.0 for k in range(nc)] for e in row]
+                  for row in rows], dtype=float).reshape(q, q, nc)
+    lp = sum((cpc_logp(log_cosh(v, ND_OPS), float(ak), 0.0) for v, ak in zip(ys, np.atleast_1d(a))), 0.0)
+    dlp = np.array([deriv(lp, k, 0.0) if isinstance(lp, ND) else 0.0 for k in range(nc)], dtype=float)
+    return L, const + float(value(lp)), (J, dlp)
 
 
 def cpc_chol_vjp(G, a, aux):
-    """d/dy of ``sum(G * L) + log p(y)`` (only the lower triangle of G is used).
+    """d/dy of ``sum(G * L) + log p(y)`` (only the lower triangle of G matters).
 
     Parameters
     ----------
     G : ndarray (q, q)
         Adjoint of L.
     a : ndarray
-        From :func:`lkj_shape`.
+        From :func:`lkj_shape` (unused: kept for the callers' signature).
     aux : tuple
         From :func:`cpc_chol`.
     """
-    w, z, s = aux
-    q = G.shape[0]
-    dy = -2.0 * a * z  # d/dy of -2 a log cosh y
-    k0 = 0
-    for i in range(1, q):
-        bw = G[i, i]  # adjoint of w[i, m + 1], walking m downwards
-        for m in range(i - 1, -1, -1):
-            k = k0 + m
-            # L[i, m] = z w[i, m], w[i, m+1] = w[i, m] s; dz/dy = s^2, ds/dy = -z s
-            dy[k] += G[i, m] * w[i, m] * s[k] * s[k] - bw * w[i, m] * z[k] * s[k]
-            bw = G[i, m] * z[k] + bw * s[k]
-        k0 += i
-    return dy
+    J, dlp = aux
+    return np.einsum("im,imk->k", np.asarray(G, dtype=float), J) + dlp

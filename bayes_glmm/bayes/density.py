@@ -1,166 +1,62 @@
-"""The GLMM log-posterior and its gradient in NumPy, for nutpie's NUTS without compilation.
+"""The GLMM log-posterior and its gradient in NumPy: the layout, and the fallback sampler.
 
-``sampler="nutpie"`` hands the PyMC graph to nutpie, which compiles log-density and
-gradient with numba: on a cold cache that takes ~30 s for a random-intercept logistic
-model, several times the sampling itself.  The GLMM posterior has a simple closed-form
-gradient, so this module evaluates it directly in NumPy (``sampler="numpy"``, what
-``"auto"`` picks when :func:`supported` says so):
+This module defines the one layout of the unconstrained parameters that the PyMC graph
+(:func:`bayes_glmm.bayes.graph.build_pymc_model`), the generated C
+(:mod:`bayes_glmm.bayes.native`) and this NumPy density share (:meth:`GlmmDensity.value_var_slices`),
+and evaluates the log-posterior on it in NumPy: ``sampler="numpy"``, what ``"auto"`` runs
+when no C compiler is found.
 
-* likelihood: ``eta = Xc @ coef + Z @ b + offset`` with a sparse Z built once; the
-  log-density and its derivative in eta come from the ML path
-  (:func:`bayes_glmm.ml.pirls.loglik_and_mu` / :func:`~bayes_glmm.ml.pirls.working`,
-  i.e. :class:`~bayes_glmm.families.Family`), so the family code is still defined once;
-* dispersion families and zero inflation: :meth:`Family.loglik` and
-  :func:`~bayes_glmm.families.zi_loglik` themselves, with the derivatives in eta and in the
-  dispersion from :func:`cond_derivs`;
-* priors: closed-form log-densities and derivatives with PyMC's parametrizations
-  (:data:`PRIOR_LOGP`); positive parameters are sampled on the log scale with PyMC's
-  Jacobian, so the density on the unconstrained space is PyMC's;
+* likelihood: ``eta = Xc @ coef + Z @ b + offset`` with a sparse Z built once;
+  :meth:`Family.loglik` and :func:`~bayes_glmm.families.zi_loglik` themselves, evaluated on
+  forward-mode dual numbers (:mod:`bayes_glmm.bayes.dual`) for their derivatives in eta, the
+  scale (sigma or the dispersion) and the zero-inflation predictor -- nothing differentiated
+  by hand;
+* priors: :data:`PRIOR_LOGP`, the formulas of :data:`bayes_glmm.bayes.codegen.PRIOR_LOGDENS`
+  (PyMC's parametrizations) on dual numbers; positive parameters are sampled on the log scale
+  with PyMC's Jacobian, so the density on the unconstrained space is PyMC's;
 * random terms: uncorrelated ones centered or non-centered, with an SD or a variance
   (``var_<ident>``) prior; correlated ones non-centered, ``b = u @ (diag(sd) L).T``, with
   log-SDs and the LKJ(eta) correlation Cholesky factor L from canonical partial
   correlations (:mod:`bayes_glmm.bayes.corr`), the graph's own coordinates; centered
   correlated terms stay on the PyMC graph.
 
-The unconstrained coordinates are the graph's value variables
-(:func:`bayes_glmm.bayes.graph.build_pymc_model`), block by block: ``tests/test_bayes_contract.py``
-evaluates both at random points and asserts equal log-density and gradient.  This module
-does not import PyMC.
+``tests/test_bayes_contract.py`` evaluates this density and the graph at random points and
+asserts equal log-density and gradient.  This module does not import PyMC.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy import sparse
-from scipy.special import digamma, expit, gammaln
 
 from ..families import zi_loglik
-from ..ml.pirls import loglik_and_mu, make_response
+from ..ml.pirls import make_response
 from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
+from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
+from .dual import ND_OPS, deriv, seed, value
 
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity",
-           "compile_numpy", "expand_layout", "cond_derivs"]
-
-_LOG_2PI = float(np.log(2.0 * np.pi))
-_LOG_PI = float(np.log(np.pi))
+           "compile_numpy", "expand_layout"]
 
 
-def prior_arg(args, k, default=None):
-    """One argument of a prior as a float array (``default`` when absent; None stays None)."""
-    v = args.get(k, default)
-    return None if v is None else np.asarray(v, dtype=float)
+
+def _derived_prior(name: str):
+    """``f(x, args) -> (log-density per element, d/dx)`` of one prior: the formula of
+    :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS` on dual numbers (no derivative by hand)."""
+    f = PRIOR_LOGDENS[name]
+
+    def lp(x, args):
+        x = np.asarray(x, dtype=float)
+        a0, a1, a2 = prior_params(name, args)
+        r = f(seed(x, 0, 1), a0, a1, a2, ND_OPS)
+        return np.broadcast_to(value(r), x.shape), np.broadcast_to(deriv(r, 0, x), x.shape)
+    return lp
 
 
-def _lp_normal(x, a):
-    mu, s = prior_arg(a, "mu", 0.0), prior_arg(a, "sigma", 1.0)
-    z = (x - mu) / s
-    return -0.5 * z * z - np.log(s) - 0.5 * _LOG_2PI, -z / s
-
-
-def _lp_studentt(x, a):
-    nu, mu, s = prior_arg(a, "nu"), prior_arg(a, "mu", 0.0), prior_arg(a, "sigma", 1.0)
-    z = (x - mu) / s
-    c = gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(s)
-    return c - (nu + 1) / 2 * np.log1p(z * z / nu), -(nu + 1) * z / (s * (nu + z * z))
-
-
-def _lp_cauchy(x, a):
-    m, b = prior_arg(a, "alpha"), prior_arg(a, "beta")
-    z = (x - m) / b
-    return -_LOG_PI - np.log(b) - np.log1p(z * z), -2 * z / (b * (1 + z * z))
-
-
-def _lp_laplace(x, a):
-    mu, b = prior_arg(a, "mu"), prior_arg(a, "b")
-    return -np.log(2 * b) - np.abs(x - mu) / b, -np.sign(x - mu) / b
-
-
-def _lp_logistic(x, a):
-    mu, s = prior_arg(a, "mu", 0.0), prior_arg(a, "s", 1.0)
-    z = (x - mu) / s
-    return -z - np.log(s) - 2 * np.logaddexp(0.0, -z), (2 * expit(-z) - 1) / s
-
-
-def _lp_flat(x, a):
-    return np.zeros_like(x), np.zeros_like(x)
-
-
-def _lp_halfnormal(x, a):
-    s = prior_arg(a, "sigma", 1.0)
-    return 0.5 * np.log(2 / np.pi) - np.log(s) - 0.5 * (x / s) ** 2, -x / s ** 2
-
-
-def _lp_halfstudentt(x, a):
-    nu, s = prior_arg(a, "nu"), prior_arg(a, "sigma", 1.0)
-    c = np.log(2.0) + gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(s)
-    return c - (nu + 1) / 2 * np.log1p(x * x / (nu * s * s)), -(nu + 1) * x / (nu * s * s + x * x)
-
-
-def _lp_halfcauchy(x, a):
-    b = prior_arg(a, "beta")
-    return np.log(2.0) - _LOG_PI - np.log(b) - np.log1p((x / b) ** 2), -2 * x / (b * b + x * x)
-
-
-def exponential_rate(a):
-    """Exponential rate from ``lam`` or ``scale`` (PyMC's two spellings)."""
-    return prior_arg(a, "lam") if "lam" in a else 1.0 / prior_arg(a, "scale")
-
-
-def gamma_shape_rate(a):
-    """Gamma (alpha, beta) from (alpha, beta) or (mu, sigma), as PyMC."""
-    if "alpha" in a:
-        return prior_arg(a, "alpha"), prior_arg(a, "beta")
-    mu, s = prior_arg(a, "mu"), prior_arg(a, "sigma")
-    return mu ** 2 / s ** 2, mu / s ** 2
-
-
-def invgamma_shape_rate(a):
-    """Inverse-gamma (alpha, beta) from (alpha, beta) or (mu, sigma), as PyMC."""
-    if "alpha" in a:
-        return prior_arg(a, "alpha"), prior_arg(a, "beta", 1.0)
-    mu, s = prior_arg(a, "mu"), prior_arg(a, "sigma")
-    return (2 * s ** 2 + mu ** 2) / s ** 2, mu * (mu ** 2 + s ** 2) / s ** 2
-
-
-def _lp_exponential(x, a):
-    lam = exponential_rate(a)
-    return np.log(lam) - lam * x, -lam * np.ones_like(x)
-
-
-def _lp_gamma(x, a):
-    al, be = gamma_shape_rate(a)
-    return al * np.log(be) - gammaln(al) + (al - 1) * np.log(x) - be * x, (al - 1) / x - be
-
-
-def _lp_invgamma(x, a):
-    al, be = invgamma_shape_rate(a)
-    return al * np.log(be) - gammaln(al) - (al + 1) * np.log(x) - be / x, -(al + 1) / x + be / (x * x)
-
-
-def _lp_lognormal(x, a):
-    mu, s = prior_arg(a, "mu", 0.0), prior_arg(a, "sigma", 1.0)
-    z = (np.log(x) - mu) / s
-    return -np.log(x) - np.log(s) - 0.5 * _LOG_2PI - 0.5 * z * z, -(1 + z / s) / x
-
-
-def _lp_weibull(x, a):
-    al, be = prior_arg(a, "alpha"), prior_arg(a, "beta")
-    t = x / be
-    return (np.log(al) - np.log(be) + (al - 1) * np.log(t) - t ** al,
-            (al - 1) / x - al / be * t ** (al - 1))
-
-
-#: prior name -> f(x, args) = (pointwise log-density, derivative), PyMC parametrizations
-PRIOR_LOGP = {
-    "Normal": _lp_normal, "StudentT": _lp_studentt, "Cauchy": _lp_cauchy, "Laplace": _lp_laplace,
-    "Logistic": _lp_logistic, "Flat": _lp_flat, "HalfNormal": _lp_halfnormal,
-    "HalfStudentT": _lp_halfstudentt, "HalfCauchy": _lp_halfcauchy, "Exponential": _lp_exponential,
-    "Gamma": _lp_gamma, "InverseGamma": _lp_invgamma, "LogNormal": _lp_lognormal,
-    "Weibull": _lp_weibull, "HalfFlat": _lp_flat,
-}
+#: prior name -> f(x, args) = (pointwise log-density, derivative), PyMC parametrizations;
+#: derived from the one table :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`
+PRIOR_LOGP = {name: _derived_prior(name) for name in PRIOR_LOGDENS}
 
 
 def _is_corr(t) -> bool:
@@ -170,7 +66,7 @@ def _is_corr(t) -> bool:
 def supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bool:
     """True when :class:`GlmmDensity` covers the model.
 
-    Every family (the dispersion families and zero inflation through :func:`cond_derivs`),
+    Every family (zero inflation included),
     known priors (:data:`PRIOR_LOGP`, LKJ for correlations) and no centered correlated term
     (its MvNormal density is not implemented here).  The native sampler
     (:mod:`bayes_glmm.bayes.native`) covers the same models, on the same layout.
@@ -179,75 +75,6 @@ def supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bo
     if any(_is_corr(t) and centered.get(t.name, False) for t in spec.terms):
         return False
     return all(p.name in PRIOR_LOGP or (k.startswith("corr_") and p.name == "LKJ") for k, p in priors.items())
-
-
-def cond_derivs(fam, y, eta, disp=None, levels=None):
-    """Conditional log-density per row and its derivatives in eta and in the dispersion (NumPy).
-
-    Parameters
-    ----------
-    fam : Family
-        poisson (log link) or a dispersion family (negbinomial, nbinom1: log link; gamma:
-        log, inverse, identity; beta: logit, probit, cloglog).
-    y, eta : ndarray (n,)
-    disp : float, optional
-        The dispersion (theta, phi or shape).
-    levels : (values, index), optional
-        ``np.unique(y, return_inverse=True)`` of a count response with few distinct values:
-        ``digamma(y + theta)`` (negbinomial) is then evaluated once per value.
-
-    Returns
-    -------
-    (ll, d_eta, d_disp)
-        ``ll`` is :meth:`Family.loglik` itself (the single definition); ``d_eta`` =
-        d ll / d eta and ``d_disp`` = d ll / d disp (None for poisson) are derived from it by
-        hand here, and ``tests/test_bayes_contract.py`` holds them to the PyMC graph's
-        automatic gradient.
-    """
-    nm = fam.name
-    ll = fam.loglik(y, eta, disp=disp)
-    if nm == "poisson":
-        return ll, y - np.exp(eta), None
-    if nm == "negbinomial":
-        th = disp
-        e = eta - math.log(th)
-        r = expit(e)  # mu / (theta + mu)
-        d_eta = y - (y + th) * r
-        dg = digamma(levels[0] + th)[levels[1]] if levels is not None else digamma(y + th)
-        d_disp = dg - float(digamma(th)) - np.logaddexp(0.0, e) + r - y * (1.0 - r) / th
-        return ll, d_eta, d_disp
-    if nm == "nbinom1":
-        ph = disp
-        mu = np.exp(eta)
-        s = mu / ph
-        d_eta = s * (digamma(y + s) - digamma(s) - np.log1p(ph))
-        return ll, d_eta, (-d_eta + (y - mu) / (1.0 + ph)) / ph
-    if nm == "gamma":
-        k = disp
-        lk = fam.link.name
-        if lk == "log":
-            inv_mu = np.exp(-eta)
-            d_eta = k * (y * inv_mu - 1.0)
-            log_mu = eta
-        else:
-            mu = fam.link.inverse(eta)
-            inv_mu = 1.0 / mu
-            log_mu = np.log(mu)
-            d_eta = k * (y - mu) * inv_mu * inv_mu * fam.link.mu_eta(eta)
-        d_disp = np.log(k) + 1.0 - digamma(k) + np.log(y) - log_mu - y * inv_mu
-        return ll, d_eta, d_disp
-    if nm == "beta":
-        ph = disp
-        mu = fam.link.inverse(eta)
-        # 1 - mu without cancellation, as Family.loglik forms it (symmetric links: h(-eta))
-        one_m = np.exp(-np.exp(eta)) if fam.link.name == "cloglog" else fam.link.inverse(-eta)
-        lq = np.log1p(-y)
-        ly = np.log(y)
-        da, db = digamma(mu * ph), digamma(one_m * ph)
-        d_eta = ph * (ly - lq - da + db) * fam.link.mu_eta(eta)
-        d_disp = digamma(ph) - mu * da - one_m * db + mu * ly + one_m * lq
-        return ll, d_eta, d_disp
-    raise ValueError(f"cond_derivs covers poisson and the dispersion families, not {nm!r}")
 
 
 class _Corr:
@@ -267,37 +94,15 @@ class _Block:
         if prior is None:
             return
         args = {k: np.asarray(v, dtype=float) for k, v in prior.args.items()}
-        if prior.name in ("Normal", "HalfNormal"):  # the defaults: precomputed constants
-            mu, sig = args.get("mu", 0.0), args.get("sigma", np.asarray(1.0))
-            c = float(np.sum(np.broadcast_to(-np.log(sig) - 0.5 * _LOG_2PI + (prior.name == "HalfNormal") * np.log(2.0), size)))
-            ivar = np.broadcast_to(1.0 / sig ** 2, size).copy()
-            self._lp = lambda x: (c - 0.5 * float(((x - mu) ** 2 * ivar).sum()), -(x - mu) * ivar)
-        else:
-            f = PRIOR_LOGP[prior.name]
+        f = PRIOR_LOGP[prior.name]
 
-            def lp(x):
-                v, g = f(x, args)
-                return float(np.sum(v)), g
-            self._lp = lp
-
-        self._scalar = None
-        if size == 1 and positive and prior.name in ("Gamma", "InverseGamma") and all(
-                np.size(v) == 1 for v in prior.args.values()):
-            # a scalar (gamma) dispersion prior, the defaults: constants once, then plain floats
-            al, be = (gamma_shape_rate if prior.name == "Gamma" else invgamma_shape_rate)(args)
-            al, be = float(al), float(be)
-            c = al * math.log(be) - math.lgamma(al)
-            if prior.name == "Gamma":
-                # on z = log x with the Jacobian: c + al z - be e^z, derivative al - be e^z
-                self._scalar = lambda z: (math.exp(z), c + al * z - be * math.exp(z), al - be * math.exp(z))
-            else:
-                self._scalar = lambda z: (math.exp(z), c - al * z - be * math.exp(-z), -al + be * math.exp(-z))
+        def lp(x):
+            v, g = f(x, args)
+            return float(np.sum(v)), g
+        self._lp = lp
 
     def scalar_value_logp_grad(self, x):
         """(value, log-density on the log scale, d/dz) as floats for a scalar positive block."""
-        z = float(x[self.sl.start])
-        if self._scalar is not None:
-            return self._scalar(z)
         v, lp, g, _ = self.value_logp_grad(x)
         return float(v[0]), lp, float(g[0])
 
@@ -401,14 +206,7 @@ class GlmmDensity:
                 self.zi_idx[cols] = np.arange(blk.sl.start, blk.sl.stop)
             self.Xzc = np.ascontiguousarray(Xz - self.zi_xm[None, :])
             self.XzcT = np.ascontiguousarray(self.Xzc.T)
-            self.zero = np.asarray(spec.y, dtype=float) == 0.0
-        self.general = self.disp is not None or spec.has_zi
         self.unit = bool(np.all(self.resp.pw == 1.0))
-        self.y_levels = None  # count response with few distinct values: digamma(y + theta) per value
-        if self.fam.name == "negbinomial":
-            uy, inv = np.unique(np.asarray(spec.y, dtype=float), return_inverse=True)
-            if uy.size * 4 < spec.n:
-                self.y_levels = (uy, inv.ravel())
         self.ndim = pos
         off = np.asarray(spec.offset, dtype=float)
         self.offset = off if np.any(off != 0.0) else None
@@ -501,59 +299,35 @@ class GlmmDensity:
                 grad[scale.sl] = s_g + s_dv * d_sd
         return lp, grad
 
-    def _score_general(self, x, eta, grad):
-        """:meth:`_score` for the dispersion families and zero inflation (:func:`cond_derivs`,
-        :func:`~bayes_glmm.families.zi_loglik`); fills the dispersion's and zi gradients."""
+    def _score(self, x, eta, grad):
+        """(d loglik / d eta per row, summed log-likelihood); fills the scale's and zi gradients.
+
+        :meth:`Family.loglik` (and :func:`~bayes_glmm.families.zi_loglik`) evaluated on dual
+        numbers in eta, the scale (sigma or the dispersion) and the zero-inflation predictor:
+        the derivatives come from the single definition.
+        """
         resp, fam = self.resp, self.fam
         y, pw = resp.y, resp.pw
-        lp, disp = 0.0, None
-        if self.disp is not None:
-            disp, dlp, dg = self.disp.scalar_value_logp_grad(x)
-            lp += dlp
-        ll, d_eta, d_disp = cond_derivs(fam, y, eta, disp, levels=self.y_levels)
+        lp, scale = 0.0, None
+        blk = self.sigma if self.sigma is not None else self.disp
+        if blk is not None:
+            scale, slp, sg = blk.scalar_value_logp_grad(x)
+            lp += slp
+        kw = {}
+        if fam.has_sigma:
+            kw["sigma"] = seed(scale, 1, 3)
+        elif fam.has_dispersion:
+            kw["disp"] = seed(scale, 1, 3)
+        if fam.needs_trials:
+            kw["trials"] = resp.n_trials
+        ll = fam.loglik(y, seed(eta, 0, 3), ops=ND_OPS, **kw)
         if self.zi_blocks:
             ez = self.Xzc @ x[self.zi_idx]
-            w0 = np.where(self.zero, expit(ll - ez), 1.0)  # P(not a structural zero | y)
-            ll = zi_loglik(ll, y, ez)
-            grad[self.zi_idx] += self.XzcT @ (pw * ((1.0 - w0) - expit(ez)))
-            d_eta = w0 * d_eta
-            if d_disp is not None:
-                d_disp = w0 * d_disp
-        if self.unit:
-            if self.disp is not None:  # d/d log(disp) = disp * d/d disp
-                grad[self.disp.sl.start] = dg + disp * float(d_disp.sum())
-            return d_eta, lp + float(ll.sum())
-        if self.disp is not None:
-            grad[self.disp.sl.start] = dg + disp * float(pw @ d_disp)
-        return pw * d_eta, lp + float(pw @ ll)
-
-    def _score(self, x, eta, grad):
-        """(d loglik / d eta per row, summed log-likelihood); fills sigma's gradient."""
-        if self.general:
-            return self._score_general(x, eta, grad)
-        resp, fam = self.resp, self.fam
-        if self.sigma is not None:
-            sig, l, g, dv = self.sigma.value_logp_grad(x)
-            r = (resp.y - fam.mean(eta)) / sig
-            ll = l + float((resp.pw * fam.loglik(resp.y, eta, sigma=sig)).sum())
-            grad[self.sigma.sl] = g + dv * float((resp.pw * (r * r - 1.0)).sum()) / sig
-            return resp.pw * r / sig * fam.link.mu_eta(eta), ll
-        rows, mu = loglik_and_mu(resp, eta)
-        ll = float(rows.sum())
-        if mu is not None:  # canonical: d/deta = w (y - n mu)
-            return resp.pw * (resp.y - resp.n_trials * mu), ll
-        # probability links: d/deta [y log p + (n - y) log q] with the family's stable log p, log q
-        lp_, lq_ = fam.link.log_p_and_log_q(eta)
-        # log(Link.mu_eta) written out: mu_eta underflows to 0 long before mu_eta / p or
-        # mu_eta / q do (cloglog: eta > 6.6, probit: |eta| > 38), which zeroed the gradient there
-        if fam.link.name == "cloglog":
-            lme = eta - np.exp(eta)
-        elif fam.link.name == "probit":
-            lme = -0.5 * eta * eta - 0.5 * _LOG_2PI
-        else:
-            with np.errstate(divide="ignore"):
-                lme = np.log(fam.link.mu_eta(eta))
-        return resp.pw * (resp.y * np.exp(lme - lp_) - (resp.n_trials - resp.y) * np.exp(lme - lq_)), ll
+            ll = zi_loglik(ll, y, seed(ez, 2, 3), ops=ND_OPS)
+            grad[self.zi_idx] += self.XzcT @ (pw * deriv(ll, 2, eta))
+        if blk is not None:  # d/d log(scale) = scale * d/d scale
+            grad[blk.sl.start] = sg + scale * float(pw @ deriv(ll, 1, eta))
+        return pw * deriv(ll, 0, eta), lp + float(pw @ value(ll))
 
     def value_var_slices(self) -> dict:
         """Graph value-variable name -> slice of x: the one layout shared with the PyMC graph.

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -40,6 +40,8 @@ from .density import GlmmDensity
 
 __all__ = ["available", "compiler", "NativeModel", "cache_dir", "STAT_NAMES"]
 
+#: rows per chunk of the row pass (its per-row output, 16 KiB, stays in L1 cache)
+_CHUNK = 2048
 _CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 #: the NUTS engine tests for non-finite energies: IEEE semantics, plain -O2
 _CFLAGS_NUTS = ["-O2", "-std=c99", "-fPIC"]
@@ -155,7 +157,7 @@ def generate(density: GlmmDensity):
         wg = S_add(0)
         term_info.append(dict(t=t, q=q, SL=SL, wb=wb, wg=wg, st_sd=st_sd, st_e=st_e, is_var=is_var, cen=cen,
                               corr=d.corr.get(t.ident), ones=bool(np.all(np.asarray(t.Xr) == 1.0)),
-                              kcodes=A.add(t.codes, np.int64), kXrT=A.add(np.ascontiguousarray(np.asarray(t.Xr).T))))
+                              kXrT=A.add(np.ascontiguousarray(np.asarray(t.Xr).T))))
         body.append(f"    double sd{ti}[{q}];")
         body.append(_prior_block(scale, A, 0, True, f"sd{ti}", st_sd,
                                  value_to=f"sd{ti}[i] = {'exp(0.5 * x[st + i])' if is_var else 'exp(x[st + i])'};"))
@@ -200,31 +202,46 @@ def generate(density: GlmmDensity):
         off += n_el
     wsize = off
     # ---- the rows
-    # column-major copies (unit stride in the row loop) and one scalar per coefficient, so the
-    # compiler keeps them in registers and vectorizes the loop
-    kX = A.add(np.ascontiguousarray(d.Xc.T))
+    # Data layout for the pass over the rows (memory-bound at 10^6 rows): column-major copies
+    # (unit stride), constant-1 columns (the intercept) not stored at all, 32-bit level codes,
+    # and the response / trials as float32 when that is exact (counts, 0/1).
+    def exact32(v):
+        v = np.asarray(v, dtype=float)
+        return bool(np.all(v.astype(np.float32).astype(float) == v))
+
+    Xc = np.asarray(d.Xc, dtype=float)
+    ones = [bool(np.all(Xc[:, j] == 1.0)) for j in range(p)]
+    kX = {j: A.add(Xc[:, j]) for j in range(p) if not ones[j]}
     kcidx = A.add(d.coef_idx, np.int64)
-    ky = A.add(d.resp.y)
-    knt = A.add(d.resp.n_trials) if fam.needs_trials else None
+    yt = "float" if exact32(d.resp.y) else "double"
+    ky = A.add(d.resp.y, np.float32 if yt == "float" else np.float64)
+    nt_t = "float" if (fam.needs_trials and exact32(d.resp.n_trials)) else "double"
+    knt = A.add(d.resp.n_trials, np.float32 if nt_t == "float" else np.float64) if fam.needs_trials else None
     kpw = None if d.unit else A.add(d.resp.pw)
     koff = None if d.offset is None else A.add(d.offset)
     pz = spec.p_zi if spec.has_zi else 0
     if pz:
-        kXz = A.add(np.ascontiguousarray(d.Xzc.T))
+        Xz = np.asarray(d.Xzc, dtype=float)
+        zones = [bool(np.all(Xz[:, j] == 1.0)) for j in range(pz)]
+        kXz = {j: A.add(Xz[:, j]) for j in range(pz) if not zones[j]}
         kzidx = A.add(d.zi_idx, np.int64)
+    for info in term_info:
+        info["kcodes"] = A.add(info["t"].codes, np.int32)
     # The pass over the rows is its own function with restrict parameters: the compiler then
     # knows the gathered effects, the data and the per-row output do not alias, and vectorizes
-    # it (exp/log included); the scatter-add into the effects' gradients is a second pass.
-    params, args = ["const int64_t n", "const double scale"], ["n", "scale"]
+    # it (exp/log included).  It runs on chunks of CHUNK rows, each followed by the scatter-add
+    # of d ll / d eta into the effects' gradients, so the per-row output stays in L1 cache.
+    params, args = ["const int64_t lo", "const int64_t hi", "const double scale"], ["lo", "hi", "scale"]
 
     def arr(name, k, ctype="double", out=False):
         params.append(f"{'' if out else 'const '}{ctype} *restrict {name}")
         args.append(k if isinstance(k, str) else f"(const {ctype} *)P[{k}]")
 
-    arr("XT", kX)
-    arr("Y", ky)
+    for j, k in kX.items():
+        arr(f"X{j}", k)
+    arr("Y", ky, yt)
     if knt is not None:
-        arr("NT", knt)
+        arr("NT", knt, nt_t)
     if kpw is not None:
         arr("PW", kpw)
     if koff is not None:
@@ -232,14 +249,15 @@ def generate(density: GlmmDensity):
     if rows.npc:
         arr("PC", "PC")
     if pz:
-        arr("XZT", kXz)
+        for j, k in kXz.items():
+            arr(f"XZ{j}", k)
     for ti, info in enumerate(term_info):
-        arr(f"CD{ti}", info["kcodes"], "int64_t")
-        arr(f"XR{ti}", info["kXrT"])
+        arr(f"CD{ti}", info["kcodes"], "int32_t")
+        if not (info["ones"] and info["q"] == 1):
+            arr(f"XR{ti}", info["kXrT"])
         arr(f"B{ti}", f"W + {info['wb']}")
     if term_info:
-        d0_at = S_add(wsize)  # D0 (n doubles) after the effects and their gradients in W
-        arr("D0", f"W + {d0_at}", out=True)
+        arr("D0", "D0c", out=True)
     for j in range(p):
         params.append(f"const double bt{j}")
         args.append(f"x[cidx[{j}]]")
@@ -249,13 +267,19 @@ def generate(density: GlmmDensity):
     params.append("double *restrict acc")
     args.append("acc")
     nacc = 2 + p + pz  # ll_sum, gscale, gbt_j, gbz_j
+    def xj(j):
+        return "1.0" if ones[j] else f"X{j}[r]"
+
+    def xzj(j):
+        return "1.0" if zones[j] else f"XZ{j}[r]"
+
     rp = [f"static void bg_rowpass({', '.join(params)}) {{",
           "    double ll_sum = 0.0, gscale = 0.0;"]
     rp += [f"    double gbt{j} = 0.0;" for j in range(p)] + [f"    double gbz{j} = 0.0;" for j in range(pz)]
     rp.append(rows.pre)
-    rp.append("    for (int64_t r = 0; r < n; r++) {")
+    rp.append("    for (int64_t r = lo; r < hi; r++) {")
     rp.append("        double eta = " + ("OFF[r]" if koff is not None else "0.0")
-              + "".join(f" + XT[{j} * n + r] * bt{j}" for j in range(p)) + ";")
+              + "".join(f" + {xj(j)} * bt{j}" for j in range(p)) + ";")
     for ti, info in enumerate(term_info):
         q = info["q"]
         if info["ones"] and q == 1:
@@ -264,33 +288,56 @@ def generate(density: GlmmDensity):
             rp.append(f"        {{ const int64_t cl = CD{ti}[r];"
                       + "".join(f" eta += XR{ti}[{k} * n + r] * B{ti}[cl * {q} + {k}];" for k in range(q)) + " }")
     if pz:
-        rp.append("        const double ez = 0.0" + "".join(f" + XZT[{j} * n + r] * bz{j}" for j in range(pz)) + ";")
-    rp.append("        const double yr = Y[r];")
-    rp.append("        const double nr = " + ("NT[r]" if knt is not None else "1.0") + ";")
+        rp.append("        const double ez = 0.0" + "".join(f" + {xzj(j)} * bz{j}" for j in range(pz)) + ";")
+    rp.append("        const double yr = (double)Y[r];")
+    rp.append("        const double nr = " + ("(double)NT[r]" if knt is not None else "1.0") + ";")
     rp.append("        (void)nr;")
     rp.append(rows.code)
     w = "PW[r] * " if kpw is not None else ""
     rp.append(f"        ll_sum += {w}{rows.ll};")
     rp.append(f"        const double d0 = {w}{rows.d[0]};")
-    rp += [f"        gbt{j} += d0 * XT[{j} * n + r];" for j in range(p)]
+    rp += [f"        gbt{j} += d0 * {xj(j)};" for j in range(p)]
     if term_info:
-        rp.append("        D0[r] = d0;")
+        rp.append("        D0[r - lo] = d0;")
     if scale_blk is not None:
         rp.append(f"        gscale += {w}{rows.d[1]};")
     if pz:
         rp.append(f"        {{ const double d2 = {w}{rows.d[2]};" + "".join(
-            f" gbz{j} += d2 * XZT[{j} * n + r];" for j in range(pz)) + " }")
+            f" gbz{j} += d2 * {xzj(j)};" for j in range(pz)) + " }")
     rp.append("    }")
-    rp.append("    acc[0] = ll_sum; acc[1] = gscale;")
-    rp += [f"    acc[{2 + j}] = gbt{j};" for j in range(p)] + [f"    acc[{2 + p + j}] = gbz{j};" for j in range(pz)]
+    rp.append("    acc[0] += ll_sum; acc[1] += gscale;")
+    rp += [f"    acc[{2 + j}] += gbt{j};" for j in range(p)] + [f"    acc[{2 + p + j}] += gbz{j};" for j in range(pz)]
     rp.append("}")
-    rowpass = "\n".join(rp)
+    # XR columns are read as XR[k * n + r] inside: n must be known there
+    rowpass = "\n".join(rp).replace("static void bg_rowpass(", "static void bg_rowpass(const int64_t n, ", 1)
+    args.insert(0, "n")
 
     body.append(f"    const int64_t *cidx = (const int64_t *)P[{kcidx}]; (void)cidx;")
     if pz:
         body.append(f"    const int64_t *zidx = (const int64_t *)P[{kzidx}];")
     body.append(f"    double acc[{nacc}];")
-    body.append(f"    bg_rowpass({', '.join(args)});")
+    body.append(f"    for (int j = 0; j < {nacc}; j++) acc[j] = 0.0;")
+    for ti, info in enumerate(term_info):
+        body.append(f"    double *GB{ti} = W + {info['wg']};")
+        body.append(f"    const int32_t *CDs{ti} = (const int32_t *)P[{info['kcodes']}];")
+        if not (info["ones"] and info["q"] == 1):
+            body.append(f"    const double *XRs{ti} = (const double *)P[{info['kXrT']}];")
+    body.append(f"    double D0c[{_CHUNK}]; (void)D0c;")
+    body.append(f"    for (int64_t lo = 0; lo < n; lo += {_CHUNK}) {{")
+    body.append(f"      const int64_t hi = lo + {_CHUNK} < n ? lo + {_CHUNK} : n;")
+    body.append(f"      bg_rowpass({', '.join(args)});")
+    if term_info:
+        body.append("      for (int64_t r = lo; r < hi; r++) {")
+        body.append("        const double d0 = D0c[r - lo];")
+        for ti, info in enumerate(term_info):
+            q = info["q"]
+            if info["ones"] and q == 1:
+                body.append(f"        GB{ti}[CDs{ti}[r]] += d0;")
+            else:
+                body.append(f"        {{ const int64_t cl = CDs{ti}[r];"
+                            + "".join(f" GB{ti}[cl * {q} + {k}] += d0 * XRs{ti}[{k} * n + r];" for k in range(q)) + " }")
+        body.append("      }")
+    body.append("    }")
     body.append("    lp += acc[0];")
     for j in range(p):
         body.append(f"    g[cidx[{j}]] += acc[{2 + j}];")
@@ -298,21 +345,6 @@ def generate(density: GlmmDensity):
         body.append(f"    g[zidx[{j}]] += acc[{2 + p + j}];")
     if scale_blk is not None:
         body.append(f"    g[{sc_pos}] += acc[1] * scale;  /* d/d log(scale) */")
-    for ti, info in enumerate(term_info):
-        body.append(f"    double *GB{ti} = W + {info['wg']};")
-    if term_info:
-        body.append(f"    const double *D0 = W + {d0_at};")
-        body.append("    for (int64_t r = 0; r < n; r++) {")
-        body.append("        const double d0 = D0[r];")
-        for ti, info in enumerate(term_info):
-            q = info["q"]
-            body.append(f"        {{ const int64_t *CD = (const int64_t *)P[{info['kcodes']}]; double *GB = GB{ti};")
-            if info["ones"] and q == 1:
-                body.append("          GB[CD[r]] += d0; }")
-            else:
-                body.append(f"          const double *XR = (const double *)P[{info['kXrT']}]; const int64_t cl = CD[r];"
-                            + "".join(f" GB[cl * {q} + {k}] += d0 * XR[{k} * n + r];" for k in range(q)) + " }")
-        body.append("    }")
     # ---- back through b = u (diag(sd) L)^T and the SDs
     for ti, info in enumerate(term_info):
         q, SL, st_e, st_sd = info["q"], info["SL"], info["st_e"], info["st_sd"]
@@ -342,14 +374,12 @@ def generate(density: GlmmDensity):
         dz = "0.5 * sd{ti}[k]".format(ti=ti) if info["is_var"] else f"sd{ti}[k]"
         body.append(f"      for (int k = 0; k < {q}; k++) g[{st_sd} + k] += dsd[k] * {dz};")
         body.append("    }")
-    if term_info:
-        wsize += spec.n  # D0
     A.items[s_idx] = np.asarray(S, dtype=np.int64)
-    src = _assemble(body, rows, knt, ky, rowpass)
+    src = _assemble(body, rows, knt, ky, rowpass, yt, nt_t)
     return src, A, wsize, rows.npc
 
 
-def _assemble(body, rows, knt, ky, rowpass) -> str:
+def _assemble(body, rows, knt, ky, rowpass, yt="double", nt_t="double") -> str:
     pre = ["#include <math.h>", "#include <stdint.h>", "#include <string.h>", '#include "nuts.h"',
            C_HELPERS, f"#define NPC {max(rows.npc, 1)}", rowpass,
            "typedef struct { const void *const *P; double *W; const double *PC; } bg_ctx;",
@@ -363,24 +393,24 @@ def _assemble(body, rows, knt, ky, rowpass) -> str:
     post = ["    return lp;", "}", "",
             "void bg_precompute(const void *const *P, double *PC) {",
             "    const int64_t *S = (const int64_t *)P[0]; const int64_t n = S[0];",
-            f"    const double *Y = (const double *)P[{ky}];",
-            (f"    const double *NT = (const double *)P[{knt}];" if knt is not None else ""),
+            f"    const {yt} *Y = (const {yt} *)P[{ky}];",
+            (f"    const {nt_t} *NT = (const {nt_t} *)P[{knt}];" if knt is not None else ""),
             "    for (int64_t r = 0; r < n; r++) {",
-            "        const double yr = Y[r]; const double nr = " + ("NT[r]" if knt is not None else "1.0") + ";",
+            "        const double yr = (double)Y[r]; const double nr = " + ("(double)NT[r]" if knt is not None else "1.0") + ";",
             "        (void)yr; (void)nr;",
             rows.pre_code, "    }", "}", "",
             "/* the conditional log-density of every row at D linear predictors (pointwise log-likelihood) */",
             "void bg_rows_ll(const void *const *P, const double *PC, const double *ETA, const double *EZ,",
             "                const double *SC, int64_t D, double *OUT) {",
             "    const int64_t *S = (const int64_t *)P[0]; const int64_t n = S[0];",
-            f"    const double *Y = (const double *)P[{ky}];",
-            (f"    const double *NT = (const double *)P[{knt}];" if knt is not None else ""),
+            f"    const {yt} *Y = (const {yt} *)P[{ky}];",
+            (f"    const {nt_t} *NT = (const {nt_t} *)P[{knt}];" if knt is not None else ""),
             "    for (int64_t s = 0; s < D; s++) {",
             "    const double scale = SC ? SC[s] : 0.0; (void)scale;",
             rows.pre,
             "    for (int64_t r = 0; r < n; r++) {",
             "        const double eta = ETA[s * n + r]; const double ez = EZ ? EZ[s * n + r] : 0.0; (void)ez;",
-            "        const double yr = Y[r]; const double nr = " + ("NT[r]" if knt is not None else "1.0") + "; (void)nr;",
+            "        const double yr = (double)Y[r]; const double nr = " + ("(double)NT[r]" if knt is not None else "1.0") + "; (void)nr;",
             rows.code,
             f"        OUT[s * n + r] = {rows.ll};",
             "    }", "    }", "}", "",
@@ -519,8 +549,29 @@ class NativeModel:
         return out
 
     def sample(self, draws: int, tune: int, chains: int, *, seed: int, target_accept: float = 0.8,
-               max_depth: int = 10, cores: int | None = None, init=None, progressbar: bool = False):
+               max_depth: int = 10, cores: int | None = None, init=None, init_step: float = -1.0,
+               progressbar: bool = False):
         """Run ``chains`` NUTS chains (in parallel threads, ``cores`` at a time).
+
+        Parameters
+        ----------
+        draws, tune, chains : int
+            Kept iterations, warm-up iterations and chains.
+        seed : int
+            Chain ``c`` runs the stream ``SeedSequence(seed).spawn(chains)[c]``: identical
+            draws for the same seed, in parallel or not.
+        target_accept : float
+            Dual averaging target of the mean acceptance statistic.
+        max_depth : int
+            Largest tree depth (at most ``2**max_depth`` gradients per iteration).
+        cores : int, optional
+            Threads (default: all CPUs, at most ``chains``).
+        init : list of ndarray, optional
+            Starting points (default :meth:`GlmmDensity.initial_point`).
+        init_step : float
+            First step size (<= 0: Stan's heuristic).
+        progressbar : bool
+            Print the iterations done on stderr while sampling.
 
         Returns
         -------
@@ -540,7 +591,7 @@ class NativeModel:
         results = [None] * chains
 
         def run(c):
-            cfg = _Cfg(self.ndim, int(tune), int(draws), int(max_depth), float(target_accept), -1.0,
+            cfg = _Cfg(self.ndim, int(tune), int(draws), int(max_depth), float(target_accept), float(init_step),
                        seeds[c], c)
             x0 = np.ascontiguousarray(init[c], dtype=np.float64)
             W = self._work()
@@ -555,7 +606,18 @@ class NativeModel:
         workers = max(1, min(chains, cores or os.cpu_count() or 1))
         pool = ThreadPoolExecutor(max_workers=workers)
         futs = [pool.submit(run, c) for c in range(chains)]
+        total = chains * (int(tune) + int(draws))
+        shown = False
         try:
+            while True:
+                done, pending = wait(futs, timeout=0.5)
+                if progressbar and pending:  # a line on stderr, redrawn every half second
+                    it = sum(int(prog[c]) for c in range(chains))
+                    sys.stderr.write(f"\rNUTS (native): {it}/{total} iterations, {chains} chain(s) on {workers} thread(s)")
+                    sys.stderr.flush()
+                    shown = True
+                if not pending:
+                    break
             for f in futs:
                 f.result()
         except BaseException:  # KeyboardInterrupt: ask every chain to stop, then re-raise
@@ -563,6 +625,9 @@ class NativeModel:
                 stop[c] = 1
             pool.shutdown(wait=True)
             raise
+        finally:
+            if shown:
+                sys.stderr.write(f"\rNUTS (native): {total}/{total} iterations, {chains} chain(s) on {workers} thread(s)\n")
         pool.shutdown(wait=True)
         bad = [c for c, rc in enumerate(results) if rc == 1]
         if bad:

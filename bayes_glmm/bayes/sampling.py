@@ -365,7 +365,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     def run(ta):
         if native is not None:
             x, stats = native.sample(draws, tune, chains, seed=seed, target_accept=ta, cores=cores,
-                                     max_depth=int(kwargs.get("max_depth", 10)))
+                                     max_depth=int(kwargs.get("max_depth", 10)),
+                                     init_step=float(kwargs.get("init_step", -1.0)), progressbar=progressbar)
             return _native_idata(native.density, x, stats, pm_model)
         if compiled is not None:
             import nutpie

@@ -1,0 +1,156 @@
+"""Forward-mode dual numbers on NumPy arrays: derivatives of the single definitions.
+
+The NumPy density (:mod:`bayes_glmm.bayes.density`, the sampler without a C compiler) needs
+the derivatives of the families' log-densities in eta and in the dispersion, of the priors and
+of the LKJ/CPC factor.  Rather than writing them out by hand, it evaluates the one Python
+definition of each (:meth:`Family.loglik`, :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`,
+:func:`~bayes_glmm.bayes.corr.cpc_rows`) on :class:`ND` values through :data:`ND_OPS`, the
+``ops`` namespace of :mod:`bayes_glmm.families` with each elementary function's derivative
+rule -- the same rules :mod:`bayes_glmm.bayes.codegen` emits as C.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+from scipy import special
+
+from ..families import NUMPY_OPS
+
+__all__ = ["ND", "ND_OPS", "seed", "value", "deriv"]
+
+_LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
+
+
+def _mul(a, b):
+    return None if (a is None or b is None) else a * b
+
+
+def _add(a, b):
+    if a is None:
+        return b
+    return a if b is None else a + b
+
+
+def _neg(a):
+    return None if a is None else -a
+
+
+class ND:
+    """A value (array or float) with its partial derivatives in ``len(d)`` directions."""
+
+    __slots__ = ("v", "d")
+    __array_ufunc__ = None  # ndarray op ND: NumPy defers to ND's reflected operator
+
+    def __init__(self, v, d):
+        self.v, self.d = v, tuple(d)
+
+    @staticmethod
+    def _lift(o, n):
+        return o if isinstance(o, ND) else ND(o, (None,) * n)
+
+    def __add__(self, o):
+        o = self._lift(o, len(self.d))
+        return ND(self.v + o.v, [_add(a, b) for a, b in zip(self.d, o.d)])
+
+    __radd__ = __add__
+
+    def __neg__(self):
+        return ND(-self.v, [_neg(a) for a in self.d])
+
+    def __sub__(self, o):
+        return self + (-self._lift(o, len(self.d)))
+
+    def __rsub__(self, o):
+        return self._lift(o, len(self.d)) - self
+
+    def __mul__(self, o):
+        o = self._lift(o, len(self.d))
+        return ND(self.v * o.v, [_add(_mul(a, o.v), _mul(self.v, b)) for a, b in zip(self.d, o.d)])
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, o):
+        o = self._lift(o, len(self.d))
+        r = self.v / o.v
+        return ND(r, [None if (a is None and b is None) else (_add(a, _neg(_mul(r, b)))) / o.v
+                      for a, b in zip(self.d, o.d)])
+
+    def __rtruediv__(self, o):
+        return self._lift(o, len(self.d)) / self
+
+    def __pow__(self, k):
+        if isinstance(k, ND):
+            raise TypeError("symbolic exponents are not supported")
+        if k == 2:
+            return self * self
+        return self._chain(self.v ** k, k * self.v ** (k - 1))
+
+    def __abs__(self):
+        return self._chain(np.abs(self.v), np.where(np.asarray(self.v) >= 0, 1.0, -1.0))
+
+    def _chain(self, value, fprime):
+        return ND(value, [_mul(fprime, a) for a in self.d])
+
+
+def _unary(f, fprime):
+    """ops function: plain values pass through ``f``; ND values get ``fprime(x, f(x))``."""
+    def op(x):
+        if not isinstance(x, ND):
+            return f(x)
+        r = f(x.v)
+        return x._chain(r, fprime(x.v, r))
+    return op
+
+
+def _logaddexp(a, b):
+    if not isinstance(a, ND) and not isinstance(b, ND):
+        return np.logaddexp(a, b)
+    n = len((a if isinstance(a, ND) else b).d)
+    a, b = ND._lift(a, n), ND._lift(b, n)
+    return b + ND_OPS.softplus(a - b)
+
+
+def _eq(a, b):
+    if isinstance(a, ND) or isinstance(b, ND):
+        raise TypeError("eq: only data (no derivative) may be compared")
+    return np.equal(a, b)
+
+
+#: :data:`bayes_glmm.families.NUMPY_OPS` on :class:`ND` values (plain arrays pass through)
+ND_OPS = SimpleNamespace(
+    exp=_unary(np.exp, lambda x, r: r),
+    log=_unary(np.log, lambda x, r: 1.0 / x),
+    log1p=_unary(np.log1p, lambda x, r: 1.0 / (1.0 + x)),
+    expm1=_unary(np.expm1, lambda x, r: r + 1.0),
+    sigmoid=_unary(special.expit, lambda x, r: r * (1.0 - r)),
+    softplus=_unary(NUMPY_OPS.softplus, lambda x, r: special.expit(x)),
+    log1mexp=_unary(NUMPY_OPS.log1mexp, lambda x, r: -1.0 / np.expm1(-x)),
+    ndtr=_unary(special.ndtr, lambda x, r: np.exp(-0.5 * x * x - _LOG_SQRT_2PI)),
+    log_ndtr=_unary(special.log_ndtr, lambda x, r: np.exp(-0.5 * x * x - _LOG_SQRT_2PI - r)),
+    gammaln=_unary(special.gammaln, lambda x, r: special.digamma(x)),
+    tanh=_unary(np.tanh, lambda x, r: 1.0 - r * r),
+    logaddexp=_logaddexp,
+    eq=_eq,
+    square=lambda x: x * x,
+)
+
+
+def seed(value, direction: int, n: int) -> ND:
+    """An input: ``value`` with derivative 1 in ``direction`` of ``n``."""
+    d = [None] * n
+    d[direction] = np.ones_like(np.asarray(value, dtype=float)) if np.ndim(value) else 1.0
+    return ND(value, d)
+
+
+def value(x):
+    """The value of an ND (or the plain value)."""
+    return x.v if isinstance(x, ND) else x
+
+
+def deriv(x, direction: int, like=None):
+    """The derivative of ``x`` in ``direction`` (zeros shaped as ``like`` when it is 0)."""
+    d = x.d[direction] if isinstance(x, ND) else None
+    if d is None:
+        return np.zeros_like(np.asarray(like if like is not None else value(x), dtype=float))
+    return d
