@@ -218,6 +218,32 @@ static double bg_leapfrog(bg_logp_fn f, void *ctx, int n, const double *invm, do
     return 0.5 * k;
 }
 
+/* The generalized no-U-turn criterion on the merge of two adjacent trajectories, A then B in
+   the direction of growth: over the whole merge (rho_a + rho_b, ends ps_a_beg / ps_b_end) and,
+   as Stan does since 2.22, over A plus the first point of B and over the last point of A plus B.
+   rho_out receives rho_a + rho_b (it may be rho_a itself).  Returns 1 when no check U-turns. */
+static int bg_no_uturn_merged(int n, const double *rho_a, const double *rho_b, double *rho_out,
+                              const double *ps_a_beg, const double *ps_a_end, const double *p_a_end,
+                              const double *ps_b_beg, const double *p_b_beg, const double *ps_b_end)
+{
+    double a1 = 0, a2 = 0, b1 = 0, b2 = 0, c1 = 0, c2 = 0;
+    int i;
+    for (i = 0; i < n; i++) {
+        const double ra = rho_a[i], rb = rho_b[i];
+        const double rt = ra + rb;
+        const double e1 = ra + p_b_beg[i];
+        const double e2 = rb + p_a_end[i];
+        rho_out[i] = rt;
+        a1 += ps_a_beg[i] * rt;
+        a2 += ps_b_end[i] * rt;
+        b1 += ps_a_beg[i] * e1;
+        b2 += ps_b_beg[i] * e1;
+        c1 += ps_a_end[i] * e2;
+        c2 += ps_b_end[i] * e2;
+    }
+    return a1 > 0.0 && a2 > 0.0 && b1 > 0.0 && b2 > 0.0 && c1 > 0.0 && c2 > 0.0;
+}
+
 /* Builds a subtree of 2^depth leapfrog steps from z in direction sign(t->eps).
    ps_beg/p_beg receive the (sharp) momentum at the first new state,
    ps_end/p_end at the last; rho is incremented by the sum of the momenta;
@@ -254,7 +280,6 @@ static int bg_build_tree(bg_tree *t, int depth, bg_phase *z, bg_prop *zprop, dou
     } else {
         bg_level *L = &t->lv[depth];
         double lsw_init = -INFINITY, lsw_final = -INFINITY, lsw_sub;
-        double a1 = 0, a2 = 0, b1 = 0, b2 = 0, c1 = 0, c2 = 0;
 
         memset(L->rho_init, 0, nb);
         if (!bg_build_tree(t, depth - 1, z, zprop, ps_beg, L->ps_init_end, L->rho_init, p_beg,
@@ -273,28 +298,9 @@ static int bg_build_tree(bg_tree *t, int depth, bg_phase *z, bg_prop *zprop, dou
         if (lsw_final > lsw_sub || bg_unif(t->rng) < exp(lsw_final - lsw_sub))
             bg_prop_swap(zprop, &L->zfinal);
 
-        /* U-turn checks:
-             whole subtree:               rho_init + rho_final, ends beg / end
-             init + first point of final: rho_init + p_final_beg, ends beg / final_beg
-             final + last point of init:  rho_final + p_init_end, ends init_end / end */
-        {
-            const double *ri = L->rho_init, *rf = L->rho_final;
-            const double *pfb = L->p_final_beg, *pie = L->p_init_end;
-            const double *psfb = L->ps_final_beg, *psie = L->ps_init_end;
-            for (i = 0; i < n; i++) {
-                double rs = ri[i] + rf[i];
-                double e1 = ri[i] + pfb[i];
-                double e2 = rf[i] + pie[i];
-                rho[i] += rs;
-                a1 += ps_beg[i] * rs;
-                a2 += ps_end[i] * rs;
-                b1 += ps_beg[i] * e1;
-                b2 += psfb[i] * e1;
-                c1 += psie[i] * e2;
-                c2 += ps_end[i] * e2;
-            }
-        }
-        return (a1 > 0.0 && a2 > 0.0 && b1 > 0.0 && b2 > 0.0 && c1 > 0.0 && c2 > 0.0);
+        /* U-turn checks over init + final (rho starts at zero: the callers clear it) */
+        return bg_no_uturn_merged(n, L->rho_init, L->rho_final, rho, ps_beg, L->ps_init_end, L->p_init_end,
+                                  L->ps_final_beg, L->p_final_beg, ps_end);
     }
 }
 
@@ -471,27 +477,10 @@ static void bg_transition(bg_work *w, bg_logp_fn f, void *ctx, bg_rng *rng, doub
         if (lsw_new > lsw || bg_unif(rng) < exp(lsw_new - lsw)) bg_prop_swap(&w->cur, &w->zprop);
         lsw = bg_logaddexp(lsw, lsw_new);
 
-        /* U-turn checks over the merged tree */
-        {
-            double a1 = 0, a2 = 0, b1 = 0, b2 = 0, c1 = 0, c2 = 0;
-            double *rho = w->rho;
-            const double *rn = w->rho_new, *pnb = w->p_new_beg, *pae = w->pA_end;
-            const double *psnb = w->ps_new_beg, *psae = w->psA_end;
-            for (i = 0; i < n; i++) {
-                double ro = rho[i];
-                double rt = ro + rn[i];
-                double e1 = ro + pnb[i];
-                double e2 = rn[i] + pae[i];
-                rho[i] = rt;
-                a1 += psA_beg[i] * rt;
-                a2 += psB_end[i] * rt;
-                b1 += psA_beg[i] * e1;
-                b2 += psnb[i] * e1;
-                c1 += psae[i] * e2;
-                c2 += psB_end[i] * e2;
-            }
-            if (!(a1 > 0.0 && a2 > 0.0 && b1 > 0.0 && b2 > 0.0 && c1 > 0.0 && c2 > 0.0)) break;
-        }
+        /* U-turn checks over the merged tree (old tree A, new subtree B) */
+        if (!bg_no_uturn_merged(n, w->rho, w->rho_new, w->rho, psA_beg, w->psA_end, w->pA_end,
+                                w->ps_new_beg, w->p_new_beg, psB_end))
+            break;
     }
 
     info->n_steps = t.n_leapfrog;
