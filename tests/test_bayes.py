@@ -281,11 +281,15 @@ def test_posterior_recovery_random_slope():
 
 # ------------------------------------------------------------------ samplers
 def test_auto_sampler_choice(glmm, data):
-    assert sampling._resolve_sampler("auto", glmm) == bayes.AUTO_SAMPLER[0]  # correlated (x | g), non-centered
+    assert sampling._resolve_sampler("auto", glmm) in bayes.AUTO_SAMPLER[:2]  # correlated (x | g), non-centered
     simple = bg.GLMM("y ~ x + (x || g)", data, family="bernoulli")
-    assert sampling._resolve_sampler("auto", simple) == bayes.AUTO_SAMPLER[0] == "native"  # cc installed
-    with pytest.warns(FutureWarning, match="sampler='numba' is now sampler='native'"):
-        assert sampling._resolve_sampler("numba", simple) == "native"
+    from bayes_glmm.bayes.native import available
+
+    want = "native" if available() else "numpy"  # without a C compiler: the NumPy density
+    assert sampling._resolve_sampler("auto", simple) == want
+    if available():
+        with pytest.warns(FutureWarning, match="sampler='numba' is now sampler='native'"):
+            assert sampling._resolve_sampler("numba", simple) == "native"
     cen = bg.GLMM("y ~ x + (x | g)", data, family="bernoulli", centered=True)
     assert sampling._resolve_sampler("auto", cen) == "nutpie"  # centered MvNormal stays on the graph
     with pytest.raises(ValueError, match="sampler='numpy' needs"):
@@ -337,7 +341,7 @@ def test_numpy_sampler_and_variance_prior(data):
         res = mod.sample(draws=100, tune=150, chains=2, random_seed=3, progressbar=False)
         again = mod.sample(draws=100, tune=150, chains=2, random_seed=3, progressbar=False)
     post = res.idata.posterior
-    assert post.attrs["sampler"] == bayes.AUTO_SAMPLER[0]
+    assert post.attrs["sampler"] in bayes.AUTO_SAMPLER[:2]  # native, or numpy without a C compiler
     assert list(post.data_vars) == ["beta", "sd_g", "b_g"]
     assert post["b_g"].dims[2:] == ("g_level", "g_coef") and list(post["beta"].coef.values) == ["(Intercept)", "x"]
     np.testing.assert_array_equal(post["beta"].values, again.idata.posterior["beta"].values)
@@ -413,7 +417,7 @@ def test_toenail_inferencedata_reads_cleanly_in_arviz():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # short run: low-ESS notes
         res = m.sample(draws=200, tune=300, chains=2, random_seed=2, progressbar=False)
-    assert res.idata.posterior.attrs["sampler"] == "native"
+    assert res.idata.posterior.attrs["sampler"] in bayes.AUTO_SAMPLER[:2]
     assert list(res.idata.posterior.data_vars) == ["beta", "sd_ID", "b_ID"]
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
