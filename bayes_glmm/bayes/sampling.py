@@ -201,9 +201,11 @@ def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0
 
 #: the cost model behind ``sampler="auto"`` without a C compiler: per-gradient time a + b * rows
 #: (µs) of the NumPy density (GIL: chains in turn) and of nutpie's numba-compiled graph (chains
-#: in parallel), plus the graph's compile time (s) and gradients per draw; measured on NB2
-#: random-intercept models (400 and 4,000 rows, epilepsy) on 2 CPUs, see docs/posterior.md
-GRAPH_COST = {"numpy_us": (116.0, 0.116), "graph_us": (41.0, 0.054), "compile_s": 30.0, "grads_per_draw": 20.0}
+#: in parallel), plus the graph's compile time (s) and gradients per draw.  The NumPy figures
+#: are the dual-number density on NB2 random-intercept models (377, 803 and 8,524 µs at 400,
+#: 4,000 and 40,000 rows, 2026-12-03); the graph's were measured on 400 and 4,000 rows and
+#: epilepsy (docs/posterior.md of 2026-12-02); 2 CPUs
+GRAPH_COST = {"numpy_us": (300.0, 0.2), "graph_us": (41.0, 0.054), "compile_s": 30.0, "grads_per_draw": 20.0}
 
 
 def graph_pays(n_rows: int, draws: int, tune: int, chains: int, cores: int) -> bool:
@@ -211,7 +213,8 @@ def graph_pays(n_rows: int, draws: int, tune: int, chains: int, cores: int) -> b
 
     ``(draws + tune) x chains x grads_per_draw`` gradients at :data:`GRAPH_COST`'s per-gradient
     times, the NumPy ones in turn (they hold the GIL), the graph's ``min(chains, cores)`` at a
-    time after its compilation.  About 1,000 rows for 4 chains of 1000 + 1000 on 2 cores.
+    time after its compilation.  At 4 chains of 1000 + 1000 on 2 cores the graph pays at any size;
+    for short runs (2 chains of 300 + 300) the NumPy density wins.
     """
     c = GRAPH_COST
     grads = (draws + tune) * chains * c["grads_per_draw"]
