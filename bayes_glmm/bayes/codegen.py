@@ -437,6 +437,8 @@ class RowProgram:
 
             ll = em.lift(zi_loglik(ll, y, em.var("ez", 2), ops=C_OPS))
         self.pre = "\n".join("    " + ln for ln in em.pre)  # once per gradient
+        #: the names those statements define (the row code reads them)
+        self.pre_names = [ln.split()[2] for ln in em.pre]
         self.code = "\n".join("        " + ln for ln in em.lines)  # per row
         self.ll = ll.v
         self.d = [x or "0.0" for x in ll.d]

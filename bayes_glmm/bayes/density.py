@@ -41,17 +41,22 @@ __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity",
 
 
 
-def _derived_prior(name: str):
-    """``f(x, args) -> (log-density per element, d/dx)`` of one prior: the formula of
+def prior_logp_of(name: str, a0, a1, a2):
+    """``f(x) -> (log-density per element, d/dx)`` of one prior with canonical parameters
+    (:func:`~bayes_glmm.bayes.codegen.prior_params`): the formula of
     :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS` on dual numbers (no derivative by hand)."""
     f = PRIOR_LOGDENS[name]
 
-    def lp(x, args):
+    def lp(x):
         x = np.asarray(x, dtype=float)
-        a0, a1, a2 = prior_params(name, args)
         r = f(seed(x, 0, 1), a0, a1, a2, ND_OPS)
         return np.broadcast_to(value(r), x.shape), np.broadcast_to(deriv(r, 0, x), x.shape)
     return lp
+
+
+def _derived_prior(name: str):
+    """``f(x, args)`` of :data:`PRIOR_LOGP`: :func:`prior_logp_of` with PyMC's arguments."""
+    return lambda x, args: prior_logp_of(name, *prior_params(name, args))(x)
 
 
 #: prior name -> f(x, args) = (pointwise log-density, derivative), PyMC parametrizations;
@@ -93,11 +98,11 @@ class _Block:
         self.name, self.sl, self.prior, self.positive = name, slice(start, start + size), prior, positive
         if prior is None:
             return
-        args = {k: np.asarray(v, dtype=float) for k, v in prior.args.items()}
-        f = PRIOR_LOGP[prior.name]
+        # the canonical parameters once per block, not once per gradient
+        f = prior_logp_of(prior.name, *prior_params(prior.name, prior.args))
 
         def lp(x):
-            v, g = f(x, args)
+            v, g = f(x)
             return float(np.sum(v)), g
         self._lp = lp
 

@@ -17,7 +17,7 @@ density, on the same unconstrained coordinates (the layout of
 
 The C is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into a
 cache folder (``$BAYES_GLMM_CACHE_DIR``, else ``~/.cache/bayes_glmm``), keyed by a hash of the
-source: a model structure is compiled once (about a second), data of any size reuse it.
+source: a model structure is compiled once (about 0.5 s), data of any size reuse it.
 Without a C compiler :func:`available` is False and ``sampler="auto"`` falls back.
 ``tests/test_bayes_contract.py`` holds this density equal to the graph, value and gradient.
 """
@@ -304,6 +304,9 @@ def generate(density: GlmmDensity):
     for j in range(pz):
         params.append(f"const double bz{j}")
         args.append(f"x[zidx[{j}]]")
+    for nm in rows.pre_names:  # the dispersion-only values, computed once per gradient
+        params.append(f"const double {nm}")
+        args.append(nm)
     params.append("double *restrict acc")
     args.append("acc")
     nacc = 2 + p + pz  # ll_sum, gscale, gbt_j, gbz_j
@@ -316,7 +319,6 @@ def generate(density: GlmmDensity):
     rp = [f"static void bg_rowpass({', '.join(params)}) {{",
           "    double ll_sum = 0.0, gscale = 0.0;"]
     rp += [f"    double gbt{j} = 0.0;" for j in range(p)] + [f"    double gbz{j} = 0.0;" for j in range(pz)]
-    rp.append(rows.pre)
     rp.append("    for (int64_t r = lo; r < hi; r++) {")
     rp.append("        double eta = " + ("OFF[r]" if koff is not None else "0.0")
               + "".join(f" + {xj(j)} * bt{j}" for j in range(p)) + ";")
@@ -350,6 +352,7 @@ def generate(density: GlmmDensity):
     body.append(f"    const int64_t *cidx = (const int64_t *)P[{kcidx}]; (void)cidx;")
     if pz:
         body.append(f"    const int64_t *zidx = (const int64_t *)P[{kzidx}];")
+    body.append(rows.pre)
     body.append(f"    double acc[{nacc}];")
     body.append(f"    for (int j = 0; j < {nacc}; j++) acc[j] = 0.0;")
     for ti, info in enumerate(term_info):

@@ -58,9 +58,25 @@ def default_target_accept(spec) -> float:
     return 0.95 if any(t.correlated and t.q > 1 for t in spec.terms) else 0.8
 
 
-#: GLMM -> (prior/centered key, pymc model, compiled nutpie model): sampling the same GLMM again
-#: (e.g. with another seed) skips the numba compilation
+#: GLMM -> (prior/centered key, (pymc model, compiled nutpie model)): sampling the same GLMM
+#: again (e.g. with another seed) skips the numba compilation
 _NUTPIE_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _per_glmm(cache, glmm, build):
+    """``build()`` once per GLMM and priors/centering: a second fit of the same GLMM (another
+    seed) reuses the compiled model.  ``cache`` is a WeakKeyDictionary keyed by the GLMM."""
+    key = (repr(sorted((k, repr(v)) for k, v in glmm.resolved_priors.items())),
+           repr(glmm.centered_terms), id(glmm.spec))
+    try:
+        hit = cache.get(glmm)
+    except TypeError:  # not weak-referenceable
+        return build()
+    if hit is not None and hit[0] == key:
+        return hit[1]
+    out = build()
+    cache[glmm] = (key, out)
+    return out
 
 
 def _compiled_nutpie(model, pm_model):
@@ -68,17 +84,7 @@ def _compiled_nutpie(model, pm_model):
 
     if isinstance(model, pm.Model):
         return pm_model, nutpie.compile_pymc_model(pm_model)
-    key = (repr(sorted((k, repr(v)) for k, v in model.resolved_priors.items())),
-           repr(model.centered_terms), id(model.spec))
-    try:
-        hit = _NUTPIE_CACHE.get(model)
-    except TypeError:  # not weak-referenceable
-        return pm_model, nutpie.compile_pymc_model(pm_model)
-    if hit is not None and hit[0] == key:
-        return hit[1], hit[2]
-    compiled = nutpie.compile_pymc_model(pm_model)
-    _NUTPIE_CACHE[model] = (key, pm_model, compiled)
-    return pm_model, compiled
+    return _per_glmm(_NUTPIE_CACHE, model, lambda: (pm_model, nutpie.compile_pymc_model(pm_model)))
 
 
 #: GLMM -> (prior/centered key, NativeModel): a second fit of the same GLMM reuses the loaded
@@ -90,35 +96,16 @@ def _native_model(glmm):
     """The compiled native model of a GLMM (:class:`bayes_glmm.bayes.native.NativeModel`)."""
     from .native import NativeModel
 
-    key = (repr(sorted((k, repr(v)) for k, v in glmm.resolved_priors.items())),
-           repr(glmm.centered_terms), id(glmm.spec))
-    try:
-        hit = _NATIVE_CACHE.get(glmm)
-    except TypeError:
-        hit = None
-    if hit is not None and hit[0] == key:
-        return hit[1]
-    nat = NativeModel(GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms))
-    try:
-        _NATIVE_CACHE[glmm] = (key, nat)
-    except TypeError:
-        pass
-    return nat
+    return _per_glmm(_NATIVE_CACHE, glmm, lambda: NativeModel(
+        GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)))
 
 
 def _native_idata(density, x, stats, pm_model):
     """InferenceData from the native sampler's unconstrained draws (chain, draw, ndim)."""
-    import arviz as az
-
-    post = density.expand_draws(x)
-    dims_all = pm_model.named_vars_to_dims
-    dims = {n: list(dims_all[n]) for n, v in post.items()
-            if n in dims_all and len(dims_all[n]) == np.ndim(v) - 2}
-    coords = {d: np.asarray(pm_model.coords[d]) for ds in dims.values() for d in ds}
     st = {"lp": stats["lp"], "acceptance_rate": stats["acceptance_rate"], "step_size": stats["step_size"],
           "tree_depth": stats["tree_depth"].astype(np.int64), "n_steps": stats["n_steps"].astype(np.int64),
           "diverging": stats["diverging"] > 0.5, "energy": stats["energy"], "energy_error": stats["energy_error"]}
-    return az.from_dict(posterior=post, sample_stats=st, coords=coords, dims=dims)
+    return _idata_from_arrays(density.expand_draws(x), st, pm_model)
 
 
 def _seed_int(random_seed) -> int:
@@ -272,11 +259,17 @@ def _drop_unconstrained(idata, pm_model) -> None:
 
 
 def _idata_from_arrays(post: dict, stats: dict, pm_model):
-    """InferenceData from (chain, draw, ...) arrays named as in the PyMC model."""
+    """InferenceData from (chain, draw, ...) arrays named as in the PyMC model.
+
+    A variable takes the model's dims where their number fits its shape (the q x q
+    correlation matrix of the native sampler gets ArviZ's default dims until
+    :func:`~bayes_glmm.bayes.pointwise.tidy_posterior` turns it into the graph's pairs).
+    """
     import arviz as az
 
-    dims = {n: list(pm_model.named_vars_to_dims.get(n, ())) for n in post}
-    coords = {d: np.asarray(pm_model.coords[d]) for n in post for d in dims[n]}
+    all_dims = pm_model.named_vars_to_dims
+    dims = {n: list(all_dims.get(n, ())) for n, v in post.items() if len(all_dims.get(n, ())) == np.ndim(v) - 2}
+    coords = {d: np.asarray(pm_model.coords[d]) for ds in dims.values() for d in ds}
     return az.from_dict(posterior=post, sample_stats=stats, coords=coords, dims=dims)
 
 
