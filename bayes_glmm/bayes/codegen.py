@@ -7,7 +7,8 @@ are written once against an ``ops`` math namespace.  Here they are evaluated on 
 *dual numbers* (:class:`Dual`): every operation appends a C statement for its value and
 for its derivatives in a few input directions (forward-mode automatic differentiation), so
 the C of a value and of its gradient are both generated from the Python formula -- nothing
-is differentiated by hand.  :mod:`bayes_glmm.bayes.native` assembles these pieces into the
+is differentiated by hand.  Each elementary function's derivative rule comes from the one
+table :data:`bayes_glmm.bayes.dual.DERIVATIVES`, which the NumPy fallback evaluates on arrays.  :mod:`bayes_glmm.bayes.native` assembles these pieces into the
 compiled log-density that its NUTS (``csrc/nuts.c``) samples, and
 ``tests/test_bayes_contract.py`` holds that density equal to the PyMC graph point by point.
 
@@ -20,7 +21,9 @@ from __future__ import annotations
 import math
 from types import SimpleNamespace
 
-__all__ = ["Dual", "Emitter", "C_OPS", "RowProgram", "prior_program", "PRIOR_LOGDENS", "prior_params",
+from .dual import DERIVATIVES
+
+__all__ = ["Dual", "Emitter", "C_OPS", "C_FUNCTIONS", "RowProgram", "prior_program", "PRIOR_LOGDENS", "prior_params",
            "PRIOR_CODES", "C_HELPERS"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -118,14 +121,14 @@ class Dual:
         d = [None if x is None else em.tmp(x, inv) for x in derivs]
         return Dual(em, v, d, data=data, inv=inv)
 
-    def _unary(self, expr: str, fprime: str | None, expensive: bool = True) -> "Dual":
-        """f(self) with f' given as a C expression (may use ``{v}`` for self and ``{r}`` for f(self))."""
+    def _unary(self, expr: str, fprime, expensive: bool = True) -> "Dual":
+        """f(self) given ``fprime(v, r)``: the C expression of f' from those of self and f(self)."""
         if self.data:
             return self._new(expr, [None] * self.em.ndir, True, self.inv, expensive)
         em, inv = self.em, self.inv
         v = em.tmp(expr, inv)
-        fp = None if fprime is None else em.tmp(fprime.format(v=self.v, r=v), inv)
-        d = [None if (x is None or fp is None) else em.tmp(_mul(fp, x), inv) for x in self.d]
+        fp = em.tmp(fprime(self.v, v), inv)
+        d = [None if x is None else em.tmp(_mul(fp, x), inv) for x in self.d]
         return Dual(em, v, d, inv=inv)
 
     # -- arithmetic -------------------------------------------------------------------------
@@ -179,17 +182,74 @@ class Dual:
         k = float(k)
         if k == 2.0:
             return self * self
-        return self._unary(f"pow({self.v}, {_lit(k)})", f"{_lit(k)} * pow({{v}}, {_lit(k - 1.0)})")
+        return self._unary(f"pow({self.v}, {_lit(k)})", lambda v, r: f"{_lit(k)} * pow({v}, {_lit(k - 1.0)})")
 
     def __abs__(self):
-        return self._unary(f"fabs({self.v})", "({v} >= 0.0 ? 1.0 : -1.0)", expensive=False)
+        return self._unary(f"fabs({self.v})", lambda v, r: f"({v} >= 0.0 ? 1.0 : -1.0)", expensive=False)
 
 
-def _ops_fn(cfun: str, fprime: str | None, expensive: bool = True):
+class _CExpr:
+    """A C expression as text, with Python arithmetic: what a :data:`~.dual.DERIVATIVES`
+    rule is evaluated on to become C."""
+
+    __slots__ = ("s",)
+
+    def __init__(self, s: str):
+        self.s = s
+
+    @staticmethod
+    def _c(o) -> str:
+        return o.s if isinstance(o, _CExpr) else _lit(o)
+
+    def _bin(self, o, op: str, swap: bool = False) -> "_CExpr":
+        a, b = (self._c(o), self.s) if swap else (self.s, self._c(o))
+        return _CExpr(f"({a}) {op} ({b})")
+
+    def __add__(self, o):
+        return self._bin(o, "+")
+
+    def __radd__(self, o):
+        return self._bin(o, "+", True)
+
+    def __sub__(self, o):
+        return self._bin(o, "-")
+
+    def __rsub__(self, o):
+        return self._bin(o, "-", True)
+
+    def __mul__(self, o):
+        return self._bin(o, "*")
+
+    def __rmul__(self, o):
+        return self._bin(o, "*", True)
+
+    def __truediv__(self, o):
+        return self._bin(o, "/")
+
+    def __rtruediv__(self, o):
+        return self._bin(o, "/", True)
+
+    def __neg__(self):
+        return _CExpr(f"-({self.s})")
+
+
+#: C names of the ``ops`` functions (the stable forms are :data:`C_HELPERS`)
+C_FUNCTIONS = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sigmoid": "bg_sigmoid",
+               "softplus": "bg_softplus", "log1mexp": "bg_log1mexp", "ndtr": "bg_ndtr",
+               "log_ndtr": "bg_log_ndtr", "gammaln": "lgamma", "tanh": "tanh", "digamma": "bg_digamma"}
+
+#: the math namespace :data:`~.dual.DERIVATIVES` is evaluated with to give C
+_C_MATH = SimpleNamespace(**{k: (lambda c: lambda e: _CExpr(f"{c}({e.s})"))(C_FUNCTIONS[k])
+                             for k in ("exp", "expm1", "sigmoid", "digamma")})
+
+
+def _ops_fn(name: str):
+    cfun, rule = C_FUNCTIONS[name], DERIVATIVES[name]
+
     def f(x):
         if not isinstance(x, Dual):
-            raise TypeError(f"{cfun}: expected a symbolic value")
-        return x._unary(f"{cfun}({x.v})", fprime, expensive)
+            raise TypeError(f"{name}: expected a symbolic value")
+        return x._unary(f"{cfun}({x.v})", lambda v, r: rule(_CExpr(v), _CExpr(r), _C_MATH).s)
     return f
 
 
@@ -211,20 +271,10 @@ def _eq(a, b):
 
 #: the ``ops`` namespace of :mod:`bayes_glmm.families` on dual numbers (C code)
 C_OPS = SimpleNamespace(
-    exp=_ops_fn("exp", "{r}"),
-    log=_ops_fn("log", "1.0 / {v}"),
-    log1p=_ops_fn("log1p", "1.0 / (1.0 + {v})"),
-    expm1=_ops_fn("expm1", "{r} + 1.0"),
-    sigmoid=_ops_fn("bg_sigmoid", "{r} * (1.0 - {r})"),
-    softplus=_ops_fn("bg_softplus", "bg_sigmoid({v})"),
-    log1mexp=_ops_fn("bg_log1mexp", "-1.0 / expm1(-({v}))"),
-    ndtr=_ops_fn("bg_ndtr", "exp(-0.5 * {v} * {v} - 0.5 * " + _lit(_LOG_2PI) + ")"),
-    log_ndtr=_ops_fn("bg_log_ndtr", "exp(-0.5 * {v} * {v} - 0.5 * " + _lit(_LOG_2PI) + " - {r})"),
-    gammaln=_ops_fn("lgamma", "bg_digamma({v})"),
+    **{name: _ops_fn(name) for name in DERIVATIVES},
     logaddexp=_logaddexp,
     eq=_eq,
     square=lambda x: x * x,
-    tanh=_ops_fn("tanh", "1.0 - {r} * {r}"),
 )
 
 #: C helper functions the generated code calls (stable forms; shared by every model)

@@ -6,7 +6,7 @@ of the LKJ/CPC factor.  Rather than writing them out by hand, it evaluates the o
 definition of each (:meth:`Family.loglik`, :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`,
 :func:`~bayes_glmm.bayes.corr.cpc_rows`) on :class:`ND` values through :data:`ND_OPS`, the
 ``ops`` namespace of :mod:`bayes_glmm.families` with each elementary function's derivative
-rule -- the same rules :mod:`bayes_glmm.bayes.codegen` emits as C.
+rule from :data:`DERIVATIVES` -- the one table :mod:`bayes_glmm.bayes.codegen` also emits as C.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from scipy import special
 
 from ..families import NUMPY_OPS
 
-__all__ = ["ND", "ND_OPS", "seed", "value", "deriv"]
+__all__ = ["ND", "ND_OPS", "DERIVATIVES", "NUMPY_MATH", "seed", "value", "deriv"]
 
 _LOG_SQRT_2PI = 0.5 * float(np.log(2.0 * np.pi))
 
@@ -93,13 +93,14 @@ class ND:
         return ND(value, [_mul(fprime, a) for a in self.d])
 
 
-def _unary(f, fprime):
-    """ops function: plain values pass through ``f``; ND values get ``fprime(x, f(x))``."""
+def _unary(f, rule):
+    """ops function: plain values pass through ``f``; ND values get the chain rule with
+    ``f'(x) = rule(x, f(x), NUMPY_MATH)`` (a :data:`DERIVATIVES` entry)."""
     def op(x):
         if not isinstance(x, ND):
             return f(x)
         r = f(x.v)
-        return x._chain(r, fprime(x.v, r))
+        return x._chain(r, rule(x.v, r, NUMPY_MATH))
     return op
 
 
@@ -117,19 +118,33 @@ def _eq(a, b):
     return np.equal(a, b)
 
 
+#: The derivative of every elementary function of the ``ops`` namespace, written once:
+#: ``rule(x, r, m)`` is ``f'(x)`` given ``x``, ``r = f(x)`` and a math namespace ``m``
+#: (``exp``, ``expm1``, ``sigmoid``, ``digamma``).  The NumPy duals here evaluate it on
+#: arrays (:data:`NUMPY_MATH`); :mod:`bayes_glmm.bayes.codegen` evaluates it on C
+#: expressions, so the compiled density and this fallback share each rule.
+DERIVATIVES = {
+    "exp": lambda x, r, m: r,
+    "log": lambda x, r, m: 1.0 / x,
+    "log1p": lambda x, r, m: 1.0 / (1.0 + x),
+    "expm1": lambda x, r, m: r + 1.0,
+    "sigmoid": lambda x, r, m: r * (1.0 - r),
+    "softplus": lambda x, r, m: m.sigmoid(x),
+    "log1mexp": lambda x, r, m: -1.0 / m.expm1(-x),  # d log(1 - e^x) = -e^x / (1 - e^x)
+    "ndtr": lambda x, r, m: m.exp(-0.5 * x * x - _LOG_SQRT_2PI),  # the normal density
+    "log_ndtr": lambda x, r, m: m.exp(-0.5 * x * x - _LOG_SQRT_2PI - r),  # density / ndtr
+    "gammaln": lambda x, r, m: m.digamma(x),
+    "tanh": lambda x, r, m: 1.0 - r * r,
+}
+
+#: the math namespace :data:`DERIVATIVES` is evaluated with on arrays
+NUMPY_MATH = SimpleNamespace(exp=np.exp, expm1=np.expm1, sigmoid=special.expit, digamma=special.digamma)
+
+_NUMPY_VALUES = dict(vars(NUMPY_OPS), tanh=np.tanh)
+
 #: :data:`bayes_glmm.families.NUMPY_OPS` on :class:`ND` values (plain arrays pass through)
 ND_OPS = SimpleNamespace(
-    exp=_unary(np.exp, lambda x, r: r),
-    log=_unary(np.log, lambda x, r: 1.0 / x),
-    log1p=_unary(np.log1p, lambda x, r: 1.0 / (1.0 + x)),
-    expm1=_unary(np.expm1, lambda x, r: r + 1.0),
-    sigmoid=_unary(special.expit, lambda x, r: r * (1.0 - r)),
-    softplus=_unary(NUMPY_OPS.softplus, lambda x, r: special.expit(x)),
-    log1mexp=_unary(NUMPY_OPS.log1mexp, lambda x, r: -1.0 / np.expm1(-x)),
-    ndtr=_unary(special.ndtr, lambda x, r: np.exp(-0.5 * x * x - _LOG_SQRT_2PI)),
-    log_ndtr=_unary(special.log_ndtr, lambda x, r: np.exp(-0.5 * x * x - _LOG_SQRT_2PI - r)),
-    gammaln=_unary(special.gammaln, lambda x, r: special.digamma(x)),
-    tanh=_unary(np.tanh, lambda x, r: 1.0 - r * r),
+    **{name: _unary(_NUMPY_VALUES[name], rule) for name, rule in DERIVATIVES.items()},
     logaddexp=_logaddexp,
     eq=_eq,
     square=lambda x: x * x,
