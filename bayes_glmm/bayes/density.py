@@ -15,10 +15,13 @@ when no C compiler is found.
   (PyMC's parametrizations) on dual numbers; positive parameters are sampled on the log scale
   with PyMC's Jacobian, so the density on the unconstrained space is PyMC's;
 * random terms: uncorrelated ones centered or non-centered, with an SD or a variance
-  (``var_<ident>``) prior; correlated ones non-centered, ``b = u @ (diag(sd) L).T``, with
+  (``var_<ident>``) prior; correlated ones non-centered, ``b = diag(sd) L u`` per level, with
   log-SDs and the LKJ(eta) correlation Cholesky factor L from canonical partial
   correlations (:mod:`bayes_glmm.bayes.corr`), the graph's own coordinates; centered
-  correlated terms stay on the PyMC graph.
+  correlated terms stay on the PyMC graph.  The map and the prior of ``u`` are
+  :func:`~bayes_glmm.bayes.layout.level_effects` and :func:`~bayes_glmm.bayes.layout.level_logp`,
+  evaluated here over all levels on dual numbers for the chain rule back to ``u``, the SDs
+  and L.
 
 ``tests/test_bayes_contract.py`` evaluates this density and the graph at random points and
 asserts equal log-density and gradient.  This module does not import PyMC.
@@ -35,6 +38,7 @@ from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
 from .dual import ND_OPS, deriv, seed, value
+from .layout import level_effects, level_logp
 
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity",
            "compile_numpy", "expand_layout"]
@@ -62,6 +66,38 @@ def _derived_prior(name: str):
 #: prior name -> f(x, args) = (pointwise log-density, derivative), PyMC parametrizations;
 #: derived from the one table :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`
 PRIOR_LOGP = {name: _derived_prior(name) for name in PRIOR_LOGDENS}
+
+
+def _layout_duals(e, sd, Lc, centered: bool):
+    """:func:`~bayes_glmm.bayes.layout.level_effects` over all levels on dual numbers.
+
+    Directions: ``u_m`` (m < q; arrays over levels), ``sd_k`` (q + k) and, when ``Lc`` is
+    given, ``L[k][m]`` for m <= k (numbered from 2q on; returned as ``{(k, m): direction}``).
+    """
+    q = e.shape[1]
+    tri = {}
+    if Lc is not None:
+        for k in range(q):
+            for m in range(k + 1):
+                tri[(k, m)] = 2 * q + len(tri)
+    nd = 2 * q + len(tri)
+    u = [seed(e[:, m], m, nd) for m in range(q)]
+    s = [seed(float(sd[k]), q + k, nd) for k in range(q)]
+    L = None
+    if Lc is not None:
+        L = [[seed(float(Lc[k, m]), tri[(k, m)], nd) if m <= k else 0.0 for m in range(q)] for k in range(q)]
+    return level_effects(u, s, L, centered), level_logp(u, s, centered, ND_OPS), tri
+
+
+def _effects_of(e, sd, Lc, centered: bool):
+    """``b`` (..., levels, q) from coordinates ``e`` (..., levels, q), ``sd`` (..., q) and
+    ``Lc`` (..., q, q) or None: :func:`~bayes_glmm.bayes.layout.level_effects` on arrays."""
+    q = e.shape[-1]
+    u = [e[..., m] for m in range(q)]
+    s = [sd[..., k, None] for k in range(q)]  # the same for every level
+    L = None if Lc is None else [[Lc[..., k, m, None] for m in range(q)] for k in range(q)]
+    b = level_effects(u, s, L, centered)
+    return np.stack([np.broadcast_to(bk, e.shape[:-1]) for bk in b], axis=-1)
 
 
 def _is_corr(t) -> bool:
@@ -230,26 +266,28 @@ class GlmmDensity:
 
     # ------------------------------------------------------------------ density
     def _effects(self, x):
-        """Random effects, their prior log-density and pieces needed for the gradient."""
+        """Random effects, their prior log-density and the dual parts the gradient needs.
+
+        :func:`~bayes_glmm.bayes.layout.level_effects` evaluated over all levels at once on
+        dual numbers in the directions ``u_m`` (m < q), ``sd_k`` (q + k) and, for a
+        correlated term, ``L[k][m]`` (m <= k, from 2q on).
+        """
         lp, parts = 0.0, []
         for t, scale, eff, cen, zsl in self.terms:
             s_val, s_lp, s_g, s_dv = scale.value_logp_grad(x)
             sd = np.sqrt(s_val) if scale.name.startswith("var_") else s_val
             e = x[eff.sl].reshape(t.n_levels, t.q)
             ch = self.corr.get(t.ident)
-            if ch is not None:  # b_l = diag(sd) L u_l
+            cor = None
+            if ch is not None:
                 Lc, lpc, aux = cpc_chol(x[ch.sl], t.q, ch.a, ch.const)
-                lp += s_lp + lpc - 0.5 * float(np.sum(e * e))
-                parts.append((t, scale, eff, cen, sd, e, e @ (sd[:, None] * Lc).T, s_g, s_dv, zsl, (ch, Lc, aux)))
-                continue
-            if cen:
-                zb = e / sd
-                lp += s_lp - 0.5 * float(np.sum(zb * zb)) - t.n_levels * float(np.sum(np.log(sd)))
-                b = e
-            else:
-                lp += s_lp - 0.5 * float(np.sum(e * e))
-                b = e * sd
-            parts.append((t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl, None))
+                lp += lpc
+                cor = (ch, aux)
+            b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen)
+            n = t.n_levels
+            lp += s_lp + float(np.sum(np.broadcast_to(value(lpu), (n,))))
+            bval = np.column_stack([np.broadcast_to(value(bk), (n,)) for bk in b])
+            parts.append((t, scale, eff, sd, b, lpu, tri, bval, s_g, s_dv, zsl, cor))
         return lp, parts
 
     def logp_grad(self, x):
@@ -276,29 +314,33 @@ class GlmmDensity:
         lpe, parts = self._effects(x)
         lp += lpe
         if len(parts) == 1:
-            eta += self.Z @ parts[0][6].ravel()
+            eta += self.Z @ parts[0][7].ravel()
         elif parts:
-            eta += self.Z @ np.concatenate([p[6].ravel() for p in parts])
+            eta += self.Z @ np.concatenate([p[7].ravel() for p in parts])
         score = self._score(x, eta, grad)
         lp += score[1]
         score = score[0]
         grad[self.coef_idx] += self.XcT @ score
         if parts:
             gb_all = self.Zt @ score
-            for t, scale, eff, cen, sd, e, b, s_g, s_dv, zsl, cor in parts:
+            for t, scale, eff, sd, b, lpu, tri, _, s_g, s_dv, zsl, cor in parts:
                 gb = gb_all[zsl].reshape(t.n_levels, t.q)
+                n, q = t.n_levels, t.q
+
+                def total(direction):  # d/d direction of sum_k gb_k b_k + log p(u), per level
+                    acc = deriv(lpu, direction, like=gb[:, 0])
+                    for k in range(q):
+                        acc = acc + gb[:, k] * deriv(b[k], direction, like=gb[:, 0])
+                    return np.broadcast_to(acc, (n,))
+
+                grad[eff.sl] = np.column_stack([total(m) for m in range(q)]).ravel()
+                d_sd = np.array([total(q + k).sum() for k in range(q)])
                 if cor is not None:
-                    ch, Lc, aux = cor
-                    grad[eff.sl] = (gb @ (sd[:, None] * Lc) - e).ravel()
-                    d_sd = (gb * (e @ Lc.T)).sum(axis=0)
-                    # d/dL[k, m] = sd_k sum_l gb[l, k] u[l, m]
-                    grad[ch.sl] = cpc_chol_vjp(sd[:, None] * (gb.T @ e), ch.a, aux)
-                elif cen:
-                    grad[eff.sl] = (gb - e / sd ** 2).ravel()
-                    d_sd = (e * e).sum(axis=0) / sd ** 3 - t.n_levels / sd
-                else:
-                    grad[eff.sl] = (gb * sd - e).ravel()
-                    d_sd = (gb * e).sum(axis=0)
+                    ch, aux = cor
+                    GL = np.zeros((q, q))
+                    for (k, m), j in tri.items():
+                        GL[k, m] = total(j).sum()
+                    grad[ch.sl] = cpc_chol_vjp(GL, ch.a, aux)
                 if scale.name.startswith("var_"):
                     d_sd = d_sd / (2.0 * sd)  # d sd / d var
                 grad[scale.sl] = s_g + s_dv * d_sd
@@ -380,11 +422,11 @@ class GlmmDensity:
             if ch is not None:  # bayes.py's graph: chol (free; posterior predictive reads it), sd, corr, u, b
                 out[f"corr_{t.ident}"] = Lc @ Lc.T
                 out[eff.name] = e.copy()
-                out[f"b_{t.ident}"] = e @ (sd[:, None] * Lc).T
+                out[f"b_{t.ident}"] = _effects_of(e, sd, Lc, False)
                 continue
             if not cen:
                 out[eff.name] = e.copy()
-            out[f"b_{t.ident}"] = e.copy() if cen else e * sd
+            out[f"b_{t.ident}"] = _effects_of(e, sd, None, cen)
         if self.sigma is not None:
             out["sigma"] = float(np.exp(x[self.sigma.sl][0]))
         if self.disp is not None:
@@ -443,9 +485,9 @@ class GlmmDensity:
                 Lc = np.stack([np.stack([np.broadcast_to(np.asarray(a, dtype=float), lead) for a in row], axis=-1)
                                for row in rows], axis=-2)
                 out[f"corr_{k}"] = Lc @ np.swapaxes(Lc, -1, -2)
-                bs[f"b_{k}"] = e @ np.swapaxes(sd[..., :, None] * Lc, -1, -2)
+                bs[f"b_{k}"] = _effects_of(e, sd, Lc, False)
             else:
-                bs[f"b_{k}"] = e if cen else e * sd[..., None, :]
+                bs[f"b_{k}"] = _effects_of(e, sd, None, cen)
         if self.sigma is not None:
             out["sigma"] = np.exp(X[..., self.sigma.sl.start])
         if self.disp is not None:

@@ -8,10 +8,11 @@ density, on the same unconstrained coordinates (the layout of
   log-density, the priors and the LKJ/CPC factor come from their single Python
   definitions through :mod:`bayes_glmm.bayes.codegen` (forward-mode differentiation of
   :meth:`Family.loglik`, :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`,
-  :func:`~bayes_glmm.bayes.corr.cpc_rows`); what is written here is only the layout -- the
-  linear predictor ``eta = Xc beta + sum_t (Xr_t * b_t[codes_t]).sum(1)`` and
-  ``b_t = u_t (diag(sd_t) L_t)^T``, and the chain rule through them -- in one fused pass
-  over the rows;
+  :func:`~bayes_glmm.bayes.corr.cpc_rows`, and of the random effects per level,
+  :func:`~bayes_glmm.bayes.layout.level_effects` / :func:`~bayes_glmm.bayes.layout.level_logp`);
+  what is written here is the linear predictor ``eta = Xc beta + sum_t (Xr_t * b_t[codes_t]).sum(1)``
+  (a gather, and its transpose a scatter-add) and the loops that apply those pieces, in one
+  fused pass over the rows;
 * the NUTS of ``csrc/nuts.c`` (multinomial NUTS with Stan's windowed warm-up), one C call
   per chain, chains in parallel threads (ctypes releases the GIL).
 
@@ -35,8 +36,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from .codegen import C_HELPERS, RowProgram, cpc_program, prior_params, prior_program
+from .codegen import C_HELPERS, C_OPS, Emitter, RowProgram, cpc_program, prior_params, prior_program
 from .density import GlmmDensity
+from .layout import level_effects, level_logp
 
 __all__ = ["available", "compiler", "NativeModel", "cache_dir", "STAT_NAMES"]
 
@@ -144,6 +146,39 @@ def _term_runs(ti: int, info: dict) -> str:
         f"        {flush} }}"])
 
 
+def _layout_program(ti: int, q: int, corr: bool, centered: bool) -> dict:
+    """C of one level of term ``ti``: :func:`~bayes_glmm.bayes.layout.level_effects` and
+    :func:`~bayes_glmm.bayes.layout.level_logp` on symbolic dual numbers.
+
+    Directions: ``u_m`` = ``el[m]`` (m < q), ``sd_k`` = ``sd<ti>[k]`` (q + k) and, for a
+    correlated term, ``L[k][m]`` = ``L<ti>[k][m]`` for m <= k (from 2q on, ``tri``).  What
+    depends on sd and L only goes to ``pre``, evaluated once per gradient before the loop
+    over the levels.  ``total(j)`` is the C of ``d/d direction_j`` of
+    ``sum_k gl[k] b_k + log p(u)``: the chain rule back from the effects' gradient ``gl``.
+    """
+    tri = {}
+    if corr:
+        for k in range(q):
+            for m in range(k + 1):
+                tri[(k, m)] = 2 * q + len(tri)
+    em = Emitter(2 * q + len(tri), f"y{ti}_")
+    u = [em.var(f"el[{m}]", m) for m in range(q)]
+    sd = [em.var(f"sd{ti}[{k}]", q + k, inv=True) for k in range(q)]
+    L = [[em.var(f"L{ti}[{k}][{m}]", tri[(k, m)], inv=True) if m <= k else None for m in range(q)]
+         for k in range(q)] if corr else None
+    b = [em.lift(v) for v in level_effects(u, sd, L, centered)]
+    lpu = em.lift(level_logp(u, sd, centered, C_OPS))
+
+    def total(j):
+        parts = [f"gl[{k}] * ({bk.d[j]})" for k, bk in enumerate(b) if bk.d[j] is not None]
+        if lpu.d[j] is not None:
+            parts.append(lpu.d[j])
+        return " + ".join(parts) or "0.0"
+
+    return dict(pre="\n".join("      " + ln for ln in em.pre), lines="\n".join("        " + ln for ln in em.lines),
+                b=[bk.v for bk in b], lp=lpu.v, tri=tri, total=total)
+
+
 def generate(density: GlmmDensity):
     """C source of a model's log-density and entry points, with its runtime data.
 
@@ -217,21 +252,16 @@ def generate(density: GlmmDensity):
                 for m in range(q):
                     body.append(f"    L{ti}[{i}][{m}] = {Lm[i][m]};")
             body.append(f"    lp += {lkj};")
-            body.append(f"    {{ double ss = 0.0; for (int64_t l = 0; l < {SL}; l++) {{ const double *el = {e} + l * {q};"
-                        f" double *bl = {B} + l * {q};")
-            body.append(f"      for (int k = 0; k < {q}; k++) {{ double acc = 0.0; for (int m = 0; m <= k; m++) acc += L{ti}[k][m] * el[m];"
-                        f" bl[k] = sd{ti}[k] * acc; ss += el[k] * el[k]; }} }}")
-            body.append("      lp -= 0.5 * ss; }")
-        elif cen:
-            body.append(f"    {{ double ss = 0.0, ls = 0.0; for (int k = 0; k < {q}; k++) ls += log(sd{ti}[k]);")
-            body.append(f"      for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{"
-                        f" const double v = {e}[l * {q} + k]; const double zz = v / sd{ti}[k]; ss += zz * zz;"
-                        f" {B}[l * {q} + k] = v; }}")
-            body.append(f"      lp += -0.5 * ss - (double){SL} * ls; }}")
-        else:
-            body.append(f"    {{ double ss = 0.0; for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{"
-                        f" const double v = {e}[l * {q} + k]; ss += v * v; {B}[l * {q} + k] = sd{ti}[k] * v; }}")
-            body.append("      lp -= 0.5 * ss; }")
+        lay = _layout_program(ti, q, ch is not None, cen)
+        term_info[-1]["layout"] = lay
+        # b of every level, and log p(u), from layout.level_effects / level_logp
+        body.append("    { double lpu = 0.0;")
+        body.append(lay["pre"])
+        body.append(f"      for (int64_t l = 0; l < {SL}; l++) {{ const double *el = {e} + l * {q};"
+                    f" double *bl = {B} + l * {q};")
+        body.append(lay["lines"])
+        body.append("        " + " ".join(f"bl[{k}] = {v};" for k, v in enumerate(lay["b"])) + f" lpu += {lay['lp']}; }}")
+        body.append("      lp += lpu; }")
         body.append(f"    memset({GB}, 0, sizeof(double) * {SL} * {q});")
     # W layout: per term B then GB
     off = 0
@@ -383,32 +413,32 @@ def generate(density: GlmmDensity):
         body.append(f"    g[zidx[{j}]] += acc[{2 + p + j}];")
     if scale_blk is not None:
         body.append(f"    g[{sc_pos}] += acc[1] * scale;  /* d/d log(scale) */")
-    # ---- back through b = u (diag(sd) L)^T and the SDs
+    # ---- back through the layout (b = diag(sd) L u) to u, the SDs and L
     for ti, info in enumerate(term_info):
-        q, SL, st_e, st_sd = info["q"], info["SL"], info["st_e"], info["st_sd"]
+        q, SL, st_e, st_sd, lay = info["q"], info["SL"], info["st_e"], info["st_sd"], info["layout"]
         body.append(f"    {{ /* term {info['t'].name} */")
         body.append(f"      const double *e = x + {st_e}; double *ge = g + {st_e}; double dsd[{q}];")
         body.append(f"      for (int k = 0; k < {q}; k++) dsd[k] = 0.0;")
         if info["corr"] is not None:
             body.append(f"      double GL[{q}][{q}]; for (int k = 0; k < {q}; k++) for (int m = 0; m < {q}; m++) GL[k][m] = 0.0;")
-            body.append(f"      for (int64_t l = 0; l < {SL}; l++) {{ const double *el = e + l * {q}; const double *gl = GB{ti} + l * {q};")
-            body.append(f"        for (int m = 0; m < {q}; m++) {{ double acc = 0.0; for (int k = m; k < {q}; k++) acc += gl[k] * sd{ti}[k] * L{ti}[k][m];"
-                        " ge[l * " + str(q) + " + m] += acc - el[m]; }")
-            body.append(f"        for (int k = 0; k < {q}; k++) {{ double le = 0.0; for (int m = 0; m <= k; m++) {{ le += L{ti}[k][m] * el[m];"
-                        f" GL[k][m] += sd{ti}[k] * gl[k] * el[m]; }} dsd[k] += gl[k] * le; }} }}")
+        body.append(lay["pre"])
+        body.append(f"      for (int64_t l = 0; l < {SL}; l++) {{ const double *el = e + l * {q};"
+                    f" const double *gl = GB{ti} + l * {q};")
+        body.append(lay["lines"])
+        # d/d direction of sum_k gl[k] b_k + log p(u)
+        for m in range(q):
+            body.append(f"        ge[l * {q} + {m}] += {lay['total'](m)};")
+        for k in range(q):
+            body.append(f"        dsd[{k}] += {lay['total'](q + k)};")
+        for (k, m), j in lay["tri"].items():
+            body.append(f"        GL[{k}][{m}] += {lay['total'](j)};")
+        body.append("      }")
+        if info["corr"] is not None:
             for j in range(len(info["dlkj"])):
                 terms = [f"GL[{i}][{m}] * ({info['dL'][i][m][j]})" for i in range(q) for m in range(q)
                          if info["dL"][i][m][j] is not None]
                 dl = info["dlkj"][j] or "0.0"
                 body.append(f"      g[{info['st_c']} + {j}] += {dl}" + "".join(" + " + s for s in terms) + ";")
-        elif info["cen"]:
-            body.append(f"      for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{ const double v = e[l * {q} + k];"
-                        f" const double s2 = sd{ti}[k] * sd{ti}[k]; ge[l * {q} + k] += GB{ti}[l * {q} + k] - v / s2;"
-                        f" dsd[k] += v * v / (s2 * sd{ti}[k]); }}")
-            body.append(f"      for (int k = 0; k < {q}; k++) dsd[k] -= (double){SL} / sd{ti}[k];")
-        else:
-            body.append(f"      for (int64_t l = 0; l < {SL}; l++) for (int k = 0; k < {q}; k++) {{ const double v = e[l * {q} + k];"
-                        f" const double gv = GB{ti}[l * {q} + k]; ge[l * {q} + k] += gv * sd{ti}[k] - v; dsd[k] += gv * v; }}")
         dz = "0.5 * sd{ti}[k]".format(ti=ti) if info["is_var"] else f"sd{ti}[k]"
         body.append(f"      for (int k = 0; k < {q}; k++) g[{st_sd} + k] += dsd[k] * {dz};")
         body.append("    }")

@@ -1,0 +1,80 @@
+"""The random effects from the sampler's coordinates: ``b = diag(sd) L u``, written once.
+
+A term with ``q`` coefficients per level has, per level, ``q`` unconstrained coordinates
+``u``.  Non-centred (the default, lme4's spherical random effects ``b = Lambda_theta u``):
+``u ~ N(0, I)`` and ``b = diag(sd) L u`` with ``L`` the lower Cholesky factor of the
+correlation matrix (the identity for scalar and ``||`` terms).  Centred (uncorrelated terms
+only): ``b = u ~ N(0, diag(sd)^2)``.
+
+:func:`level_effects` is that map and :func:`level_logp` the log prior density of ``u``.  Every fast path
+evaluates it rather than restating it: the NumPy density on dual numbers over all levels at
+once (:mod:`bayes_glmm.bayes.density`, which takes the chain rule back to ``u``, ``sd`` and
+``L`` from the dual parts), the C generator on symbolic dual numbers inside its loop over the
+levels (:mod:`bayes_glmm.bayes.native`), and the posterior draws on plain arrays
+(:meth:`~bayes_glmm.bayes.density.GlmmDensity.expand_draws`).  The PyMC graph
+(:mod:`bayes_glmm.bayes.graph`) states the same model with PyMC's distributions, and
+``tests/test_bayes_contract.py`` holds the two equal.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["level_effects", "level_logp"]
+
+
+def level_effects(u, sd, L=None, centered: bool = False):
+    """One level's random effects ``b`` from its coordinates ``u``.
+
+    Works elementwise, so each entry may be a number, an array over levels (and draws) or a
+    dual number.
+
+    Parameters
+    ----------
+    u : sequence of length q
+        The level's coordinates (the graph's ``u_<g>``; ``b_<g>`` when centred).
+    sd : sequence of length q
+        The term's standard deviations.
+    L : q x q nested sequence or None
+        Lower Cholesky factor of the correlation matrix (only ``L[k][m]``, ``m <= k``, is
+        read); None for the identity.
+    centered : bool
+        ``b = u`` (uncorrelated terms only).
+
+    Returns
+    -------
+    list
+        ``b``, q entries.
+    """
+    q = len(u)
+    if centered:
+        if L is not None:
+            raise ValueError("a centred term has no correlation factor (correlated terms are non-centred)")
+        return list(u)
+    b = []
+    for k in range(q):
+        if L is None:
+            lu = u[k]
+        else:
+            lu = L[k][0] * u[0]
+            for m in range(1, k + 1):
+                lu = lu + L[k][m] * u[m]
+        b.append(sd[k] * lu)
+    return b
+
+
+def level_logp(u, sd, centered: bool = False, ops=np):
+    """log p(u) of one level: ``N(0, I)``, or ``N(0, sd^2)`` when centred.
+
+    Without the constant ``-q/2 log(2 pi)`` (a sampler needs none; the contract test compares
+    with the graph up to one constant per model).  ``ops`` provides ``log`` (NumPy, or the
+    dual numbers' ops).
+    """
+    lp = None
+    for k in range(len(u)):
+        if centered:
+            z = u[k] / sd[k]
+            term = -0.5 * (z * z) - ops.log(sd[k])
+        else:
+            term = -0.5 * (u[k] * u[k])
+        lp = term if lp is None else lp + term
+    return lp
