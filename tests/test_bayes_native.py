@@ -151,6 +151,71 @@ def test_c_helpers_equal_scipy():
     np.testing.assert_allclose(_vec(lib, "bg_digamma", pos), special.digamma(pos), rtol=1e-12, atol=1e-13)
 
 
+_RULE_POINTS = {"log": np.geomspace(1e-3, 50, 40), "log1p": np.linspace(-0.9, 30, 40),
+                "log1mexp": -np.geomspace(1e-3, 30, 40), "gammaln": np.geomspace(0.05, 60, 40)}
+
+
+def test_derivative_rules_numpy_and_c():
+    """Each rule of dual.DERIVATIVES, evaluated on arrays (NumPy duals) and on C expressions
+    (codegen), equals the finite-difference derivative of the function itself."""
+    import os
+    import subprocess
+    import tempfile
+
+    from bayes_glmm.bayes.codegen import C_HELPERS, C_OPS, Emitter
+    from bayes_glmm.bayes.dual import DERIVATIVES, ND_OPS, deriv, seed, value
+
+    src = ["#include <math.h>", "#include <stdint.h>", C_HELPERS]
+    for name in DERIVATIVES:
+        em = Emitter(1, "t")
+        r = getattr(C_OPS, name)(em.var("x[i]", 0))
+        src.append(f"void d_{name}(const double *x, double *y, double *dy, int64_t n) {{\n"
+                   f"  for (int64_t i = 0; i < n; i++) {{\n{em.code()}\n    y[i] = {r.v}; dy[i] = {r.d[0]}; }}\n}}")
+    tmp = tempfile.mkdtemp()
+    with open(os.path.join(tmp, "d.c"), "w") as f:
+        f.write("\n".join(src))
+    lib_path = os.path.join(tmp, "d.so")
+    subprocess.run([native.compiler(), "-O2", "-std=c99", "-fPIC", "-shared", os.path.join(tmp, "d.c"),
+                    "-o", lib_path, "-lm"], check=True)
+    lib = ctypes.CDLL(lib_path)
+    for name in DERIVATIVES:
+        xs = np.ascontiguousarray(_RULE_POINTS.get(name, np.linspace(-6.0, 6.0, 41)))
+        f = getattr(ND_OPS, name)
+        nd = f(seed(xs, 0, 1))
+        h = 1e-6 * np.maximum(1.0, np.abs(xs))
+        fd = (f(xs + h) - f(xs - h)) / (2 * h)
+        np.testing.assert_allclose(value(nd), f(xs), rtol=1e-15, err_msg=name)
+        np.testing.assert_allclose(deriv(nd, 0), fd, rtol=1e-6, atol=1e-8, err_msg=name)
+        y, dy = np.empty_like(xs), np.empty_like(xs)
+        getattr(lib, "d_" + name)(*(ctypes.c_void_p(a.ctypes.data) for a in (xs, y, dy)), ctypes.c_int64(xs.size))
+        np.testing.assert_allclose(y, f(xs), rtol=1e-12, atol=1e-15, err_msg=name)
+        np.testing.assert_allclose(dy, deriv(nd, 0), rtol=1e-12, atol=1e-15, err_msg=name)
+
+
+def test_layout_is_the_matrix_form():
+    """layout.level_effects / level_logp on arrays: b = u (diag(sd) L)', N(0, I) or N(0, sd^2)."""
+    from scipy import stats
+
+    from bayes_glmm.bayes.layout import level_effects, level_logp
+
+    rng = np.random.default_rng(3)
+    u, sd = rng.normal(size=(50, 3)), rng.uniform(0.2, 2.0, size=3)
+    A = rng.normal(size=(3, 3))
+    C = A @ A.T + 3 * np.eye(3)
+    L = np.linalg.cholesky(C / np.sqrt(np.outer(np.diag(C), np.diag(C))))
+    cols = [u[:, m] for m in range(3)]
+    b = np.column_stack(level_effects(cols, sd, L.tolist()))
+    np.testing.assert_allclose(b, u @ (sd[:, None] * L).T, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(np.column_stack(level_effects(cols, sd)), u * sd, rtol=1e-15)
+    np.testing.assert_array_equal(np.column_stack(level_effects(cols, sd, centered=True)), u)
+    half_log_2pi = 0.5 * np.log(2 * np.pi)
+    np.testing.assert_allclose(level_logp(cols, sd), stats.norm.logpdf(u).sum(1) + 3 * half_log_2pi, rtol=1e-13)
+    np.testing.assert_allclose(level_logp(cols, sd, centered=True),
+                               stats.norm.logpdf(u, scale=sd).sum(1) + 3 * half_log_2pi, rtol=1e-13)
+    with pytest.raises(ValueError, match="centred"):
+        level_effects(cols, sd, L.tolist(), centered=True)
+
+
 def test_no_random_terms_no_intercept():
     df = _data()
     m = bg.GLMM("yb ~ 0 + x + z + (1 | g)", df, family="bernoulli")

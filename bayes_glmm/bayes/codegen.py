@@ -188,6 +188,10 @@ class Dual:
         return self._unary(f"fabs({self.v})", lambda v, r: f"({v} >= 0.0 ? 1.0 : -1.0)", expensive=False)
 
 
+def _binop(op: str, swap: bool = False):
+    return lambda self, o: self._bin(o, op, swap)
+
+
 class _CExpr:
     """A C expression as text, with Python arithmetic: what a :data:`~.dual.DERIVATIVES`
     rule is evaluated on to become C."""
@@ -205,29 +209,10 @@ class _CExpr:
         a, b = (self._c(o), self.s) if swap else (self.s, self._c(o))
         return _CExpr(f"({a}) {op} ({b})")
 
-    def __add__(self, o):
-        return self._bin(o, "+")
-
-    def __radd__(self, o):
-        return self._bin(o, "+", True)
-
-    def __sub__(self, o):
-        return self._bin(o, "-")
-
-    def __rsub__(self, o):
-        return self._bin(o, "-", True)
-
-    def __mul__(self, o):
-        return self._bin(o, "*")
-
-    def __rmul__(self, o):
-        return self._bin(o, "*", True)
-
-    def __truediv__(self, o):
-        return self._bin(o, "/")
-
-    def __rtruediv__(self, o):
-        return self._bin(o, "/", True)
+    __add__, __radd__ = _binop("+"), _binop("+", True)
+    __sub__, __rsub__ = _binop("-"), _binop("-", True)
+    __mul__, __rmul__ = _binop("*"), _binop("*", True)
+    __truediv__, __rtruediv__ = _binop("/"), _binop("/", True)
 
     def __neg__(self):
         return _CExpr(f"-({self.s})")
