@@ -28,6 +28,8 @@ asserts equal log-density and gradient.  This module does not import PyMC.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 from scipy import sparse
 
@@ -87,6 +89,32 @@ def _layout_duals(e, sd, Lc, centered: bool):
     if Lc is not None:
         L = [[seed(float(Lc[k, m]), tri[(k, m)], nd) if m <= k else 0.0 for m in range(q)] for k in range(q)]
     return level_effects(u, s, L, centered), level_logp(u, s, centered, ND_OPS), tri
+
+
+def _layout_vjp(b, lpu, gb, direction: int):
+    """Per level, d/d ``direction`` of ``sum_k gb[:, k] b_k + log p(u)``: the chain rule from
+    the effects' gradient ``gb`` (levels, q) back through :func:`_layout_duals`."""
+    acc = deriv(lpu, direction, like=gb[:, 0])
+    for k, bk in enumerate(b):
+        acc = acc + gb[:, k] * deriv(bk, direction, like=gb[:, 0])
+    return np.broadcast_to(acc, gb.shape[:1])
+
+
+class _TermState(NamedTuple):
+    """One random term at the current point: what the gradient pass needs."""
+
+    term: object
+    scale: object  # the SD (or variance) block
+    eff: object  # the effects block (u, or b when centred)
+    sd: np.ndarray
+    b: list  # dual numbers, one per coefficient
+    lpu: object  # log p(u), dual
+    tri: dict  # (k, m) -> direction of L[k][m]
+    bval: np.ndarray  # (levels, q) values of b
+    s_g: np.ndarray
+    s_dv: np.ndarray
+    zsl: slice
+    cor: tuple | None  # (corr block, cpc_chol aux) of a correlated term
 
 
 def _effects_of(e, sd, Lc, centered: bool):
@@ -287,7 +315,7 @@ class GlmmDensity:
             n = t.n_levels
             lp += s_lp + float(np.sum(np.broadcast_to(value(lpu), (n,))))
             bval = np.column_stack([np.broadcast_to(value(bk), (n,)) for bk in b])
-            parts.append((t, scale, eff, sd, b, lpu, tri, bval, s_g, s_dv, zsl, cor))
+            parts.append(_TermState(t, scale, eff, sd, b, lpu, tri, bval, s_g, s_dv, zsl, cor))
         return lp, parts
 
     def logp_grad(self, x):
@@ -314,36 +342,29 @@ class GlmmDensity:
         lpe, parts = self._effects(x)
         lp += lpe
         if len(parts) == 1:
-            eta += self.Z @ parts[0][7].ravel()
+            eta += self.Z @ parts[0].bval.ravel()
         elif parts:
-            eta += self.Z @ np.concatenate([p[7].ravel() for p in parts])
+            eta += self.Z @ np.concatenate([p.bval.ravel() for p in parts])
         score = self._score(x, eta, grad)
         lp += score[1]
         score = score[0]
         grad[self.coef_idx] += self.XcT @ score
         if parts:
             gb_all = self.Zt @ score
-            for t, scale, eff, sd, b, lpu, tri, _, s_g, s_dv, zsl, cor in parts:
-                gb = gb_all[zsl].reshape(t.n_levels, t.q)
-                n, q = t.n_levels, t.q
-
-                def total(direction):  # d/d direction of sum_k gb_k b_k + log p(u), per level
-                    acc = deriv(lpu, direction, like=gb[:, 0])
-                    for k in range(q):
-                        acc = acc + gb[:, k] * deriv(b[k], direction, like=gb[:, 0])
-                    return np.broadcast_to(acc, (n,))
-
-                grad[eff.sl] = np.column_stack([total(m) for m in range(q)]).ravel()
-                d_sd = np.array([total(q + k).sum() for k in range(q)])
-                if cor is not None:
-                    ch, aux = cor
+            for ts in parts:
+                t, q = ts.term, ts.term.q
+                gb = gb_all[ts.zsl].reshape(t.n_levels, q)
+                grad[ts.eff.sl] = np.column_stack([_layout_vjp(ts.b, ts.lpu, gb, m) for m in range(q)]).ravel()
+                d_sd = np.array([_layout_vjp(ts.b, ts.lpu, gb, q + k).sum() for k in range(q)])
+                if ts.cor is not None:
+                    ch, aux = ts.cor
                     GL = np.zeros((q, q))
-                    for (k, m), j in tri.items():
-                        GL[k, m] = total(j).sum()
+                    for (k, m), j in ts.tri.items():
+                        GL[k, m] = _layout_vjp(ts.b, ts.lpu, gb, j).sum()
                     grad[ch.sl] = cpc_chol_vjp(GL, ch.a, aux)
-                if scale.name.startswith("var_"):
-                    d_sd = d_sd / (2.0 * sd)  # d sd / d var
-                grad[scale.sl] = s_g + s_dv * d_sd
+                if ts.scale.name.startswith("var_"):
+                    d_sd = d_sd / (2.0 * ts.sd)  # d sd / d var
+                grad[ts.scale.sl] = ts.s_g + ts.s_dv * d_sd
         return lp, grad
 
     def _score(self, x, eta, grad):
