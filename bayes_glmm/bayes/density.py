@@ -39,12 +39,18 @@ from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
-from .dual import ND_OPS, deriv, seed, value
+from .dual import ND, ND_OPS, deriv, seed, value
 from .layout import level_effects, level_logp
 
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity",
            "compile_numpy", "expand_layout"]
 
+
+
+def _shaped(v, shape) -> np.ndarray:
+    """``v`` broadcast to ``shape`` (no new view when it has that shape already)."""
+    v = np.asarray(v, dtype=float)
+    return v if v.shape == shape else np.broadcast_to(v, shape)
 
 
 def prior_logp_of(name: str, a0, a1, a2):
@@ -56,7 +62,7 @@ def prior_logp_of(name: str, a0, a1, a2):
     def lp(x):
         x = np.asarray(x, dtype=float)
         r = f(seed(x, 0, 1), a0, a1, a2, ND_OPS)
-        return np.broadcast_to(value(r), x.shape), np.broadcast_to(deriv(r, 0, x), x.shape)
+        return _shaped(value(r), x.shape), _shaped(deriv(r, 0, x), x.shape)
     return lp
 
 
@@ -94,10 +100,20 @@ def _layout_duals(e, sd, Lc, centered: bool):
 def _layout_vjp(b, lpu, gb, direction: int):
     """Per level, d/d ``direction`` of ``sum_k gb[:, k] b_k + log p(u)``: the chain rule from
     the effects' gradient ``gb`` (levels, q) back through :func:`_layout_duals`."""
-    acc = deriv(lpu, direction, like=gb[:, 0])
+    acc = lpu.d[direction] if isinstance(lpu, ND) else None
     for k, bk in enumerate(b):
-        acc = acc + gb[:, k] * deriv(bk, direction, like=gb[:, 0])
-    return np.broadcast_to(acc, gb.shape[:1])
+        d = bk.d[direction] if isinstance(bk, ND) else None
+        if d is not None:
+            t = gb[:, k] * d
+            acc = t if acc is None else acc + t
+    if acc is None:
+        return np.zeros(gb.shape[0])
+    return acc if np.ndim(acc) else np.full(gb.shape[0], float(acc))
+
+
+def _per_level(v, n: int) -> np.ndarray:
+    """``v`` (an array over the n levels, or one value for all of them) as an array."""
+    return v if np.ndim(v) else np.full(n, float(v))
 
 
 class _TermState(NamedTuple):
@@ -313,8 +329,8 @@ class GlmmDensity:
                 cor = (ch, aux)
             b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen)
             n = t.n_levels
-            lp += s_lp + float(np.sum(np.broadcast_to(value(lpu), (n,))))
-            bval = np.column_stack([np.broadcast_to(value(bk), (n,)) for bk in b])
+            lp += s_lp + float(np.sum(_per_level(value(lpu), n)))
+            bval = np.column_stack([_per_level(value(bk), n) for bk in b])
             parts.append(_TermState(t, scale, eff, sd, b, lpu, tri, bval, s_g, s_dv, zsl, cor))
         return lp, parts
 

@@ -49,8 +49,11 @@ class ND:
     def _lift(o, n):
         return o if isinstance(o, ND) else ND(o, (None,) * n)
 
+    # A plain operand (data, a constant) has no derivative: those cases skip the lift, which
+    # keeps the Python overhead of the NumPy fallback's many small operations down.
     def __add__(self, o):
-        o = self._lift(o, len(self.d))
+        if not isinstance(o, ND):
+            return ND(self.v + o, self.d)
         return ND(self.v + o.v, [_add(a, b) for a, b in zip(self.d, o.d)])
 
     __radd__ = __add__
@@ -59,19 +62,23 @@ class ND:
         return ND(-self.v, [_neg(a) for a in self.d])
 
     def __sub__(self, o):
-        return self + (-self._lift(o, len(self.d)))
+        if not isinstance(o, ND):
+            return ND(self.v - o, self.d)
+        return ND(self.v - o.v, [_add(a, _neg(b)) for a, b in zip(self.d, o.d)])
 
     def __rsub__(self, o):
-        return self._lift(o, len(self.d)) - self
+        return ND(o - self.v, [_neg(a) for a in self.d])
 
     def __mul__(self, o):
-        o = self._lift(o, len(self.d))
+        if not isinstance(o, ND):
+            return ND(self.v * o, [None if a is None else a * o for a in self.d])
         return ND(self.v * o.v, [_add(_mul(a, o.v), _mul(self.v, b)) for a, b in zip(self.d, o.d)])
 
     __rmul__ = __mul__
 
     def __truediv__(self, o):
-        o = self._lift(o, len(self.d))
+        if not isinstance(o, ND):
+            return ND(self.v / o, [None if a is None else a / o for a in self.d])
         r = self.v / o.v
         return ND(r, [None if (a is None and b is None) else (_add(a, _neg(_mul(r, b)))) / o.v
                       for a, b in zip(self.d, o.d)])
