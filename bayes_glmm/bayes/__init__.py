@@ -3,9 +3,11 @@
 The only subpackage importing PyMC, nutpie, a C compiler's output or JAX; the pipeline reads
 
 ``graph``        the model: a PyMC graph from a :class:`~bayes_glmm.spec.ModelSpec`
+``layout``       a level's random effects ``b = diag(sd) L u`` and ``log p(u)``, written once
+``dual``         forward-mode dual numbers on arrays and the one table of derivative rules
 ``density``      the same log-density in NumPy (``sampler="numpy"``), graph coordinates
-``codegen``      C generated from the single definitions (families, priors, LKJ/CPC) by
-                 forward-mode differentiation on symbolic dual numbers
+``codegen``      C generated from the single definitions (families, priors, LKJ/CPC, layout)
+                 by forward-mode differentiation on symbolic dual numbers
 ``native``       that C assembled per model, compiled and sampled by ``csrc/nuts.c`` (``"native"``)
 ``jax_backend``  numpyro's NUTS on JAX code generated from the graph (``"numpyro"``)
 ``sampling``     :func:`sample`: sampler choice, defaults, diagnostics
