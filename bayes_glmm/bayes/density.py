@@ -40,7 +40,7 @@ from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
 from .dual import ND, ND_OPS, deriv, seed, value
-from .layout import level_effects, level_logp
+from .layout import directions, level_effects, level_logp
 
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity",
            "compile_numpy", "expand_layout"]
@@ -79,16 +79,11 @@ PRIOR_LOGP = {name: _derived_prior(name) for name in PRIOR_LOGDENS}
 def _layout_duals(e, sd, Lc, centered: bool):
     """:func:`~bayes_glmm.bayes.layout.level_effects` over all levels on dual numbers.
 
-    Directions: ``u_m`` (m < q; arrays over levels), ``sd_k`` (q + k) and, when ``Lc`` is
-    given, ``L[k][m]`` for m <= k (numbered from 2q on; returned as ``{(k, m): direction}``).
+    Directions: those of :func:`~bayes_glmm.bayes.layout.directions` (``u_m`` arrays over
+    levels; ``L[k][m]`` only when ``Lc`` is given, returned as ``{(k, m): direction}``).
     """
     q = e.shape[1]
-    tri = {}
-    if Lc is not None:
-        for k in range(q):
-            for m in range(k + 1):
-                tri[(k, m)] = 2 * q + len(tri)
-    nd = 2 * q + len(tri)
+    nd, tri = directions(q, Lc is not None)
     u = [seed(e[:, m], m, nd) for m in range(q)]
     s = [seed(float(sd[k]), q + k, nd) for k in range(q)]
     L = None
@@ -106,14 +101,7 @@ def _layout_vjp(b, lpu, gb, direction: int):
         if d is not None:
             t = gb[:, k] * d
             acc = t if acc is None else acc + t
-    if acc is None:
-        return np.zeros(gb.shape[0])
-    return acc if np.ndim(acc) else np.full(gb.shape[0], float(acc))
-
-
-def _per_level(v, n: int) -> np.ndarray:
-    """``v`` (an array over the n levels, or one value for all of them) as an array."""
-    return v if np.ndim(v) else np.full(n, float(v))
+    return _shaped(0.0 if acc is None else acc, gb.shape[:1])
 
 
 class _TermState(NamedTuple):
@@ -329,8 +317,8 @@ class GlmmDensity:
                 cor = (ch, aux)
             b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen)
             n = t.n_levels
-            lp += s_lp + float(np.sum(_per_level(value(lpu), n)))
-            bval = np.column_stack([_per_level(value(bk), n) for bk in b])
+            lp += s_lp + float(np.sum(_shaped(value(lpu), (n,))))
+            bval = np.column_stack([_shaped(value(bk), (n,)) for bk in b])
             parts.append(_TermState(t, scale, eff, sd, b, lpu, tri, bval, s_g, s_dv, zsl, cor))
         return lp, parts
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["level_effects", "level_logp"]
+__all__ = ["level_effects", "level_logp", "directions"]
 
 
 def level_effects(u, sd, L=None, centered: bool = False):
@@ -78,3 +78,22 @@ def level_logp(u, sd, centered: bool = False, ops=np):
             term = -0.5 * (u[k] * u[k])
         lp = term if lp is None else lp + term
     return lp
+
+
+def directions(q: int, correlated: bool) -> tuple[int, dict]:
+    """How the fast paths number the inputs of :func:`level_effects` for their chain rule.
+
+    ``u_m`` is direction m (m < q), ``sd_k`` is q + k and, for a correlated term,
+    ``L[k][m]`` (m <= k) is ``tri[(k, m)]``, counted from 2q on row by row.
+
+    Returns
+    -------
+    (int, dict)
+        The number of directions and ``tri``.
+    """
+    tri = {}
+    if correlated:
+        for k in range(q):
+            for m in range(k + 1):
+                tri[(k, m)] = 2 * q + len(tri)
+    return 2 * q + len(tri), tri

@@ -38,7 +38,7 @@ import numpy as np
 
 from .codegen import C_HELPERS, C_OPS, Emitter, RowProgram, cpc_program, prior_params, prior_program
 from .density import GlmmDensity
-from .layout import level_effects, level_logp
+from .layout import directions, level_effects, level_logp
 
 __all__ = ["available", "compiler", "NativeModel", "cache_dir", "STAT_NAMES"]
 
@@ -150,18 +150,14 @@ def _layout_program(ti: int, q: int, corr: bool, centered: bool) -> dict:
     """C of one level of term ``ti``: :func:`~bayes_glmm.bayes.layout.level_effects` and
     :func:`~bayes_glmm.bayes.layout.level_logp` on symbolic dual numbers.
 
-    Directions: ``u_m`` = ``el[m]`` (m < q), ``sd_k`` = ``sd<ti>[k]`` (q + k) and, for a
-    correlated term, ``L[k][m]`` = ``L<ti>[k][m]`` for m <= k (from 2q on, ``tri``).  What
+    Directions (:func:`~bayes_glmm.bayes.layout.directions`): ``u_m`` = ``el[m]``,
+    ``sd_k`` = ``sd<ti>[k]`` and, for a correlated term, ``L[k][m]`` = ``L<ti>[k][m]`` (``tri``).  What
     depends on sd and L only goes to ``pre``, evaluated once per gradient before the loop
     over the levels.  ``total(j)`` is the C of ``d/d direction_j`` of
     ``sum_k gl[k] b_k + log p(u)``: the chain rule back from the effects' gradient ``gl``.
     """
-    tri = {}
-    if corr:
-        for k in range(q):
-            for m in range(k + 1):
-                tri[(k, m)] = 2 * q + len(tri)
-    em = Emitter(2 * q + len(tri), f"y{ti}_")
+    nd, tri = directions(q, corr)
+    em = Emitter(nd, f"y{ti}_")
     u = [em.var(f"el[{m}]", m) for m in range(q)]
     sd = [em.var(f"sd{ti}[{k}]", q + k, inv=True) for k in range(q)]
     L = [[em.var(f"L{ti}[{k}][{m}]", tri[(k, m)], inv=True) if m <= k else None for m in range(q)]
