@@ -8,7 +8,8 @@ are written once against an ``ops`` math namespace.  Here they are evaluated on 
 for its derivatives in a few input directions (forward-mode automatic differentiation), so
 the C of a value and of its gradient are both generated from the Python formula -- nothing
 is differentiated by hand.  Each elementary function's derivative rule comes from the one
-table :data:`bayes_glmm.bayes.dual.DERIVATIVES`, which the NumPy fallback evaluates on arrays.  :mod:`bayes_glmm.bayes.native` assembles these pieces into the
+table :data:`bayes_glmm.bayes.dual.DERIVATIVES`, which the NumPy fallback evaluates on
+arrays.  :mod:`bayes_glmm.bayes.native` assembles these pieces into the
 compiled log-density that its NUTS (``csrc/nuts.c``) samples, and
 ``tests/test_bayes_contract.py`` holds that density equal to the PyMC graph point by point.
 
@@ -23,8 +24,8 @@ from types import SimpleNamespace
 
 from .dual import DERIVATIVES
 
-__all__ = ["Dual", "Emitter", "C_OPS", "C_FUNCTIONS", "RowProgram", "prior_program", "PRIOR_LOGDENS", "prior_params",
-           "PRIOR_CODES", "C_HELPERS"]
+__all__ = ["Dual", "Emitter", "C_OPS", "C_FUNCTIONS", "RowProgram", "prior_program", "PRIOR_LOGDENS",
+           "prior_params", "PRIOR_CODES", "C_HELPERS"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_PI = math.log(math.pi)
