@@ -110,6 +110,38 @@ def _check_params(name: str, params: Mapping[str, Any]) -> None:
                              + " or ".join("(" + ", ".join(st) + ")" for st in sets))
 
 
+def _derived_params(name: str, params: Mapping[str, Any]) -> dict:
+    """The parameters a sampler computes from an alternative spelling: Gamma / InverseGamma
+    ``alpha``, ``beta`` from ``mu``, ``sigma`` and Exponential ``lam`` from ``scale`` (PyMC's
+    formulas), as ``name -> (formula, values)``; empty for the other spellings."""
+    a = {k: np.asarray(v, dtype=float) for k, v in params.items()}
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        if name in ("Gamma", "InverseGamma") and "mu" in a and "sigma" in a:
+            mu, s = a["mu"], a["sigma"]
+            r = (mu / s) ** 2  # squared before the division could overflow where the ratio does not
+            if name == "Gamma":
+                return {"alpha": ("mu^2 / sigma^2", r), "beta": ("mu / sigma^2", (mu / s) / s)}
+            return {"alpha": ("2 + mu^2 / sigma^2", 2.0 + r), "beta": ("mu (mu^2 + sigma^2) / sigma^2", mu * (r + 1.0))}
+        if name == "Exponential" and "scale" in a:
+            return {"lam": ("1 / scale", 1.0 / a["scale"])}
+    return {}
+
+
+def _check_derived(name: str, params: Mapping[str, Any]) -> None:
+    """Derived parameters (:func:`_derived_params`) finite and positive: ``Gamma(mu=1e200,
+    sigma=1e-200)`` has alpha = 1e800, beyond double precision, and would otherwise fail deep in
+    PyMC with a bare OverflowError."""
+    for k, (formula, v) in _derived_params(name, params).items():
+        if not (np.all(np.isfinite(v)) and np.all(v > 0)):
+            given = ", ".join(f"{n}={params[n]!r}" for n in params)
+            bad = np.asarray(v).ravel()
+            bad = bad[~(np.isfinite(bad) & (bad > 0))][0]
+            raise ValueError(
+                f"{name}({given}) gives {k} = {formula} = {bad:g}, outside double precision (it must be "
+                f"a finite number > 0); give less extreme values, or the {name} "
+                f"{'parameter lam' if k == 'lam' else 'parameters alpha and beta'} directly")
+
+
 #: slope / SD multiplier (rstanarm's 2.5)
 SCALE = 2.5
 #: default LKJ shape
@@ -179,6 +211,7 @@ def as_prior(obj: Any, key: str = "prior") -> Prior:
     if isinstance(obj, Prior):
         try:  # again: the args of a Prior object may have been changed since it was made
             _check_params(obj.name, obj.args)
+            _check_derived(obj.name, obj.args)
         except ValueError as e:
             raise ValueError(f"prior for {key!r}: {e}") from None
         return obj
@@ -190,7 +223,9 @@ def as_prior(obj: Any, key: str = "prior") -> Prior:
                 f"supported; give fixed numbers, e.g. Prior('Normal', mu=0, sigma=1)"
             )
         try:
-            return Prior(str(obj.name), **args)
+            pr = Prior(str(obj.name), **args)
+            _check_derived(pr.name, pr.args)
+            return pr
         except ValueError as e:
             raise ValueError(f"prior for {key!r}: {e}") from None
     raise ValueError(
@@ -200,8 +235,18 @@ def as_prior(obj: Any, key: str = "prior") -> Prior:
 
 
 def _col_sd(x: np.ndarray) -> float:
-    s = float(np.std(x))
-    return s if s > 1e-12 else 1.0
+    """SD of a column for the prior scales; 1 for a constant column (an intercept).
+
+    A column is constant only when its range is exactly zero: a predictor in units that make
+    its SD tiny (1e-13, a rate in the wrong units) still gets a prior scaled to it, 2.5 / sd,
+    not the unit-scale Normal(0, 2.5) that would pull a real effect to zero.
+    """
+    x = np.asarray(x, dtype=float)
+    if x.size == 0 or float(np.ptp(x)) == 0.0:
+        return 1.0
+    # divided by the largest |value| first: squares of values below ~1e-154 would underflow
+    m = float(np.max(np.abs(x)))
+    return m * float(np.std(x / m))
 
 
 def _intercept_col(spec: ModelSpec) -> int | None:
