@@ -488,9 +488,12 @@ def _assemble(body, rows, knt, ky, rowpass, yt="double", nt_t="double") -> str:
 
 
 class _Cfg(ctypes.Structure):
+    """``bg_nuts_cfg`` of ``csrc/nuts.h``."""
     _fields_ = [("ndim", ctypes.c_int), ("tune", ctypes.c_int), ("draws", ctypes.c_int),
                 ("max_depth", ctypes.c_int), ("target_accept", ctypes.c_double), ("init_step", ctypes.c_double),
-                ("seed", ctypes.c_uint64), ("chain", ctypes.c_int)]
+                ("seed", ctypes.c_uint64), ("chain", ctypes.c_int), ("adapt_start", ctypes.c_int),
+                ("n_windows", ctypes.c_int), ("window_ends", ctypes.POINTER(ctypes.c_int)),
+                ("state_out", ctypes.c_void_p)]
 
 
 _LOCK = threading.Lock()
@@ -643,58 +646,92 @@ class NativeModel:
             Draws of the unconstrained coordinates.
         stats : dict of ndarray (chains, draws)
             :data:`STAT_NAMES`.
+
+        Raises
+        ------
+        bayes_glmm.bayes.failures.SamplerError
+            A chain failed (no finite starting point, a failed step-size search -- the
+            posterior may be improper --, a non-finite metric); it names the parameters
+            involved, and the other chains are stopped.  No draws are returned.
+        KeyboardInterrupt
+            On Ctrl-C: every chain stops within one leapfrog step (one gradient) and nothing
+            is returned.
+
+        Notes
+        -----
+        The warm-up follows :func:`bayes_glmm.bayes.adaptation.windows` (Stan's windows),
+        handed to the C engine as the list of window ends.
         """
+        from .adaptation import window_ends, windows
+        from .failures import RC_OK, RC_STEP_ZERO, RC_STOPPED, coordinate_names, engine_error
+
         ss = np.random.SeedSequence(seed)
         seeds = [int(s.generate_state(1, np.uint64)[0]) for s in ss.spawn(chains)]
         if init is None:
             init = [self.density.initial_point(int(s % (2 ** 32))) for s in seeds]
+        sched = windows(int(tune))
+        ends = window_ends(sched)
+        ends_c = (ctypes.c_int * max(1, len(ends)))(*ends)
+        # the chains write into these directly: after a stop nothing is copied
         out = np.empty((chains, draws, self.ndim))
         st = np.empty((chains, draws, len(STAT_NAMES)))
+        last = np.zeros((chains, self.ndim))
+        inv_mass = np.ones((chains, self.ndim))
         stop = (ctypes.c_int * chains)()
         prog = (ctypes.c_int * chains)()
         results = [None] * chains
 
         def run(c):
             cfg = _Cfg(self.ndim, int(tune), int(draws), int(max_depth), float(target_accept), float(init_step),
-                       seeds[c], c)
+                       seeds[c], c, sched.init_buffer, len(ends), ctypes.cast(ends_c, ctypes.POINTER(ctypes.c_int)),
+                       last[c].ctypes.data)
             x0 = np.ascontiguousarray(init[c], dtype=np.float64)
             W = self._work()
-            dr = np.empty((draws, self.ndim))
-            sd = np.empty((draws, len(STAT_NAMES)))
-            rc = self.lib.bg_sample(self._P, _ptr(W), _ptr(self._PC), ctypes.byref(cfg), _ptr(x0), _ptr(dr), _ptr(sd),
-                                    None, ctypes.byref(prog, c * ctypes.sizeof(ctypes.c_int)),
+            rc = self.lib.bg_sample(self._P, _ptr(W), _ptr(self._PC), ctypes.byref(cfg), _ptr(x0), _ptr(out[c]),
+                                    _ptr(st[c]), _ptr(inv_mass[c]),
+                                    ctypes.byref(prog, c * ctypes.sizeof(ctypes.c_int)),
                                     ctypes.byref(stop, c * ctypes.sizeof(ctypes.c_int)))
-            out[c], st[c] = dr, sd
             results[c] = rc
+            if rc not in (RC_OK, RC_STOPPED):
+                for k in range(chains):  # one chain failed: no point running the others
+                    stop[k] = 1
 
         workers = max(1, min(chains, cores or os.cpu_count() or 1))
         pool = ThreadPoolExecutor(max_workers=workers)
         futs = [pool.submit(run, c) for c in range(chains)]
         total = chains * (int(tune) + int(draws))
-        shown = False
+        shown, outcome = False, "interrupted"
+        line = f"NUTS (native): {{}}/{total} iterations, {chains} chain(s) on {workers} thread(s)"
         try:
             while True:
                 done, pending = wait(futs, timeout=0.5)
                 if progressbar and pending:  # a line on stderr, redrawn every half second
-                    it = sum(int(prog[c]) for c in range(chains))
-                    sys.stderr.write(f"\rNUTS (native): {it}/{total} iterations, {chains} chain(s) on {workers} thread(s)")
+                    sys.stderr.write("\r" + line.format(sum(int(prog[c]) for c in range(chains))))
                     sys.stderr.flush()
                     shown = True
                 if not pending:
                     break
             for f in futs:
                 f.result()
+            outcome = "complete" if all(rc == RC_OK for rc in results) else "failed"
         except BaseException:  # KeyboardInterrupt: ask every chain to stop, then re-raise
             for c in range(chains):
                 stop[c] = 1
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
             raise
         finally:
-            if shown:
-                sys.stderr.write(f"\rNUTS (native): {total}/{total} iterations, {chains} chain(s) on {workers} thread(s)\n")
+            if shown:  # an interrupted or failed run is never reported as complete
+                it = sum(int(prog[c]) for c in range(chains))
+                tail = "" if outcome == "complete" else f" -- {outcome}, no draws returned"
+                sys.stderr.write("\r" + line.format(it) + tail + "\n")
         pool.shutdown(wait=True)
-        bad = [c for c, rc in enumerate(results) if rc == 1]
-        if bad:
-            raise RuntimeError(f"NUTS found no starting point with a finite log-density for chain(s) {bad}; "
-                               "check the priors and the data")
+        failed = [c for c, rc in enumerate(results) if rc not in (RC_OK, RC_STOPPED)]
+        if failed:
+            code = results[failed[0]]
+            same = [c for c in failed if results[c] == code]
+            grad = self.logp_grad(last[same[0]])[1] if code == RC_STEP_ZERO else None
+            raise engine_error(code, same, coordinate_names(self.density), state=last[same[0]],
+                               inv_mass=inv_mass[same[0]], grad=grad, tune=tune)
+        if any(rc != RC_OK for rc in results):  # stopped from outside: the arrays are not filled
+            raise KeyboardInterrupt("native NUTS stopped before the end; no draws returned")
         return out, {n: st[..., i] for i, n in enumerate(STAT_NAMES)}

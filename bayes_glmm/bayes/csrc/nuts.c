@@ -191,6 +191,8 @@ typedef struct {
     void *ctx;
     bg_rng *rng;
     bg_level *lv;
+    volatile int *stop; /* read before every leapfrog step: Ctrl-C within one gradient */
+    int stopped;
 } bg_tree;
 
 /* One leapfrog step of z with step eps; writes invm*p into ps, returns the
@@ -258,10 +260,15 @@ static int bg_build_tree(bg_tree *t, int depth, bg_phase *z, bg_prop *zprop, dou
     int i;
 
     if (depth == 0) {
-        double k = bg_leapfrog(t->f, t->ctx, n, t->invm, t->eps, z, ps_beg);
-        double h = k - z->lp;
-        double lw;
+        double k, h, lw;
         const double *p = z->p;
+        if (t->stop && *t->stop) {
+            /* abandon the trajectory: an invalid subtree ends the transition at once */
+            t->stopped = 1;
+            return 0;
+        }
+        k = bg_leapfrog(t->f, t->ctx, n, t->invm, t->eps, z, ps_beg);
+        h = k - z->lp;
         if (!isfinite(z->lp) || isnan(h)) h = INFINITY;
         t->n_leapfrog++;
         lw = t->H0 - h;
@@ -399,11 +406,11 @@ static void bg_work_free(bg_work *w)
 typedef struct {
     double accept, energy, energy_error;
     long n_steps;
-    int depth, divergent;
+    int depth, divergent, stopped;
 } bg_trans_info;
 
 static void bg_transition(bg_work *w, bg_logp_fn f, void *ctx, bg_rng *rng, double eps,
-                          int max_depth, bg_trans_info *info)
+                          int max_depth, volatile int *stop, bg_trans_info *info)
 {
     const int n = w->n;
     const size_t nb = (size_t)n * sizeof(double);
@@ -445,6 +452,8 @@ static void bg_transition(bg_work *w, bg_logp_fn f, void *ctx, bg_rng *rng, doub
     t.ctx = ctx;
     t.rng = rng;
     t.lv = w->lv;
+    t.stop = stop;
+    t.stopped = 0;
 
     while (depth < max_depth) {
         double lsw_new = -INFINITY;
@@ -489,23 +498,33 @@ static void bg_transition(bg_work *w, bg_logp_fn f, void *ctx, bg_rng *rng, doub
     info->divergent = t.divergent;
     info->energy = w->cur.h;
     info->energy_error = w->cur.h - H0;
+    info->stopped = t.stopped;
 }
 
 /* ------------------------------------------------------------------------ */
 /* step-size heuristic (Stan's init_stepsize)                               */
 /* ------------------------------------------------------------------------ */
 
-static double bg_init_stepsize(bg_work *w, bg_logp_fn f, void *ctx, bg_rng *rng, double eps)
+/* Doubles or halves *eps until the acceptance of one leapfrog step from w->cur crosses 0.8.
+   Fails as Stan's does, instead of clamping and carrying on: a step size above 1e7 still
+   accepted means the density is flat in every direction of the metric (an improper
+   posterior; BG_ERR_STEP_HUGE), one halved to 0 still rejected means a non-finite density or
+   gradient at any distance from the point (BG_ERR_STEP_ZERO).  No cap on the iterations: eps
+   moves monotonically, so about 1,100 halvings reach 0 and 24 doublings of 1 pass 1e7. */
+static int bg_init_stepsize(bg_work *w, bg_logp_fn f, void *ctx, bg_rng *rng, double *eps_io,
+                            volatile int *stop)
 {
     const int n = w->n;
     const size_t nb = (size_t)n * sizeof(double);
     const double *invm = w->invm;
     const double lg08 = log(0.8);
+    double eps = *eps_io;
     int direction = 0, iter, i;
 
     if (!(eps > 0.0) || !isfinite(eps)) eps = 1.0;
-    for (iter = 0; iter < 200; iter++) {
+    for (iter = 0;; iter++) {
         double k0 = 0.0, k1, H0, h, dH;
+        if (stop && *stop) return BG_STOPPED;
         for (i = 0; i < n; i++) {
             double pi = bg_normal(rng) / sqrt(invm[i]);
             w->zf.p[i] = pi;
@@ -525,16 +544,12 @@ static double bg_init_stepsize(bg_work *w, bg_logp_fn f, void *ctx, bg_rng *rng,
         if (direction == 1 && !(dH > lg08)) break;
         if (direction == -1 && !(dH < lg08)) break;
         eps = direction == 1 ? 2.0 * eps : 0.5 * eps;
-        if (eps > 1e7) {
-            eps = 1e7;
-            break;
-        }
-        if (eps < 1e-300) {
-            eps = 1e-300;
-            break;
-        }
+        *eps_io = eps;
+        if (eps > 1e7) return BG_ERR_STEP_HUGE;
+        if (eps == 0.0) return BG_ERR_STEP_ZERO;
     }
-    return eps;
+    *eps_io = eps;
+    return BG_OK;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -574,6 +589,21 @@ static double bg_dual_learn(bg_dual *d, double accept)
 /* driver                                                                   */
 /* ------------------------------------------------------------------------ */
 
+/* the schedule of cfg (bayes_glmm.bayes.adaptation): window ends strictly increasing, after
+   adapt_start, before the end of the warm-up */
+static int bg_schedule_ok(const bg_nuts_cfg *cfg)
+{
+    int k;
+    if (cfg->n_windows < 0) return 0;
+    if (cfg->n_windows == 0) return 1;
+    if (!cfg->window_ends || cfg->adapt_start < 0) return 0;
+    for (k = 0; k < cfg->n_windows; k++) {
+        int lo = k == 0 ? cfg->adapt_start : cfg->window_ends[k - 1] + 1;
+        if (cfg->window_ends[k] < lo || cfg->window_ends[k] >= cfg->tune) return 0;
+    }
+    return 1;
+}
+
 int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double *init,
                    double *draws_out, double *stats_out, double *inv_mass_out,
                    volatile int *progress, volatile int *stop)
@@ -581,15 +611,15 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
     bg_work w;
     bg_rng rng;
     bg_dual da;
-    int n, tune, ndraws, max_depth, i, it, total, found, attempt, rc = 0;
+    int n, tune, ndraws, max_depth, i, it, total, found, attempt, rc = BG_OK;
     size_t nb;
     double eps;
-    /* windowed adaptation */
-    int adapt_metric, init_buf = 75, term_buf = 50, base_win = 25;
-    int win_counter = 0, win_size, next_win;
+    /* windowed adaptation: the schedule of cfg, window k ends after iteration window_ends[k] */
+    int win = 0, last_end;
     long w_count = 0;
 
-    if (!f || !cfg || cfg->ndim <= 0 || cfg->tune < 0 || cfg->draws < 0) return 3;
+    if (!f || !cfg || cfg->ndim <= 0 || cfg->tune < 0 || cfg->draws < 0 || !bg_schedule_ok(cfg))
+        return BG_ERR_ARGS;
     n = cfg->ndim;
     tune = cfg->tune;
     ndraws = cfg->draws;
@@ -597,9 +627,10 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
     if (max_depth > 30) max_depth = 30;
     nb = (size_t)n * sizeof(double);
     total = tune + ndraws;
+    last_end = cfg->n_windows > 0 ? cfg->window_ends[cfg->n_windows - 1] : -1;
     if (progress) *progress = 0;
 
-    if (!bg_work_alloc(&w, n, max_depth)) return 3;
+    if (!bg_work_alloc(&w, n, max_depth)) return BG_ERR_ARGS;
     bg_rng_seed(&rng, cfg->seed, cfg->chain);
     for (i = 0; i < n; i++) w.invm[i] = 1.0;
 
@@ -618,38 +649,28 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
         found = isfinite(w.cur.lp) && bg_all_finite(w.cur.g, n);
     }
     if (!found) {
-        if (inv_mass_out) memcpy(inv_mass_out, w.invm, nb);
-        bg_work_free(&w);
-        return 1;
+        rc = BG_ERR_INIT;
+        goto done;
     }
 
     /* ---- step size ---- */
+    eps = 1.0;
     if (cfg->init_step > 0.0 && isfinite(cfg->init_step))
         eps = cfg->init_step;
-    else
-        eps = bg_init_stepsize(&w, f, ctx, &rng, 1.0);
+    else if ((rc = bg_init_stepsize(&w, f, ctx, &rng, &eps, stop)) != BG_OK)
+        goto done;
     da.delta = (cfg->target_accept > 0.0 && cfg->target_accept < 1.0) ? cfg->target_accept : 0.8;
     da.gamma = 0.05;
     da.t0 = 10.0;
     da.kappa = 0.75;
     bg_dual_restart(&da, eps);
-
-    /* ---- adaptation windows (Stan) ---- */
-    adapt_metric = tune >= 20;
-    if (init_buf + base_win + term_buf > tune) {
-        init_buf = (int)(0.15 * tune);
-        term_buf = (int)(0.1 * tune);
-        base_win = tune - (init_buf + term_buf);
-    }
-    win_size = base_win;
-    next_win = init_buf + win_size - 1;
     memset(w.w_mean, 0, nb);
     memset(w.w_m2, 0, nb);
 
     for (it = 0; it < total; it++) {
         bg_trans_info info;
         if (stop && *stop) {
-            rc = 2;
+            rc = BG_STOPPED;
             break;
         }
         if (it == tune && tune > 0) {
@@ -657,7 +678,12 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
             if (da.counter > 0) eps = exp(da.x_bar);
         }
 
-        bg_transition(&w, f, ctx, &rng, eps, max_depth, &info);
+        bg_transition(&w, f, ctx, &rng, eps, max_depth, stop, &info);
+        if (info.stopped) {
+            /* a trajectory cut short is no draw: keep nothing of it */
+            rc = BG_STOPPED;
+            break;
+        }
 
         if (it >= tune) {
             size_t r = (size_t)(it - tune);
@@ -676,51 +702,53 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
         } else {
             /* ---- warm-up adaptation ---- */
             eps = bg_dual_learn(&da, info.accept);
-            if (adapt_metric) {
-                int in_window = win_counter >= init_buf && win_counter < tune - term_buf &&
-                                win_counter != tune;
-                int end_window = win_counter == next_win && win_counter != tune;
-                if (in_window) {
-                    double c;
-                    ++w_count;
-                    c = (double)w_count;
+            if (it >= cfg->adapt_start && it <= last_end) {
+                double c;
+                ++w_count;
+                c = (double)w_count;
+                for (i = 0; i < n; i++) {
+                    double x = w.cur.q[i];
+                    double d = x - w.w_mean[i];
+                    w.w_mean[i] += d / c;
+                    w.w_m2[i] += d * (x - w.w_mean[i]);
+                }
+            }
+            if (win < cfg->n_windows && it == cfg->window_ends[win]) {
+                ++win;
+                /* a window of one draw has no variance: keep the metric (Stan would shrink the
+                   old one towards 1e-3) */
+                if (w_count >= 2) {
+                    double c = (double)w_count;
+                    double a = c / (c + 5.0), b = 1e-3 * (5.0 / (c + 5.0));
+                    int bad = 0;
                     for (i = 0; i < n; i++) {
-                        double x = w.cur.q[i];
-                        double d = x - w.w_mean[i];
-                        w.w_mean[i] += d / c;
-                        w.w_m2[i] += d * (x - w.w_mean[i]);
+                        double v = a * (w.w_m2[i] / (c - 1.0)) + b;
+                        w.w_mean[i] = v; /* staged: the metric changes only when all are valid */
+                        if (!(isfinite(v) && v > 0.0)) bad = 1;
                     }
+                    if (bad) {
+                        /* positions so far out that their variance overflows: report the
+                           estimate (its non-finite entries name the coordinates) */
+                        if (inv_mass_out) memcpy(inv_mass_out, w.w_mean, nb);
+                        rc = BG_ERR_METRIC;
+                        if (cfg->state_out) memcpy(cfg->state_out, w.cur.q, nb);
+                        bg_work_free(&w);
+                        return rc;
+                    }
+                    memcpy(w.invm, w.w_mean, nb);
                 }
-                if (end_window) {
-                    /* next window */
-                    if (next_win != tune - term_buf - 1) {
-                        win_size *= 2;
-                        next_win = win_counter + win_size;
-                        if (next_win != tune - term_buf - 1) {
-                            int boundary = next_win + 2 * win_size;
-                            if (boundary >= tune - term_buf) next_win = tune - term_buf - 1;
-                        }
-                    }
-                    if (w_count >= 2) {
-                        double c = (double)w_count;
-                        double a = c / (c + 5.0), b = 1e-3 * (5.0 / (c + 5.0));
-                        for (i = 0; i < n; i++) {
-                            double v = a * (w.w_m2[i] / (c - 1.0)) + b;
-                            if (isfinite(v) && v > 0.0) w.invm[i] = v;
-                        }
-                    }
-                    w_count = 0;
-                    memset(w.w_mean, 0, nb);
-                    memset(w.w_m2, 0, nb);
-                    eps = bg_init_stepsize(&w, f, ctx, &rng, eps);
-                    bg_dual_restart(&da, eps);
-                }
-                ++win_counter;
+                w_count = 0;
+                memset(w.w_mean, 0, nb);
+                memset(w.w_m2, 0, nb);
+                if ((rc = bg_init_stepsize(&w, f, ctx, &rng, &eps, stop)) != BG_OK) break;
+                bg_dual_restart(&da, eps);
             }
         }
         if (progress) *progress = it + 1;
     }
 
+done:
+    if (cfg->state_out) memcpy(cfg->state_out, w.cur.q, nb);
     if (inv_mass_out) memcpy(inv_mass_out, w.invm, nb);
     bg_work_free(&w);
     return rc;
