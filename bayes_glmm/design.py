@@ -15,20 +15,28 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from types import SimpleNamespace
+
 from formulae import design_matrices
+from formulae.environment import Environment
 from formulae.transforms import TRANSFORMS
 
 from . import validate
 from .families import Family
-from .formula import EXPR_FUNCTIONS, ParsedFormula, eval_expr, parse_formula, tokens
+from .formula import (EXPR_FUNCTIONS, FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, ParsedFormula, allowed_function,
+                      eval_expr, parse_formula, tokens)
 from .spec import ModelSpec, NewDesign, RandomTerm
 
 __all__ = ["build_spec", "level_label"]
 
-#: functions that formulae may call in the fixed part and in random-term left-hand sides
-_NAMESPACE = {"log": np.log, "exp": np.exp, "sqrt": np.sqrt, "abs": np.abs, "log1p": np.log1p,
-              "expm1": np.expm1, "log2": np.log2, "log10": np.log10, "np": np, "factor": TRANSFORMS["C"]}
-_KNOWN_FUNCS = set(_NAMESPACE) | set(TRANSFORMS) | set(EXPR_FUNCTIONS) | {"cbind", "offset"}
+#: everything formulae can look up while evaluating the fixed part, random-term left-hand
+#: sides and zi= (formulae adds its own transforms C, I, scale, ...).  An explicit environment
+#: instead of the caller's frame: no module is reachable (``np`` is a holder of the allowed
+#: functions only), and the designs kept for new data stay picklable.
+_NAMESPACE = {**{f: getattr(np, f) for f in FORMULA_FUNCTIONS if hasattr(np, f)},
+              "factor": TRANSFORMS["C"],
+              "np": SimpleNamespace(**{f: getattr(np, f) for f in NUMPY_FUNCTIONS})}
+_KNOWN_FUNCS = set(FORMULA_FUNCTIONS) | set(EXPR_FUNCTIONS) | {"cbind", "offset"}
 _CONST_NAMES = {"TRUE", "FALSE", "True", "False", "None", "pi"}
 
 
@@ -43,6 +51,10 @@ def level_label(v: Any) -> str:
 
 # ----------------------------------------------------------------------------- columns
 def _suggest(name: str, columns) -> str:
+    # "my col" written without backticks reaches here as the word "my": point to the name
+    spaced = [str(c) for c in columns if len(str(c).split()) > 1 and name in str(c).split()]
+    if spaced:
+        return f"; did you mean `{spaced[0]}`? (names with spaces need backticks)"
     same_case = [str(c) for c in columns if str(c).lower() == name.lower()]
     close = same_case or difflib.get_close_matches(name, [str(c) for c in columns], n=1, cutoff=0.6)
     if close:
@@ -57,11 +69,11 @@ def _columns_in(text: str, columns, where: str, formula: str) -> list:
         if tok.is_keyword or tok.name in _CONST_NAMES:
             continue
         if tok.is_call:
-            if tok.name in _KNOWN_FUNCS or tok.name.startswith("np."):
+            if tok.name in _KNOWN_FUNCS or allowed_function(tok.name):
                 continue
             raise ValueError(f"unknown function {tok.name!r} in {where} of formula {formula!r}; supported "
-                             f"functions: {', '.join(sorted(_KNOWN_FUNCS - {'np'}))}, np.*; or add a "
-                             f"computed column")
+                             f"functions: {', '.join(sorted(_KNOWN_FUNCS))}, "
+                             f"np.{{{','.join(NUMPY_FUNCTIONS)}}}; or add a computed column")
         if tok.name in columns:
             out.append(tok.name)
         elif tok.name == ".":
@@ -169,7 +181,7 @@ def _model_matrix(rhs: str, has_terms: bool, intercept: bool, fx: pd.DataFrame, 
         return enc.evaluate(fx, where), enc
     try:
         with np.errstate(all="ignore"):  # bad values are reported below, with the term
-            dm = design_matrices(rhs, fx, na_action="error", extra_namespace=_NAMESPACE)
+            dm = design_matrices(rhs, fx, na_action="error", env=Environment([_NAMESPACE]))
     except Exception as e:
         raise ValueError(f"cannot build the {where} '{rhs}' of formula {formula!r}: {e}") from None
     X = np.asarray(dm.common.design_matrix).astype(float)
@@ -376,7 +388,12 @@ def _parse_zi(zi, family: Family):
     if "|" in text:
         raise ValueError(f"zi={zi!r}: random effects in the zero-inflation formula are not supported yet; "
                          f"use fixed effects only (e.g. zi='~ x')")
-    parsed = parse_formula("zi__ " + text)
+    try:
+        parsed = parse_formula("zi__ " + text)
+    except ValueError as e:  # name zi= in the message, not the stand-in two-sided formula
+        shown = repr("zi__ " + text)
+        raise ValueError(str(e).replace(f"of the fixed part of formula {shown}", f"of zi={zi!r}")
+                         .replace(f"formula {shown}", f"zi={zi!r}")) from None
     if parsed.offsets:
         raise ValueError(f"zi={zi!r}: offset() in the zero-inflation formula is not supported; remove it")
     if not parsed.fixed_terms and not parsed.intercept:

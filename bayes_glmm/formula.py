@@ -16,7 +16,8 @@ from typing import Mapping
 import numpy as np
 
 __all__ = ["ParsedFormula", "ParsedRandom", "parse_formula", "tokens", "eval_expr", "deparse",
-           "EXPR_FUNCTIONS"]
+           "EXPR_FUNCTIONS", "FORMULA_FUNCTIONS", "NUMPY_FUNCTIONS", "allowed_function",
+           "check_functions"]
 
 _TOKEN_RE = re.compile(
     r"""(?P<num>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)
@@ -36,6 +37,16 @@ EXPR_FUNCTIONS = {
     "as.numeric": lambda x: np.asarray(x, dtype=float),
 }
 _CONSTANTS = {"TRUE": True, "FALSE": False, "True": True, "False": False, "pi": np.pi}
+
+#: functions the fixed part, random-term left-hand sides and ``zi=`` may call: formulae
+#: evaluates these terms, so every other name (``np.lib...``, ``__import__``, ``getattr``)
+#: is refused before it runs -- formulas come from CSV headers, config files and the CLI
+FORMULA_FUNCTIONS = ("log", "exp", "sqrt", "abs", "log1p", "expm1", "log2", "log10",
+                     "C", "factor", "I", "scale", "center", "standardize", "poly")
+#: NumPy functions callable as ``np.<name>(x)``: elementwise, no I/O, no state
+NUMPY_FUNCTIONS = ("log", "log1p", "log2", "log10", "exp", "expm1", "sqrt", "cbrt", "square",
+                   "abs", "sign", "floor", "ceil", "sin", "cos", "tan", "arcsin", "arccos",
+                   "arctan", "sinh", "cosh", "tanh", "arcsinh", "arctanh")
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,24 @@ def _strip_parens(text: str) -> str:
 
 
 def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip())
+    """Collapse runs of whitespace to one space outside backticks and quotes: a backticked
+    name such as `` `a  b` `` (two spaces, or a tab) is a column name and is kept exactly."""
+    out, quote, gap = [], None, False
+    for ch in text.strip():
+        if quote:
+            out.append(ch)
+            quote = None if ch == quote else quote
+            continue
+        if ch.isspace():
+            gap = True
+            continue
+        if gap:
+            out.append(" ")
+            gap = False
+        if ch in "`'\"":
+            quote = ch
+        out.append(ch)
+    return "".join(out)
 
 
 def _to_python(expr: str):
@@ -165,6 +193,80 @@ def deparse(expr: str) -> str:
         shown = name if re.fullmatch(_NAME, name) else f"`{name}`"
         out = re.sub(rf"\b{key}\b", lambda _m, s=shown: s, out)
     return out.replace(" ** ", "^")
+
+
+def allowed_function(name: str) -> bool:
+    """Whether a formula term may call ``name`` (:data:`FORMULA_FUNCTIONS`, ``np.<NUMPY_FUNCTIONS>``)."""
+    if name in FORMULA_FUNCTIONS:
+        return True
+    return name.startswith("np.") and name[3:] in NUMPY_FUNCTIONS
+
+
+def _allowed_list() -> str:
+    return ", ".join(FORMULA_FUNCTIONS) + ", np." + ", np.".join(NUMPY_FUNCTIONS)
+
+
+def _masked(text: str, where: str, formula: str) -> str:
+    """``text`` with the insides of strings and backticked names blanked (delimiters kept).
+
+    formulae ends a string at either quote character, so a string holding the other one
+    (``"a' + f(x) + 'b"``) would be read as code there while it looks like data here:
+    such strings are refused.
+    """
+    out, quote = [], None
+    for ch in text:
+        if quote:
+            if ch == quote:
+                quote = None
+                out.append(ch)
+            elif quote != "`" and ch in "'\"":
+                raise ValueError(f"string with mixed quotes in {where} of formula {formula!r}; write strings "
+                                 f"with one kind of quote and no quote inside")
+            else:
+                out.append(" ")
+            continue
+        if ch in "`'\"":
+            quote = ch
+        out.append(ch)
+    return "".join(out)
+
+
+def check_functions(text: str, where: str, formula: str) -> None:
+    """Refuse any call in ``text`` that is not on the allowlist, before formulae evaluates it.
+
+    Parameters
+    ----------
+    text : str
+        A fixed-part term or a random-term left-hand side.
+    where : str
+        Its place in the formula, for the message.
+    formula : str
+
+    Raises
+    ------
+    ValueError
+        Naming the function and listing the allowed ones.  Calls of anything but a plain
+        allowed name (``f(x)(y)``, `` `name`(x) ``) are refused too, and so is every
+        attribute chain (``np.lib...``, ``log.__globals__...``) not on the list.
+    """
+    masked = _masked(text, where, formula)
+    # a name not called is only ever looked up whole (a column), so checking callees suffices
+    for i, ch in enumerate(masked):
+        if ch != "(":
+            continue
+        before = masked[:i].rstrip()
+        m = re.search(r"[\w.]+$", before)
+        if m:
+            name = m.group()
+            if allowed_function(name):
+                continue
+            what = f"unknown function {name!r}"
+        elif before and before[-1] in ")]}`'\"":
+            what = "a call of something other than a function name"
+        else:
+            continue  # a grouping parenthesis
+        raise ValueError(f"{what} in {where} of formula {formula!r}; supported functions: {_allowed_list()}; "
+                         f"otherwise add a computed column")
 
 
 _BINOPS = {ast.Add: np.add, ast.Sub: np.subtract, ast.Mult: np.multiply, ast.Div: np.true_divide,
@@ -313,6 +415,9 @@ def _group_parts(gtext: str, term: str, formula: str) -> list:
                                  f"write (lhs | group)")
             m = re.fullmatch(rf"`([^`]+)`|({_NAME})", p)
             if not m:
+                if re.fullmatch(rf"{_NAME}(\s+{_NAME})+", p):
+                    raise ValueError(f"grouping factor {p!r} in random term {term!r}: names with spaces need "
+                                     f"backticks; write `{p}`")
                 raise ValueError(f"grouping factor {p!r} in random term {term!r} must be a column name "
                                  f"or an interaction a:b; compute it as a column first")
             names.append(m.group(1) or m.group(2))
@@ -353,6 +458,7 @@ def _parse_random(text: str, pos: int, formula: str) -> list:
             raise ValueError(f"term removal '- {piece}' is not supported inside random term {text!r}; "
                              f"list the wanted terms instead")
         else:
+            check_functions(piece, f"random term {_norm(text)!r}", formula)
             terms.append(piece.replace("^", "**"))
     if not intercept and not terms:
         raise ValueError(f"random term {text!r} has no coefficients; use (1 | group) or (0 + x | group)")
@@ -441,6 +547,7 @@ def parse_formula(formula: str) -> ParsedFormula:
                                  f"added on its own as '+ (lhs | group)'")
             random.extend(_parse_random(piece, pos, formula))
             continue
+        check_functions(piece, f"term {_norm(piece)!r} of the fixed part", formula)
         fixed.append(("-" if sign == "-" else "") + _norm(piece))
     if response and _norm(response) in fixed:
         raise ValueError(f"the response {_norm(response)!r} also appears as a predictor in formula {formula!r}; "

@@ -85,6 +85,22 @@ class BayesResults(FitResults):
         self.idata = idata
         self.pm_model = pm_model
 
+    # ---------------------------------------------------------------- pickling
+    def __getstate__(self) -> dict:
+        """State for pickle/joblib/process pools: everything but the PyMC model, whose
+        compiled functions do not pickle; it is rebuilt from the GLMM when next asked for."""
+        state = self.__dict__.copy()
+        state.pop("pm_model", None)
+        return state
+
+    def __getattr__(self, name: str):
+        # only reached when ``pm_model`` is missing, i.e. after unpickling: rebuild it once
+        model = self.__dict__.get("model")
+        if name != "pm_model" or model is None:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        self.pm_model = model.build()
+        return self.pm_model
+
     # ---------------------------------------------------------------- draws
     @property
     def n_draws(self) -> int:
