@@ -26,6 +26,10 @@ Checks
     observations (``lmer``: "number of levels of each grouping factor must be < number of
     observations"), a term with at least as many random effects as observations, a
     grouping factor with a single level.
+:func:`improper_posterior`
+    Given the priors: a separating direction (or a constant response) that moves only
+    coefficients with improper priors (``Flat``) makes the posterior improper -- no prior
+    bounds what the likelihood leaves unbounded.
 """
 from __future__ import annotations
 
@@ -42,6 +46,8 @@ __all__ = [
     "constant_response",
     "levels_vs_observations",
     "check_spec",
+    "improper_posterior",
+    "IMPROPER_PRIORS",
 ]
 
 #: families whose fixed effects can be separated (a 0/1 or successes-of-n response)
@@ -429,3 +435,77 @@ def check_spec(spec, *, max_separation_cells: int = 2_000_000) -> list:
             findings.append(f)
     findings.extend(levels_vs_observations(spec))
     return findings
+
+
+#: prior distributions that do not integrate to one (their density is constant)
+IMPROPER_PRIORS = ("Flat", "HalfFlat")
+#: families whose constant response sends the intercept to +-inf (the scale families' sends the scale to 0)
+_INTERCEPT_CONSTANT = ("bernoulli", "binomial", "poisson", "negbinomial", "nbinom1")
+
+
+def improper_posterior(spec, priors, findings=None) -> Finding | None:
+    """A separated direction that no proper prior bounds: the posterior is improper.
+
+    Separation (or a constant response) makes the likelihood rise towards a limit along a
+    direction ``d`` of the fixed effects.  The posterior is improper exactly when such a
+    direction moves only coefficients whose priors are improper (``Flat``): along it the
+    density stays bounded away from zero over an infinite volume.  The priors are on the
+    package's own coordinates, the intercept at the means of the predictors
+    (:mod:`bayes_glmm.priors`), so a proper intercept prior fixes ``d0 + xbar'd = 0``: the test is
+    separation of the design restricted to the improper-prior columns, slopes centered when
+    the intercept's prior is proper.  A separated direction that needs a coefficient with a
+    proper prior leaves the posterior proper (that prior bounds it).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    priors : dict
+        Resolved priors (:func:`bayes_glmm.priors.resolve_priors`): key -> object with a
+        ``name`` (the distribution).
+    findings : list of Finding, optional
+        :func:`check_spec`'s output, when already computed: without a separation or
+        constant-response finding there is nothing to test.
+
+    Returns
+    -------
+    Finding or None
+        Kind ``"improper_posterior"``, severity ``"error"``, naming the coefficients (their
+        prior keys) and the fix.
+    """
+    fam = _family_name(spec.family)
+    names = list(spec.fixed_names)
+    key = {nm: ("Intercept" if nm == "(Intercept)" else nm) for nm in names}
+    flat = [nm for nm in names if getattr(priors.get(key[nm]), "name", None) in IMPROPER_PRIORS]
+    if not flat:
+        return None
+    if findings is None:
+        findings = check_spec(spec)
+    kinds = {f.kind for f in findings}
+    free = None
+    if "constant_response" in kinds and fam in _INTERCEPT_CONSTANT and "(Intercept)" in flat:
+        free = ["(Intercept)"]  # every direction separates: the flat intercept alone runs off
+    elif kinds & {"complete_separation", "quasi_complete_separation"}:
+        X = np.asarray(spec.X, dtype=float)
+        has_int = "(Intercept)" in names
+        cols = []
+        for nm in flat:
+            j = names.index(nm)
+            # a proper intercept prior holds the intercept at the predictors' means fixed: the
+            # free directions are those of the centered slopes
+            centre = has_int and nm != "(Intercept)" and "(Intercept)" not in flat
+            cols.append(X[:, j] - X[:, j].mean() if centre else X[:, j])
+        trials = spec.trials if fam == "binomial" else None
+        res = separation(np.column_stack(cols), spec.y, flat, trials, weights=getattr(spec, "weights", None))
+        if res.separated:
+            free = list(res.columns)
+    if not free:
+        return None
+    keys = [key[nm] for nm in free]
+    fix = ", ".join(f"{k!r}: bg.Prior('Normal', mu=0, sigma=2.5)" for k in keys)
+    return Finding("improper_posterior",
+                   f"the posterior is improper: the data do not bound {', '.join(keys)} (separation or a constant "
+                   f"response sends the likelihood's maximum to infinity along them) and their prior is "
+                   f"Flat, so nothing bounds them and NUTS would return draws of a "
+                   f"distribution that does not exist. Give them a proper prior, e.g. priors={{{fix}}} "
+                   "(or drop the Flat override to get the default weakly-informative prior)",
+                   tuple(keys), "error", {"free": free})

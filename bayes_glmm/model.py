@@ -12,13 +12,18 @@ from .families import get_family
 __all__ = ["GLMM"]
 
 
-def _warn_prior_bounded(spec) -> None:
+def _warn_prior_bounded(spec, priors=None) -> None:
     """Before NUTS: name the parameters the data do not bound (separation, a constant
-    response, more levels than observations), which the prior alone then determines."""
+    response, more levels than observations), which the prior alone then determines;
+    refuse when that prior is improper (Flat): the posterior does not exist."""
     import warnings
 
-    from .diagnostics import check_spec
-    for f in check_spec(spec):
+    from .diagnostics import check_spec, improper_posterior
+    findings = check_spec(spec)
+    bad = improper_posterior(spec, priors, findings) if priors else None
+    if bad is not None:
+        raise ValueError(bad.message)
+    for f in findings:
         warnings.warn(f"{f.message} For the posterior this means the prior, not the data, bounds those "
                       f"parameters: their posterior is close to the prior (check it, see docs/priors.md).",
                       UserWarning, stacklevel=validate.user_stacklevel())
@@ -131,7 +136,7 @@ class GLMM:
         See :func:`bayes_glmm.bayes.sample` for all options.
         """
         validate.check_sample_call(self.spec, draws, tune, chains, random_seed)
-        _warn_prior_bounded(self.spec)
+        _warn_prior_bounded(self.spec, self.resolved_priors)
         from .bayes import sample
         return sample(self, draws=draws, tune=tune, chains=chains, random_seed=random_seed,
                       sampler=sampler, **kwargs)
