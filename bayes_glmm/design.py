@@ -318,6 +318,13 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family, trials
     if family.name == "bernoulli":
         y, success = _binary(raw, label)
         return y, None, success
+    vals = pd.Series(raw).dropna()
+    if family.name == "binomial" and trials is None and vals.nunique() <= 2 and (
+            not pd.api.types.is_numeric_dtype(vals) or vals.isin((0, 1)).all()):
+        # 0/1, bool or two-level data without trials is binary: the likely intent is bernoulli
+        raise ValueError(f"binomial response {label!r} needs trials, and it is binary: for "
+                         f"one trial per row use family='bernoulli'; for counts out of n write "
+                         f"cbind(successes, failures) on the left of the formula or pass trials='column'")
     return _numeric(raw, label, family.name), trials, None
 
 

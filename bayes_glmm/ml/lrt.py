@@ -35,6 +35,9 @@ from ..validate import user_stacklevel
 
 __all__ = ["lrt", "LRTResult", "mixture_pvalue", "check_same_data"]
 
+#: the warning lme4's anova gives (and bg.anova) when it refits REML fits by ML
+REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
+
 
 def mixture_pvalue(stat: float, dfs, weights) -> float:
     """Upper-tail probability of a chi-square mixture ``sum_i w_i chi2_{df_i}``.
@@ -71,7 +74,9 @@ class LRTResult:
         Parameters in the larger model only: ``fixed``, ``variances``, ``covariances``, and
         ``dispersion`` / ``zi`` where the families or zero-inflation parts differ.
     table : pandas.DataFrame
-        anova-style table: npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq).
+        anova-style table: npar, AIC, BIC, logLik, deviance, Chisq, Df, Pr(>Chisq); for
+        REML fits compared with ``refit=False`` the likelihood columns are ``REML logLik``
+        and ``REML criterion`` (-2 REML logLik, as lme4 names it).
     note : str
         Why this reference distribution was chosen.
     """
@@ -243,7 +248,13 @@ def _npar(res) -> int:
     return int(res.df)
 
 
-def lrt(m0, m1) -> LRTResult:
+def _refit_ml(m):
+    """The same model refitted by ML, started at the REML theta."""
+    from . import fit_ml
+    return fit_ml(m.spec, reml=False, start=np.asarray(m.fit.theta, dtype=float))
+
+
+def lrt(m0, m1, *, refit: bool = True) -> LRTResult:
     """Likelihood-ratio test of nested ML fits, with a boundary-aware reference distribution.
 
     Parameters
@@ -251,6 +262,11 @@ def lrt(m0, m1) -> LRTResult:
     m0, m1 : MLResults
         Fits of the same response to the same rows, one nested in the other (the order
         does not matter: the model with fewer parameters is the null).
+    refit : bool, default True
+        REML fits are refitted by ML first, with the warning "refitting model(s) with ML
+        (instead of REML)", as ``lme4::anova`` and :func:`bayes_glmm.anova` do, so the test
+        compares ML log-likelihoods.  ``False`` compares the REML log-likelihoods of two
+        REML fits with the same fixed effects (a test of variance components only).
 
     Returns
     -------
@@ -261,8 +277,8 @@ def lrt(m0, m1) -> LRTResult:
     ------
     ValueError
         When the fits use different data, response or (non-nested) family; are not nested; were fitted
-        with different methods (e.g. Laplace vs AGQ); or are REML fits with different
-        fixed effects (refit both with ``reml=False``).
+        with different methods (e.g. Laplace vs AGQ); or, with ``refit=False``, one is a REML
+        fit and the other is not, or both are REML fits with different fixed effects.
 
     Examples
     --------
@@ -279,14 +295,19 @@ def lrt(m0, m1) -> LRTResult:
         m0, m1 = m1, m0
     s0, s1 = m0.spec, m1.spec
     check_same_data(s0, s1)
+    refitted = refit and (m0.reml or m1.reml)
+    if refitted:
+        warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=user_stacklevel())
+        m0, m1 = (_refit_ml(m) if m.reml else m for m in (m0, m1))
     if m0.reml != m1.reml:
-        raise ValueError("one model was fitted by REML and the other by ML; refit both with reml=False")
+        raise ValueError("one model was fitted by REML and the other by ML; use refit=True or refit both "
+                         "with reml=False")
     if m0.method != m1.method:
         raise ValueError(f"the models were fitted with different approximations ({m0.method} vs {m1.method}); "
                          "refit both with the same n_agq (n_agq=1, Laplace, works for every model)")
     if m0.reml and list(s0.fixed_names) != list(s1.fixed_names):
         raise ValueError("REML likelihoods of models with different fixed effects are not comparable; "
-                         "refit both with reml=False")
+                         "use refit=True or refit both with reml=False")
     diff = _differences(s0, s1)
     df = _npar(m1) - _npar(m0)
     n_diff = (len(diff["fixed"]) + len(diff["variances"]) + len(diff["covariances"])
@@ -310,10 +331,14 @@ def lrt(m0, m1) -> LRTResult:
     dfs, weights, label, note = _reference(df, diff)
     p = mixture_pvalue(chisq, dfs, weights)
     p_naive = float(stats.chi2.sf(chisq, df)) if chisq > 0 else 1.0
-    crit = "REML criterion" if m0.reml else "logLik"
+    # the headers say what the columns hold: REML log-likelihoods and -2 times them (lme4's
+    # "REML criterion") only when REML fits are compared as such
+    ll_col, dev_col = ("REML logLik", "REML criterion") if m0.reml else ("logLik", "deviance")
+    if refitted:
+        note = f"{REFIT_MESSAGE}; {note}"
     table = pd.DataFrame(
         {"npar": [_npar(m0), _npar(m1)], "AIC": [m0.aic, m1.aic], "BIC": [m0.bic, m1.bic],
-         crit: [m0.loglik, m1.loglik], "deviance": [m0.deviance, m1.deviance],
+         ll_col: [m0.loglik, m1.loglik], dev_col: [m0.deviance, m1.deviance],
          "Chisq": [np.nan, chisq], "Df": [np.nan, df], "Pr(>Chisq)": [np.nan, p]},
         index=_labels(s0, s1))
     # the public record: dispersion / zero-inflation entries only where the models differ there

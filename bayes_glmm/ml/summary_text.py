@@ -103,6 +103,19 @@ def _abbrev(name: str, width: int = 6) -> str:
     return (head + rest)[:width]
 
 
+def _abbrev_unique(names, width: int = 6) -> list:
+    """:func:`_abbrev` of each name, lengthened where two would print alike, as R's
+    ``abbreviate`` keeps its results unique: ``C(prd)2, C(prd)3`` rather than ``C(prd)`` twice."""
+    names = [str(n) for n in names]
+    out = [_abbrev(n, width) for n in names]
+    longest = max((len(n) for n in names), default=0)
+    while len(set(out)) < len(out) and width < longest:
+        width += 1
+        dup = {a for a in out if out.count(a) > 1}
+        out = [_abbrev(n, width) if a in dup else a for n, a in zip(names, out)]
+    return out if len(set(out)) == len(out) else names
+
+
 def fixef_correlation_lines(res, max_p: int = 12) -> list:
     """lme4's "Correlation of Fixed Effects" block (lower triangle), for 1 < p <= max_p."""
     V = np.asarray(res.vcov, dtype=float)
@@ -112,7 +125,7 @@ def fixef_correlation_lines(res, max_p: int = 12) -> list:
     sd = np.sqrt(np.clip(np.diag(V), 1e-300, None))
     C = V / np.outer(sd, sd)
     names = list(res.spec.fixed_names)
-    ab = [_abbrev(n) for n in names]
+    ab = _abbrev_unique(names)
     rows = []
     for i in range(1, p):
         rows.append([f"{C[i, j]:.3f}" for j in range(i)] + [""] * (p - 1 - i))
