@@ -109,19 +109,25 @@ def _varcorr_rows(vc: pd.DataFrame, spec) -> list:
     return rows
 
 
+def _wald_row(param, kind, est, se, z, label):
+    """A Wald row; without a positive SE (NaN: a coefficient at the boundary, whose SE the
+    fit reports as NA) there is no interval -- never a zero-width one."""
+    if np.isnan(se) or se <= 0:
+        return (param, kind, None, est, se, np.nan, np.nan, "none (no SE: at a boundary)")
+    return (param, kind, None, est, se, est - z * se, est + z * se, label)
+
+
 def _point_rows(fit, a: float, with_ranef: bool) -> list:
     fx = pd.Series(getattr(fit, "fixef"), dtype=float)
     se = getattr(fit, "se", None)
     se = pd.Series(se, dtype=float).reindex(fx.index) if se is not None else pd.Series(np.nan, index=fx.index)
     z = stats.norm.ppf(1 - a)
     label = f"Wald {100 * (1 - 2 * a):g}%"
-    rows = [(nm, "fixed", None, fx[nm], se[nm], fx[nm] - z * se[nm], fx[nm] + z * se[nm], label)
-            for nm in fx.index]
+    rows = [_wald_row(nm, "fixed", fx[nm], se[nm], z, label) for nm in fx.index]
     spec = getattr(fit, "spec", None)
     if spec is not None and getattr(spec, "has_zi", False) and hasattr(fit, "se_zi"):
         fz, sz = fit.fixef_zi, fit.se_zi
-        rows += [(f"zi_{nm}", "zi", None, fz[nm], sz[nm], fz[nm] - z * sz[nm], fz[nm] + z * sz[nm], label)
-                 for nm in fz.index]
+        rows += [_wald_row(f"zi_{nm}", "zi", fz[nm], sz[nm], z, label) for nm in fz.index]
     vc = getattr(fit, "varcorr", None)
     if vc is not None and len(vc):
         for p, kind, grp, est in _varcorr_rows(vc, spec):
@@ -338,7 +344,8 @@ def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = F
     -------
     (matplotlib.figure.Figure, matplotlib.axes.Axes)
         Intervals are drawn where available (posterior quantiles, Wald for point fixed
-        effects); flagged estimates (``|z| > threshold``) are outlined in red.
+        effects; none for a coefficient without a positive SE, e.g. a zero-inflation
+        coefficient at its boundary); flagged estimates (``|z| > threshold``) are outlined in red.
     """
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
@@ -361,7 +368,11 @@ def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = F
         sub = tab[tab["fit"] == name]
         y = np.array([params_order.index(p) for p in sub["param"]]) + offs[fi]
         c = colors[fi % len(colors)]
-        ax.hlines(y, sub["lower"], sub["upper"], color=c, lw=1.5)
+        # only real intervals: a point fit's boundary coefficient has none (NaN SE), and a
+        # zero-width segment would read as perfect certainty
+        has = np.isfinite(sub["lower"].to_numpy(float)) & np.isfinite(sub["upper"].to_numpy(float)) & (
+            sub["upper"].to_numpy(float) > sub["lower"].to_numpy(float))
+        ax.hlines(y[has], sub["lower"][has], sub["upper"][has], color=c, lw=1.5)
         ax.scatter(sub["estimate"], y, color=c, zorder=3,
                    edgecolors=np.where(sub["flag"], "red", c), linewidths=np.where(sub["flag"], 2.0, 0.5))
         # legend entries from plain markers: a flagged first point must not colour the key

@@ -35,7 +35,8 @@ from .pirls import make_response, pirls, with_aux
 from .types import MLFit
 from ..validate import user_stacklevel
 
-__all__ = ["fit_glmm", "start_beta", "start_aux", "make_deviance", "make_devgrad"]
+__all__ = ["fit_glmm", "start_beta", "start_aux", "make_deviance", "make_devgrad", "zi_flat_directions",
+           "zi_boundary_mask", "zi_interior_starts", "escape_zi_plateau", "zi_boundary_note", "ZI_EXTREME"]
 
 
 def start_beta(resp) -> np.ndarray:
@@ -92,6 +93,133 @@ def start_aux(resp) -> np.ndarray:
     if disp is not None:
         out.append(np.array([np.log(disp)]))
     return np.concatenate(out) if out else np.zeros(0)
+
+
+#: |zero-inflation linear predictor| beyond which a row's P(zero-inflation) counts as heading
+#: to 0 or 1 (logit 10: P = 4.5e-5).  The likelihood is nearly flat out there, so a gradient
+#: method that wanders out stops on the plateau even when an interior optimum is better
+#: (Salamanders ZINB2 with zi = ~ mined in R's level order: 0.047 logLik units worse).
+ZI_EXTREME = 10.0
+#: interior starts tried from such a plateau: the whole zi linear predictor clipped to
+#: +-8, +-4 and 0 (P = 1/2 everywhere), then each extreme row pattern (a factor level) on
+#: its own clipped to +-4.  No single clip works everywhere: on Salamanders ZINB2 with
+#: zi = ~ spp in R's level order (two levels on the plateau, one truly at the boundary, one
+#: with a flat interior optimum at -4.4) clipping both to +-4 or 0 leads back onto the
+#: plateau, +-8 or clipping the second alone finds the interior optimum (0.0059 better).
+ZI_CLIPS = (8.0, 4.0, 0.0)
+#: at most this many row patterns are restarted one at a time (continuous zi covariates
+#: make every row a pattern; the whole-predictor clips cover them)
+ZI_MAX_PATTERNS = 6
+#: rounds of plateau restarts (a better optimum still on a plateau is probed again)
+ZI_ROUNDS = 2
+
+
+def zi_flat_directions(b_zi, X_zi, *, extreme: float = ZI_EXTREME) -> np.ndarray:
+    """Directions in zero-inflation coefficient space along which the likelihood is flat.
+
+    Rows whose zi linear predictor is beyond ``extreme`` contribute (almost) nothing to the
+    likelihood's dependence on it; the coefficient directions that move *only* those rows
+    (the null space of the other rows' design) are the boundary directions: the estimate
+    is at infinity along them, as glmmTMB's NA standard errors say.
+
+    Returns
+    -------
+    ndarray (k_zi, m)
+        Orthonormal columns; ``m = 0`` when the zi part is interior.
+    """
+    X_zi = np.asarray(X_zi, dtype=float)
+    eta = X_zi @ np.asarray(b_zi, dtype=float)
+    ext = np.abs(eta) > extreme
+    if not np.any(ext):
+        return np.zeros((X_zi.shape[1], 0))
+    Xn = X_zi[~ext]
+    if Xn.shape[0] == 0:
+        return np.eye(X_zi.shape[1])
+    from scipy.linalg import null_space
+
+    # unique rows: the null space of a factor design only needs one row per level
+    N = null_space(np.unique(Xn, axis=0), rcond=1e-10)
+    return N
+
+
+def zi_boundary_mask(b_zi, X_zi, *, extreme: float = ZI_EXTREME) -> np.ndarray:
+    """Boolean mask of the zero-inflation coefficients involved in a flat (boundary)
+    direction (see :func:`zi_flat_directions`): their estimates are at +-infinity."""
+    N = zi_flat_directions(b_zi, X_zi, extreme=extreme)
+    if N.shape[1] == 0:
+        return np.zeros(np.shape(b_zi)[0], dtype=bool)
+    return np.max(np.abs(N), axis=1) > 1e-8
+
+
+def zi_interior_starts(x, X_zi, at: int, clips=None) -> list:
+    """Starts with the zi linear predictor pulled back inside ``+-clip``.
+
+    First the whole predictor clipped to each of ``clips`` (default :data:`ZI_CLIPS`), then
+    each distinct extreme row pattern of ``X_zi`` alone clipped to +-4 (at most
+    :data:`ZI_MAX_PATTERNS`, most rows first).  The coefficients are the least-squares fit of
+    the clipped linear predictor on ``X_zi`` (exact for factor designs); everything else in
+    ``x`` is kept.  Returns a list of ``(name, x_start)``.
+    """
+    x = np.asarray(x, dtype=float)
+    X_zi = np.asarray(X_zi, dtype=float)
+    k = X_zi.shape[1]
+    eta = X_zi @ x[at:at + k]
+
+    def start(target):
+        y = x.copy()
+        y[at:at + k] = np.linalg.lstsq(X_zi, target, rcond=None)[0]
+        return y
+
+    out = [(f"zi clipped to +-{c:g}", start(np.clip(eta, -c, c)))
+           for c in (ZI_CLIPS if clips is None else clips)]
+    ext = np.abs(eta) > ZI_EXTREME
+    if np.any(ext):
+        pats, inv, counts = np.unique(X_zi[ext], axis=0, return_inverse=True, return_counts=True)
+        inv = np.asarray(inv).reshape(-1)
+        if 1 < pats.shape[0] <= ZI_MAX_PATTERNS:
+            rows = np.flatnonzero(ext)
+            for j in np.argsort(-counts, kind="stable"):
+                target = eta.copy()
+                sel = rows[inv == j]
+                target[sel] = np.clip(eta[sel], -4.0, 4.0)
+                out.append((f"zi pattern {int(j) + 1} of {pats.shape[0]} clipped to +-4", start(target)))
+    return out
+
+
+def escape_zi_plateau(solve, opt, X_zi, at: int) -> tuple:
+    """Re-solve from interior zi starts when ``opt`` ended with an extreme zi linear predictor.
+
+    ``solve(x_start, hess=None)`` runs a full minimization from ``x_start`` (unpreconditioned).
+    Up to :data:`ZI_ROUNDS` rounds: a better optimum that is still on a plateau is probed
+    again from its own interior starts.  Returns ``(opt, record)``: the lowest deviance among
+    ``opt`` and the re-solves, and ``{"starts": [...], "logliks": [...], "kept": name}``
+    (None when ``opt`` was interior).
+    """
+    k = X_zi.shape[1]
+
+    def extreme(o):
+        return np.max(np.abs(np.asarray(X_zi) @ o["x"][at:at + k])) > ZI_EXTREME
+
+    if not extreme(opt):
+        return opt, None
+    best, n_evals = opt, opt["n_evals"]
+    rec = {"starts": ["optimum"], "logliks": [-0.5 * float(opt["fun"])], "kept": "optimum"}
+    for _ in range(ZI_ROUNDS):
+        improved = False
+        for name, xs in zi_interior_starts(best["x"], X_zi, at):
+            # no preconditioner: one whitened at a plateau point (nearly singular along the
+            # flat direction) turns a unit step into a leap back onto the plateau
+            o = solve(xs, hess=None)
+            n_evals += o["n_evals"]
+            rec["starts"].append(name)
+            rec["logliks"].append(-0.5 * float(o["fun"]))
+            if np.isfinite(o["fun"]) and o["fun"] < best["fun"] - 1e-9 * max(1.0, abs(best["fun"])):
+                best, rec["kept"], improved = o, name, True
+        if not improved or not extreme(best):
+            break
+    best = dict(best)
+    best["n_evals"] = n_evals
+    return best, rec
 
 
 def _split(x, nt, p):
@@ -289,8 +417,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     # of 0.1 |x| there); plain 0.1 for intercepts
     bstep = np.concatenate([0.1 * np.minimum(theta_scales(terms), 1.0), np.ones(p + na)])
 
-    def solve(xs):
-        return solve_with_boundary(obj, xs, lower, terms, slices, step=bstep, label=label2, hess=H0,
+    def solve(xs, hess=H0):
+        return solve_with_boundary(obj, xs, lower, terms, slices, step=bstep, label=label2, hess=hess,
                                    maxiter=maxiter, jac=use_grad)
 
     k, auto = resolve_n_starts(spec, n_starts)
@@ -301,6 +429,16 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     opt["n_evals"] = sum(o["n_evals"] for o in opts)
     if auto:
         messages.append(f"{k} starts ({auto})")
+    k_zi = 0 if resp.X_zi is None else resp.X_zi.shape[1]
+    zi_plateau = None
+    if k_zi:
+        # a zi coefficient heading to -+infinity stops the search on a plateau: look for a
+        # better interior optimum before believing the boundary
+        opt, zi_plateau = escape_zi_plateau(solve, opt, resp.X_zi, nt + p)
+        if zi_plateau is not None:
+            messages.append("zero-inflation plateau: re-solved from interior starts (" + ", ".join(
+                f"{nm}: logLik {ll:.4f}" for nm, ll in zip(zi_plateau["starts"], zi_plateau["logliks"]))
+                + f"; kept {zi_plateau['kept']})")
 
     def curvature(xc):
         # the Hessian the vcov needs anyway; its stencil gives the gradient for free
@@ -318,12 +456,16 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
 
     def divergent(xc, Hc):
         # fixed effects running off to +-infinity: large on the link scale and the deviance
-        # flat in them ((quasi-)separation); the optimum is at infinity in those coordinates
-        if Hc is None:
+        # flat in them ((quasi-)separation); the optimum is at infinity in those coordinates.
+        # Likewise zi coefficients along a flat direction of the zi part (zi_flat_directions).
+        if Hc is None and not k_zi:
             return None
-        bc, hd = xc[nt:nt + p], np.diag(Hc)[nt:nt + p]
         out = np.zeros(xc.size, dtype=bool)
-        out[nt:nt + p] = (np.abs(bc) * xmax > 10.0) & (hd * bc * bc < 1.0)
+        if Hc is not None:
+            bc, hd = xc[nt:nt + p], np.diag(Hc)[nt:nt + p]
+            out[nt:nt + p] = (np.abs(bc) * xmax > 10.0) & (hd * bc * bc < 1.0)
+        if k_zi:
+            out[nt + p:nt + p + k_zi] = zi_boundary_mask(xc[nt + p:nt + p + k_zi], resp.X_zi)
         return out
 
     opt, _, H, chk, restarts = optimize_checked(
@@ -338,7 +480,14 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     dev_hat = dev(x)
     pr = state["last"]
     hessian_pd = True
-    sep = divergent(x, H) if calc_vcov else None
+    flags = divergent(x, H) if calc_vcov else None
+    sep = None if flags is None else np.where(np.arange(x.size) < nt + p, flags, False)
+    zi_at = np.zeros(k_zi, dtype=bool) if flags is None else flags[nt + p:nt + p + k_zi]
+    if np.any(zi_at):
+        zi_names = list(spec.zi_names)
+        msg = zi_boundary_note([zi_names[j] for j in np.flatnonzero(zi_at)], aux[:k_zi][zi_at])
+        extra_warnings.append(msg)
+        warnings.warn(msg, UserWarning, stacklevel=user_stacklevel())
     if sep is not None and np.any(sep):
         names = [str(spec.fixed_names[j]) for j in np.flatnonzero(sep[nt:nt + p])]
         ests = ", ".join(f"{nm} = {beta[j]:.3g}" for nm, j in zip(names, np.flatnonzero(sep[nt:nt + p])))
@@ -352,7 +501,11 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         msg = (f"PIRLS needed a ridge on the fixed-effects system in {state['ridged']} evaluation(s): "
                f"some fixed effect is nearly unidentified at the weights (possible separation)")
         extra_warnings.append(msg)
-    if calc_vcov:
+    if calc_vcov and np.any(zi_at):
+        vcov_all, hessian_pd = _vcov_flat(H, nt, sep, nt + p,
+                                          zi_flat_directions(aux[:k_zi], resp.X_zi))
+        vcov, vcov_aux = vcov_all[:p, :p], vcov_all[p:, p:]
+    elif calc_vcov:
         if sep is not None and np.any(sep):
             keep = np.flatnonzero(~sep)
             sub, hessian_pd = _vcov_from_hessian(H[np.ix_(keep, keep)], nt)
@@ -376,12 +529,63 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                  "converged": chk["converged"], "messages": messages,
                  "deviance": dev_hat, "pirls_iters": pr.iters, "boundary_restart": restart, "optinfo": info}
     warn_nonconvergence(optimizer, method)
-    k_zi = 0 if resp.X_zi is None else resp.X_zi.shape[1]
     return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,
                  loglik=-0.5 * dev_hat, n_params=p + nt + na, method=method, reml=False, n_agq=int(n_agq),
                  optimizer=optimizer, beta_zi=aux[:k_zi] if resp.X_zi is not None else None,
                  disp=float(np.exp(aux[k_zi])) if resp.family.has_dispersion else None,
                  vcov_aux=vcov_aux if na else None)
+
+
+def zi_boundary_note(names, values) -> str:
+    """The note (and warning) for zero-inflation coefficients at the boundary."""
+    ests = ", ".join(f"{n} = {v:.3g}" for n, v in zip(names, values))
+    return (f"zero-inflation coefficient(s) at the boundary: {ests} (P(zero-inflation) -> "
+            f"{'0' if np.all(np.asarray(values) < 0) else '0 or 1'} for the rows they govern; the "
+            f"likelihood is flat as they run off to infinity), so their SE, z and p are reported as NA "
+            f"(as glmmTMB does); the other estimates and the logLik are those of the limit")
+
+
+def _vcov_flat(H: np.ndarray, nt: int, sep, at: int, N_zi: np.ndarray):
+    """``2 H^{-1}`` on the complement of the flat directions, mapped back.
+
+    The flat directions are the separated fixed effects (``sep``, unit vectors; their
+    variances are reported as inf, as :func:`fit_glmm` does without zi) and the zi boundary
+    directions ``N_zi`` (columns in zi coefficient space starting at index ``at``; the
+    coefficients they involve get NaN).  The inverse on the complement is the covariance
+    with the estimate held at its limit along the flat directions, which keeps the other
+    coefficients' SEs (including interior zi contrasts) finite and honest.
+    """
+    from scipy.linalg import null_space
+
+    d = H.shape[0]
+    cols = []
+    if sep is not None:
+        cols += [np.eye(d)[:, j] for j in np.flatnonzero(sep)]
+    for j in range(N_zi.shape[1]):
+        v = np.zeros(d)
+        v[at:at + N_zi.shape[0]] = N_zi[:, j]
+        cols.append(v)
+    Q = null_space(np.column_stack(cols).T) if cols else np.eye(d)
+    Hq = Q.T @ (0.5 * (H + H.T)) @ Q
+    try:
+        np.linalg.cholesky(Hq)
+        V = Q @ np.linalg.inv(Hq) @ Q.T
+        pd_ = True
+    except np.linalg.LinAlgError:
+        V = Q @ np.linalg.pinv(Hq) @ Q.T
+        pd_ = False
+    V = 2.0 * V[nt:, nt:]
+    zi_bad = np.zeros(d, dtype=bool)
+    zi_bad[at:at + N_zi.shape[0]] = np.max(np.abs(N_zi), axis=1) > 1e-8 if N_zi.shape[1] else False
+    zi_bad = zi_bad[nt:]
+    V[zi_bad, :] = np.nan
+    V[:, zi_bad] = np.nan
+    if sep is not None and np.any(sep):
+        sb = np.flatnonzero(np.asarray(sep)[nt:])
+        V[sb, :] = 0.0
+        V[:, sb] = 0.0
+        V[sb, sb] = np.inf
+    return V, pd_
 
 
 def _vcov_from_hessian(H: np.ndarray, nt: int):

@@ -163,12 +163,17 @@ def _fixed_table_text(res) -> tuple:
     return _table_text(tab), "Pr(>|z|)" in tab
 
 
+def _num(v: float, decimals: int) -> str:
+    """Fixed-point text; NaN prints as R's ``NA`` (an SE at a boundary is not available)."""
+    return "NA" if np.isnan(v) else f"{v:.{decimals}f}"
+
+
 def _table_text(tab: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame(index=tab.index)
-    out["Estimate"] = [f"{v:.{_decimals(tab['Estimate'])}f}" for v in tab["Estimate"]]
-    out["Std. Error"] = [f"{v:.{_decimals(tab['Std. Error'])}f}" for v in tab["Std. Error"]]
+    out["Estimate"] = [_num(v, _decimals(tab["Estimate"])) for v in tab["Estimate"]]
+    out["Std. Error"] = [_num(v, _decimals(tab["Std. Error"])) for v in tab["Std. Error"]]
     stat_col = "t value" if "t value" in tab else "z value"
-    out[stat_col] = [f"{v:.3f}" for v in tab[stat_col]]
+    out[stat_col] = [_num(v, 3) for v in tab[stat_col]]
     if "Pr(>|z|)" in tab:
         out["Pr(>|z|)"] = [format_pvalue(p) for p in tab["Pr(>|z|)"]]
         out[" "] = [signif_stars(p) for p in tab["Pr(>|z|)"]]
