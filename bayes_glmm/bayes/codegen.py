@@ -20,12 +20,13 @@ evaluates them once per data set into a per-row table.
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 from .dual import DERIVATIVES
 
 __all__ = ["Dual", "Emitter", "C_OPS", "C_FUNCTIONS", "RowProgram", "prior_program", "PRIOR_LOGDENS",
-           "prior_params", "PRIOR_CODES", "C_HELPERS"]
+           "prior_params", "PRIOR_CODES", "C_HELPERS", "check_c_source"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_PI = math.log(math.pi)
@@ -52,6 +53,9 @@ class Emitter:
     """
 
     def __init__(self, ndir: int, prefix: str = "t", hoist=None):
+        # names are built from the prefix: a C identifier of the package's, never user text
+        if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix) is None or not _c_name_ok(prefix + "0"):
+            raise ValueError(f"Emitter prefix {prefix[:40]!r} does not give the package's C names")
         self.ndir, self.prefix, self.lines, self.pre, self.k, self.hoist = ndir, prefix, [], [], 0, hoist
 
     def tmp(self, expr: str, inv: bool = False) -> str:
@@ -65,10 +69,12 @@ class Emitter:
 
     def data(self, cexpr: str, inv: bool = False) -> "Dual":
         """A data value (no derivative): a row's y, trials (``inv=False``), a prior's parameter."""
+        _check_input(cexpr)
         return Dual(self, cexpr, [None] * self.ndir, data=True, inv=inv)
 
     def var(self, cexpr: str, direction: int, inv: bool = False) -> "Dual":
         """An input with derivative 1 in ``direction`` (``inv``: the same for every row)."""
+        _check_input(cexpr)
         d = [None] * self.ndir
         d[direction] = "1.0"
         return Dual(self, cexpr, d, inv=inv)
@@ -509,3 +515,94 @@ def cpc_program(q: int, a, const: float, xbase: str, prefix: str):
         lp = lp + cpc_logp(log_cosh(y, C_OPS), float(a[k]), 0.0)
     Lv = [[em.lift(L[i][m]) for m in range(q)] for i in range(q)]
     return (em.code(), [[x.v for x in row] for row in Lv], [[x.d for x in row] for row in Lv], lp.v, lp.d)
+
+
+
+# ------------------------------------------------------------------------------- checks
+#: C's words the generated code uses (keywords, types, the C library's functions)
+_C_WORDS = frozenset("""
+    const double float int int32_t int64_t void static inline return if else for while typedef struct
+    restrict sizeof volatile char NAN INFINITY memset exp log log1p expm1 fabs erfc floor tan cosh tanh
+    lgamma pow sqrt""".split())
+#: the fixed names of the templates of :mod:`bayes_glmm.bayes.native` and of :data:`C_HELPERS`
+_C_NAMES = frozenset("""
+    A0 A1 A2 D D0 D0c ETA EZ GL NPC NT OFF OUT P PC PW S SC W Y acc bg_ctx bg_logp bg_logp_grad
+    bg_nuts_cfg bg_nuts_sample bg_precompute bg_rowpass bg_rows_ll bg_sample bl c cfg cidx cl cur d0 d2
+    draws dsd e el eta ez f g ge gl gscale hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
+    s scale st stats stop vctx x yr zidx""".split()) | frozenset(C_FUNCTIONS.values())
+#: numbered names: a stem and an index (``sd0``, ``GB1``), or an :class:`Emitter`'s prefix and its
+#: counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``s_2``)
+_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|L|X|XR|XRs|XZ|a|bt|bz|gbt|gbz|sd|xc|r|t)\d+"
+                         r"|(?:c|f|z|sd|y)\d+_\d+|s_\d+")
+_C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: characters of generated C: printable ASCII without backslash, backtick, quote, $ and @
+_C_CHARS = frozenset("\n !\"#%&()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_"
+                     "abcdefghijklmnopqrstuvwxyz{|}~")
+#: the only preprocessor lines
+_C_DIRECTIVES = frozenset(["#include <math.h>", "#include <stdint.h>", "#include <string.h>",
+                           '#include "nuts.h"'])
+_C_COMMENT = re.compile(r"/\*(.*?)\*/", re.S)
+#: comments the generated code may hold: those of C_HELPERS, and fixed ones of the templates
+_C_COMMENTS = frozenset(_C_COMMENT.findall(C_HELPERS)) | {
+    " d/d log(scale) ",
+    " the conditional log-density of every row at D linear predictors (pointwise log-likelihood) "}
+_C_NAMES = _C_NAMES | frozenset(re.findall(r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*", _C_COMMENT.sub(" ", C_HELPERS)))
+#: an input expression of an :class:`Emitter` (``x[st + i]``, ``L0[1][0]``)
+_C_INPUT = re.compile(r"[A-Za-z0-9_\[\]() +*.-]+")
+
+
+def _check_input(cexpr: str) -> None:
+    """An :class:`Emitter`'s input: an expression of the package's names, numbers and indexing."""
+    if _C_INPUT.fullmatch(cexpr) is None or not all(_c_name_ok(t) for t in re.findall(
+            r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*", cexpr)):
+        raise ValueError(f"Emitter input {cexpr[:40]!r} is not an expression of the package's C names")
+
+
+def _c_name_ok(name: str) -> bool:
+    return name in _C_WORDS or name in _C_NAMES or _C_NUMBERED.fullmatch(name) is not None
+
+
+def _c_reject(what: str, text: str) -> None:
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    raise RuntimeError(f"internal error: the generated C holds {what} {shown!r}, outside the package's own "
+                       "vocabulary; names of columns, terms and priors must never reach the C code -- please "
+                       "report this")
+
+
+def check_c_source(src: str) -> None:
+    """Check that a generated C source holds only the package's own text.
+
+    No user text (column, term, level or prior names) may reach the C: names select
+    indices, never identifiers.  This makes that structural: every character is printable
+    ASCII without backslash or backtick, the preprocessor lines and the comments are the
+    package's fixed ones (or ``/* term <index> */``), double quotes appear only in
+    ``#include "nuts.h"``, and every identifier is a C word, a fixed name of the templates
+    or a numbered name (``sd0``, ``r17``, ``f0_3``).
+
+    Raises
+    ------
+    RuntimeError
+        The source breaks a rule (a bug of the generator; the offending text is shown cut).
+    """
+    bad = set(src) - _C_CHARS
+    if bad:
+        _c_reject("the character(s)", "".join(sorted(bad)))
+    for body in _C_COMMENT.findall(src):
+        if body not in _C_COMMENTS and re.fullmatch(r" term \d+ ", body) is None:
+            _c_reject("the comment", body)
+    code = _C_COMMENT.sub(" ", src)
+    lines = []
+    for ln in code.split("\n"):
+        t = ln.strip()
+        if t.startswith("#"):
+            if t not in _C_DIRECTIVES and re.fullmatch(r"#define NPC \d+", t) is None:
+                _c_reject("the directive", t)
+            continue
+        lines.append(ln)
+    code = "\n".join(lines)
+    for tok in ("/*", "*/", "//", "#", '"'):
+        if tok in code:
+            _c_reject("the text", tok)
+    for name in set(re.findall(r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*", code)):
+        if not _c_name_ok(name):
+            _c_reject("the identifier", name)

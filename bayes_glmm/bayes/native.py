@@ -16,27 +16,27 @@ density, on the same unconstrained coordinates (the layout of
 * the NUTS of ``csrc/nuts.c`` (multinomial NUTS with Stan's windowed warm-up), one C call
   per chain, chains in parallel threads (ctypes releases the GIL).
 
-The C is compiled with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into a
-cache folder (``$BAYES_GLMM_CACHE_DIR``, else ``~/.cache/bayes_glmm``), keyed by a hash of the
-source: a model structure is compiled once (about 0.5 s), data of any size reuse it.
+No user text reaches the C: names of columns, terms, levels and priors select *indices*
+(``P[k]``, ``S[k]``, ``sd<ti>``), never identifiers or comments, and
+:func:`~bayes_glmm.bayes.codegen.check_c_source` checks every generated source against the
+package's own vocabulary before it is compiled.  :mod:`bayes_glmm.bayes.build` compiles it
+with the system C compiler (``$CC``, else ``cc``/``gcc``/``clang``) into a private, verified
+cache folder (``$BAYES_GLMM_CACHE_DIR``, else ``~/.cache/bayes_glmm``): a model structure is
+compiled once (about 0.5 s), data of any size reuse it.
 Without a C compiler :func:`available` is False and ``sampler="auto"`` falls back.
 ``tests/test_bayes_contract.py`` holds this density equal to the graph, value and gradient.
 """
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
-from .codegen import C_HELPERS, C_OPS, Emitter, RowProgram, cpc_program, prior_params, prior_program
+from .build import _LOADED, available, cache_dir, compiler, load  # noqa: F401 (native's public names)
+from .codegen import C_HELPERS, C_OPS, Emitter, RowProgram, check_c_source, cpc_program, prior_params, prior_program
 from .density import GlmmDensity
 from .layout import directions, level_effects, level_logp
 
@@ -44,40 +44,9 @@ __all__ = ["available", "compiler", "NativeModel", "cache_dir", "STAT_NAMES"]
 
 #: rows per chunk of the row pass (its per-row output, 16 KiB, stays in L1 cache)
 _CHUNK = 2048
-_CSRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
-#: the NUTS engine tests for non-finite energies: IEEE semantics, plain -O2
-_CFLAGS_NUTS = ["-O2", "-std=c99", "-fPIC"]
-#: the generated density: -ffast-math lets the compiler vectorize the pass over the rows with
-#: glibc's vector exp/log (3x faster on toenail's rows) and reassociate its sums (results move
-#: by ~1e-15 relative).  Its non-finite values (overflow far in the tails) come from libm at run
-#: time all the same, and nuts.c, compiled without it, turns them into divergences.
-#: -march=native: the cache is per machine (its key includes the CPU's flags).
-_CFLAGS_MODEL = ["-O3", "-std=c99", "-fPIC", "-ffast-math", "-march=native"]
 #: sample_stats names of the columns of nuts.c's per-draw statistics
 STAT_NAMES = ("lp", "acceptance_rate", "step_size", "tree_depth", "n_steps", "diverging", "energy",
               "energy_error")
-
-
-def compiler() -> str | None:
-    """Path of the C compiler used (``$CC``, else cc, gcc, clang), or None."""
-    cands = [os.environ["CC"]] if os.environ.get("CC") else ["cc", "gcc", "clang"]
-    for c in cands:
-        path = shutil.which(c)
-        if path:
-            return path
-    return None
-
-
-def available() -> bool:
-    """True when a C compiler is found (the native sampler can be built)."""
-    return compiler() is not None and os.path.exists(os.path.join(_CSRC, "nuts.c"))
-
-
-def cache_dir() -> str:
-    """Folder of the compiled models: ``$BAYES_GLMM_CACHE_DIR`` or ``~/.cache/bayes_glmm/native``."""
-    d = os.environ.get("BAYES_GLMM_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "bayes_glmm")
-    return os.path.join(d, "native")
 
 
 class _Arrays:
@@ -106,7 +75,7 @@ def _prior_block(blk, arrays: _Arrays, positive: bool, tag: str, S_expr: str, va
     a = prior_params(blk.prior.name, blk.prior.args)
     ks = [arrays.add(np.broadcast_to(np.asarray(v, dtype=float), (size,))) for v in a]
     code, val, der = prior_program(blk.prior.name, "x[st + i]", ["A0[i]", "A1[i]", "A2[i]"], positive, f"{tag}_")
-    lines = [f"    {{ /* prior of {blk.name}: {blk.prior.name} */",
+    lines = ["    {",  # no comment naming the block: names are user text
              f"      const int64_t st = {S_expr};",
              f"      const double *A0 = (const double *)P[{ks[0]}], *A1 = (const double *)P[{ks[1]}],"
              f" *A2 = (const double *)P[{ks[2]}];",
@@ -412,7 +381,7 @@ def generate(density: GlmmDensity):
     # ---- back through the layout (b = diag(sd) L u) to u, the SDs and L
     for ti, info in enumerate(term_info):
         q, SL, st_e, st_sd, lay = info["q"], info["SL"], info["st_e"], info["st_sd"], info["layout"]
-        body.append(f"    {{ /* term {info['t'].name} */")
+        body.append(f"    {{ /* term {ti} */")
         body.append(f"      const double *e = x + {st_e}; double *ge = g + {st_e}; double dsd[{q}];")
         body.append(f"      for (int k = 0; k < {q}; k++) dsd[k] = 0.0;")
         if info["corr"] is not None:
@@ -440,6 +409,7 @@ def generate(density: GlmmDensity):
         body.append("    }")
     A.items[s_idx] = np.asarray(S, dtype=np.int64)
     src = _assemble(body, rows, knt, ky, rowpass, yt, nt_t)
+    check_c_source(src)  # structural: only the package's identifiers, characters and comments
     return src, A, wsize, rows.npc
 
 
@@ -496,75 +466,19 @@ class _Cfg(ctypes.Structure):
                 ("state_out", ctypes.c_void_p)]
 
 
-_LOCK = threading.Lock()
-_LOADED: dict = {}
-
-
-def _cpu_signature() -> str:
-    """The CPU's feature flags (Linux) or name: part of the cache key, for -march=native."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return line
-    except OSError:
-        pass
-    import platform
-
-    return platform.machine() + platform.processor()
-
-
-def _compile(cc: str, src: str, tmp: str, out: str) -> None:
-    """nuts.c (IEEE, -O2) and the model (fast math, native CPU) into the shared library ``out``."""
-    c_path = os.path.join(tmp, "model.c")
-    with open(c_path, "w") as f:
-        f.write(src)
-    obj = os.path.join(tmp, "nuts.o")
-    steps = [[cc, *_CFLAGS_NUTS, "-c", os.path.join(_CSRC, "nuts.c"), "-o", obj]]
-    model = [cc, *_CFLAGS_MODEL, "-shared", "-I", _CSRC, c_path, obj, "-o", out, "-lm"]
-    for cmd in steps + [model]:
-        res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0 and cmd is model:  # e.g. a compiler without -march=native
-            cmd = [a for a in cmd if a != "-march=native"]
-            res = subprocess.run(cmd, capture_output=True, text=True)
-        if res.returncode != 0:
-            raise RuntimeError(f"compiling the native model failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
-
-
 def _build(src: str) -> ctypes.CDLL:
-    """Compile ``src`` with nuts.c into the cache (once per source and machine) and load it."""
-    cc = compiler()
-    if cc is None:
-        raise RuntimeError("sampler='native' needs a C compiler (set CC, or install gcc/clang); "
-                           "use sampler='numpy' or 'nutpie'")
-    with open(os.path.join(_CSRC, "nuts.c")) as f:
-        nuts_c = f.read()
-    with open(os.path.join(_CSRC, "nuts.h")) as f:
-        nuts_h = f.read()
-    key = hashlib.sha256("\0".join([src, nuts_c, nuts_h, " ".join(_CFLAGS_NUTS + _CFLAGS_MODEL), cc,
-                                    sys.platform, _cpu_signature()]).encode()).hexdigest()[:24]
-    with _LOCK:
-        if key in _LOADED:
-            return _LOADED[key]
-        out_dir = cache_dir()
-        os.makedirs(out_dir, exist_ok=True)
-        lib_path = os.path.join(out_dir, f"bg_{key}.so")
-        if not os.path.exists(lib_path):
-            with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
-                tmp_lib = os.path.join(tmp, "model.so")
-                _compile(cc, src, tmp, tmp_lib)
-                os.replace(tmp_lib, lib_path)  # atomic: concurrent processes see a whole file
-        lib = ctypes.CDLL(lib_path)
-        lib.bg_logp_grad.restype = ctypes.c_double
-        lib.bg_logp_grad.argtypes = [ctypes.c_void_p] * 5
-        lib.bg_precompute.restype = None
-        lib.bg_precompute.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
-        lib.bg_rows_ll.restype = None
-        lib.bg_rows_ll.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_void_p]
-        lib.bg_sample.restype = ctypes.c_int
-        lib.bg_sample.argtypes = [ctypes.c_void_p] * 10
-        _LOADED[key] = lib
-        return lib
+    """The model's library, compiled, cached and verified by :func:`bayes_glmm.bayes.build.load`,
+    with the argument types of its entry points."""
+    lib = load(src)
+    lib.bg_logp_grad.restype = ctypes.c_double
+    lib.bg_logp_grad.argtypes = [ctypes.c_void_p] * 5
+    lib.bg_precompute.restype = None
+    lib.bg_precompute.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.bg_rows_ll.restype = None
+    lib.bg_rows_ll.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_void_p]
+    lib.bg_sample.restype = ctypes.c_int
+    lib.bg_sample.argtypes = [ctypes.c_void_p] * 10
+    return lib
 
 
 def _ptr(a) -> ctypes.c_void_p:
