@@ -145,11 +145,12 @@ def unscale_draws(draws_s, sc: DesignScaling) -> np.ndarray:
 
 
 def needs_scaling(sc: DesignScaling, *, lo: float = 1e-3, hi: float = 1e3) -> bool:
-    """True when some column's scale lies outside ``[lo, hi]`` (or it was centered).
+    """True when some column's scale lies outside ``[lo, hi]``, or its mean is more than
+    ``hi`` of its scales away from 0 (a predictor like a calendar year, 2015 +- 3).
 
     Callers that want results bit-identical to an unscaled fit for ordinary designs can
     skip the scaling when this is False: within three orders of magnitude the optimizers
     cope, and the map would only add rounding.
     """
     s = np.asarray(sc.scale, dtype=float)
-    return bool(np.any((s < lo) | (s > hi)) or np.any(sc.center != 0.0))
+    return bool(np.any((s < lo) | (s > hi)) or np.any(np.abs(sc.center) > hi * s))

@@ -13,7 +13,7 @@ import numpy as np
 
 from .types import MLFit
 
-__all__ = ["fit_ml", "fit_raw", "MLFit"]
+__all__ = ["fit_ml", "fit_raw", "MLFit", "unscale_fit"]
 
 
 def _one_blas_thread():
@@ -121,7 +121,67 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
         if reml:
             raise ValueError(f"reml=True applies to gaussian identity-link models only, not {fam.name}")
         from .laplace import fit_glmm
-        return fit_glmm(spec, int(n_agq) if float(n_agq).is_integer() else n_agq, **kw)
+
+        sc, spec_fit, kw = _internal_scaling(spec, kw)
+        fit = fit_glmm(spec_fit, int(n_agq) if float(n_agq).is_integer() else n_agq, **kw)
+        return fit if sc is None else unscale_fit(fit, sc, sum(t.n_theta for t in spec.terms))
+
+
+def _internal_scaling(spec, kw):
+    """``(scaling or None, spec to fit, kw)``: the GLMM is fitted on a design whose columns
+    have unit SD (and are centered) when some column's magnitude is extreme.
+
+    Predictors of 1e12 next to 1e-13 give curvatures 50 orders of magnitude apart: PIRLS's
+    fixed-effects system is then numerically singular and the optimizer stops with large
+    gradients.  The map back (:func:`unscale_fit`) is exact, so results are on the user's
+    scale; ordinary designs (:func:`bayes_glmm.scaling.needs_scaling` False) are fitted as
+    they are.  A user's ``start["beta"]`` is mapped onto the scaled design.
+    """
+    import dataclasses
+
+    from ..scaling import design_scaling, needs_scaling, scale_coef, scale_design
+
+    sc = design_scaling(spec.X, center=True)
+    if not needs_scaling(sc):
+        return None, spec, kw
+    spec_fit = dataclasses.replace(spec, X=scale_design(spec.X, sc))
+    start = kw.get("start")
+    if isinstance(start, dict) and "beta" in start:
+        kw = dict(kw, start=dict(start, beta=scale_coef(start["beta"], sc)))
+    return sc, spec_fit, kw
+
+
+def unscale_fit(fit: MLFit, sc, nt: int) -> MLFit:
+    """The fit on the user's scale: ``beta = M beta_s``, ``V = M V_s M'`` (exact).
+
+    A coefficient whose scaled variance is inf (separation) or NaN stays so on the user's
+    scale, as does every user coefficient that depends on it through ``M``.
+    """
+    import dataclasses
+
+    from ..scaling import unscale_coef, unscale_cov
+
+    V = np.asarray(fit.vcov_beta, dtype=float)
+    bad = ~np.isfinite(np.diag(V))
+    Vf = np.where(np.isfinite(V), V, 0.0)
+    Vu = unscale_cov(Vf, sc)
+    if np.any(bad):
+        dep = np.abs(sc.M[:, bad]) > 0  # user coefficient i uses scaled coefficient j
+        for j_local, j in enumerate(np.flatnonzero(bad)):
+            rows = dep[:, j_local]
+            val = V[j, j]
+            Vu[rows, :] = 0.0 if np.isinf(val) else np.nan
+            Vu[:, rows] = 0.0 if np.isinf(val) else np.nan
+            Vu[rows, rows] = val
+    opt = dict(fit.optimizer)
+    p = sc.M.shape[0]
+    start = np.asarray(opt.get("start", np.zeros(0)), dtype=float)
+    if start.size >= nt + p:
+        start = start.copy()
+        start[nt:nt + p] = unscale_coef(start[nt:nt + p], sc)
+        opt["start"] = start
+    opt["design_scaling"] = {"scale": sc.scale.tolist(), "center": sc.center.tolist()}
+    return dataclasses.replace(fit, beta=unscale_coef(fit.beta, sc), vcov_beta=Vu, optimizer=opt)
 
 
 def fit_ml(spec, n_agq: int = 1, reml: bool | None = None, **kw):

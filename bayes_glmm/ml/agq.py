@@ -159,6 +159,7 @@ class _Cols:
         # broadcast by the log-density (it does not move with the nodes)
         self.X_zi, self.disp, self.zi_eta = resp.X_zi, resp.disp, resp.zi_eta
         self.row_const = resp.row_const  # (n,), broadcast like zi_eta
+        self.pois_c = None if getattr(resp, "pois_c", None) is None else resp.pois_c[:, None]
 
 
 def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:

@@ -27,11 +27,11 @@ import numpy as np
 from . import agq as _agq
 from . import linalg
 from .lmm import modes_and_sds
-from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, lambdas_from_theta, minimize_bounded,
+from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian_pd, lambdas_from_theta, minimize_bounded,
                        multimodal_prone, multistart_points, new_optinfo, optimize_checked, report_starts,
                        resolve_n_starts, restart_candidates, restart_off_boundary, solve_with_boundary,
                        theta_layout, theta_scales, warn_nonconvergence)
-from .pirls import make_response, pirls, with_aux
+from .pirls import hessian_weights, make_response, pirls, with_aux
 from .types import MLFit
 from ..validate import user_stacklevel
 
@@ -222,6 +222,34 @@ def escape_zi_plateau(solve, opt, X_zi, at: int) -> tuple:
     return best, rec
 
 
+#: largest GLM information of a fixed effect (deviance scale) that stage 1 accepts without
+#: rescaling: above it (counts of 1e7-1e12, or millions of rows) the fixed effects' curvature
+#: dwarfs theta's by many orders of magnitude, and unscaled L-BFGS-B stops on its
+#: relative-reduction test with theta still at its start
+INFO_SCALE_MAX = 1e8
+
+
+def info_scaling(resp, beta0, nt: int, na: int, aux0=None):
+    """Diagonal scales for stage 1 (``x = x0 + diag(scale) y``), or None when the problem
+    is not badly scaled.
+
+    The fixed effects' entries are ``1 / sqrt(2 diag(X' W X))`` (the deviance's GLM
+    information at the start, W the Hessian weights), theta's and the auxiliary
+    parameters' 1: a unit step in beta is then one standard error whatever the magnitude
+    of y, so the optimizer's path no longer depends on it.
+    """
+    eta0 = resp.offset + resp.X @ np.asarray(beta0, dtype=float)
+    r = with_aux(resp, aux0) if na and aux0 is not None else resp
+    if r.general and r.family.has_dispersion and r.disp is None:
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        W = hessian_weights(r, eta0)
+    hb = 2.0 * np.einsum("ij,i,ij->j", resp.X, W, resp.X)
+    if not np.all(np.isfinite(hb)) or np.max(hb, initial=0.0) <= INFO_SCALE_MAX:
+        return None
+    return np.concatenate([np.ones(nt), 1.0 / np.sqrt(np.maximum(hb, 1.0)), np.ones(na)])
+
+
 def _split(x, nt, p):
     """``x = (theta, beta, aux)`` into its three parts."""
     return x[:nt], x[nt:nt + p], x[nt + p:]
@@ -377,9 +405,20 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
             # with an analytic gradient a loose Laplace fit in (theta, beta, aux) is a cheaper
             # first stage than theta-only with finite differences (4-10x fewer PIRLS runs)
             st1 = {"u": None}
+            Hs = info_scaling(resp, beta0, nt, na, aux0)
+            if Hs is not None and not na:
+                # badly scaled (huge counts): the least-squares start of beta can be many
+                # standard errors off, a deviance of 1e10 whose first line search leaves
+                # L-BFGS-B's memory useless for theta; start from the joint PIRLS modes at
+                # theta0 instead (beta's conditional optimum, whatever the magnitude of y)
+                pr0 = pirls(resp, s, lambdas_from_theta(theta0, terms, slices), beta0, joint=True)
+                if pr0.converged and np.all(np.isfinite(pr0.beta)):
+                    beta0, st1["u"] = pr0.beta, pr0.u
+                    Hs = info_scaling(resp, beta0, nt, na, aux0)
             fg1 = make_devgrad(resp, s, terms, slices, 1, st1)
             opt1 = minimize_bounded(fg1, np.concatenate([theta0, beta0, aux0]),
-                                    lower, ftol=1e-8, gtol=1e-4, jac=True, label="stage 1 (Laplace)")
+                                    lower, ftol=1e-8, gtol=1e-4, jac=True, label="stage 1 (Laplace)",
+                                    scale=Hs)
             # a first step can overshoot a variance to its bound, where the gradient in it
             # vanishes (the deviance is even there): look off the bound before stage 2
             opt1, _ = restart_off_boundary(fg1, opt1, lower, jac=True, label="stage 1 (Laplace)",
@@ -444,7 +483,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         # the Hessian the vcov needs anyway; its stencil gives the gradient for free
         if calc_vcov:
             if use_grad:
-                return fg(xc)[1], fd_hessian_from_grad(fg, xc), 2 * xc.size + 1
+                Hc, nh = fd_hessian_pd(fg, xc)
+                return fg(xc)[1], Hc, nh + 1
             Hc, gc = fd_hessian(dev, xc, return_grad=True)
             return gc, Hc, 2 * xc.size ** 2 + 1
         if use_grad:

@@ -17,7 +17,7 @@ from ..covariance import theta_lower, theta_start, theta_to_chol
 from ..validate import user_stacklevel
 
 __all__ = ["rank_one_faces", "solve_with_boundary", "resolve_n_starts", "theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
-           "fd_hessian_from_grad", "restart_off_boundary", "check_convergence", "optimize_checked",
+           "fd_hessian_from_grad", "fd_hessian_pd", "restart_off_boundary", "check_convergence", "optimize_checked",
            "multistart_points", "report_starts", "new_optinfo", "theta_scales", "multimodal_prone"]
 
 #: max |projected gradient| below which a point counts as stationary when no Hessian is at hand
@@ -117,6 +117,30 @@ def fd_hessian_from_grad(fun_grad, x, delta=1e-4):
     return 0.5 * (H + H.T)
 
 
+def fd_hessian_pd(fun_grad, x, deltas=(1e-4, 1e-3, 1e-2)):
+    """:func:`fd_hessian_from_grad` at the first step in ``deltas`` that gives a positive-definite
+    Hessian (the last one tried otherwise).
+
+    The gradient of a Laplace deviance carries rounding noise that grows with the
+    curvature of the conditional modes (Poisson counts of 1e12: ~0.1 in theta's gradient,
+    whose own curvature is ~1e3), so 1e-4 central differences can be mostly noise and make
+    a true optimum look indefinite; a larger step trades that for a truncation error of
+    O(delta^2).  Returns ``(H, n_gradient_evaluations)``.
+    """
+    n = 0
+    H = None
+    for d in deltas:
+        H = fd_hessian_from_grad(fun_grad, x, delta=d)
+        n += 2 * np.size(x)
+        try:
+            if np.all(np.isfinite(H)):
+                np.linalg.cholesky(H)
+                return H, n
+        except np.linalg.LinAlgError:
+            pass
+    return H, n
+
+
 class _CountedGrad:
     """Like :class:`_Counted` for ``fun(x) -> (f, g)``."""
 
@@ -194,7 +218,7 @@ def precondition(H, x0, lower):
 
 
 def minimize_bounded(fun, x0, lower, *, hess=None, maxiter=1000, ftol=1e-13, gtol=1e-6, label="deviance",
-                     jac=False):
+                     jac=False, scale=None):
     """Minimize ``fun`` subject to ``x >= lower`` by L-BFGS-B with central-difference gradients.
 
     Parameters
@@ -208,6 +232,9 @@ def minimize_bounded(fun, x0, lower, *, hess=None, maxiter=1000, ftol=1e-13, gto
         the strongly correlated (theta, intercept) deviance surfaces of GLMMs.
     jac : bool
         ``fun`` returns the analytic gradient with the value (no finite differences).
+    scale : ndarray, optional
+        Without ``hess``: solve in ``x = x0 + diag(scale) y`` (a diagonal rescaling, e.g. by
+        the fixed effects' standard errors when their curvature dwarfs theta's).
 
     Returns
     -------
@@ -217,6 +244,8 @@ def minimize_bounded(fun, x0, lower, *, hess=None, maxiter=1000, ftol=1e-13, gto
     lower = np.asarray(lower, dtype=float)
     x0 = np.maximum(np.asarray(x0, dtype=float), lower)
     T = precondition(hess, x0, lower) if hess is not None else None
+    if T is None and scale is not None:
+        T = np.diag(np.asarray(scale, dtype=float))
     if T is not None:
         lower_y = np.full(x0.size, -np.inf)
         Bi = np.isfinite(lower)
