@@ -100,12 +100,17 @@ def _native_model(glmm):
         GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)))
 
 
-def _native_idata(density, x, stats, pm_model):
+def _native_idata(density, x, stats, pm_model, max_depth: int = 10):
     """InferenceData from the native sampler's unconstrained draws (chain, draw, ndim)."""
+    depth = stats["tree_depth"].astype(np.int64)
     st = {"lp": stats["lp"], "acceptance_rate": stats["acceptance_rate"], "step_size": stats["step_size"],
-          "tree_depth": stats["tree_depth"].astype(np.int64), "n_steps": stats["n_steps"].astype(np.int64),
-          "diverging": stats["diverging"] > 0.5, "energy": stats["energy"], "energy_error": stats["energy_error"]}
-    return _idata_from_arrays(density.expand_draws(x), st, pm_model)
+          "tree_depth": depth, "n_steps": stats["n_steps"].astype(np.int64),
+          "diverging": stats["diverging"] > 0.5, "energy": stats["energy"], "energy_error": stats["energy_error"],
+          # PyMC's name; Stan counts a transition at the limit (treedepth__ >= max_depth)
+          "reached_max_treedepth": depth >= max_depth}
+    idata = _idata_from_arrays(density.expand_draws(x), st, pm_model)
+    idata.sample_stats.attrs["max_depth"] = int(max_depth)
+    return idata
 
 
 def _seed_int(random_seed) -> int:
@@ -145,12 +150,50 @@ def _arviz_without_numba():
             flag.enable_numba()
 
 
-def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0) -> list:
-    """Convergence problems as readable strings (empty when none).
+#: Stan's threshold: a chain whose E-BFMI is below it explored the energy levels poorly
+EBFMI_MIN = 0.3
 
-    Checks divergent transitions, split R-hat > ``rhat_max`` (2+ chains) and bulk ESS
-    < ``ess_min`` for ``var_names``; parameters are named with their coordinates.
+
+def ebfmi(energy) -> np.ndarray:
+    """Energy Bayesian fraction of missing information of each chain (Betancourt 2016).
+
+    ``mean((E_n - E_{n-1})^2) / var(E)`` over the draws of a chain, as Stan and ArviZ compute
+    it; below :data:`EBFMI_MIN` the momentum resampling moves the energy too little for the
+    spread of energies the posterior needs (heavy tails, a funnel).
+
+    Parameters
+    ----------
+    energy : array-like (chain, draw)
+        The Hamiltonian at each draw (``sample_stats.energy``).
+
+    Returns
+    -------
+    ndarray (chain,)
+        NaN for a chain of fewer than 2 draws or constant energy.
     """
+    e = np.atleast_2d(np.asarray(energy, dtype=float))
+    if e.shape[1] < 2:
+        return np.full(e.shape[0], np.nan)
+    num = np.mean(np.diff(e, axis=1) ** 2, axis=1)
+    den = np.var(e, axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _max_treedepth(idata):
+    """(transitions at the maximum tree depth, total, max depth or None); None when the
+    sampler does not record it (numpyro)."""
+    ss = idata.sample_stats
+    name = next((n for n in ("reached_max_treedepth", "maxdepth_reached") if n in ss), None)
+    if name is None:
+        return None
+    hit = np.asarray(ss[name]).astype(bool)
+    return int(hit.sum()), int(hit.size), ss.attrs.get("max_depth")
+
+
+def _sampler_messages(idata) -> list:
+    """Stan's sampler checks after a fit: divergences, E-BFMI < 0.3 per chain, transitions that
+    hit the maximum tree depth."""
     msgs = []
     n_div = _n_divergent(idata)
     if n_div:
@@ -158,6 +201,31 @@ def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0
         at = f" at target_accept={ta:g}" if ta is not None else ""
         msgs.append(f"{n_div} divergent transition(s) of {int(idata.posterior.sizes['chain'] * idata.posterior.sizes['draw'])} "
                     f"draws{at}; increase target_accept (e.g. 0.99) or change centered= for the random terms")
+    ss = idata.sample_stats
+    if "energy" in ss:
+        low = [(c, v) for c, v in enumerate(ebfmi(ss["energy"])) if np.isfinite(v) and v < EBFMI_MIN]
+        if low:
+            msgs.append("E-BFMI below " + f"{EBFMI_MIN:g} in chain(s) " + ", ".join(f"{c} ({v:.2f})" for c, v in low)
+                        + ": the sampler explored the posterior's energy levels poorly (heavy tails or a funnel); "
+                        "reparametrize (centered= for the random terms), give the SDs tighter priors, or run longer")
+    hit = _max_treedepth(idata)
+    if hit is not None and hit[0]:
+        n, total, depth = hit
+        lim = f" of {depth} (2^{depth} leapfrog steps)" if depth is not None else ""
+        msgs.append(f"{n} of {total} transitions ({100.0 * n / total:.1f}%) hit the maximum tree depth{lim}: "
+                    "trajectories cut short explore slowly; pass a larger max_depth= or reparametrize")
+    return msgs
+
+
+def diagnose(idata, var_names, *, rhat_max: float = 1.01, ess_min: float = 400.0) -> list:
+    """Convergence problems as readable strings (empty when none).
+
+    Checks, as Stan does after sampling, divergent transitions, E-BFMI < :data:`EBFMI_MIN` per
+    chain and transitions that hit the maximum tree depth (where the sampler records them),
+    then split R-hat > ``rhat_max`` (2+ chains) and bulk ESS < ``ess_min`` for
+    ``var_names``; parameters are named with their coordinates.
+    """
+    msgs = _sampler_messages(idata)
     post = idata.posterior
     n_chains = post.sizes.get("chain", 1)
     stats = {}
@@ -323,8 +391,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         bytes each), in which case it is skipped with a warning -- on a million rows it would
         take more memory than the fit itself.
     check : bool
-        Warn (UserWarning) on divergences, R-hat > 1.01 or bulk ESS < 400, naming the
-        parameters.
+        Warn (UserWarning) on divergences, E-BFMI < 0.3 in a chain, transitions at the maximum
+        tree depth (as Stan), R-hat > 1.01 or bulk ESS < 400, naming the parameters.
     **kwargs
         Passed to ``nutpie.sample``, ``pymc.sample`` or ``numpyro.infer.NUTS``.
 
@@ -360,10 +428,11 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
 
     def run(ta):
         if native is not None:
+            depth = int(kwargs.get("max_depth", 10))
             x, stats = native.sample(draws, tune, chains, seed=seed, target_accept=ta, cores=cores,
-                                     max_depth=int(kwargs.get("max_depth", 10)),
-                                     init_step=float(kwargs.get("init_step", -1.0)), progressbar=progressbar)
-            return _native_idata(native.density, x, stats, pm_model)
+                                     max_depth=depth, init_step=float(kwargs.get("init_step", -1.0)),
+                                     progressbar=progressbar)
+            return _native_idata(native.density, x, stats, pm_model, depth)
         if compiled is not None:
             import nutpie
 
