@@ -22,13 +22,24 @@ Models
     per unit exposure near 0), ``x ~ Normal(0, 0.5)``, ``sd_g ~ HalfNormal([1, 0.5])``
     (intercept SD, slope SD), ``corr_g ~ LKJ(eta=2)``.
 
+Every family (issue 16), on ``y ~ x + (1 | g)`` at the family's default link, 20 groups x 10
+observations, ``x`` centred (:func:`_sim_glmm`; priors in :data:`MODELS`):
+``gaussian`` (``sigma``), ``binomial`` (logit, 1-8 trials per row, ``trials="n"``),
+``poisson_scalar``, ``nbinom1`` (Var = mu (1 + phi)), ``gamma`` (log, ``shape``), ``beta``
+(logit, precision ``phi``); zero inflation ``zip`` (Poisson, ``zi="~ x"``), ``zinb`` (NB2,
+``zi="~1"``), ``zinb1`` (NB1, ``zi="~1"``); crossed ``bernoulli_crossed``
+(``+ (1 | h)``, 20 x 10 fully crossed).  Weights are not simulated: the package multiplies a
+row's log-density by its weight (a pseudo-likelihood, not a generative model SBC can draw
+from); ``tests/test_reference_posterior.py`` checks weighted models against numpyro instead.
+
 The priors are passed explicitly with ``priors=`` so that the model does not auto-scale
 them from the simulated ``y`` (the log-link default centres the intercept prior on the
 observed log rate): SBC needs the prior the truths are drawn from to be the prior the
 model uses, and the same ``bg.Prior`` objects serve both purposes here.
 
 Checked parameters: every fixed effect (posterior ``beta``), every random-effect SD
-(``sd_g``), for ``negbinomial`` ``theta`` and, for ``poisson``, the correlation (``corr_g``; a ``q x q`` matrix with dims
+(``sd_g``, ``sd_h``), the dispersion (``sigma``, ``theta``, ``phi``, ``shape``), the
+zero-inflation coefficients (``beta_zi``) and, for ``poisson``, the correlation (``corr_g``; a ``q x q`` matrix with dims
 ``(g_coef, g_coef2)`` or the off-diagonal pairs only, both are handled).
 
 Tests and threshold
@@ -40,7 +51,9 @@ and a Kolmogorov-Smirnov test of ``(rank + U) / (L + 1)``, ``U ~ Uniform(0, 1)``
 exactly Uniform(0, 1) under calibration (the jitter removes the discreteness).  The
 script exits 1 if any p-value is below ``--alpha`` (default 0.001 per test).  With the
 default models there are 12 parameters x 2 tests = 24 tests, so under perfect
-calibration a false alarm happens with probability <= 24 x 0.001 = 2.4% (Bonferroni),
+calibration a false alarm happens with probability <= 24 x 0.001 = 2.4% (Bonferroni;
+``--all``: 53 parameters, 106 tests, <= 11%, so one p-value between 1e-4 and 1e-3 is
+not by itself a failure: rerun that model with another ``--seed``),
 while a real miscalibration of the size SBC is meant to catch drives p far below 0.001
 at 100 replications.
 
@@ -54,7 +67,9 @@ ranks would pile up at the ends even for a correct sampler).
 
 Run from the repository root::
 
-    python benchmarks/sbc.py                         # all three models, 100 replications each
+    python benchmarks/sbc.py                         # the three core models, 100 replications each
+    python benchmarks/sbc.py --all                   # every model (every family, zi, crossed)
+    python benchmarks/sbc.py --family gamma beta     # the models of some families
     python benchmarks/sbc.py --reps 200 --seed 7 --models poisson
     python benchmarks/sbc.py --quick                 # smoke test: 10 reps, short chains
 
@@ -68,7 +83,7 @@ import math
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -164,6 +179,8 @@ class SBCModel:
         The scalar parameters that are ranked; ``element`` indexes a vector prior.
     simulate : callable
         ``simulate(priors, rng) -> (DataFrame, dict label -> true value)``.
+    glmm_kwargs : dict
+        Further keyword arguments of :class:`bayes_glmm.GLMM` (``link``, ``trials``, ``zi``).
     """
 
     name: str
@@ -172,6 +189,7 @@ class SBCModel:
     priors: dict
     params: list
     simulate: Callable
+    glmm_kwargs: dict = field(default_factory=dict)
 
 
 def _centred_normal(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -240,6 +258,108 @@ def _sim_negbinomial(priors: dict, rng: np.random.Generator, n_groups: int = 20,
     return df, {"Intercept": b0, "x": b, "sd_g[Intercept]": sd, "theta": theta}
 
 
+def _expit(v):
+    return 1.0 / (1.0 + np.exp(-v))
+
+
+#: draws y given the mean ``mu`` and the dispersion ``d`` (None where the family has none);
+#: the parametrizations are :class:`bayes_glmm.families.Family`'s (variance in its docstring)
+_RESPONSE = {
+    "gaussian": lambda rng, mu, d, n: rng.normal(mu, d),
+    "bernoulli": lambda rng, mu, d, n: (rng.random(mu.size) < mu).astype(int),
+    "binomial": lambda rng, mu, d, n: rng.binomial(n, mu),
+    "poisson": lambda rng, mu, d, n: rng.poisson(mu),
+    # NB2 (Var = mu + mu^2 / theta) and NB1 (Var = mu (1 + phi)) as gamma-Poisson mixtures
+    "negbinomial": lambda rng, mu, d, n: rng.poisson(rng.gamma(d, mu / d)),
+    "nbinom1": lambda rng, mu, d, n: rng.poisson(rng.gamma(mu / d, d)),
+    "gamma": lambda rng, mu, d, n: rng.gamma(d, mu / d),  # shape d, mean mu
+    "beta": lambda rng, mu, d, n: rng.beta(mu * d, (1.0 - mu) * d),  # precision d
+}
+_INVERSE_LINK = {"gaussian": lambda e: e, "bernoulli": _expit, "binomial": _expit, "beta": _expit,
+                 "poisson": np.exp, "negbinomial": np.exp, "nbinom1": np.exp, "gamma": np.exp}
+
+
+def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: int = 20,
+              n_per: int = 10, crossed: bool = False, zi_slope: bool | None = None):
+    """``y ~ x + (1 | g)`` (``+ (1 | h)`` when ``crossed``) for any family at its default link.
+
+    With ``crossed`` every ``g`` level meets each of ``n_per`` ``h`` levels once.  The
+    dispersion parameter is the family's (``sigma``, ``theta``, ``phi``, ``shape``) drawn
+    from ``priors`` under that name; binomial trials are fixed, not drawn (1..8 per row, a
+    column ``n``).  ``zi_slope`` None: no zero inflation; False: ``zi = "~1"``; True:
+    ``zi = "~ x"`` -- a structural zero replaces y with probability
+    ``expit(zi_Intercept + zi_x * x)``.
+    """
+    codes, labels = _groups(n_groups, n_per)
+    n = codes.size
+    x = _centred_normal(rng, n)
+    b0 = float(draw_prior(priors["Intercept"], rng))  # x is centred: the intercept at mean(x)
+    b = float(draw_prior(priors["x"], rng))
+    sd = float(draw_prior(priors["sd_g"], rng))
+    eta = b0 + b * x + rng.normal(0.0, sd, size=n_groups)[codes]
+    truth = {"Intercept": b0, "x": b, "sd_g[Intercept]": sd}
+    data = {"x": x, "g": labels}
+    if crossed:
+        h = np.tile(np.arange(n_per), n_groups)
+        sd_h = float(draw_prior(priors["sd_h"], rng))
+        eta = eta + rng.normal(0.0, sd_h, size=n_per)[h]
+        truth["sd_h[Intercept]"] = sd_h
+        data["h"] = [f"h{c:02d}" for c in h]
+    disp_name = {"gaussian": "sigma", "negbinomial": "theta", "nbinom1": "phi", "gamma": "shape",
+                 "beta": "phi"}.get(family)
+    d = None
+    if disp_name:
+        d = float(draw_prior(priors[disp_name], rng))
+        truth[disp_name] = d
+    trials = rng.integers(1, 9, size=n) if family == "binomial" else None
+    y = _RESPONSE[family](rng, _INVERSE_LINK[family](eta), d, trials)
+    if zi_slope is not None:
+        z0 = float(draw_prior(priors["zi_Intercept"], rng))
+        truth["zi_Intercept"] = z0
+        zeta = np.full(n, z0)
+        if zi_slope:
+            z1 = float(draw_prior(priors["zi_x"], rng))
+            truth["zi_x"] = z1
+            zeta = zeta + z1 * x
+        y = np.where(rng.random(n) < _expit(zeta), 0, y)
+    data["y"] = y
+    if trials is not None:
+        data["n"] = trials
+    return pd.DataFrame(data), truth
+
+
+def _glmm_model(name: str, family: str, priors: dict, *, crossed: bool = False,
+                zi_slope: bool | None = None, n_per: int = 10, **glmm_kwargs) -> SBCModel:
+    """An :class:`SBCModel` on :func:`_sim_glmm`; every prior key is ranked."""
+    formula = "y ~ x + (1 | g)" + (" + (1 | h)" if crossed else "")
+    if zi_slope is not None:
+        glmm_kwargs["zi"] = "~ x" if zi_slope else "~1"
+    if family == "binomial":
+        glmm_kwargs["trials"] = "n"
+    params = [("sd_g[Intercept]" if k == "sd_g" else "sd_h[Intercept]" if k == "sd_h" else k, k, 0)
+              for k in priors]
+    return SBCModel(name=name, formula=formula, family=family, priors=priors, params=params,
+                    simulate=lambda pri, rng: _sim_glmm(pri, rng, family=family, n_per=n_per,
+                                                        crossed=crossed, zi_slope=zi_slope),
+                    glmm_kwargs=glmm_kwargs)
+
+
+def _N(mu, sigma):
+    return bg.Prior("Normal", mu=mu, sigma=sigma)
+
+
+def _HN(sigma):
+    return bg.Prior("HalfNormal", sigma=sigma)
+
+
+def _G(alpha, beta):
+    return bg.Prior("Gamma", alpha=alpha, beta=beta)
+
+
+#: the count models' fixed part and SD (log rate near e^1, as the NB2 model above)
+_COUNT = {"Intercept": _N(1.0, 0.5), "x": _N(0.0, 0.5), "sd_g": _HN(0.5)}
+
+
 MODELS: dict[str, SBCModel] = {
     "bernoulli": SBCModel(
         name="bernoulli",
@@ -277,6 +397,34 @@ MODELS: dict[str, SBCModel] = {
     ),
 }
 
+#: models added for every family (issue 16): each family at its default link, the zero-
+#: inflated count families, and crossed random effects.  Their SeedSequence index is their
+#: position in MODELS, so the three models above keep their replications.
+MODELS.update({m.name: m for m in [
+    _glmm_model("gaussian", "gaussian", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0), "sd_g": _HN(1.0),
+                                         "sigma": _HN(1.0)}),
+    _glmm_model("binomial", "binomial", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0), "sd_g": _HN(1.0)},
+                n_per=8),
+    _glmm_model("poisson_scalar", "poisson", dict(_COUNT)),
+    _glmm_model("nbinom1", "nbinom1", {**_COUNT, "phi": _G(2.0, 1.0)}),
+    # log link; shape mean 4, rarely below 0.5 (where y would underflow to 0)
+    _glmm_model("gamma", "gamma", {"Intercept": _N(0.5, 0.5), "x": _N(0.0, 0.5), "sd_g": _HN(0.5),
+                                   "shape": _G(4.0, 1.0)}),
+    # logit link; precision phi mean 10
+    _glmm_model("beta", "beta", {"Intercept": _N(0.0, 0.5), "x": _N(0.0, 0.5), "sd_g": _HN(0.5),
+                                 "phi": _G(4.0, 0.4)}),
+    _glmm_model("zip", "poisson", {**_COUNT, "zi_Intercept": _N(-1.0, 0.5), "zi_x": _N(0.0, 0.5)},
+                zi_slope=True),
+    _glmm_model("zinb", "negbinomial", {**_COUNT, "theta": _G(2.0, 0.5), "zi_Intercept": _N(-1.0, 0.5)},
+                zi_slope=False),
+    _glmm_model("zinb1", "nbinom1", {**_COUNT, "phi": _G(2.0, 1.0), "zi_Intercept": _N(-1.0, 0.5)},
+                zi_slope=False),
+    _glmm_model("bernoulli_crossed", "bernoulli", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0),
+                                                   "sd_g": _HN(1.0), "sd_h": _HN(1.0)}, crossed=True),
+]})
+#: what a plain ``python benchmarks/sbc.py`` runs (about a minute); ``--all`` runs every model
+CORE_MODELS = ("bernoulli", "poisson", "negbinomial")
+
 
 # ---------------------------------------------------------------------------- posterior
 def _flat(da) -> np.ndarray:
@@ -288,24 +436,40 @@ def _flat(da) -> np.ndarray:
 def posterior_draws(idata, fixed_names) -> dict:
     """Pooled posterior draws of the checked scalars, keyed like the simulators' truths.
 
+    Fixed effects by name (``Intercept`` for ``(Intercept)``), ``sd_<group>[<coef>]`` for
+    every random-effect SD, the dispersion (``sigma``, ``theta``, ``phi``, ``shape``), the
+    zero-inflation coefficients as their prior keys (``zi_Intercept``, ``zi_x``).
     ``corr_g`` is read as element ``[1, 0]`` of a ``q x q`` matrix (dims ``g_coef``,
     ``g_coef2``) or as the single value of an off-diagonal-pairs vector, so the script
     works before and after the package stores only the pairs.
     """
     post = idata.posterior
     out = {}
+
+    def short(nm):
+        return "Intercept" if nm == "(Intercept)" else nm
+
     beta = _flat(post["beta"])
     for j, nm in enumerate(fixed_names):
-        out["Intercept" if nm == "(Intercept)" else nm] = beta[:, j]
-    sd = _flat(post["sd_g"])
-    sd = sd[:, None] if sd.ndim == 1 else sd
-    coef_names = [str(c) for c in post["sd_g"].coords["g_coef"].values] if "g_coef" in post["sd_g"].coords \
-        else ["(Intercept)", "x"][: sd.shape[1]]
-    for j, nm in enumerate(coef_names):
-        out[f"sd_g[{'Intercept' if nm == '(Intercept)' else nm}]"] = sd[:, j]
-    for nm in ("theta", "phi", "shape"):
+        out[short(nm)] = beta[:, j]
+    for var in [str(v) for v in post.data_vars if str(v).startswith("sd_")]:
+        grp = var[3:]
+        sd = _flat(post[var])
+        sd = sd[:, None] if sd.ndim == 1 else sd
+        coef_dim = f"{grp}_coef"
+        coef_names = [str(c) for c in post[var].coords[coef_dim].values] if coef_dim in post[var].coords \
+            else ["(Intercept)", "x"][: sd.shape[1]]
+        for j, nm in enumerate(coef_names):
+            out[f"{var}[{short(nm)}]"] = sd[:, j]
+    for nm in ("sigma", "theta", "phi", "shape"):
         if nm in post:
             out[nm] = _flat(post[nm])
+    if "beta_zi" in post:
+        z = _flat(post["beta_zi"])
+        z = z[:, None] if z.ndim == 1 else z
+        names = [str(c) for c in post["beta_zi"].coords["zi_coef"].values]
+        for j, nm in enumerate(names):
+            out[f"zi_{short(nm)}"] = z[:, j]
     if "corr_g" in post:
         c = _flat(post["corr_g"])
         if c.ndim == 3:  # full matrix per draw
@@ -397,7 +561,8 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
 
     Parameters
     ----------
-    model_name : {"bernoulli", "poisson", "negbinomial"}
+    model_name : str
+        A key of :data:`MODELS`.
     reps : int
         Replications (prior draw -> data -> fit).
     seed : int
@@ -438,7 +603,7 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
         rng = np.random.default_rng(child)
         df, truth = m.simulate(m.priors, rng)
         nuts_seed = int(rng.integers(2**31 - 1))
-        model = bg.GLMM(m.formula, df, family=m.family, priors=m.priors)
+        model = bg.GLMM(m.formula, df, family=m.family, priors=m.priors, **m.glmm_kwargs)
         with warnings.catch_warnings(record=True) as caught:
             # record (and so silence) every warning: the package's per-fit NUTS
             # diagnostics would otherwise print 100s of lines; they are counted below
@@ -453,7 +618,8 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
             if "diverging" in idata.sample_stats else 0
         div_total += nd
         div_reps += nd > 0
-        ess = _min_bulk_ess(idata, ["beta", "sd_g", "corr_g", "theta"])
+        ess = _min_bulk_ess(idata, ["beta", "sd_g", "sd_h", "corr_g", "sigma", "theta", "phi", "shape",
+                                    "beta_zi"])
         low_ess += ess < L
         post = posterior_draws(idata, list(model.spec.fixed_names))
         n_total = next(iter(post.values())).shape[0]
@@ -511,7 +677,12 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=100, help="replications per model (default 100)")
     ap.add_argument("--seed", type=int, default=20261201, help="master seed")
-    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=list(MODELS))
+    ap.add_argument("--models", nargs="+", choices=list(MODELS), default=[],
+                    help=f"models to run (default {' '.join(CORE_MODELS)})")
+    families = sorted({m.family for m in MODELS.values()})
+    ap.add_argument("--family", nargs="+", choices=families, default=[],
+                    help="every model of these families (zero-inflated and crossed ones included)")
+    ap.add_argument("--all", action="store_true", help="every model: each family, zero inflation, crossed")
     ap.add_argument("--chains", type=int, default=2)
     ap.add_argument("--tune", type=int, default=500)
     ap.add_argument("--draws", type=int, default=500)
@@ -523,16 +694,25 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     if a.quick:
         a.reps, a.tune, a.draws, a.L = 10, 200, 200, 39
+    names = list(MODELS) if a.all else [n for n in MODELS if n in a.models
+                                         or MODELS[n].family in a.family]
+    names = names or list(CORE_MODELS)
     t0 = time.perf_counter()
     ok = True
     n_tests = 0
-    for name in a.models:
+    rows = []
+    for name in names:
         r = run_sbc(name, reps=a.reps, seed=a.seed, L=a.L, chains=a.chains, tune=a.tune,
                     draws=a.draws, alpha=a.alpha, verbose=a.verbose)
         print(format_result(r, a.alpha), flush=True)
         print()
         ok &= r["ok"]
         n_tests += 2 * len(r["pvalues"])
+        p_min = min(min(v.values()) for v in r["pvalues"].values())
+        rows.append(f"  {name:<20}{MODELS[name].family:<13}{len(r['pvalues']):>7}{p_min:>10.4f}  "
+                    f"{'ok' if r['ok'] else 'FAIL'}")
+    print(f"  {'model':<20}{'family':<13}{'params':>7}{'min p':>10}  verdict")
+    print("\n".join(rows))
     print(f"{n_tests} tests at alpha = {a.alpha} each (family-wise false-alarm rate under "
           f"calibration <= {min(1.0, n_tests * a.alpha):.3f}); total {time.perf_counter() - t0:.0f} s")
     print("SBC: PASS" if ok else "SBC: FAIL (some rank histogram is not uniform)")
