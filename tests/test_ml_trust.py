@@ -113,3 +113,94 @@ def test_compare_draws_no_zero_width_interval():
     assert "boundary" in row["interval"]
     ok = tab.loc["zi_sppPR"]
     assert ok["lower"] < ok["estimate"] < ok["upper"]
+
+
+# ---------------------------------------------------------------------------------------
+# Counts and predictors of any magnitude
+
+def _poisson_data(log_mu: float, xscale=(1.0, 1.0), n: int = 400, n_groups: int = 40, seed: int = 1):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), n // n_groups)
+    x1, x2 = rng.standard_normal(n), rng.standard_normal(n)
+    u = 0.5 * rng.standard_normal(n_groups)
+    y = rng.poisson(np.exp(log_mu + 0.3 * x1 - 0.2 * x2 + u[g]))
+    return pd.DataFrame({"y": y.astype(float), "x1": x1 * xscale[0], "x2": x2 * xscale[1],
+                         "g": [f"g{k:02d}" for k in g]})
+
+
+def _fit_quiet(formula, data, **kw):
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        res = bg.GLMM(formula, data, family=kw.pop("family", "poisson")).fit_ml(**kw)
+    return res, [str(w.message) for w in rec]
+
+
+@pytest.mark.parametrize("log_mu", [np.log(1e7), np.log(1e12)])
+def test_huge_poisson_counts_converge_to_the_optimum(log_mu):
+    d = _poisson_data(log_mu)
+    res, msgs = _fit_quiet("y ~ x1 + x2 + (1 | g)", d)
+    assert res.converged and not msgs, msgs
+    se = res.se.to_numpy()
+    assert np.all(np.isfinite(se)) and np.all(se > 0)
+    # the slopes are known to 6e-5 (1e7) and 2e-7 (1e12) relative: the truth within 5 SEs
+    assert abs(res.fixef["x1"] - 0.3) < 5 * res.se["x1"] and abs(res.fixef["x2"] + 0.2) < 5 * res.se["x2"]
+    if log_mu > 20:
+        np.testing.assert_allclose(res.fixef[["x1", "x2"]].to_numpy(), [0.3, -0.2], rtol=1e-6)
+    # at huge counts each group's effect is observed almost exactly, so the ML SD is the
+    # realized effects' own ML SD (ddof 0; the intercept absorbs their mean)
+    rng = np.random.default_rng(1)
+    rng.standard_normal(400), rng.standard_normal(400)
+    u = 0.5 * rng.standard_normal(40)
+    # (to 0.01 of theta's SE: the convergence test's Newton decrement 1e-4 allows that)
+    assert res.varcorr["sdcor"].iloc[0] == pytest.approx(np.std(u), rel=5e-3)
+    # a true optimum: restarted from elsewhere, the same estimates within 0.02 SE
+    start = {"theta": np.asarray(res.fit.theta) * 1.5, "beta": res.fixef.to_numpy() + [0.05, 1e-6, -1e-6]}
+    again, _ = _fit_quiet("y ~ x1 + x2 + (1 | g)", d, start=start)
+    assert again.converged
+    assert np.all(np.abs(again.fixef.to_numpy() - res.fixef.to_numpy()) < 0.02 * se)
+    assert again.loglik == pytest.approx(res.loglik, abs=1e-4)
+
+
+@pytest.mark.parametrize("family", ["poisson", "bernoulli", "negbinomial"])
+def test_predictors_of_extreme_scale_give_the_rescaled_fit(family):
+    # one predictor in units of 1e12 (money), one in 1e-13 (a rate): the same model as
+    # unit-scale predictors, so beta_user * scale and SE * scale must equal that fit's
+    d1 = _poisson_data(np.log(5.0), n=600, n_groups=60, seed=5)
+    if family == "bernoulli":
+        d1["y"] = (d1["y"] > 5).astype(float)
+    scale = np.array([1.0, 1e12, 1e-13])
+    d2 = d1.assign(x1=d1["x1"] * scale[1], x2=d1["x2"] * scale[2])
+    r1, m1 = _fit_quiet("y ~ x1 + x2 + (1 | g)", d1, family=family)
+    r2, m2 = _fit_quiet("y ~ x1 + x2 + (1 | g)", d2, family=family)
+    assert r2.converged and not m2, m2
+    np.testing.assert_allclose(r2.fixef.to_numpy() * scale, r1.fixef.to_numpy(), rtol=1e-6)
+    # SEs come from finite-difference Hessians taken in different coordinates (unit-scale
+    # predictors vs the internally scaled ones): they agree to the stencil's O(delta^2) error
+    np.testing.assert_allclose(r2.se.to_numpy() * scale, r1.se.to_numpy(), rtol=2e-5)
+    V1, V2 = r1.vcov.to_numpy(), r2.vcov.to_numpy() * np.outer(scale, scale)
+    np.testing.assert_allclose(V2, V1, rtol=5e-5, atol=2e-5 * np.max(np.abs(V1)))
+    assert r2.loglik == pytest.approx(r1.loglik, abs=1e-6)
+    assert r2.varcorr["sdcor"].iloc[0] == pytest.approx(r1.varcorr["sdcor"].iloc[0], rel=1e-6)
+
+
+def test_scaling_map_is_exact():
+    from bayes_glmm.scaling import (design_scaling, scale_coef, scale_design, unscale_coef, unscale_cov,
+                                    unscale_draws)
+
+    rng = np.random.default_rng(0)
+    X = np.column_stack([np.ones(50), 1e12 + 1e11 * rng.standard_normal(50), 1e-13 * rng.standard_normal(50),
+                         rng.integers(0, 2, 50)])
+    for center in (False, True):
+        sc = design_scaling(X, center=center)
+        Xs = scale_design(X, sc)
+        assert np.allclose(Xs[:, 1:].std(0), 1.0)
+        b = rng.standard_normal(4)
+        np.testing.assert_allclose(X @ unscale_coef(b, sc), Xs @ b, rtol=1e-9)
+        np.testing.assert_allclose(scale_coef(unscale_coef(b, sc), sc), b, rtol=1e-12, atol=1e-12)
+        A = rng.standard_normal((4, 4))
+        V = A @ A.T
+        np.testing.assert_allclose(unscale_cov(V, sc), sc.M @ V @ sc.M.T)
+        draws = rng.standard_normal((7, 4))
+        np.testing.assert_allclose(unscale_draws(draws, sc), draws @ sc.M.T)
+    # a tiny SD is a predictor to scale, not a constant: only a zero range is constant
+    assert design_scaling(np.column_stack([np.ones(5), 1e-14 * np.arange(5)])).scale[1] < 1e-13

@@ -444,8 +444,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         # whitening by the (cheaper, Laplace) Hessian at the stage-1 point; keep theta
         # off its bound so the central differences stay on the smooth side
         if grad1:
-            H0 = fd_hessian_from_grad(make_devgrad(resp, s, terms, slices, 1, {"u": u0}), x0)
-            n_evals += 2 * x0.size
+            H0, nh = fd_hessian_pd(make_devgrad(resp, s, terms, slices, 1, {"u": u0}), x0)
+            n_evals += nh
         else:
             lap = make_deviance(resp, s, terms, slices, 1, {"u": u0})
             H0 = fd_hessian(lap, x0, delta=1e-4)
@@ -510,7 +510,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
 
     opt, _, H, chk, restarts = optimize_checked(
         solve, curvature, opt, lower, lambda xc: restart_candidates(xc, lower, default=default, seed=random_seed),
-        exclude=divergent)
+        exclude=divergent, fun=(lambda xc: fg(xc)[0]) if use_grad else dev)
     restart = opt.get("boundary_restart")
     n_evals += opt["n_evals"]
     messages.append(opt["message"])
