@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import atexit
 import ctypes
+import errno
 import functools
 import hashlib
 import os
@@ -38,7 +39,8 @@ import subprocess
 import sys
 import tempfile
 import threading
-import warnings
+
+from ..validate import warn
 
 __all__ = ["available", "compiler", "compiler_version", "cache_dir", "library_key", "load",
            "CFLAGS_NUTS", "CFLAGS_MODEL", "LDFLAGS", "KEY_SYMBOL"]
@@ -132,9 +134,10 @@ def library_key(src: str, cc: str, nuts_c: str, nuts_h: str) -> str:
 
 # ------------------------------------------------------------------ folders and trust
 def _warn_once(msg: str) -> None:
+    """One warning per process and message, attributed to the user's line."""
     if msg not in _WARNED:
         _WARNED.add(msg)
-        warnings.warn(msg, RuntimeWarning, stacklevel=4)
+        warn(msg, RuntimeWarning)
 
 
 def _make_private_dir(path: str) -> None:
@@ -144,6 +147,8 @@ def _make_private_dir(path: str) -> None:
     path = os.path.abspath(path)
     missing = []
     while not os.path.isdir(path):
+        if os.path.lexists(path):  # a file where a folder should be
+            raise NotADirectoryError(errno.ENOTDIR, "a file is in the way", path)
         missing.append(path)
         parent = os.path.dirname(path)
         if parent == path:
@@ -185,13 +190,17 @@ def _process_dir() -> str:
     return _PROCESS_DIR[0]
 
 
+def _why(e: OSError) -> str:
+    return f"{e.strerror or e}: {e.filename}" if e.filename else str(e.strerror or e)
+
+
 def _cache_folder() -> str | None:
     """The cache folder when it can be created and trusted, else None (with a warning)."""
     d = cache_dir()
     try:
         _make_private_dir(d)
     except OSError as e:
-        _warn_once(f"bayes_glmm: cannot create the cache folder {d} ({e.strerror or e}); compiling the native "
+        _warn_once(f"bayes_glmm: cannot create the cache folder {d} ({_why(e)}); compiling the native "
                    "model in a temporary folder for this process -- set BAYES_GLMM_CACHE_DIR to a writable folder "
                    "to keep compiled models")
         return None
@@ -311,7 +320,7 @@ def load(src: str) -> ctypes.CDLL:
                 try:
                     _build_into(folder, key, full, cc, nuts_c, nuts_h)
                 except OSError as e:
-                    _warn_once(f"bayes_glmm: cannot write to the cache folder {folder} ({e.strerror or e}); "
+                    _warn_once(f"bayes_glmm: cannot write to the cache folder {folder} ({_why(e)}); "
                                "compiling the native model in a temporary folder for this process -- set "
                                "BAYES_GLMM_CACHE_DIR to a writable folder to keep compiled models")
                 else:
