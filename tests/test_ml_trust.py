@@ -204,3 +204,48 @@ def test_scaling_map_is_exact():
         np.testing.assert_allclose(unscale_draws(draws, sc), draws @ sc.M.T)
     # a tiny SD is a predictor to scale, not a constant: only a zero range is constant
     assert design_scaling(np.column_stack([np.ones(5), 1e-14 * np.arange(5)])).scale[1] < 1e-13
+
+
+# ---------------------------------------------------------------------------------------
+# Laplace on binary data with tiny groups
+
+def _binary_pairs(n_groups: int, size: int, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), size)
+    x = rng.standard_normal(g.size)
+    eta = -0.5 + 0.5 * x + rng.standard_normal(n_groups)[g]
+    return pd.DataFrame({"y": (rng.random(g.size) < 1 / (1 + np.exp(-eta))).astype(int), "x": x, "g": g})
+
+
+def test_laplace_on_tiny_binary_groups_warns_and_names_n_agq():
+    d = _binary_pairs(1500, 2)
+    model = bg.GLMM("y ~ x + (1 | g)", d, family="bernoulli")
+    with pytest.warns(UserWarning, match=r"n_agq=9.*scalar random effect") as rec:
+        lap = model.fit_ml()
+    msg = next(str(w.message) for w in rec if "n_agq=9" in str(w.message))
+    assert "median 2 rows per group of 'g'" in msg
+    assert any("n_agq=9" in w for w in lap.optinfo["warnings"])
+    # the remedy it names fits without the warning and moves the SD up, as simulated
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        agq = model.fit_ml(n_agq=9)
+    assert agq.varcorr["sdcor"].iloc[0] > lap.varcorr["sdcor"].iloc[0] * 1.1
+
+
+def test_no_tiny_group_warning_above_the_threshold():
+    from bayes_glmm.ml.laplace import TINY_GROUP_TRIALS
+
+    def n_agq_warnings(formula, data, family):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            bg.GLMM(formula, data, family=family).fit_ml()
+        return [str(w.message) for w in rec if "n_agq" in str(w.message)]
+
+    assert not n_agq_warnings("y ~ x + (1 | g)", _binary_pairs(300, TINY_GROUP_TRIALS + 2), "bernoulli")
+    # binomial rows: the trials per group count, not the rows (one row of 10 trials each)
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal(300)
+    p = 1 / (1 + np.exp(-(0.3 * x + rng.standard_normal(300))))
+    agg = pd.DataFrame({"k": rng.binomial(10, p), "n": 10, "x": x, "g": np.arange(300)})
+    assert not n_agq_warnings("cbind(k, n - k) ~ x + (1 | g)", agg, "binomial")
+    assert n_agq_warnings("cbind(k, n - k) ~ x + (1 | g)", agg.assign(n=3, k=np.minimum(agg["k"], 3)), "binomial")

@@ -36,7 +36,8 @@ from .types import MLFit
 from ..validate import user_stacklevel
 
 __all__ = ["fit_glmm", "start_beta", "start_aux", "make_deviance", "make_devgrad", "zi_flat_directions",
-           "zi_boundary_mask", "zi_interior_starts", "escape_zi_plateau", "zi_boundary_note", "ZI_EXTREME"]
+           "zi_boundary_mask", "zi_interior_starts", "escape_zi_plateau", "zi_boundary_note", "ZI_EXTREME",
+           "laplace_tiny_groups_note", "TINY_GROUP_TRIALS"]
 
 
 def start_beta(resp) -> np.ndarray:
@@ -250,6 +251,42 @@ def info_scaling(resp, beta0, nt: int, na: int, aux0=None):
     return np.concatenate([np.ones(nt), 1.0 / np.sqrt(np.maximum(hb, 1.0)), np.ones(na)])
 
 
+#: median binomial trials (rows, for bernoulli) per group at or below which the Laplace
+#: approximation of a scalar random effect earns a warning.  Measured (bernoulli,
+#: logit -0.5 + 0.5 x + u, 6,000 rows, 6-8 replicates, Laplace vs AGQ(9); AGQ(9) recovers the
+#: true SD at every size): with SD(u) = 1 Laplace's SD is 25% low at 2 rows per group, 14%
+#: at 3, 6% at 5, 4% at 7, 2% at 10, 1% at 15; with SD 2: 6%, 4%, 2.5% low at 5, 7, 10;
+#: with SD 4: 10%, 8%, 6%.  At 5 and below the bias is a sizeable fraction of the SD and,
+#: with thousands of groups, many standard errors whatever the SD.  Above it the error
+#: depends on the SD more than on the group size (toenail, ~7 visits per patient and SD
+#: ~4: Laplace 4.57 against AGQ(9) 3.90 -- too high there), which a rule on group size alone
+#: cannot see; the docs already fit toenail by AGQ.
+TINY_GROUP_TRIALS = 5
+
+
+def laplace_tiny_groups_note(spec, resp):
+    """The warning text when Laplace is used on binary/binomial data whose only random
+    effect is scalar and whose groups are tiny (median trials per group <=
+    :data:`TINY_GROUP_TRIALS`); None otherwise.  AGQ (``n_agq``) applies exactly there."""
+    if spec.family.name not in ("bernoulli", "binomial") or len(spec.terms) != 1 or spec.terms[0].q != 1:
+        return None
+    t = spec.terms[0]
+    used = np.asarray(resp.pw, dtype=float) > 0
+    per = np.bincount(np.asarray(t.codes)[used], weights=np.asarray(resp.n_trials, dtype=float)[used],
+                      minlength=t.n_levels)
+    per = per[per > 0]
+    if per.size == 0:
+        return None
+    med = float(np.median(per))
+    if med > TINY_GROUP_TRIALS:
+        return None
+    what = "rows" if spec.family.name == "bernoulli" else "binomial trials"
+    return (f"Laplace is biased towards zero variance for binary data with few observations per group "
+            f"(median {med:g} {what} per group of {t.group!r}; simulated with SD 1: about 25% low at 2 per "
+            f"group, 14% at 3, 6% at 5); use n_agq=9 (adaptive Gauss-Hermite quadrature) for this scalar "
+            f"random effect, e.g. fit_ml(n_agq=9)")
+
+
 def _split(x, nt, p):
     """``x = (theta, beta, aux)`` into its three parts."""
     return x[:nt], x[nt:nt + p], x[nt + p:]
@@ -387,6 +424,10 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     slices, lower_t, theta0 = theta_layout(terms)
     theta_default = theta0.copy()
     extra_warnings = []
+    tiny = laplace_tiny_groups_note(spec, resp) if n_agq == 1 else None
+    if tiny is not None:
+        extra_warnings.append(tiny)
+        warnings.warn(tiny, UserWarning, stacklevel=user_stacklevel())
     start = dict(start or {})
     if "theta" in start:
         theta0 = np.asarray(start["theta"], dtype=float)
