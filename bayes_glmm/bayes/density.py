@@ -36,15 +36,123 @@ from scipy import sparse
 from ..families import zi_loglik
 from ..ml.pirls import make_response
 from ..priors import slope_blocks, zi_key, zi_slope_blocks
+from ..scaling import design_scaling
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
 from .dual import ND, ND_OPS, deriv, seed, value
 from .layout import directions, level_effects, level_logp
 
-__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity",
-           "compile_numpy", "expand_layout"]
+__all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_layout",
+           "SCALE_RANGE", "column_scales", "scaled_prior", "fixed_layout"]
 
+#: a design column whose SD lies outside this range is divided by its SD in the design the
+#: samplers see (and its coefficient multiplied by it): money in units of 1e12 next to a rate
+#: of 1e-13 otherwise gives the posterior curvatures 50 orders of magnitude apart, which no
+#: diagonal mass matrix adapts to in a warm-up (R-hat 2.9).  Columns inside it are left as
+#: they are, so ordinary models sample exactly as before.
+SCALE_RANGE = (1e-3, 1e3)
+
+#: the real-support priors (all location-scale families): their (location, scale) arguments
+#: and PyMC's defaults for them
+_LOC_SCALE = {"Normal": (("mu", 0.0), ("sigma", 1.0)), "StudentT": (("mu", 0.0), ("sigma", 1.0)),
+              "Cauchy": (("alpha", None), ("beta", None)), "Laplace": (("mu", None), ("b", None)),
+              "Logistic": (("mu", 0.0), ("s", 1.0)), "Flat": ()}
+
+
+def column_scales(X, icol=None) -> np.ndarray:
+    """The divisor of each column of a fixed-effects design in the samplers' coordinates.
+
+    A non-constant column's SD (:func:`bayes_glmm.scaling.design_scaling`) when it lies
+    outside :data:`SCALE_RANGE`, else 1; 1 for the intercept ``icol`` and constant columns.
+    """
+    X = np.asarray(X, dtype=float)
+    d = np.array(design_scaling(X).scale, dtype=float) if X.size else np.ones(X.shape[1])
+    d[(d >= SCALE_RANGE[0]) & (d <= SCALE_RANGE[1])] = 1.0
+    d[~np.isfinite(d) | (d <= 0.0)] = 1.0
+    if icol is not None:
+        d[icol] = 1.0
+    return d
+
+
+def scaled_prior(prior, d: float):
+    """The prior of ``beta * d`` when ``beta ~ prior`` (a real-support prior).
+
+    Every real-support prior is a location-scale family, so this is the same distribution
+    with its location and scale multiplied by ``d``: a prior stated on the user's scale
+    becomes the same prior on the scaled coordinate (the log-density changes by the constant
+    ``-log d`` only).  Location and scale are written out (defaults filled in), so that the
+    priors of one vector block have the same arguments.
+    """
+    spec = _LOC_SCALE.get(prior.name)
+    if spec is None:
+        raise ValueError(f"a prior on a coefficient must have real support; {prior.name} has not")
+    args = dict(prior.args)
+    for k, default in spec:
+        v = args.get(k, default)
+        args[k] = float(np.asarray(v, dtype=float) * d) if d != 1.0 else v
+    return type(prior)(prior.name, **args)
+
+
+def _fixed_key(name: str) -> str:
+    return "Intercept" if name == "(Intercept)" else name
+
+
+def fixed_layout(X, names, priors: dict, key=_fixed_key):
+    """The coordinates of a block of coefficients as the samplers see them.
+
+    The non-intercept columns of ``X`` are centred at their means (when the design has an
+    intercept, which then is the linear predictor at the means, as its prior describes) and
+    divided by :func:`column_scales`; the coefficients of that design are ``beta_j * d_j``,
+    with the prior :func:`scaled_prior` of the user's one.  The graph and the NumPy density
+    (and through it the generated C) both build their fixed part from this one function.
+
+    Parameters
+    ----------
+    X : ndarray (n, p)
+        The design on the user's scale (``spec.X`` or ``spec.X_zi``).
+    names : sequence of str
+        Its column names.
+    priors : dict
+        Resolved priors; column ``j`` has ``priors[key(names[j])]`` (``"Intercept"`` for the
+        intercept column of the main design).
+    key : callable
+        Column name -> prior key (``"(Intercept)"`` -> ``"Intercept"``; ``zi_key`` for the
+        zero-inflation design).
+
+    Returns
+    -------
+    (icol, xm, d, Xs, col_priors)
+        Intercept column or None, column means subtracted (0 for the intercept), scales,
+        the design the samplers see ``(X - xm) / d``, and the per-column priors of the scaled
+        coefficients.
+    """
+    names = list(names)
+    X = np.asarray(X, dtype=float)
+    icol = names.index("(Intercept)") if "(Intercept)" in names else None
+    slopes = [j for j in range(len(names)) if j != icol]
+    xm = np.zeros(len(names))
+    if icol is not None and slopes:
+        xm[slopes] = X[:, slopes].mean(axis=0)
+    d = column_scales(X, icol)
+    Xs = (X - xm[None, :]) / d[None, :]
+    col_priors = {}
+    for j, nm in enumerate(names):
+        pr = priors[key(nm)]
+        col_priors[j] = pr if d[j] == 1.0 else scaled_prior(pr, float(d[j]))
+    return icol, xm, d, Xs, col_priors
+
+
+def _vector_prior(col_priors: dict, cols, vector: bool = False):
+    """One prior with per-coefficient parameters for the columns ``cols`` of a block (the
+    first column's prior itself for a single column, unless ``vector``)."""
+    first = col_priors[cols[0]]
+    if len(cols) == 1 and not vector:
+        return first
+    dflt = dict(_LOC_SCALE.get(first.name, ()))
+    keys = list(dict.fromkeys(k for j in cols for k in col_priors[j].args))
+    return type(first)(first.name, **{k: [float(np.asarray(col_priors[j].args.get(k, dflt.get(k)), dtype=float))
+                                          for j in cols] for k in keys})
 
 
 def _shaped(v, shape) -> np.ndarray:
@@ -208,23 +316,18 @@ class GlmmDensity:
                              "and non-centered correlated terms only; use sampler='nutpie' or 'pymc'")
         self.spec, self.fam = spec, spec.family
         names = list(spec.fixed_names)
-        X = np.asarray(spec.X, dtype=float)
-        self.icol = names.index("(Intercept)") if "(Intercept)" in names else None
-        slopes = [j for j in range(spec.p) if j != self.icol]
-        self.xm = np.zeros(spec.p)
-        if self.icol is not None:
-            self.xm[slopes] = X[:, slopes].mean(axis=0)
-        self.Xc = np.ascontiguousarray(X - self.xm[None, :])
+        # the centred design with extreme columns divided by their SD (fixed_layout): the
+        # coordinates are the coefficients of Xc, expand() maps them back to the user's scale
+        self.icol, self.xm, self.xd, Xc, cpri = fixed_layout(spec.X, names, priors)
+        self.Xc = np.ascontiguousarray(Xc)
         self.resp = make_response(spec)
         self.blocks, pos = [], 0
         self.fixed_blocks = []  # (block, columns of X)
         if self.icol is not None:
-            self.fixed_blocks.append((_Block("Intercept", pos, 1, priors["Intercept"], False), [self.icol]))
+            self.fixed_blocks.append((_Block("Intercept", pos, 1, cpri[self.icol], False), [self.icol]))
             pos += 1
         for name, cols in slope_blocks(spec, priors):
-            pr = priors[names[cols[0]]]
-            if len(cols) > 1:  # one vector prior with per-coefficient parameters
-                pr = type(pr)(pr.name, **{k: [priors[names[j]].args[k] for j in cols] for k in pr.args})
+            pr = _vector_prior(cpri, cols)  # one vector prior with per-coefficient parameters
             self.fixed_blocks.append((_Block(name, pos, len(cols), pr, False), cols))
             pos += len(cols)
         self.terms, zoff, rows, cols, vals = [], 0, [], [], []
@@ -259,25 +362,19 @@ class GlmmDensity:
         self.zi_blocks = []
         if spec.has_zi:
             znames = list(spec.zi_names)
-            Xz = np.asarray(spec.X_zi, dtype=float)
-            self.zi_icol = znames.index("(Intercept)") if "(Intercept)" in znames else None
-            zsl = [j for j in range(len(znames)) if j != self.zi_icol]
-            self.zi_xm = np.zeros(len(znames))
+            self.zi_icol, self.zi_xm, self.zi_xd, Xzc, zpri = fixed_layout(spec.X_zi, znames, priors, zi_key)
             if self.zi_icol is not None:
-                self.zi_xm[zsl] = Xz[:, zsl].mean(axis=0)
-                self.zi_blocks.append((_Block("zi_Intercept", pos, 1, priors["zi_Intercept"], False),
+                self.zi_blocks.append((_Block("zi_Intercept", pos, 1, zpri[self.zi_icol], False),
                                        [self.zi_icol]))
                 pos += 1
             for name, cols in zi_slope_blocks(spec, priors):
-                pr = priors[zi_key(znames[cols[0]])]
-                if len(cols) > 1:
-                    pr = type(pr)(pr.name, **{k: [priors[zi_key(znames[j])].args[k] for j in cols] for k in pr.args})
+                pr = _vector_prior(zpri, cols)
                 self.zi_blocks.append((_Block(name, pos, len(cols), pr, False), cols))
                 pos += len(cols)
             self.zi_idx = np.empty(len(znames), dtype=np.intp)
             for blk, cols in self.zi_blocks:
                 self.zi_idx[cols] = np.arange(blk.sl.start, blk.sl.stop)
-            self.Xzc = np.ascontiguousarray(Xz - self.zi_xm[None, :])
+            self.Xzc = np.ascontiguousarray(Xzc)
             self.XzcT = np.ascontiguousarray(self.Xzc.T)
         self.unit = bool(np.all(self.resp.pw == 1.0))
         self.ndim = pos
@@ -287,7 +384,7 @@ class GlmmDensity:
         self.coef_idx = np.empty(spec.p, dtype=np.intp)
         for blk, cols in self.fixed_blocks:
             self.coef_idx[cols] = np.arange(blk.sl.start, blk.sl.stop)
-        fp = [priors["Intercept" if j == self.icol else names[j]] for j in np.argsort(self.coef_idx)]
+        fp = [cpri[j] for j in np.argsort(self.coef_idx)]
         if spec.p and all(p.name == "Normal" for p in fp):
             merged = type(fp[0])("Normal", mu=[float(p.args.get("mu", 0.0)) for p in fp],
                                  sigma=[float(p.args.get("sigma", 1.0)) for p in fp])
@@ -427,7 +524,7 @@ class GlmmDensity:
         x = np.asarray(x, dtype=float)
         out, cf = {}, np.empty(self.spec.p)
         for blk, cols in self.fixed_blocks:
-            cf[cols] = x[blk.sl]
+            cf[cols] = x[blk.sl] / self.xd[cols]  # the user's scale
             out[blk.name] = x[blk.sl].copy() if len(cols) > 1 or blk.name == "slopes" else x[blk.sl][0]
         if self.icol is not None:
             slopes = [j for j in range(self.spec.p) if j != self.icol]
@@ -459,7 +556,7 @@ class GlmmDensity:
         if self.zi_blocks:
             bz = np.empty(self.spec.p_zi)
             for blk, cols in self.zi_blocks:
-                bz[cols] = x[blk.sl]
+                bz[cols] = x[blk.sl] / self.zi_xd[cols]
                 out[blk.name] = x[blk.sl].copy() if blk.name == "zi_slopes" else x[blk.sl][0]
             if self.zi_icol is not None:
                 sl = [j for j in range(self.spec.p_zi) if j != self.zi_icol]
@@ -484,16 +581,16 @@ class GlmmDensity:
         X = np.asarray(X, dtype=float)
         lead = X.shape[:-1]
 
-        def coefs(blocks, p, icol, xm):
+        def coefs(blocks, p, icol, xm, xd):
             cf = np.empty(lead + (p,))
             for blk, cols in blocks:
-                cf[..., cols] = X[..., blk.sl]
+                cf[..., cols] = X[..., blk.sl] / xd[cols]  # the user's scale
             if icol is not None:
                 sl = [j for j in range(p) if j != icol]
                 cf[..., icol] -= cf[..., sl] @ xm[sl]
             return cf
 
-        out = {"beta": coefs(self.fixed_blocks, self.spec.p, self.icol, self.xm)}
+        out = {"beta": coefs(self.fixed_blocks, self.spec.p, self.icol, self.xm, self.xd)}
         bs = {}
         for t, scale, eff, cen, _ in self.terms:
             k = t.ident
@@ -518,7 +615,7 @@ class GlmmDensity:
         if self.disp is not None:
             out[self.disp.name] = np.exp(X[..., self.disp.sl.start])
         if self.zi_blocks:
-            out["beta_zi"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm)
+            out["beta_zi"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm, self.zi_xd)
         out.update(bs)
         return out
 

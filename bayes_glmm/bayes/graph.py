@@ -54,6 +54,7 @@ from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
 from ..covariance import corr_pairs
 from .corr import cpc_logp, cpc_random, cpc_rows, lkj_shape, log_cosh
+from .density import _fixed_key, _vector_prior, fixed_layout
 
 __all__ = ["PT_OPS", "build_pymc_model", "prior_predictive", "pm_model_of"]
 
@@ -103,34 +104,39 @@ def _cpc_random(a, const, rng=None, size=None):
     return cpc_random(a, rng, size)
 
 
+def _coefficients(X, names, priors: dict, blocks, key, vec: str, vec_dim: str, intercept: str):
+    """Free variables of one block of coefficients, the coefficients on the user's scale and
+    the linear predictor.
+
+    The layout is :func:`~bayes_glmm.bayes.density.fixed_layout`'s, the one the NumPy density
+    and the generated C read: the free variables are the intercept at the predictor means and
+    the coefficients of the centred design with extreme columns divided by their SD (``d``),
+    ``beta_j * d_j``, under the user's prior carried to that scale.
+    """
+    icol, xm, d, Xs, cpri = fixed_layout(X, names, priors, key)
+    parts = [None] * len(names)  # coefficients of the samplers' design Xs
+    for name, cols in blocks:
+        if name == vec:
+            v = _rv(vec, _vector_prior(cpri, cols, vector=True), dims=vec_dim)
+            for i, j in enumerate(cols):
+                parts[j] = v[i]
+        else:
+            parts[cols[0]] = _rv(name, cpri[cols[0]])
+    if icol is not None:
+        parts[icol] = _rv(intercept, cpri[icol])
+    user = [parts[j] if d[j] == 1.0 else parts[j] / float(d[j]) for j in range(len(names))]
+    if icol is not None:
+        slopes = [j for j in range(len(names)) if j != icol]
+        user[icol] = parts[icol] - (sum(user[j] * xm[j] for j in slopes) if slopes else 0.0)
+    return pt.stack(user), pt.as_tensor_variable(Xs) @ pt.stack(parts)
+
+
 def _fixed_part(spec: ModelSpec, priors: dict):
     """Free fixed-effect variables, the Deterministic ``beta`` and X @ beta."""
-    names = list(spec.fixed_names)
-    X = np.asarray(spec.X, dtype=float)
-    icol = names.index("(Intercept)") if "(Intercept)" in names else None
-    slopes = [j for j in range(spec.p) if j != icol]
-    xm = np.zeros(spec.p)
-    if icol is not None:
-        xm[slopes] = X[:, slopes].mean(axis=0)
-    parts = [None] * spec.p
-    for name, cols in slope_blocks(spec, priors):
-        if name == "slopes":
-            sp = [priors[names[j]] for j in cols]
-            args = {k: np.array([np.asarray(p.args[k], dtype=float) for p in sp]) for k in sp[0].args}
-            vec = getattr(pm, sp[0].name)("slopes", **args, dims="slope")
-            for i, j in enumerate(cols):
-                parts[j] = vec[i]
-        else:
-            parts[cols[0]] = _rv(name, priors[names[cols[0]]])
-    pc = list(parts)  # coefficients acting on the centered X (intercept = centered intercept)
-    if icol is not None:
-        a = _rv("Intercept", priors["Intercept"])
-        pc[icol] = a
-        shift = sum(parts[j] * xm[j] for j in slopes) if slopes else 0.0
-        parts[icol] = a - shift
-    beta = pm.Deterministic("beta", pt.stack(parts), dims="coef")
-    Xc = X - xm[None, :]
-    return beta, pt.as_tensor_variable(Xc) @ pt.stack(pc)
+    user, eta = _coefficients(spec.X, spec.fixed_names, priors, slope_blocks(spec, priors),
+                              _fixed_key, "slopes", "slope", "Intercept")
+    beta = pm.Deterministic("beta", user, dims="coef")
+    return beta, eta
 
 
 def _random_part(term, priors: dict, centered: bool):
@@ -181,30 +187,10 @@ def _zi_part(spec: ModelSpec, priors: dict):
     """
     if not spec.has_zi:
         return None
-    names = list(spec.zi_names)
-    X = np.asarray(spec.X_zi, dtype=float)
-    icol = names.index("(Intercept)") if "(Intercept)" in names else None
-    slopes = [j for j in range(len(names)) if j != icol]
-    xm = np.zeros(len(names))
-    if icol is not None:
-        xm[slopes] = X[:, slopes].mean(axis=0)
-    parts = [None] * len(names)
-    for name, cols in zi_slope_blocks(spec, priors):
-        if name == "zi_slopes":
-            sp = [priors[zi_key(names[j])] for j in cols]
-            args = {k: np.array([np.asarray(p.args[k], dtype=float) for p in sp]) for k in sp[0].args}
-            vec = getattr(pm, sp[0].name)("zi_slopes", **args, dims="zi_slope")
-            for i, j in enumerate(cols):
-                parts[j] = vec[i]
-        else:
-            parts[cols[0]] = _rv(name, priors[zi_key(names[cols[0]])])
-    pc = list(parts)
-    if icol is not None:
-        a = _rv("zi_Intercept", priors["zi_Intercept"])
-        pc[icol] = a
-        parts[icol] = a - (sum(parts[j] * xm[j] for j in slopes) if slopes else 0.0)
-    pm.Deterministic("beta_zi", pt.stack(parts), dims="zi_coef")
-    return pt.as_tensor_variable(X - xm[None, :]) @ pt.stack(pc)
+    user, eta = _coefficients(spec.X_zi, spec.zi_names, priors, zi_slope_blocks(spec, priors), zi_key,
+                              "zi_slopes", "zi_slope", "zi_Intercept")
+    pm.Deterministic("beta_zi", user, dims="zi_coef")
+    return eta
 
 
 #: families whose response is continuous (observed as float, not int64)

@@ -6,10 +6,13 @@ tabulates the posteriors next to the ML estimate; :func:`bayes_glmm.plots.plot_p
 draws prior and posterior densities.
 
 A prior can be put on the *variance* instead of the SD by passing ``("variance", Prior)``.
-When the Bayes builder does not accept such a prior (no ``var_<ident>`` prior key), the
-posterior under it is obtained by Pareto-smoothed importance reweighting of the first
-SD-prior fit; the table then reports the method and the Pareto k diagnostic
-(reliable below 0.7).
+When the prior keys do not accept such a prior (``var_<ident>`` is refused for a correlated
+term), the posterior under it is first obtained by Pareto-smoothed importance reweighting of
+the first SD-prior fit; the table reports the method and the Pareto k diagnostic.  Above
+k = :data:`K_MAX` (0.7) the reweighted draws are not a posterior (the importance weights have
+no finite variance: a few draws carry all the weight), so the row is refitted by NUTS under
+that prior (``refit=True``, the default; the layout of every sampler takes a variance prior
+on a correlated term) or, with ``refit=False``, reported as NaN with the reason.
 """
 from __future__ import annotations
 
@@ -23,9 +26,11 @@ from scipy import stats
 from ..priors import Prior, resolve_priors
 from ._common import find_term, posterior_draws, spec_of
 
-__all__ = ["prior_sensitivity", "default_sd_priors", "prior_pdf", "SensitivityResult"]
+__all__ = ["prior_sensitivity", "default_sd_priors", "prior_pdf", "SensitivityResult", "K_MAX"]
 
 ON = ("sd", "variance")
+#: Pareto k above which importance-reweighted draws are not trusted (Vehtari et al., PSIS)
+K_MAX = 0.7
 
 
 def _param(v, i):
@@ -134,6 +139,22 @@ def _with_priors(model, overrides: dict):
     return new
 
 
+def _with_variance_prior(model, term, prior):
+    """A copy of ``model`` whose resolved priors put ``prior`` on the variances of ``term``.
+
+    :func:`~bayes_glmm.priors.resolve_priors` refuses a ``var_`` key for a correlated term;
+    the samplers' layout takes it all the same (the SDs ``sqrt(var)`` enter the correlation's
+    Cholesky factor as any SDs do; ``tests/test_priors_trust.py`` holds graph = NumPy density =
+    C for it).  Used only to refit a row whose importance weights are unreliable.
+    """
+    new = copy.copy(model)
+    res = dict(model.resolved_priors)
+    res.pop(f"sd_{term.ident}", None)
+    res[f"var_{term.ident}"] = prior
+    new.resolved_priors = res
+    return new
+
+
 @dataclass
 class SensitivityResult:
     """Output of :func:`prior_sensitivity`.
@@ -152,7 +173,11 @@ class SensitivityResult:
         label -> BayesResults (None for reweighted entries).
     table : pandas.DataFrame
         One row per prior and coefficient: prior, on, method, mean, median, q05, q95,
-        ml, pareto_k.
+        ml, pareto_k, reason (why a row's summaries are NaN: unreliable importance weights
+        with ``refit=False``; empty otherwise).
+    unreliable : dict
+        label -> reason, for the priors without a posterior (``sd_draws`` is empty for them
+        and the plot leaves them out).
     """
 
     term: str
@@ -163,6 +188,7 @@ class SensitivityResult:
     ml_sd: np.ndarray | None
     fits: dict = field(default_factory=dict, repr=False)
     table: pd.DataFrame | None = None
+    unreliable: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return f"SensitivityResult(term={self.term!r})\n{self.table.to_string()}"
@@ -182,7 +208,7 @@ def _reweight(ref_draws, ref_prior, new_prior, on, rng):
 
 def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None = None, ml=None,
                       draws: int = 500, tune: int = 500, chains: int = 2, random_seed=None,
-                      **sample_kwargs) -> SensitivityResult:
+                      refit: bool = True, **sample_kwargs) -> SensitivityResult:
     """Refit ``model`` under several priors for one term's random-effect SDs.
 
     Parameters
@@ -199,6 +225,10 @@ def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None 
         NUTS settings per fit (keep small: one fit per prior).
     random_seed : int, optional
         Seed of every fit (the same for all, so differences come from the priors).
+    refit : bool
+        A prior obtained by importance reweighting whose Pareto k exceeds :data:`K_MAX` is
+        refitted by NUTS with the same settings (True, the default); with False its row is
+        NaN with the reason, and it has no draws.
     **sample_kwargs
         Passed to ``model.sample``.
 
@@ -217,7 +247,7 @@ def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None 
     ml = None if ml is False else ml
     ml_sd = None if ml is None else np.sqrt(np.diag(np.asarray(ml._point_params()[2][k], dtype=float)))
     rng = np.random.default_rng(random_seed)
-    sd_draws, fits, meta = {}, {}, {}
+    sd_draws, fits, meta, unreliable = {}, {}, {}, {}
     ref = None
     # direct fits first (SD priors, and variance priors the builder accepts)
     for lab, (pr, on) in entries.items():
@@ -243,14 +273,32 @@ def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None 
         sd_draws[lab], kh = _reweight(sd_draws[ref[0]], ref[1], pr, on, rng)
         fits[lab] = None
         meta[lab] = (f"PSIS reweighting of {ref[0]!r}", kh)
+        if np.isfinite(kh) and kh <= K_MAX:
+            continue
+        why = (f"Pareto k = {kh:.2f} > {K_MAX} in the importance reweighting of {ref[0]!r}: the prior "
+               f"moves the posterior too far for reweighted draws to represent it")
+        if not refit:  # never present unreliable reweighted draws as a posterior
+            sd_draws[lab] = np.empty((0, t.q))
+            unreliable[lab] = why + "; prior_sensitivity(..., refit=True) refits it by NUTS"
+            continue
+        fit = _with_variance_prior(model, t, pr).sample(draws=draws, tune=tune, chains=chains,
+                                                        random_seed=random_seed, **sample_kwargs)
+        fits[lab] = fit
+        sd_draws[lab] = posterior_draws(fit, key).reshape(-1, t.q)
+        meta[lab] = (f"NUTS (refit: PSIS k = {kh:.2f} > {K_MAX})", kh)
     rows = []
     for lab, (pr, on) in entries.items():
         d = sd_draws[lab]
         for i, cn in enumerate(t.coef_names):
+            if lab in unreliable:
+                summ = dict.fromkeys(("mean", "median", "q05", "q95"), np.nan)
+            else:
+                summ = {"mean": d[:, i].mean(), "median": np.median(d[:, i]),
+                        "q05": np.quantile(d[:, i], 0.05), "q95": np.quantile(d[:, i], 0.95)}
             rows.append({"prior_label": lab, "coef": cn, "prior": repr(pr), "on": on,
-                         "method": meta[lab][0], "mean": d[:, i].mean(), "median": np.median(d[:, i]),
-                         "q05": np.quantile(d[:, i], 0.05), "q95": np.quantile(d[:, i], 0.95),
-                         "ml": np.nan if ml_sd is None else ml_sd[i], "pareto_k": meta[lab][1]})
+                         "method": meta[lab][0], **summ,
+                         "ml": np.nan if ml_sd is None else ml_sd[i], "pareto_k": meta[lab][1],
+                         "reason": unreliable.get(lab, "")})
     table = pd.DataFrame(rows).set_index(["prior_label", "coef"])
     return SensitivityResult(term=t.name, ident=t.ident, coef_names=tuple(t.coef_names), priors=entries,
-                             sd_draws=sd_draws, ml_sd=ml_sd, fits=fits, table=table)
+                             sd_draws=sd_draws, ml_sd=ml_sd, fits=fits, table=table, unreliable=unreliable)
