@@ -236,7 +236,8 @@ def plot_prior_sensitivity(result):
     matplotlib.figure.Figure
         A grid with one row per coefficient SD of the term and one column per prior.
     """
-    labels = list(result.priors)
+    # priors without a posterior (unreliable importance weights, refit=False) are not drawn
+    labels = [lab for lab in result.priors if len(result.sd_draws[lab])]
     q = len(result.coef_names)
     fig, axes = _plt().subplots(q, len(labels), figsize=(3.2 * len(labels), 2.8 * q), squeeze=False)
     for i, cn in enumerate(result.coef_names):
