@@ -10,8 +10,9 @@
 # Provenance of the data: Salamanders from the R package glmmTMB (data(Salamanders)), from
 # Price, S. J., et al. (2016), "Effects of mountaintop removal mining and valley filling on
 # the occupancy and abundance of stream salamanders", Journal of Applied Ecology 53:459-468
-# (data archived at Dryad, doi:10.5061/dryad.5m8f6).  The counts are observations (facts);
-# this script copies the columns used here, no code of glmmTMB.
+# (Dryad data package doi:10.5061/dryad.5m8f6, which Dryad publishes under CC0; glmmTMB's
+# help page cites both).  The counts are observations (facts); this script copies the
+# columns used here and no code of glmmTMB (AGPL-3).
 #
 # Conventions (so that Python fits the identical model):
 #   * factor columns are written as strings.  Each model is fitted with two codings: "sorted"
