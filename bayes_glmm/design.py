@@ -50,9 +50,12 @@ def level_label(v: Any) -> str:
 
 
 # ----------------------------------------------------------------------------- columns
-def _suggest(name: str, columns) -> str:
-    # "my col" written without backticks reaches here as the word "my": point to the name
+def _suggest(name: str, columns, rest: str = "") -> str:
+    """Hint for an unknown column ``name``; ``rest`` is the formula text from where it starts."""
+    # "my col" written without backticks reaches here as the word "my": point to the column
+    # whose words follow in the text, else to one that has the word
     spaced = [str(c) for c in columns if len(str(c).split()) > 1 and name in str(c).split()]
+    spaced.sort(key=lambda c: re.match(r"\s+".join(map(re.escape, c.split())), rest) is None)
     if spaced:
         return f"; did you mean `{spaced[0]}`? (names with spaces need backticks)"
     same_case = [str(c) for c in columns if str(c).lower() == name.lower()]
@@ -81,7 +84,7 @@ def _columns_in(text: str, columns, where: str, formula: str) -> list:
                              f"columns explicitly")
         else:
             raise ValueError(f"unknown column {tok.name!r} in {where} of formula {formula!r}"
-                             + _suggest(tok.name, columns))
+                             + _suggest(tok.name, columns, text[tok.pos:]))
     return list(dict.fromkeys(out))
 
 
