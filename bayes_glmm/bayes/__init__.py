@@ -9,6 +9,7 @@ The only subpackage importing PyMC, nutpie, a C compiler's output or JAX; the pi
 ``codegen``      C generated from the single definitions (families, priors, LKJ/CPC, layout)
                  by forward-mode differentiation on symbolic dual numbers
 ``native``       that C assembled per model, compiled and sampled by ``csrc/nuts.c`` (``"native"``)
+``build``        its compilation: a private, verified, self-healing cache; no FP side effects
 ``jax_backend``  numpyro's NUTS on JAX code generated from the graph (``"numpyro"``)
 ``sampling``     :func:`sample`: sampler choice, defaults, diagnostics
 ``pointwise``    the tidy posterior, log-likelihood and posterior predictive draws
