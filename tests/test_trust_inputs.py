@@ -161,11 +161,16 @@ def test_glmm_and_ml_fit_round_trip_through_pickle(formula, kwargs):
         _same_ml(r, m2.fit_ml())  # the unpickled model fits to the same optimum
 
 
-def test_bayes_fit_round_trips_and_rebuilds_its_pymc_model():
+@pytest.mark.parametrize("sampler", ["native", "numpy"])
+def test_bayes_fit_round_trips_and_rebuilds_its_pymc_model(sampler):
+    from bayes_glmm.bayes.native import available
+
+    if sampler == "native" and not available():
+        pytest.skip("no C compiler")
     m = bg.GLMM("y ~ x + (1 | g)", data())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = m.sample(draws=50, tune=50, chains=1, sampler="numpy", random_seed=3, progressbar=False)
+        r = m.sample(draws=50, tune=50, chains=1, sampler=sampler, random_seed=3, progressbar=False)
     r2 = pickle.loads(pickle.dumps(r))
     pd.testing.assert_series_equal(r.fixef, r2.fixef)
     pd.testing.assert_frame_equal(r.summary(), r2.summary())
