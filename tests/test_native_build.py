@@ -344,6 +344,19 @@ def test_read_only_cache_folder(cache, monkeypatch):
     assert nm.lib._name.startswith(build._process_dir()) and os.listdir(cache) == []
 
 
+def test_no_writable_folder_at_all(cache, monkeypatch):
+    """Neither the cache nor a temporary folder can be written: a clear error, no traceback
+    from deep inside tempfile."""
+    def mkdtemp(*args, **kw):
+        raise OSError(30, "Read-only file system", kw.get("dir") or "/tmp")
+
+    monkeypatch.setattr(build.tempfile, "mkdtemp", mkdtemp)
+    monkeypatch.setattr(build, "_PROCESS_DIR", [])
+    with pytest.warns(RuntimeWarning, match="BAYES_GLMM_CACHE_DIR"):
+        with pytest.raises(RuntimeError, match="no writable folder.*BAYES_GLMM_CACHE_DIR.*sampler='numpy'"):
+            native.NativeModel(_density(_small()))
+
+
 def test_read_only_cache_folder_chmod(cache):
     cache.mkdir(parents=True, mode=0o700)
     os.chmod(cache, 0o500)

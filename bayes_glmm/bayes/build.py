@@ -326,11 +326,16 @@ def load(src: str) -> ctypes.CDLL:
                 else:
                     lib = _load_verified(folder, key)
         if lib is None:
-            tmp = _process_dir()
-            _build_into(tmp, key, full, cc, nuts_c, nuts_h)
+            try:
+                tmp = _process_dir()
+                _build_into(tmp, key, full, cc, nuts_c, nuts_h)
+            except OSError as e:
+                raise RuntimeError(f"sampler='native' found no writable folder to compile in ({_why(e)}); set "
+                                   "BAYES_GLMM_CACHE_DIR to a private writable folder, or use sampler='numpy'") from e
             lib = _load_verified(tmp, key)
             if lib is None:
-                raise RuntimeError(f"the native model compiled in {tmp} could not be loaded; "
-                                   "use sampler='numpy' or 'nutpie'")
+                raise RuntimeError(f"the native model compiled in {tmp} could not be loaded (a folder mounted "
+                                   "noexec?); set BAYES_GLMM_CACHE_DIR to a private folder on another disk, or "
+                                   "use sampler='numpy'")
         _LOADED[key] = lib
         return lib
