@@ -161,6 +161,16 @@ def test_huge_poisson_counts_converge_to_the_optimum(log_mu):
     assert again.loglik == pytest.approx(res.loglik, abs=1e-4)
 
 
+def test_huge_poisson_counts_by_agq():
+    # at 1e12 counts every group's posterior is a spike: AGQ(9) and Laplace agree closely
+    d = _poisson_data(np.log(1e12))
+    lap, _ = _fit_quiet("y ~ x1 + x2 + (1 | g)", d)
+    agq, msgs = _fit_quiet("y ~ x1 + x2 + (1 | g)", d, n_agq=9)
+    assert agq.converged and not msgs, msgs
+    assert agq.loglik == pytest.approx(lap.loglik, abs=1e-3)
+    assert np.all(np.abs(agq.fixef.to_numpy() - lap.fixef.to_numpy()) < 0.05 * lap.se.to_numpy())
+
+
 @pytest.mark.parametrize("family", ["poisson", "bernoulli", "negbinomial"])
 def test_predictors_of_extreme_scale_give_the_rescaled_fit(family):
     # one predictor in units of 1e12 (money), one in 1e-13 (a rate): the same model as

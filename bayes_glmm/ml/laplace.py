@@ -301,7 +301,14 @@ def _modes(x, resp, s, terms, slices, nt, state):
     lambdas = lambdas_from_theta(theta, terms, slices)
     if resp.n_aux:
         resp = with_aux(resp, aux)
-    pr = pirls(resp, s, lambdas, beta, state.get("u"))
+    try:
+        pr = pirls(resp, s, lambdas, beta, state.get("u"))
+    except (FloatingPointError, np.linalg.LinAlgError):
+        if state.get("u") is None:
+            raise
+        # a warm start left by a wild line-search point can overflow the weights (counts of
+        # 1e12: a mode off by 1e-2 is e^(1e-2 * 1e6)); the cold start u = 0 does not
+        pr = pirls(resp, s, lambdas, beta, None)
     if not pr.converged:
         state["pirls_fail"] = state.get("pirls_fail", 0) + 1
     if np.all(np.isfinite(pr.u)):

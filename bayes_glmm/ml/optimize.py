@@ -128,17 +128,23 @@ def fd_hessian_pd(fun_grad, x, deltas=(1e-4, 1e-3, 1e-2)):
     O(delta^2).  Returns ``(H, n_gradient_evaluations)``.
     """
     n = 0
-    H = None
+    first = None
     for d in deltas:
-        H = fd_hessian_from_grad(fun_grad, x, delta=d)
+        try:
+            H = fd_hessian_from_grad(fun_grad, x, delta=d)
+        except (FloatingPointError, np.linalg.LinAlgError):
+            if first is None and d == deltas[0]:
+                raise  # the standard step itself fails: as fd_hessian_from_grad would
+            continue  # a wider stencil reached a point where the modes fail: keep the first
         n += 2 * np.size(x)
+        first = H if first is None else first
         try:
             if np.all(np.isfinite(H)):
                 np.linalg.cholesky(H)
                 return H, n
         except np.linalg.LinAlgError:
             pass
-    return H, n
+    return first, n
 
 
 class _CountedGrad:
@@ -653,7 +659,10 @@ def optimize_checked(solve, curvature, opt, lower, candidates, *, max_restarts=3
             restarts.append(rec)
             tol = 1e-9 * max(1.0, abs(f0))
             if np.isfinite(f2) and f2 <= f0 + tol:
-                g2, H2, ne2 = curvature(o2["x"])
+                try:
+                    g2, H2, ne2 = curvature(o2["x"])
+                except (FloatingPointError, np.linalg.LinAlgError):
+                    continue  # the conditional modes fail next to this restart's end: reject it
                 n_evals += ne2
                 chk2 = check(o2["x"], g2, H2)
                 if f2 < f0 - tol or chk2["converged"]:

@@ -124,12 +124,12 @@ def poisson_centred(y, eta, c):
     large y is.  :func:`poisson_centred_const` is the matching constant.
     """
     d = eta - c
-    with np.errstate(over="ignore"):  # a line search's wild trial point: inf, rejected upstream
-        em = np.expm1(d)
     # e^c is y itself where y > 0: exp(log y) would carry log y's rounding (3e-15 relative
     # at 1e12), an absolute error in mu and y - mu that makes theta's gradient noisy
     ec = np.where(y > 0, y, 1.0)
-    return y * d - ec * em, ec + ec * em
+    with np.errstate(over="ignore", invalid="ignore"):  # a line search's wild trial point:
+        em = np.expm1(d)                                # inf, rejected upstream
+        return y * d - ec * em, ec + ec * em
 
 
 def poisson_centred_const(y, c) -> np.ndarray:
