@@ -77,8 +77,8 @@ def coordinate_names(density) -> list:
     return [nm or f"x[{i}]" for i, nm in enumerate(names)]
 
 
-def _top(score, names, n=_SHOW) -> list:
-    """Indices of the ``n`` largest finite-or-infinite scores (NaN counts as the largest)."""
+def _top(score, n=_SHOW) -> list:
+    """Indices of the ``n`` largest scores (NaN counts as the largest: a broken coordinate first)."""
     s = np.where(np.isnan(score), np.inf, score)
     order = np.argsort(-s, kind="stable")
     return [int(i) for i in order[:n]]
@@ -115,7 +115,7 @@ def engine_error(code: int, chains, names, *, state=None, inv_mass=None, grad=No
         # a flat direction: the coordinates that drifted furthest or that the warm-up found widest
         st = np.abs(np.asarray(state, dtype=float)) if state is not None else np.zeros(len(names))
         sd = np.sqrt(np.asarray(inv_mass, dtype=float)) if inv_mass is not None else np.ones(len(names))
-        idx = _top(np.maximum(st, sd), names)
+        idx = _top(np.maximum(st, sd))
         show = ", ".join(f"{names[i]} (at {st[i]:.3g}, warm-up SD {sd[i]:.3g})" for i in idx)
         return SamplerError(
             f"the posterior may be improper: in chain(s) {ch} the step-size search found steps above 1e7 still "
@@ -128,7 +128,7 @@ def engine_error(code: int, chains, names, *, state=None, inv_mass=None, grad=No
     if code == RC_STEP_ZERO:
         g = np.asarray(grad, dtype=float) if grad is not None else np.zeros(len(names))
         bad = [i for i in range(len(names)) if not np.isfinite(g[i])]
-        idx = bad[:_SHOW] if bad else _top(np.abs(g), names)
+        idx = bad[:_SHOW] if bad else _top(np.abs(g))
         show = ", ".join(f"{names[i]} (gradient {g[i]:.3g})" for i in idx)
         when = "" if tune is None else " during the warm-up"
         return SamplerError(
