@@ -31,7 +31,7 @@ import pytest
 
 import bayes_glmm as bg
 from bayes_glmm.bayes import build, native
-from bayes_glmm.bayes.codegen import C_HELPERS, Emitter, _lit, check_c_source
+from bayes_glmm.bayes.codegen import Emitter, _lit, check_c_source
 from bayes_glmm.bayes.density import GlmmDensity
 from bayes_glmm.priors import Prior
 
@@ -370,9 +370,11 @@ def test_read_only_cache_folder_chmod(cache):
         os.chmod(cache, 0o700)
 
 
-# planted files: loaded in a subprocess, so that a crash (SIGBUS, SIGSEGV) fails the test
-# instead of killing pytest
-_PLANT_SCRIPT = r"""
+# planted files: loaded in a subprocess, so that a crash (SIGBUS, SIGSEGV) fails the tests
+# instead of killing pytest.  One subprocess loads every planted cache in turn (one import of
+# the package, not one per case); each case prints a line as it completes, so a crash is
+# pinned on the case that was running.
+_MODEL_SCRIPT = r"""
 import json, os, sys, warnings
 import numpy as np, pandas as pd
 import bayes_glmm as bg
@@ -380,33 +382,34 @@ from bayes_glmm.bayes import build
 from bayes_glmm.bayes.density import GlmmDensity
 from bayes_glmm.bayes.native import NativeModel
 rng = np.random.default_rng(0)
-df = pd.DataFrame({"y": rng.binomial(1, 0.5, 60), "x": rng.normal(size=60), "g": np.repeat(np.arange(6), 10)})
-m = bg.GLMM("y ~ x + (1 | g)", df, family="bernoulli")
-d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
-with warnings.catch_warnings(record=True) as w:
-    warnings.simplefilter("always")
-    nm = NativeModel(d)
-    x, stats = nm.sample(100, 100, 1, seed=1)
-lp, g = nm.logp_grad(x[0, -1]); lp0, g0 = d.logp_grad(x[0, -1])
-print(json.dumps({"lib": nm.lib._name, "finite": bool(np.isfinite(x).all()), "lp": lp, "lp0": lp0,
-                  "grad_ok": bool(np.allclose(g, g0, rtol=1e-8, atol=1e-8)),
-                  "warnings": [str(i.message) for i in w if "bayes_glmm:" in str(i.message)]}))
+df = pd.DataFrame({"y": rng.binomial(1, 0.5, 60), "x": rng.normal(size=60), "g": np.repeat(np.arange(6), 10),
+                   "x2": rng.normal(size=60), "h": np.tile(np.arange(5), 12)})
+def density(formula="y ~ x + (1 | g)"):
+    m = bg.GLMM(formula, df, family="bernoulli")
+    return GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
+#: another model, with more runtime arrays: its library run on the first model's data read
+#: past them (before: a segmentation fault)
+OTHER = "y ~ x + x2 + (1 + x | g) + (1 | h)"
 """
 
+_LOAD_SCRIPT = _MODEL_SCRIPT + r"""
+for kind, root in json.loads(sys.argv[1]):
+    print(json.dumps({"kind": kind, "started": True}), flush=True)
+    os.environ["BAYES_GLMM_CACHE_DIR"] = root
+    build._LOADED.clear()
+    d = density()
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        nm = NativeModel(d)
+        x, stats = nm.sample(100, 100, 1, seed=1)
+    lp, g = nm.logp_grad(x[0, -1]); lp0, g0 = d.logp_grad(x[0, -1])
+    print(json.dumps({"kind": kind, "lib": nm.lib._name, "finite": bool(np.isfinite(x).all()), "lp": lp, "lp0": lp0,
+                      "grad_ok": bool(np.allclose(g, g0, rtol=1e-8, atol=1e-8)),
+                      "warnings": [str(i.message) for i in w if "bayes_glmm:" in str(i.message)]}), flush=True)
+"""
 
-@pytest.fixture(scope="module")
-def built_cache(tmp_path_factory):
-    """A cache holding the Bernoulli model of _PLANT_SCRIPT and a Poisson model (built once)."""
-    root = tmp_path_factory.mktemp("template")
-    env = dict(os.environ, BAYES_GLMM_CACHE_DIR=str(root))
-    script = _PLANT_SCRIPT + textwrap.dedent("""
-        mp = bg.GLMM("y ~ x + (1 | g)", df, family="poisson")
-        print(json.dumps({"other": NativeModel(GlmmDensity(mp.spec, mp.resolved_priors, mp.centered_terms)).lib._name}))
-    """)
-    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    lines = [json.loads(ln) for ln in res.stdout.strip().splitlines()[-2:]]
-    return root, lines[0]["lib"], lines[1]["other"]
+PLANTED = ["truncated", "garbage", "empty", "other_model", "other_model_and_manifest", "no_manifest",
+           "manifest_garbage"]
 
 
 def _plant(kind, lib, other):
@@ -431,21 +434,36 @@ def _plant(kind, lib, other):
             f.write("not a hash")
 
 
-@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "other_model", "other_model_and_manifest",
-                                  "no_manifest", "manifest_garbage"])
-def test_corrupt_cached_library_is_rebuilt_not_loaded(kind, built_cache, tmp_path):
-    template, lib0, other0 = built_cache
-    root = tmp_path / "cache"
-    shutil.copytree(template, root)  # keeps the modes (0o700 folders)
-    lib = str(root / os.path.relpath(lib0, template))
-    other = str(root / os.path.relpath(other0, template))
-    key = os.path.basename(lib)[3:-3]
-    _plant(kind, lib, other)
-    env = dict(os.environ, BAYES_GLMM_CACHE_DIR=str(root))
-    res = subprocess.run([sys.executable, "-c", _PLANT_SCRIPT], capture_output=True, text=True, env=env, cwd=REPO,
-                         timeout=600)
-    assert res.returncode == 0, (kind, res.returncode, res.stderr[-3000:])
-    out = json.loads(res.stdout.strip().splitlines()[-1])
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """Build the model and another one once (a subprocess), plant each corruption in a
+    copy of that cache, and load them all in one subprocess: kind -> (its result, lib path, key)."""
+    template = tmp_path_factory.mktemp("template")
+    env = dict(os.environ, BAYES_GLMM_CACHE_DIR=str(template))
+    script = _MODEL_SCRIPT + "print(json.dumps([NativeModel(density(*f)).lib._name for f in ((), (OTHER,))]))"
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lib0, other0 = json.loads(res.stdout.strip().splitlines()[-1])
+    cases, paths = [], {}
+    for kind in PLANTED:
+        root = tmp_path_factory.mktemp(kind)
+        shutil.copytree(template, root, dirs_exist_ok=True)  # keeps the modes (0o700 folders)
+        lib, other = (str(root / os.path.relpath(p, template)) for p in (lib0, other0))
+        _plant(kind, lib, other)
+        cases.append((kind, str(root)))
+        paths[kind] = (str(root), lib, os.path.basename(lib)[3:-3])
+    res = subprocess.run([sys.executable, "-c", _LOAD_SCRIPT, json.dumps(cases)], capture_output=True, text=True,
+                         cwd=REPO, timeout=600)
+    lines = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
+    done = {ln["kind"]: ln for ln in lines if "lib" in ln}
+    crash = f"loader exit {res.returncode} (negative: killed by that signal): {res.stderr[-2000:]}"
+    return {k: (done.get(k), crash) + paths[k] for k in PLANTED}
+
+
+@pytest.mark.parametrize("kind", PLANTED)
+def test_corrupt_cached_library_is_rebuilt_not_loaded(kind, planted):
+    out, crash, root, lib, key = planted[kind]
+    assert out is not None, (kind, crash)
     assert out["finite"] and out["grad_ok"] and out["lp"] == pytest.approx(out["lp0"], rel=1e-10)
     assert out["warnings"] == []  # healed quietly
     # the cache is healed for the next process: the right library, its manifest, its key
@@ -455,6 +473,6 @@ def test_corrupt_cached_library_is_rebuilt_not_loaded(kind, built_cache, tmp_pat
     if kind == "other_model_and_manifest":
         # the foreign library was loaded under the expected path (its key then refused): this
         # process loads its rebuild from its private temporary folder
-        assert not out["lib"].startswith(str(root))
+        assert not out["lib"].startswith(root)
     else:
         assert out["lib"] == lib

@@ -127,7 +127,7 @@ def _read_csrc() -> tuple[str, str]:
 def library_key(src: str, cc: str, nuts_c: str, nuts_h: str) -> str:
     """Hex key of the library built from ``src``: a hash of everything that changes the binary."""
     parts = [_LAYOUT, src, nuts_c, nuts_h, " ".join(CFLAGS_NUTS), " ".join(CFLAGS_MODEL), " ".join(LDFLAGS),
-             os.path.realpath(cc), compiler_version(os.path.realpath(cc)), " ".join(platform.libc_ver()),
+             cc, os.path.realpath(cc), compiler_version(cc), " ".join(platform.libc_ver()),
              sys.platform, platform.machine(), _cpu_signature()]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
 
