@@ -35,7 +35,7 @@ from scipy import sparse
 
 from ..families import zi_loglik
 from ..ml.pirls import make_response
-from ..priors import slope_blocks, zi_key, zi_slope_blocks
+from ..priors import default_scales, slope_blocks, zi_key, zi_slope_blocks
 from ..scaling import design_scaling
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
@@ -620,11 +620,33 @@ class GlmmDensity:
         return out
 
     def initial_point(self, seed) -> np.ndarray:
-        """PyMC-like start: prior location (0 for slopes, effects and log-scales) + U(-1, 1)."""
+        """Start of a chain: typical values of the data + U(-1, 1) in every coordinate.
+
+        The intercept starts at the link of the mean response (``default_scales``' location:
+        log of the mean rate, the mean, 1 / mean; 0 on the logit/probit scales), whatever its
+        prior says, so that counts of 1e7 start at eta = 16 and not at 0; slopes, effects and
+        the zero-inflation coefficients at 0.  Log-scales start at 0 unless the typical scale of
+        the data (``s_y`` for an SD's intercept column, ``s_y / sd(x)`` for a slope's,
+        ``sd(y)`` for sigma) lies outside :data:`SCALE_RANGE`: then at its log, so the start
+        does not depend on the units of y or of the columns either.
+        """
         x0 = np.zeros(self.ndim)
+        sc = default_scales(self.spec)
+        lo, hi = np.log(SCALE_RANGE[0]), np.log(SCALE_RANGE[1])
+
+        def log_typical(v):
+            z = np.log(np.asarray(v, dtype=float))
+            return np.where((z < lo) | (z > hi), z, 0.0)
+
         for blk, _ in self.fixed_blocks:
-            if blk.name == "Intercept" and "mu" in blk.prior.args:
-                x0[blk.sl] = float(np.mean(blk.prior.args["mu"]))
+            if blk.name == "Intercept":
+                x0[blk.sl] = sc["loc"]
+        for (t, scale, *_), xs in zip(self.terms, sc["xr_sd"]):
+            z = log_typical(sc["s_y"] / np.asarray(xs, dtype=float))
+            x0[scale.sl] = 2.0 * z if scale.name.startswith("var_") else z
+        if self.sigma is not None:  # on the response's scale, whatever the link
+            sy = float(np.std(np.asarray(self.spec.y, dtype=float)))
+            x0[self.sigma.sl] = log_typical(sy if sy > 0 else 1.0)
         return x0 + np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
 
 
