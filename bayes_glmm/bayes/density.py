@@ -36,7 +36,7 @@ from scipy import sparse
 from ..families import zi_loglik
 from ..ml.pirls import make_response
 from ..priors import default_scales, slope_blocks, zi_key, zi_slope_blocks
-from ..scaling import design_scaling
+from ..scaling import constant_columns
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
@@ -63,11 +63,17 @@ _LOC_SCALE = {"Normal": (("mu", 0.0), ("sigma", 1.0)), "StudentT": (("mu", 0.0),
 def column_scales(X, icol=None) -> np.ndarray:
     """The divisor of each column of a fixed-effects design in the samplers' coordinates.
 
-    A non-constant column's SD (:func:`bayes_glmm.scaling.design_scaling`) when it lies
-    outside :data:`SCALE_RANGE`, else 1; 1 for the intercept ``icol`` and constant columns.
+    A non-constant column's SD (constant: :func:`bayes_glmm.scaling.constant_columns`, a range
+    of exactly zero) when it lies outside :data:`SCALE_RANGE`, else 1; 1 for the intercept ``icol`` and constant columns.
     """
     X = np.asarray(X, dtype=float)
-    d = np.array(design_scaling(X).scale, dtype=float) if X.size else np.ones(X.shape[1])
+    d = np.ones(X.shape[1])
+    if X.size:
+        var = ~constant_columns(X)
+        # SDs of the columns divided by their largest |value| first: squares of values below
+        # ~1e-154 underflow (a column of 1e-200 would have SD 0)
+        m = np.max(np.abs(X[:, var]), axis=0)
+        d[var] = m * np.std(X[:, var] / m, axis=0)
     d[(d >= SCALE_RANGE[0]) & (d <= SCALE_RANGE[1])] = 1.0
     d[~np.isfinite(d) | (d <= 0.0)] = 1.0
     if icol is not None:
