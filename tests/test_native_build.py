@@ -288,6 +288,17 @@ def test_private_folders_and_files_under_umask_000(cache):
     assert _sha(cache / files[1]) == (cache / files[0]).read_text().strip()
 
 
+def test_leftovers_of_killed_compiles_are_swept(cache):
+    cache.mkdir(parents=True, mode=0o700)
+    old, recent = cache / ".build-killed", cache / ".build-running"
+    for d in (old, recent):
+        d.mkdir()
+        (d / "model.c").write_text("")
+    os.utime(old, (0, 0))
+    native.NativeModel(_density(_small()))
+    assert not old.exists() and recent.exists()  # another process may be compiling there
+
+
 def test_world_writable_cache_is_not_trusted(cache):
     cache.mkdir(parents=True)
     os.chmod(cache, 0o777)

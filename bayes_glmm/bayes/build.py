@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 from ..validate import warn
 
@@ -247,10 +248,22 @@ def _compile(cc: str, src: str, nuts_c: str, nuts_h: str, tmp: str, out: str) ->
             raise RuntimeError(f"compiling the native model failed ({' '.join(cmd)}):\n{res.stderr[-4000:]}")
 
 
+def _sweep(folder: str, keep: str, age_s: float = 3600.0) -> None:
+    """Remove the temporary folders of compiles killed over an hour ago (a build takes ~1 s)."""
+    for name in os.listdir(folder):
+        path = os.path.join(folder, name)
+        try:
+            if name.startswith(".build-") and path != keep and time.time() - os.lstat(path).st_mtime > age_s:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _build_into(folder: str, key: str, src: str, cc: str, nuts_c: str, nuts_h: str) -> None:
     """Compile into ``folder`` atomically: in a temporary folder there, then the library and
     its manifest (its SHA-256) moved into place.  OSError: the folder cannot be written."""
     tmp = tempfile.mkdtemp(prefix=".build-", dir=folder)
+    _sweep(folder, keep=tmp)
     try:
         lib = os.path.join(tmp, "model.so")
         _compile(cc, src, nuts_c, nuts_h, tmp, lib)
