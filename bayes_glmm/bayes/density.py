@@ -6,7 +6,9 @@ This module defines the one layout of the unconstrained parameters that the PyMC
 and evaluates the log-posterior on it in NumPy: ``sampler="numpy"``, what ``"auto"`` runs
 when no C compiler is found.
 
-* likelihood: ``eta = Xc @ coef + Z @ b + offset`` with a sparse Z built once;
+* likelihood: ``eta = Xc @ coef + Z @ b + offset`` with a sparse Z built once, Xc the centred
+  design with extreme columns divided by their SD (:func:`fixed_layout`; :meth:`GlmmDensity.expand`
+  reports the coefficients on the user's scale);
   :meth:`Family.loglik` and :func:`~bayes_glmm.families.zi_loglik` themselves, evaluated on
   forward-mode dual numbers (:mod:`bayes_glmm.bayes.dual`) for their derivatives in eta, the
   scale (sigma or the dispersion) and the zero-inflation predictor -- nothing differentiated

@@ -7,10 +7,15 @@ same unconstrained coordinates (:mod:`bayes_glmm.bayes.density` in NumPy,
 this graph by PyTensor's JAX backend); ``tests/test_bayes_contract.py`` holds them equal to
 this graph, value and gradient, at random points.
 
-Fixed effects: the non-intercept columns of X are centered inside the graph; the free
-variables are ``Intercept`` (the linear predictor at the predictor means, which is what
-its prior describes) and the slopes; ``beta`` (dim ``coef``) is the Deterministic vector
-of all coefficients on the original scale, intercept included.
+Fixed effects: the non-intercept columns of X are centered inside the graph, and a column
+whose SD lies outside :data:`~bayes_glmm.bayes.density.SCALE_RANGE` (money in units of 1e12,
+a rate of 1e-13) is divided by its SD (:func:`~bayes_glmm.bayes.density.fixed_layout`, the
+layout every sampler reads); the free variables are ``Intercept`` (the linear predictor at
+the predictor means, which is what its prior describes) and the slopes of that design, under
+the user's priors carried to its scale (``beta_j * sd_j``); ``beta`` (dim ``coef``) is the
+Deterministic vector of all coefficients on the original scale, intercept included.  (A
+prior-predictive ``prior`` group therefore shows ``slopes`` on the scaled design, ``beta`` on
+the user's.)
 
 Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametrization
 ``b_k = u_k @ Lambda_k.T``, ``u_k ~ N(0, I)`` (non-centered, the default), with
