@@ -182,6 +182,8 @@ def test_predictors_of_1e12_and_1e_13_sample_on_the_users_scale():
         ml = m.fit_ml()
         post = m.sample(draws=400, tune=400, chains=2, random_seed=1, progressbar=False, sampler="native")
     _check_against_ml(post, ml, ["(Intercept)", "m", "r"])
+    shown = post.summary().rounded()  # the display keeps 3 significant digits of 3e-13
+    assert shown.loc["m", "mean"] == pytest.approx(post.summary().loc["m", "mean"], rel=5e-3)
     # the truth (per unit of the columns): 0.3 per 1e12, -0.4 per 1e-13
     s = post.summary()
     assert s.loc["m", "mean"] * 1e12 == pytest.approx(0.3, abs=4 * s.loc["m", "sd"] * 1e12)

@@ -29,6 +29,13 @@ def _stack(da) -> np.ndarray:
     return a.reshape((-1,) + a.shape[2:])
 
 
+def _round_estimate(v: float) -> float:
+    """``v`` to 3 decimals, or to 3 significant digits when that would show a non-zero as 0."""
+    if not np.isfinite(v) or v == 0.0 or abs(v) >= 5e-4:
+        return round(v, 3) if np.isfinite(v) else v
+    return float(f"{v:.3g}")
+
+
 class PosteriorSummary(pd.DataFrame):
     """The posterior summary table: full precision as data, displayed rounded as ``az.summary``
     prints it (estimates to 3 decimals, R-hat to 2, ESS as integers)."""
@@ -46,7 +53,9 @@ class PosteriorSummary(pd.DataFrame):
             elif c == "r_hat":
                 d[c] = d[c].round(2)
             else:
-                d[c] = d[c].round(3)
+                # three decimals, but never a non-zero estimate shown as 0: a coefficient of a
+                # column in units of 1e12 (2.35e-13) keeps three significant digits
+                d[c] = d[c].map(_round_estimate)
         return d
 
     def __repr__(self) -> str:
