@@ -234,3 +234,24 @@ def test_poisson_counts_of_1e7_and_1e12(level):
     assert s.loc["x", "mean"] == pytest.approx(0.2, abs=3 * s.loc["x", "sd"] + 1e-6)
     # the intercept's posterior SD is the spread of the group means over sqrt(15): about 0.1
     assert 0.05 < s.loc["(Intercept)", "sd"] < 0.2
+
+
+@pytest.mark.skipif(not _native_available(), reason="no C compiler")
+def test_random_slope_on_a_column_of_1e12():
+    """Before: no starting point with a finite log-density (log-SDs started at 0 = SD 1 per unit
+    of 1e12).  The SD of the slope now starts at the data's scale and is recovered."""
+    rng = np.random.default_rng(4)
+    n, G = 400, 20
+    g = np.repeat(np.arange(G), n // G)
+    x = rng.normal(size=n)
+    b0, b1 = rng.normal(scale=0.4, size=G), rng.normal(scale=0.3, size=G)
+    df = pd.DataFrame({"m": x * 1e12 + 5e12, "g": g, "y": rng.poisson(np.exp(1 + 0.3 * x + b0[g] + b1[g] * x))})
+    m = bg.GLMM("y ~ m + (m || g)", df, family="poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = m.sample(draws=500, tune=500, chains=2, random_seed=1, progressbar=False, sampler="native")
+    s = post.summary()
+    assert (s["r_hat"] < 1.05).all(), s
+    sd_m = s.loc["sd_g[m]"]
+    assert sd_m["mean"] * 1e12 == pytest.approx(np.std(b1), abs=3 * sd_m["sd"] * 1e12)
+    assert s.loc["m", "mean"] * 1e12 == pytest.approx(0.3, abs=3 * s.loc["m", "sd"] * 1e12)
