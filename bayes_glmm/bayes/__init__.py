@@ -9,6 +9,8 @@ The only subpackage importing PyMC, nutpie, a C compiler's output or JAX; the pi
 ``codegen``      C generated from the single definitions (families, priors, LKJ/CPC, layout)
                  by forward-mode differentiation on symbolic dual numbers
 ``native``       that C assembled per model, compiled and sampled by ``csrc/nuts.c`` (``"native"``)
+``adaptation``   Stan's warm-up windows as a pure function, handed to ``csrc/nuts.c``
+``failures``     the engine's return codes as :class:`SamplerError`, naming the parameters
 ``build``        its compilation: a private, verified, self-healing cache; no FP side effects
 ``jax_backend``  numpyro's NUTS on JAX code generated from the graph (``"numpyro"``)
 ``sampling``     :func:`sample`: sampler choice, defaults, diagnostics
@@ -16,10 +18,11 @@ The only subpackage importing PyMC, nutpie, a C compiler's output or JAX; the pi
 ``results``      :class:`BayesResults` (same accessors as the ML results)
 """
 from .graph import PT_OPS, build_pymc_model, prior_predictive
+from .failures import SamplerError
 from .pointwise import posterior_predictive
 from .results import BayesResults
 from .sampling import AUTO_SAMPLER, SAMPLERS, default_target_accept, diagnose, sample, summary_var_names
 
 __all__ = ["PT_OPS", "build_pymc_model", "sample", "prior_predictive", "posterior_predictive",
            "diagnose", "summary_var_names", "default_target_accept", "SAMPLERS", "AUTO_SAMPLER",
-           "BayesResults"]
+           "BayesResults", "SamplerError"]

@@ -92,23 +92,30 @@ class BayesResults(FitResults):
         super().__init__(model.spec)
         self.model = model
         self.idata = idata
-        self.pm_model = pm_model
+        self._pm_model = pm_model
+        self._rebuild_pm_model = False
+
+    @property
+    def pm_model(self):
+        """The PyMC model; after unpickling, rebuilt from the GLMM the first time it is asked for."""
+        if self._rebuild_pm_model:
+            self._pm_model = self.model.build()
+            self._rebuild_pm_model = False
+        return self._pm_model
+
+    @pm_model.setter
+    def pm_model(self, value) -> None:
+        self._pm_model = value
+        self._rebuild_pm_model = False
 
     # ---------------------------------------------------------------- pickling
     def __getstate__(self) -> dict:
         """State for pickle/joblib/process pools: everything but the PyMC model, whose
         compiled functions do not pickle; it is rebuilt from the GLMM when next asked for."""
         state = self.__dict__.copy()
-        state.pop("pm_model", None)
+        if state.get("_pm_model") is not None:
+            state["_pm_model"], state["_rebuild_pm_model"] = None, True
         return state
-
-    def __getattr__(self, name: str):
-        # only reached when ``pm_model`` is missing, i.e. after unpickling: rebuild it once
-        model = self.__dict__.get("model")
-        if name != "pm_model" or model is None:
-            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
-        self.pm_model = model.build()
-        return self.pm_model
 
     # ---------------------------------------------------------------- draws
     @property
