@@ -22,7 +22,7 @@ import pytest
 import bayes_glmm as bg
 from bayes_glmm import design
 from bayes_glmm.formula import FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, parse_formula
-from bayes_glmm.ml.lrt import REFIT_MESSAGE
+from bayes_glmm.ml.refit import REFIT_MESSAGE
 from bayes_glmm.ml.summary_text import _abbrev_unique
 
 N = 60

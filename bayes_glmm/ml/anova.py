@@ -30,7 +30,6 @@ The F statistics and denominator df come from :mod:`bayes_glmm.ml.ddf`.
 from __future__ import annotations
 
 import itertools
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from . import ddf as _ddf
-from ..validate import user_stacklevel
+from .refit import refit_ml
 
 __all__ = ["FixedTerm", "fixed_terms", "contrasts_type1", "contrasts_type3", "anova_table", "anova"]
 
@@ -352,9 +351,6 @@ def _check_type(type) -> int:
 
 
 # ---------------------------------------------------------------------- model comparison
-REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
-
-
 def anova(*fits, names=None, **kwargs):
     """Compare nested ML fits like ``lme4::anova(m1, m2, ...)``; one fit: its F-test table.
 
@@ -403,9 +399,7 @@ def anova(*fits, names=None, **kwargs):
         raise ValueError(f"names= needs {len(fits)} distinct labels, got {names}")
     for m in fits[1:]:
         check_same_data(fits[0].spec, m.spec)
-    if any(m.reml for m in fits):
-        warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=user_stacklevel())
-        fits = [_refit_ml(m) if m.reml else m for m in fits]
+    fits = refit_ml(fits)
     methods = {m.method for m in fits}
     if len(methods) > 1:
         raise ValueError(f"the models were fitted with different approximations ({sorted(methods)}); "
@@ -424,9 +418,3 @@ def anova(*fits, names=None, **kwargs):
     return pd.DataFrame({"npar": npar, "AIC": [m.aic for m in fits], "BIC": [m.bic for m in fits],
                          "logLik": ll, "deviance": -2.0 * ll, "Chisq": chisq, "Df": dfc, "p": p},
                         index=pd.Index(names, name="model"))
-
-
-def _refit_ml(m):
-    """The same model refitted by ML, started at the REML theta."""
-    from . import fit_ml
-    return fit_ml(m.spec, reml=False, start=np.asarray(m.fit.theta, dtype=float))

@@ -32,13 +32,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from ..validate import user_stacklevel
+from .refit import REFIT_MESSAGE, refit_ml
 
 __all__ = ["lrt", "LRTResult", "mixture_pvalue", "check_same_data"]
 
 #: the warning lme4's anova gives (and bg.anova) when it refits REML fits by ML
-REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
-
-
 def mixture_pvalue(stat: float, dfs, weights) -> float:
     """Upper-tail probability of a chi-square mixture ``sum_i w_i chi2_{df_i}``.
 
@@ -248,12 +246,6 @@ def _npar(res) -> int:
     return int(res.df)
 
 
-def _refit_ml(m):
-    """The same model refitted by ML, started at the REML theta."""
-    from . import fit_ml
-    return fit_ml(m.spec, reml=False, start=np.asarray(m.fit.theta, dtype=float))
-
-
 def lrt(m0, m1, *, refit: bool = True) -> LRTResult:
     """Likelihood-ratio test of nested ML fits, with a boundary-aware reference distribution.
 
@@ -297,8 +289,7 @@ def lrt(m0, m1, *, refit: bool = True) -> LRTResult:
     check_same_data(s0, s1)
     refitted = refit and (m0.reml or m1.reml)
     if refitted:
-        warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=user_stacklevel())
-        m0, m1 = (_refit_ml(m) if m.reml else m for m in (m0, m1))
+        m0, m1 = refit_ml([m0, m1])
     if m0.reml != m1.reml:
         raise ValueError("one model was fitted by REML and the other by ML; use refit=True or refit both "
                          "with reml=False")
