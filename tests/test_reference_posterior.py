@@ -38,8 +38,8 @@ gives z = -7.7; even LKJ(1) instead of LKJ(2) on a q = 2 correlation gives z = 5
 SD.  The largest |z| of the correct native sampler over the 22 cases was 3.5.  Each native run must also be converged (R-hat <= 1.01, bulk ESS >= 400, no
 divergences); otherwise its MCSEs are not to be trusted and the case fails saying so.
 
-Run: ``python -m pytest tests/test_reference_posterior.py -m slow`` (about 2-4 minutes on
-an idle 2-core machine).  The fast tests check the comparison machinery and that the stored
+Run: ``python -m pytest tests/test_reference_posterior.py -m slow`` (22 tests, 71 s wall on
+a 2-core machine at load average about 2; 1-12 s per case).  The fast tests check the comparison machinery and that the stored
 reference is still the posterior of the models the cases build (data checksums, priors).
 """
 import importlib.util
