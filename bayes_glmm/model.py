@@ -52,9 +52,16 @@ class GLMM:
         Per-parameter prior overrides (``bayes_glmm.Prior`` or ``bambi.Prior``) keyed by
         ``"Intercept"``, a coefficient name, ``"beta"`` (all slopes), ``"sd_<group>"``,
         ``"corr_<group>"`` or ``"sigma"``.
-    centered : bool or dict, optional
-        Centered parametrization for all terms (True) or per term ``{"ID": True}``.
-        Default non-centered.
+    centered : bool, "auto" or dict, optional
+        How the sampler sees the random effects: non-centred (False; ``b = sd * u``),
+        centred (True; ``b ~ Normal(0, sd)``), for all terms or per term ``{"ID": True}``;
+        per term also ``"hierarchical"`` (a ``(1 | g)`` term's levels ``Intercept + b`` are
+        sampled, ``~ Normal(Intercept, sd)``).  The default ``"auto"`` keeps every term
+        non-centred unless the data pin each group's level down far more tightly than the
+        groups spread (median ``I_j sd^2`` over 300, counts of 1e5 and more, say): then the
+        most informative ``(1 | g)`` term is hierarchically centred and other such terms centred
+        (:mod:`bayes_glmm.centering`, docs/posterior.md).  The model is the same either way;
+        the draws are reported as ``b_<g>`` in every case.
     zi : str, optional
         Zero inflation (count families): a one-sided fixed-effects formula for the logit of
         the structural-zero probability, as glmmTMB's ``ziformula`` (``"~ x"``; ``"~1"`` for a
@@ -79,7 +86,7 @@ class GLMM:
         trials: Any = None,
         weights: Any = None,
         priors: Mapping[str, Any] | None = None,
-        centered: bool | Mapping[str, bool] = False,
+        centered: bool | str | Mapping[str, bool | str] = "auto",
         zi: str | None = None,
     ):
         validate.check_glmm_args(formula, family, link, priors=priors, centered=centered)  # by name, early
@@ -114,7 +121,7 @@ class GLMM:
         new.resolved_priors = resolve_priors(self.spec, new.priors)
         return new
 
-    def with_centered(self, centered: bool | Mapping[str, bool]) -> "GLMM":
+    def with_centered(self, centered: bool | str | Mapping[str, bool | str]) -> "GLMM":
         """A copy of this model with another centered / non-centered choice per term."""
         from .priors import resolve_centered
 
@@ -125,7 +132,7 @@ class GLMM:
 
     # ---------------------------------------------------------------- Bayesian path
     def build(self):
-        """The PyMC model (non-centered random effects, default priors)."""
+        """The PyMC model (random effects parametrized as :attr:`centered_terms`)."""
         from .bayes import build_pymc_model
         return build_pymc_model(self.spec, self.resolved_priors, self.centered_terms)
 

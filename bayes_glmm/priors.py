@@ -509,32 +509,41 @@ def slope_blocks(spec: ModelSpec, priors: dict) -> list:
     return [(f"slope_{py_name(names[j])}", [j]) for j in slopes]
 
 
-def resolve_centered(spec: ModelSpec, centered: bool | Mapping[str, bool] = False) -> dict:
-    """Per-term choice of centered (True) or non-centered (False) parametrization.
+def resolve_centered(spec: ModelSpec, centered: bool | str | Mapping[str, bool | str] = "auto") -> dict:
+    """Per-term parametrization: non-centered (False), centered (True) or hierarchically
+    centred (``"hierarchical"``).
 
     Parameters
     ----------
     spec : ModelSpec
-    centered : bool or dict
-        One choice for all terms, or term name (``RandomTerm.name`` or ``.ident``) ->
-        bool; unnamed terms stay non-centered.
+    centered : bool, "auto" or dict
+        One choice for all terms, ``"auto"`` (the default: :func:`~bayes_glmm.centering.auto_parametrization`,
+        centred only where the data pin each group's level down), or term name
+        (``RandomTerm.name`` or ``.ident``) -> True, False, ``"hierarchical"`` or ``"auto"``;
+        unnamed terms get ``"auto"``'s choice.
 
     Returns
     -------
     dict
-        ``RandomTerm.name`` -> bool for every term.
+        ``RandomTerm.name`` -> False, True or ``"hierarchical"`` for every term.
 
     Raises
     ------
     ValueError
-        For names that are not terms of the model (listing the valid names) or
-        non-boolean values.
+        For names that are not terms of the model (listing the valid names), other values,
+        or ``"hierarchical"`` for a term that cannot have it (one scalar ``(1 | g)`` term of a
+        model with an intercept).
     """
+    from .centering import AUTO, HIERARCHICAL, auto_parametrization
+
     names = [t.name for t in spec.terms]
     if isinstance(centered, (bool, np.bool_)):
         return {n: bool(centered) for n in names}
+    if isinstance(centered, str) and centered == AUTO:
+        return auto_parametrization(spec)
     if not isinstance(centered, Mapping):
-        raise ValueError(f"centered must be True/False or a dict term name -> bool; got {centered!r}")
+        raise ValueError(f"centered must be True, False, 'auto' or a dict term name -> True/False/"
+                         f"'hierarchical'/'auto'; got {centered!r}")
     alias = {t.ident: t.name for t in spec.terms}
     alias.update({n: n for n in names})
     unknown = [k for k in centered if k not in alias]
@@ -542,9 +551,26 @@ def resolve_centered(spec: ModelSpec, centered: bool | Mapping[str, bool] = Fals
         close = [c for k in unknown for c in close_matches(k, list(alias), n=1)]
         hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
         raise ValueError(f"centered: unknown term name(s) {unknown}{hint}; the model's terms are {names}")
-    out = {n: False for n in names}
+    out = {}
     for k, v in centered.items():
-        if not isinstance(v, (bool, np.bool_)):
-            raise ValueError(f"centered[{k!r}] must be True or False, got {v!r}")
-        out[alias[k]] = bool(v)
-    return out
+        if isinstance(v, str) and v == AUTO:
+            continue
+        if not (isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v == HIERARCHICAL)):
+            raise ValueError(f"centered[{k!r}] must be True, False, 'hierarchical' or 'auto', got {v!r}")
+        out[alias[k]] = v if isinstance(v, str) else bool(v)
+    if len(out) < len(names):
+        auto = auto_parametrization(spec)
+        # an automatic hierarchical choice yields to one the user made for another term
+        mine = any(v == HIERARCHICAL for v in out.values())
+        for n in names:
+            if n not in out:
+                out[n] = True if (mine and auto[n] == HIERARCHICAL) else auto[n]
+    hier = [n for n in names if out[n] == HIERARCHICAL]
+    if len(hier) > 1:
+        raise ValueError(f"centered: only one term can be hierarchically centred at the intercept; got {hier}")
+    has_icpt = "(Intercept)" in list(spec.fixed_names)
+    for t in spec.terms:
+        if out[t.name] == HIERARCHICAL and not (has_icpt and t.q == 1 and np.all(np.asarray(t.Xr) == 1.0)):
+            raise ValueError(f"centered[{t.name!r}] = 'hierarchical' needs a (1 | group) term and a model with "
+                             f"an intercept (its levels are centred at the intercept); use True or False")
+    return {n: out[n] for n in names}

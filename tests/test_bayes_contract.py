@@ -5,7 +5,7 @@ The graph (:func:`bayes_glmm.bayes.build_pymc_model`) is the model.  The NumPy d
 function generated from the graph (``"numpyro"``) are evaluated at random points of the graph's unconstrained
 coordinates over a matrix of family (the dispersion families negbinomial, nbinom1, gamma and
 beta with every link, zero inflation) x link x prior (dispersion and ``zi_`` priors among
-them) x centred / non-centred x scalar / ``||`` / correlated (q = 2, 3) / crossed terms x
+them) x centred / non-centred / hierarchically centred x scalar / ``||`` / correlated (q = 2, 3) / crossed terms x
 weights / offsets / trials; log-density
 (up to one additive constant per model: PyMC keeps the normalizers of the standard-normal
 effects, the fast paths drop them) and gradient must agree to 1e-8.
@@ -107,6 +107,16 @@ CASES = {
                              "priors": {"zi_x": Prior("StudentT", nu=3, mu=0, sigma=1),
                                         "zi_Intercept": Prior("Normal", mu=-1, sigma=1)}}),
     "zinb1-intercept": ("zi-count", None, "y ~ x + (x | g)", {"zi": "~1", "family": "nbinom1"}),
+    # hierarchical centring (issue 16): a (1 | g) term's levels c = Intercept + b ~ N(Intercept, sd)
+    "poisson-hierarchical-offset": ("poisson", None, "y ~ x + offset(log(t)) + (1 | g)",
+                                    {"centered": {"g": "hierarchical"},
+                                     "priors": {"Intercept": Prior("StudentT", nu=5, mu=0.2, sigma=2.0)}}),
+    "gaussian-hierarchical-crossed-var-prior": ("gaussian", None, "y ~ x + z + (1 | g) + (1 | h)",
+                                                {"centered": {"g": "hierarchical", "h": True}, "weights": "w",
+                                                 "priors": {"var_g": Prior("InverseGamma", alpha=3.0, beta=2.0)}}),
+    "zinb-hierarchical-slope-term": ("zi-count", None, "y ~ x + (1 | g) + (0 + x | h)",
+                                     {"zi": "~ z", "family": "negbinomial",
+                                      "centered": {"g": "hierarchical"}}),
 }
 
 #: inverse and identity gamma links need a positive linear predictor: evaluated at points near

@@ -528,7 +528,7 @@ _C_WORDS = frozenset("""
 _C_NAMES = frozenset("""
     A0 A1 A2 D D0 D0c ETA EZ GL NPC NT OFF OUT P PC PW S SC W Y acc bg_ctx bg_logp bg_logp_grad
     bg_nuts_cfg bg_nuts_sample bg_precompute bg_rowpass bg_rows_ll bg_sample bl c cfg cidx cl cur d0 d2
-    draws dsd e el eta ez f g ge gl gscale hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
+    draws dmu dsd e el eta ez f g ge gl gscale hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
     s scale st stats stop vctx x yr zidx""".split()) | frozenset(C_FUNCTIONS.values())
 #: numbered names: a stem and an index (``sd0``, ``GB1``), or an :class:`Emitter`'s prefix and its
 #: counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``s_2``)

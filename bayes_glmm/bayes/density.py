@@ -16,8 +16,9 @@ when no C compiler is found.
 * priors: :data:`PRIOR_LOGP`, the formulas of :data:`bayes_glmm.bayes.codegen.PRIOR_LOGDENS`
   (PyMC's parametrizations) on dual numbers; positive parameters are sampled on the log scale
   with PyMC's Jacobian, so the density on the unconstrained space is PyMC's;
-* random terms: uncorrelated ones centered or non-centered, with an SD or a variance
-  (``var_<ident>``) prior; correlated ones non-centered, ``b = diag(sd) L u`` per level, with
+* random terms: uncorrelated ones centered or non-centered, a scalar ``(1 | g)`` one also
+  hierarchically centred (``c_<ident>`` = intercept + b, :mod:`~bayes_glmm.bayes.layout`),
+  with an SD or a variance (``var_<ident>``) prior; correlated ones non-centered, ``b = diag(sd) L u`` per level, with
   log-SDs and the LKJ(eta) correlation Cholesky factor L from canonical partial
   correlations (:mod:`bayes_glmm.bayes.corr`), the graph's own coordinates; centered
   correlated terms stay on the PyMC graph.  The map and the prior of ``u`` are
@@ -43,7 +44,7 @@ from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
 from .dual import ND, ND_OPS, deriv, seed, value
-from .layout import directions, level_effects, level_logp
+from .layout import HIERARCHICAL, directions, effects_name, level_effects, level_logp, mode_of
 
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_layout",
            "SCALE_RANGE", "column_scales", "scaled_prior", "fixed_layout"]
@@ -192,20 +193,23 @@ def _derived_prior(name: str):
 PRIOR_LOGP = {name: _derived_prior(name) for name in PRIOR_LOGDENS}
 
 
-def _layout_duals(e, sd, Lc, centered: bool):
+def _layout_duals(e, sd, Lc, centered, mu=None):
     """:func:`~bayes_glmm.bayes.layout.level_effects` over all levels on dual numbers.
 
     Directions: those of :func:`~bayes_glmm.bayes.layout.directions` (``u_m`` arrays over
-    levels; ``L[k][m]`` only when ``Lc`` is given, returned as ``{(k, m): direction}``).
+    levels; ``L[k][m]`` only when ``Lc`` is given, returned as ``{(k, m): direction}``; the
+    intercept ``mu`` last when hierarchically centred).
     """
     q = e.shape[1]
-    nd, tri = directions(q, Lc is not None)
+    hier = mode_of(centered) == HIERARCHICAL
+    nd, tri = directions(q, Lc is not None, hier)
     u = [seed(e[:, m], m, nd) for m in range(q)]
     s = [seed(float(sd[k]), q + k, nd) for k in range(q)]
     L = None
     if Lc is not None:
         L = [[seed(float(Lc[k, m]), tri[(k, m)], nd) if m <= k else 0.0 for m in range(q)] for k in range(q)]
-    return level_effects(u, s, L, centered), level_logp(u, s, centered, ND_OPS), tri
+    m = seed(float(mu), 2 * q, nd) if hier else None
+    return level_effects(u, s, L, centered, m), level_logp(u, s, centered, ND_OPS, m), tri
 
 
 def _layout_vjp(b, lpu, gb, direction: int):
@@ -235,16 +239,19 @@ class _TermState(NamedTuple):
     s_dv: np.ndarray
     zsl: slice
     cor: tuple | None  # (corr block, cpc_chol aux) of a correlated term
+    cen: bool | str  # the parametrization (layout.PARAMETRIZATIONS)
 
 
-def _effects_of(e, sd, Lc, centered: bool):
-    """``b`` (..., levels, q) from coordinates ``e`` (..., levels, q), ``sd`` (..., q) and
-    ``Lc`` (..., q, q) or None: :func:`~bayes_glmm.bayes.layout.level_effects` on arrays."""
+def _effects_of(e, sd, Lc, centered, mu=None):
+    """``b`` (..., levels, q) from coordinates ``e`` (..., levels, q), ``sd`` (..., q),
+    ``Lc`` (..., q, q) or None and the intercept ``mu`` (...) of a hierarchically centred
+    term: :func:`~bayes_glmm.bayes.layout.level_effects` on arrays."""
     q = e.shape[-1]
     u = [e[..., m] for m in range(q)]
     s = [sd[..., k, None] for k in range(q)]  # the same for every level
     L = None if Lc is None else [[Lc[..., k, m, None] for m in range(q)] for k in range(q)]
-    b = level_effects(u, s, L, centered)
+    m = None if mu is None else np.asarray(mu, dtype=float)[..., None]
+    b = level_effects(u, s, L, centered, m)
     return np.stack([np.broadcast_to(bk, e.shape[:-1]) for bk in b], axis=-1)
 
 
@@ -349,14 +356,19 @@ class GlmmDensity:
             if _is_corr(t):
                 self.corr[k] = _Corr(pos, q, priors[f"corr_{k}"].args.get("eta", 1.0))
                 pos += self.corr[k].a.size
-            cen = bool(centered.get(t.name, False))
-            eff = _Block(f"{'b' if cen else 'u'}_{k}", pos, L * q, None, False)
+            cen = mode_of(centered.get(t.name, False))
+            if cen == HIERARCHICAL and (q != 1 or self.icol is None):
+                raise ValueError(f"term {t.name!r}: hierarchical centring needs a scalar term and a model "
+                                 "with an intercept; use centered=True or False for it")
+            eff = _Block(effects_name(cen, k), pos, L * q, None, False)
             pos += L * q
             self.terms.append((t, scale, eff, cen, slice(zoff, zoff + L * q)))
             rows.append(np.repeat(np.arange(spec.n), q))
             cols.append((np.asarray(t.codes)[:, None] * q + np.arange(q)[None, :]).ravel() + zoff)
             vals.append(np.asarray(t.Xr, dtype=float).ravel())
             zoff += L * q
+        # the intercept's coordinate (the mean of a hierarchically centred term's levels)
+        self.mu_idx = self.fixed_blocks[0][0].sl.start if self.icol is not None else None
         if self.terms:
             self.Z = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                        shape=(spec.n, zoff))
@@ -420,11 +432,12 @@ class GlmmDensity:
                 Lc, lpc, aux = cpc_chol(x[ch.sl], t.q, ch.a, ch.const)
                 lp += lpc
                 cor = (ch, aux)
-            b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen)
+            mu = x[self.mu_idx] if cen == HIERARCHICAL else None
+            b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen, mu)
             n = t.n_levels
             lp += s_lp + float(np.sum(_shaped(value(lpu), (n,))))
             bval = np.column_stack([_shaped(value(bk), (n,)) for bk in b])
-            parts.append(_TermState(t, scale, eff, sd, b, lpu, tri, bval, s_g, s_dv, zsl, cor))
+            parts.append(_TermState(t, scale, eff, sd, b, lpu, tri, bval, s_g, s_dv, zsl, cor, cen))
         return lp, parts
 
     def logp_grad(self, x):
@@ -465,6 +478,8 @@ class GlmmDensity:
                 gb = gb_all[ts.zsl].reshape(t.n_levels, q)
                 grad[ts.eff.sl] = np.column_stack([_layout_vjp(ts.b, ts.lpu, gb, m) for m in range(q)]).ravel()
                 d_sd = np.array([_layout_vjp(ts.b, ts.lpu, gb, q + k).sum() for k in range(q)])
+                if ts.cen == HIERARCHICAL:  # b = c - mu: back to the intercept
+                    grad[self.mu_idx] += _layout_vjp(ts.b, ts.lpu, gb, 2 * q).sum()
                 if ts.cor is not None:
                     ch, aux = ts.cor
                     GL = np.zeros((q, q))
@@ -510,7 +525,8 @@ class GlmmDensity:
         """Graph value-variable name -> slice of x: the one layout shared with the PyMC graph.
 
         Positive parameters are the graph's log-transformed values (``sd_g_log__``), the
-        CPCs of a correlated term ``cpc_g``, the effects ``u_g`` (``b_g`` when centered).
+        CPCs of a correlated term ``cpc_g``, the effects ``u_g`` (``b_g`` when centered,
+        the levels ``c_g`` when hierarchically centred).
         """
         out = {blk.name: blk.sl for blk, _ in self.fixed_blocks}
         for t, scale, eff, _, _ in self.terms:
@@ -554,9 +570,10 @@ class GlmmDensity:
                 out[eff.name] = e.copy()
                 out[f"b_{t.ident}"] = _effects_of(e, sd, Lc, False)
                 continue
-            if not cen:
+            if cen is not True:  # the graph's free u_<g> or c_<g>
                 out[eff.name] = e.copy()
-            out[f"b_{t.ident}"] = _effects_of(e, sd, None, cen)
+            mu = x[self.mu_idx] if cen == HIERARCHICAL else None
+            out[f"b_{t.ident}"] = _effects_of(e, sd, None, cen, mu)
         if self.sigma is not None:
             out["sigma"] = float(np.exp(x[self.sigma.sl][0]))
         if self.disp is not None:
@@ -617,7 +634,8 @@ class GlmmDensity:
                 out[f"corr_{k}"] = Lc @ np.swapaxes(Lc, -1, -2)
                 bs[f"b_{k}"] = _effects_of(e, sd, Lc, False)
             else:
-                bs[f"b_{k}"] = _effects_of(e, sd, None, cen)
+                mu = X[..., self.mu_idx] if cen == HIERARCHICAL else None
+                bs[f"b_{k}"] = _effects_of(e, sd, None, cen, mu)
         if self.sigma is not None:
             out["sigma"] = np.exp(X[..., self.sigma.sl.start])
         if self.disp is not None:
@@ -649,6 +667,9 @@ class GlmmDensity:
         for blk, _ in self.fixed_blocks:
             if blk.name == "Intercept":
                 x0[blk.sl] = sc["loc"]
+        for t, scale, eff, cen, _ in self.terms:
+            if cen == HIERARCHICAL:  # the levels c = intercept + b start at the intercept
+                x0[eff.sl] = sc["loc"]
         for (t, scale, *_), xs in zip(self.terms, sc["xr_sd"]):
             z = log_typical(sc["s_y"] / np.asarray(xs, dtype=float))
             x0[scale.sl] = 2.0 * z if scale.name.startswith("var_") else z

@@ -30,6 +30,9 @@ Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametriza
 ``u_<ident>``     (``<ident>_level``, ``<ident>_coef``) standard-normal innovations
 ``b_<ident>``     (``<ident>_level``, ``<ident>_coef``) random effects (a free variable
                   when the term is centered)
+``c_<ident>``     (``<ident>_level``, ``<ident>_coef``) a hierarchically centred scalar term's
+                  levels ``Intercept + b ~ Normal(Intercept, sd)`` (free; ``b`` is then
+                  the Deterministic ``c - Intercept``; :mod:`bayes_glmm.bayes.layout`)
 
 Dispersion families: one positive variable named :attr:`Family.dispersion_name` (``theta``
 for negbinomial, ``phi`` for nbinom1 and beta, ``shape`` for gamma; prior key the same).
@@ -60,6 +63,7 @@ from ..spec import ModelSpec
 from ..covariance import corr_pairs
 from .corr import cpc_logp, cpc_random, cpc_rows, lkj_shape, log_cosh
 from .density import _fixed_key, _vector_prior, fixed_layout
+from .layout import HIERARCHICAL, mode_of
 
 __all__ = ["PT_OPS", "build_pymc_model", "prior_predictive", "pm_model_of"]
 
@@ -133,19 +137,25 @@ def _coefficients(X, names, priors: dict, blocks, key, vec: str, vec_dim: str, i
     if icol is not None:
         slopes = [j for j in range(len(names)) if j != icol]
         user[icol] = parts[icol] - (sum(user[j] * xm[j] for j in slopes) if slopes else 0.0)
-    return pt.stack(user), pt.as_tensor_variable(Xs) @ pt.stack(parts)
+    return pt.stack(user), pt.as_tensor_variable(Xs) @ pt.stack(parts), (None if icol is None else parts[icol])
 
 
 def _fixed_part(spec: ModelSpec, priors: dict):
-    """Free fixed-effect variables, the Deterministic ``beta`` and X @ beta."""
-    user, eta = _coefficients(spec.X, spec.fixed_names, priors, slope_blocks(spec, priors),
-                              _fixed_key, "slopes", "slope", "Intercept")
+    """Free fixed-effect variables, the Deterministic ``beta``, X @ beta and the free
+    ``Intercept`` (None without one)."""
+    user, eta, icpt = _coefficients(spec.X, spec.fixed_names, priors, slope_blocks(spec, priors),
+                                    _fixed_key, "slopes", "slope", "Intercept")
     beta = pm.Deterministic("beta", user, dims="coef")
-    return beta, eta
+    return beta, eta, icpt
 
 
-def _random_part(term, priors: dict, centered: bool):
-    """Variables of one random term; returns its contribution to eta."""
+def _random_part(term, priors: dict, centered, intercept=None):
+    """Variables of one random term; returns its contribution to eta.
+
+    ``centered``: one of :data:`~bayes_glmm.bayes.layout.PARAMETRIZATIONS`; a hierarchically
+    centred term's levels are ``c ~ Normal(intercept, sd)`` and ``b = c - intercept``.
+    """
+    centered = mode_of(centered)
     k, q = term.ident, term.q
     lev, cf = f"{k}_level", f"{k}_coef"
     sd_prior = priors.get(f"sd_{k}")
@@ -168,6 +178,11 @@ def _random_part(term, priors: dict, centered: bool):
         else:
             u = pm.Normal(f"u_{k}", 0.0, 1.0, dims=(lev, cf))
             b = pm.Deterministic(f"b_{k}", u @ chol.T, dims=(lev, cf))
+    elif centered == HIERARCHICAL:
+        if q != 1 or intercept is None:
+            raise ValueError(f"term {term.name!r}: hierarchical centring needs a scalar term and an intercept")
+        c = pm.Normal(f"c_{k}", intercept, sd[None, :], dims=(lev, cf))
+        b = pm.Deterministic(f"b_{k}", c - intercept, dims=(lev, cf))
     else:
         if centered:
             b = pm.Normal(f"b_{k}", 0.0, sd[None, :], dims=(lev, cf))
@@ -192,7 +207,7 @@ def _zi_part(spec: ModelSpec, priors: dict):
     """
     if not spec.has_zi:
         return None
-    user, eta = _coefficients(spec.X_zi, spec.zi_names, priors, zi_slope_blocks(spec, priors), zi_key,
+    user, eta, _ = _coefficients(spec.X_zi, spec.zi_names, priors, zi_slope_blocks(spec, priors), zi_key,
                               "zi_slopes", "zi_slope", "zi_Intercept")
     pm.Deterministic("beta_zi", user, dims="zi_coef")
     return eta
@@ -264,8 +279,8 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
     priors : dict
         Output of :func:`bayes_glmm.priors.resolve_priors`.
     centered : dict or bool
-        Output of :func:`bayes_glmm.priors.resolve_centered` (term name -> bool), or one
-        bool for all terms.
+        Output of :func:`bayes_glmm.priors.resolve_centered` (term name -> False, True or
+        ``"hierarchical"``), or one bool for all terms.
 
     Returns
     -------
@@ -287,9 +302,9 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
         coords["zi_coef"] = list(spec.zi_names)
         coords["zi_slope"] = [n for n in spec.zi_names if n != "(Intercept)"]
     with pm.Model(coords=coords) as model:
-        _, eta = _fixed_part(spec, priors)
+        _, eta, icpt = _fixed_part(spec, priors)
         for t in spec.terms:
-            eta = eta + _random_part(t, priors, centered.get(t.name, False))
+            eta = eta + _random_part(t, priors, centered.get(t.name, False), icpt)
         off = np.asarray(spec.offset, dtype=float)
         if np.any(off != 0.0):
             eta = eta + off

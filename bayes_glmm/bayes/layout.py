@@ -4,7 +4,12 @@ A term with ``q`` coefficients per level has, per level, ``q`` unconstrained coo
 ``u``.  Non-centred (the default, lme4's spherical random effects ``b = Lambda_theta u``):
 ``u ~ N(0, I)`` and ``b = diag(sd) L u`` with ``L`` the lower Cholesky factor of the
 correlation matrix (the identity for scalar and ``||`` terms).  Centred (uncorrelated terms
-only): ``b = u ~ N(0, diag(sd)^2)``.
+only): ``b = u ~ N(0, diag(sd)^2)``.  Hierarchically centred (a scalar ``(1 | g)`` term of a
+model with an intercept; Gelfand, Sahu & Carlin 1995): the coordinate is the group's level
+``c = mu + b ~ N(mu, sd^2)`` with ``mu`` the model's intercept (at the predictor means), and
+``b = c - mu``.  The rows' linear predictor ``mu + ... + b`` then depends on the group through
+``c`` alone, so data that pin each group's level down leave no ridge ``mu + b = const`` in the
+sampler's coordinates (they do in the other two: Papaspiliopoulos, Roberts & Skold 2007).
 
 :func:`level_effects` is that map and :func:`level_logp` the log prior density of ``u``.  Every fast path
 evaluates it rather than restating it: the NumPy density on dual numbers over all levels at
@@ -19,10 +24,33 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["level_effects", "level_logp", "directions"]
+from ..centering import HIERARCHICAL
+
+__all__ = ["level_effects", "level_logp", "directions", "HIERARCHICAL", "PARAMETRIZATIONS", "mode_of",
+           "effects_name"]
+
+#: the per-term parametrizations: non-centred, centred, hierarchically centred
+PARAMETRIZATIONS = (False, True, HIERARCHICAL)
 
 
-def level_effects(u, sd, L=None, centered: bool = False):
+def mode_of(centered) -> bool | str:
+    """A term's parametrization as one of :data:`PARAMETRIZATIONS` (``True``/``False`` may
+    come as NumPy booleans)."""
+    if isinstance(centered, str):
+        if centered != HIERARCHICAL:
+            raise ValueError(f"unknown parametrization {centered!r}; use True, False or {HIERARCHICAL!r}")
+        return HIERARCHICAL
+    return bool(centered)
+
+
+def effects_name(centered, ident: str) -> str:
+    """The sampler's (and the graph's) name of a term's effect coordinates: ``u_<g>``
+    (non-centred), ``b_<g>`` (centred) or ``c_<g>`` (hierarchically centred)."""
+    m = mode_of(centered)
+    return f"{'c' if m == HIERARCHICAL else 'b' if m else 'u'}_{ident}"
+
+
+def level_effects(u, sd, L=None, centered: bool | str = False, mu=None):
     """One level's random effects ``b`` from its coordinates ``u``.
 
     Works elementwise, so each entry may be a number, an array over levels (and draws) or a
@@ -37,8 +65,11 @@ def level_effects(u, sd, L=None, centered: bool = False):
     L : q x q nested sequence or None
         Lower Cholesky factor of the correlation matrix (only ``L[k][m]``, ``m <= k``, is
         read); None for the identity.
-    centered : bool
-        ``b = u`` (uncorrelated terms only).
+    centered : bool or ``"hierarchical"``
+        True: ``b = u`` (uncorrelated terms only); :data:`HIERARCHICAL`: ``b = u - mu``
+        (q = 1).
+    mu : number, array or dual, optional
+        The model's intercept (hierarchical centring only).
 
     Returns
     -------
@@ -46,7 +77,12 @@ def level_effects(u, sd, L=None, centered: bool = False):
         ``b``, q entries.
     """
     q = len(u)
-    if centered:
+    mode = mode_of(centered)
+    if mode == HIERARCHICAL:
+        if q != 1 or L is not None or mu is None:
+            raise ValueError("hierarchical centring is for a scalar term and needs the intercept mu")
+        return [u[0] - mu]
+    if mode:
         if L is not None:
             raise ValueError("a centred term has no correlation factor (correlated terms are non-centred)")
         return list(u)
@@ -62,16 +98,21 @@ def level_effects(u, sd, L=None, centered: bool = False):
     return b
 
 
-def level_logp(u, sd, centered: bool = False, ops=np):
-    """log p(u) of one level: ``N(0, I)``, or ``N(0, sd^2)`` when centred.
+def level_logp(u, sd, centered: bool | str = False, ops=np, mu=None):
+    """log p(u) of one level: ``N(0, I)``, ``N(0, sd^2)`` when centred, ``N(mu, sd^2)`` when
+    hierarchically centred.
 
     Without the constant ``-q/2 log(2 pi)`` (a sampler needs none; the contract test compares
     with the graph up to one constant per model).  ``ops`` provides ``log`` (NumPy, or the
     dual numbers' ops).
     """
     lp = None
+    mode = mode_of(centered)
     for k in range(len(u)):
-        if centered:
+        if mode == HIERARCHICAL:
+            z = (u[k] - mu) / sd[k]
+            term = -0.5 * (z * z) - ops.log(sd[k])
+        elif mode:
             z = u[k] / sd[k]
             term = -0.5 * (z * z) - ops.log(sd[k])
         else:
@@ -80,11 +121,12 @@ def level_logp(u, sd, centered: bool = False, ops=np):
     return lp
 
 
-def directions(q: int, correlated: bool) -> tuple[int, dict]:
+def directions(q: int, correlated: bool, hierarchical: bool = False) -> tuple[int, dict]:
     """How the fast paths number the inputs of :func:`level_effects` for their chain rule.
 
     ``u_m`` is direction m (m < q), ``sd_k`` is q + k and, for a correlated term,
-    ``L[k][m]`` (m <= k) is ``tri[(k, m)]``, counted from 2q on row by row.
+    ``L[k][m]`` (m <= k) is ``tri[(k, m)]``, counted from 2q on row by row; for a
+    hierarchically centred term the intercept ``mu`` is the last direction, 2q.
 
     Returns
     -------
@@ -96,4 +138,4 @@ def directions(q: int, correlated: bool) -> tuple[int, dict]:
         for k in range(q):
             for m in range(k + 1):
                 tri[(k, m)] = 2 * q + len(tri)
-    return 2 * q + len(tri), tri
+    return 2 * q + len(tri) + (1 if hierarchical else 0), tri

@@ -38,7 +38,7 @@ import numpy as np
 from .build import _LOADED, available, cache_dir, compiler, load  # noqa: F401 (native's public names)
 from .codegen import C_HELPERS, C_OPS, Emitter, RowProgram, check_c_source, cpc_program, prior_params, prior_program
 from .density import GlmmDensity
-from .layout import directions, level_effects, level_logp
+from .layout import HIERARCHICAL, directions, level_effects, level_logp, mode_of
 
 __all__ = ["available", "compiler", "NativeModel", "cache_dir", "STAT_NAMES"]
 
@@ -115,24 +115,27 @@ def _term_runs(ti: int, info: dict) -> str:
         f"        {flush} }}"])
 
 
-def _layout_program(ti: int, q: int, corr: bool, centered: bool) -> dict:
+def _layout_program(ti: int, q: int, corr: bool, centered, mu_expr: str | None = None) -> dict:
     """C of one level of term ``ti``: :func:`~bayes_glmm.bayes.layout.level_effects` and
     :func:`~bayes_glmm.bayes.layout.level_logp` on symbolic dual numbers.
 
     Directions (:func:`~bayes_glmm.bayes.layout.directions`): ``u_m`` = ``el[m]``,
-    ``sd_k`` = ``sd<ti>[k]`` and, for a correlated term, ``L[k][m]`` = ``L<ti>[k][m]`` (``tri``).  What
+    ``sd_k`` = ``sd<ti>[k]``, for a correlated term ``L[k][m]`` = ``L<ti>[k][m]`` (``tri``) and,
+    for a hierarchically centred one, the intercept ``mu`` = ``mu_expr`` (direction 2q).  What
     depends on sd and L only goes to ``pre``, evaluated once per gradient before the loop
     over the levels.  ``total(j)`` is the C of ``d/d direction_j`` of
     ``sum_k gl[k] b_k + log p(u)``: the chain rule back from the effects' gradient ``gl``.
     """
-    nd, tri = directions(q, corr)
+    hier = mode_of(centered) == HIERARCHICAL
+    nd, tri = directions(q, corr, hier)
     em = Emitter(nd, f"y{ti}_")
     u = [em.var(f"el[{m}]", m) for m in range(q)]
     sd = [em.var(f"sd{ti}[{k}]", q + k, inv=True) for k in range(q)]
     L = [[em.var(f"L{ti}[{k}][{m}]", tri[(k, m)], inv=True) if m <= k else None for m in range(q)]
          for k in range(q)] if corr else None
-    b = [em.lift(v) for v in level_effects(u, sd, L, centered)]
-    lpu = em.lift(level_logp(u, sd, centered, C_OPS))
+    mu = em.var(mu_expr, 2 * q, inv=True) if hier else None
+    b = [em.lift(v) for v in level_effects(u, sd, L, centered, mu)]
+    lpu = em.lift(level_logp(u, sd, centered, C_OPS, mu))
 
     def total(j):
         parts = [f"gl[{k}] * ({bk.d[j]})" for k, bk in enumerate(b) if bk.d[j] is not None]
@@ -141,7 +144,7 @@ def _layout_program(ti: int, q: int, corr: bool, centered: bool) -> dict:
         return " + ".join(parts) or "0.0"
 
     return dict(pre="\n".join("      " + ln for ln in em.pre), lines="\n".join("        " + ln for ln in em.lines),
-                b=[bk.v for bk in b], lp=lpu.v, tri=tri, total=total)
+                b=[bk.v for bk in b], lp=lpu.v, tri=tri, total=total, mu_dir=2 * q if hier else None)
 
 
 def generate(density: GlmmDensity):
@@ -217,7 +220,10 @@ def generate(density: GlmmDensity):
                 for m in range(q):
                     body.append(f"    L{ti}[{i}][{m}] = {Lm[i][m]};")
             body.append(f"    lp += {lkj};")
-        lay = _layout_program(ti, q, ch is not None, cen)
+        # a hierarchically centred term's levels are centred at the intercept (b = c - mu)
+        mu_at = S_add(d.mu_idx) if mode_of(cen) == HIERARCHICAL else None
+        term_info[-1]["mu_at"] = mu_at
+        lay = _layout_program(ti, q, ch is not None, cen, None if mu_at is None else f"x[{mu_at}]")
         term_info[-1]["layout"] = lay
         # b of every level, and log p(u), from layout.level_effects / level_logp
         body.append("    { double lpu = 0.0;")
@@ -384,6 +390,8 @@ def generate(density: GlmmDensity):
         body.append(f"    {{ /* term {ti} */")
         body.append(f"      const double *e = x + {st_e}; double *ge = g + {st_e}; double dsd[{q}];")
         body.append(f"      for (int k = 0; k < {q}; k++) dsd[k] = 0.0;")
+        if lay["mu_dir"] is not None:
+            body.append("      double dmu = 0.0;")
         if info["corr"] is not None:
             body.append(f"      double GL[{q}][{q}]; for (int k = 0; k < {q}; k++) for (int m = 0; m < {q}; m++) GL[k][m] = 0.0;")
         body.append(lay["pre"])
@@ -397,7 +405,11 @@ def generate(density: GlmmDensity):
             body.append(f"        dsd[{k}] += {lay['total'](q + k)};")
         for (k, m), j in lay["tri"].items():
             body.append(f"        GL[{k}][{m}] += {lay['total'](j)};")
+        if lay["mu_dir"] is not None:
+            body.append(f"        dmu += {lay['total'](lay['mu_dir'])};")
         body.append("      }")
+        if lay["mu_dir"] is not None:  # b = c - mu: back to the intercept
+            body.append(f"      g[{info['mu_at']}] += dmu;")
         if info["corr"] is not None:
             for j in range(len(info["dlkj"])):
                 terms = [f"GL[{i}][{m}] * ({info['dL'][i][m][j]})" for i in range(q) for m in range(q)
