@@ -164,6 +164,55 @@ def _margin_rows(y, trials, weights):
     return succ, fail, mixed
 
 
+#: seed of the random row order in which :func:`separation` screens nested subsets (fixed, so
+#: the check is deterministic; it never touches NumPy's global generator)
+_SCREEN_SEED = 20261207
+#: sizes of the nested random subsets screened for overlap before any LP over every row
+_SCREEN_ROWS = (2_000, 20_000)
+#: seconds HiGHS may run before control returns to Python (where Ctrl-C is acted on); an LP
+#: that needs longer is restarted with twice the limit
+_LP_SLICE = 0.25
+#: a row outside the working set violates the cone when its margin is below -_CUT
+_CUT = 1e-9
+
+
+def _highs(c, **kw):
+    """``linprog(method="highs")`` in time slices.
+
+    HiGHS runs in C++ and does not look at signals, so a single long solve would hold up
+    Ctrl-C until it ends.  Each call gets ``_LP_SLICE`` seconds (doubling on every
+    restart); Python acts on a pending KeyboardInterrupt between calls, and nothing keeps
+    running after this returns or raises (HiGHS starts no threads here).
+    """
+    limit = _LP_SLICE
+    while True:
+        r = linprog(c, method="highs", options={"time_limit": limit}, **kw)
+        if r.status != 1:  # 1: the time limit was reached (no iteration limit is set)
+            return r
+        limit *= 2.0
+
+
+def _overlap(S, E) -> bool:
+    """Stiemke's lemma on signed rows ``S`` (margins >= 0) and zero-margin rows ``E``: True
+    when some ``w > 0`` (and free ``v``) has ``S'w + E'v = 0``, i.e. no direction ``b`` has
+    ``S b >= 0``, ``S b != 0`` and ``E b = 0`` -- the rows overlap (no separation)."""
+    if not len(S):
+        return True
+    r = _highs(np.zeros(len(S) + len(E)), A_eq=np.hstack([S.T, E.T]), b_eq=np.zeros(S.shape[1]),
+               bounds=[(1.0, None)] * len(S) + [(None, None)] * len(E))
+    return r.status == 0
+
+
+def _row_space(A) -> np.ndarray:
+    """Orthonormal basis (rows) of the row space of A, with :func:`_null_space`'s tolerance."""
+    n, p = A.shape
+    if n == 0:
+        return np.zeros((0, p))
+    _, s, vh = np.linalg.svd(A, full_matrices=False)
+    tol = max(n, p) * np.finfo(float).eps * (s[0] if s.size else 0.0)
+    return vh[:int(np.sum(s > tol))]
+
+
 def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights=None,
                tol: float = 1e-7) -> SeparationResult:
     """Detect complete or quasi-complete separation of a binary / binomial response.
@@ -190,16 +239,31 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
 
     Notes
     -----
-    First a feasibility LP decides whether there is separation at all (Stiemke's lemma:
-    no direction ``b`` with every margin ``>= 0`` and some ``> 0`` exists iff ``S'w = 0``
-    for some ``w > 0``, S the signed rows).  Then the LP of Konis (2007),
-    ``max sum_i s_i x_i'b`` subject to ``s_i x_i'b >= 0``, is solved with ``-1 <= b_j <= 1`` (columns scaled), so that "unbounded" reads as an
+    Whether there is separation at all is a feasibility LP (Stiemke's lemma: no direction
+    ``b`` with every margin ``>= 0`` and some ``> 0`` exists iff ``S'w = 0`` for some
+    ``w > 0``, S the signed rows).  It is first tried on nested random subsets of the rows
+    (2,000, then 20,000; a fixed seed, so the answer is deterministic): overlap in a subset
+    whose design has the rank of the whole design proves overlap in all rows, since any
+    direction that separates all rows has margins ``>= 0`` on the subset, hence all zero
+    there (the subset overlaps), hence ``X_R b = 0``, so ``b`` is in the null space of the
+    whole design and separates nothing.  The rank condition matters: a rare factor level
+    missing from the subset leaves its column free there, and separation by that level
+    would go unseen.  Mixed binomial rows only add ``x_i'b = 0`` constraints, which the
+    subset keeps, so the argument holds for them too.  Only "no separation" is ever
+    concluded from a subset.
+
+    Otherwise the LP of Konis (2007), ``max sum_i s_i x_i'b`` subject to ``s_i x_i'b >= 0``,
+    is solved with ``-1 <= b_j <= 1`` (columns scaled), so that "unbounded" reads as an
     optimum > 0.  A column's estimate is infinite when some direction in the cone
     ``{b : s_i x_i'b >= 0}`` (with the null space of X removed) has ``b_j != 0``; that is
     decided by maximizing and minimizing ``b_j`` over the cone, two LPs per column, and
     the direction reported averages those solutions (a point in the relative interior of
     the cone, so it perfectly predicts the largest set of rows).  Complete separation:
-    some ``b`` in the box has every margin ``>= t > 0``.
+    some ``b`` in the box has every margin ``>= t > 0``.  Each of these LPs is solved by
+    constraint generation: on a working set of rows (the first subset), then again with
+    the rows the solution violates added, until it violates none -- then it is optimal
+    for all rows, and the LPs stay small however many rows there are.  HiGHS runs in
+    time slices (:func:`_highs`), so Ctrl-C is acted on within a fraction of a second.
 
     References
     ----------
@@ -222,37 +286,63 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
 
     scale = np.max(np.abs(X), axis=0)
     scale[scale == 0] = 1.0
-    Xs = X / scale
-    # inequalities: margins s_i x_i'b >= 0, written -s_i x_i'b <= 0
-    S = np.vstack([Xs[succ], -Xs[fail]])
-    A_ub = -S
-    b_ub = np.zeros(len(S))
-    # equalities: mixed binomial rows (zero margin) and the null space of X (not a direction)
-    eq = [Xs[mixed]]
-    used = succ | fail | mixed
-    null = _null_space(Xs[used]) if used.any() else np.eye(p)
-    if null.size:
-        eq.append(null.T)
-    A_eq = np.vstack(eq) if sum(len(e) for e in eq) else None
-    b_eq = np.zeros(len(A_eq)) if A_eq is not None else None
-    bounds = [(-1.0, 1.0)] * p
+    used = np.flatnonzero(succ | fail | mixed)
+    Xu = X if len(used) == n else X[used]  # no copy of X when every row counts
+    sgn = (succ.astype(float) - fail)[used]  # +1 success, -1 failure, 0 mixed binomial row
+    mix = mixed[used]
+    n_signed = int(np.count_nonzero(sgn))
 
-    # quick test (Stiemke's lemma): no b has S b >= 0, S b != 0 (with E b = 0 for the mixed
-    # rows) iff some w > 0 (and v free) has S'w + E'v = 0 -- a feasibility LP with p rows
-    n_mix = int(mixed.sum())
-    r = linprog(np.zeros(len(S) + n_mix), A_eq=np.hstack([S.T, Xs[mixed].T]), b_eq=np.zeros(p),
-                bounds=[(1.0, None)] * len(S) + [(None, None)] * n_mix, method="highs")
-    if r.status == 0:
-        return none
+    def margins(b):  # s_i x_i'b (scaled columns) on every used row; 0 on the mixed rows
+        return sgn * (Xu @ (b / scale))
 
-    def lp(c):
-        r = linprog(c, A_ub=A_ub, b_ub=b_ub, A_eq=A_eq, b_eq=b_eq, bounds=bounds, method="highs")
-        if r.status != 0:  # the feasible set always contains b = 0 and is bounded
-            raise RuntimeError(f"separation: linear program failed: {r.message}")
-        return r.x
+    # 1. overlap in a nested random subset with the design's rank: no separation
+    order = np.random.default_rng(_SCREEN_SEED).choice(len(used), size=min(len(used), _SCREEN_ROWS[-1]),
+                                                       replace=False)
+    null = None  # null space of the whole (scaled) design
+    for m in _SCREEN_ROWS:
+        R = np.sort(order[:m])
+        XR = Xu[R] / scale
+        null_R = _null_space(XR)
+        if null is None:  # the first subset of full rank shows that the whole design has it
+            null = null_R if not null_R.shape[1] else _null_space(Xu / scale)
+        s = sgn[R] != 0
+        if _overlap(XR[s] * sgn[R][s, None], XR[mix[R]]) and null_R.shape[1] == null.shape[1]:
+            return none
+        if m >= len(used):
+            break
 
-    b0 = lp(-S.sum(axis=0))
-    if float(np.sum(S @ b0)) <= tol * max(1, len(S)):
+    # 2. the LPs over every row, each by constraint generation from the first subset's rows
+    eq = np.vstack([_row_space(Xu[mix] / scale), null.T])
+    A_eq = eq if len(eq) else None
+    in_work = np.zeros(len(used), dtype=bool)
+    in_work[order[:_SCREEN_ROWS[0]]] = True
+    in_work &= sgn != 0
+
+    def lp(c, with_t=False):
+        """max -c'(b, t) over the cone (margins >= t) and the box; the working set grows
+        by its own size (at least 2,000 rows) of the most violated rows at a time."""
+        bounds = [(-1.0, 1.0)] * p + [(0.0, 1.0)] * with_t
+        Aeq = None if A_eq is None else np.hstack([A_eq, np.zeros((len(A_eq), int(with_t)))])
+        while True:
+            idx = np.flatnonzero(in_work)
+            A = -(Xu[idx] / scale) * sgn[idx, None]  # -m_i (+ t) <= 0
+            if with_t:
+                A = np.hstack([A, np.ones((len(idx), 1))])
+            r = _highs(c, A_ub=A if len(idx) else None, b_ub=np.zeros(len(idx)) if len(idx) else None,
+                       A_eq=Aeq, b_eq=None if Aeq is None else np.zeros(len(Aeq)), bounds=bounds)
+            if r.status != 0:  # the feasible set always contains b = 0 and is bounded
+                raise RuntimeError(f"separation: linear program failed: {r.message}")
+            slack = margins(r.x[:p]) - (r.x[p] if with_t else 0.0)
+            bad = np.flatnonzero((slack < -_CUT) & ~in_work & (sgn != 0))
+            if not bad.size:
+                return r
+            k = max(_SCREEN_ROWS[0], len(idx))
+            if bad.size > k:
+                bad = bad[np.argpartition(slack[bad], k)[:k]]
+            in_work[bad] = True
+
+    b0 = lp(-(sgn @ Xu) / scale).x
+    if float(np.sum(margins(b0))) <= tol * max(1, n_signed):
         return none
 
     # which columns can diverge, and to which side
@@ -261,25 +351,21 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     for j in range(p):
         c = np.zeros(p)
         c[j] = -1.0
-        up = lp(c)
+        up = lp(c).x
         c[j] = 1.0
-        down = lp(c)
+        down = lp(c).x
         sols += [up, down]
         can_up, can_down = up[j] > tol, down[j] < -tol
         if can_up or can_down:
             directions[names[j]] = 1 if can_up and not can_down else -1 if can_down and not can_up else 0
     d = np.mean(sols, axis=0)
-    margins = S @ d
-    n_sep = int(np.sum(margins > tol))
+    n_sep = int(np.sum(margins(d) > tol))
 
     # complete separation: every margin >= t > 0 (impossible with mixed binomial rows)
     complete = False
-    if not mixed.any():
-        A = np.hstack([A_ub, np.ones((len(S), 1))])  # -m_i + t <= 0
-        Aeq = np.hstack([A_eq, np.zeros((len(A_eq), 1))]) if A_eq is not None else None
-        r = linprog(np.r_[np.zeros(p), -1.0], A_ub=A, b_ub=b_ub, A_eq=Aeq, b_eq=b_eq,
-                    bounds=bounds + [(0.0, 1.0)], method="highs")
-        complete = r.status == 0 and -r.fun > tol
+    if not mix.any():
+        r = lp(np.r_[np.zeros(p), -1.0], with_t=True)
+        complete = -r.fun > tol
     # report divergence in the columns' own units
     return SeparationResult(True, bool(complete), directions, n_sep, d / scale)
 
