@@ -157,19 +157,22 @@ def test_reference_is_the_posterior_of_these_models():
     # every case has a stored reference, on the same data and priors: a change of the
     # simulator, of NumPy's streams or of the prior handling shows up here as a stale
     # reference (regenerate it), not later as a sampler disagreement
-    assert set(REFERENCE) == set(pc.CASES)
+    regen = "; if the case changed on purpose, rerun tests/reference/make_reference_posterior.py --cases "
+    assert set(REFERENCE) == set(pc.CASES), "cases without a stored reference" + regen
     for name, case in pc.CASES.items():
         ref = REFERENCE[name]
         df = pc.simulate(case)
-        assert ref["formula"] == case.formula and ref["family"] == case.family and ref["link"] == case.link
+        assert (ref["formula"], ref["family"], ref["link"]) == (case.formula, case.family, case.link), \
+            f"{name}: model differs from the reference's" + regen + name
         got = pc.data_checksum(df)
-        assert set(got) == set(ref["data_checksum"]), name
+        assert set(got) == set(ref["data_checksum"]), f"{name}: columns differ" + regen + name
         for col, v in got.items():
-            assert v == pytest.approx(ref["data_checksum"][col], rel=1e-9), (name, col)
+            assert v == pytest.approx(ref["data_checksum"][col], rel=1e-9), \
+                f"{name}: simulated column {col!r} differs from the reference's data" + regen + name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = pc.build_model(case, df)
-        assert pc.prior_reprs(model) == ref["priors"], name
+        assert pc.prior_reprs(model) == ref["priors"], f"{name}: resolved priors differ" + regen + name
         # the reference run itself converged (checked again when it was written)
         assert ref["max_r_hat"] <= 1.01 and ref["min_ess_bulk"] >= 1000, name
         assert ref["sampler"] == case.reference, name
