@@ -29,7 +29,8 @@ import numpy as np
 
 from .spec import ModelSpec
 
-__all__ = ["HIERARCHICAL", "AUTO", "AUTO_THRESHOLD", "informativeness", "auto_parametrization"]
+__all__ = ["HIERARCHICAL", "AUTO", "AUTO_THRESHOLD", "informativeness", "auto_parametrization", "level_scales",
+           "row_information"]
 
 #: the value of ``centered`` (per term) that asks for hierarchical centring
 HIERARCHICAL = "hierarchical"
@@ -87,6 +88,45 @@ def _group_means(spec: ModelSpec, term):
     return m, expo, n_tr, w, y
 
 
+def _crude(spec: ModelSpec, term):
+    """(eta_j, I_j, sd^2, I_r): the crude group levels on the link scale, the data's Fisher
+    information about them, the between-group variance beyond it and the rows' information;
+    None when they cannot be had (a linear predictor that is not finite at the crude means)."""
+    fam, link = spec.family, spec.family.link
+    J = term.n_levels
+    m, expo, n_tr, w, y = _group_means(spec, term)
+    codes = np.asarray(term.codes)
+    with np.errstate(all="ignore"):
+        eta_j = np.asarray(link.link(m), dtype=float)
+        mu_r = m[codes] * expo if link.name == "log" else m[codes]  # per trial
+        if not (np.all(np.isfinite(eta_j)) and np.all(np.isfinite(mu_r))):
+            return None
+        disp = _dispersion(fam, y / n_tr if fam.needs_trials else y, mu_r, w, len(y) - J)
+        var = np.asarray(fam.variance(mu_r, disp=disp), dtype=float)
+        if fam.name == "gaussian":
+            var = var * disp
+        eta_r = eta_j[codes] + (np.log(expo) if link.name == "log" else 0.0)
+        dmu = np.asarray(link.mu_eta(eta_r), dtype=float)
+        info_r = w * n_tr * dmu * dmu / var
+        info_r = np.where(np.isfinite(info_r), info_r, 0.0)
+        info = np.bincount(codes, info_r, J)
+        sd2 = 0.0
+        if J >= 3:
+            # between-group spread after the group means of the fixed predictors (least squares)
+            counts = np.bincount(codes, minlength=J).astype(float)
+            X = np.asarray(spec.X, dtype=float)
+            Xg = np.column_stack([np.ones(J)] + [np.bincount(codes, X[:, j], J) / np.maximum(counts, 1.0)
+                                                 for j in range(X.shape[1])])
+            rank = np.linalg.matrix_rank(Xg)
+            if J - rank < 2:
+                Xg, rank = np.ones((J, 1)), 1
+            res = eta_j - Xg @ np.linalg.lstsq(Xg, eta_j, rcond=None)[0]
+            between = float(res @ res) / (J - rank)
+            noise = float(np.mean(1.0 / np.maximum(info, 1e-300)))
+            sd2 = max(between - noise, 0.0) if np.isfinite(between) else 0.0
+    return eta_j, info, sd2, info_r
+
+
 def informativeness(spec: ModelSpec, term) -> np.ndarray:
     """``r_j = I_j * sd^2`` for every level of a term (see the module docstring).
 
@@ -102,40 +142,44 @@ def informativeness(spec: ModelSpec, term) -> np.ndarray:
         Zeros when it cannot be measured (a constant response, fewer than 3 levels, a
         linear predictor that is not finite at the crude means).
     """
-    fam, link = spec.family, spec.family.link
-    J = term.n_levels
-    if J < 3:
-        return np.zeros(J)
-    m, expo, n_tr, w, y = _group_means(spec, term)
-    codes = np.asarray(term.codes)
-    with np.errstate(all="ignore"):
-        eta_j = np.asarray(link.link(m), dtype=float)
-        mu_r = m[codes] * expo if link.name == "log" else m[codes]  # per trial
-        if not (np.all(np.isfinite(eta_j)) and np.all(np.isfinite(mu_r))):
-            return np.zeros(J)
-        disp = _dispersion(fam, y / n_tr if fam.needs_trials else y, mu_r, w, len(y) - J)
-        var = np.asarray(fam.variance(mu_r, disp=disp), dtype=float)
-        if fam.name == "gaussian":
-            var = var * disp
-        eta_r = eta_j[codes] + (np.log(expo) if link.name == "log" else 0.0)
-        dmu = np.asarray(link.mu_eta(eta_r), dtype=float)
-        info_r = w * n_tr * dmu * dmu / var
-        info = np.bincount(codes, np.where(np.isfinite(info_r), info_r, 0.0), J)
-        # between-group spread after the group means of the fixed predictors (least squares)
-        counts = np.bincount(codes, minlength=J).astype(float)
-        X = np.asarray(spec.X, dtype=float)
-        Xg = np.column_stack([np.bincount(codes, X[:, j], J) / np.maximum(counts, 1.0) for j in range(X.shape[1])]) \
-            if X.shape[1] else np.ones((J, 1))
-        Xg = np.column_stack([np.ones(J), Xg])
-        rank = np.linalg.matrix_rank(Xg)
-        if J - rank < 2:
-            Xg, rank = np.ones((J, 1)), 1
-        res = eta_j - Xg @ np.linalg.lstsq(Xg, eta_j, rcond=None)[0]
-        between = float(res @ res) / (J - rank)
-        noise = float(np.mean(1.0 / np.maximum(info, 1e-300)))
-        sd2 = max(between - noise, 0.0)
-        r = info * sd2
+    cr = _crude(spec, term)
+    if cr is None:
+        return np.zeros(term.n_levels)
+    r = cr[1] * cr[2]
     return np.where(np.isfinite(r), r, 0.0)
+
+
+def level_scales(spec: ModelSpec, term) -> tuple[np.ndarray, np.ndarray]:
+    """Location ``a_j`` and scale ``s_j`` of a hierarchically centred term's coordinates.
+
+    The sampler sees ``z_j = (c_j - a_j) / s_j``: ``a_j`` the crude level of group j on the
+    link scale, ``s_j = 1 / sqrt(I_j + 1 / v)`` the crude posterior SD of its level (``v``
+    the variance of the crude levels across groups, which takes over where the data say
+    little).  With counts of 1e12 a level is known to ~3e-7: unscaled, the warm-up's
+    regularized metric (shrunk towards 1e-3) would be 10^7 times too wide for it.  Data
+    constants only: the model is the same for any ``a``, ``s``.
+    """
+    J = term.n_levels
+    cr = _crude(spec, term)
+    if cr is None:
+        return np.zeros(J), np.ones(J)
+    eta_j, info = cr[0], cr[1]
+    v = float(np.var(eta_j)) if J > 1 else 0.0
+    v = v if np.isfinite(v) and v > 0 else 1.0
+    s = 1.0 / np.sqrt(info + 1.0 / v)
+    ok = np.isfinite(s) & (s > 0)
+    return np.where(ok, eta_j, 0.0), np.where(ok, s, 1.0)
+
+
+def row_information(spec: ModelSpec) -> np.ndarray:
+    """The rows' Fisher information about their linear predictor at the crude group means
+    of the first random term (one group without terms): what scales the fixed effects whose
+    posterior SD would otherwise be tiny (:func:`bayes_glmm.bayes.density.fixed_layout`)."""
+    from types import SimpleNamespace
+
+    term = spec.terms[0] if spec.terms else SimpleNamespace(n_levels=1, codes=np.zeros(spec.n, dtype=np.intp))
+    cr = _crude(spec, term)
+    return np.zeros(spec.n) if cr is None else cr[3]
 
 
 def auto_parametrization(spec: ModelSpec, threshold: float = AUTO_THRESHOLD) -> dict:

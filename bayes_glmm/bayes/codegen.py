@@ -532,7 +532,7 @@ _C_NAMES = frozenset("""
     s scale st stats stop vctx x yr zidx""".split()) | frozenset(C_FUNCTIONS.values())
 #: numbered names: a stem and an index (``sd0``, ``GB1``), or an :class:`Emitter`'s prefix and its
 #: counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``s_2``)
-_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|L|X|XR|XRs|XZ|a|bt|bz|gbt|gbz|sd|xc|r|t)\d+"
+_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|a|bt|bz|gbt|gbz|sd|xc|r|t)\d+"
                          r"|(?:c|f|z|sd|y)\d+_\d+|s_\d+")
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: characters of generated C: printable ASCII without backslash, backtick, quote, $ and @

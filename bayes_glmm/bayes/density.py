@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
+from ..centering import level_scales, row_information
 from ..families import zi_loglik
 from ..ml.pirls import make_response
 from ..priors import default_scales, slope_blocks, zi_key, zi_slope_blocks
@@ -55,6 +56,12 @@ __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_la
 #: diagonal mass matrix adapts to in a warm-up (R-hat 2.9).  Columns inside it are left as
 #: they are, so ordinary models sample exactly as before.
 SCALE_RANGE = (1e-3, 1e3)
+
+#: a coefficient whose crude posterior SD (from the rows' Fisher information) lies below this
+#: is sampled in units of that SD (:func:`fixed_layout`): the warm-up regularizes a diagonal
+#: metric towards 1e-3 (Stan's rule), so coordinates known to much better than that force
+#: a tiny step size on every other one.  Ordinary models have no such coefficient.
+INFO_SD = 1e-3
 
 #: the real-support priors (all location-scale families): their (location, scale) arguments
 #: and PyMC's defaults for them
@@ -107,12 +114,16 @@ def _fixed_key(name: str) -> str:
     return "Intercept" if name == "(Intercept)" else name
 
 
-def fixed_layout(X, names, priors: dict, key=_fixed_key):
+def fixed_layout(X, names, priors: dict, key=_fixed_key, info=None):
     """The coordinates of a block of coefficients as the samplers see them.
 
     The non-intercept columns of ``X`` are centred at their means (when the design has an
     intercept, which then is the linear predictor at the means, as its prior describes) and
-    divided by :func:`column_scales`; the coefficients of that design are ``beta_j * d_j``,
+    divided by :func:`column_scales`; a column whose coefficient the data know to better
+    than :data:`INFO_SD` (crudely, ``1 / sqrt(sum_r info_r x_r^2)``: slopes of counts of
+    1e7 are known to ~1e-5) is divided further by that, so its coordinate's posterior SD
+    is about 1 (the warm-up's metric, regularized towards 1e-3, cannot adapt to an SD of
+    1e-8); the coefficients of that design are ``beta_j * d_j``,
     with the prior :func:`scaled_prior` of the user's one.  The graph and the NumPy density
     (and through it the generated C) both build their fixed part from this one function.
 
@@ -128,6 +139,9 @@ def fixed_layout(X, names, priors: dict, key=_fixed_key):
     key : callable
         Column name -> prior key (``"(Intercept)"`` -> ``"Intercept"``; ``zi_key`` for the
         zero-inflation design).
+    info : ndarray (n,), optional
+        The rows' Fisher information about their linear predictor
+        (:func:`bayes_glmm.centering.row_information`); None: no such scaling.
 
     Returns
     -------
@@ -145,6 +159,13 @@ def fixed_layout(X, names, priors: dict, key=_fixed_key):
         xm[slopes] = X[:, slopes].mean(axis=0)
     d = column_scales(X, icol)
     Xs = (X - xm[None, :]) / d[None, :]
+    if info is not None and slopes:
+        with np.errstate(all="ignore"):
+            e = np.sqrt(np.asarray(info, dtype=float) @ (Xs[:, slopes] ** 2))
+        big = np.isfinite(e) & (e > 1.0 / INFO_SD)
+        if np.any(big):
+            d[np.asarray(slopes)[big]] *= e[big]
+            Xs = (X - xm[None, :]) / d[None, :]
     col_priors = {}
     for j, nm in enumerate(names):
         pr = priors[key(nm)]
@@ -193,12 +214,12 @@ def _derived_prior(name: str):
 PRIOR_LOGP = {name: _derived_prior(name) for name in PRIOR_LOGDENS}
 
 
-def _layout_duals(e, sd, Lc, centered, mu=None):
+def _layout_duals(e, sd, Lc, centered, level=None):
     """:func:`~bayes_glmm.bayes.layout.level_effects` over all levels on dual numbers.
 
     Directions: those of :func:`~bayes_glmm.bayes.layout.directions` (``u_m`` arrays over
     levels; ``L[k][m]`` only when ``Lc`` is given, returned as ``{(k, m): direction}``; the
-    intercept ``mu`` last when hierarchically centred).
+    intercept ``mu`` last when hierarchically centred, ``level = (mu, a, s)``).
     """
     q = e.shape[1]
     hier = mode_of(centered) == HIERARCHICAL
@@ -208,8 +229,8 @@ def _layout_duals(e, sd, Lc, centered, mu=None):
     L = None
     if Lc is not None:
         L = [[seed(float(Lc[k, m]), tri[(k, m)], nd) if m <= k else 0.0 for m in range(q)] for k in range(q)]
-    m = seed(float(mu), 2 * q, nd) if hier else None
-    return level_effects(u, s, L, centered, m), level_logp(u, s, centered, ND_OPS, m), tri
+    lev = (seed(float(level[0]), 2 * q, nd), level[1], level[2]) if hier else None
+    return level_effects(u, s, L, centered, lev), level_logp(u, s, centered, ND_OPS, lev), tri
 
 
 def _layout_vjp(b, lpu, gb, direction: int):
@@ -242,16 +263,17 @@ class _TermState(NamedTuple):
     cen: bool | str  # the parametrization (layout.PARAMETRIZATIONS)
 
 
-def _effects_of(e, sd, Lc, centered, mu=None):
+def _effects_of(e, sd, Lc, centered, level=None):
     """``b`` (..., levels, q) from coordinates ``e`` (..., levels, q), ``sd`` (..., q),
-    ``Lc`` (..., q, q) or None and the intercept ``mu`` (...) of a hierarchically centred
-    term: :func:`~bayes_glmm.bayes.layout.level_effects` on arrays."""
+    ``Lc`` (..., q, q) or None and, for a hierarchically centred term, ``level = (mu, a, s)``
+    (the intercept (...), the levels' locations and scales (levels,)):
+    :func:`~bayes_glmm.bayes.layout.level_effects` on arrays."""
     q = e.shape[-1]
     u = [e[..., m] for m in range(q)]
     s = [sd[..., k, None] for k in range(q)]  # the same for every level
     L = None if Lc is None else [[Lc[..., k, m, None] for m in range(q)] for k in range(q)]
-    m = None if mu is None else np.asarray(mu, dtype=float)[..., None]
-    b = level_effects(u, s, L, centered, m)
+    lev = None if level is None else (np.asarray(level[0], dtype=float)[..., None], level[1], level[2])
+    b = level_effects(u, s, L, centered, lev)
     return np.stack([np.broadcast_to(bk, e.shape[:-1]) for bk in b], axis=-1)
 
 
@@ -333,7 +355,7 @@ class GlmmDensity:
         names = list(spec.fixed_names)
         # the centred design with extreme columns divided by their SD (fixed_layout): the
         # coordinates are the coefficients of Xc, expand() maps them back to the user's scale
-        self.icol, self.xm, self.xd, Xc, cpri = fixed_layout(spec.X, names, priors)
+        self.icol, self.xm, self.xd, Xc, cpri = fixed_layout(spec.X, names, priors, info=row_information(spec))
         self.Xc = np.ascontiguousarray(Xc)
         self.resp = make_response(spec)
         self.blocks, pos = [], 0
@@ -367,8 +389,10 @@ class GlmmDensity:
             cols.append((np.asarray(t.codes)[:, None] * q + np.arange(q)[None, :]).ravel() + zoff)
             vals.append(np.asarray(t.Xr, dtype=float).ravel())
             zoff += L * q
-        # the intercept's coordinate (the mean of a hierarchically centred term's levels)
+        # the intercept's coordinate (the mean of a hierarchically centred term's levels) and
+        # the locations and scales of those levels' coordinates (data constants)
         self.mu_idx = self.fixed_blocks[0][0].sl.start if self.icol is not None else None
+        self.level_scales = {t.ident: level_scales(spec, t) for t, _, _, cen, _ in self.terms if cen == HIERARCHICAL}
         if self.terms:
             self.Z = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                        shape=(spec.n, zoff))
@@ -414,6 +438,11 @@ class GlmmDensity:
         self.XcT = np.ascontiguousarray(self.Xc.T)
 
     # ------------------------------------------------------------------ density
+    def _level(self, t, x):
+        """``(mu, a, s)`` of a hierarchically centred term at ``x`` (..., ndim); else None."""
+        ls = self.level_scales.get(t.ident)
+        return None if ls is None else (x[..., self.mu_idx], ls[0], ls[1])
+
     def _effects(self, x):
         """Random effects, their prior log-density and the dual parts the gradient needs.
 
@@ -432,8 +461,7 @@ class GlmmDensity:
                 Lc, lpc, aux = cpc_chol(x[ch.sl], t.q, ch.a, ch.const)
                 lp += lpc
                 cor = (ch, aux)
-            mu = x[self.mu_idx] if cen == HIERARCHICAL else None
-            b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen, mu)
+            b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen, self._level(t, x))
             n = t.n_levels
             lp += s_lp + float(np.sum(_shaped(value(lpu), (n,))))
             bval = np.column_stack([_shaped(value(bk), (n,)) for bk in b])
@@ -570,10 +598,9 @@ class GlmmDensity:
                 out[eff.name] = e.copy()
                 out[f"b_{t.ident}"] = _effects_of(e, sd, Lc, False)
                 continue
-            if cen is not True:  # the graph's free u_<g> or c_<g>
+            if cen is not True:  # the graph's free u_<g> or z_<g>
                 out[eff.name] = e.copy()
-            mu = x[self.mu_idx] if cen == HIERARCHICAL else None
-            out[f"b_{t.ident}"] = _effects_of(e, sd, None, cen, mu)
+            out[f"b_{t.ident}"] = _effects_of(e, sd, None, cen, self._level(t, x))
         if self.sigma is not None:
             out["sigma"] = float(np.exp(x[self.sigma.sl][0]))
         if self.disp is not None:
@@ -634,8 +661,7 @@ class GlmmDensity:
                 out[f"corr_{k}"] = Lc @ np.swapaxes(Lc, -1, -2)
                 bs[f"b_{k}"] = _effects_of(e, sd, Lc, False)
             else:
-                mu = X[..., self.mu_idx] if cen == HIERARCHICAL else None
-                bs[f"b_{k}"] = _effects_of(e, sd, None, cen, mu)
+                bs[f"b_{k}"] = _effects_of(e, sd, None, cen, self._level(t, X))
         if self.sigma is not None:
             out["sigma"] = np.exp(X[..., self.sigma.sl.start])
         if self.disp is not None:
@@ -667,9 +693,6 @@ class GlmmDensity:
         for blk, _ in self.fixed_blocks:
             if blk.name == "Intercept":
                 x0[blk.sl] = sc["loc"]
-        for t, scale, eff, cen, _ in self.terms:
-            if cen == HIERARCHICAL:  # the levels c = intercept + b start at the intercept
-                x0[eff.sl] = sc["loc"]
         for (t, scale, *_), xs in zip(self.terms, sc["xr_sd"]):
             z = log_typical(sc["s_y"] / np.asarray(xs, dtype=float))
             x0[scale.sl] = 2.0 * z if scale.name.startswith("var_") else z

@@ -30,9 +30,11 @@ Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametriza
 ``u_<ident>``     (``<ident>_level``, ``<ident>_coef``) standard-normal innovations
 ``b_<ident>``     (``<ident>_level``, ``<ident>_coef``) random effects (a free variable
                   when the term is centered)
-``c_<ident>``     (``<ident>_level``, ``<ident>_coef``) a hierarchically centred scalar term's
-                  levels ``Intercept + b ~ Normal(Intercept, sd)`` (free; ``b`` is then
-                  the Deterministic ``c - Intercept``; :mod:`bayes_glmm.bayes.layout`)
+``z_<ident>``     (``<ident>_level``, ``<ident>_coef``) a hierarchically centred scalar term's
+                  levels ``c = Intercept + b ~ Normal(Intercept, sd)`` in the data's units,
+                  ``z = (c - a) / s`` (:func:`~bayes_glmm.centering.level_scales`), so
+                  ``z ~ Normal((Intercept - a) / s, sd / s)`` (free; ``b`` is then the
+                  Deterministic ``a + s z - Intercept``; :mod:`bayes_glmm.bayes.layout`)
 
 Dispersion families: one positive variable named :attr:`Family.dispersion_name` (``theta``
 for negbinomial, ``phi`` for nbinom1 and beta, ``shape`` for gamma; prior key the same).
@@ -57,6 +59,7 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
+from ..centering import level_scales, row_information
 from ..families import zi_loglik
 from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
@@ -113,7 +116,7 @@ def _cpc_random(a, const, rng=None, size=None):
     return cpc_random(a, rng, size)
 
 
-def _coefficients(X, names, priors: dict, blocks, key, vec: str, vec_dim: str, intercept: str):
+def _coefficients(X, names, priors: dict, blocks, key, vec: str, vec_dim: str, intercept: str, info=None):
     """Free variables of one block of coefficients, the coefficients on the user's scale and
     the linear predictor.
 
@@ -122,7 +125,7 @@ def _coefficients(X, names, priors: dict, blocks, key, vec: str, vec_dim: str, i
     the coefficients of the centred design with extreme columns divided by their SD (``d``),
     ``beta_j * d_j``, under the user's prior carried to that scale.
     """
-    icol, xm, d, Xs, cpri = fixed_layout(X, names, priors, key)
+    icol, xm, d, Xs, cpri = fixed_layout(X, names, priors, key, info)
     parts = [None] * len(names)  # coefficients of the samplers' design Xs
     for name, cols in blocks:
         if name == vec:
@@ -144,16 +147,16 @@ def _fixed_part(spec: ModelSpec, priors: dict):
     """Free fixed-effect variables, the Deterministic ``beta``, X @ beta and the free
     ``Intercept`` (None without one)."""
     user, eta, icpt = _coefficients(spec.X, spec.fixed_names, priors, slope_blocks(spec, priors),
-                                    _fixed_key, "slopes", "slope", "Intercept")
+                                    _fixed_key, "slopes", "slope", "Intercept", row_information(spec))
     beta = pm.Deterministic("beta", user, dims="coef")
     return beta, eta, icpt
 
 
-def _random_part(term, priors: dict, centered, intercept=None):
+def _random_part(term, priors: dict, centered, intercept=None, spec=None):
     """Variables of one random term; returns its contribution to eta.
 
     ``centered``: one of :data:`~bayes_glmm.bayes.layout.PARAMETRIZATIONS`; a hierarchically
-    centred term's levels are ``c ~ Normal(intercept, sd)`` and ``b = c - intercept``.
+    centred term's levels are ``c = a + s z ~ Normal(intercept, sd)`` and ``b = c - intercept``.
     """
     centered = mode_of(centered)
     k, q = term.ident, term.q
@@ -181,8 +184,9 @@ def _random_part(term, priors: dict, centered, intercept=None):
     elif centered == HIERARCHICAL:
         if q != 1 or intercept is None:
             raise ValueError(f"term {term.name!r}: hierarchical centring needs a scalar term and an intercept")
-        c = pm.Normal(f"c_{k}", intercept, sd[None, :], dims=(lev, cf))
-        b = pm.Deterministic(f"b_{k}", c - intercept, dims=(lev, cf))
+        a, s = (np.asarray(v, dtype=float)[:, None] for v in level_scales(spec, term))
+        z = pm.Normal(f"z_{k}", (intercept - a) / s, sd[None, :] / s, dims=(lev, cf))
+        b = pm.Deterministic(f"b_{k}", (a + s * z) - intercept, dims=(lev, cf))
     else:
         if centered:
             b = pm.Normal(f"b_{k}", 0.0, sd[None, :], dims=(lev, cf))
@@ -304,7 +308,7 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
     with pm.Model(coords=coords) as model:
         _, eta, icpt = _fixed_part(spec, priors)
         for t in spec.terms:
-            eta = eta + _random_part(t, priors, centered.get(t.name, False), icpt)
+            eta = eta + _random_part(t, priors, centered.get(t.name, False), icpt, spec)
         off = np.asarray(spec.offset, dtype=float)
         if np.any(off != 0.0):
             eta = eta + off

@@ -5,9 +5,11 @@ A term with ``q`` coefficients per level has, per level, ``q`` unconstrained coo
 ``u ~ N(0, I)`` and ``b = diag(sd) L u`` with ``L`` the lower Cholesky factor of the
 correlation matrix (the identity for scalar and ``||`` terms).  Centred (uncorrelated terms
 only): ``b = u ~ N(0, diag(sd)^2)``.  Hierarchically centred (a scalar ``(1 | g)`` term of a
-model with an intercept; Gelfand, Sahu & Carlin 1995): the coordinate is the group's level
+model with an intercept; Gelfand, Sahu & Carlin 1995): the group's level
 ``c = mu + b ~ N(mu, sd^2)`` with ``mu`` the model's intercept (at the predictor means), and
-``b = c - mu``.  The rows' linear predictor ``mu + ... + b`` then depends on the group through
+``b = c - mu``; the coordinate is that level in the data's units, ``u = (c - a) / s``, with
+``a``, ``s`` the crude level and posterior SD of the group
+(:func:`bayes_glmm.centering.level_scales`, data constants).  The rows' linear predictor ``mu + ... + b`` then depends on the group through
 ``c`` alone, so data that pin each group's level down leave no ridge ``mu + b = const`` in the
 sampler's coordinates (they do in the other two: Papaspiliopoulos, Roberts & Skold 2007).
 
@@ -45,12 +47,12 @@ def mode_of(centered) -> bool | str:
 
 def effects_name(centered, ident: str) -> str:
     """The sampler's (and the graph's) name of a term's effect coordinates: ``u_<g>``
-    (non-centred), ``b_<g>`` (centred) or ``c_<g>`` (hierarchically centred)."""
+    (non-centred), ``b_<g>`` (centred) or ``z_<g>`` (hierarchically centred)."""
     m = mode_of(centered)
-    return f"{'c' if m == HIERARCHICAL else 'b' if m else 'u'}_{ident}"
+    return f"{'z' if m == HIERARCHICAL else 'b' if m else 'u'}_{ident}"
 
 
-def level_effects(u, sd, L=None, centered: bool | str = False, mu=None):
+def level_effects(u, sd, L=None, centered: bool | str = False, level=None):
     """One level's random effects ``b`` from its coordinates ``u``.
 
     Works elementwise, so each entry may be a number, an array over levels (and draws) or a
@@ -66,10 +68,10 @@ def level_effects(u, sd, L=None, centered: bool | str = False, mu=None):
         Lower Cholesky factor of the correlation matrix (only ``L[k][m]``, ``m <= k``, is
         read); None for the identity.
     centered : bool or ``"hierarchical"``
-        True: ``b = u`` (uncorrelated terms only); :data:`HIERARCHICAL`: ``b = u - mu``
+        True: ``b = u`` (uncorrelated terms only); :data:`HIERARCHICAL`: ``b = a + s u - mu``
         (q = 1).
-    mu : number, array or dual, optional
-        The model's intercept (hierarchical centring only).
+    level : (mu, a, s), optional
+        Hierarchical centring only: the model's intercept and the level's location and scale.
 
     Returns
     -------
@@ -79,9 +81,10 @@ def level_effects(u, sd, L=None, centered: bool | str = False, mu=None):
     q = len(u)
     mode = mode_of(centered)
     if mode == HIERARCHICAL:
-        if q != 1 or L is not None or mu is None:
-            raise ValueError("hierarchical centring is for a scalar term and needs the intercept mu")
-        return [u[0] - mu]
+        if q != 1 or L is not None or level is None:
+            raise ValueError("hierarchical centring is for a scalar term and needs (mu, a, s)")
+        mu, a, s = level
+        return [(a + s * u[0]) - mu]
     if mode:
         if L is not None:
             raise ValueError("a centred term has no correlation factor (correlated terms are non-centred)")
@@ -98,9 +101,10 @@ def level_effects(u, sd, L=None, centered: bool | str = False, mu=None):
     return b
 
 
-def level_logp(u, sd, centered: bool | str = False, ops=np, mu=None):
-    """log p(u) of one level: ``N(0, I)``, ``N(0, sd^2)`` when centred, ``N(mu, sd^2)`` when
-    hierarchically centred.
+def level_logp(u, sd, centered: bool | str = False, ops=np, level=None):
+    """log p(u) of one level: ``N(0, I)``, ``N(0, sd^2)`` when centred, ``c = a + s u ~
+    N(mu, sd^2)`` when hierarchically centred (``level = (mu, a, s)``; without the constant
+    Jacobian ``log s``).
 
     Without the constant ``-q/2 log(2 pi)`` (a sampler needs none; the contract test compares
     with the graph up to one constant per model).  ``ops`` provides ``log`` (NumPy, or the
@@ -110,7 +114,8 @@ def level_logp(u, sd, centered: bool | str = False, ops=np, mu=None):
     mode = mode_of(centered)
     for k in range(len(u)):
         if mode == HIERARCHICAL:
-            z = (u[k] - mu) / sd[k]
+            mu, a, s = level
+            z = ((a + s * u[k]) - mu) / sd[k]
             term = -0.5 * (z * z) - ops.log(sd[k])
         elif mode:
             z = u[k] / sd[k]

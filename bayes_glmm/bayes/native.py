@@ -121,7 +121,8 @@ def _layout_program(ti: int, q: int, corr: bool, centered, mu_expr: str | None =
 
     Directions (:func:`~bayes_glmm.bayes.layout.directions`): ``u_m`` = ``el[m]``,
     ``sd_k`` = ``sd<ti>[k]``, for a correlated term ``L[k][m]`` = ``L<ti>[k][m]`` (``tri``) and,
-    for a hierarchically centred one, the intercept ``mu`` = ``mu_expr`` (direction 2q).  What
+    for a hierarchically centred one, the intercept ``mu`` = ``mu_expr`` (direction 2q), with the
+    level's location and scale the data ``HA<ti>[l]``, ``HS<ti>[l]``.  What
     depends on sd and L only goes to ``pre``, evaluated once per gradient before the loop
     over the levels.  ``total(j)`` is the C of ``d/d direction_j`` of
     ``sum_k gl[k] b_k + log p(u)``: the chain rule back from the effects' gradient ``gl``.
@@ -133,9 +134,9 @@ def _layout_program(ti: int, q: int, corr: bool, centered, mu_expr: str | None =
     sd = [em.var(f"sd{ti}[{k}]", q + k, inv=True) for k in range(q)]
     L = [[em.var(f"L{ti}[{k}][{m}]", tri[(k, m)], inv=True) if m <= k else None for m in range(q)]
          for k in range(q)] if corr else None
-    mu = em.var(mu_expr, 2 * q, inv=True) if hier else None
-    b = [em.lift(v) for v in level_effects(u, sd, L, centered, mu)]
-    lpu = em.lift(level_logp(u, sd, centered, C_OPS, mu))
+    lev = (em.var(mu_expr, 2 * q, inv=True), em.data(f"HA{ti}[l]"), em.data(f"HS{ti}[l]")) if hier else None
+    b = [em.lift(v) for v in level_effects(u, sd, L, centered, lev)]
+    lpu = em.lift(level_logp(u, sd, centered, C_OPS, lev))
 
     def total(j):
         parts = [f"gl[{k}] * ({bk.d[j]})" for k, bk in enumerate(b) if bk.d[j] is not None]
@@ -223,6 +224,9 @@ def generate(density: GlmmDensity):
         # a hierarchically centred term's levels are centred at the intercept (b = c - mu)
         mu_at = S_add(d.mu_idx) if mode_of(cen) == HIERARCHICAL else None
         term_info[-1]["mu_at"] = mu_at
+        if mu_at is not None:  # the levels' locations and scales, runtime data
+            ha, hs = (A.add(v) for v in d.level_scales[t.ident])
+            body.append(f"    const double *HA{ti} = (const double *)P[{ha}], *HS{ti} = (const double *)P[{hs}];")
         lay = _layout_program(ti, q, ch is not None, cen, None if mu_at is None else f"x[{mu_at}]")
         term_info[-1]["layout"] = lay
         # b of every level, and log p(u), from layout.level_effects / level_logp
