@@ -498,21 +498,22 @@ def _null_space(A) -> np.ndarray:
     return vh[int(np.sum(s > tol)):].T
 
 
-def check_spec(spec, *, max_separation_cells: int = 2_000_000) -> list:
+def check_spec(spec, *, max_separation_cells: int | None = None) -> list:
     """Run every check on a :class:`bayes_glmm.spec.ModelSpec`; a list of :class:`Finding`.
 
     The separation check runs for bernoulli and binomial models (skipped when the response
-    is constant: then every direction separates and :func:`constant_response` says it), and
-    only when X has at most ``max_separation_cells`` entries: the linear programme costs
-    seconds beyond that, and a separated design that large is rare (the ML fit still flags
-    estimates running off to infinity).
+    is constant: then every direction separates and :func:`constant_response` says it), at
+    any size by default: at 10^6 rows it costs 0.1-0.2 s without separation and 1-3 s with
+    it (6-20 columns; :func:`separation` screens subsets and keeps its LPs small).
+    ``max_separation_cells`` skips it when X has more entries than that (the ML fit still
+    flags estimates running off to infinity).
     """
     fam = _family_name(spec.family)
     findings = []
     const = constant_response(spec.y, fam, spec.trials if fam == "binomial" else None)
     if const is not None:
         findings.append(const)
-    elif fam in _BINARY and spec.X.size <= max_separation_cells:
+    elif fam in _BINARY and (max_separation_cells is None or spec.X.size <= max_separation_cells):
         trials = spec.trials if fam == "binomial" else None
         weights = getattr(spec, "weights", None)
         res = separation(spec.X, spec.y, spec.fixed_names, trials, weights=weights)
