@@ -340,3 +340,26 @@ def test_ctrl_c_stops_within_a_second():
     assert "interrupted, no draws returned" in err and "400400/400400" not in err
     latency = float(re.search(r"LATENCY ([0-9.e-]+)", out).group(1))
     assert latency < 1.0, latency
+
+
+# ------------------------------------------------------------ numpyro's starting points
+def test_numpyro_starts_are_redrawn_until_finite():
+    """numpyro stays at a start with an infinite potential (every transition divergent), so
+    the jittered starts are redrawn until potential and gradient are finite, or it raises."""
+    from bayes_glmm.bayes.failures import SamplerError
+    from bayes_glmm.bayes.jax_backend import _finite_starts
+
+    x0 = np.zeros(3)
+
+    def finite_near_zero(x):  # finite only within 0.3 of the initial point, as 1/eta near eta = 0
+        ok = np.all(np.abs(x) < 0.3)
+        return (0.5 * x @ x if ok else np.inf), (x if ok else np.full(3, np.nan))
+
+    starts = _finite_starts(finite_near_zero, x0, 4, 1.0, seed=1)
+    assert starts.shape == (4, 3) and np.all(np.abs(starts) < 0.3)
+    assert len({tuple(s) for s in starts}) == 4  # still jittered, one start per chain
+    # the usual case keeps the old starting points: x0 + U(-jitter, jitter), row by row
+    every = _finite_starts(lambda x: (0.0, x), x0, 2, 1.0, seed=5)
+    np.testing.assert_array_equal(every, np.random.default_rng(5).uniform(-1.0, 1.0, size=(2, 3)))
+    with pytest.raises(SamplerError, match="no starting point with a finite log-density"):
+        _finite_starts(lambda x: (np.inf, x), x0, 2, 1.0, seed=1)

@@ -36,6 +36,39 @@ def _layout(pm_model, point):
     return names, shapes, offs
 
 
+#: jittered starting points tried per chain before giving up (the jitter halves every 10 tries)
+_INIT_TRIES = 40
+
+
+def _finite_starts(value_and_grad, x0, chains: int, jitter: float, seed: int) -> np.ndarray:
+    """One starting point per chain, ``x0`` plus U(-jitter, jitter), where the potential and its
+    gradient are finite: numpyro never leaves a start with an infinite potential (its chain
+    then stays there, every transition divergent), so such starts are redrawn, as PyMC does.
+
+    Raises
+    ------
+    SamplerError
+        When no finite start is found for some chain (the log-density is not finite near the
+        graph's initial point: check the priors and the data).
+    """
+    from .failures import RC_INIT, SamplerError
+
+    rng = np.random.default_rng(seed)
+    starts = np.empty((chains, x0.size))
+    for c in range(chains):
+        for k in range(_INIT_TRIES):
+            x = x0 + rng.uniform(-1.0, 1.0, size=x0.size) * jitter * 0.5 ** (k // 10)
+            v, g = value_and_grad(x)
+            if np.isfinite(float(v)) and np.all(np.isfinite(np.asarray(g))):
+                starts[c] = x
+                break
+        else:
+            raise SamplerError(f"numpyro: no starting point with a finite log-density and gradient for chain {c} "
+                               f"in {_INIT_TRIES} jittered tries around the initial point; check the priors and "
+                               "the data, or use sampler='native'", RC_INIT, [c], [])
+    return starts
+
+
 def sample_numpyro(pm_model, keep, *, draws, tune, chains, seed, target_accept, progressbar,
                    chain_method=None, init_jitter=1.0, **kwargs):
     """NUTS with numpyro on the graph's log-density.
@@ -79,8 +112,7 @@ def sample_numpyro(pm_model, keep, *, draws, tune, chains, seed, target_accept, 
         return -logp(*unflatten(x))[0]
 
     x0 = np.concatenate([np.ravel(point[n]) for n in names])
-    rng = np.random.default_rng(seed)
-    init = x0[None, :] + rng.uniform(-init_jitter, init_jitter, size=(chains, x0.size))
+    init = _finite_starts(jax.jit(jax.value_and_grad(potential)), x0, chains, init_jitter, seed)
     if chain_method is None:
         chain_method = "sequential" if jax.default_backend() == "cpu" else "vectorized"
     mcmc = MCMC(NUTS(potential_fn=potential, target_accept_prob=target_accept, **kwargs),
