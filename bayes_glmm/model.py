@@ -58,7 +58,8 @@ class GLMM:
         per term also ``"hierarchical"`` (a ``(1 | g)`` term's levels ``Intercept + b`` are
         sampled, ``~ Normal(Intercept, sd)``).  The default ``"auto"`` keeps every term
         non-centred unless the data pin each group's level down far more tightly than the
-        groups spread (median ``I_j sd^2`` over 300, counts of 1e5 and more, say): then the
+        groups spread (median ``I_j sd^2`` over 30: Poisson means over ~20 in groups of 10
+        rows spread by an SD of 0.4, counts of 1e7, say): then the
         most informative ``(1 | g)`` term is hierarchically centred and other such terms centred
         (:mod:`bayes_glmm.centering`, docs/posterior.md).  The model is the same either way;
         the draws are reported as ``b_<g>`` in every case.
