@@ -169,6 +169,9 @@ def _margin_rows(y, trials, weights):
 _SCREEN_SEED = 20261207
 #: sizes of the nested random subsets screened for overlap before any LP over every row
 _SCREEN_ROWS = (2_000, 20_000)
+#: rows the LPs over every row start from (the first of the random order), and the least
+#: they add per round of constraint generation
+_WORK_ROWS = 500
 #: seconds HiGHS may run before control returns to Python (where Ctrl-C is acted on); an LP
 #: that needs longer is restarted with twice the limit
 _LP_SLICE = 0.25
@@ -260,8 +263,8 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     the direction reported averages those solutions (a point in the relative interior of
     the cone, so it perfectly predicts the largest set of rows).  Complete separation:
     some ``b`` in the box has every margin ``>= t > 0``.  Each of these LPs is solved by
-    constraint generation: on a working set of rows (the first subset), then again with
-    the rows the solution violates added, until it violates none -- then it is optimal
+    constraint generation: on a working set of rows (500 of the random order), then again
+    with the rows the solution violates added, until it violates none -- then it is optimal
     for all rows, and the LPs stay small however many rows there are.  HiGHS runs in
     time slices (:func:`_highs`), so Ctrl-C is acted on within a fraction of a second.
 
@@ -311,16 +314,17 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
         if m >= len(used):
             break
 
-    # 2. the LPs over every row, each by constraint generation from the first subset's rows
+    # 2. the LPs over every row, by constraint generation from 500 random rows (one working
+    # set, shared: the rows one LP needed often bind the next)
     eq = np.vstack([_row_space(Xu[mix] / scale), null.T])
     A_eq = eq if len(eq) else None
     in_work = np.zeros(len(used), dtype=bool)
-    in_work[order[:_SCREEN_ROWS[0]]] = True
+    in_work[order[:_WORK_ROWS]] = True
     in_work &= sgn != 0
 
     def lp(c, with_t=False):
         """max -c'(b, t) over the cone (margins >= t) and the box; the working set grows
-        by its own size (at least 2,000 rows) of the most violated rows at a time."""
+        by its own size (at least _WORK_ROWS) of the most violated rows at a time."""
         bounds = [(-1.0, 1.0)] * p + [(0.0, 1.0)] * with_t
         Aeq = None if A_eq is None else np.hstack([A_eq, np.zeros((len(A_eq), int(with_t)))])
         while True:
@@ -336,7 +340,7 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
             bad = np.flatnonzero((slack < -_CUT) & ~in_work & (sgn != 0))
             if not bad.size:
                 return r
-            k = max(_SCREEN_ROWS[0], len(idx))
+            k = max(_WORK_ROWS, len(idx))
             if bad.size > k:
                 bad = bad[np.argpartition(slack[bad], k)[:k]]
             in_work[bad] = True
@@ -362,8 +366,12 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     n_sep = int(np.sum(margins(d) > tol))
 
     # complete separation: every margin >= t > 0 (impossible with mixed binomial rows)
+    # (d lies in the box: when all its margins exceed tol, t = min(margins, 1) is feasible and
+    # the LP's answer is known)
     complete = False
-    if not mix.any():
+    if n_sep == n_signed and not mix.any():
+        complete = True
+    elif not mix.any():
         r = lp(np.r_[np.zeros(p), -1.0], with_t=True)
         complete = -r.fun > tol
     # report divergence in the columns' own units

@@ -5,6 +5,7 @@ Run from the repository root::
     python3 benchmarks/bench_ml.py              # all cases, 3 repeats
     python3 benchmarks/bench_ml.py --quick      # skip the 1,000,000-row case
     python3 benchmarks/bench_ml.py --repeats 5 --cases toenail_agq25 verbagg
+    python3 benchmarks/bench_ml.py --separation-check   # the data checks' share of a fit
 
 Cases
 -----
@@ -20,6 +21,11 @@ salamanders_zinb  glmmTMB's Salamanders (from tests/reference/families_reference
                   ``count ~ spp + mined + (1 | site)``, zi ``~ spp + mined``, ZINB (peer: glmmTMB)
 nb2_1m            simulated 1,000,000 rows, 10,000 groups, ``y ~ x + (1 | g)``, NB2, theta 2
                   (peer: glmmTMB)
+
+``--separation-check`` instead times :func:`bayes_glmm.diagnostics.check_spec` (the
+separation LPs) on ``y ~ x + z + f + (1 | g)`` (f a 4-level factor, Bernoulli; 10^4, 10^5 and,
+without ``--quick``, 10^6 rows; without separation and with one level all successes) and
+one ``fit_ml`` of each, which runs the check, and prints the check's share of the fit.
 
 Each case is timed as the median of ``--repeats`` fits (data preparation excluded), once in
 Python and once in R via ``Rscript`` (skipped gracefully when R or lme4 is not installed).
@@ -201,6 +207,48 @@ def time_r(data: pd.DataFrame, case: dict, repeats: int, tmp: Path, name: str, p
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def simulate_check_case(n_rows: int, separated: bool, seed=20261207) -> pd.DataFrame:
+    """Bernoulli ``y ~ x + z + f + (1 | g)``, 1,000 groups; ``separated``: level d of f all 1."""
+    rng = np.random.default_rng(seed)
+    g, f = rng.integers(0, 1000, n_rows), rng.integers(0, 4, n_rows)
+    x, z = rng.normal(size=n_rows), rng.uniform(size=n_rows)
+    eta = -0.3 + 0.7 * x + 0.5 * z + 0.4 * (f == 2) + rng.normal(scale=0.5, size=1000)[g]
+    y = (rng.random(n_rows) < 1.0 / (1.0 + np.exp(-eta))).astype(np.int8)
+    if separated:
+        y[f == 3] = 1
+    return pd.DataFrame({"y": y, "x": x, "z": z, "f": pd.Categorical(np.array(list("abcd"))[f]),
+                         "g": pd.Categorical(g)})
+
+
+def separation_check(quick: bool, repeats: int) -> dict:
+    """Time of the data checks (check_spec: the separation LPs) against one fit_ml."""
+    import warnings
+
+    from bayes_glmm.diagnostics import check_spec
+
+    out = {}
+    print(f"\n== data checks: y ~ x + z + f + (1 | g), Bernoulli  [check: median of {repeats}]")
+    print(f"  {'rows':>9s} {'separated':>9s} {'check s':>8s} {'fit_ml s':>9s} {'share':>6s}  finding")
+    for n in (10_000, 100_000) + (() if quick else (1_000_000,)):
+        for sep in (False, True):
+            model = bg.GLMM("y ~ x + z + f + (1 | g)", simulate_check_case(n, sep), family="bernoulli")
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                found = check_spec(model.spec)
+                times.append(time.perf_counter() - t0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                t0 = time.perf_counter()
+                model.fit_ml()
+                fit = time.perf_counter() - t0
+            check = statistics.median(times)
+            kinds = ",".join(f.kind for f in found) or "none"
+            print(f"  {n:9,d} {str(sep):>9s} {check:8.3f} {fit:9.2f} {check / fit:6.1%}  {kinds}", flush=True)
+            out[f"{n}_{'separated' if sep else 'overlap'}"] = {"check_s": check, "fit_s": fit, "findings": kinds}
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -208,7 +256,14 @@ def main(argv=None) -> int:
     ap.add_argument("--no-r", action="store_true", help="time bayes_glmm only")
     ap.add_argument("--cases", nargs="*", default=list(CASES), choices=list(CASES))
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--separation-check", action="store_true",
+                    help="time the data checks (separation LPs) against fit_ml instead of the cases")
     args = ap.parse_args(argv)
+    if args.separation_check:
+        res = separation_check(args.quick, args.repeats)
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return 0
     r_ok = not args.no_r and have_r()
     print(f"bayes_glmm {bg.__version__}; numpy {np.__version__}; R/lme4: {'yes' if r_ok else 'not used'}; "
           f"cpus {os.cpu_count()}; repeats {args.repeats}")
