@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
-from ..centering import level_scales, row_information
+from ..centering import AUTO_THRESHOLD, informativeness, level_scales, row_information
 from ..families import zi_loglik
 from ..ml.pirls import make_response
 from ..priors import default_scales, slope_blocks, zi_key, zi_slope_blocks
@@ -393,9 +393,12 @@ class GlmmDensity:
         # the locations and scales of those levels' coordinates (data constants)
         self.mu_idx = self.fixed_blocks[0][0].sl.start if self.icol is not None else None
         self.level_scales = {t.ident: level_scales(spec, t) for t, _, _, cen, _ in self.terms if cen == HIERARCHICAL}
-        #: a hierarchically centred term or a coefficient scaled by its information: chains
-        #: start at the posterior mode (:meth:`initial_point`)
-        self.data_rich = bool(self.level_scales) or bool(np.any(self.xd != column_scales(spec.X, self.icol)))
+        #: a hierarchically centred term of data-rich groups (the rule of ``centered="auto"``)
+        #: or a coefficient scaled by its information: chains start near the posterior mode
+        #: (:meth:`initial_point`)
+        self.data_rich = (any(float(np.median(informativeness(spec, t))) > AUTO_THRESHOLD
+                              for t, _, _, cen, _ in self.terms if cen == HIERARCHICAL)
+                          or bool(np.any(self.xd != column_scales(spec.X, self.icol))))
         self._start = None
         if self.terms:
             self.Z = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
@@ -708,17 +711,18 @@ class GlmmDensity:
         return x0 + np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
 
     def _mode_start(self, x0) -> np.ndarray:
-        """Where the chains of a data-rich model start: the posterior mode found by L-BFGS
-        from the typical values ``x0`` (computed once, then kept).
+        """Where the chains of a data-rich model start (computed once, then kept): ``x0``
+        with the data-rich coordinates at their conditional mode.
 
         With counts of 1e12 the data know the levels and slopes to ~1e-7: typical values are
         then ~1e5 posterior SDs from the posterior in the (SD-scaled) coordinates, and a
         warm-up that has to travel that far adapts its metric to the journey (one chain of
-        two stuck at R-hat 1.9).  The search runs first over the data-rich coordinates alone
+        two stuck at R-hat 1.9).  L-BFGS maximizes the density over those coordinates alone
         (the levels of a hierarchically centred term, the information-scaled slopes: a
-        well-conditioned, nearly separable problem), then over all; a stage is kept only
-        where it found a finite, higher density.  Only for data-rich models
-        (:attr:`data_rich`), so that ordinary ones start, and sample, as before.
+        well-conditioned, nearly separable problem) from ``x0``; the intercept and the SD
+        of a hierarchically centred term then start at the mean and SD of its levels (a joint
+        mode would be the wrong target: towards SD 0 the density of centred levels grows
+        without bound).  ``x0`` where the search finds no higher finite density.
         """
         if self._start is not None:
             return self._start.copy()
@@ -726,33 +730,37 @@ class GlmmDensity:
 
         rich = [np.arange(eff.sl.start, eff.sl.stop) for t, _, eff, cen, _ in self.terms if cen == HIERARCHICAL]
         scaled = self.xd != column_scales(self.spec.X, self.icol)
-        rich += [np.asarray(self.coef_idx[scaled], dtype=np.intp)]
-        rich = np.unique(np.concatenate(rich))
+        rich = np.unique(np.concatenate(rich + [np.asarray(self.coef_idx[scaled], dtype=np.intp)]))
 
-        def search(x, idx):
-            def neg(v):
-                z = x.copy()
-                z[idx] = v
-                with np.errstate(all="ignore"):
-                    lp, g = self.logp_grad(z)
-                if not (np.isfinite(lp) and np.all(np.isfinite(g))):
-                    return np.inf, np.zeros(len(idx))
-                return -lp, -g[idx]
+        def neg(v):
+            z = x0.copy()
+            z[rich] = v
+            with np.errstate(all="ignore"):
+                lp, g = self.logp_grad(z)
+            if not (np.isfinite(lp) and np.all(np.isfinite(g))):
+                return np.inf, np.zeros(len(rich))
+            return -lp, -g[rich]
 
-            f0 = neg(x[idx])[0]
-            try:
-                res = minimize(neg, x[idx], jac=True, method="L-BFGS-B",
-                               options={"maxiter": 1000, "ftol": 0.0, "gtol": 1e-6})
-            except (ValueError, FloatingPointError, OverflowError):  # pragma: no cover - a start, not a result
-                return x
-            if not (np.isfinite(res.fun) and res.fun <= f0 and np.all(np.isfinite(res.x))):
-                return x
-            out = x.copy()
-            out[idx] = res.x
-            return out
-
-        x = search(x0.copy(), rich) if rich.size else x0.copy()
-        self._start = search(x, np.arange(self.ndim))
+        x = x0.copy()
+        try:
+            res = minimize(neg, x0[rich], jac=True, method="L-BFGS-B",
+                           options={"maxiter": 500, "ftol": 0.0, "gtol": 1e-6})
+            if np.isfinite(res.fun) and res.fun <= neg(x0[rich])[0] and np.all(np.isfinite(res.x)):
+                x[rich] = res.x
+        except (ValueError, FloatingPointError, OverflowError):  # pragma: no cover - a start, not a result
+            pass
+        for t, scale, eff, cen, _ in self.terms:
+            if cen == HIERARCHICAL:
+                a, s = self.level_scales[t.ident]
+                c = a + s * x[eff.sl]
+                sd = float(np.std(c))
+                if np.isfinite(sd) and sd > 0:
+                    x[self.mu_idx] = float(np.mean(c))
+                    x[scale.sl] = 2.0 * np.log(sd) if scale.name.startswith("var_") else np.log(sd)
+        if np.isfinite(self.logp_grad(x)[0]):
+            self._start = x
+        else:  # pragma: no cover - a start, not a result
+            self._start = x0.copy()
         return self._start.copy()
 
 
