@@ -168,7 +168,7 @@ def _margin_rows(y, trials, weights):
 #: the check is deterministic; it never touches NumPy's global generator)
 _SCREEN_SEED = 20261207
 #: sizes of the nested random subsets screened for overlap before any LP over every row
-_SCREEN_ROWS = (2_000, 20_000)
+_SCREEN_ROWS = (1_000, 10_000)
 #: rows the LPs over every row start from (the first of the random order), and the least
 #: they add per round of constraint generation
 _WORK_ROWS = 500
@@ -245,7 +245,7 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     Whether there is separation at all is a feasibility LP (Stiemke's lemma: no direction
     ``b`` with every margin ``>= 0`` and some ``> 0`` exists iff ``S'w = 0`` for some
     ``w > 0``, S the signed rows).  It is first tried on nested random subsets of the rows
-    (2,000, then 20,000; a fixed seed, so the answer is deterministic): overlap in a subset
+    (1,000, then 10,000; a fixed seed, so the answer is deterministic): overlap in a subset
     whose design has the rank of the whole design proves overlap in all rows, since any
     direction that separates all rows has margins ``>= 0`` on the subset, hence all zero
     there (the subset overlaps), hence ``X_R b = 0``, so ``b`` is in the null space of the
