@@ -146,12 +146,16 @@ def test_same_findings_as_full_lps(kind):
         assert np.array_equal(pos(new), pos(ref))
 
 
-def test_rare_level_missing_from_the_subsets_is_still_found():
+def test_rare_level_missing_from_the_subsets_is_still_found(monkeypatch):
     """Overlap in a subset proves nothing about a column the subset leaves at zero: 3
-    all-success rows of a level among 200,000 are absent from the 10,000-row subset, which
+    all-success rows of a level among 200,000 are absent from the 1,000-row subset, which
     overlaps, but the design's rank differs there, so the LPs over all rows run and name it."""
+    screened = []
+    real = D._overlap
+    monkeypatch.setattr(D, "_overlap", lambda S, E: screened.append(real(S, E)) or screened[-1])
     X, y, _, _ = _case("rare_separated", n=200_000, seed=1)
     res = D.separation(X, y, [f"c{j}" for j in range(X.shape[1])])
+    assert screened == [True]  # the subset overlaps: only the rank condition sends it on
     assert res.kind == "quasi-complete" and res.directions == {"c6": 1} and res.n_separated == 3
 
 
@@ -229,7 +233,7 @@ CHILD = textwrap.dedent("""
     real, seen = D._highs, {}
     def threads():
         return len(os.listdir("/proc/self/task"))
-    def announcing(c, **kw):  # the third LP is the first over all rows (after two subsets)
+    def announcing(c, **kw):  # the third LP: one over all rows (after the 1,000-row screen)
         seen["calls"] = seen.get("calls", 0) + 1
         if seen["calls"] == 3:
             seen["threads"] = threads()
