@@ -11,7 +11,9 @@ better one exactly when the data are informative relative to the random-effect S
 
 The measure of informativeness of group j is ``r_j = I_j * sd^2``: ``I_j`` the Fisher
 information about the group's linear predictor (the sum over its rows of
-``w mu_eta(eta)^2 / Var(y)`` at a crude estimate of the group's mean), ``sd`` a
+``w mu_eta(eta)^2 / Var(y)`` at a crude estimate of the group's mean, discounted by the
+variance the model's other random terms add to it: an outer level of a nested term is known
+only as well as its inner levels average out), ``sd`` a
 method-of-moments estimate of the between-group SD on the link scale.  ``1 / sqrt(I_j)`` is how
 well the data know the group's level, ``sd`` how far the levels spread: ``r_j`` is the squared
 ratio.  :func:`auto_parametrization` hierarchically centres the scalar ``(1 | g)`` term with
@@ -98,10 +100,31 @@ def _group_means(spec: ModelSpec, term):
     return m, expo, n_tr, w, y
 
 
-def _crude(spec: ModelSpec, term):
-    """(eta_j, I_j, sd^2, I_r): the crude group levels on the link scale, the data's Fisher
-    information about them, the between-group variance beyond it and the rows' information;
-    None when they cannot be had (a linear predictor that is not finite at the crude means)."""
+def _other_terms_variance(spec: ModelSpec, term) -> np.ndarray:
+    """Per level of ``term``: the variance the model's other random terms add to its rows'
+    mean, ``sum_t sd_t^2 / K_jt`` with ``K_jt`` the number of levels of term t among the
+    rows of level j (an inner nested term's levels average out only over their number, not
+    over the rows)."""
+    codes = np.asarray(term.codes)
+    out = np.zeros(term.n_levels)
+    for t2 in spec.terms:
+        if t2 is term:
+            continue
+        cr = _crude(spec, t2, others=False)
+        if cr is None or cr[2] <= 0:
+            continue
+        pairs = np.unique(codes.astype(np.int64) * t2.n_levels + np.asarray(t2.codes, dtype=np.int64))
+        k = np.bincount((pairs // t2.n_levels).astype(np.intp), minlength=term.n_levels)
+        out += cr[2] / np.maximum(k, 1)
+    return out
+
+
+def _crude(spec: ModelSpec, term, others: bool = True):
+    """(eta_j, I_j, sd^2, I_r): the crude group levels on the link scale, the information
+    about them (the data's Fisher information, discounted by the variance the other random
+    terms add when ``others``), the between-group variance beyond it and the rows' Fisher
+    information; None when they cannot be had (a linear predictor that is not finite at the
+    crude means)."""
     fam, link = spec.family, spec.family.link
     J = term.n_levels
     m, expo, n_tr, w, y = _group_means(spec, term)
@@ -120,6 +143,8 @@ def _crude(spec: ModelSpec, term):
         info_r = w * n_tr * dmu * dmu / var
         info_r = np.where(np.isfinite(info_r), info_r, 0.0)
         info = np.bincount(codes, info_r, J)
+        if others and len(spec.terms) > 1:
+            info = 1.0 / (1.0 / np.maximum(info, 1e-300) + _other_terms_variance(spec, term))
         sd2 = 0.0
         if J >= 3:
             # between-group spread after the group means of the fixed predictors (least squares)
