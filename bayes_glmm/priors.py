@@ -542,8 +542,8 @@ def resolve_centered(spec: ModelSpec, centered: bool | str | Mapping[str, bool |
     if isinstance(centered, str) and centered == AUTO:
         return auto_parametrization(spec)
     if not isinstance(centered, Mapping):
-        raise ValueError(f"centered must be True, False, 'auto' or a dict term name -> True/False/"
-                         f"'hierarchical'/'auto'; got {centered!r}")
+        raise ValueError(f"centered must be True/False or a dict term name -> True/False/'hierarchical'/'auto', "
+                         f"or 'auto'; got {centered!r}")
     alias = {t.ident: t.name for t in spec.terms}
     alias.update({n: n for n in names})
     unknown = [k for k in centered if k not in alias]
@@ -556,7 +556,7 @@ def resolve_centered(spec: ModelSpec, centered: bool | str | Mapping[str, bool |
         if isinstance(v, str) and v == AUTO:
             continue
         if not (isinstance(v, (bool, np.bool_)) or (isinstance(v, str) and v == HIERARCHICAL)):
-            raise ValueError(f"centered[{k!r}] must be True, False, 'hierarchical' or 'auto', got {v!r}")
+            raise ValueError(f"centered[{k!r}] must be True or False (or 'hierarchical', 'auto'), got {v!r}")
         out[alias[k]] = v if isinstance(v, str) else bool(v)
     if len(out) < len(names):
         auto = auto_parametrization(spec)

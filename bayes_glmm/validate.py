@@ -442,5 +442,5 @@ def check_glmm_args(formula: Any, family: Any = "gaussian", link: Any = None, *,
     check_family(family, link)
     check_mapping(priors, "priors", "{'sd_g': bg.Prior('HalfNormal', sigma=1)}")
     if not (isinstance(centered, (bool, np.bool_, Mapping)) or (isinstance(centered, str) and centered == "auto")):
-        raise InputTypeError(f"centered must be True, False, 'auto' or a dict term name -> True/False/"
-                             f"'hierarchical'/'auto', e.g. {{'g': True}}; got {centered!r}")
+        raise InputTypeError(f"centered must be True/False or a dict term name -> True/False/'hierarchical'/"
+                             f"'auto', e.g. {{'g': True}}, or 'auto' (the default); got {centered!r}")
