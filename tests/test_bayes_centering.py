@@ -149,7 +149,7 @@ def test_hierarchical_and_non_centred_agree_where_both_work():
         u = bg.GLMM("y ~ x + (1 | g)", df, family="poisson", centered=False).sample(**kw).summary()
     assert (h["r_hat"] < 1.02).all() and (u["r_hat"] < 1.02).all()
     for nm in ("(Intercept)", "x", "sd_g[(Intercept)]"):
-        mcse = np.hypot(h.loc[nm, "sd"] / np.sqrt(h.loc[nm, "ess_bulk"]), u.loc[nm, "sd"] / np.sqrt(u.loc[nm, "ess_bulk"]))
+        mcse = np.hypot(*(f.loc[nm, "sd"] / np.sqrt(f.loc[nm, "ess_bulk"]) for f in (h, u)))
         tol = 4 * mcse + 0.05 * h.loc[nm, "sd"]
         assert abs(h.loc[nm, "mean"] - u.loc[nm, "mean"]) < tol, (nm, h.loc[nm], u.loc[nm])
 

@@ -8,10 +8,11 @@ only): ``b = u ~ N(0, diag(sd)^2)``.  Hierarchically centred (a scalar ``(1 | g)
 model with an intercept; Gelfand, Sahu & Carlin 1995): the group's level
 ``c = mu + b ~ N(mu, sd^2)`` with ``mu`` the model's intercept (at the predictor means), and
 ``b = c - mu``; the coordinate is that level in the data's units, ``u = (c - a) / s``, with
-``a``, ``s`` the crude level and posterior SD of the group
-(:func:`bayes_glmm.centering.level_scales`, data constants).  The rows' linear predictor ``mu + ... + b`` then depends on the group through
-``c`` alone, so data that pin each group's level down leave no ridge ``mu + b = const`` in the
-sampler's coordinates (they do in the other two: Papaspiliopoulos, Roberts & Skold 2007).
+``a``, ``s`` the crude level and posterior SD of the group (data constants,
+:func:`bayes_glmm.centering.level_scales`).  The rows' linear predictor ``mu + ... + b`` then
+depends on the group through ``c`` alone, so data that pin each group's level down leave no
+ridge ``mu + b = const`` in the sampler's coordinates (the other two forms do:
+Papaspiliopoulos, Roberts & Skold 2007).
 
 :func:`level_effects` is that map and :func:`level_logp` the log prior density of ``u``.  Every fast path
 evaluates it rather than restating it: the NumPy density on dual numbers over all levels at
