@@ -363,3 +363,34 @@ def test_numpyro_starts_are_redrawn_until_finite():
     np.testing.assert_array_equal(every, np.random.default_rng(5).uniform(-1.0, 1.0, size=(2, 3)))
     with pytest.raises(SamplerError, match="no starting point with a finite log-density"):
         _finite_starts(lambda x: (np.inf, x), x0, 2, 1.0, seed=1)
+
+
+# ------------------------------------------------------------ the native/NumPy starting points
+def test_finite_start_halves_the_jitter_only_when_needed():
+    from bayes_glmm.bayes.density import START_TRIES, finite_start
+
+    x0, jit = np.array([1.0, 0.0]), np.array([-0.9, 0.6])
+    quad = lambda x: (-0.5 * x @ x, -x)  # noqa: E731
+    np.testing.assert_array_equal(finite_start(x0, jit, quad), x0 + jit)  # finite: the plain start
+    inv = lambda x: ((np.log(x[0]), np.array([1 / x[0], 0.0])) if x[0] > 0.5 else (-np.inf, np.zeros(2)))  # noqa: E731
+    x = finite_start(x0, jit, inv)
+    assert x[0] > 0.5 and np.allclose(x, x0 + jit / 2)  # halved once: 0.1 fails, 0.55 is inside
+    never = lambda x: (np.nan, x)  # noqa: E731
+    np.testing.assert_array_equal(finite_start(x0, jit, never), x0 + jit * 0.5 ** (START_TRIES - 1))
+
+
+@pytest.mark.skipif(not native.available(), reason="no C compiler")
+def test_centred_inverse_link_gamma_starts_inside_the_support():
+    """Centred effects jittered by U(-1, 1) put most groups' eta = 1/mu below 0 (log-density
+    -inf): every start failed with "no starting point".  The jitter is halved until finite."""
+    rng = np.random.default_rng(702)
+    g = np.repeat(np.arange(30), 10)
+    x = rng.normal(size=300)
+    mu = 1.0 / (1.0 + 0.1 * x + rng.normal(scale=0.1, size=30)[g])
+    df = pd.DataFrame({"y": rng.gamma(5.0, mu / 5.0), "x": x, "g": g})
+    m = bg.GLMM("y ~ x + (1 | g)", df, family="gamma", link="inverse", centered=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        post = m.sample(draws=100, tune=100, chains=2, sampler="native", random_seed=1, progressbar=False)
+    assert np.isfinite(post.idata.sample_stats["lp"].values).all()
+    assert post.fixef["(Intercept)"] == pytest.approx(1.0, abs=0.15)

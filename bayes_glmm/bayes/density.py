@@ -335,6 +335,26 @@ class _Block:
         return v, lp + float(z.sum()), g * v + 1.0, v
 
 
+#: halvings of a chain's starting jitter tried before the sampler is left to report the point
+START_TRIES = 20
+
+
+def finite_start(x0: np.ndarray, jitter: np.ndarray, logp_grad) -> np.ndarray:
+    """``x0 + jitter * 2**-k`` for the first k (0, 1, ..., :data:`START_TRIES` - 1) where
+    ``logp_grad`` gives a finite value and gradient; the last one tried when none does.
+
+    Pure: the same point for the same inputs; ``k = 0`` (the plain jittered start) whenever it
+    is finite, so models whose starts were finite keep their draws.
+    """
+    for k in range(START_TRIES):
+        x = x0 + jitter * 0.5 ** k
+        with np.errstate(all="ignore"):
+            lp, g = logp_grad(x)
+        if np.isfinite(lp) and np.all(np.isfinite(g)):
+            break
+    return x
+
+
 class GlmmDensity:
     """Log-posterior and gradient of a GLMM on the unconstrained scale (PyMC's).
 
@@ -678,8 +698,15 @@ class GlmmDensity:
         out.update(bs)
         return out
 
-    def initial_point(self, seed) -> np.ndarray:
+    def initial_point(self, seed, logp_grad=None) -> np.ndarray:
         """Start of a chain: typical values of the data + U(-1, 1) in every coordinate.
+
+        Where the log-density or its gradient is not finite at that point (centred effects of
+        an inverse-link Gamma model jittered past eta = 0), the jitter is halved until they
+        are (at most :data:`START_TRIES` times; the last point is returned whatever it is and
+        the sampler reports it), so the start stays random but inside the support.
+        ``logp_grad`` evaluates the density (default :meth:`logp_grad`; the native sampler
+        passes its compiled one).
 
         The intercept starts at the link of the mean response (``default_scales``' location:
         log of the mean rate, the mean, 1 / mean; 0 on the logit/probit scales), whatever its
@@ -708,7 +735,8 @@ class GlmmDensity:
             x0[self.sigma.sl] = log_typical(sy if sy > 0 else 1.0)
         if self.data_rich:
             x0 = self._mode_start(x0)
-        return x0 + np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
+        jitter = np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)
+        return finite_start(x0, jitter, logp_grad or self.logp_grad)
 
     def _mode_start(self, x0) -> np.ndarray:
         """Where the chains of a data-rich model start (computed once, then kept): ``x0``

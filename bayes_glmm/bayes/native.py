@@ -598,7 +598,7 @@ class NativeModel:
         ss = np.random.SeedSequence(seed)
         seeds = [int(s.generate_state(1, np.uint64)[0]) for s in ss.spawn(chains)]
         if init is None:
-            init = [self.density.initial_point(int(s % (2 ** 32))) for s in seeds]
+            init = [self.density.initial_point(int(s % (2 ** 32)), self.logp_grad) for s in seeds]
         sched = windows(int(tune))
         ends = window_ends(sched)
         ends_c = (ctypes.c_int * max(1, len(ends)))(*ends)
