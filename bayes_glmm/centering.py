@@ -57,21 +57,9 @@ def _eligible(term) -> bool:
 
 def _dispersion(fam, y, mu, pw, df):
     """Crude moment estimate of the family's dispersion from residuals about the group
-    means (``df`` residual degrees of freedom): sigma^2 (gaussian), theta, phi or shape."""
+    means (``df`` residual degrees of freedom): :meth:`Family.moment_dispersion`."""
     r2 = float(np.sum(pw * (y - mu) ** 2)) * len(y) / max(df, 1.0)
-    big = 1e12
-    if fam.name == "gaussian":
-        return max(r2 / max(float(np.sum(pw)), 1e-300), 1e-300)
-    if fam.name == "negbinomial":  # Var = mu + mu^2 / theta
-        extra = r2 - float(np.sum(pw * mu))
-        return big if extra <= 0 else float(np.sum(pw * mu * mu)) / extra
-    if fam.name == "nbinom1":  # Var = mu (1 + phi)
-        return max(r2 / max(float(np.sum(pw * mu)), 1e-300) - 1.0, 0.0)
-    if fam.name == "gamma":  # Var = mu^2 / shape
-        return big if r2 <= 0 else float(np.sum(pw * mu * mu)) / r2
-    if fam.name == "beta":  # Var = mu (1 - mu) / (1 + phi)
-        return big if r2 <= 0 else max(float(np.sum(pw * mu * (1 - mu))) / r2 - 1.0, 1e-6)
-    return None
+    return fam.moment_dispersion(r2, mu, pw)
 
 
 def _group_means(spec: ModelSpec, term):
@@ -136,7 +124,7 @@ def _crude(spec: ModelSpec, term, others: bool = True):
             return None
         disp = _dispersion(fam, y / n_tr if fam.needs_trials else y, mu_r, w, len(y) - J)
         var = np.asarray(fam.variance(mu_r, disp=disp), dtype=float)
-        if fam.name == "gaussian":
+        if fam.has_sigma:  # the gaussian variance function leaves sigma^2 out
             var = var * disp
         eta_r = eta_j[codes] + (np.log(expo) if link.name == "log" else 0.0)
         dmu = np.asarray(link.mu_eta(eta_r), dtype=float)

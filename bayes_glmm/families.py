@@ -312,6 +312,30 @@ class Family:
             return mu * mu / disp
         return mu * (1.0 - mu) / (1.0 + disp)  # beta
 
+    def moment_dispersion(self, r2: float, mu, w) -> float | None:
+        """The dispersion at which the family's variance accounts for the squared residuals:
+        solves ``sum(w * Var(mu; disp)) = r2`` (the method of moments), with ``r2`` the
+        (weighted, df-corrected) sum of squared residuals about the means ``mu``.
+
+        sigma^2 for gaussian, theta (NB2), phi (NB1, Beta), shape (Gamma); 1e12 where the
+        residuals show no more spread than the family's floor (no overdispersion); None for
+        the families without one.  A crude start (``centered="auto"``), not an estimate.
+        """
+        mu, w = np.asarray(mu, dtype=float), np.asarray(w, dtype=float)
+        big = 1e12
+        if self.name == "gaussian":
+            return max(r2 / max(float(np.sum(w)), 1e-300), 1e-300)
+        if self.name == "negbinomial":  # Var = mu + mu^2 / theta
+            extra = r2 - float(np.sum(w * mu))
+            return big if extra <= 0 else float(np.sum(w * mu * mu)) / extra
+        if self.name == "nbinom1":  # Var = mu (1 + phi)
+            return max(r2 / max(float(np.sum(w * mu)), 1e-300) - 1.0, 0.0)
+        if self.name == "gamma":  # Var = mu^2 / shape
+            return big if r2 <= 0 else float(np.sum(w * mu * mu)) / r2
+        if self.name == "beta":  # Var = mu (1 - mu) / (1 + phi)
+            return big if r2 <= 0 else max(float(np.sum(w * mu * (1 - mu))) / r2 - 1.0, 1e-6)
+        return None
+
     def random(self, eta, rng, *, trials=None, sigma=None, disp=None, zi_eta=None):
         """Draws of y given eta (NumPy): the distribution whose density is :meth:`loglik`.
 
