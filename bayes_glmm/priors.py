@@ -41,6 +41,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from .scaling import column_sds
 from .spec import ModelSpec, py_name
 from .validate import close_matches
 
@@ -242,11 +243,7 @@ def _col_sd(x: np.ndarray) -> float:
     not the unit-scale Normal(0, 2.5) that would pull a real effect to zero.
     """
     x = np.asarray(x, dtype=float)
-    if x.size == 0 or float(np.ptp(x)) == 0.0:
-        return 1.0
-    # divided by the largest |value| first: squares of values below ~1e-154 would underflow
-    m = float(np.max(np.abs(x)))
-    return m * float(np.std(x / m))
+    return 1.0 if x.size == 0 else float(column_sds(x.reshape(-1, 1))[0])
 
 
 def _intercept_col(spec: ModelSpec) -> int | None:

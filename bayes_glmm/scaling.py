@@ -34,7 +34,12 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["DesignScaling", "design_scaling", "scale_design", "unscale_coef", "unscale_cov",
-           "unscale_draws", "scale_coef", "constant_columns", "needs_scaling"]
+           "unscale_draws", "scale_coef", "constant_columns", "column_sds", "needs_scaling", "SCALE_RANGE"]
+
+#: column SDs inside this range are left alone (ML: :func:`needs_scaling`; NUTS:
+#: ``bayes.density.column_scales``): within three orders of magnitude optimizers and a
+#: diagonal mass matrix cope, and ordinary designs are fitted exactly as they are
+SCALE_RANGE = (1e-3, 1e3)
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,22 @@ def constant_columns(X) -> np.ndarray:
     return np.ptp(X, axis=0) == 0.0
 
 
+def column_sds(X) -> np.ndarray:
+    """Population SD of each column of ``X`` (n, p); 1 for a constant column.
+
+    Each column is divided by its largest ``|value|`` first, so columns of 1e-200 do not
+    underflow to SD 0 when squared, nor columns of 1e200 overflow.
+    """
+    X = np.asarray(X, dtype=float)
+    X = X.reshape(len(X), -1)
+    sd = np.ones(X.shape[1])
+    var = ~constant_columns(X)
+    if np.any(var):
+        m = np.max(np.abs(X[:, var]), axis=0)
+        sd[var] = m * np.std(X[:, var] / m, axis=0)
+    return sd
+
+
 def design_scaling(X, *, center: bool = False) -> DesignScaling:
     """The scaling of ``X``: each non-constant column divided by its standard deviation.
 
@@ -99,7 +120,7 @@ def design_scaling(X, *, center: bool = False) -> DesignScaling:
     scale = np.ones(p)
     cen = np.zeros(p)
     if X.shape[0]:
-        sd = np.std(X, axis=0)
+        sd = column_sds(X)
         ok = ~const & np.isfinite(sd) & (sd > 0)
         scale[ok] = sd[ok]
     intercept = None
@@ -144,7 +165,7 @@ def unscale_draws(draws_s, sc: DesignScaling) -> np.ndarray:
     return d @ sc.M.T
 
 
-def needs_scaling(sc: DesignScaling, *, lo: float = 1e-3, hi: float = 1e3) -> bool:
+def needs_scaling(sc: DesignScaling, *, lo: float = SCALE_RANGE[0], hi: float = SCALE_RANGE[1]) -> bool:
     """True when some column's scale lies outside ``[lo, hi]``, or its mean is more than
     ``hi`` of its scales away from 0 (a predictor like a calendar year, 2015 +- 3).
 

@@ -40,7 +40,7 @@ from ..centering import AUTO_THRESHOLD, informativeness, level_scales, row_infor
 from ..families import zi_loglik
 from ..ml.pirls import make_response
 from ..priors import default_scales, slope_blocks, zi_key, zi_slope_blocks
-from ..scaling import constant_columns
+from ..scaling import SCALE_RANGE, column_sds
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
@@ -50,12 +50,11 @@ from .layout import HIERARCHICAL, directions, effects_name, level_effects, level
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_layout",
            "SCALE_RANGE", "column_scales", "scaled_prior", "fixed_layout"]
 
-#: a design column whose SD lies outside this range is divided by its SD in the design the
-#: samplers see (and its coefficient multiplied by it): money in units of 1e12 next to a rate
-#: of 1e-13 otherwise gives the posterior curvatures 50 orders of magnitude apart, which no
-#: diagonal mass matrix adapts to in a warm-up (R-hat 2.9).  Columns inside it are left as
-#: they are, so ordinary models sample exactly as before.
-SCALE_RANGE = (1e-3, 1e3)
+# SCALE_RANGE (from bayes_glmm.scaling): a design column whose SD lies outside it is divided
+# by its SD in the design the samplers see (and its coefficient multiplied by it): money in
+# units of 1e12 next to a rate of 1e-13 otherwise gives the posterior curvatures 50 orders of
+# magnitude apart, which no diagonal mass matrix adapts to in a warm-up (R-hat 2.9).  Columns
+# inside it are left as they are, so ordinary models sample exactly as before.
 
 #: a coefficient whose crude posterior SD (from the rows' Fisher information) lies below this
 #: is sampled in units of that SD (:func:`fixed_layout`): the warm-up regularizes a diagonal
@@ -77,13 +76,7 @@ def column_scales(X, icol=None) -> np.ndarray:
     of exactly zero) when it lies outside :data:`SCALE_RANGE`, else 1; 1 for the intercept ``icol`` and constant columns.
     """
     X = np.asarray(X, dtype=float)
-    d = np.ones(X.shape[1])
-    if X.size:
-        var = ~constant_columns(X)
-        # SDs of the columns divided by their largest |value| first: squares of values below
-        # ~1e-154 underflow (a column of 1e-200 would have SD 0)
-        m = np.max(np.abs(X[:, var]), axis=0)
-        d[var] = m * np.std(X[:, var] / m, axis=0)
+    d = column_sds(X) if X.size else np.ones(X.shape[1])
     d[(d >= SCALE_RANGE[0]) & (d <= SCALE_RANGE[1])] = 1.0
     d[~np.isfinite(d) | (d <= 0.0)] = 1.0
     if icol is not None:
