@@ -29,6 +29,10 @@ def _warn_prior_bounded(spec, priors=None) -> None:
                       UserWarning, stacklevel=validate.user_stacklevel())
 
 
+def _is_auto(centered) -> bool:
+    return isinstance(centered, str) and centered == "auto"
+
+
 class GLMM:
     """A generalized linear mixed model from an lme4-style formula.
 
@@ -101,9 +105,25 @@ class GLMM:
         self.centered = centered
         # validate prior keys and centered names now, at the boundary; the resolved tables
         # (every parameter's prior, every term's parametrization) are what the samplers read
-        from .priors import resolve_priors, resolve_centered
+        from .priors import resolve_centered, resolve_priors
         self.resolved_priors = resolve_priors(self.spec, self.priors)
-        self.centered_terms = resolve_centered(self.spec, centered)
+        # "auto" looks at the data (a pass over the rows per term): decided when a sampler first
+        # asks, so a model only fitted by ML never pays for it; explicit choices are checked now
+        self._centered_terms = None if _is_auto(centered) else resolve_centered(self.spec, centered)
+
+    @property
+    def centered_terms(self) -> dict:
+        """Every term's parametrization for the samplers (:func:`bayes_glmm.priors.resolve_centered`
+        of ``centered``): term name -> False, True or ``"hierarchical"``."""
+        if self._centered_terms is None:
+            from .priors import resolve_centered
+
+            self._centered_terms = resolve_centered(self.spec, self.centered)
+        return self._centered_terms
+
+    @centered_terms.setter
+    def centered_terms(self, value: dict) -> None:
+        self._centered_terms = value
 
     # ---------------------------------------------------------------- variants
     def with_priors(self, priors: Mapping[str, Any]) -> "GLMM":
