@@ -152,7 +152,8 @@ def test_c_helpers_equal_scipy():
 
 
 _RULE_POINTS = {"log": np.geomspace(1e-3, 50, 40), "log1p": np.linspace(-0.9, 30, 40),
-                "log1mexp": -np.geomspace(1e-3, 30, 40), "gammaln": np.geomspace(0.05, 60, 40)}
+                "log1mexp": -np.geomspace(1e-3, 30, 40), "gammaln": np.geomspace(0.05, 60, 40),
+                "sqrt": np.geomspace(1e-3, 50, 40)}
 
 
 def test_derivative_rules_numpy_and_c():
@@ -163,7 +164,7 @@ def test_derivative_rules_numpy_and_c():
     import tempfile
 
     from bayes_glmm.bayes.codegen import C_HELPERS, C_OPS, Emitter
-    from bayes_glmm.bayes.dual import DERIVATIVES, ND_OPS, deriv, seed, value
+    from bayes_glmm.ops.dual import DERIVATIVES, ND_OPS, deriv, seed, value
 
     src = ["#include <math.h>", "#include <stdint.h>", C_HELPERS]
     for name in DERIVATIVES:

@@ -8,7 +8,7 @@ are written once against an ``ops`` math namespace.  Here they are evaluated on 
 for its derivatives in a few input directions (forward-mode automatic differentiation), so
 the C of a value and of its gradient are both generated from the Python formula -- nothing
 is differentiated by hand.  Each elementary function's derivative rule comes from the one
-table :data:`bayes_glmm.bayes.dual.DERIVATIVES`, which the NumPy fallback evaluates on
+table :data:`bayes_glmm.ops.dual.DERIVATIVES`, which the NumPy fallback evaluates on
 arrays.  :mod:`bayes_glmm.bayes.native` assembles these pieces into the
 compiled log-density that its NUTS (``csrc/nuts.c``) samples, and
 ``tests/test_bayes_contract.py`` holds that density equal to the PyMC graph point by point.
@@ -23,7 +23,7 @@ import math
 import re
 from types import SimpleNamespace
 
-from .dual import DERIVATIVES
+from ..ops.dual import DERIVATIVES
 
 __all__ = ["Dual", "Emitter", "C_OPS", "C_FUNCTIONS", "RowProgram", "prior_program", "PRIOR_LOGDENS",
            "prior_params", "PRIOR_CODES", "C_HELPERS", "check_c_source"]
@@ -228,7 +228,8 @@ class _CExpr:
 #: C names of the ``ops`` functions (the stable forms are :data:`C_HELPERS`)
 C_FUNCTIONS = {"exp": "exp", "log": "log", "log1p": "log1p", "expm1": "expm1", "sigmoid": "bg_sigmoid",
                "softplus": "bg_softplus", "log1mexp": "bg_log1mexp", "ndtr": "bg_ndtr",
-               "log_ndtr": "bg_log_ndtr", "gammaln": "lgamma", "tanh": "tanh", "digamma": "bg_digamma"}
+               "log_ndtr": "bg_log_ndtr", "gammaln": "lgamma", "tanh": "tanh", "sqrt": "sqrt",
+               "digamma": "bg_digamma"}
 
 #: the math namespace :data:`~.dual.DERIVATIVES` is evaluated with to give C
 _C_MATH = SimpleNamespace(**{k: (lambda c: lambda e: _CExpr(f"{c}({e.s})"))(C_FUNCTIONS[k])

@@ -106,7 +106,7 @@ def cpc_chol(y, q: int, a, const: float):
     """Cholesky factor of the correlation matrix and log p(y) (LKJ + Jacobians).
 
     :func:`cpc_rows` and :func:`cpc_logp` evaluated on forward-mode dual numbers
-    (:mod:`bayes_glmm.bayes.dual`) in the q(q-1)/2 CPC directions, so their derivatives come
+    (:mod:`bayes_glmm.ops.dual`) in the q(q-1)/2 CPC directions, so their derivatives come
     from the same two definitions.
 
     Parameters
@@ -125,7 +125,7 @@ def cpc_chol(y, q: int, a, const: float):
         ``(J, dlp)`` for :func:`cpc_chol_vjp`: ``J[i, m, k] = dL[i, m] / dy[k]`` and
         ``d log p / dy``.
     """
-    from .dual import ND, ND_OPS, deriv, value
+    from ..ops.dual import ND, ND_OPS, deriv, value
 
     y = np.asarray(y, dtype=float)
     nc = y.size

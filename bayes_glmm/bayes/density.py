@@ -10,7 +10,7 @@ when no C compiler is found.
   design with extreme columns divided by their SD (:func:`fixed_layout`; :meth:`GlmmDensity.expand`
   reports the coefficients on the user's scale);
   :meth:`Family.loglik` and :func:`~bayes_glmm.families.zi_loglik` themselves, evaluated on
-  forward-mode dual numbers (:mod:`bayes_glmm.bayes.dual`) for their derivatives in eta, the
+  forward-mode dual numbers (:mod:`bayes_glmm.ops.dual`) for their derivatives in eta, the
   scale (sigma or the dispersion) and the zero-inflation predictor -- nothing differentiated
   by hand;
 * priors: :data:`PRIOR_LOGP`, the formulas of :data:`bayes_glmm.bayes.codegen.PRIOR_LOGDENS`
@@ -44,7 +44,7 @@ from ..scaling import SCALE_RANGE, column_sds
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
-from .dual import ND, ND_OPS, deriv, seed, value
+from ..ops.dual import ND, ND_OPS, deriv, seed, value
 from .layout import HIERARCHICAL, directions, effects_name, level_effects, level_logp, mode_of
 
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_layout",

@@ -97,6 +97,8 @@ PT_OPS = SimpleNamespace(
     eq=pt.eq,
     square=pt.square,
     clip=pt.clip,
+    tanh=pt.tanh,
+    sqrt=pt.sqrt,
 )
 
 

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import special
 
-from ..families import NUMPY_OPS
+from .numpy_ops import NUMPY_OPS
 
 __all__ = ["ND", "ND_OPS", "DERIVATIVES", "NUMPY_MATH", "seed", "value", "deriv"]
 
@@ -142,12 +142,13 @@ DERIVATIVES = {
     "log_ndtr": lambda x, r, m: m.exp(-0.5 * x * x - _LOG_SQRT_2PI - r),  # density / ndtr
     "gammaln": lambda x, r, m: m.digamma(x),
     "tanh": lambda x, r, m: 1.0 - r * r,
+    "sqrt": lambda x, r, m: 0.5 / r,
 }
 
 #: the math namespace :data:`DERIVATIVES` is evaluated with on arrays
 NUMPY_MATH = SimpleNamespace(exp=np.exp, expm1=np.expm1, sigmoid=special.expit, digamma=special.digamma)
 
-_NUMPY_VALUES = dict(vars(NUMPY_OPS), tanh=np.tanh)
+_NUMPY_VALUES = dict(vars(NUMPY_OPS))
 
 #: :data:`bayes_glmm.families.NUMPY_OPS` on :class:`ND` values (plain arrays pass through)
 ND_OPS = SimpleNamespace(
