@@ -22,6 +22,7 @@ from formulae.environment import Environment
 from formulae.transforms import TRANSFORMS
 
 from . import validate
+from .covariance import default_structure, get_structure
 from .families import Family
 from .formula import (EXPR_FUNCTIONS, FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, ParsedFormula, allowed_function,
                       eval_expr, parse_formula, tokens)
@@ -522,9 +523,13 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
         k = seen.get(r.group, 0)
         seen[r.group] = k + 1
         name = r.group if k == 0 else f"{r.group}.{k}"
+        cov = default_structure(r.correlated, Xr.shape[1])
+        if Xr.shape[1] > 1 and getattr(r, "structure", None) not in (None, "us", "diag"):
+            cov = get_structure(r.structure)  # a scalar term is diag whatever its keyword
+            cov.check(Xr.shape[1], tuple(enc.names), r.text)
         terms.append(RandomTerm(name=name, group=r.group, coef_names=enc.names,
                                 correlated=r.correlated and Xr.shape[1] > 1, codes=codes, levels=levels,
-                                Xr=Xr))
+                                Xr=Xr, cov=cov))
         encoders.append((enc, grp, r.text))
 
     X_zi, zi_enc = None, None

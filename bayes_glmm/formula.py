@@ -341,9 +341,13 @@ class ParsedRandom:
     group_vars : tuple of str
         Columns whose interaction forms the grouping factor, slowest-varying first.
     correlated : bool
-        False for ``||``.
+        False for ``||`` (and for ``diag(...)``).
     text : str
         The term as written, for messages.
+    structure : str
+        The covariance structure's keyword (:data:`bayes_glmm.covariance.STRUCTURES`):
+        ``"us"`` for ``(x | g)``, ``"diag"`` for ``(x || g)``, or the keyword written,
+        ``ar1(0 + factor(t) | g)``.
     """
 
     lhs_terms: tuple
@@ -352,6 +356,7 @@ class ParsedRandom:
     group_vars: tuple
     correlated: bool
     text: str
+    structure: str = "us"
 
     @property
     def lhs(self) -> str:
@@ -430,11 +435,14 @@ def _group_parts(gtext: str, term: str, formula: str) -> list:
     return out
 
 
-def _parse_random(text: str, pos: int, formula: str) -> list:
+def _parse_random(text: str, pos: int, formula: str, structure: str | None = None) -> list:
     inner = _strip_parens(text)
     bars = [i for i, ch, d in _scan(inner) if d == 0 and ch == "|"]
     correlated = True
     if len(bars) == 2 and bars[1] == bars[0] + 1:
+        if structure is not None:
+            raise ValueError(f"random term {structure}{text} at position {pos} of formula {formula!r}: "
+                             f"a covariance structure takes a single '|'; write {structure}(lhs | group)")
         correlated, bars = False, bars[:1]
     if len(bars) != 1:
         raise ValueError(f"random term {text!r} at position {pos} of formula {formula!r} must contain "
@@ -462,9 +470,26 @@ def _parse_random(text: str, pos: int, formula: str) -> list:
             terms.append(piece.replace("^", "**"))
     if not intercept and not terms:
         raise ValueError(f"random term {text!r} has no coefficients; use (1 | group) or (0 + x | group)")
-    label_text = f"({_norm(lhs)} {'|' if correlated else '||'} {_norm(gtext)})"
-    return [ParsedRandom(tuple(terms), intercept, label, gvars, correlated, label_text)
+    label_text = f"{structure or ''}({_norm(lhs)} {'|' if correlated else '||'} {_norm(gtext)})"
+    if structure is None:
+        structure = "us" if correlated else "diag"
+    correlated = correlated and structure != "diag"
+    return [ParsedRandom(tuple(terms), intercept, label, gvars, correlated, label_text, structure)
             for label, gvars in _group_parts(gtext, label_text, formula)]
+
+
+def _structure_call(piece: str):
+    """``("ar1", "(0 + factor(t) | g)")`` when ``piece`` is a covariance structure's keyword
+    applied to one parenthesized random term, else None."""
+    from .covariance import STRUCTURES
+
+    m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\(.*\))", piece, re.S)
+    if m is None or m.group(1) not in STRUCTURES:
+        return None
+    arg = m.group(2)
+    if _strip_parens(arg) == arg or not any(d == 0 and ch == "|" for _, ch, d in _scan(_strip_parens(arg))):
+        return None
+    return m.group(1), arg
 
 
 def parse_formula(formula: str) -> ParsedFormula:
@@ -539,6 +564,13 @@ def parse_formula(formula: str) -> ParsedFormula:
             if sign == "-":
                 raise ValueError(f"'- offset(...)' at position {pos} is not supported; use offset(-(...))")
             offsets.append(om.group(1).strip())
+            continue
+        call = _structure_call(piece)
+        if call is not None:
+            if sign == "-":
+                raise ValueError(f"random term {piece!r} at position {pos} of formula {formula!r} must be "
+                                 f"added on its own as '+ {call[0]}(lhs | group)'")
+            random.extend(_parse_random(call[1], pos, formula, call[0]))
             continue
         if any(ch == "|" for _, ch, _ in _scan(piece)):
             is_bar = bare != piece and any(d == 0 and ch == "|" for _, ch, d in _scan(bare))

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
+from .covariance import default_structure
 from .families import Family
 
 __all__ = ["RandomTerm", "ModelSpec", "NewDesign", "py_name"]
@@ -60,14 +61,19 @@ class RandomTerm:
     coef_names : tuple of str
         Column names of the term's model matrix, e.g. ``("(Intercept)", "Month")``.
     correlated : bool
-        Full covariance (``(x | g)``) when True; independent SDs (``(x || g)``, or q = 1)
-        when False.
+        True when the term has correlation parameters (``(x | g)`` with q > 1, ``cs``,
+        ``ar1``, ``toep``); False for ``(x || g)``, ``diag(...)`` and q = 1.  Derived from
+        :attr:`cov` when that is given.
     codes : ndarray of int, shape (n,)
         Level index of each row, in ``0 .. n_levels - 1``.
     levels : pandas.Index
         Level labels, in code order.
     Xr : ndarray, shape (n, q)
         The term's raw model matrix (the non-zero entries of its Z block).
+    cov : CovStructure
+        The covariance structure (:mod:`bayes_glmm.covariance`): how the term's theta and
+        Lambda, its Bayesian parameters and its VarCorr rows are laid out.  Default: ``us``
+        when ``correlated`` and q > 1, else ``diag``.
     """
 
     name: str
@@ -77,12 +83,17 @@ class RandomTerm:
     codes: np.ndarray
     levels: pd.Index
     Xr: np.ndarray
+    cov: Any = None
 
     def __post_init__(self):
         object.__setattr__(self, "codes", _frozen(np.asarray(self.codes, dtype=np.int64)))
         object.__setattr__(self, "Xr", _frozen(np.asarray(self.Xr, dtype=float)))
         if not isinstance(self.levels, pd.Index):
             object.__setattr__(self, "levels", pd.Index(self.levels))
+        q = self.Xr.shape[1]
+        if self.cov is None:
+            object.__setattr__(self, "cov", default_structure(bool(self.correlated), q))
+        object.__setattr__(self, "correlated", self.cov.n_corr(q) > 0)
 
     @property
     def q(self) -> int:
@@ -95,9 +106,8 @@ class RandomTerm:
 
     @property
     def n_theta(self) -> int:
-        """Number of covariance parameters (lower triangle, or diagonal if uncorrelated)."""
-        q = self.q
-        return q * (q + 1) // 2 if self.correlated else q
+        """Number of covariance parameters (ML theta) of the term's structure."""
+        return self.cov.n_theta(self.q)
 
     @property
     def ident(self) -> str:

@@ -317,7 +317,7 @@ def check_sample_size(spec) -> None:
     n = int(np.sum(np.asarray(spec.weights) > 0))
     X_zi = getattr(spec, "X_zi", None)
     p = int(spec.X.shape[1]) + (0 if X_zi is None else int(np.shape(X_zi)[1]))
-    n_cov = sum(t.q * (t.q + 1) // 2 if t.correlated else t.q for t in terms)
+    n_cov = sum(t.n_theta for t in terms)
     n_disp = int(bool(family.has_sigma or getattr(family, "has_dispersion", False)))
     k = p + n_cov + n_disp
     what = f"{p} fixed effect(s) + {n_cov} random-effect (co)variance(s)" + \

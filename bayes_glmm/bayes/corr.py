@@ -27,37 +27,12 @@ derivatives) from the same two functions (held equal by ``tests/test_bayes_contr
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
-from scipy.special import gammaln
+
+from ..covariance.lkj import cpc_rows, lkj_shape, log_cosh
 
 __all__ = ["lkj_shape", "cpc_rows", "cpc_logp", "cpc_random", "log_cosh", "cpc_chol", "cpc_chol_vjp"]
 
-_LOG2 = math.log(2.0)
-
-
-def lkj_shape(q: int, eta: float, *, per_cpc: bool = False):
-    """(a, const): Beta shape per CPC (order of y) and the log normalizing constant.
-
-    Parameters
-    ----------
-    q : int
-        Size of the correlation matrix.
-    eta : float
-        LKJ shape (> 0).
-    per_cpc : bool
-        Return the constant per CPC (an array summing to the total) instead of its sum.
-
-    Returns
-    -------
-    a : ndarray (q(q-1)/2,)
-    const : float or ndarray
-        ``-sum log int (1 - z^2)^(a-1) dz`` = ``-sum [(2a-1) log 2 + log B(a, a)]``.
-    """
-    a = np.array([eta + (q - 2 - m) / 2.0 for i in range(1, q) for m in range(i)])
-    const = -((2 * a - 1) * _LOG2 + 2 * gammaln(a) - gammaln(2 * a))
-    return a, (const if per_cpc else float(np.sum(const)))
 
 
 def cpc_random(a, rng, size=None):
@@ -65,35 +40,6 @@ def cpc_random(a, rng, size=None):
     a = np.asarray(a, dtype=float)
     shape = a.shape if size is None else tuple(np.atleast_1d(size))
     return np.arctanh(2.0 * rng.beta(a, a, size=shape) - 1.0)
-
-
-def log_cosh(y, ops=np):
-    """log cosh(y), stable for large |y|; ``ops`` is NumPy or the graph's PyTensor namespace."""
-    ay = abs(y)
-    return ay + ops.log1p(ops.exp(-2.0 * ay)) - _LOG2
-
-
-def cpc_rows(z, s, q: int):
-    """The CPC construction itself, for any array library.
-
-    ``z[k]`` and ``s[k] = sqrt(1 - z[k]^2)`` are indexable (NumPy arrays or PyTensor
-    vectors); returns the rows of L and of w as nested lists of scalars (zeros above the
-    diagonal of L), so :func:`cpc_chol` (NumPy) and the PyMC graph
-    (:mod:`bayes_glmm.bayes.graph`) share one definition.
-    """
-    L, W = [], []
-    k = 0
-    for i in range(q):
-        w = [1.0]
-        row = []
-        for m in range(i):
-            row.append(z[k] * w[m])
-            w.append(w[m] * s[k])
-            k += 1
-        row.append(w[i])
-        L.append(row + [0.0] * (q - i - 1))
-        W.append(w + [0.0] * (q - i - 1))
-    return L, W
 
 
 def cpc_logp(log_cosh_y, a, const):

@@ -1,4 +1,4 @@
-"""Random-effect covariance parametrizations shared by both paths (pure NumPy).
+"""lme4's theta layout of the unstructured and diagonal terms, and the VarCorr table (pure NumPy).
 
 lme4's ``theta`` for a term with q coefficients is the lower triangle of its relative
 Cholesky factor Lambda, column-major (diagonal entries bounded below by 0).  For an
@@ -105,7 +105,7 @@ def varcorr_frame(terms, covs, sigma: float | None = None) -> pd.DataFrame:
         names = term.coef_names
         for i, nm in enumerate(names):
             rows.append((term.name, nm, None, float(cov[i, i]), float(sd[i])))
-        if term.correlated:
+        if term.cov.n_corr(term.q) > 0:  # every pair, as lme4's as.data.frame(VarCorr) lists them
             for j in range(len(names)):
                 for i in range(j + 1, len(names)):
                     rows.append((term.name, names[j], names[i], float(cov[i, j]), float(corr[i, j])))
