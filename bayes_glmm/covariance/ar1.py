@@ -54,7 +54,7 @@ class AR1(CovStructure):
         q = R.shape[0]
         if q < 2:
             return np.zeros(0)
-        rho = float(np.clip(np.mean(np.diag(R, -1)), -0.99, 0.99))
+        rho = float(np.clip(np.mean(np.diag(R, -1)), -1.0 + 1e-10, 1.0 - 1e-10))
         return np.array([np.arctanh(rho)])
 
     def theta_names(self, coef_names) -> list:

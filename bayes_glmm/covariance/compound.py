@@ -52,7 +52,7 @@ class CompoundSymmetry(CovStructure):
             return np.zeros(0)
         lo = self._lo(q)
         rho = float(np.mean(R[np.tril_indices(q, -1)]))
-        u = np.clip((rho - lo) / (1.0 - lo), 1e-6, 1.0 - 1e-6)
+        u = np.clip((rho - lo) / (1.0 - lo), 1e-10, 1.0 - 1e-10)
         return np.array([np.arctanh(2.0 * u - 1.0)])
 
     def theta_names(self, coef_names) -> list:

@@ -38,7 +38,7 @@ def acf_to_pacf(r) -> np.ndarray:
     phi, a, v = np.zeros(m), np.zeros(0), 1.0
     for k in range(m):
         p = (r[k + 1] - float(np.dot(a, r[k:0:-1]))) / v if v > 0 else 0.0
-        p = float(np.clip(p, -0.99, 0.99))
+        p = float(np.clip(p, -1.0 + 1e-10, 1.0 - 1e-10))
         a = np.concatenate([a - p * a[::-1], [p]])
         v *= 1.0 - p * p
         phi[k] = p

@@ -41,7 +41,7 @@ class Unstructured(CovStructure):
         for i in range(q):
             w = 1.0
             for m in range(i):
-                z = float(np.clip(C[i, m] / w if w > 0 else 0.0, -0.999999, 0.999999))
+                z = float(np.clip(C[i, m] / w if w > 0 else 0.0, -1.0 + 1e-10, 1.0 - 1e-10))
                 y.append(np.arctanh(z))
                 w *= np.sqrt(1.0 - z * z)
         return np.array(y)
