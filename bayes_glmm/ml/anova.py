@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from . import ddf as _ddf
-from .refit import refit_ml
+from .refit import check_ml_fit, refit_ml
 
 __all__ = ["FixedTerm", "fixed_terms", "contrasts_type1", "contrasts_type3", "anova_table", "anova"]
 
@@ -382,14 +382,11 @@ def anova(*fits, names=None, **kwargs):
     >>> bg.anova(m1, m2)                                             # doctest: +SKIP
     """
     from .lrt import check_same_data
-    from .results import MLResults
 
     if not fits:
         raise ValueError("anova() needs at least one fit: anova(m) for F tests, anova(m1, m2, ...) to compare")
     for i, m in enumerate(fits):
-        if not isinstance(m, MLResults):
-            raise ValueError(f"argument {i + 1} must be an ML fit (MLResults from fit_ml()), got "
-                             f"{type(m).__name__}")
+        check_ml_fit(m, f"argument {i + 1}")
     if len(fits) == 1:
         return fits[0].anova(**kwargs)
     if kwargs:

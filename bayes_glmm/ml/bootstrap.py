@@ -94,8 +94,8 @@ def simulate_responses(res, n: int = 1, random_seed=None) -> pd.DataFrame:
 
 def _refit_one(m: _SimModel, seed):
     """Simulate and refit one replicate: (values, converged, singular, error message)."""
-    from . import fit_raw
-    from .results import SINGULAR_TOL
+    from .fit import fit_raw
+    from .types import SINGULAR_TOL
 
     y = _simulate_one(m, seed)
     spec = dataclasses.replace(m.spec, y=y)
@@ -123,7 +123,7 @@ def _refit_one(m: _SimModel, seed):
 
 
 def _refit_chunk(m: _SimModel, items):
-    from . import _one_blas_thread
+    from .fit import _one_blas_thread
     with _one_blas_thread():
         return [(i, *_refit_one(m, s)) for i, s in items]
 

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from ..validate import user_stacklevel
-from .refit import REFIT_MESSAGE, refit_ml
+from .refit import REFIT_MESSAGE, check_ml_fit, refit_ml
 
 __all__ = ["lrt", "LRTResult", "mixture_pvalue", "check_same_data"]
 
@@ -279,10 +279,8 @@ def lrt(m0, m1, *, refit: bool = True) -> LRTResult:
     >>> bg.lrt(m0, m1).reference                                                 # doctest: +SKIP
     '0.5 chi2_1 + 0.5 chi2_2'
     """
-    from .results import MLResults
     for name, m in (("m0", m0), ("m1", m1)):
-        if not isinstance(m, MLResults):
-            raise ValueError(f"{name} must be an ML fit (MLResults from fit_ml()), got {type(m).__name__}")
+        check_ml_fit(m, name)
     if _npar(m0) > _npar(m1):
         m0, m1 = m1, m0
     s0, s1 = m0.spec, m1.spec

@@ -38,7 +38,6 @@ import warnings
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ..covariance import chol_to_theta
 from ..families import get_family
 from .lmm import fit_lmm, lmm_data, lmm_solve, modes_and_sds
 from .optimize import lambdas_from_theta, minimize_bounded, theta_layout
@@ -183,7 +182,7 @@ def fit_pql(spec, dispersion: bool = True, *, max_iter: int = 10, tol: float = 1
                          f"family or mixture); use fit_ml() (Laplace) or sample()")
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be a positive integer; got {max_iter!r}")
-    from . import _one_blas_thread, check_rank  # the ML path's BLAS pinning and rank check
+    from .fit import _one_blas_thread, check_rank  # the ML path's BLAS pinning and rank check
 
     check_rank(np.asarray(spec.X), spec.fixed_names)
     eta = glm_irls(spec)
@@ -209,7 +208,7 @@ def fit_pql(spec, dispersion: bool = True, *, max_iter: int = 10, tol: float = 1
         lambdas, fit_sigma = lmm.lambdas, sigma
     else:  # non-gaussian MLResults read Lambda as absolute: fold the dispersion in
         lambdas, fit_sigma = [sigma * np.asarray(L) for L in lmm.lambdas], None
-    theta_abs = np.concatenate([chol_to_theta(L, t.correlated) for L, t in zip(lambdas, spec.terms)])
+    theta_abs = np.concatenate([t.cov.theta_from_lambda(L) for L, t in zip(lambdas, spec.terms)])
     fit = MLFit(beta=np.asarray(lmm.beta), theta=theta_abs, sigma=fit_sigma, lambdas=list(lambdas),
                 b=list(lmm.b), b_sd=list(lmm.b_sd), vcov_beta=np.asarray(lmm.vcov_beta), loglik=np.nan,
                 n_params=int(lmm.n_params), method="PQL", reml=False, n_agq=1,

@@ -311,7 +311,7 @@ class _LmmProblem:
     """ML deviance of an LMM in phi = (sd/cor..., sigma) with beta profiled out."""
 
     def __init__(self, res):
-        from . import fit_raw
+        from .fit import fit_raw
         from .lmm import lmm_criterion, lmm_data, lmm_solve
 
         spec = res.spec
@@ -497,7 +497,7 @@ def profile_confint(res, level: float = 0.95, parm=None) -> pd.DataFrame:
     """
     import time
 
-    from . import _one_blas_thread
+    from .fit import _one_blas_thread
 
     t0 = time.perf_counter()
     with _one_blas_thread():

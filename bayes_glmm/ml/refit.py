@@ -11,8 +11,10 @@ import warnings
 import numpy as np
 
 from ..validate import user_stacklevel
+from .fit import fit_raw
+from .types import MLFit
 
-__all__ = ["REFIT_MESSAGE", "refit_ml"]
+__all__ = ["REFIT_MESSAGE", "check_ml_fit", "refit_ml"]
 
 REFIT_MESSAGE = "refitting model(s) with ML (instead of REML)"
 
@@ -32,5 +34,25 @@ def refit_ml(fits: list) -> list:
     if not any(m.reml for m in fits):
         return list(fits)
     warnings.warn(REFIT_MESSAGE, UserWarning, stacklevel=user_stacklevel())
-    from . import fit_ml  # the ML entry point (ml/__init__) imports this module's users
-    return [fit_ml(m.spec, reml=False, start=np.asarray(m.fit.theta, dtype=float)) if m.reml else m for m in fits]
+    # type(m)(spec, raw fit) is what fit_ml builds; calling the class of the fit we were given
+    # keeps this module below the results class (which imports the comparisons that call us)
+    return [type(m)(m.spec, fit_raw(m.spec, reml=False, start=np.asarray(m.fit.theta, dtype=float)))
+            if m.reml else m for m in fits]
+
+
+def check_ml_fit(m, label: str) -> None:
+    """ValueError unless ``m`` is an ML fit (an :class:`~bayes_glmm.ml.results.MLResults`).
+
+    Tested by its raw estimates (an :class:`~bayes_glmm.ml.types.MLFit`, as
+    ``MLResults.__init__`` requires) so that the comparisons need not import the results class,
+    whose methods import them.
+
+    Parameters
+    ----------
+    m : object
+        An argument of :func:`~bayes_glmm.ml.lrt.lrt` or :func:`~bayes_glmm.ml.anova.anova`.
+    label : str
+        How the error names the argument (``"m0"``, ``"argument 2"``).
+    """
+    if not isinstance(getattr(m, "fit", None), MLFit) or not hasattr(m, "spec"):
+        raise ValueError(f"{label} must be an ML fit (MLResults from fit_ml()), got {type(m).__name__}")

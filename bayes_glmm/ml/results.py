@@ -17,22 +17,24 @@ from ..covariance import cov_to_sd_corr, theta_pairs, varcorr_frame
 from ..results import FitResults, ranef_by_group
 from ..spec import ModelSpec
 from .summary_text import format_summary, summary_html
-from .types import MLFit
+from .types import SINGULAR_TOL, MLFit
 from ..validate import user_stacklevel
 
 __all__ = ["MLResults", "SINGULAR_TOL"]
 
-#: lme4's ``isSingular`` tolerance on the (relative) Cholesky factor's diagonal
-SINGULAR_TOL = 1e-4
-
 
 def _theta_names(spec: ModelSpec) -> list:
-    """lme4's ``names(getME(fit, "theta"))``: ``"g.coef"`` and ``"g.row.col"``."""
+    """lme4's ``names(getME(fit, "theta"))``: ``"g.coef"`` and ``"g.row.col"`` for the terms
+    with lme4's theta (``us``, ``diag``); ``"g.<name>"`` with the structure's
+    :meth:`~bayes_glmm.covariance.base.CovStructure.theta_names` for the others."""
     names = []
     for term in spec.terms:
         cn = term.coef_names
-        names += [f"{term.group}.{cn[i]}" if i == j else f"{term.group}.{cn[i]}.{cn[j]}"
-                  for i, j in theta_pairs(term.q, term.correlated)]
+        if term.cov.linear:
+            names += [f"{term.group}.{cn[i]}" if i == j else f"{term.group}.{cn[i]}.{cn[j]}"
+                      for i, j in theta_pairs(term.q, term.cov.n_corr(term.q) > 0)]
+        else:
+            names += [f"{term.group}.{nm}" for nm in term.cov.theta_names(cn)]
     return names
 
 

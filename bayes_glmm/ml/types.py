@@ -10,7 +10,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["MLFit"]
+__all__ = ["MLFit", "SINGULAR_TOL"]
+
+#: lme4's ``isSingular`` tolerance on the (relative) Cholesky factor's diagonal; here, beside
+#: the raw fit, so that the results class and the bootstrap's refits read one value
+SINGULAR_TOL = 1e-4
 
 
 @dataclass(frozen=True)
