@@ -152,7 +152,24 @@ def _sens(refit):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return prior_sensitivity(_correlated_lmm(), SENS_PRIORS, draws=300, tune=300, chains=2, random_seed=1,
-                                 progressbar=False, refit=refit, ml=False)
+                                 progressbar=False, reweight=True, refit=refit, ml=False)
+
+
+def test_variance_prior_on_correlated_term_is_fitted_directly():
+    """Before: resolve_priors refused var_ for a correlated term, so prior_sensitivity reweighted
+    the SD fit and refitted through a private copy of the resolved priors.  Now the model takes
+    the key, and each prior is its own NUTS fit."""
+    m = _correlated_lmm()
+    ig = Prior("InverseGamma", alpha=3.0, beta=[2.0, 0.5])
+    assert "sd_g" not in m.with_priors({"var_g": ig}).resolved_priors
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = prior_sensitivity(m, {"ig": ("variance", ig)}, draws=100, tune=100, chains=1, random_seed=1,
+                                progressbar=False, ml=False)
+    assert (res.table["method"] == "NUTS").all() and res.fits["ig"] is not None
+    assert res.sd_draws["ig"].shape == (100, 2) and np.all(res.sd_draws["ig"] > 0)
+    with pytest.raises(ValueError, match="at least one SD prior"):
+        prior_sensitivity(m, {"ig": ("variance", ig)}, reweight=True, ml=False)
 
 
 def test_prior_sensitivity_refuses_unreliable_reweighting():

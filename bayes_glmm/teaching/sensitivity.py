@@ -3,16 +3,17 @@
 :func:`prior_sensitivity` refits a model under several priors for one term's standard
 deviations (half-normal, half-t, exponential, inverse-gamma on the variance, ...) and
 tabulates the posteriors next to the ML estimate; :func:`bayes_glmm.plots.plot_prior_sensitivity`
-draws prior and posterior densities.
+draws prior and posterior densities.  The prior densities are each kind's SciPy
+distribution (:meth:`bayes_glmm.priors.kinds.PriorKind.scipy`).
 
-A prior can be put on the *variance* instead of the SD by passing ``("variance", Prior)``.
-When the prior keys do not accept such a prior (``var_<ident>`` is refused for a correlated
-term), the posterior under it is first obtained by Pareto-smoothed importance reweighting of
-the first SD-prior fit; the table reports the method and the Pareto k diagnostic.  Above
-k = :data:`K_MAX` (0.7) the reweighted draws are not a posterior (the importance weights have
-no finite variance: a few draws carry all the weight), so the row is refitted by NUTS under
-that prior (``refit=True``, the default; the layout of every sampler takes a variance prior
-on a correlated term) or, with ``refit=False``, reported as NaN with the reason.
+A prior can be put on the *variance* instead of the SD by passing ``("variance", Prior)``
+(the model's ``var_<ident>`` key, for any term).  Every prior is fitted by NUTS; with
+``reweight=True`` only the first SD prior is, and the posterior under each other prior is
+obtained by Pareto-smoothed importance reweighting of that fit (one fit instead of one per
+prior); the table reports the method and the Pareto k diagnostic.  Above k = :data:`K_MAX`
+(0.7) the reweighted draws are not a posterior (the importance weights have no finite
+variance: a few draws carry all the weight), so the row is refitted by NUTS (``refit=True``,
+the default) or, with ``refit=False``, reported as NaN with the reason.
 """
 from __future__ import annotations
 
@@ -21,9 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-
-from ..priors import Prior, resolve_priors
+from ..priors import KINDS, Prior, resolve_priors
 from ._common import find_term, posterior_draws, spec_of
 
 __all__ = ["prior_sensitivity", "default_sd_priors", "prior_pdf", "SensitivityResult", "K_MAX"]
@@ -39,31 +38,13 @@ def _param(v, i):
 
 
 def _scipy_dist(prior: Prior, i: int = 0):
-    a = {k: _param(v, i) for k, v in prior.args.items()}
-    nm = prior.name
-    if nm == "HalfNormal":
-        return stats.halfnorm(scale=a.get("sigma", 1.0)), 1.0
-    if nm == "HalfStudentT":  # |t| has twice the density of t on x > 0
-        return stats.t(df=a.get("nu", 1.0), scale=a.get("sigma", 1.0)), 2.0
-    if nm == "HalfCauchy":
-        return stats.halfcauchy(scale=a.get("beta", 1.0)), 1.0
-    if nm == "Exponential":
-        return stats.expon(scale=a["scale"] if "scale" in a else 1.0 / a.get("lam", 1.0)), 1.0
-    if nm in ("Gamma", "InverseGamma"):
-        if "alpha" in a:
-            alpha, beta = a["alpha"], a.get("beta", 1.0)
-        else:  # mu / sigma parametrisation
-            mu, sd = a["mu"], a["sigma"]
-            alpha = mu ** 2 / sd ** 2 if nm == "Gamma" else mu ** 2 / sd ** 2 + 2
-            beta = mu / sd ** 2 if nm == "Gamma" else mu * (alpha - 1)
-        return (stats.gamma(alpha, scale=1.0 / beta) if nm == "Gamma"
-                else stats.invgamma(alpha, scale=beta)), 1.0
-    if nm == "LogNormal":
-        return stats.lognorm(s=a.get("sigma", 1.0), scale=np.exp(a.get("mu", 0.0))), 1.0
-    if nm == "Weibull":
-        return stats.weibull_min(a["alpha"], scale=a["beta"]), 1.0
-    raise ValueError(f"prior_pdf: no density for {prior!r}; use a positive-support PyMC prior "
-                     f"such as HalfNormal, HalfStudentT, Exponential, Gamma or InverseGamma")
+    """The frozen SciPy distribution of a positive prior (entry ``i`` of vector parameters):
+    its kind's :meth:`~bayes_glmm.priors.kinds.PriorKind.scipy`."""
+    kind = prior.kind
+    if kind.support != "positive" or not kind.proper:
+        raise ValueError(f"prior_pdf: no density for {prior!r}; use a proper positive-support prior such as "
+                         + ", ".join(n for n, k in KINDS.items() if k.support == "positive" and k.proper))
+    return kind.scipy({k: _param(v, i) for k, v in prior.args.items()})
 
 
 def prior_pdf(prior: Prior, x, *, on: str = "sd", coef: int = 0) -> np.ndarray:
@@ -84,10 +65,10 @@ def prior_pdf(prior: Prior, x, *, on: str = "sd", coef: int = 0) -> np.ndarray:
     if on not in ON:
         raise ValueError(f"on={on!r} must be one of {ON}")
     x = np.asarray(x, dtype=float)
-    dist, mult = _scipy_dist(prior, coef)
+    dist = _scipy_dist(prior, coef)
     if on == "sd":
-        return mult * dist.pdf(x)
-    return mult * dist.pdf(x * x) * 2.0 * x
+        return dist.pdf(x)
+    return dist.pdf(x * x) * 2.0 * x
 
 
 def _logpdf(prior, x, on, coef):
@@ -129,30 +110,18 @@ def default_sd_priors(model, term: str | None = None) -> dict:
     }
 
 
-def _with_priors(model, overrides: dict):
-    """A copy of ``model`` with prior overrides added (the user's model is untouched)."""
-    if hasattr(model, "with_priors"):
-        return model.with_priors(overrides)
-    new = copy.copy(model)
-    new.priors = {**getattr(model, "priors", {}), **overrides}
-    new.resolved_priors = resolve_priors(model.spec, new.priors)
-    return new
-
-
-def _with_variance_prior(model, term, prior):
-    """A copy of ``model`` whose resolved priors put ``prior`` on the variances of ``term``.
-
-    :func:`~bayes_glmm.priors.resolve_priors` refuses a ``var_`` key for a correlated term;
-    the samplers' layout takes it all the same (the SDs ``sqrt(var)`` enter the correlation's
-    Cholesky factor as any SDs do; ``tests/test_priors_trust.py`` holds graph = NumPy density =
-    C for it).  Used only to refit a row whose importance weights are unreliable.
-    """
-    new = copy.copy(model)
-    res = dict(model.resolved_priors)
-    res.pop(f"sd_{term.ident}", None)
-    res[f"var_{term.ident}"] = prior
-    new.resolved_priors = res
-    return new
+def _with_prior(model, term, prior, on: str):
+    """A copy of ``model`` with ``prior`` on the SDs (``on="sd"``) or the variances of
+    ``term``; the model's own prior on the other of the two is dropped (one prior per
+    scale).  The user's model is untouched."""
+    key, other = (f"sd_{term.ident}", f"var_{term.ident}") if on == "sd" else (f"var_{term.ident}", f"sd_{term.ident}")
+    base = copy.copy(model)
+    base.priors = {k: v for k, v in getattr(model, "priors", {}).items() if k != other}
+    if hasattr(base, "with_priors"):
+        return base.with_priors({key: prior})
+    base.priors[key] = prior
+    base.resolved_priors = resolve_priors(model.spec, base.priors)
+    return base
 
 
 @dataclass
@@ -208,7 +177,7 @@ def _reweight(ref_draws, ref_prior, new_prior, on, rng):
 
 def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None = None, ml=None,
                       draws: int = 500, tune: int = 500, chains: int = 2, random_seed=None,
-                      refit: bool = True, **sample_kwargs) -> SensitivityResult:
+                      reweight: bool = False, refit: bool = True, **sample_kwargs) -> SensitivityResult:
     """Refit ``model`` under several priors for one term's random-effect SDs.
 
     Parameters
@@ -224,11 +193,15 @@ def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None 
     draws, tune, chains : int
         NUTS settings per fit (keep small: one fit per prior).
     random_seed : int, optional
-        Seed of every fit (the same for all, so differences come from the priors).
+        Seed of every fit (the same for all, so differences come from the priors) and of
+        the resampling of reweighted draws.
+    reweight : bool
+        False (default): every prior is fitted by NUTS.  True: only the first SD prior is;
+        the others are obtained by PSIS importance reweighting of its draws.
     refit : bool
-        A prior obtained by importance reweighting whose Pareto k exceeds :data:`K_MAX` is
-        refitted by NUTS with the same settings (True, the default); with False its row is
-        NaN with the reason, and it has no draws.
+        With ``reweight=True``, a prior whose Pareto k exceeds :data:`K_MAX` is refitted by
+        NUTS with the same settings (True, the default); with False its row is NaN with the
+        reason, and it has no draws.
     **sample_kwargs
         Passed to ``model.sample``.
 
@@ -241,6 +214,10 @@ def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None 
     entries = {lab: _as_entry(lab, v) for lab, v in (sd_priors or default_sd_priors(model, term)).items()}
     if not entries:
         raise ValueError("sd_priors is empty; give at least one label -> Prior")
+    ref = next((lab for lab, (_, on) in entries.items() if on == "sd"), None)
+    if reweight and ref is None:
+        raise ValueError("prior_sensitivity(reweight=True) reweights the fit under an SD prior; give at least "
+                         "one SD prior in sd_priors (label -> Prior), or reweight=False to fit each prior")
     key = f"sd_{t.ident}"
     if ml is None and hasattr(model, "fit_ml"):
         ml = model.fit_ml()
@@ -248,43 +225,31 @@ def prior_sensitivity(model, sd_priors: dict | None = None, *, term: str | None 
     ml_sd = None if ml is None else np.sqrt(np.diag(np.asarray(ml._point_params()[2][k], dtype=float)))
     rng = np.random.default_rng(random_seed)
     sd_draws, fits, meta, unreliable = {}, {}, {}, {}
-    ref = None
-    # direct fits first (SD priors, and variance priors the builder accepts)
-    for lab, (pr, on) in entries.items():
-        over = {key: pr} if on == "sd" else {f"var_{t.ident}": pr}
-        try:
-            m2 = _with_priors(model, over)
-        except ValueError:
-            if on == "sd":
-                raise
-            continue  # variance prior not expressible: reweight below
-        fit = m2.sample(draws=draws, tune=tune, chains=chains, random_seed=random_seed, **sample_kwargs)
-        fits[lab] = fit
-        sd_draws[lab] = posterior_draws(fit, key).reshape(-1, t.q)
+
+    def nuts(pr, on):
+        fit = _with_prior(model, t, pr, on).sample(draws=draws, tune=tune, chains=chains,
+                                                    random_seed=random_seed, **sample_kwargs)
+        return fit, posterior_draws(fit, key).reshape(-1, t.q)
+
+    direct = [ref] if reweight else list(entries)
+    for lab in direct:
+        fits[lab], sd_draws[lab] = nuts(*entries[lab])
         meta[lab] = ("NUTS", np.nan)
-        if ref is None and on == "sd":
-            ref = (lab, pr)
     for lab, (pr, on) in entries.items():
         if lab in sd_draws:
             continue
-        if ref is None:
-            raise ValueError(f"sd_priors[{lab!r}]: a prior on the variance needs at least one SD prior "
-                             f"in sd_priors to reweight from")
-        sd_draws[lab], kh = _reweight(sd_draws[ref[0]], ref[1], pr, on, rng)
+        sd_draws[lab], kh = _reweight(sd_draws[ref], entries[ref][0], pr, on, rng)
         fits[lab] = None
-        meta[lab] = (f"PSIS reweighting of {ref[0]!r}", kh)
+        meta[lab] = (f"PSIS reweighting of {ref!r}", kh)
         if np.isfinite(kh) and kh <= K_MAX:
             continue
-        why = (f"Pareto k = {kh:.2f} > {K_MAX} in the importance reweighting of {ref[0]!r}: the prior "
+        why = (f"Pareto k = {kh:.2f} > {K_MAX} in the importance reweighting of {ref!r}: the prior "
                f"moves the posterior too far for reweighted draws to represent it")
         if not refit:  # never present unreliable reweighted draws as a posterior
             sd_draws[lab] = np.empty((0, t.q))
             unreliable[lab] = why + "; prior_sensitivity(..., refit=True) refits it by NUTS"
             continue
-        fit = _with_variance_prior(model, t, pr).sample(draws=draws, tune=tune, chains=chains,
-                                                        random_seed=random_seed, **sample_kwargs)
-        fits[lab] = fit
-        sd_draws[lab] = posterior_draws(fit, key).reshape(-1, t.q)
+        fits[lab], sd_draws[lab] = nuts(pr, on)
         meta[lab] = (f"NUTS (refit: PSIS k = {kh:.2f} > {K_MAX})", kh)
     rows = []
     for lab, (pr, on) in entries.items():

@@ -18,12 +18,14 @@ Prior keys
     Standard deviations of the random effects of one term (``ident`` is
     :attr:`RandomTerm.ident`, e.g. ``"sd_ID"``).
 ``"var_<ident>"``
-    Prior on the random-effect *variances* of an uncorrelated term (e.g.
+    Prior on the random-effect *variances* of a term (e.g.
     ``Prior("InverseGamma", alpha=1, beta=1)``, the classic conjugate-style choice);
     it replaces the SD prior, and ``sd_<ident> = sqrt(var_<ident>)`` is still reported.
-    Not available for correlated terms, whose SDs enter the LKJ Cholesky prior.
+    For a correlated term the SDs ``sqrt(var)`` and the correlations build the covariance.
 ``"corr_<ident>"``
-    LKJ prior on the correlation matrix of a correlated term (``Prior("LKJ", eta=2)``).
+    LKJ prior on the correlation matrix of a correlated term (``Prior("LKJ", eta=2)``), or
+    on each correlation parameter of a structured one (``cs``, ``ar1``, ``toep``:
+    ``(rho + 1) / 2 ~ Beta(eta, eta)``, default eta = 1).
 ``"sigma"``
     Residual SD (gaussian family).
 ``"theta"``, ``"phi"``, ``"shape"``
@@ -41,106 +43,18 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from .scaling import column_sds
-from .spec import ModelSpec, py_name
-from .validate import close_matches
+from ..scaling import column_sds
+from ..spec import ModelSpec, py_name
+from ..validate import close_matches
+from .kinds import KINDS, get_kind
 
 __all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
            "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks",
            "DISPERSION_KEYS"]
 
-#: distribution name -> (support, accepted parameter names).  Names are PyMC's.
-DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "Normal": ("real", ("mu", "sigma")),
-    "StudentT": ("real", ("nu", "mu", "sigma")),
-    "Cauchy": ("real", ("alpha", "beta")),
-    "Laplace": ("real", ("mu", "b")),
-    "Logistic": ("real", ("mu", "s")),
-    "Flat": ("real", ()),
-    "HalfNormal": ("positive", ("sigma",)),
-    "HalfStudentT": ("positive", ("nu", "sigma")),
-    "HalfCauchy": ("positive", ("beta",)),
-    "Exponential": ("positive", ("lam", "scale")),
-    "Gamma": ("positive", ("alpha", "beta", "mu", "sigma")),
-    "InverseGamma": ("positive", ("alpha", "beta", "mu", "sigma")),
-    "LogNormal": ("positive", ("mu", "sigma")),
-    "Weibull": ("positive", ("alpha", "beta")),
-    "HalfFlat": ("positive", ()),
-    "LKJ": ("corr", ("eta",)),
-}
-
-#: parameters that must be > 0, per distribution (PyMC's parametrizations)
-POSITIVE_PARAMS: dict[str, tuple[str, ...]] = {
-    "Normal": ("sigma",), "StudentT": ("nu", "sigma"), "Cauchy": ("beta",), "Laplace": ("b",),
-    "Logistic": ("s",), "HalfNormal": ("sigma",), "HalfStudentT": ("nu", "sigma"), "HalfCauchy": ("beta",),
-    "Exponential": ("lam", "scale"), "Gamma": ("alpha", "beta", "mu", "sigma"),
-    "InverseGamma": ("alpha", "beta", "mu", "sigma"), "LogNormal": ("sigma",), "Weibull": ("alpha", "beta"),
-    "LKJ": ("eta",),
-}
-
-#: the parameter sets a distribution accepts when it has no defaults for them (one set must be given in full)
-REQUIRED_PARAMS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "StudentT": (("nu",),), "HalfStudentT": (("nu",),), "Cauchy": (("alpha", "beta"),), "Laplace": (("mu", "b"),),
-    "HalfCauchy": (("beta",),), "Exponential": (("lam",), ("scale",)), "Gamma": (("alpha", "beta"), ("mu", "sigma")),
-    "InverseGamma": (("alpha",), ("mu", "sigma")), "Weibull": (("alpha", "beta"),),
-}
-
-
-def _check_params(name: str, params: Mapping[str, Any]) -> None:
-    """Numbers, finite, positive where the distribution needs it, and a complete parameter set."""
-    for k, v in params.items():
-        try:
-            a = np.asarray(v, dtype=float)
-        except (TypeError, ValueError):
-            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} must be a number "
-                             f"(or a list of numbers)") from None
-        if a.size == 0:
-            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} is empty; give a number")
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} must be finite")
-        if k in POSITIVE_PARAMS.get(name, ()) and not np.all(a > 0):
-            raise ValueError(f"Prior({name!r}) parameter {k}={v!r} must be positive (a scale, rate or shape)")
-    sets = REQUIRED_PARAMS.get(name)
-    if sets:
-        complete = [st for st in sets if all(k in params for k in st)]
-        if not complete:
-            want = " or ".join("(" + ", ".join(st) + ")" for st in sets)
-            raise ValueError(f"Prior({name!r}) needs the parameter(s) {want}; got {sorted(params) or 'none'}")
-        if len(sets) > 1 and len(complete) > 1 or (name == "Exponential" and {"lam", "scale"} <= set(params)):
-            raise ValueError(f"Prior({name!r}) got two parametrizations {sorted(params)}; give only one of "
-                             + " or ".join("(" + ", ".join(st) + ")" for st in sets))
-
-
-def _derived_params(name: str, params: Mapping[str, Any]) -> dict:
-    """The parameters a sampler computes from an alternative spelling: Gamma / InverseGamma
-    ``alpha``, ``beta`` from ``mu``, ``sigma`` and Exponential ``lam`` from ``scale`` (PyMC's
-    formulas), as ``name -> (formula, values)``; empty for the other spellings."""
-    a = {k: np.asarray(v, dtype=float) for k, v in params.items()}
-    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
-        if name in ("Gamma", "InverseGamma") and "mu" in a and "sigma" in a:
-            mu, s = a["mu"], a["sigma"]
-            r = (mu / s) ** 2  # squared before the division could overflow where the ratio does not
-            if name == "Gamma":
-                return {"alpha": ("mu^2 / sigma^2", r), "beta": ("mu / sigma^2", (mu / s) / s)}
-            return {"alpha": ("2 + mu^2 / sigma^2", 2.0 + r), "beta": ("mu (mu^2 + sigma^2) / sigma^2", mu * (r + 1.0))}
-        if name == "Exponential" and "scale" in a:
-            return {"lam": ("1 / scale", 1.0 / a["scale"])}
-    return {}
-
-
-def _check_derived(name: str, params: Mapping[str, Any]) -> None:
-    """Derived parameters (:func:`_derived_params`) finite and positive: ``Gamma(mu=1e200,
-    sigma=1e-200)`` has alpha = 1e800, beyond double precision, and would otherwise fail deep in
-    PyMC with a bare OverflowError."""
-    for k, (formula, v) in _derived_params(name, params).items():
-        if not (np.all(np.isfinite(v)) and np.all(v > 0)):
-            given = ", ".join(f"{n}={params[n]!r}" for n in params)
-            bad = np.asarray(v).ravel()
-            bad = bad[~(np.isfinite(bad) & (bad > 0))][0]
-            raise ValueError(
-                f"{name}({given}) gives {k} = {formula} = {bad:g}, outside double precision (it must be "
-                f"a finite number > 0); give less extreme values, or the {name} "
-                f"{'parameter lam' if k == 'lam' else 'parameters alpha and beta'} directly")
+#: distribution name -> (support, accepted parameter names), PyMC's names: a view of the
+#: registry :data:`~bayes_glmm.priors.kinds.KINDS`, where each kind is defined
+DISTRIBUTIONS: dict[str, tuple[str, tuple[str, ...]]] = {n: (k.support, k.param_names) for n, k in KINDS.items()}
 
 
 #: slope / SD multiplier (rstanarm's 2.5)
@@ -155,7 +69,7 @@ class Prior:
     Parameters
     ----------
     dist_name : str
-        PyMC distribution name, one of :data:`DISTRIBUTIONS` (``"Normal"``,
+        PyMC distribution name, a registered kind (:data:`~bayes_glmm.priors.kinds.KINDS`: ``"Normal"``,
         ``"HalfNormal"``, ``"Exponential"``, ``"StudentT"``, ``"LKJ"``, ...).
     **params : float
         The distribution's parameters by PyMC name (``mu``, ``sigma``, ``lam``, ``eta``...).
@@ -167,24 +81,19 @@ class Prior:
     """
 
     def __init__(self, dist_name: str, **params: Any):
-        if dist_name not in DISTRIBUTIONS:
-            raise ValueError(
-                f"unknown prior distribution {dist_name!r}; choose one of {sorted(DISTRIBUTIONS)}"
-            )
-        allowed = DISTRIBUTIONS[dist_name][1]
-        bad = [k for k in params if k not in allowed]
-        if bad:
-            raise ValueError(
-                f"Prior({dist_name!r}) got unknown parameter(s) {bad}; it accepts {list(allowed)}"
-            )
-        _check_params(dist_name, params)
+        get_kind(dist_name).check(params)
         self.name = dist_name
         self.args = dict(params)
 
     @property
+    def kind(self):
+        """The :class:`~bayes_glmm.priors.kinds.PriorKind` record of this distribution."""
+        return get_kind(self.name)
+
+    @property
     def support(self) -> str:
         """``"real"``, ``"positive"`` or ``"corr"``."""
-        return DISTRIBUTIONS[self.name][0]
+        return self.kind.support
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Prior) and other.name == self.name and other.args == self.args
@@ -211,8 +120,8 @@ def as_prior(obj: Any, key: str = "prior") -> Prior:
     """
     if isinstance(obj, Prior):
         try:  # again: the args of a Prior object may have been changed since it was made
-            _check_params(obj.name, obj.args)
-            _check_derived(obj.name, obj.args)
+            obj.kind.check(obj.args)
+            obj.kind.check_derived(obj.args)
         except ValueError as e:
             raise ValueError(f"prior for {key!r}: {e}") from None
         return obj
@@ -225,7 +134,7 @@ def as_prior(obj: Any, key: str = "prior") -> Prior:
             )
         try:
             pr = Prior(str(obj.name), **args)
-            _check_derived(pr.name, pr.args)
+            pr.kind.check_derived(pr.args)
             return pr
         except ValueError as e:
             raise ValueError(f"prior for {key!r}: {e}") from None
@@ -286,6 +195,30 @@ def default_scales(spec: ModelSpec) -> dict:
     return {"s_y": s_y, "loc": loc, "x_sd": x_sd, "xr_sd": xr_sd}
 
 
+def _has_corr(term) -> bool:
+    """Whether a term has correlation parameters (and so a ``corr_<ident>`` prior): its
+    covariance structure's ``n_corr(q) > 0`` (``correlated and q > 1`` for a term built
+    without one)."""
+    cov = getattr(term, "cov", None)
+    return cov.n_corr(term.q) > 0 if cov is not None else bool(term.correlated and term.q > 1)
+
+
+def _corr_eta(term) -> float:
+    """Default eta of a term's ``corr_`` prior: :data:`LKJ_ETA` for the unstructured
+    correlation matrix of ``(x | g)``; 1 for a structure's parameters (``cs``, ``ar1``,
+    ``toep``: ``(rho + 1) / 2 ~ Beta(1, 1)``, uniform on each), unless the structure names its own
+    (``default_corr_eta``)."""
+    cov = getattr(term, "cov", None)
+    if cov is None:
+        return LKJ_ETA
+    own = getattr(cov, "default_corr_eta", None)
+    if own is not None:
+        return float(own)
+    from ..covariance import default_structure
+
+    return LKJ_ETA if type(cov) is type(default_structure(True, term.q)) else 1.0
+
+
 def _defaults(spec: ModelSpec) -> dict:
     sc = default_scales(spec)
     s_y = sc["s_y"]
@@ -300,8 +233,8 @@ def _defaults(spec: ModelSpec) -> dict:
     for t, xs in zip(spec.terms, sc["xr_sd"]):
         sig = [SCALE * s_y / s for s in xs]
         out[f"sd_{t.ident}"] = Prior("HalfNormal", sigma=sig[0] if t.q == 1 else sig)
-        if t.correlated and t.q > 1:
-            out[f"corr_{t.ident}"] = Prior("LKJ", eta=LKJ_ETA)
+        if _has_corr(t):
+            out[f"corr_{t.ident}"] = Prior("LKJ", eta=_corr_eta(t))
     if spec.family.has_sigma:
         out["sigma"] = Prior("Exponential", lam=1.0 / _col_sd(np.asarray(spec.y, dtype=float)))
     if spec.family.has_dispersion:
@@ -413,8 +346,8 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
     spec : ModelSpec
     overrides : dict, optional
         Key -> :class:`Prior` or ``bambi.Prior``.  Keys: ``"Intercept"``, a coefficient
-        name, ``"beta"`` (all slopes), ``"sd_<ident>"``, ``"var_<ident>"`` (variance
-        prior, uncorrelated terms only), ``"corr_<ident>"``, ``"sigma"``, the family's
+        name, ``"beta"`` (all slopes), ``"sd_<ident>"``, ``"var_<ident>"`` (a prior on
+        the variances instead of the SDs), ``"corr_<ident>"``, ``"sigma"``, the family's
         dispersion (``"theta"``, ``"phi"`` or ``"shape"``), ``"zi_Intercept"`` and
         ``"zi_<coef>"`` (zero inflation).
 
@@ -423,7 +356,7 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
     dict
         Key -> :class:`Prior` for every parameter block of the model: ``"Intercept"``
         (when X has one), one entry per slope name, ``"sd_<ident>"`` per term,
-        ``"corr_<ident>"`` per correlated term, ``"sigma"`` (gaussian), the dispersion
+        ``"corr_<ident>"`` per term with correlation parameters, ``"sigma"`` (gaussian), the dispersion
         (negbinomial, nbinom1, gamma, beta), one ``"zi_..."`` per zero-inflation coefficient.  ``"beta"`` is
         not a key of the result; it has been expanded into the slope names.  A
         ``HalfNormal`` SD prior may carry a list of per-coefficient ``sigma``.  A
@@ -433,21 +366,17 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
     ------
     ValueError
         For an unknown key (listing the valid keys), a distribution whose support
-        does not fit the parameter (e.g. a Normal on an SD), a ``var_`` key of a
-        correlated term, or both ``sd_`` and ``var_`` for one term.
+        does not fit the parameter (e.g. a Normal on an SD), or both ``sd_`` and
+        ``var_`` for one term.
     """
     out = _defaults(spec)
     overrides = dict(overrides or {})
-    var_keys = [f"var_{t.ident}" for t in spec.terms if not (t.correlated and t.q > 1)]
+    # every term takes a variance prior: the samplers build a correlated term's covariance
+    # from its SDs (sqrt of the variances) and its correlation parameters separately
+    var_keys = [f"var_{t.ident}" for t in spec.terms]
     valid = list(out) + var_keys + (["beta"] if any(k for k in spec.fixed_names if k != "(Intercept)") else [])
     for t in spec.terms:
         key = f"var_{t.ident}"
-        if key in overrides and t.correlated and t.q > 1:
-            raise ValueError(
-                f"prior key {key!r}: term {t.name!r} is correlated, so its SDs and the LKJ "
-                f"correlation prior build one covariance matrix (LKJCholeskyCov) and a prior on each "
-                f"variance cannot be given separately; put a prior on the SDs (sd_{t.ident}), or make "
-                f"the term uncorrelated with '||' in the formula")
         if key in overrides and f"sd_{t.ident}" in overrides:
             raise ValueError(f"give either sd_{t.ident} or {key} (one prior per random-effect scale), not both")
     unknown = [k for k in overrides if k not in valid]
@@ -461,7 +390,7 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
         pr = as_prior(val, key)
         need = _needed_support(key, spec)
         if pr.support != need:
-            choices = sorted(n for n, (s, _) in DISTRIBUTIONS.items() if s == need)
+            choices = sorted(n for n, k in KINDS.items() if k.support == need)
             raise ValueError(
                 f"prior for {key!r} must have {need} support; {pr.name} does not. Use one of {choices}"
             )
@@ -531,7 +460,7 @@ def resolve_centered(spec: ModelSpec, centered: bool | str | Mapping[str, bool |
         or ``"hierarchical"`` for a term that cannot have it (one scalar ``(1 | g)`` term of a
         model with an intercept).
     """
-    from .centering import AUTO, HIERARCHICAL, auto_parametrization
+    from ..centering import AUTO, HIERARCHICAL, auto_parametrization
 
     names = [t.name for t in spec.terms]
     if isinstance(centered, (bool, np.bool_)):
