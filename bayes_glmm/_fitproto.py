@@ -110,7 +110,7 @@ def posterior_draws(fit, *, ranef: bool = False) -> dict:
     for term in spec.terms:
         k = term.ident
         sd = stack_draws(fit.idata, f"sd_{k}").reshape(beta.shape[0], term.q)
-        if term.correlated and term.q > 1 and f"corr_{k}" in post:
+        if term.cov.n_corr(term.q) > 0 and f"corr_{k}" in post:
             corr = corr_matrices(stack_draws(fit.idata, f"corr_{k}"), term.q)
         else:
             corr = np.broadcast_to(np.eye(term.q), (beta.shape[0], term.q, term.q))

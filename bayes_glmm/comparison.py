@@ -64,7 +64,7 @@ def _posterior_rows(fit, a: float, with_ranef: bool) -> list:
         m, s, lo, hi = _summ(sd, a)
         for j, nm in enumerate(term.coef_names):
             rows.append((f"sd_{term.ident}[{nm}]", "sd", term.group, m[j], s[j], lo[j], hi[j], label))
-        if term.correlated and term.q > 1:
+        if term.cov.n_corr(term.q) > 0:
             with np.errstate(invalid="ignore", divide="ignore"):
                 corr = cov / (sd[:, :, None] * sd[:, None, :])
             for j in range(term.q):

@@ -189,7 +189,7 @@ def test_scalar_term_gradient_fast_path_equals_general(col, fam, zi):
     sl, _, t0 = opt.theta_layout(spec.terms)
     x = np.concatenate([t0 * 0.7 + 0.05, laplace.start_beta(resp) + 0.05, laplace.start_aux(resp) + 0.1])
     lam, pr, r = _modes(x, resp, s, spec.terms, sl, 1, {})
-    E = agq.theta_directions(1, False, 1)
+    E = agq.theta_directions(spec.terms[0], t0)
     g_fast = agq.devgrad(r, s, lam, E, pr, 1)[1]
     g_gen = agq.devgrad(r, s, lam, E, pr, 1, scalar_fast=False)[1]
     np.testing.assert_allclose(g_fast, g_gen, rtol=1e-10, atol=1e-9)

@@ -59,7 +59,7 @@ def _dev_and_grad(spec, x, n_agq):
     slices, _, _ = theta_layout(spec.terms)
     nt = slices[-1].stop
     t = spec.terms[0]
-    E = theta_directions(t.q, t.correlated, t.n_theta)
+    E = theta_directions(t, t.cov.theta_start(t.q))
 
     def dev(xx, grad=False):
         lam = lambdas_from_theta(xx[:nt], spec.terms, slices)

@@ -262,10 +262,14 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
     return float(np.sum(logL)), np.sum(dlogL, axis=0)
 
 
-def theta_directions(term_q: int, correlated: bool, n_theta: int) -> np.ndarray:
-    """``dLambda / dtheta_t`` (n_theta, q, q): theta fills Lambda linearly."""
-    from ..covariance import theta_to_chol
-    return np.stack([theta_to_chol(np.eye(n_theta)[t], term_q, correlated) for t in range(n_theta)])
+def theta_directions(term, theta) -> np.ndarray:
+    """``dLambda / dtheta_t`` (n_theta, q, q) of a term at ``theta`` (its slice of theta).
+
+    From the structure's one definition of Lambda through the dual numbers
+    (:meth:`~bayes_glmm.covariance.base.CovStructure.lambda_jacobian`); constant when the
+    structure is linear (``us``, ``diag``), so the gradient below is exact for any structure.
+    """
+    return term.cov.lambda_jacobian(np.asarray(theta, dtype=float), term.q)
 
 
 def _row_aux_derivs(resp, eta, h: float = 1e-5):
@@ -443,7 +447,7 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
         One term (see :func:`supports_gradient`).
     lambdas : list with one (q, q) array
     E : ndarray (n_theta, q, q)
-        ``dLambda / dtheta`` from :func:`theta_directions`.
+        ``dLambda / dtheta`` at theta from :func:`theta_directions`.
     pr : pirls.PirlsResult
         PIRLS over u only at (theta, beta), with ``r`` and ``mu`` at the mode.
     n_agq : int

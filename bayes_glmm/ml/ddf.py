@@ -279,12 +279,18 @@ def _component_matrices(spec, lambdas, sigma: float):
     n = spec.n
     phis, Gs = [], []
     for term, L in zip(spec.terms, lambdas):
+        if not term.cov.linear:
+            # Sigma = sum phi_r G_r needs a covariance linear in its parameters (every free
+            # element, us; the variances, diag); a structured one (cs, ar1, toep) is not
+            raise ValueError(f"ddf='kenward-roger' needs covariance structures that are linear in their "
+                             f"parameters (us(...) or diag(...)); term {term.name!r} is "
+                             f"{term.cov.name}(...). Use ddf='satterthwaite' for this model.")
         cov = sigma ** 2 * (np.asarray(L) @ np.asarray(L).T)
         Zs = [sparse.csr_matrix((term.Xr[:, i], (np.arange(n), term.codes)), shape=(n, term.n_levels))
               for i in range(term.q)]
         for j in range(term.q):
             for i in range(j, term.q):
-                if i != j and not term.correlated:
+                if i != j and term.cov.n_corr(term.q) == 0:
                     continue
                 G = Zs[i] @ Zs[j].T
                 phis.append(cov[i, j])

@@ -343,9 +343,21 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
     Only for models where :func:`bayes_glmm.ml.agq.supports_gradient` holds (one term,
     canonical link).
     """
+        E = directions(np.asarray(x[:nt], dtype=float))
     nt = sum(t.n_theta for t in terms)
     state = {} if state is None else state
-    E = _agq.theta_directions(terms[0].q, terms[0].correlated, terms[0].n_theta)
+    t0 = terms[0]
+    # dLambda/dtheta: constant for a linear structure, else re-evaluated at each new theta
+    # (kept for the last one: Hessian columns in beta and the aux parameters share it)
+    last = {"theta": None, "E": (_agq.theta_directions(t0, t0.cov.theta_start(t0.q))
+                                 if t0.cov.linear else None)}
+
+    def directions(theta):
+        if t0.cov.linear:
+            return last["E"]
+        if last["theta"] is None or not np.array_equal(last["theta"], theta):
+            last["theta"], last["E"] = theta.copy(), _agq.theta_directions(t0, theta)
+        return last["E"]
 
     def fg(x):
         lambdas, pr, r = _modes(x, resp, s, terms, slices, nt, state)

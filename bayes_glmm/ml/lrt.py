@@ -115,10 +115,50 @@ def _structure(spec) -> dict:
             if c in cols:
                 raise ValueError(f"coefficient {c!r} appears twice for group {term.group!r}")
             cols[c] = term.Xr[:, j]
-        if term.correlated:
+        if term.cov.n_corr(term.q) > 0:
             cn = term.coef_names
             pairs.update(frozenset((cn[i], cn[j])) for j in range(len(cn)) for i in range(j + 1, len(cn)))
     return out
+
+
+def _single_term(spec, group):
+    """The one term on ``group``, or None when it has several."""
+    terms = [t for t in spec.terms if t.group == group]
+    return terms[0] if len(terms) == 1 else None
+
+
+def _cov_nested(a, b, n_points: int = 3) -> bool:
+    """True when every covariance matrix of term ``a``'s structure is one of term ``b``'s
+    (same coefficients): ``diag`` in ``cs``, ``cs``/``ar1`` in ``toep``, everything in ``us``.
+
+    Checked on the structures' own definitions, without a table of names: a few points of
+    ``a``'s parameter space (fixed draws) are projected onto ``b``
+    (:meth:`~bayes_glmm.covariance.base.CovStructure.theta_from_lambda`) and must come back
+    with the same covariance matrix.
+    """
+    q = a.q
+    rng = np.random.default_rng(20240517)
+    lo = a.cov.theta_lower(q)
+    for _ in range(n_points):
+        th = np.where(np.isfinite(lo), rng.uniform(0.5, 1.5, lo.size), rng.uniform(-1.0, 1.0, lo.size))
+        La = a.cov.lambda_(th, q)
+        Sa = La @ La.T
+        Lb = b.cov.lambda_(b.cov.theta_from_lambda(La), q)
+        if not np.allclose(Lb @ Lb.T, Sa, rtol=1e-8, atol=1e-10 * float(np.max(np.abs(Sa)))):
+            return False
+    return True
+
+
+def _structured_pair(s0, s1, g):
+    """(term0, term1) when group ``g`` has one term in each model with the same coefficients
+    and covariance structures that are not both lme4's (``us``/``diag``, handled by pairs of
+    correlated coefficients); else None."""
+    a, b = _single_term(s0, g), _single_term(s1, g)
+    if a is None or b is None or tuple(a.coef_names) != tuple(b.coef_names):
+        return None
+    if a.cov.linear and b.cov.linear:
+        return None
+    return a, b
 
 
 def check_same_data(s0, s1) -> None:
@@ -178,7 +218,7 @@ def _differences(s0, s1) -> dict:
             raise ValueError(f"fixed-effect column {f!r} differs between the models (different coding?); "
                              "they are not nested")
     r0, r1 = _structure(s0), _structure(s1)
-    variances, covariances = [], []
+    variances, covariances, structured = [], [], set()
     for g, (codes0, cols0, pairs0) in r0.items():
         if g not in r1:
             raise ValueError(f"random effects for group {g!r} are in the smaller model only; "
@@ -193,10 +233,25 @@ def _differences(s0, s1) -> dict:
         for c, col in cols0.items():
             if not np.allclose(col, cols1[c]):
                 raise ValueError(f"random coefficient {c!r} for {g!r} differs between the models")
+        pair = _structured_pair(s0, s1, g)
+        if pair is not None:
+            # same coefficients, structured covariances: nested when the smaller structure is
+            # a special case of the larger; the difference in parameters is all interior
+            a, b = pair
+            k = b.n_theta - a.n_theta
+            if (a.cov is not b.cov or k) and (k <= 0 or not _cov_nested(a, b)):
+                raise ValueError(f"the covariance structure {a.cov.name}(...) of term {a.name!r} is not a "
+                                 f"special case of {b.cov.name}(...) in the larger model; the models are "
+                                 f"not nested")
+            covariances += [f"{g}: {b.cov.name} vs {a.cov.name} ({i + 1}/{k})" for i in range(k)]
+            structured.add(g)
+            continue
         if not pairs0 <= pairs1:
             raise ValueError(f"the smaller model correlates random effects for {g!r} that the larger "
                              "keeps independent; the models are not nested")
     for g, (_, cols1, pairs1) in r1.items():
+        if g in structured:
+            continue
         cols0, pairs0 = (r0[g][1], r0[g][2]) if g in r0 else ({}, set())
         variances += [f"{g}: {c}" for c in cols1 if c not in cols0]
         covariances += [f"{g}: {'/'.join(sorted(p))}" for p in pairs1 - pairs0]

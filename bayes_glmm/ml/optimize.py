@@ -13,7 +13,6 @@ import warnings
 import numpy as np
 from scipy import optimize
 
-from ..covariance import theta_lower, theta_start, theta_to_chol
 from ..validate import user_stacklevel
 
 __all__ = ["rank_one_faces", "solve_with_boundary", "resolve_n_starts", "theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
@@ -33,7 +32,8 @@ LOGLIK_DISAGREE = 1e-3
 
 
 def theta_layout(terms):
-    """Slices into theta per term, lower bounds and lme4's start (Lambda = I).
+    """Slices into theta per term, lower bounds and the start (Lambda = I), each from the
+    term's covariance structure (:attr:`RandomTerm.cov <bayes_glmm.spec.RandomTerm>`).
 
     Returns
     -------
@@ -44,8 +44,8 @@ def theta_layout(terms):
     slices, lower, start, pos = [], [], [], 0
     for t in terms:
         slices.append(slice(pos, pos + t.n_theta))
-        lower.append(theta_lower(t.q, t.correlated))
-        start.append(theta_start(t.q, t.correlated))
+        lower.append(t.cov.theta_lower(t.q))
+        start.append(t.cov.theta_start(t.q))
         pos += t.n_theta
     if not terms:
         return [], np.zeros(0), np.zeros(0)
@@ -53,8 +53,9 @@ def theta_layout(terms):
 
 
 def lambdas_from_theta(theta, terms, slices) -> list:
-    """Lambda_k (q_k, q_k) per term from the concatenated theta."""
-    return [theta_to_chol(theta[sl], t.q, t.correlated) for t, sl in zip(terms, slices)]
+    """Lambda_k (q_k, q_k, lower triangular) per term from the concatenated theta, by the
+    term's structure (:meth:`~bayes_glmm.covariance.base.CovStructure.lambda_`)."""
+    return [t.cov.lambda_(theta[sl], t.q) for t, sl in zip(terms, slices)]
 
 
 def fd_gradient(fun, x, h=None):
@@ -331,15 +332,17 @@ def rank_one_faces(x, terms, slices, *, tol: float = 1e-4, corr: float = 0.95) -
     (the randomized agreement test found 0.3-1.4 log-likelihood units).  For each such
     coefficient i this returns two starts: a small variance for i (0.1 on the linear
     predictor's scale) correlated +-``corr`` with the term's largest-variance coefficient.
+    Only unstructured terms have such faces: a structured term's SDs and correlations are
+    separate coordinates (an SD at 0 does not fix a correlation).
     """
-    from ..covariance import chol_to_theta, theta_to_chol
+    from ..covariance.unstructured import UNSTRUCTURED
 
     x = np.asarray(x, dtype=float)
     out = []
     for t, sl in zip(terms, slices):
-        if not t.correlated or t.q < 2:
+        if t.cov is not UNSTRUCTURED or t.q < 2:
             continue
-        L = theta_to_chol(x[sl], t.q, True)
+        L = t.cov.lambda_(x[sl], t.q)
         cov = L @ L.T
         rms = np.sqrt(np.mean(np.asarray(t.Xr) ** 2, axis=0))
         for i in range(t.q - 1):
@@ -361,7 +364,7 @@ def rank_one_faces(x, terms, slices, *, tol: float = 1e-4, corr: float = 0.95) -
                 except np.linalg.LinAlgError:
                     continue
                 y = x.copy()
-                y[sl] = chol_to_theta(Lc, True)
+                y[sl] = t.cov.theta_from_lambda(Lc)
                 out.append(y)
     return out
 
@@ -676,20 +679,28 @@ def optimize_checked(solve, curvature, opt, lower, candidates, *, max_restarts=3
 
 
 def theta_scales(terms) -> np.ndarray:
-    """Per theta coordinate, 1 / rms of its coefficient's column (1 off the diagonal).
+    """Per theta coordinate, 1 / rms of its coefficient's column (1 for the unbounded ones:
+    off-diagonal entries of Lambda, correlation parameters).
 
     Lambda is relative to the covariate's units: theta = 1 on a slope of a covariate of
     mean 50 means an SD of 50 on the linear predictor.  Dividing starting values by the
-    column's root mean square puts every start on the scale of the linear predictor.
+    column's root mean square puts every start on the scale of the linear predictor.  A
+    bounded coordinate is an SD shared by the coefficients ``sd_index`` maps to it (one
+    for ``ar1``): their root mean square.
     """
     out = []
     for t in terms:
         Xr = np.asarray(t.Xr, dtype=float)
         rms = np.sqrt(np.mean(Xr * Xr, axis=0)) if Xr.shape[0] else np.ones(t.q)
         rms = np.where(rms > 1e-12, rms, 1.0)
-        lo = theta_lower(t.q, t.correlated)
+        lo = t.cov.theta_lower(t.q)
         sc = np.ones(t.n_theta)
-        sc[np.isfinite(lo)] = 1.0 / rms
+        bounded = np.flatnonzero(np.isfinite(lo))
+        if bounded.size == t.q:
+            sc[bounded] = 1.0 / rms
+        else:  # fewer SDs than coefficients: each SD's coefficients together
+            idx = t.cov.sd_index(t.q)
+            sc[bounded] = [1.0 / np.sqrt(np.mean(rms[idx == k] ** 2)) for k in range(bounded.size)]
         out.append(sc)
     return np.concatenate(out) if out else np.zeros(0)
 

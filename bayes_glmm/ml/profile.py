@@ -38,6 +38,8 @@ import pandas as pd
 from scipy import optimize, stats
 
 from ..covariance import cov_to_sd_corr, theta_pairs
+from scipy.optimize import least_squares
+from .ddf import _pwrss
 from .optimize import fd_hessian, lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout
 
 __all__ = ["param_index", "param_values", "variance_names", "profile_confint", "wald_confint"]
@@ -57,9 +59,18 @@ def variance_names(spec) -> list:
     out = []
     for term in spec.terms:
         cn = term.coef_names
-        out += [f"sd_{cn[i]}|{term.name}" if i == j else f"cor_{cn[j]}.{cn[i]}|{term.name}"
-                for i, j in theta_pairs(term.q, term.correlated)]
+        if term.cov.linear:
+            out += [f"sd_{cn[i]}|{term.name}" if i == j else f"cor_{cn[j]}.{cn[i]}|{term.name}"
+                    for i, j in theta_pairs(term.q, _has_corr(term))]
+        else:  # a structure's SDs (one per SD, named by its first coefficient), then its correlations
+            idx = term.cov.sd_index(term.q)
+            out += [f"sd_{cn[int(np.flatnonzero(idx == k)[0])]}|{term.name}" for k in range(term.cov.n_sd(term.q))]
+            out += [f"cor_{nm.replace(' ', '')}|{term.name}" for nm in term.cov.corr_names(cn)]
     return out
+
+
+def _has_corr(term) -> bool:
+    return term.cov.n_corr(term.q) > 0
 
 
 def param_index(spec) -> list:
@@ -79,11 +90,18 @@ def param_index(spec) -> list:
     return names
 
 
-def _term_sdcor(L, correlated: bool, scale: float = 1.0) -> np.ndarray:
-    """A term's SDs and correlations in theta order from its relative factor Lambda."""
+def _term_sdcor(L, term, scale: float = 1.0) -> np.ndarray:
+    """A term's SDs and correlations from its relative factor Lambda: in theta order for
+    lme4's layouts (``us``, ``diag``); a structure's SDs then its reported correlations
+    (:meth:`~bayes_glmm.covariance.base.CovStructure.corr_values`) otherwise."""
     L = np.asarray(L, dtype=float)
     sd, corr = cov_to_sd_corr(scale ** 2 * (L @ L.T))
-    if not correlated:
+    cov = term.cov
+    if not cov.linear:
+        idx = cov.sd_index(term.q)
+        sds = [float(np.sqrt(np.mean(sd[idx == k] ** 2))) for k in range(cov.n_sd(term.q))]
+        return np.concatenate([sds, cov.corr_values(corr) if _has_corr(term) else []])
+    if not _has_corr(term):
         return sd
     q = L.shape[0]
     return np.array([sd[i] if i == j else corr[i, j] for j in range(q) for i in range(j, q)])
@@ -105,10 +123,34 @@ def _psd_chol(C: np.ndarray) -> np.ndarray:
     return L
 
 
-def _term_lambda(v, q: int, correlated: bool, scale: float = 1.0) -> np.ndarray:
+def _structure_y(cov, c, q: int) -> np.ndarray:
+    """Unconstrained correlation parameters ``y`` of a structure whose
+    :meth:`~bayes_glmm.covariance.base.CovStructure.corr_values` are ``c`` (least squares: a
+    point outside the structure's set maps to the nearest one it has)."""
+    c = np.clip(np.asarray(c, dtype=float), -1.0 + 1e-12, 1.0 - 1e-12)
+
+    def resid(y):
+        return cov.corr_values(cov.corr_matrix_from_y(y, q)) - c
+
+    r = least_squares(resid, np.arctanh(c), xtol=1e-15, ftol=1e-15, gtol=1e-15)
+    return r.x
+
+
+def _structure_theta(v, term, scale: float = 1.0) -> np.ndarray:
+    """A structured term's theta (relative SDs, then ``y``) from its SDs/correlations."""
+    v = np.asarray(v, dtype=float)
+    nsd = term.cov.n_sd(term.q)
+    y = _structure_y(term.cov, v[nsd:], term.q) if _has_corr(term) else np.zeros(0)
+    return np.concatenate([v[:nsd] / scale, y])
+
+
+def _term_lambda(v, term, scale: float = 1.0) -> np.ndarray:
     """Inverse of :func:`_term_sdcor`: Lambda (relative to ``scale``) from SDs/correlations."""
     v = np.asarray(v, dtype=float)
-    if not correlated:
+    q, cov = term.q, term.cov
+    if not cov.linear:
+        return cov.lambda_(_structure_theta(v, term, scale), q)
+    if not _has_corr(term):
         return np.diag(v / scale)
     sd, corr, k = np.zeros(q), np.eye(q), 0
     for j in range(q):
@@ -128,7 +170,13 @@ def _sdcor_layout(terms):
         n = t.n_theta
         sl.append(slice(pos, pos + n))
         pos += n
-        if t.correlated:
+        if not t.cov.linear:
+            lo.extend([0.0] * t.cov.n_sd(t.q))
+            hi.extend([np.inf] * t.cov.n_sd(t.q))
+            lo_c, hi_c = _corr_bounds(t)
+            lo.extend(lo_c)
+            hi.extend(hi_c)
+        elif _has_corr(t):
             for j in range(t.q):
                 for i in range(j, t.q):
                     lo.append(0.0 if i == j else -1.0)
@@ -139,12 +187,29 @@ def _sdcor_layout(terms):
     return sl, np.array(lo), np.array(hi)
 
 
+def _corr_bounds(term):
+    """Range of each reported correlation of a structure: its values with the parameter's
+    ``y`` at +-20 and the others at 0 (``cs`` goes down to -1/(q - 1) only)."""
+    cov, q = term.cov, term.q
+    nc = cov.n_corr(q)
+    lo, hi = [], []
+    for k in range(nc):
+        ends = []
+        for sgn in (-20.0, 20.0):
+            y = np.zeros(nc)
+            y[k] = sgn
+            ends.append(float(cov.corr_values(cov.corr_matrix_from_y(y, q))[k]))
+        lo.append(max(-1.0, min(ends)))
+        hi.append(min(1.0, max(ends)))
+    return lo, hi
+
+
 def _sdcor_to_lambdas(v, terms, sl, scale=1.0) -> list:
-    return [_term_lambda(v[s], t.q, t.correlated, scale) for t, s in zip(terms, sl)]
+    return [_term_lambda(v[s], t, scale) for t, s in zip(terms, sl)]
 
 
 def _sdcor_from_lambdas(lambdas, terms, scale=1.0) -> np.ndarray:
-    parts = [_term_sdcor(L, t.correlated, scale) for L, t in zip(lambdas, terms)]
+    parts = [_term_sdcor(L, t, scale) for L, t in zip(lambdas, terms)]
     return np.concatenate(parts) if parts else np.zeros(0)
 
 
@@ -315,6 +380,7 @@ class _LmmProblem:
         from .lmm import lmm_criterion, lmm_data, lmm_solve
 
         spec = res.spec
+        self.spec = spec
         self._solve, self._crit = lmm_solve, lmm_criterion
         self.terms = spec.terms
         self.slices, self.theta_lower, _ = theta_layout(self.terms)
@@ -347,7 +413,13 @@ class _LmmProblem:
         lambdas = _sdcor_to_lambdas(phi[:-1], self.terms, self.sdl, sigma)
         sol = self._solve(self.d, lambdas)
         d = self.d
-        return sol["ldL2"] + sol["pwrss"] / sigma ** 2 + d.n * (_LOG_2PI + 2.0 * np.log(sigma)) - d.sum_log_w
+        # pwrss from the residuals: lmm_solve's y'Wy - |c_u|^2 - |c_b|^2 has a rounding error
+        # relative to y'Wy, which pwrss / sigma^2 amplifies without bound as a profile takes
+        # sigma towards 0 (possible when a structured term has one effect per row)
+        spec = self.spec
+        pwrss = _pwrss(spec, d, lambdas, sol, np.asarray(spec.y, dtype=float) - np.asarray(spec.offset, dtype=float),
+                       np.asarray(spec.X, dtype=float), np.asarray(spec.weights, dtype=float))
+        return sol["ldL2"] + pwrss / sigma ** 2 + d.n * (_LOG_2PI + 2.0 * np.log(sigma)) - d.sum_log_w
 
     def dev_beta_j(self, theta, j, b):
         """ML deviance at theta with beta_j = b, the other fixed effects and sigma profiled."""
@@ -411,9 +483,8 @@ class _GlmmProblem:
         self.dev0 = self.dev_x(self.x_hat)
 
     def x_of_phi(self, phi):
-        from ..covariance import chol_to_theta
-        lambdas = _sdcor_to_lambdas(phi[:self.nt], self.terms, self.sdl)
-        th = [chol_to_theta(L, t.correlated) for L, t in zip(lambdas, self.terms)]
+        th = [_structure_theta(phi[sl], t) if not t.cov.linear else t.cov.theta_from_lambda(_term_lambda(phi[sl], t))
+              for t, sl in zip(self.terms, self.sdl)]
         return np.concatenate(th + [phi[self.nt:]])
 
     def dev_phi(self, phi):

@@ -139,14 +139,26 @@ def _g4(v: float) -> str:
 
 
 def random_effects_table(res) -> pd.DataFrame:
-    """The random-effects block of the summary: Groups, Name, Variance, Std.Dev., Corr..."""
+    """The random-effects block of the summary: Groups, Name, Variance, Std.Dev., Corr...
+
+    As glmmTMB prints the structures: a structure with one correlation parameter shows it
+    once, labelled, on the term's first row (``0.77 (ar1)``, ``0.45 (cs)``), and one with a
+    single shared SD (``ar1``) shows only its first coefficient's row; ``us`` and ``toep``
+    show the lower triangle of the correlation matrix, uncorrelated terms no correlations.
+    """
     rows = []
     qmax = max((t.q for t in res.spec.terms), default=1)
     for term, cov in zip(res.spec.terms, res.covs):
         sd, corr = cov_to_sd_corr(cov)
-        for i, name in enumerate(term.coef_names):
+        cs, q = term.cov, term.q
+        compact = bool(cs.title) and cs.n_corr(q) == 1
+        n_rows = 1 if (cs.n_sd(q) == 1 and q > 1) else q
+        for i, name in enumerate(term.coef_names[:n_rows]):
             row = [term.name if i == 0 else "", name, _g4(cov[i, i]), _g4(sd[i])]
-            cells = [f"{corr[i, j]:.2f}" if term.correlated else "" for j in range(i)]
+            if compact:
+                cells = [f"{float(cs.corr_values(corr)[0]):.2f} ({cs.title})"] if i == 0 else []
+            else:
+                cells = [f"{corr[i, j]:.2f}" if cs.n_corr(q) > 0 else "" for j in range(i)]
             row.extend(cells + [""] * (qmax - 1 - len(cells)))
             rows.append(row)
     if res.spec.family.has_sigma and res.sigma is not None:
