@@ -483,14 +483,14 @@ def levels_vs_observations(spec) -> list:
                               if scale else ""),
                            tuple(bad), severity,
                            {"n_levels": {g: seen_groups[g] for g in bad}, "n_obs": n}))
+    for term in spec.terms:
+        if term.q < 2:
+            continue  # q = 1 is the level check above
         if term.cov.n_corr(term.q) > 0 and term.n_theta < term.q * (term.q + 1) // 2:
             # a structured covariance (cs, ar1, toep) has fewer parameters than the q(q+1)/2
             # moments of a level's effects: with one row per level and coefficient its
             # parameters and the residual variance are identified (glmmTMB fits such models)
             continue
-    for term in spec.terms:
-        if term.q < 2:
-            continue  # q = 1 is the level check above
         n_re = term.q * term.n_levels
         if (n <= n_re) if scale else (n < n_re):
             out.append(Finding("random_effects_vs_observations",

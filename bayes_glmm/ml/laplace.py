@@ -343,7 +343,6 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
     Only for models where :func:`bayes_glmm.ml.agq.supports_gradient` holds (one term,
     canonical link).
     """
-        E = directions(np.asarray(x[:nt], dtype=float))
     nt = sum(t.n_theta for t in terms)
     state = {} if state is None else state
     t0 = terms[0]
@@ -361,6 +360,7 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
 
     def fg(x):
         lambdas, pr, r = _modes(x, resp, s, terms, slices, nt, state)
+        E = directions(np.asarray(x[:nt], dtype=float))
         if r.general and not pr.exact_hessian:
             # the Laplace factor fell back to IRLS weights: the analytic gradient (of the
             # exact-Hessian deviance) does not apply here; central differences do
