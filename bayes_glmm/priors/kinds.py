@@ -411,6 +411,25 @@ KINDS: dict[str, PriorKind] = {k.name: k for k in (
 )}
 
 
+_SUPPORT_TEXT = {"real": "real (coefficients, `zi_*`)", "positive": "positive (`sd_*`, `var_*`, `sigma`, dispersion)",
+                 "corr": "correlation (`corr_*`)"}
+
+
+def markdown_table() -> str:
+    """The table of prior kinds in ``docs/priors.md``, generated from :data:`KINDS`
+    (``tests/test_prior_kinds.py`` holds the page to it)."""
+    rows = ["| kind | support | parameters (PyMC's names; default; > 0) | give | location-scale |",
+            "|---|---|---|---|---|"]
+    for k in KINDS.values():
+        ps = ", ".join(f"`{p.name}`" + (f" = {p.default:g}" if p.default is not None else "")
+                       + (" (> 0)" if p.positive else "") for p in k.params) or "none"
+        give = " or ".join("(" + ", ".join(st) + ")" for st in k.required) or "any subset"
+        ls = "yes" if k.loc_scale is not None else "no"
+        note = "" if k.proper else " (improper)"
+        rows.append(f"| `{k.name}`{note} | {_SUPPORT_TEXT[k.support]} | {ps} | {give} | {ls} |")
+    return "\n".join(rows)
+
+
 def get_kind(name: str) -> PriorKind:
     """The registered :class:`PriorKind` called ``name`` (PyMC's distribution name).
 
