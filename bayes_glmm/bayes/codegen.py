@@ -1,7 +1,8 @@
 """C code generated from the single definitions of the model's mathematics.
 
 The families' log-densities (:meth:`bayes_glmm.families.Family.loglik`,
-:func:`~bayes_glmm.families.zi_loglik`), the prior densities (:data:`PRIOR_LOGDENS`), the
+:func:`~bayes_glmm.families.zi_loglik`), the prior densities (each
+:class:`~bayes_glmm.priors.kinds.PriorKind`'s, :data:`PRIOR_LOGDENS`), the
 LKJ/CPC construction (:func:`bayes_glmm.bayes.corr.cpc_rows`, :func:`~bayes_glmm.bayes.corr.cpc_logp`)
 are written once against an ``ops`` math namespace.  Here they are evaluated on symbolic
 *dual numbers* (:class:`Dual`): every operation appends a C statement for its value and
@@ -24,14 +25,10 @@ import re
 from types import SimpleNamespace
 
 from ..ops.dual import DERIVATIVES
+from ..priors.kinds import KINDS, get_kind
 
 __all__ = ["Dual", "Emitter", "C_OPS", "C_FUNCTIONS", "RowProgram", "prior_program", "PRIOR_LOGDENS",
            "prior_params", "PRIOR_CODES", "C_HELPERS", "check_c_source"]
-
-_LOG_2PI = math.log(2.0 * math.pi)
-_LOG_PI = math.log(math.pi)
-_LOG2 = math.log(2.0)
-
 
 def _lit(v: float) -> str:
     v = float(v)
@@ -309,125 +306,21 @@ static double bg_digamma(double x) {
 
 
 # ------------------------------------------------------------------------------- priors
-def _lp_normal(x, mu, s, _, ops):
-    z = (x - mu) / s
-    return -0.5 * z * z - ops.log(s) - 0.5 * _LOG_2PI
-
-
-def _lp_studentt(x, nu, mu, s, ops):
-    z = (x - mu) / s
-    return (ops.gammaln((nu + 1.0) / 2.0) - ops.gammaln(nu / 2.0) - 0.5 * ops.log(nu * math.pi) - ops.log(s)
-            - (nu + 1.0) / 2.0 * ops.log1p(z * z / nu))
-
-
-def _lp_cauchy(x, m, b, _, ops):
-    z = (x - m) / b
-    return -_LOG_PI - ops.log(b) - ops.log1p(z * z)
-
-
-def _lp_laplace(x, mu, b, _, ops):
-    return -ops.log(2.0 * b) - abs(x - mu) / b
-
-
-def _lp_logistic(x, mu, s, _, ops):
-    z = (x - mu) / s
-    return -z - ops.log(s) - 2.0 * ops.softplus(-z)
-
-
-def _lp_flat(x, a0, a1, a2, ops):
-    return x * 0.0
-
-
-def _lp_halfnormal(x, s, _1, _2, ops):
-    return 0.5 * math.log(2.0 / math.pi) - ops.log(s) - 0.5 * (x / s) * (x / s)
-
-
-def _lp_halfstudentt(x, nu, s, _, ops):
-    return (_LOG2 + ops.gammaln((nu + 1.0) / 2.0) - ops.gammaln(nu / 2.0) - 0.5 * ops.log(nu * math.pi)
-            - ops.log(s) - (nu + 1.0) / 2.0 * ops.log1p(x * x / (nu * s * s)))
-
-
-def _lp_halfcauchy(x, b, _1, _2, ops):
-    return _LOG2 - _LOG_PI - ops.log(b) - ops.log1p((x / b) * (x / b))
-
-
-def _lp_exponential(x, lam, _1, _2, ops):
-    return ops.log(lam) - lam * x
-
-
-def _lp_gamma(x, al, be, _, ops):
-    return al * ops.log(be) - ops.gammaln(al) + (al - 1.0) * ops.log(x) - be * x
-
-
-def _lp_invgamma(x, al, be, _, ops):
-    return al * ops.log(be) - ops.gammaln(al) - (al + 1.0) * ops.log(x) - be / x
-
-
-def _lp_lognormal(x, mu, s, _, ops):
-    z = (ops.log(x) - mu) / s
-    return -ops.log(x) - ops.log(s) - 0.5 * _LOG_2PI - 0.5 * z * z
-
-
-def _lp_weibull(x, al, be, _, ops):
-    t = x / be
-    return ops.log(al) - ops.log(be) + (al - 1.0) * ops.log(t) - ops.exp(al * ops.log(t))
-
-
-#: prior name -> log-density f(x, a0, a1, a2, ops) in PyMC's parametrization, with the
-#: canonical parameters of :func:`prior_params`: the one table the compiled density is
-#: generated from (``tests/test_bayes_contract.py`` holds it to PyMC's own logp)
-PRIOR_LOGDENS = {
-    "Normal": _lp_normal, "StudentT": _lp_studentt, "Cauchy": _lp_cauchy, "Laplace": _lp_laplace,
-    "Logistic": _lp_logistic, "Flat": _lp_flat, "HalfNormal": _lp_halfnormal,
-    "HalfStudentT": _lp_halfstudentt, "HalfCauchy": _lp_halfcauchy, "Exponential": _lp_exponential,
-    "Gamma": _lp_gamma, "InverseGamma": _lp_invgamma, "LogNormal": _lp_lognormal,
-    "Weibull": _lp_weibull, "HalfFlat": _lp_flat,
-}
+#: prior name -> log-density f(x, a0, a1, a2, ops) in PyMC's parametrization with the
+#: canonical parameters of :func:`prior_params`: a view of the registry
+#: :data:`bayes_glmm.priors.kinds.KINDS` (each kind's one log-density, from which the
+#: compiled density is generated; ``tests/test_prior_kinds.py`` holds it to SciPy and PyMC)
+PRIOR_LOGDENS = {n: k.logdens for n, k in KINDS.items() if k.support != "corr"}
 PRIOR_CODES = {n: i for i, n in enumerate(PRIOR_LOGDENS)}
 
 
 def prior_params(name: str, args: dict):
     """Canonical (a0, a1, a2) of a prior from its PyMC arguments (defaults and the
-    alternative spellings -- Exponential ``scale``, Gamma/InverseGamma ``mu``/``sigma`` -- resolved)."""
-    import numpy as np
-
-    def g(k, d=None):
-        v = args.get(k, d)
-        if v is None:
-            raise ValueError(f"prior {name} needs the argument {k!r}")
-        return np.asarray(v, dtype=float)
-
-    z = np.asarray(0.0)
-    if name in ("Normal", "LogNormal"):
-        return g("mu", 0.0), g("sigma", 1.0), z
-    if name == "StudentT":
-        return g("nu"), g("mu", 0.0), g("sigma", 1.0)
-    if name == "Cauchy":
-        return g("alpha"), g("beta"), z
-    if name == "Laplace":
-        return g("mu"), g("b"), z
-    if name == "Logistic":
-        return g("mu", 0.0), g("s", 1.0), z
-    if name in ("Flat", "HalfFlat"):
-        return z, z, z
-    if name == "HalfNormal":
-        return g("sigma", 1.0), z, z
-    if name == "HalfStudentT":
-        return g("nu"), g("sigma", 1.0), z
-    if name == "HalfCauchy":
-        return g("beta"), z, z
-    if name == "Exponential":
-        return (g("lam") if "lam" in args else 1.0 / g("scale")), z, z
-    if name in ("Gamma", "InverseGamma"):
-        if "alpha" in args:
-            return g("alpha"), g("beta", 1.0), z
-        mu, s = g("mu"), g("sigma")
-        if name == "Gamma":
-            return mu ** 2 / s ** 2, mu / s ** 2, z
-        return (2 * s ** 2 + mu ** 2) / s ** 2, mu * (mu ** 2 + s ** 2) / s ** 2, z
-    if name == "Weibull":
-        return g("alpha"), g("beta"), z
-    raise ValueError(f"no compiled density for the prior {name!r}")
+    alternative spellings -- Exponential ``scale``, Gamma/InverseGamma ``mu``/``sigma`` -- resolved):
+    :meth:`bayes_glmm.priors.kinds.PriorKind.canonical_args`."""
+    if name not in PRIOR_LOGDENS:
+        raise ValueError(f"no compiled density for the prior {name!r}")
+    return get_kind(name).canonical_args(args)
 
 
 def prior_program(name: str, xexpr: str, pexprs, positive: bool, prefix: str) -> tuple[str, str, str]:

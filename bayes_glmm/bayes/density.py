@@ -13,8 +13,8 @@ when no C compiler is found.
   forward-mode dual numbers (:mod:`bayes_glmm.ops.dual`) for their derivatives in eta, the
   scale (sigma or the dispersion) and the zero-inflation predictor -- nothing differentiated
   by hand;
-* priors: :data:`PRIOR_LOGP`, the formulas of :data:`bayes_glmm.bayes.codegen.PRIOR_LOGDENS`
-  (PyMC's parametrizations) on dual numbers; positive parameters are sampled on the log scale
+* priors: :data:`PRIOR_LOGP`, each prior kind's one log-density (:mod:`bayes_glmm.priors.kinds`,
+  PyMC's parametrizations) on dual numbers; positive parameters are sampled on the log scale
   with PyMC's Jacobian, so the density on the unconstrained space is PyMC's;
 * random terms: uncorrelated ones centered or non-centered, a scalar ``(1 | g)`` one also
   hierarchically centred (``c_<ident>`` = intercept + b, :mod:`~bayes_glmm.bayes.layout`),
@@ -39,7 +39,7 @@ from scipy import sparse
 from ..centering import AUTO_THRESHOLD, informativeness, level_scales, row_information
 from ..families import zi_loglik
 from ..ml.pirls import make_response
-from ..priors import default_scales, slope_blocks, zi_key, zi_slope_blocks
+from ..priors import default_scales, get_kind, slope_blocks, zi_key, zi_slope_blocks
 from ..scaling import SCALE_RANGE, column_sds
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
@@ -62,11 +62,6 @@ __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_la
 #: a tiny step size on every other one.  Ordinary models have no such coefficient.
 INFO_SD = 1e-3
 
-#: the real-support priors (all location-scale families): their (location, scale) arguments
-#: and PyMC's defaults for them
-_LOC_SCALE = {"Normal": (("mu", 0.0), ("sigma", 1.0)), "StudentT": (("mu", 0.0), ("sigma", 1.0)),
-              "Cauchy": (("alpha", None), ("beta", None)), "Laplace": (("mu", None), ("b", None)),
-              "Logistic": (("mu", 0.0), ("s", 1.0)), "Flat": ()}
 
 
 def column_scales(X, icol=None) -> np.ndarray:
@@ -93,9 +88,11 @@ def scaled_prior(prior, d: float):
     ``-log d`` only).  Location and scale are written out (defaults filled in), so that the
     priors of one vector block have the same arguments.
     """
-    spec = _LOC_SCALE.get(prior.name)
-    if spec is None:
-        raise ValueError(f"a prior on a coefficient must have real support; {prior.name} has not")
+    kind = get_kind(prior.name)
+    if kind.loc_scale is None:
+        raise ValueError(f"a prior on a coefficient must have real support (a location-scale family); "
+                         f"{prior.name} has not")
+    spec = kind.location_scale()
     args = dict(prior.args)
     for k, default in spec:
         v = args.get(k, default)
@@ -172,7 +169,7 @@ def _vector_prior(col_priors: dict, cols, vector: bool = False):
     first = col_priors[cols[0]]
     if len(cols) == 1 and not vector:
         return first
-    dflt = dict(_LOC_SCALE.get(first.name, ()))
+    dflt = dict(get_kind(first.name).location_scale())
     keys = list(dict.fromkeys(k for j in cols for k in col_priors[j].args))
     return type(first)(first.name, **{k: [float(np.asarray(col_priors[j].args.get(k, dflt.get(k)), dtype=float))
                                           for j in cols] for k in keys})
@@ -186,8 +183,8 @@ def _shaped(v, shape) -> np.ndarray:
 
 def prior_logp_of(name: str, a0, a1, a2):
     """``f(x) -> (log-density per element, d/dx)`` of one prior with canonical parameters
-    (:func:`~bayes_glmm.bayes.codegen.prior_params`): the formula of
-    :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS` on dual numbers (no derivative by hand)."""
+    (:func:`~bayes_glmm.bayes.codegen.prior_params`): its kind's one log-density
+    (:attr:`~bayes_glmm.priors.kinds.PriorKind.logdens`) on dual numbers (no derivative by hand)."""
     f = PRIOR_LOGDENS[name]
 
     def lp(x):
@@ -203,7 +200,7 @@ def _derived_prior(name: str):
 
 
 #: prior name -> f(x, args) = (pointwise log-density, derivative), PyMC parametrizations;
-#: derived from the one table :data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`
+#: derived from the registry of prior kinds (:data:`~bayes_glmm.bayes.codegen.PRIOR_LOGDENS`)
 PRIOR_LOGP = {name: _derived_prior(name) for name in PRIOR_LOGDENS}
 
 
