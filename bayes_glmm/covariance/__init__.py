@@ -15,6 +15,8 @@ subclass and one line in :data:`STRUCTURES` (or :func:`register_structure`).
 """
 from __future__ import annotations
 
+import copyreg
+
 from .ar1 import AR1_STRUCTURE
 from .base import CovStructure
 from .compound import COMPOUND_SYMMETRY
@@ -45,7 +47,19 @@ def register_structure(structure: CovStructure) -> CovStructure:
     if not isinstance(structure, CovStructure) or not structure.name.isidentifier():
         raise ValueError("a covariance structure must be a CovStructure instance with an identifier name")
     STRUCTURES[structure.name] = structure
+    copyreg.pickle(type(structure), _by_name)
     return structure
+
+
+def _by_name(structure: CovStructure):
+    # one instance per structure: unpickling returns the registered one.  The registry, not
+    # base.py, says so: base.py importing the registry would be an import cycle.
+    return get_structure, (structure.name,)
+
+
+for _s in STRUCTURES.values():
+    copyreg.pickle(type(_s), _by_name)
+del _s
 
 
 def default_structure(correlated: bool, q: int) -> CovStructure:

@@ -187,8 +187,3 @@ class CovStructure:
 
     def __repr__(self) -> str:
         return f"<covariance structure {self.name}>"
-
-    def __reduce__(self):
-        # one instance per structure: unpickling returns the registered one
-        from . import get_structure
-        return (get_structure, (self.name,))
