@@ -70,9 +70,9 @@ def _group_means(spec: ModelSpec, term):
     y = np.asarray(spec.y, dtype=float)
     w = np.asarray(spec.weights, dtype=float)
     n_tr = np.asarray(spec.trials, dtype=float) if (fam.needs_trials and spec.trials is not None) else np.ones(len(y))
-    expo = np.exp(np.asarray(spec.offset, dtype=float)) if fam.link.name == "log" else np.ones(len(y))
+    expo = np.exp(np.asarray(spec.offset, dtype=float)) if fam.link.is_log else np.ones(len(y))
     W = w * n_tr * expo
-    yy = y / n_tr / expo if (fam.needs_trials or fam.link.name == "log") else y
+    yy = y / n_tr / expo if (fam.needs_trials or fam.link.is_log) else y
     codes = np.asarray(term.codes)
     J = term.n_levels
     tot = float(np.sum(W))
@@ -119,14 +119,14 @@ def _crude(spec: ModelSpec, term, others: bool = True):
     codes = np.asarray(term.codes)
     with np.errstate(all="ignore"):
         eta_j = np.asarray(link.link(m), dtype=float)
-        mu_r = m[codes] * expo if link.name == "log" else m[codes]  # per trial
+        mu_r = m[codes] * expo if link.is_log else m[codes]  # per trial
         if not (np.all(np.isfinite(eta_j)) and np.all(np.isfinite(mu_r))):
             return None
         disp = _dispersion(fam, y / n_tr if fam.needs_trials else y, mu_r, w, len(y) - J)
         var = np.asarray(fam.variance(mu_r, disp=disp), dtype=float)
         if fam.has_sigma:  # the gaussian variance function leaves sigma^2 out
             var = var * disp
-        eta_r = eta_j[codes] + (np.log(expo) if link.name == "log" else 0.0)
+        eta_r = eta_j[codes] + (np.log(expo) if link.is_log else 0.0)
         dmu = np.asarray(link.mu_eta(eta_r), dtype=float)
         info_r = w * n_tr * dmu * dmu / var
         info_r = np.where(np.isfinite(info_r), info_r, 0.0)

@@ -23,7 +23,7 @@ from formulae.transforms import TRANSFORMS
 
 from . import validate
 from .covariance import default_structure, get_structure
-from .families import Family
+from .families import Family, zi_families
 from .formula import (EXPR_FUNCTIONS, FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, ParsedFormula, allowed_function,
                       eval_expr, parse_formula, tokens)
 from .spec import ModelSpec, NewDesign, RandomTerm
@@ -307,7 +307,7 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family, trials
     """(y, trials, success_level)."""
     label = parsed.response_label
     if parsed.cbind is not None:
-        if family.name != "binomial":
+        if not family.needs_trials:
             raise ValueError(f"response {label!r} uses cbind(successes, failures), which needs "
                              f"family='binomial' (got {family.name!r}); use family='binomial'")
         if trials is not None:
@@ -319,11 +319,11 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family, trials
     expr = parsed.response.strip()
     col = expr[1:-1] if expr.startswith("`") and expr.endswith("`") else expr
     raw = frame[col] if col in frame.columns else pd.Series(eval_expr(expr, frame, "response"))
-    if family.name == "bernoulli":
+    if family.is_binary and not family.needs_trials:  # one 0/1 trial per row
         y, success = _binary(raw, label)
         return y, None, success
     vals = pd.Series(raw).dropna()
-    if family.name == "binomial" and trials is None and vals.nunique() <= 2 and (
+    if family.needs_trials and trials is None and vals.nunique() <= 2 and (
             not pd.api.types.is_numeric_dtype(vals) or vals.isin((0, 1)).all()):
         # 0/1, bool or two-level data without trials is binary: the likely intent is bernoulli
         raise ValueError(f"binomial response {label!r} needs trials, and it is binary: for "
@@ -390,7 +390,7 @@ def _parse_zi(zi, family: Family):
         raise ValueError(f"zi must be a one-sided formula string such as '~ x' or '~1'; got {zi!r}")
     if not family.allows_zi:
         raise ValueError(f"zi={zi!r}: zero inflation applies to the count families "
-                         f"{', '.join(repr(f) for f in ('poisson', 'negbinomial', 'nbinom1'))}, not {family.name!r}; "
+                         f"{', '.join(repr(f) for f in zi_families())}, not {family.name!r}; "
                          f"drop zi= or change family")
     text = zi.strip()
     if not text.startswith("~"):

@@ -39,6 +39,8 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import linprog
 
+from .families import Family, get_family
+
 __all__ = [
     "Finding",
     "SeparationResult",
@@ -49,12 +51,6 @@ __all__ = [
     "improper_posterior",
     "IMPROPER_PRIORS",
 ]
-
-#: families whose fixed effects can be separated (a 0/1 or successes-of-n response)
-_BINARY = ("bernoulli", "binomial")
-#: families with a residual scale or dispersion parameter (the group / residual split)
-_SCALE = ("gaussian", "negbinomial", "nbinom1", "gamma", "beta")
-
 
 @dataclass(frozen=True)
 class Finding:
@@ -380,8 +376,9 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     return SeparationResult(True, bool(complete), directions, n_sep, d / scale)
 
 
-def _family_name(family: Any) -> str:
-    return getattr(family, "name", family)
+def _family(family: Any) -> Family:
+    """A Family from a Family or a family name."""
+    return family if isinstance(family, Family) else get_family(family)
 
 
 def constant_response(y, family, trials=None) -> Finding | None:
@@ -394,12 +391,12 @@ def constant_response(y, family, trials=None) -> Finding | None:
 
     Returns None when the response varies.
     """
-    fam = _family_name(family)
+    fam = _family(family)
     y = np.asarray(y, dtype=float)
     if len(y) == 0:
         return None
     col = ("(Intercept)",)
-    if fam == "bernoulli" or (fam == "binomial" and trials is None):
+    if fam.is_binary and (not fam.needs_trials or trials is None):
         if np.all(y == y[0]) and y[0] in (0.0, 1.0):
             side = "-inf" if y[0] == 0 else "+inf"
             return Finding("constant_response",
@@ -407,7 +404,7 @@ def constant_response(y, family, trials=None) -> Finding | None:
                            f"estimates do not exist (the intercept -> {side})", col, "warning",
                            {"value": float(y[0])})
         return None
-    if fam == "binomial":
+    if fam.is_binary:  # successes out of trials
         t = np.asarray(trials, dtype=float)
         use = t > 0
         if not use.any():
@@ -420,7 +417,7 @@ def constant_response(y, family, trials=None) -> Finding | None:
                            f"{'-inf' if none else '+inf'})", col, "warning",
                            {"value": 0.0 if none else 1.0})
         return None
-    if fam in ("poisson", "negbinomial", "nbinom1"):
+    if fam.is_count:
         if np.all(y == 0):
             return Finding("constant_response",
                            "every count is 0: the fixed effects' maximum-likelihood estimates do "
@@ -429,7 +426,7 @@ def constant_response(y, family, trials=None) -> Finding | None:
     if np.all(y == y[0]):
         return Finding("constant_response",
                        f"every response equals {y[0]:g}: the residual scale's maximum-likelihood "
-                       f"estimate is 0", col, "error" if fam == "gaussian" else "warning",
+                       f"estimate is 0", col, "error" if fam.lme4_checks else "warning",
                        {"value": float(y[0])})
     return None
 
@@ -458,10 +455,10 @@ def levels_vs_observations(spec) -> list:
     where lme4 stops for this family, ``"warning"`` for the dispersion families that lme4
     does not fit (glmmTMB does not check).
     """
-    fam = _family_name(spec.family)
+    fam = _family(spec.family)
     n = int(spec.n)
-    scale = fam in _SCALE
-    severity = "error" if fam in ("gaussian", "bernoulli", "binomial", "poisson") else "warning"
+    scale = bool(fam.aux_params)  # a residual scale or dispersion: the group / residual split
+    severity = "error" if fam.lme4_checks else "warning"
     out = []
     seen_groups = {}
     for term in spec.terms:
@@ -523,13 +520,13 @@ def check_spec(spec, *, max_separation_cells: int | None = None) -> list:
     ``max_separation_cells`` skips it when X has more entries than that (the ML fit still
     flags estimates running off to infinity).
     """
-    fam = _family_name(spec.family)
+    fam = _family(spec.family)
     findings = []
-    const = constant_response(spec.y, fam, spec.trials if fam == "binomial" else None)
+    const = constant_response(spec.y, fam, spec.trials if fam.needs_trials else None)
     if const is not None:
         findings.append(const)
-    elif fam in _BINARY and (max_separation_cells is None or spec.X.size <= max_separation_cells):
-        trials = spec.trials if fam == "binomial" else None
+    elif fam.is_binary and (max_separation_cells is None or spec.X.size <= max_separation_cells):
+        trials = spec.trials if fam.needs_trials else None
         weights = getattr(spec, "weights", None)
         res = separation(spec.X, spec.y, spec.fixed_names, trials, weights=weights)
         f = res.finding()
@@ -541,10 +538,6 @@ def check_spec(spec, *, max_separation_cells: int | None = None) -> list:
 
 #: prior distributions that do not integrate to one (their density is constant)
 IMPROPER_PRIORS = ("Flat", "HalfFlat")
-#: families whose constant response sends the intercept to +-inf (the scale families' sends the scale to 0)
-_INTERCEPT_CONSTANT = ("bernoulli", "binomial", "poisson", "negbinomial", "nbinom1")
-
-
 def improper_posterior(spec, priors, findings=None) -> Finding | None:
     """A separated direction that no proper prior bounds: the posterior is improper.
 
@@ -574,7 +567,7 @@ def improper_posterior(spec, priors, findings=None) -> Finding | None:
         Kind ``"improper_posterior"``, severity ``"error"``, naming the coefficients (their
         prior keys) and the fix.
     """
-    fam = _family_name(spec.family)
+    fam = _family(spec.family)
     names = list(spec.fixed_names)
     key = {nm: ("Intercept" if nm == "(Intercept)" else nm) for nm in names}
     flat = [nm for nm in names if getattr(priors.get(key[nm]), "name", None) in IMPROPER_PRIORS]
@@ -584,7 +577,9 @@ def improper_posterior(spec, priors, findings=None) -> Finding | None:
         findings = check_spec(spec)
     kinds = {f.kind for f in findings}
     free = None
-    if "constant_response" in kinds and fam in _INTERCEPT_CONSTANT and "(Intercept)" in flat:
+    # a constant response sends the intercept to +-inf (Family.constant_response_unbounded; the
+    # scale families' sends the scale to 0)
+    if "constant_response" in kinds and fam.constant_response_unbounded and "(Intercept)" in flat:
         free = ["(Intercept)"]  # every direction separates: the flat intercept alone runs off
     elif kinds & {"complete_separation", "quasi_complete_separation"}:
         X = np.asarray(spec.X, dtype=float)
@@ -596,7 +591,7 @@ def improper_posterior(spec, priors, findings=None) -> Finding | None:
             # free directions are those of the centered slopes
             centre = has_int and nm != "(Intercept)" and "(Intercept)" not in flat
             cols.append(X[:, j] - X[:, j].mean() if centre else X[:, j])
-        trials = spec.trials if fam == "binomial" else None
+        trials = spec.trials if fam.needs_trials else None
         res = separation(np.column_stack(cols), spec.y, flat, trials, weights=getattr(spec, "weights", None))
         if res.separated:
             free = list(res.columns)

@@ -20,16 +20,11 @@ COV_STRUCTS = ("exchangeable", "independence")
 
 
 def _sm_family(family):
+    """The statsmodels family of a :class:`~bayes_glmm.families.Family` (its
+    ``statsmodels_family``; a quasi-likelihood Gaussian for the families without one, as before)."""
     import statsmodels.api as sm
-    links = {"identity": sm.families.links.Identity, "log": sm.families.links.Log,
-             "logit": sm.families.links.Logit, "probit": sm.families.links.Probit,
-             "cloglog": sm.families.links.CLogLog}
-    link = links[family.link.name]()
-    if family.name in ("bernoulli", "binomial"):
-        return sm.families.Binomial(link=link)
-    if family.name == "poisson":
-        return sm.families.Poisson(link=link)
-    return sm.families.Gaussian(link=link)
+    link = getattr(sm.families.links, family.link.statsmodels_name)()
+    return getattr(sm.families, family.statsmodels_family or "Gaussian")(link=link)
 
 
 def _sm_cov_struct(cov_struct):
@@ -119,7 +114,7 @@ def fit_gee(model_or_formula, data: pd.DataFrame | None = None, family: str = "b
     g = _groups_from(spec, data, groups)
     y, X, off = np.asarray(spec.y), np.asarray(spec.X), np.asarray(spec.offset)
     fam = spec.family
-    if fam.name == "binomial":
+    if fam.needs_trials:  # successes out of n -> n binary rows (statsmodels' GEE takes 0/1)
         n = np.asarray(spec.trials).astype(int)
         rows = np.repeat(np.arange(spec.n), n)
         within = np.arange(rows.size) - np.repeat(np.cumsum(n) - n, n)

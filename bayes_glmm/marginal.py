@@ -42,12 +42,13 @@ import pandas as pd
 from scipy import stats
 
 from ._fitproto import is_posterior, point_params, posterior_draws
+from .families.links import ZLA_C2 as LINK_ZLA_C2
 
 __all__ = ["gauss_hermite_normal", "random_effect_sd", "integrate_mean", "marginal_means",
            "marginal_effects", "marginal_coefficients", "fit_gee", "ZLA_C2"]
 
 #: (16 sqrt(3) / (15 pi))^2, the logistic-to-normal scaling of Zeger, Liang & Albert (1988)
-ZLA_C2 = (16.0 * np.sqrt(3.0) / (15.0 * np.pi)) ** 2
+ZLA_C2 = LINK_ZLA_C2
 
 
 def fit_gee(*args, **kwargs):
@@ -100,7 +101,7 @@ def integrate_mean(eta, s, link, *, n_quad: int = 40, method: str = "quadrature"
         (``random_seed``) -- the reference for tests.
     """
     eta, s = np.broadcast_arrays(np.asarray(eta, dtype=float), np.asarray(s, dtype=float))
-    if link.name == "identity":
+    if link.is_identity:
         return eta.copy()
     if method == "quadrature":
         x, w = gauss_hermite_normal(n_quad)
@@ -147,16 +148,9 @@ def _simulate_y(spec, beta, covs, sigma, rng, disp=None):
         b = rng.standard_normal((term.n_levels, term.q)) @ L.T
         eta = eta + term.contribution(b)
     fam = spec.family
-    if fam.has_dispersion:
-        return np.asarray(fam.random(eta, rng, disp=disp), dtype=float)
-    mu = fam.mean(eta)
-    if fam.name == "bernoulli":
-        return rng.binomial(1, np.clip(mu, 0, 1)).astype(float)
-    if fam.name == "binomial":
-        return rng.binomial(spec.trials.astype(int), np.clip(mu, 0, 1)).astype(float)
-    if fam.name == "poisson":
-        return rng.poisson(mu).astype(float)
-    return mu + (sigma if sigma is not None else 1.0) * rng.standard_normal(mu.shape)
+    trials = spec.trials.astype(int) if fam.needs_trials else None
+    return np.asarray(fam.random(eta, rng, trials=trials, sigma=1.0 if sigma is None else sigma, disp=disp),
+                      dtype=float)
 
 
 def _dispersion(fit):
@@ -361,15 +355,7 @@ def _marginal_eta(eta, s, link, method, n_quad):
     """Marginal link-scale predictor per row: exact (projection) or ZLA approximation."""
     if method == "projection":
         return link.link(integrate_mean(eta, s, link, n_quad=n_quad))
-    if link.name == "identity":
-        return eta
-    if link.name == "log":
-        return eta + s ** 2 / 2.0
-    if link.name == "logit":
-        return eta / np.sqrt(1.0 + ZLA_C2 * s ** 2)
-    if link.name == "probit":
-        return eta / np.sqrt(1.0 + s ** 2)
-    raise ValueError(f"method='zla' has no approximation for the {link.name!r} link; use method='projection'")
+    return link.zla_eta(eta, s)
 
 
 def marginal_coefficients(fit, *, method: str = "projection", newdata: pd.DataFrame | None = None,

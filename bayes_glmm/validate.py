@@ -298,8 +298,7 @@ def check_weights(w: np.ndarray, label: str = "weights") -> None:
 
 def check_trials_family(trials: Any, family) -> None:
     """``trials=`` only where the family counts trials (binomial)."""
-    needs = getattr(family, "needs_trials", family.name == "binomial")
-    if trials is not None and not needs:
+    if trials is not None and not family.needs_trials:
         raise ValueError(f"trials= applies to family='binomial' only (got family={family.name!r}); drop "
                          f"trials= or use family='binomial'")
 

@@ -68,37 +68,7 @@ def latent_residual_variance(family, link: str | None = None, *, mu=None, sigma=
         latent-scale definition (gaussian with log link).
     """
     fam = family if isinstance(family, Family) else get_family(family, link)
-    if fam.name == "gaussian":
-        if fam.link.name != "identity":
-            raise ValueError("ICC for a gaussian family with log link is not defined here; "
-                             "use link='identity'")
-        if sigma is None:
-            raise ValueError("gaussian ICC needs sigma= (the residual SD)")
-        return np.asarray(sigma, dtype=float) ** 2
-    if fam.name in ("poisson", "negbinomial", "nbinom1"):
-        if mu is None:
-            raise ValueError(f"{fam.name} ICC needs mu= (the mean count lambda) for the log-normal "
-                             "residual variance log(1 + Var(y | mu) / mu^2)")
-        mu = np.asarray(mu, dtype=float)
-        if np.any(mu <= 0):
-            raise ValueError(f"mu must be positive for the {fam.name} residual variance; got {mu.min():g}")
-        if fam.name == "poisson":
-            return np.log1p(1.0 / mu)
-        if disp is None:
-            raise ValueError(f"{fam.name} ICC needs disp= (the dispersion {fam.dispersion_name})")
-        disp = np.asarray(disp, dtype=float)
-        # Nakagawa, Johnson & Schielzeth (2017), log-normal approximation
-        return np.log1p(1.0 / mu + 1.0 / disp) if fam.name == "negbinomial" else np.log1p((1.0 + disp) / mu)
-    if fam.name == "gamma":
-        if fam.link.name != "log":
-            raise ValueError("the latent-scale ICC of a gamma model is defined for the log link only")
-        if disp is None:
-            raise ValueError("gamma ICC needs disp= (the shape)")
-        return np.log1p(1.0 / np.asarray(disp, dtype=float))  # log-normal approximation (Nakagawa 2017)
-    if fam.name == "beta":
-        raise ValueError("a latent-scale ICC is not defined for the beta family; report the random-effect "
-                         "variances on the logit scale instead")
-    return fam.latent_variance
+    return fam.latent_residual_variance(mu=mu, sigma=sigma, disp=disp)
 
 
 def icc_from_variances(variances, residual_variance) -> np.ndarray:

@@ -37,9 +37,11 @@ from .links import LINKS, Link
 from .nbinom1 import NBinom1
 from .negbinomial import NegBinomial
 from .poisson import Poisson
+from .table import docs_table as _docs_table
 from .zi import zi_eta_derivs, zi_loglik
 
-__all__ = ["Link", "Family", "AuxParam", "get_family", "register_family", "family_class", "softplus_and_expit",
+__all__ = ["Link", "Family", "AuxParam", "get_family", "register_family", "unregister_family", "family_class",
+           "zi_families", "docs_table", "softplus_and_expit",
            "NUMPY_OPS", "FAMILIES", "LINKS", "DISPERSION", "ZI_FAMILIES", "ALIASES", "REGISTRY",
            "zi_loglik", "zi_eta_derivs"]
 
@@ -84,12 +86,30 @@ def register_family(cls: type[Family]) -> type[Family]:
         DISPERSION[name] = cls.aux_params[0].name
     else:
         DISPERSION.pop(name, None)
-    ZI_FAMILIES = tuple(n for n, c in REGISTRY.items() if c.allows_zi)
+    ZI_FAMILIES = zi_families()
     return cls
 
 
-for _cls in (Gaussian, Bernoulli, Binomial, Poisson, NegBinomial, NBinom1, Gamma, Beta):
-    register_family(_cls)
+def unregister_family(name: str) -> None:
+    """Remove a registered family and its aliases (a test's or a session's own family)."""
+    global ZI_FAMILIES
+    cls = REGISTRY.pop(name)
+    FAMILIES.pop(name, None)
+    DISPERSION.pop(name, None)
+    for a in cls.aliases:
+        if ALIASES.get(a) == name:
+            del ALIASES[a]
+    ZI_FAMILIES = zi_families()
+
+
+def docs_table() -> str:
+    """The families table of ``docs/families.md`` (Markdown), from the registry."""
+    return _docs_table(REGISTRY.values())
+
+
+def zi_families() -> tuple:
+    """Names of the registered families that admit zero inflation (``zi=``)."""
+    return tuple(n for n, c in REGISTRY.items() if c.allows_zi)
 
 
 def family_class(name: str) -> type[Family]:
@@ -138,3 +158,8 @@ def get_family(family: str | Family = "gaussian", link: str | None = None) -> Fa
     if lk not in cls.links:
         raise ValueError(f"link {link!r} is not available for family {fam!r}; choose one of {list(cls.links)}")
     return cls(Link(lk))
+
+
+#: the registry: one line per family (its module is the rest)
+for _cls in (Gaussian, Bernoulli, Binomial, Poisson, NegBinomial, NBinom1, Gamma, Beta):
+    register_family(_cls)

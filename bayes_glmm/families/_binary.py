@@ -15,6 +15,7 @@ class BinaryFamily(Family):
 
     links = ("logit", "probit", "cloglog")
     is_binary = True
+    lme4_checks = True
     canonical_link = "logit"
     constant_response_unbounded = True
     statsmodels_family = "Binomial"

@@ -17,6 +17,20 @@ class CountFamily(Family):
     allows_zi = True
     constant_response_unbounded = True
 
+    def latent_residual_variance(self, *, mu=None, sigma=None, disp=None):
+        """The log-normal approximation ``log(1 + Var(y | mu) / mu^2)`` (Nakagawa, Johnson &
+        Schielzeth 2017): ``log(1 + 1/mu)`` for poisson, ``log(1 + 1/mu + 1/theta)`` for NB2,
+        ``log(1 + (1 + phi)/mu)`` for NB1; ``mu`` is the mean count lambda."""
+        if mu is None:
+            raise ValueError(f"{self.name} ICC needs mu= (the mean count lambda) for the log-normal "
+                             "residual variance log(1 + Var(y | mu) / mu^2)")
+        mu = np.asarray(mu, dtype=float)
+        if np.any(mu <= 0):
+            raise ValueError(f"mu must be positive for the {self.name} residual variance; got {mu.min():g}")
+        if self.aux_params and disp is None:
+            raise ValueError(f"{self.name} ICC needs disp= (the dispersion {self.dispersion_name})")
+        return np.log1p(self.variance(mu, disp=None if disp is None else np.asarray(disp, dtype=float)) / (mu * mu))
+
     def mustart(self, y, n_trials=1.0, weights=1.0):
         return np.asarray(y, dtype=float) + 0.1  # log(0) is not a start
 

@@ -64,6 +64,8 @@ class AuxParam:
         so the moment start errs towards overdispersion).
     prior_doc : str
         The default prior and why, for ``docs/priors.md`` and error messages.
+    r_note : str
+        How lme4/glmmTMB name or parametrise it, for the families table in ``docs/families.md``.
     """
 
     name: str
@@ -74,6 +76,7 @@ class AuxParam:
     bounds: tuple = (0.0, float("inf"))
     start_range: tuple = (0.05, 1e3)
     prior_doc: str = ""
+    r_note: str = ""
 
     def ml_start(self, m: float, v: float) -> float:
         """The clipped ML starting value from the response's weighted mean and variance."""
@@ -118,10 +121,21 @@ class Family:
     aux_params: ClassVar[tuple] = ()
     #: a constant response sends the intercept to +-inf (the scale families' sends the scale to 0)
     constant_response_unbounded: ClassVar[bool] = False
+    #: lme4 (lmer/glmer) fits the family and stops on too few observations per level; the
+    #: others are checked as glmmTMB does, with warnings (:mod:`bayes_glmm.diagnostics`)
+    lme4_checks: ClassVar[bool] = False
     #: the conditional variance, as a summary prints it
     variance_formula: ClassVar[str] = ""
+    #: the response and the conditional variance as the docs table shows them
+    response_doc: ClassVar[str] = ""
+    variance_doc: ClassVar[str] = ""
+    #: a note per link for the docs table (``{"log": "Bayesian path only"}``)
+    link_notes: ClassVar[dict] = {}
     #: statsmodels family class for GEE (None: GEE does not support the family)
     statsmodels_family: ClassVar[str | None] = None
+    #: registry names of the families this one reduces to at a boundary of its auxiliary
+    #: parameter (poisson is NB2 at 1/theta = 0): nested models for a likelihood-ratio test
+    nested_families: ClassVar[tuple] = ()
 
     __slots__ = ("link",)
 
@@ -179,6 +193,17 @@ class Family:
         return self.aux_params[0].name if self.aux_params else None
 
     @property
+    def is_linear(self) -> bool:
+        """True for a linear mixed model (gaussian, identity link): closed-form profiled ML/REML,
+        t and F reference distributions."""
+        return False
+
+    def nests(self, other: "Family") -> bool:
+        """True when ``other`` is this family at a boundary value of its auxiliary parameter
+        (same link): a likelihood-ratio test between them is a boundary test."""
+        return other.link == self.link and other.name in self.nested_families
+
+    @property
     def is_canonical(self) -> bool:
         """True when the link is the family's :attr:`canonical_link`."""
         return self.canonical_link is not None and self.link.name == self.canonical_link
@@ -196,6 +221,15 @@ class Family:
         families only (a Beta response has no latent binary threshold model).
         """
         return self.link.latent_variance if self.is_binary else None
+
+    def latent_residual_variance(self, *, mu=None, sigma=None, disp=None):
+        """Distribution-specific residual variance on the link scale, for latent-scale ICCs
+        (Nakagawa, Johnson & Schielzeth 2017): the link's latent variance for the binary
+        families; families without one raise ValueError."""
+        if self.is_binary:
+            return self.link.latent_variance
+        raise ValueError(f"a latent-scale ICC is not defined for the {self.name} family; report the "
+                         f"random-effect variances on the link scale instead")
 
     # --- auxiliary parameters by name ---------------------------------------------------
     def aux_values(self, kw: Mapping[str, Any]) -> dict:

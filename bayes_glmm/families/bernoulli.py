@@ -13,6 +13,8 @@ class Bernoulli(BinaryFamily):
 
     name = "bernoulli"
     r_name = "binomial"
+    response_doc = "0/1, bool, two-level factor"
+    variance_doc = "μ(1−μ)"
 
     def _random(self, mu, rng, *, trials=None):
         return (rng.random(mu.shape) < mu).astype(np.int64)

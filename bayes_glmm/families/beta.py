@@ -14,6 +14,7 @@ PHI = AuxParam(
     start=lambda m, v: m * (1.0 - m) / v - 1.0 if v > 0 else 10.0,
     prior_doc="InverseGamma(0.5, 2): 1/sqrt(phi) ~ HalfNormal(0.5), about the SD of y relative to "
               "a Bernoulli's with the same mean",
+    r_note="glmmTMB's `sigma`",
 )
 
 
@@ -26,6 +27,12 @@ class Beta(Family):
     continuous = True
     aux_params = (PHI,)
     variance_formula = "Var = mu (1 - mu)/(1 + phi)"
+    response_doc = "0 < y < 1"
+    variance_doc = "μ(1−μ)/(1+φ)"
+
+    def latent_residual_variance(self, *, mu=None, sigma=None, disp=None):
+        raise ValueError("a latent-scale ICC is not defined for the beta family; report the random-effect "
+                         "variances on the logit scale instead")
 
     def _variance(self, mu, ops, *, phi):
         return mu * (1.0 - mu) / (1.0 + phi)

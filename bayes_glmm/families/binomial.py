@@ -14,6 +14,8 @@ class Binomial(BinaryFamily):
 
     name = "binomial"
     needs_trials = True
+    response_doc = "successes of `trials` / `cbind(s, f)`"
+    variance_doc = "nμ(1−μ)"
 
     def _random(self, mu, rng, *, trials=None):
         n = np.broadcast_to(np.asarray(trials, dtype=np.int64), mu.shape)

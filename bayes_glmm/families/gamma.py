@@ -13,6 +13,7 @@ SHAPE = AuxParam(
     default_prior=lambda sc: ("InverseGamma", {"alpha": 0.5, "beta": 0.5}),
     start=lambda m, v: m * m / v if v > 0 else 1.0,
     prior_doc="InverseGamma(0.5, 0.5): the response's CV 1/sqrt(shape) ~ HalfNormal(1)",
+    r_note="glmmTMB's `sigma` = 1/√shape",
 )
 
 
@@ -25,6 +26,16 @@ class Gamma(Family):
     continuous = True
     aux_params = (SHAPE,)
     variance_formula = "Var = mu^2/shape"
+    response_doc = "y > 0"
+    variance_doc = "μ²/shape"
+
+    def latent_residual_variance(self, *, mu=None, sigma=None, disp=None):
+        """``log(1 + 1/shape)``, the log-normal approximation (Nakagawa 2017; log link only)."""
+        if not self.link.is_log:
+            raise ValueError("the latent-scale ICC of a gamma model is defined for the log link only")
+        if disp is None:
+            raise ValueError("gamma ICC needs disp= (the shape)")
+        return np.log1p(1.0 / np.asarray(disp, dtype=float))
 
     def _variance(self, mu, ops, *, shape):
         return mu * mu / shape

@@ -23,15 +23,28 @@ class Gaussian(Family):
     links = ("identity", "log")
     aliases = ("normal",)
     continuous = True
+    lme4_checks = True
     canonical_link = "identity"
     aux_params = (SIGMA,)
     variance_formula = "Var = sigma^2"
+    response_doc = "real"
+    variance_doc = "σ²"
+    link_notes = {"log": "Bayesian path only"}
     statsmodels_family = "Gaussian"
 
     @property
     def is_linear(self) -> bool:
         """True for the identity link: a linear mixed model (closed-form profiled ML/REML)."""
         return self.link.is_identity
+
+    def latent_residual_variance(self, *, mu=None, sigma=None, disp=None):
+        """sigma^2 (identity link only)."""
+        if not self.link.is_identity:
+            raise ValueError("ICC for a gaussian family with log link is not defined here; "
+                             "use link='identity'")
+        if sigma is None:
+            raise ValueError("gaussian ICC needs sigma= (the residual SD)")
+        return np.asarray(sigma, dtype=float) ** 2
 
     def _variance(self, mu, ops, **aux):
         return mu * 0.0 + 1.0

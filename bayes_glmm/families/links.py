@@ -87,6 +87,24 @@ class Link:
             return eta / np.sqrt(1.0 + s ** 2)
         raise ValueError(f"method='zla' has no approximation for the {self.name!r} link; use method='projection'")
 
+    def prior_centre(self, y, w, offset, y_sd):
+        """(location, scale) of the default intercept prior on this link's scale.
+
+        Identity: (weighted mean of y, sd(y)); log: (log of the mean rate per unit offset,
+        floored at 1e-2, as brms centres its intercept prior), 1; inverse (gamma): 1/mean(y)
+        for both; the probability links: (0, 1).  Fixed-effect prior scales are the scale
+        divided by each predictor's SD.
+        """
+        if self.name == "identity":
+            return float(np.average(y, weights=w)), y_sd
+        if self.name == "log":
+            rate = np.average(y / np.exp(offset), weights=w)
+            return float(np.log(max(rate, 1e-2))), 1.0
+        if self.name == "inverse":
+            ybar = max(float(np.average(y, weights=w)), 1e-8)
+            return 1.0 / ybar, 1.0 / ybar
+        return 0.0, 1.0
+
     # --- the functions ---------------------------------------------------------------
     def inverse(self, eta, ops: Any = NUMPY_OPS):
         """Mean from the linear predictor, mu = h(eta)."""

@@ -15,6 +15,7 @@ PHI = AuxParam(
     start=lambda m, v: v / m - 1.0 if m > 0 else 1.0,
     prior_doc="Gamma(0.5, 0.5 / ybar): sqrt(phi / ybar) ~ HalfNormal(1), the NB2 prior's CV at the "
               "mean count ybar",
+    r_note="glmmTMB's `sigma`",
 )
 
 
@@ -24,6 +25,9 @@ class NBinom1(CountFamily):
     name = "nbinom1"
     aux_params = (PHI,)
     variance_formula = "Var = mu (1 + phi)"
+    response_doc = "counts"
+    variance_doc = "μ(1 + φ)"
+    nested_families = ("poisson",)
 
     def _variance(self, mu, ops, *, phi):
         return mu * (1.0 + phi)

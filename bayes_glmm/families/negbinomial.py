@@ -16,6 +16,7 @@ THETA = AuxParam(
     start=lambda m, v: m * m / (v - m) if v > 1.05 * m else 10.0,
     prior_doc="InverseGamma(0.5, 0.5): 1/sqrt(theta) ~ HalfNormal(1), the CV of the gamma mixing "
               "distribution (Stan's prior-choice recommendation); mass towards the Poisson limit",
+    r_note="glmer.nb's θ, glmmTMB's `sigma`",
 )
 
 
@@ -27,6 +28,9 @@ class NegBinomial(CountFamily):
     r_name = "nbinom2"
     aux_params = (THETA,)
     variance_formula = "Var = mu + mu^2/theta"
+    response_doc = "counts"
+    variance_doc = "μ + μ²/θ"
+    nested_families = ("poisson",)
 
     def _variance(self, mu, ops, *, theta):
         return mu + mu * mu / theta

@@ -60,15 +60,18 @@ class Poisson(CountFamily):
     """Counts with variance equal to the mean."""
 
     name = "poisson"
+    lme4_checks = True
     canonical_link = "log"
     variance_formula = "Var = mu"
+    response_doc = "counts"
+    variance_doc = "μ"
     statsmodels_family = "Poisson"
 
     def _variance(self, mu, ops, **aux):
         return mu
 
     def variance_mu_deriv(self, mu):
-        return np.ones_like(np.asarray(mu, dtype=float))
+        return 1.0  # V(mu) = mu (a scalar: AGQ's gradient multiplies n x nodes arrays by it)
 
     def _random(self, mu, rng, *, trials=None):
         return rng.poisson(mu)

@@ -166,7 +166,7 @@ def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:
     """True when :func:`devgrad` applies: one random-effects term and either a canonical
     classic family (Laplace or AGQ) or, for the Laplace approximation only, a dispersion
     family and/or zero inflation."""
-    if len(s.J) != 1 or resp.family.name == "gaussian":
+    if len(s.J) != 1 or resp.family.has_sigma:  # a residual scale the gradient does not carry
         return False
     if resp.general:
         return n_agq == 1
@@ -337,7 +337,7 @@ def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
     W, r = pr.W, pr.r
     if aux_rows is None:
         # dW/deta = V'(mu) mu_eta (canonical: mu_eta = V): poisson V' = 1, binomial 1 - 2 mu
-        dW = W if resp.family.name == "poisson" else W * (1.0 - 2.0 * pr.mu)
+        dW = W * resp.family.variance_mu_deriv(pr.mu)
     else:
         dW = aux_rows[0]
     D0 = np.zeros((n, d))
@@ -401,7 +401,7 @@ def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None) -> np.ndarray:
     u = pr.u  # (J,)
     W, r = pr.W, pr.r
     if aux_rows is None:
-        dW = W if resp.family.name == "poisson" else W * (1.0 - 2.0 * pr.mu)
+        dW = W * resp.family.variance_mu_deriv(pr.mu)
     else:
         dW = aux_rows[0]
 

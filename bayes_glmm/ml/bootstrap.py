@@ -67,7 +67,7 @@ def _simulate_one(m: _SimModel, seed) -> np.ndarray:
     for term, L in zip(spec.terms, m.lambdas):
         u = rng.standard_normal((term.n_levels, term.q))
         eta = eta + term.contribution(scale * (u @ L.T))
-    if fam.name == "gaussian":
+    if fam.is_linear:
         w = np.asarray(spec.weights, dtype=float)
         with np.errstate(divide="ignore"):
             sd = np.where(w > 0, m.sigma / np.sqrt(np.where(w > 0, w, 1.0)), 0.0)
@@ -103,7 +103,7 @@ def _refit_one(m: _SimModel, seed):
         # singular / non-convergence warnings are counted per replicate, not printed n times
         warnings.simplefilter("ignore")
         try:
-            if spec.family.name == "gaussian":
+            if spec.family.is_linear:
                 fit = fit_raw(spec, reml=m.reml, start=m.theta)
             else:
                 start = {"theta": m.theta, "beta": m.beta}

@@ -110,10 +110,11 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
         except ValueError as e:
             raise ValueError(f"with the {int(np.sum(~pos))} zero-weight rows left out, the {e}") from None
     with _one_blas_thread():
-        if fam.name == "gaussian":
-            if fam.link.name != "identity":
-                raise NotImplementedError("the ML path fits gaussian models with the identity link only; "
-                                          "use the Bayesian path (GLMM.sample) for a gaussian log-link model")
+        if fam.has_sigma:
+            if not fam.is_linear:
+                raise NotImplementedError(f"the ML path fits {fam.name} models with the identity link only; "
+                                          f"use the Bayesian path (GLMM.sample) for a {fam.name} "
+                                          f"{fam.link.name}-link model")
             if n_agq != 1:
                 raise ValueError(f"n_agq={n_agq} does not apply to a linear mixed model: its likelihood is "
                                  f"exact (use n_agq=1, the default)")

@@ -43,12 +43,7 @@ __all__ = ["fit_glmm", "start_beta", "start_aux", "make_deviance", "make_devgrad
 def start_beta(resp) -> np.ndarray:
     """Least-squares fit of the linked starting means (glm's ``mustart``) on X."""
     fam = resp.family
-    if fam.name in ("bernoulli", "binomial"):
-        mu0 = (resp.pw * resp.y + 0.5) / (resp.pw * resp.n_trials + 1.0)
-    elif fam.name in ("gamma", "beta"):
-        mu0 = resp.y  # strictly inside the support (checked at the boundary)
-    else:  # counts
-        mu0 = resp.y + 0.1
+    mu0 = fam.mustart(resp.y, resp.n_trials, resp.pw)  # strictly inside the support
     eta0 = fam.link.link(mu0) - resp.offset
     return np.linalg.lstsq(resp.X, eta0, rcond=None)[0]
 
@@ -56,10 +51,11 @@ def start_beta(resp) -> np.ndarray:
 def start_aux(resp) -> np.ndarray:
     """Starting ``(beta_zi, log dispersion)`` from marginal moments of y.
 
-    The dispersion from the method of moments (clipped to a sane range: random effects
-    inflate the marginal variance, so this errs towards overdispersion, which the optimizer
-    undoes); the zero-inflation intercept from the excess of zeros over the count model's
-    expected share, other zero-inflation coefficients at 0.
+    The dispersion from the method of moments (the family's :meth:`AuxParam.ml_start`, clipped
+    to a sane range: random effects inflate the marginal variance, so this errs towards
+    overdispersion, which the optimizer undoes); the zero-inflation intercept from the excess of
+    zeros over the count model's expected share (its density at 0 at the mean count), other
+    zero-inflation coefficients at 0.
     """
     fam, y, w = resp.family, resp.y, resp.pw
     wsum = max(float(np.sum(w)), 1e-300)
@@ -68,23 +64,10 @@ def start_aux(resp) -> np.ndarray:
     out = []
     disp = None
     if fam.has_dispersion:
-        if fam.name == "negbinomial":
-            disp = m * m / (v - m) if v > 1.05 * m else 10.0
-        elif fam.name == "nbinom1":
-            disp = v / m - 1.0 if m > 0 else 1.0
-        elif fam.name == "gamma":
-            disp = m * m / v if v > 0 else 1.0
-        else:  # beta
-            disp = m * (1.0 - m) / v - 1.0 if v > 0 else 10.0
-        disp = float(np.clip(disp, 0.05, 1e3))
+        disp = fam.aux_params[0].ml_start(m, v)
     if resp.X_zi is not None:
         p_zero = float(np.sum(w * (y == 0)) / wsum)
-        if fam.name == "negbinomial":
-            e_zero = (disp / (disp + m)) ** disp
-        elif fam.name == "nbinom1":
-            e_zero = (1.0 + disp) ** (-m / disp)
-        else:
-            e_zero = np.exp(-m)
+        e_zero = float(np.exp(fam.loglik(0.0, fam.link.link(max(m, 1e-12)), disp=disp)))
         excess = float(np.clip((p_zero - e_zero) / max(1.0 - e_zero, 1e-12), 0.02, 0.9))
         bz = np.zeros(resp.X_zi.shape[1])
         icpt = np.flatnonzero(np.all(resp.X_zi == 1.0, axis=0))
@@ -268,7 +251,7 @@ def laplace_tiny_groups_note(spec, resp):
     """The warning text when Laplace is used on binary/binomial data whose only random
     effect is scalar and whose groups are tiny (median trials per group <=
     :data:`TINY_GROUP_TRIALS`); None otherwise.  AGQ (``n_agq``) applies exactly there."""
-    if spec.family.name not in ("bernoulli", "binomial") or len(spec.terms) != 1 or spec.terms[0].q != 1:
+    if not spec.family.is_binary or len(spec.terms) != 1 or spec.terms[0].q != 1:
         return None
     t = spec.terms[0]
     used = np.asarray(resp.pw, dtype=float) > 0
@@ -280,7 +263,7 @@ def laplace_tiny_groups_note(spec, resp):
     med = float(np.median(per))
     if med > TINY_GROUP_TRIALS:
         return None
-    what = "rows" if spec.family.name == "bernoulli" else "binomial trials"
+    what = "binomial trials" if spec.family.needs_trials else "rows"
     return (f"Laplace is biased towards zero variance for binary data with few observations per group "
             f"(median {med:g} {what} per group of {t.group!r}; simulated with SD 1: about 25% low at 2 per "
             f"group, 14% at 3, 6% at 5); use n_agq=9 (adaptive Gauss-Hermite quadrature) for this scalar "

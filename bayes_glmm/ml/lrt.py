@@ -183,7 +183,7 @@ def check_same_data(s0, s1) -> None:
 
 def _family_nested(f0, f1) -> bool:
     """True when family f0 is f1 at a boundary value of f1's dispersion (poisson in NB)."""
-    return (f0.link == f1.link and f0.name == "poisson" and f1.name in ("negbinomial", "nbinom1"))
+    return f1.nests(f0)
 
 
 def _aux_differences(s0, s1) -> tuple:

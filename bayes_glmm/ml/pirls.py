@@ -21,6 +21,7 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from ..families import zi_eta_derivs, zi_loglik
+from ..families.poisson import POISSON_STABLE_Y, poisson_centre, poisson_centred, poisson_centred_const  # noqa: F401 (re-exported)
 from . import linalg
 
 __all__ = ["Response", "make_response", "poisson_centre", "poisson_centred", "poisson_centred_const",
@@ -54,12 +55,12 @@ class Response:
     zi_eta: np.ndarray | None = None
     row_const: np.ndarray | None = None  # dispersion families: loglik_constant at disp (unweighted)
     y_levels: tuple | None = None  # count responses with few distinct values: (unique y, inverse)
-    pois_c: np.ndarray | None = None  # large Poisson counts: per-row centre log(y) (see poisson_centred)
+    pois_c: np.ndarray | None = None  # per-row centre of the family's cancellation-free log-density (Family.stable_centre)
 
     def __post_init__(self):
         if self.ll_const is None:
             if self.pois_c is not None:
-                const = self.pw * poisson_centred_const(self.y, self.pois_c)
+                const = self.pw * self.family.loglik_centred_const(self.y, self.pois_c)
             else:
                 const = _ll_const(self.family, self.y, self.n_trials, self.pw)
             object.__setattr__(self, "ll_const", const)
@@ -103,56 +104,6 @@ def _row_const(resp: Response, disp):
     return fam.loglik_constant(resp.y, resp.n_trials, disp)
 
 
-#: Poisson counts above this get the cancellation-free log-density of :func:`poisson_centred`:
-#: ``y eta - exp(eta)`` adds two terms of size ~y log y that cancel to O(log y), losing
-#: ``y log y * 1e-16`` per row (3e-3 at y = 1e12: a deviance noisy at 0.1 over 400 rows,
-#: on which L-BFGS-B stalls far from the optimum); below it the loss is under 1e-11.
-POISSON_STABLE_Y = 1e4
-
-
-def poisson_centre(y) -> np.ndarray:
-    """Per-row centre ``c = log y`` (0 where y = 0) for :func:`poisson_centred`."""
-    y = np.asarray(y, dtype=float)
-    return np.log(np.where(y > 0, y, 1.0))
-
-
-def poisson_centred(y, eta, c):
-    """``(y eta - e^eta - (y c - e^c), mu)`` without cancellation.
-
-    With ``d = eta - c`` the eta-dependent part is ``y d - e^c expm1(d)``: for ``c = log y``
-    it is ``y (d - expm1(d)) ~ -y d^2 / 2``, computed to full relative precision however
-    large y is.  :func:`poisson_centred_const` is the matching constant.
-    """
-    d = eta - c
-    # e^c is y itself where y > 0: exp(log y) would carry log y's rounding (3e-15 relative
-    # at 1e12), an absolute error in mu and y - mu that makes theta's gradient noisy
-    ec = np.where(y > 0, y, 1.0)
-    with np.errstate(over="ignore", invalid="ignore"):  # a line search's wild trial point:
-        em = np.expm1(d)                                # inf, rejected upstream
-        return y * d - ec * em, ec + ec * em
-
-
-def poisson_centred_const(y, c) -> np.ndarray:
-    """``y c - e^c - lgamma(y + 1)`` per row, for ``c = log y`` (``-1`` at y = 0).
-
-    For large y the three terms cancel to ``-log(2 pi y) / 2 - stirlerr(y)``; Stirling's
-    series for the remainder (error < 1e-15 above y = 30) keeps the log-likelihood's
-    constant exact where the direct sum would lose ``y log y * 1e-16``.
-    """
-    from scipy import special
-
-    y = np.asarray(y, dtype=float)
-    c = np.asarray(c, dtype=float)
-    out = y * c - np.exp(c) - special.gammaln(y + 1.0)
-    big = y > 30.0
-    if np.any(big):
-        yb = y[big]
-        stirlerr = (1.0 / 12.0 - (1.0 / 360.0 - (1.0 / 1260.0 - 1.0 / (1680.0 * yb * yb)) / (yb * yb)) / (yb * yb)) / yb
-        # c = log y exactly here (the centre poisson_centre gives)
-        out[big] = -0.5 * np.log(2.0 * np.pi * yb) - stirlerr
-    return out
-
-
 def _ll_const(fam, y, trials, pw):
     return pw * fam.loglik_constant(y, trials)
 
@@ -172,9 +123,7 @@ def make_response(spec) -> Response:
         uy, inv = np.unique(y, return_inverse=True)
         if uy.size * 4 < y.size:
             levels = (uy, inv.ravel())
-    pois_c = None
-    if fam.name == "poisson" and fam.is_canonical and X_zi is None and y.size and np.max(y) > POISSON_STABLE_Y:
-        pois_c = poisson_centre(y)
+    pois_c = fam.stable_centre(y, has_zi=X_zi is not None)
     return Response(fam, y, trials, pw,
                     np.asarray(spec.offset, dtype=float), np.asarray(spec.X, dtype=float),
                     X_zi=None if X_zi is None else np.asarray(X_zi, dtype=float), y_levels=levels,
@@ -194,14 +143,11 @@ def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
     if getattr(resp, "X_zi", None) is not None or fam.has_dispersion:
         return resp.pw * _general_loglik(resp, eta), None
     if getattr(resp, "pois_c", None) is not None:
-        ll, mu = poisson_centred(resp.y, eta, resp.pois_c)
-    elif fam.is_canonical and fam.name != "gaussian":
+        ll, mu = fam.loglik_centred(resp.y, eta, resp.pois_c)
+    elif fam.has_fast_canonical:
         ll, mu = fam.loglik_canonical(resp.y, eta, resp.n_trials)
     else:
-        if fam.name == "binomial":
-            ll = fam.loglik(resp.y, eta, trials=resp.n_trials)
-        else:
-            ll = fam.loglik(resp.y, eta)
+        ll = fam.loglik(resp.y, eta, trials=resp.n_trials if fam.needs_trials else None)
         return resp.pw * ll, None
     ll *= resp.pw
     ll += resp.ll_const
@@ -211,7 +157,7 @@ def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
 def _cond_loglik(resp, eta):
     """Conditional (not zero-inflated) log-density per row, unweighted, all constants."""
     fam = resp.family
-    if fam.name == "binomial":
+    if fam.needs_trials:
         return fam.loglik(resp.y, eta, trials=resp.n_trials)
     if resp.row_const is not None:
         c = resp.row_const if np.ndim(eta) == 1 else resp.row_const[:, None]
@@ -230,8 +176,7 @@ def _general_loglik(resp, eta):
 def _general_derivs(resp, eta):
     """(d1, w_obs, w_fisher) of the row log-densities in eta, unweighted."""
     fam = resp.family
-    kw = {"trials": resp.n_trials} if fam.name == "binomial" else {"disp": resp.disp}
-    d1, wo, wf = fam.eta_derivs(resp.y, eta, **kw)
+    d1, wo, wf = fam.eta_derivs(resp.y, eta, trials=resp.n_trials if fam.needs_trials else None, disp=resp.disp)
     if resp.X_zi is not None:
         d1, wo, wf = zi_eta_derivs(_cond_loglik(resp, eta), d1, wo, wf, resp.y, resp.zi_eta)
     return d1, wo, wf
@@ -282,7 +227,7 @@ def working(resp: Response, eta: np.ndarray, mu=None):
         return nm * v, resp.pw * (resp.y - resp.n_trials * mu)
     mu = fam.link.inverse(eta)
     eps = 1e-12
-    mu = np.clip(mu, eps, 1.0 - eps) if fam.name in ("bernoulli", "binomial") else np.maximum(mu, eps)
+    mu = fam.clip_mean(mu, eps)
     me = fam.link.mu_eta(eta)
     v = fam.variance(mu)
     return nm * me * me / v, resp.pw * (resp.y - resp.n_trials * mu) * me / v

@@ -52,15 +52,6 @@ __all__ = ["fit_pql", "PQLResults", "glm_irls"]
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
 
-def _mustart(family, y_prop, n_trials):
-    """R's ``family$initialize`` starting means (y as a proportion for binomial)."""
-    if family.name in ("bernoulli", "binomial"):
-        return (n_trials * y_prop + 0.5) / (n_trials + 1.0)
-    if family.name == "poisson":
-        return y_prop + 0.1
-    return y_prop
-
-
 def glm_irls(spec, *, tol: float = 1e-10, max_iter: int = 50) -> np.ndarray:
     """Fixed-part GLM fit (random effects dropped) by IRLS; returns eta including the offset.
 
@@ -69,8 +60,8 @@ def glm_irls(spec, *, tol: float = 1e-10, max_iter: int = 50) -> np.ndarray:
     """
     resp = make_response(spec)
     fam = spec.family
-    y_prop = resp.y / np.where(resp.n_trials > 0, resp.n_trials, 1.0)
-    eta = np.asarray(fam.link.link(_mustart(fam, y_prop, resp.n_trials)), dtype=float)
+    # R's family$initialize starting means (Family.mustart)
+    eta = np.asarray(fam.link.link(fam.mustart(resp.y, resp.n_trials)), dtype=float)
     X = resp.X
     dev_old = np.inf
     for _ in range(max_iter):
@@ -264,10 +255,9 @@ class PQLResults(MLResults):
         fam = self.spec.family
         disp = (f"estimated dispersion phi = {self.dispersion:.4g}" if self.estimate_dispersion
                 else "dispersion fixed at 1")
-        from .summary_text import (R_FAMILY_NAMES, SIGNIF_LEGEND, _aligned, _fixed_table_text,
-                                   fixef_correlation_lines)
+        from .summary_text import SIGNIF_LEGEND, _aligned, _fixed_table_text, fixef_correlation_lines
         lines = ["Generalized linear mixed model fit by penalized quasi-likelihood (PQL)  [bayes_glmm]",
-                 f" Family: {R_FAMILY_NAMES.get(fam.name, fam.name)}  ( {fam.link.name} )",
+                 f" Family: {fam.display_name}  ( {fam.link.name} )",
                  f"Formula: {self.spec.formula}", f"   Data: {self.nobs} rows", "",
                  f"{self.iterations} working-LMM iterations; {disp}; no log-likelihood (PQL)", "",
                  "Random effects:"]

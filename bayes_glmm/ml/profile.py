@@ -585,7 +585,7 @@ def _profile_all(res, level, parm):
     idx = param_index(spec)
     names = idx if parm is None else list(parm)
     cut = float(np.sqrt(stats.chi2.ppf(level, 1)))
-    lmm = spec.family.name == "gaussian"
+    lmm = spec.family.is_linear
     prob = _LmmProblem(res) if lmm else _GlmmProblem(res)
     scale, se_phi = _phi_scales(prob)
     p = spec.p

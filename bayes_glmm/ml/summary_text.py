@@ -58,7 +58,7 @@ def _header(res) -> list:
                   else f"Adaptive Gauss-Hermite Quadrature, nAGQ = {res.n_agq}")
         lines = [f"Generalized linear mixed model fit by maximum likelihood ({approx})  "
                  "[bayes_glmm MLResults]",
-                 f" Family: {R_FAMILY_NAMES.get(fam.name, fam.name)}  ( {fam.link.name} )"]
+                 f" Family: {fam.display_name}  ( {fam.link.name} )"]
     lines.append(f"Formula: {res.spec.formula}")
     dropped = getattr(res.spec, "n_dropped", 0)
     lines.append(f"   Data: {res.nobs} rows" + (f" ({dropped} dropped for missing values)" if dropped else ""))
@@ -75,10 +75,6 @@ def _header(res) -> list:
             crit[c] = [f"{float(crit[c].iloc[0]):.1f}"]
         lines.extend(crit.to_string(index=False).splitlines())
     return lines
-
-
-#: family names as R prints them (glmer's binomial for 0/1 data; glmmTMB's names otherwise)
-R_FAMILY_NAMES = {"bernoulli": "binomial", "gamma": "Gamma", "negbinomial": "nbinom2"}
 
 
 def _five_numbers(v) -> list:
@@ -263,8 +259,7 @@ def format_summary(res) -> str:
     if fam.has_dispersion:
         dt = res.dispersion_table()
         name = fam.dispersion_name
-        what = {"theta": "Var = mu + mu^2/theta", "shape": "Var = mu^2/shape"}.get(
-            name, "Var = mu (1 + phi)" if fam.name == "nbinom1" else "Var = mu (1 - mu)/(1 + phi)")
+        what = fam.variance_formula
         lines += ["", f"Dispersion parameter for {fam.name} family ({what}): {name} = "
                       f"{_g4(float(dt['Estimate'].iloc[0]))} (95% CI {_g4(float(dt['lower'].iloc[0]))} to "
                       f"{_g4(float(dt['upper'].iloc[0]))}; SE of log {name} {float(dt['SE(log)'].iloc[0]):.3g})"]

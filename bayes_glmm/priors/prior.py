@@ -173,23 +173,9 @@ def default_scales(spec: ModelSpec) -> dict:
         location), ``x_sd`` (per fixed-effect column), ``xr_sd`` (per term, per column;
         1 for constant columns such as intercepts).
     """
-    fam = spec.family
     y = np.asarray(spec.y, dtype=float)
     w = np.asarray(spec.weights, dtype=float)
-    identity = fam.link.name == "identity"
-    s_y = _col_sd(y) if identity else 1.0
-    if identity:
-        loc = float(np.average(y, weights=w))
-    elif fam.link.name == "log":
-        # log of the mean response (per unit offset); brms centres its intercept prior likewise
-        rate = np.average(y / np.exp(np.asarray(spec.offset)), weights=w)
-        loc = float(np.log(max(rate, 1e-2)))
-    elif fam.link.name == "inverse":
-        # gamma's inverse link: eta = 1/mu; centred at 1/mean(y) with a scale of the same size
-        ybar = max(float(np.average(y, weights=w)), 1e-8)
-        loc, s_y = 1.0 / ybar, 1.0 / ybar
-    else:
-        loc = 0.0
+    loc, s_y = spec.family.link.prior_centre(y, w, np.asarray(spec.offset, dtype=float), _col_sd(y))
     x_sd = [_col_sd(spec.X[:, j]) for j in range(spec.p)]
     xr_sd = [[_col_sd(t.Xr[:, j]) for j in range(t.q)] for t in spec.terms]
     return {"s_y": s_y, "loc": loc, "x_sd": x_sd, "xr_sd": xr_sd}
@@ -235,10 +221,8 @@ def _defaults(spec: ModelSpec) -> dict:
         out[f"sd_{t.ident}"] = Prior("HalfNormal", sigma=sig[0] if t.q == 1 else sig)
         if _has_corr(t):
             out[f"corr_{t.ident}"] = Prior("LKJ", eta=_corr_eta(t))
-    if spec.family.has_sigma:
-        out["sigma"] = Prior("Exponential", lam=1.0 / _col_sd(np.asarray(spec.y, dtype=float)))
-    if spec.family.has_dispersion:
-        out[spec.family.dispersion_name] = dispersion_default(spec)
+    for aux in spec.family.aux_params:  # sigma, theta, phi, shape, ...
+        out[aux.name] = aux_default(spec, aux)
     out.update(_zi_defaults(spec))
     return out
 
@@ -265,15 +249,23 @@ def dispersion_default(spec: ModelSpec) -> Prior:
                      relative to a Bernoulli's with the same mean, ``1/sqrt(1 + phi)``.
     """
     fam = spec.family
-    if fam.name in ("negbinomial", "gamma"):
-        return Prior("InverseGamma", alpha=0.5, beta=0.5)
-    if fam.name == "nbinom1":
-        y = np.asarray(spec.y, dtype=float)
-        ybar = max(float(np.average(y, weights=np.asarray(spec.weights, dtype=float))), 0.1)
-        return Prior("Gamma", alpha=0.5, beta=0.5 / ybar)
-    if fam.name == "beta":
-        return Prior("InverseGamma", alpha=0.5, beta=2.0)
-    raise ValueError(f"family {fam.name!r} has no dispersion parameter")
+    if not fam.has_dispersion:
+        raise ValueError(f"family {fam.name!r} has no dispersion parameter")
+    return aux_default(spec, fam.aux_params[0])
+
+
+def aux_scales(spec: ModelSpec) -> dict:
+    """The data scales an auxiliary parameter's default prior may use: ``y_sd`` (sd(y), 1 for a
+    constant response) and ``y_mean`` (the weighted mean of y)."""
+    y = np.asarray(spec.y, dtype=float)
+    return {"y_sd": _col_sd(y), "y_mean": float(np.average(y, weights=np.asarray(spec.weights, dtype=float)))}
+
+
+def aux_default(spec: ModelSpec, aux) -> Prior:
+    """The default prior of one of the family's auxiliary parameters: its
+    :attr:`~bayes_glmm.families.AuxParam.default_prior` at the data's :func:`aux_scales`."""
+    kind, params = aux.default_prior(aux_scales(spec))
+    return Prior(kind, **params)
 
 
 def zi_key(name: str) -> str:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from ..families import get_family
 from ..priors import resolve_centered
 from ._common import find_term, posterior_draws, spec_of
 
@@ -28,10 +29,11 @@ def simulate_funnel_data(n_groups: int = 8, n_per_group: int = 6, *, family: str
     Parameters
     ----------
     n_groups, n_per_group : int
-    family : {"bernoulli", "gaussian"}
-        Binary responses with ``logit P(y = 1) = mu + b_j`` (default; few binary
-        observations carry little information about each ``b_j``), or gaussian
-        ``y = mu + b_j + N(0, sigma)``.
+    family : str
+        ``"bernoulli"``: binary responses with ``logit P(y = 1) = mu + b_j`` (default; few binary
+        observations carry little information about each ``b_j``); ``"gaussian"``:
+        ``y = mu + b_j + N(0, sigma)``; any family without trials or a dispersion parameter
+        (``"poisson"``), drawn by its :meth:`~bayes_glmm.families.Family.random` at ``eta = mu + b_j``.
     mu : float
         Population intercept.
     sd : float
@@ -47,16 +49,15 @@ def simulate_funnel_data(n_groups: int = 8, n_per_group: int = 6, *, family: str
     """
     if n_groups < 2 or n_per_group < 1:
         raise ValueError(f"need n_groups >= 2 and n_per_group >= 1; got {n_groups}, {n_per_group}")
-    if family not in ("bernoulli", "gaussian"):
-        raise ValueError(f"family={family!r} must be 'bernoulli' or 'gaussian'")
+    fam = get_family(family)
+    if fam.needs_trials or fam.has_dispersion:
+        raise ValueError(f"family={family!r}: the funnel data need a family without trials or a dispersion "
+                         f"parameter, such as 'bernoulli' (the default), 'gaussian' or 'poisson'")
     rng = np.random.default_rng(random_seed)
     b = rng.normal(0.0, sd, n_groups)
     g = np.repeat(np.arange(n_groups), n_per_group)
     eta = mu + b[g]
-    if family == "bernoulli":
-        y = rng.binomial(1, 1.0 / (1.0 + np.exp(-eta))).astype(float)
-    else:
-        y = eta + rng.normal(0.0, sigma, g.size)
+    y = np.asarray(fam.random(eta, rng, sigma=sigma), dtype=float)
     labels = [f"g{j + 1}" for j in range(n_groups)]
     return pd.DataFrame({"y": y, "g": pd.Categorical(np.array(labels)[g], categories=labels)})
 

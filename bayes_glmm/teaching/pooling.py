@@ -25,14 +25,6 @@ from ._common import find_term, spec_of
 __all__ = ["pooling", "fit_glm"]
 
 
-def _start_mu(yy, fam):
-    if fam.name in ("bernoulli", "binomial"):
-        return (yy + 0.5) / 2.0
-    if fam.name == "poisson":
-        return yy + 0.1
-    return yy if fam.link.name == "identity" else np.maximum(yy, 1e-3)
-
-
 def fit_glm(X, y, family, *, trials=None, offset=None, weights=None, ridge: float = 1e-8,
             maxit: int = 100, tol: float = 1e-10):
     """Fit a GLM by iteratively reweighted least squares (pure NumPy).
@@ -65,7 +57,7 @@ def fit_glm(X, y, family, *, trials=None, offset=None, weights=None, ridge: floa
     y = np.asarray(y, dtype=float)
     off = np.zeros(n) if offset is None else np.asarray(offset, dtype=float)
     w = np.ones(n) if weights is None else np.asarray(weights, dtype=float)
-    if family.name == "binomial":
+    if family.needs_trials:
         if trials is None:
             raise ValueError("fit_glm: the binomial family needs trials")
         t = np.asarray(trials, dtype=float)
@@ -74,7 +66,7 @@ def fit_glm(X, y, family, *, trials=None, offset=None, weights=None, ridge: floa
     else:
         yy = y
     link = family.link
-    mu = _start_mu(yy, family)
+    mu = family.mustart(yy)  # R's family$initialize (yy is per trial here)
     eta = link.link(mu)
     beta = np.zeros(p)
     for _ in range(maxit):
@@ -88,7 +80,7 @@ def fit_glm(X, y, family, *, trials=None, offset=None, weights=None, ridge: floa
         beta = new
         eta = np.clip(X @ beta + off, -700, 700)
         mu = link.inverse(eta)
-        if family.name in ("bernoulli", "binomial"):
+        if family.is_binary:
             mu = np.clip(mu, 1e-300, 1 - 1e-16)
         if step < tol * (1 + np.max(np.abs(beta), initial=0.0)):
             break
@@ -112,7 +104,7 @@ def _span_split(X: np.ndarray, Z: np.ndarray, tol: float = 1e-8):
 def _separated(X, y, fam, common, cols, gam) -> np.ndarray:
     """Levels whose no-pooling estimate diverges (separation: all-0/all-1 groups, all-zero
     counts, perfectly separated slopes): the estimate moves when the ridge is relaxed."""
-    if fam.name == "gaussian":
+    if not fam.constant_response_unbounded:  # no estimate can run off to infinity
         return np.zeros(len(cols), dtype=bool)
     stiff, _ = fit_glm(X, y, fam, ridge=1e-5, **common)
     return np.abs(gam[cols] - stiff[cols]) > 1.0

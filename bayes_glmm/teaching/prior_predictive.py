@@ -53,9 +53,9 @@ def response_statistics(Y, spec, term=None) -> pd.DataFrame:
         gm = sums[:, ok] / size[ok]
         out.update(sd_group_means=gm.std(axis=1), min_group_mean=gm.min(axis=1),
                    max_group_mean=gm.max(axis=1))
-        if fam.name in ("bernoulli", "binomial"):
+        if fam.is_binary:
             out.update(prop_groups_all_0=(gm == 0).mean(axis=1), prop_groups_all_1=(gm == 1).mean(axis=1))
-    if fam.name == "poisson":
+    if fam.is_count:
         out.update(prop_zero=(Y == 0).mean(axis=1), max=Y.max(axis=1))
     return pd.DataFrame(out)
 
