@@ -195,3 +195,25 @@ def test_slope_blocks():
     assert slope_blocks(spec, resolve_priors(spec)) == [("slopes", [1, 2])]
     mixed = resolve_priors(spec, {"z": Prior("StudentT", nu=3, mu=0, sigma=1)})
     assert slope_blocks(spec, mixed) == [("slope_x", [1]), ("slope_z", [2])]
+
+
+def test_structured_terms_get_a_corr_prior():
+    """Every term with correlation parameters (its structure's n_corr(q) > 0) has corr_<ident>:
+    LKJ(eta=2) for us (x | g), LKJ(eta=1) -- (rho + 1) / 2 ~ Beta(1, 1), uniform -- for cs, ar1,
+    toep; none for diag.  var_ is refused where the structure shares one SD among coefficients."""
+    import bayes_glmm as bg
+
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"x": rng.normal(size=60), "g": np.repeat(np.arange(10), 6), "t": np.tile(np.arange(6), 10),
+                       "y": rng.normal(size=60)})
+    forms = {"us": "y ~ x + (x | g)", "cs": "y ~ x + cs(x | g)", "diag": "y ~ x + diag(x | g)",
+             "ar1": "y ~ 1 + ar1(0 + factor(t) | g)", "toep": "y ~ 1 + toep(0 + factor(t) | g)"}
+    eta = {}
+    for lab, f in forms.items():
+        pri = bg.GLMM(f, df).resolved_priors
+        eta[lab] = pri["corr_g"].args["eta"] if "corr_g" in pri else None
+    assert eta == {"us": 2.0, "cs": 1.0, "diag": None, "ar1": 1.0, "toep": 1.0}
+    ig = Prior("InverseGamma", alpha=2.0, beta=1.0)
+    assert "var_g" in bg.GLMM("y ~ x + cs(x | g)", df, priors={"var_g": ig}).resolved_priors
+    with pytest.raises(ValueError, match=r"'var_g'.*\(ar1\) has 1 SD\(s\) shared.*put the prior on the SD \(sd_g\)"):
+        bg.GLMM("y ~ 1 + ar1(0 + factor(t) | g)", df, priors={"var_g": ig})

@@ -321,6 +321,9 @@ _SUPPORT_FOR = {"Intercept": "real", "beta": "real", "sigma": "positive", "theta
 
 
 def _needed_support(key: str, spec: ModelSpec) -> str:
+    aux = {a.name: a.support for a in spec.family.aux_params}
+    if key in aux:  # the family's auxiliary parameters say their own (Student-t's df, ...)
+        return aux[key]
     if key in _SUPPORT_FOR:
         return _SUPPORT_FOR[key]
     if key.startswith(("sd_", "var_")):
@@ -369,6 +372,12 @@ def resolve_priors(spec: ModelSpec, overrides: Mapping[str, Any] | None = None) 
     valid = list(out) + var_keys + (["beta"] if any(k for k in spec.fixed_names if k != "(Intercept)") else [])
     for t in spec.terms:
         key = f"var_{t.ident}"
+        cov = getattr(t, "cov", None)
+        if key in overrides and cov is not None and cov.n_sd(t.q) != t.q:
+            # the samplers' free SDs of such a term are fewer than its coefficients (ar1: one)
+            raise ValueError(
+                f"prior key {key!r}: term {t.name!r} ({cov.name}) has {cov.n_sd(t.q)} SD(s) shared by its "
+                f"{t.q} coefficients, not one variance per coefficient; put the prior on the SD (sd_{t.ident})")
         if key in overrides and f"sd_{t.ident}" in overrides:
             raise ValueError(f"give either sd_{t.ident} or {key} (one prior per random-effect scale), not both")
     unknown = [k for k in overrides if k not in valid]
