@@ -208,6 +208,12 @@ def test_a_registered_family_is_usable_by_get_family(toy_registered):
             name = "clash"
             aliases = ("nbinom2",)
         fm.register_family(Clash)
+    with pytest.raises(ValueError, match="already an alias"):
+        class Renamed(ToyPoisson):
+            name = "nbinom2"
+            aliases = ()
+        fm.register_family(Renamed)
+    assert "clash" not in fm.FAMILIES and fm.ALIASES["nbinom2"] == "negbinomial"
     rng = np.random.default_rng(0)
     eta = rng.normal(1.0, 0.5, 200)
     y = fam.random(eta, rng).astype(float)

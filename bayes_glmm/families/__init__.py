@@ -76,6 +76,8 @@ def register_family(cls: type[Family]) -> type[Family]:
     bad = [lk for lk in cls.links if lk not in LINKS]
     if bad:
         raise ValueError(f"family {name!r}: unknown link(s) {bad}; choose from {list(LINKS)}")
+    if name in ALIASES:
+        raise ValueError(f"family name {name!r} is already an alias of family {ALIASES[name]!r}")
     for a in cls.aliases:
         if a in REGISTRY and a != name or ALIASES.get(a, name) != name:
             raise ValueError(f"family {name!r}: alias {a!r} already names family {ALIASES.get(a, a)!r}")
