@@ -77,7 +77,8 @@ class BayesResults(FitResults):
         ``corr_<ident>`` (pairs), ``b_<ident>``, ``sigma``, the dispersion ``theta`` / ``phi`` /
         ``shape``, ``beta_zi``; :mod:`bayes_glmm.bayes.pointwise`).
     pm_model : pymc.Model, optional
-        The PyMC model (needed for :meth:`posterior_predictive`).
+        The PyMC model; when not given (the native and NumPy samplers never build it), built
+        from ``model`` the first time :attr:`pm_model` is asked for.
 
     Attributes
     ----------
@@ -93,11 +94,12 @@ class BayesResults(FitResults):
         self.model = model
         self.idata = idata
         self._pm_model = pm_model
-        self._rebuild_pm_model = False
+        self._rebuild_pm_model = pm_model is None
 
     @property
     def pm_model(self):
-        """The PyMC model; after unpickling, rebuilt from the GLMM the first time it is asked for."""
+        """The PyMC model; built from the GLMM the first time it is asked for when the sampler
+        did not need it, or after unpickling."""
         if self._rebuild_pm_model:
             self._pm_model = self.model.build()
             self._rebuild_pm_model = False

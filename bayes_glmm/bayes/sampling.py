@@ -18,6 +18,7 @@ import pymc as pm
 
 from .density import GlmmDensity, compile_numpy, supported
 from .graph import pm_model_of
+from .params import param_layout
 from .pointwise import add_log_likelihood, add_observed_data, posterior_names, tidy_posterior
 from .pointwise import posterior_predictive as _posterior_predictive
 
@@ -84,7 +85,11 @@ def _compiled_nutpie(model, pm_model):
 
     if isinstance(model, pm.Model):
         return pm_model, nutpie.compile_pymc_model(pm_model)
-    return _per_glmm(_NUTPIE_CACHE, model, lambda: (pm_model, nutpie.compile_pymc_model(pm_model)))
+
+    def build():  # the graph too is built once per GLMM and priors/centering
+        graph = pm_model if pm_model is not None else model.build()
+        return graph, nutpie.compile_pymc_model(graph)
+    return _per_glmm(_NUTPIE_CACHE, model, build)
 
 
 #: GLMM -> (prior/centered key, NativeModel): a second fit of the same GLMM reuses the loaded
@@ -100,15 +105,16 @@ def _native_model(glmm):
         GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)))
 
 
-def _native_idata(density, x, stats, pm_model, max_depth: int = 10):
-    """InferenceData from the native sampler's unconstrained draws (chain, draw, ndim)."""
+def _native_idata(density, x, stats, layout, max_depth: int = 10):
+    """InferenceData from the native sampler's unconstrained draws (chain, draw, ndim), named
+    by ``layout`` (:func:`~bayes_glmm.bayes.params.param_layout`)."""
     depth = stats["tree_depth"].astype(np.int64)
     st = {"lp": stats["lp"], "acceptance_rate": stats["acceptance_rate"], "step_size": stats["step_size"],
           "tree_depth": depth, "n_steps": stats["n_steps"].astype(np.int64),
           "diverging": stats["diverging"] > 0.5, "energy": stats["energy"], "energy_error": stats["energy_error"],
           # PyMC's name; Stan counts a transition at the limit (treedepth__ >= max_depth)
           "reached_max_treedepth": depth >= max_depth}
-    idata = _idata_from_arrays(density.expand_draws(x), st, pm_model)
+    idata = _idata_from_arrays(density.expand_draws(x), st, layout.dims, layout.coords)
     idata.sample_stats.attrs["max_depth"] = int(max_depth)
     return idata
 
@@ -326,8 +332,18 @@ def _drop_unconstrained(idata, pm_model) -> None:
     idata.posterior = idata.posterior.drop_vars(drop)
 
 
-def _idata_from_arrays(post: dict, stats: dict, pm_model):
-    """InferenceData from (chain, draw, ...) arrays named as in the PyMC model.
+def _model_of(model):
+    """(pymc.Model or None, GLMM or None) as :func:`pm_model_of`, but a GLMM's graph is left
+    unbuilt: only the samplers that run the graph (nutpie, numpyro, pymc) build it; the native
+    and NumPy ones label their draws from :func:`~bayes_glmm.bayes.params.param_layout`."""
+    if not isinstance(model, pm.Model) and hasattr(model, "build") and hasattr(model, "spec"):
+        return None, model
+    return pm_model_of(model)
+
+
+def _idata_from_arrays(post: dict, stats: dict, all_dims: dict, all_coords: dict):
+    """InferenceData from (chain, draw, ...) arrays named as in the PyMC model, with its dims
+    (variable -> dim names) and coords (the graph's, or :func:`~bayes_glmm.bayes.params.param_layout`'s).
 
     A variable takes the model's dims where their number fits its shape (the q x q
     correlation matrix of the native sampler gets ArviZ's default dims until
@@ -335,9 +351,8 @@ def _idata_from_arrays(post: dict, stats: dict, pm_model):
     """
     import arviz as az
 
-    all_dims = pm_model.named_vars_to_dims
     dims = {n: list(all_dims.get(n, ())) for n, v in post.items() if len(all_dims.get(n, ())) == np.ndim(v) - 2}
-    coords = {d: np.asarray(pm_model.coords[d]) for ds in dims.values() for d in ds}
+    coords = {d: np.asarray(all_coords[d]) for ds in dims.values() for d in ds}
     return az.from_dict(posterior=post, sample_stats=stats, coords=coords, dims=dims)
 
 
@@ -406,9 +421,12 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     for nm, v in (("draws", draws), ("tune", tune), ("chains", chains)):
         if not isinstance(v, (int, np.integer)) or v < (0 if nm == "tune" else 1):
             raise ValueError(f"{nm} must be a {'non-negative' if nm == 'tune' else 'positive'} integer, got {v!r}")
-    pm_model, glmm = pm_model_of(model)
+    pm_model, glmm = _model_of(model)
     cores = cores or min(chains, os.cpu_count() or 1)
     name = _resolve_sampler(sampler, glmm, (draws, tune, chains, cores))
+    layout = None if glmm is None else param_layout(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
+    if pm_model is None and name in ("numpyro", "pymc"):  # these sample the graph itself
+        pm_model = glmm.build()
     seed = _seed_int(random_seed)
     auto_target = target_accept is None
     if auto_target:
@@ -422,7 +440,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
             raise ValueError(f"sampler='native' takes max_depth= (and init_step=), not {bad}")
     elif name == "numpy":
         density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
-        compiled = compile_numpy(density, pm_model.coords, pm_model.named_vars_to_dims)
+        compiled = compile_numpy(density, layout.coords, layout.dims)
     elif name == "nutpie":
         pm_model, compiled = _compiled_nutpie(model, pm_model)
 
@@ -432,7 +450,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
             x, stats = native.sample(draws, tune, chains, seed=seed, target_accept=ta, cores=cores,
                                      max_depth=depth, init_step=float(kwargs.get("init_step", -1.0)),
                                      progressbar=progressbar)
-            return _native_idata(native.density, x, stats, pm_model, depth)
+            return _native_idata(native.density, x, stats, layout, depth)
         if compiled is not None:
             import nutpie
 
@@ -445,7 +463,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
                 v.name for v in pm_model.free_RVs + pm_model.deterministics]
             post, stats = sample_numpyro(pm_model, keep, draws=draws, tune=tune, chains=chains, seed=seed,
                                          target_accept=ta, progressbar=progressbar, **kwargs)
-            return _idata_from_arrays(post, stats, pm_model)
+            return _idata_from_arrays(post, stats, pm_model.named_vars_to_dims, pm_model.coords)
         return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                          progressbar=progressbar, target_accept=ta, model=pm_model,
                          compute_convergence_checks=False, **kwargs)
@@ -480,6 +498,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     idata.posterior.attrs["target_accept_tried"] = tried
     rng = np.random.default_rng(seed)
     if prior_predictive:
+        pm_model = pm_model if pm_model is not None else glmm.build()
         pri = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng)
         idata.extend(pri)
     if posterior_predictive:
