@@ -30,7 +30,7 @@ from .lmm import modes_and_sds
 from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian_pd, lambdas_from_theta, minimize_bounded,
                        multimodal_prone, multistart_points, new_optinfo, optimize_checked, report_starts,
                        resolve_n_starts, restart_candidates, restart_off_boundary, solve_with_boundary,
-                       theta_layout, theta_scales, warn_nonconvergence)
+                       saturated_correlations, theta_layout, theta_scales, warn_nonconvergence)
 from .pirls import hessian_weights, make_response, pirls, with_aux
 from .types import MLFit
 from ..validate import user_stacklevel
@@ -551,9 +551,19 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
             out[nt + p:nt + p + k_zi] = zi_boundary_mask(xc[nt + p:nt + p + k_zi], resp.X_zi)
         return out
 
+    saturated = saturated_correlations(terms, slices, lower.size)
+
+    def excluded(xc, Hc):
+        # separated fixed effects and flat zi directions, and correlations at +-1
+        out = divergent(xc, Hc)
+        if saturated is None:
+            return out
+        sat = saturated(xc)
+        return sat if out is None else (out | sat)
+
     opt, _, H, chk, restarts = optimize_checked(
         solve, curvature, opt, lower, lambda xc: restart_candidates(xc, lower, default=default, seed=random_seed),
-        exclude=divergent, fun=(lambda xc: fg(xc)[0]) if use_grad else dev)
+        exclude=excluded, fun=(lambda xc: fg(xc)[0]) if use_grad else dev)
     restart = opt.get("boundary_restart")
     n_evals += opt["n_evals"]
     messages.append(opt["message"])

@@ -25,7 +25,8 @@ from scipy.linalg import solve_triangular
 
 from . import linalg
 from .optimize import (fd_hessian, lambdas_from_theta, multimodal_prone, multistart_points, new_optinfo,
-                       optimize_checked, report_starts, resolve_n_starts, restart_candidates, solve_with_boundary,
+                       optimize_checked, report_starts, resolve_n_starts, restart_candidates, saturated_correlations,
+                       solve_with_boundary,
                        theta_layout, theta_scales, warn_nonconvergence)
 from .types import MLFit
 
@@ -176,7 +177,8 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
         return g, H, 2 * x.size ** 2 + 1
 
     opt, _, _, chk, restarts = optimize_checked(
-        solve, curvature, opt, lower, lambda x: restart_candidates(x, lower, default=theta_default, seed=random_seed))
+        solve, curvature, opt, lower, lambda x: restart_candidates(x, lower, default=theta_default, seed=random_seed),
+        exclude=saturated_correlations(terms, slices, theta_default.size))
     theta = opt["x"]
     lambdas = lambdas_from_theta(theta, terms, slices)
     sol = lmm_solve(d, lambdas)

@@ -15,7 +15,7 @@ from scipy import optimize
 
 from ..validate import user_stacklevel
 
-__all__ = ["rank_one_faces", "solve_with_boundary", "resolve_n_starts", "theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
+__all__ = ["saturated_correlations", "CORR_SATURATED", "rank_one_faces", "solve_with_boundary", "resolve_n_starts", "theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
            "fd_hessian_from_grad", "fd_hessian_pd", "restart_off_boundary", "check_convergence", "optimize_checked",
            "multistart_points", "report_starts", "newton_polish", "new_optinfo", "theta_scales", "multimodal_prone"]
 
@@ -56,6 +56,39 @@ def lambdas_from_theta(theta, terms, slices) -> list:
     """Lambda_k (q_k, q_k, lower triangular) per term from the concatenated theta, by the
     term's structure (:meth:`~bayes_glmm.covariance.base.CovStructure.lambda_`)."""
     return [t.cov.lambda_(theta[sl], t.q) for t, sl in zip(terms, slices)]
+
+
+#: |y| beyond which a structure's correlation parameter (rho = tanh(y), or a map of it) counts
+#: as at its boundary: |tanh(y)| > 1 - 1.3e-5, where the deviance is flat in y
+CORR_SATURATED = 6.0
+
+
+def saturated_correlations(terms, slices, size: int):
+    """``exclude(x, H)`` for :func:`optimize_checked`: the theta coordinates of a structured
+    term's correlation parameters (``cs``, ``ar1``, ``toep``: unbounded, non-linear) that ran
+    off to +-infinity, i.e. a correlation at its boundary (+-1, or cs's -1/(q-1)).
+
+    There the deviance is flat in the parameter and its Hessian row is 0, like a variance at
+    its bound of 0; the convergence check leaves them out as it leaves out active bounds.
+    ``size`` is the length of the optimizer's x (theta first).  Returns None when the model
+    has no such parameters.
+    """
+    idx = []
+    for t, sl in zip(terms, slices):
+        if t.cov.linear:
+            continue
+        lo = t.cov.theta_lower(t.q)
+        idx.extend(sl.start + np.flatnonzero(~np.isfinite(lo)))
+    if not idx:
+        return None
+    idx = np.asarray(idx, dtype=int)
+
+    def exclude(x, H=None):
+        out = np.zeros(size, dtype=bool)
+        out[idx] = np.abs(np.asarray(x, dtype=float)[idx]) > CORR_SATURATED
+        return out
+
+    return exclude
 
 
 def fd_gradient(fun, x, h=None):
