@@ -16,14 +16,13 @@ def _modname(path: pathlib.Path, root: pathlib.Path = PKG) -> str:
     return ".".join(parts)
 
 
-def _imports(path: pathlib.Path, module_level_only: bool):
-    """(absolute module names imported, is_package) for one file."""
+def _imports(path: pathlib.Path):
+    """Absolute names of everything one file imports, anywhere in it (inside functions too)."""
     tree = ast.parse(path.read_text())
     mod = _modname(path)
     pkg = mod if path.name == "__init__.py" else mod.rsplit(".", 1)[0]
-    nodes = tree.body if module_level_only else list(ast.walk(tree))
     out = []
-    for node in nodes:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             out += [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -151,7 +150,7 @@ def test_only_the_bayes_subpackage_imports_samplers():
         mod = _modname(f)
         if mod.startswith("bayes_glmm.bayes"):
             continue
-        for imp in _imports(f, module_level_only=False):
+        for imp in _imports(f):
             if imp.split(".")[0] in HEAVY:
                 offenders.append(f"{mod} imports {imp}")
     assert not offenders, offenders
@@ -159,5 +158,5 @@ def test_only_the_bayes_subpackage_imports_samplers():
 
 def test_the_ml_path_does_not_import_the_bayesian_path():
     for f in sorted((PKG / "ml").rglob("*.py")):
-        for imp in _imports(f, module_level_only=False):
+        for imp in _imports(f):
             assert not imp.startswith("bayes_glmm.bayes"), (f, imp)
