@@ -92,10 +92,8 @@ def _shared_sds(term) -> bool:
 
 
 def _n_corr(term) -> int:
-    cov = getattr(term, "cov", None)
-    if cov is not None:
-        return int(cov.n_corr(term.q))
-    return term.q * (term.q - 1) // 2 if term.correlated and term.q > 1 else 0
+    """The structure's number of correlation parameters (0: no ``cpc``/``corr`` variables)."""
+    return int(term.cov.n_corr(term.q))
 
 
 def term_coords(term) -> dict:
@@ -105,7 +103,7 @@ def term_coords(term) -> dict:
     out = {f"{k}_level": [str(v) for v in term.levels], f"{k}_coef": cn}
     if _n_corr(term) > 0:
         out[f"{k}_corr"] = [f"{cn[j]}, {cn[i]}" for j, i in corr_pairs(term.q)]
-    if getattr(term, "cov", None) is not None and _shared_sds(term):
+    if _shared_sds(term):
         out[f"{k}_sd"] = term.cov.theta_names(cn)[:term.cov.n_sd(term.q)]
     return out
 
@@ -137,7 +135,7 @@ def term_params(term, priors: dict, centered) -> list:
     out = []
     if f"var_{k}" in priors:
         out += [Param(f"var_{k}", cf), Param(f"sd_{k}", cf, DETERMINISTIC)]
-    elif getattr(term, "cov", None) is not None and _shared_sds(term):
+    elif _shared_sds(term):
         out += [Param(f"sdpar_{k}", (f"{k}_sd",)), Param(f"sd_{k}", cf, DETERMINISTIC)]
     else:
         out.append(Param(f"sd_{k}", cf))
