@@ -66,6 +66,9 @@ class AuxParam:
         The default prior and why, for ``docs/priors.md`` and error messages.
     r_note : str
         How lme4/glmmTMB name or parametrise it, for the families table in ``docs/families.md``.
+    nested_at : str
+        The boundary value at which the family becomes one of its ``nested_families``, as
+        ``bg.lrt`` prints it (``"1/theta = 0"``); empty: ``"<name> = 0"``.
     """
 
     name: str
@@ -77,6 +80,7 @@ class AuxParam:
     start_range: tuple = (0.05, 1e3)
     prior_doc: str = ""
     r_note: str = ""
+    nested_at: str = ""
 
     def ml_start(self, m: float, v: float) -> float:
         """The clipped ML starting value from the response's weighted mean and variance."""

@@ -17,6 +17,7 @@ THETA = AuxParam(
     prior_doc="InverseGamma(0.5, 0.5): 1/sqrt(theta) ~ HalfNormal(1), the CV of the gamma mixing "
               "distribution (Stan's prior-choice recommendation); mass towards the Poisson limit",
     r_note="glmer.nb's θ, glmmTMB's `sigma`",
+    nested_at="1/theta = 0",
 )
 
 

@@ -191,7 +191,7 @@ def _aux_differences(s0, s1) -> tuple:
     disp = []
     if s1.family.has_dispersion and not s0.family.has_dispersion:
         name = s1.family.dispersion_name
-        at = "1/theta = 0" if name == "theta" else f"{name} = 0"
+        at = s1.family.aux_params[0].nested_at or f"{name} = 0"
         disp.append(f"{s1.family.name} {name} ({at}: the {s0.family.name} model)")
     z0, z1 = list(s0.zi_names), list(s1.zi_names)
     if s0.has_zi and not s1.has_zi:
