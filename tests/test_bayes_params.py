@@ -99,21 +99,27 @@ def test_hierarchical_centring_of_a_vector_term_is_refused_as_by_the_graph():
         param_layout(m.spec, m.resolved_priors, {"g": "hierarchical"})
 
 
-def test_native_sample_does_not_build_the_graph(monkeypatch):
-    from bayes_glmm.bayes.native import available
+@pytest.mark.parametrize("sampler", ["native", "numpy"])
+def test_the_fast_samplers_do_not_build_the_graph(monkeypatch, sampler):
+    if sampler == "native":
+        from bayes_glmm.bayes.native import available
 
-    if not available():
-        pytest.skip("no C compiler")
+        if not available():
+            pytest.skip("no C compiler")
+    else:
+        pytest.importorskip("nutpie")
     m = bg.GLMM("y ~ x + (x | g)", _data("gaussian"), centered=False)
 
     def refuse(*a, **k):
-        raise AssertionError("the native sampler built the PyMC graph")
+        raise AssertionError(f"sampler={sampler!r} built the PyMC graph")
 
     monkeypatch.setattr(type(m), "build", refuse)
-    res = m.sample(draws=20, tune=20, chains=1, random_seed=1, sampler="native", progressbar=False,
+    res = m.sample(draws=20, tune=20, chains=1, random_seed=1, sampler=sampler, progressbar=False,
                    check=False, log_likelihood=False)
     post = res.idata.posterior
+    assert post.attrs["sampler"] == sampler
     assert post["b_g"].dims[2:] == ("g_level", "g_coef")
+    assert list(post["b_g"].coords["g_level"].values) == [f"g{i}" for i in range(6)]
     assert list(post["corr_g"].coords["g_corr"].values) == ["(Intercept), x"]
     assert list(post["beta"].coords["coef"].values) == ["(Intercept)", "x"]
     monkeypatch.undo()
