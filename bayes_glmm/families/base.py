@@ -135,7 +135,7 @@ class Family:
     variance_doc: ClassVar[str] = ""
     #: a note per link for the docs table (``{"log": "Bayesian path only"}``)
     link_notes: ClassVar[dict] = {}
-    #: statsmodels family class for GEE (None: GEE does not support the family)
+    #: statsmodels family class for ``fit_gee`` (None: a Gaussian working model, quasi-likelihood)
     statsmodels_family: ClassVar[str | None] = None
     #: registry names of the families this one reduces to at a boundary of its auxiliary
     #: parameter (poisson is NB2 at 1/theta = 0): nested models for a likelihood-ratio test
