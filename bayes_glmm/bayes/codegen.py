@@ -344,10 +344,11 @@ def prior_program(name: str, xexpr: str, pexprs, positive: bool, prefix: str) ->
 class RowProgram:
     """The conditional log-density of one row and its derivatives, as C.
 
-    Directions: 0 = eta, 1 = the family's scale (sigma or the dispersion, natural scale),
-    2 = the zero-inflation linear predictor.  Row data: ``yr`` (response) and ``nr``
-    (binomial trials).  Data-only expensive values are hoisted into the per-row table
-    ``PC[r * npc + j]`` (filled once by :attr:`pre_code`).
+    Directions: 0 = eta, ``1 + i`` = the family's i-th auxiliary parameter
+    (``family.aux_params``: sigma, a dispersion, ...; natural scale, the C variable ``ax<i>``),
+    the last (``1 + len(aux_params)``) = the zero-inflation linear predictor ``ez``.  Row data:
+    ``yr`` (response) and ``nr`` (binomial trials).  Data-only expensive values are hoisted
+    into the per-row table ``PC[r * npc + j]`` (filled once by :attr:`pre_code`).
     """
 
     def __init__(self, family, zi: bool):
@@ -357,27 +358,28 @@ class RowProgram:
             self.hoisted.append(expr)
             return f"PC[r * NPC + {len(self.hoisted) - 1}]"
 
-        em = Emitter(3, "r", hoist)
+        #: the C variables of the auxiliary parameters, in ``family.aux_params`` order
+        self.aux = [f"ax{i}" for i in range(len(family.aux_params))]
+        na = len(self.aux)
+        em = Emitter(2 + na, "r", hoist)
         y, n = em.data("yr"), em.data("nr")
         eta = em.var("eta", 0)
-        kw = {}
-        if family.has_sigma:
-            kw["sigma"] = em.var("scale", 1, inv=True)
-        elif family.has_dispersion:
-            kw["disp"] = em.var("scale", 1, inv=True)
+        kw = {aux.name: em.var(self.aux[i], 1 + i, inv=True) for i, aux in enumerate(family.aux_params)}
         if family.needs_trials:
             kw["trials"] = n
         ll = em.lift(family.loglik(y, eta, ops=C_OPS, **kw))
         if zi:
             from ..families import zi_loglik
 
-            ll = em.lift(zi_loglik(ll, y, em.var("ez", 2), ops=C_OPS))
+            ll = em.lift(zi_loglik(ll, y, em.var("ez", 1 + na), ops=C_OPS))
         self.pre = "\n".join("    " + ln for ln in em.pre)  # once per gradient
         #: the names those statements define (the row code reads them)
         self.pre_names = [ln.split()[2] for ln in em.pre]
         self.code = "\n".join("        " + ln for ln in em.lines)  # per row
         self.ll = ll.v
+        #: C of d ll / d eta, d ll / d aux_i (i = 0, 1, ...) and d ll / d ez
         self.d = [x or "0.0" for x in ll.d]
+        self.d_eta, self.d_aux, self.d_zi = self.d[0], self.d[1:1 + na], self.d[1 + na]
         self.npc = len(self.hoisted)
         self.pre_code = "\n".join(f"        PC[r * NPC + {j}] = {e};" for j, e in enumerate(self.hoisted))
 
@@ -424,10 +426,10 @@ _C_NAMES = frozenset("""
     bg_nuts_cfg bg_nuts_sample bg_precompute bg_rowpass bg_rows_ll bg_sample bl c cfg cidx cl cur d0 d2
     draws dmu dsd e el eta ez f g ge gl gscale hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
     s scale st stats stop vctx x yr zidx""".split()) | frozenset(C_FUNCTIONS.values())
-#: numbered names: a stem and an index (``sd0``, ``GB1``), or an :class:`Emitter`'s prefix and its
-#: counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``s_2``)
-_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|a|bt|bz|gbt|gbz|sd|xc|r|t)\d+"
-                         r"|(?:c|f|z|sd|y)\d+_\d+|s_\d+")
+#: numbered names: a stem and an index (``sd0``, ``GB1``, ``ax0`` an auxiliary parameter), or an
+#: :class:`Emitter`'s prefix and its counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``ax1_2``)
+_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|a|ax|bt|bz|gax|gbt|gbz|sd|xc|r|t)\d+"
+                         r"|(?:ax|c|f|z|sd|y)\d+_\d+|s_\d+")
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: characters of generated C: printable ASCII without backslash, backtick, quote, $ and @
 _C_CHARS = frozenset("\n !\"#%&()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_"

@@ -10,9 +10,9 @@ when no C compiler is found.
   design with extreme columns divided by their SD (:func:`fixed_layout`; :meth:`GlmmDensity.expand`
   reports the coefficients on the user's scale);
   :meth:`Family.loglik` and :func:`~bayes_glmm.families.zi_loglik` themselves, evaluated on
-  forward-mode dual numbers (:mod:`bayes_glmm.ops.dual`) for their derivatives in eta, the
-  scale (sigma or the dispersion) and the zero-inflation predictor -- nothing differentiated
-  by hand;
+  forward-mode dual numbers (:mod:`bayes_glmm.ops.dual`) for their derivatives in eta, each
+  auxiliary parameter of the family (``family.aux_params``: sigma, a dispersion, ...) and the
+  zero-inflation predictor -- nothing differentiated by hand;
 * priors: :data:`PRIOR_LOGP`, each prior kind's one log-density (:mod:`bayes_glmm.priors.kinds`,
   PyMC's parametrizations) on dual numbers; positive parameters are sampled on the log scale
   with PyMC's Jacobian, so the density on the unconstrained space is PyMC's;
@@ -324,6 +324,37 @@ class _Block:
         lp, g = self._lp(v)
         return v, lp + float(z.sum()), g * v + 1.0, v
 
+    @property
+    def value_var(self) -> str:
+        """The graph's value variable of the block (``sigma_log__`` for a positive one)."""
+        return self.name + "_log__" if self.positive else self.name
+
+
+#: supports of a family's auxiliary parameters the samplers handle (positive: log scale)
+AUX_SUPPORTS = ("positive", "real")
+
+
+def aux_blocks(family, priors: dict, start: int) -> list:
+    """One scalar :class:`_Block` per auxiliary parameter of ``family`` (``family.aux_params``
+    order, from ``start``), named and with the prior of its key ``aux.name``; a positive
+    one is sampled on the log scale, as PyMC's log transform.
+
+    Raises
+    ------
+    ValueError
+        An auxiliary parameter with a support outside :data:`AUX_SUPPORTS`, or no prior.
+    """
+    out = []
+    for i, aux in enumerate(family.aux_params):
+        if aux.support not in AUX_SUPPORTS:
+            raise ValueError(f"family {family.name!r}: the samplers handle auxiliary parameters with support "
+                             f"{list(AUX_SUPPORTS)}, not {aux.name!r} ({aux.support!r}); use the ML fit")
+        if aux.name not in priors:
+            raise ValueError(f"no prior for the auxiliary parameter {aux.name!r} of family {family.name!r}; "
+                             f"give one, e.g. priors={{{aux.name!r}: bg.Prior('Exponential', lam=1)}}")
+        out.append(_Block(aux.name, start + i, 1, priors[aux.name], aux.support == "positive"))
+    return out
+
 
 #: halvings of a chain's starting jitter tried before the sampler is left to report the point
 START_TRIES = 20
@@ -414,11 +445,10 @@ class GlmmDensity:
             self.Z = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
                                        shape=(spec.n, zoff))
             self.Zt = sparse.csr_matrix(self.Z.T)
-        self.sigma = _Block("sigma", pos, 1, priors["sigma"], True) if self.fam.has_sigma else None
-        pos += 1 if self.sigma is not None else 0
-        dn = self.fam.dispersion_name if self.fam.has_dispersion else None
-        self.disp = _Block(dn, pos, 1, priors[dn], True) if dn is not None else None
-        pos += 1 if self.disp is not None else 0
+        #: one block per auxiliary parameter of the family (``family.aux_params`` order:
+        #: sigma, a dispersion, Student-t's df...), a positive one on the log scale
+        self.aux = aux_blocks(self.fam, priors, pos)
+        pos += len(self.aux)
         # zero inflation: as the fixed effects, on the centred X_zi
         self.zi_blocks = []
         if spec.has_zi:
@@ -537,33 +567,32 @@ class GlmmDensity:
         return lp, grad
 
     def _score(self, x, eta, grad):
-        """(d loglik / d eta per row, summed log-likelihood); fills the scale's and zi gradients.
+        """(d loglik / d eta per row, summed log-likelihood); fills the gradients of the
+        auxiliary parameters and of the zero-inflation coefficients.
 
         :meth:`Family.loglik` (and :func:`~bayes_glmm.families.zi_loglik`) evaluated on dual
-        numbers in eta, the scale (sigma or the dispersion) and the zero-inflation predictor:
-        the derivatives come from the single definition.
+        numbers in eta (direction 0), each auxiliary parameter (1, 2, ...) and the
+        zero-inflation predictor (the last): the derivatives come from the single definition.
         """
         resp, fam = self.resp, self.fam
         y, pw = resp.y, resp.pw
-        lp, scale = 0.0, None
-        blk = self.sigma if self.sigma is not None else self.disp
-        if blk is not None:
-            scale, slp, sg = blk.scalar_value_logp_grad(x)
-            lp += slp
-        kw = {}
-        if fam.has_sigma:
-            kw["sigma"] = seed(scale, 1, 3)
-        elif fam.has_dispersion:
-            kw["disp"] = seed(scale, 1, 3)
+        nd = 2 + len(self.aux)  # eta, the auxiliary parameters, the zi predictor
+        lp, kw, vals = 0.0, {}, []
+        for i, blk in enumerate(self.aux):
+            v, alp, ag = blk.scalar_value_logp_grad(x)
+            lp += alp
+            vals.append((v, ag))
+            kw[blk.name] = seed(v, 1 + i, nd)
         if fam.needs_trials:
             kw["trials"] = resp.n_trials
-        ll = fam.loglik(y, seed(eta, 0, 3), ops=ND_OPS, **kw)
+        ll = fam.loglik(y, seed(eta, 0, nd), ops=ND_OPS, **kw)
         if self.zi_blocks:
             ez = self.Xzc @ x[self.zi_idx]
-            ll = zi_loglik(ll, y, seed(ez, 2, 3), ops=ND_OPS)
-            grad[self.zi_idx] += self.XzcT @ (pw * deriv(ll, 2, eta))
-        if blk is not None:  # d/d log(scale) = scale * d/d scale
-            grad[blk.sl.start] = sg + scale * float(pw @ deriv(ll, 1, eta))
+            ll = zi_loglik(ll, y, seed(ez, nd - 1, nd), ops=ND_OPS)
+            grad[self.zi_idx] += self.XzcT @ (pw * deriv(ll, nd - 1, eta))
+        for i, (blk, (v, ag)) in enumerate(zip(self.aux, vals)):
+            d = float(pw @ deriv(ll, 1 + i, eta))
+            grad[blk.sl.start] = ag + (v * d if blk.positive else d)  # positive: d/d log(v) = v d/dv
         return pw * deriv(ll, 0, eta), lp + float(pw @ value(ll))
 
     def value_var_slices(self) -> dict:
@@ -579,10 +608,8 @@ class GlmmDensity:
             if t.ident in self.corr:
                 out[f"cpc_{t.ident}"] = self.corr[t.ident].sl
             out[eff.name] = eff.sl
-        if self.sigma is not None:
-            out["sigma_log__"] = self.sigma.sl
-        if self.disp is not None:
-            out[self.disp.name + "_log__"] = self.disp.sl
+        for blk in self.aux:
+            out[blk.value_var] = blk.sl
         for blk, _ in self.zi_blocks:
             out[blk.name] = blk.sl
         return out
@@ -618,10 +645,9 @@ class GlmmDensity:
             if cen is not True:  # the graph's free u_<g> or z_<g>
                 out[eff.name] = e.copy()
             out[f"b_{t.ident}"] = _effects_of(e, sd, None, cen, self._level(t, x))
-        if self.sigma is not None:
-            out["sigma"] = float(np.exp(x[self.sigma.sl][0]))
-        if self.disp is not None:
-            out[self.disp.name] = float(np.exp(x[self.disp.sl][0]))
+        for blk in self.aux:
+            z = float(x[blk.sl][0])
+            out[blk.name] = float(np.exp(z)) if blk.positive else z
         if self.zi_blocks:
             bz = np.empty(self.spec.p_zi)
             for blk, cols in self.zi_blocks:
@@ -644,8 +670,8 @@ class GlmmDensity:
         Returns
         -------
         dict
-            ``beta``, ``sd_<g>``, ``corr_<g>`` (the q x q matrix), ``sigma`` or the
-            dispersion, ``beta_zi``, ``b_<g>``, each with the leading shape of ``X``.
+            ``beta``, ``sd_<g>``, ``corr_<g>`` (the q x q matrix), the family's auxiliary
+            parameters (``sigma``, ``theta``...), ``beta_zi``, ``b_<g>``, each with the leading shape of ``X``.
         """
         X = np.asarray(X, dtype=float)
         lead = X.shape[:-1]
@@ -679,10 +705,9 @@ class GlmmDensity:
                 bs[f"b_{k}"] = _effects_of(e, sd, Lc, False)
             else:
                 bs[f"b_{k}"] = _effects_of(e, sd, None, cen, self._level(t, X))
-        if self.sigma is not None:
-            out["sigma"] = np.exp(X[..., self.sigma.sl.start])
-        if self.disp is not None:
-            out[self.disp.name] = np.exp(X[..., self.disp.sl.start])
+        for blk in self.aux:
+            z = X[..., blk.sl.start]
+            out[blk.name] = np.exp(z) if blk.positive else z.copy()
         if self.zi_blocks:
             out["beta_zi"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm, self.zi_xd)
         out.update(bs)
@@ -720,9 +745,10 @@ class GlmmDensity:
         for (t, scale, *_), xs in zip(self.terms, sc["xr_sd"]):
             z = log_typical(sc["s_y"] / np.asarray(xs, dtype=float))
             x0[scale.sl] = 2.0 * z if scale.name.startswith("var_") else z
-        if self.sigma is not None:  # on the response's scale, whatever the link
-            sy = float(np.std(np.asarray(self.spec.y, dtype=float)))
-            x0[self.sigma.sl] = log_typical(sy if sy > 0 else 1.0)
+        for blk in self.aux:
+            if blk.name == "sigma":  # a residual SD: on the response's scale, whatever the link
+                sy = float(np.std(np.asarray(self.spec.y, dtype=float)))
+                x0[blk.sl] = log_typical(sy if sy > 0 else 1.0)
         if self.data_rich:
             x0 = self._mode_start(x0)
         jitter = np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)

@@ -43,8 +43,8 @@ def coordinate_names(density) -> list:
     Fixed effects by their coefficient names (``"Intercept"`` on the centered-predictor
     scale, as the prior keys); ``log(sd_g[coef])`` for a term's SDs (``log(var_g[coef])`` with a
     variance prior); ``corr_g[k]`` for its k-th canonical partial correlation (unconstrained);
-    ``u_g[level, coef]`` (``b_g`` when centered) for the effects; ``log(sigma)`` and the
-    dispersion; ``zi_<coef>`` for zero inflation.
+    ``u_g[level, coef]`` (``b_g`` when centered) for the effects; ``log(sigma)``, ``log(theta)``...
+    for the family's positive auxiliary parameters; ``zi_<coef>`` for zero inflation.
     """
     spec = density.spec
     names = [""] * density.ndim
@@ -66,9 +66,8 @@ def coordinate_names(density) -> list:
             lev, c = divmod(k, t.q)
             lab = f"{levels[lev]}, {coefs[c]}" if t.q > 1 else f"{levels[lev]}"
             names[eff.sl.start + k] = f"{eff.name}[{lab}]"
-    for blk in (density.sigma, density.disp):
-        if blk is not None:
-            names[blk.sl.start] = f"log({blk.name})"
+    for blk in density.aux:
+        names[blk.sl.start] = f"log({blk.name})" if blk.positive else blk.name
     if density.zi_blocks:
         znames = list(spec.zi_names)
         for blk, cols in density.zi_blocks:

@@ -36,8 +36,9 @@ Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametriza
                   ``z ~ Normal((Intercept - a) / s, sd / s)`` (free; ``b`` is then the
                   Deterministic ``a + s z - Intercept``; :mod:`bayes_glmm.bayes.layout`)
 
-Dispersion families: one positive variable named :attr:`Family.dispersion_name` (``theta``
-for negbinomial, ``phi`` for nbinom1 and beta, ``shape`` for gamma; prior key the same).
+Auxiliary parameters of the family (``family.aux_params``: gaussian's ``sigma``, ``theta`` for
+negbinomial, ``phi`` for nbinom1 and beta, ``shape`` for gamma, any number of them): one scalar
+variable each, named ``aux.name`` (its prior key the same), in that order.
 Zero inflation (``zi=``): ``zi_Intercept`` and ``zi_slopes`` (dim ``zi_slope``) on the centred
 X_zi, the Deterministic ``beta_zi`` (dim ``zi_coef``, coords ``spec.zi_names``), and
 ``eta_zi = X_zi @ beta_zi`` entering the density through :func:`~bayes_glmm.families.zi_loglik`.
@@ -47,9 +48,9 @@ Z is never formed.  The observed node ``y`` (dim ``obs``) is a :class:`pymc.Cust
 whose log-density is :meth:`Family.loglik` evaluated with :data:`PT_OPS` -- the same code
 as the ML path -- multiplied by the prior weights.  With non-unit weights the pointwise
 ``log_likelihood`` group therefore holds *weighted* contributions (LOO then refers to the
-weighted pseudo-likelihood).  Random draws (prior predictive checks) come from the matching
-PyMC distribution with mean ``family.mean(eta, PT_OPS)`` (NegativeBinomial, Gamma, Beta and the
-ZeroInflated* ones for the new families); weights do not affect them.
+weighted pseudo-likelihood).  Random draws (prior predictive checks) come from the family's own
+:meth:`Family.random` (NumPy, the simulator ``simulate`` and the posterior predictive use);
+weights do not affect them.
 """
 from __future__ import annotations
 
@@ -219,60 +220,40 @@ def _zi_part(spec: ModelSpec, priors: dict):
     return eta
 
 
-#: families whose response is continuous (observed as float, not int64)
-CONTINUOUS = ("gaussian", "gamma", "beta")
+def _observed(spec: ModelSpec, eta, aux: dict, eta_zi=None):
+    """The observed node ``y``: :meth:`Family.loglik` (and :func:`zi_loglik`) with PT_OPS;
+    its draws (prior predictive) from :meth:`Family.random` (NumPy).
 
-
-def _observed(spec: ModelSpec, eta, sigma, disp=None, eta_zi=None):
-    """The observed node ``y``: :meth:`Family.loglik` (and :func:`zi_loglik`) with PT_OPS."""
+    ``aux``: the family's auxiliary parameters, name -> variable, in ``family.aux_params`` order.
+    """
     fam = spec.family
     w = np.asarray(spec.weights, dtype=float)
     unit = bool(np.all(w == 1.0))
     trials = None if spec.trials is None else np.asarray(spec.trials, dtype=float)
-    # the parameters after eta, in this order, each present or not
-    extra = [("sigma", sigma), ("disp", disp), ("zi", eta_zi)]
-    names = [k for k, v in extra if v is not None]
+    names = list(aux)  # the parameters after eta: the auxiliary ones, then eta_zi if any
+    has_zi = eta_zi is not None
 
-    def unpack(rest):
-        d = dict(zip(names, rest))
-        return d.get("sigma"), d.get("disp"), d.get("zi")
+    def split(rest):
+        return dict(zip(names, rest[:len(names)])), (rest[len(names)] if has_zi else None)
 
     def logp(value, eta_, *rest):
-        sig, dsp, ez = unpack(rest)
-        ll = fam.loglik(value, eta_, trials=trials, sigma=sig, disp=dsp, ops=PT_OPS)
+        kw, ez = split(rest)
+        ll = fam.loglik(value, eta_, trials=trials, ops=PT_OPS, **kw)
         if ez is not None:
             ll = zi_loglik(ll, value, ez, PT_OPS)
         return ll if unit else ll * w
 
-    def dist(eta_, *rest, size=None):
-        sig, dsp, ez = unpack(rest)
-        mu = fam.mean(eta_, PT_OPS)
-        nm = fam.name
-        if nm == "gaussian":
-            return pm.Normal.dist(mu=mu, sigma=sig, size=size)
-        if nm == "bernoulli":
-            return pm.Bernoulli.dist(p=mu, size=size)
-        if nm == "binomial":
-            return pm.Binomial.dist(n=trials.astype("int64"), p=mu, size=size)
-        if nm == "gamma":
-            return pm.Gamma.dist(alpha=dsp, beta=dsp / mu, size=size)
-        if nm == "beta":
-            return pm.Beta.dist(alpha=mu * dsp, beta=(1.0 - mu) * dsp, size=size)
-        alpha = dsp if nm == "negbinomial" else (mu / dsp if nm == "nbinom1" else None)
-        if ez is not None:  # psi: probability of the count component
-            psi = pt.sigmoid(-ez)
-            if alpha is None:
-                return pm.ZeroInflatedPoisson.dist(psi=psi, mu=mu, size=size)
-            return pm.ZeroInflatedNegativeBinomial.dist(psi=psi, mu=mu, alpha=alpha, size=size)
-        if alpha is None:
-            return pm.Poisson.dist(mu=mu, size=size)
-        return pm.NegativeBinomial.dist(mu=mu, alpha=alpha, size=size)
+    def random(eta_, *rest, rng=None, size=None):
+        kw, ez = split(rest)
+        if size is not None:  # the draws' shape: eta (and trials, zi) broadcast to it
+            eta_ = np.broadcast_to(eta_, size)
+        return fam.random(eta_, rng, trials=trials, zi_eta=ez, **kw)
 
-    params = (eta,) + tuple(v for _, v in extra if v is not None)
-    cont = fam.name in CONTINUOUS
+    params = (eta,) + tuple(aux.values()) + ((eta_zi,) if has_zi else ())
+    cont = bool(fam.continuous)
     y = np.asarray(spec.y, dtype=float)
     obs = y if cont else y.astype("int64")
-    return pm.CustomDist("y", *params, dist=dist, logp=logp, observed=obs, dims="obs",
+    return pm.CustomDist("y", *params, random=random, logp=logp, observed=obs, dims="obs",
                          dtype="floatX" if cont else "int64")
 
 
@@ -314,10 +295,10 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
         off = np.asarray(spec.offset, dtype=float)
         if np.any(off != 0.0):
             eta = eta + off
-        fam = spec.family
-        sigma = _rv("sigma", priors["sigma"]) if fam.has_sigma else None
-        disp = _rv(fam.dispersion_name, priors[fam.dispersion_name]) if fam.has_dispersion else None
-        _observed(spec, eta, sigma, disp, _zi_part(spec, priors))
+        # one variable per auxiliary parameter, named and with the prior of its key (positive
+        # ones get PyMC's log transform: the samplers' ``sigma_log__``)
+        aux = {a.name: _rv(a.name, priors[a.name]) for a in spec.family.aux_params}
+        _observed(spec, eta, aux, _zi_part(spec, priors))
     return model
 
 

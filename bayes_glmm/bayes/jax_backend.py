@@ -94,6 +94,12 @@ def sample_numpyro(pm_model, keep, *, draws, tune, chains, seed, target_accept, 
     (dict, dict)
         Posterior arrays (chain, draw, ...) by name and sampler statistics (``diverging``,
         ``n_steps``, ``acceptance_rate``, ``energy``).
+
+    Raises
+    ------
+    ValueError
+        The graph holds an operation PyTensor's JAX backend does not translate (erfcx, which
+        the stable log Phi of a probit link uses), found before any sampling.
     """
     import jax
     import jax.numpy as jnp
@@ -103,7 +109,12 @@ def sample_numpyro(pm_model, keep, *, draws, tune, chains, seed, target_accept, 
     jax.config.update("jax_enable_x64", True)  # the graph is float64, as the other samplers
     point = pm_model.initial_point(random_seed=seed)
     names, shapes, offs = _layout(pm_model, point)
-    logp = get_jaxified_graph(inputs=pm_model.value_vars, outputs=[pm_model.logp()])
+    try:
+        logp = get_jaxified_graph(inputs=pm_model.value_vars, outputs=[pm_model.logp()])
+    except NotImplementedError as err:  # an operation of the graph PyTensor cannot translate to JAX
+        raise ValueError(f"sampler='numpyro' does not support this model: PyTensor's JAX backend cannot "
+                         f"translate its log-density ({err}; e.g. erfcx, which the stable log Phi of the "
+                         "probit link of the binary families uses); use sampler='auto' or 'nutpie'") from None
 
     def unflatten(x):
         return [x[offs[i]:offs[i + 1]].reshape(shapes[i]) for i in range(len(names))]

@@ -181,15 +181,13 @@ def generate(density: GlmmDensity):
         body.append(_prior_block(blk, A, False, f"f{j}", S_add(blk.sl.start)))
     for j, (blk, cols) in enumerate(d.zi_blocks):
         body.append(_prior_block(blk, A, False, f"z{j}", S_add(blk.sl.start)))
-    # ---- sigma / dispersion
-    scale_blk = d.sigma if d.sigma is not None else d.disp
-    if scale_blk is not None:
-        body.append("    double scale = 0.0;")
-        body.append(_prior_block(scale_blk, A, True, "s", S_add(scale_blk.sl.start),
-                                 value_to="scale = exp(x[st]);"))
-        sc_pos = S_add(scale_blk.sl.start)
-    else:
-        body.append("    const double scale = 0.0;")
+    # ---- the family's auxiliary parameters (sigma, a dispersion, ...): ax<i> on the natural scale
+    aux_pos = []
+    for i, (blk, ax) in enumerate(zip(d.aux, rows.aux)):
+        body.append(f"    double {ax} = 0.0;")
+        body.append(_prior_block(blk, A, blk.positive, ax, S_add(blk.sl.start),
+                                 value_to=f"{ax} = {'exp(x[st])' if blk.positive else 'x[st]'};"))
+        aux_pos.append(S_add(blk.sl.start))
     # ---- random terms: SDs, L, effects b into W
     term_info = []
     for ti, (t, scale, eff, cen, _) in enumerate(d.terms):
@@ -276,7 +274,8 @@ def generate(density: GlmmDensity):
     # knows the gathered effects, the data and the per-row output do not alias, and vectorizes
     # it (exp/log included).  It runs on chunks of CHUNK rows, each followed by the scatter-add
     # of d ll / d eta into the effects' gradients, so the per-row output stays in L1 cache.
-    params, args = ["const int64_t lo", "const int64_t hi", "const double scale"], ["lo", "hi", "scale"]
+    params, args = ["const int64_t lo", "const int64_t hi"] + [f"const double {ax}" for ax in rows.aux], \
+        ["lo", "hi"] + list(rows.aux)
 
     def arr(name, k, ctype="double", out=False):
         params.append(f"{'' if out else 'const '}{ctype} *restrict {name}")
@@ -314,7 +313,8 @@ def generate(density: GlmmDensity):
         args.append(nm)
     params.append("double *restrict acc")
     args.append("acc")
-    nacc = 2 + p + pz  # ll_sum, gscale, gbt_j, gbz_j
+    na = len(rows.aux)
+    nacc = 1 + na + p + pz  # ll_sum, gax_i, gbt_j, gbz_j
     def xj(j):
         return "1.0" if ones[j] else f"X{j}[r]"
 
@@ -322,7 +322,8 @@ def generate(density: GlmmDensity):
         return "1.0" if zones[j] else f"XZ{j}[r]"
 
     rp = [f"static void bg_rowpass({', '.join(params)}) {{",
-          "    double ll_sum = 0.0, gscale = 0.0;"]
+          "    double ll_sum = 0.0;"]
+    rp += [f"    double gax{i} = 0.0;" for i in range(na)]
     rp += [f"    double gbt{j} = 0.0;" for j in range(p)] + [f"    double gbz{j} = 0.0;" for j in range(pz)]
     rp.append("    for (int64_t r = lo; r < hi; r++) {")
     rp.append("        double eta = " + ("OFF[r]" if koff is not None else "0.0")
@@ -337,18 +338,19 @@ def generate(density: GlmmDensity):
     rp.append(rows.code)
     w = "PW[r] * " if kpw is not None else ""
     rp.append(f"        ll_sum += {w}{rows.ll};")
-    rp.append(f"        const double d0 = {w}{rows.d[0]};")
+    rp.append(f"        const double d0 = {w}{rows.d_eta};")
     rp += [f"        gbt{j} += d0 * {xj(j)};" for j in range(p)]
     if term_info:
         rp.append("        D0[r - lo] = d0;")
-    if scale_blk is not None:
-        rp.append(f"        gscale += {w}{rows.d[1]};")
+    rp += [f"        gax{i} += {w}{da};" for i, da in enumerate(rows.d_aux)]
     if pz:
-        rp.append(f"        {{ const double d2 = {w}{rows.d[2]};" + "".join(
+        rp.append(f"        {{ const double d2 = {w}{rows.d_zi};" + "".join(
             f" gbz{j} += d2 * {xzj(j)};" for j in range(pz)) + " }")
     rp.append("    }")
-    rp.append("    acc[0] += ll_sum; acc[1] += gscale;")
-    rp += [f"    acc[{2 + j}] += gbt{j};" for j in range(p)] + [f"    acc[{2 + p + j}] += gbz{j};" for j in range(pz)]
+    rp.append("    acc[0] += ll_sum;")
+    rp += [f"    acc[{1 + i}] += gax{i};" for i in range(na)]
+    rp += [f"    acc[{1 + na + j}] += gbt{j};" for j in range(p)]
+    rp += [f"    acc[{1 + na + p + j}] += gbz{j};" for j in range(pz)]
     rp.append("}")
     # XR columns are read as XR[k * n + r] inside: n must be known there
     rowpass = "\n".join(rp).replace("static void bg_rowpass(", "static void bg_rowpass(const int64_t n, ", 1)
@@ -383,11 +385,11 @@ def generate(density: GlmmDensity):
     body.append("    }")
     body.append("    lp += acc[0];")
     for j in range(p):
-        body.append(f"    g[cidx[{j}]] += acc[{2 + j}];")
+        body.append(f"    g[cidx[{j}]] += acc[{1 + na + j}];")
     for j in range(pz):
-        body.append(f"    g[zidx[{j}]] += acc[{2 + p + j}];")
-    if scale_blk is not None:
-        body.append(f"    g[{sc_pos}] += acc[1] * scale;  /* d/d log(scale) */")
+        body.append(f"    g[zidx[{j}]] += acc[{1 + na + p + j}];")
+    for i, (blk, ax, at) in enumerate(zip(d.aux, rows.aux, aux_pos)):  # positive: d/d log(v) = v d/dv
+        body.append(f"    g[{at}] += acc[{1 + i}]{' * ' + ax if blk.positive else ''};")
     # ---- back through the layout (b = diag(sd) L u) to u, the SDs and L
     for ti, info in enumerate(term_info):
         q, SL, st_e, st_sd, lay = info["q"], info["SL"], info["st_e"], info["st_sd"], info["layout"]
@@ -456,7 +458,7 @@ def _assemble(body, rows, knt, ky, rowpass, yt="double", nt_t="double") -> str:
             f"    const {yt} *Y = (const {yt} *)P[{ky}];",
             (f"    const {nt_t} *NT = (const {nt_t} *)P[{knt}];" if knt is not None else ""),
             "    for (int64_t s = 0; s < D; s++) {",
-            "    const double scale = SC ? SC[s] : 0.0; (void)scale;",
+            *[f"    const double {ax} = SC[s * {len(rows.aux)} + {i}];" for i, ax in enumerate(rows.aux)],
             rows.pre,
             "    for (int64_t r = 0; r < n; r++) {",
             "        const double eta = ETA[s * n + r]; const double ez = EZ ? EZ[s * n + r] : 0.0; (void)ez;",
@@ -531,15 +533,19 @@ class NativeModel:
         lp = self.lib.bg_logp_grad(self._P, _ptr(W), _ptr(self._PC), _ptr(x), _ptr(g))
         return float(lp), g
 
-    def rows_loglik(self, eta, eta_zi=None, scale=None) -> np.ndarray:
+    def rows_loglik(self, eta, eta_zi=None, aux=None) -> np.ndarray:
         """Unweighted conditional log-density of every row, (D, n), at linear predictors ``eta``
-        (D, n), zero-inflation predictors ``eta_zi`` and the family's scale (sigma or the
-        dispersion, (D,)): :meth:`Family.loglik` (with :func:`~bayes_glmm.families.zi_loglik`)
-        as the generated C."""
+        (D, n), zero-inflation predictors ``eta_zi`` and the family's auxiliary parameters
+        ``aux`` ((D, A), ``family.aux_params`` order, natural scale; None without any):
+        :meth:`Family.loglik` (with :func:`~bayes_glmm.families.zi_loglik`) as the generated C."""
         eta = np.ascontiguousarray(eta, dtype=np.float64)
         D = eta.shape[0]
         ez = None if eta_zi is None else np.ascontiguousarray(eta_zi, dtype=np.float64)
-        sc = None if scale is None else np.ascontiguousarray(np.reshape(scale, -1), dtype=np.float64)
+        na = len(self.density.aux)
+        if (aux is None) != (na == 0):
+            raise ValueError(f"rows_loglik: aux= must hold the family's {na} auxiliary parameter(s) per draw, "
+                             f"shape (D, {na})" if na else "rows_loglik: the family has no auxiliary parameter; aux=None")
+        sc = None if aux is None else np.ascontiguousarray(np.reshape(aux, (D, na)), dtype=np.float64)
         out = np.empty_like(eta)
         self.lib.bg_rows_ll(self._P, _ptr(self._PC), _ptr(eta), None if ez is None else _ptr(ez),
                             None if sc is None else _ptr(sc), ctypes.c_int64(D), _ptr(out))

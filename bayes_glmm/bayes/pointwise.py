@@ -6,16 +6,18 @@ Whatever sampler ran (numba, NumPy, nutpie on the graph, PyMC, numpyro), the
 ``beta``        (``coef``) fixed effects on the original predictor scale
 ``sd_<g>``      (``<g>_coef``) random-effect standard deviations of term ``<g>``
 ``corr_<g>``    (``<g>_corr``) their correlations, off-diagonal pairs only (lme4's order)
-``sigma``       residual SD (gaussian)
-``theta`` / ``phi`` / ``shape``  the dispersion (negbinomial / nbinom1, beta / gamma),
-                named as :attr:`Family.dispersion_name`
+``rho_<g>``     (``<g>_rho``) a structured term's own correlation parameters
+                (:meth:`CovStructure.corr_values`: rho of ``ar1`` and ``cs``, the lag
+                correlations of ``toep``; not for ``us``, whose are ``corr_<g>``)
+``sigma``, ``theta``, ...  the family's auxiliary parameters (``family.aux_params``: the
+                gaussian residual SD ``sigma``, the dispersion ``theta`` / ``phi`` / ``shape``...)
 ``beta_zi``     (``zi_coef``) zero-inflation coefficients (logit scale; models with ``zi=``)
 ``b_<g>``       (``<g>_level``, ``<g>_coef``) random effects (BLUP counterparts)
 
 The sampler's coordinates (the centered intercept, ``slopes``, non-centered ``u_<g>``,
 CPCs, log-scales) are not kept: they are functions of the above.  The pointwise
 log-likelihood and posterior predictive draws are computed here from ``beta``, ``b_<g>``,
-the dispersion and ``beta_zi`` with :class:`~bayes_glmm.families.Family` and
+the auxiliary parameters and ``beta_zi`` with :class:`~bayes_glmm.families.Family` and
 :func:`~bayes_glmm.families.zi_loglik` (NumPy), so no PyTensor function is compiled after
 sampling.  This module does not import PyMC.
 """
@@ -28,7 +30,7 @@ from ..families import zi_loglik
 from ..spec import ModelSpec
 
 __all__ = ["posterior_names", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
-           "posterior_predictive", "pointwise_loglik"]
+           "posterior_predictive", "pointwise_loglik", "aux_draws"]
 
 
 def posterior_names(spec: ModelSpec) -> list:
@@ -38,10 +40,7 @@ def posterior_names(spec: ModelSpec) -> list:
         names.append(f"sd_{t.ident}")
         if t.correlated and t.q > 1:
             names.append(f"corr_{t.ident}")
-    if spec.family.has_sigma:
-        names.append("sigma")
-    if spec.family.has_dispersion:
-        names.append(spec.family.dispersion_name)
+    names += [aux.name for aux in spec.family.aux_params]
     if spec.has_zi:
         names.append("beta_zi")
     return names + [f"b_{t.ident}" for t in spec.terms]
@@ -98,14 +97,10 @@ def _obs_coords(spec: ModelSpec) -> np.ndarray:
     return np.asarray(ri) if ri is not None and len(ri) == spec.n else np.arange(spec.n)
 
 
-def _sigma(post):
-    return np.asarray(post["sigma"]).reshape(-1, 1) if "sigma" in post else None
-
-
-def _disp(spec: ModelSpec, post):
-    """Dispersion draws as a (chain * draw, 1) column, or None."""
-    nm = spec.family.dispersion_name if spec.family.has_dispersion else None
-    return np.asarray(post[nm]).reshape(-1, 1) if nm is not None else None
+def aux_draws(spec: ModelSpec, post) -> dict:
+    """The family's auxiliary parameters, name -> (chain * draw, 1) column of draws
+    (``family.aux_params`` order; empty for a family without any)."""
+    return {aux.name: np.asarray(post[aux.name]).reshape(-1, 1) for aux in spec.family.aux_params}
 
 
 def zi_eta_draws(spec: ModelSpec, post, X_zi=None) -> np.ndarray | None:
@@ -119,17 +114,17 @@ def zi_eta_draws(spec: ModelSpec, post, X_zi=None) -> np.ndarray | None:
 def pointwise_loglik(spec: ModelSpec, post, rows_loglik=None) -> np.ndarray:
     """(chain * draw, n) weighted log-likelihood: the graph's ``y`` node, row by row.
 
-    ``rows_loglik(eta, eta_zi, scale)``, if given, evaluates the unweighted conditional
+    ``rows_loglik(eta, eta_zi, aux)``, if given, evaluates the unweighted conditional
     log-density (the native sampler's generated C,
     :meth:`bayes_glmm.bayes.native.NativeModel.rows_loglik`); else NumPy.
     """
     eta, ez = eta_draws(spec, post), zi_eta_draws(spec, post)
-    if rows_loglik is not None:
-        sc = _sigma(post) if spec.family.has_sigma else _disp(spec, post)
-        ll = rows_loglik(eta, ez, sc)
+    aux = aux_draws(spec, post)
+    if rows_loglik is not None:  # the auxiliary parameters as a (draws, A) matrix
+        ll = rows_loglik(eta, ez, np.concatenate(list(aux.values()), axis=1) if aux else None)
     else:
         y = np.asarray(spec.y)[None, :]
-        ll = spec.family.loglik(y, eta, trials=spec.trials, sigma=_sigma(post), disp=_disp(spec, post))
+        ll = spec.family.loglik(y, eta, trials=spec.trials, **aux)
         if ez is not None:
             ll = zi_loglik(ll, y, ez)
     w = np.asarray(spec.weights)
@@ -152,10 +147,6 @@ def add_log_likelihood(idata, spec: ModelSpec, rows_loglik=None) -> None:
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": _obs_coords(spec)}))
 
 
-def _continuous(spec: ModelSpec) -> bool:
-    return spec.family.name in ("gaussian", "gamma", "beta")
-
-
 def add_observed_data(idata, spec: ModelSpec) -> None:
     """The ``observed_data`` group (``y``, dim ``obs``) if the sampler did not write one."""
     import xarray as xr
@@ -163,7 +154,7 @@ def add_observed_data(idata, spec: ModelSpec) -> None:
     if "observed_data" in idata.groups():
         return
     y = np.asarray(spec.y)
-    y = y if _continuous(spec) else y.astype(np.int64)
+    y = y if spec.family.continuous else y.astype(np.int64)
     idata.add_groups(observed_data=xr.Dataset({"y": (("obs",), y)}, coords={"obs": _obs_coords(spec)}))
 
 
@@ -187,8 +178,8 @@ def posterior_predictive(idata, spec: ModelSpec, *, random_seed=None, extend: bo
     C, D = post.sizes["chain"], post.sizes["draw"]
     rng = np.random.default_rng(random_seed)
     trials = None if spec.trials is None else np.asarray(spec.trials)[None, :]
-    y = spec.family.random(eta_draws(spec, post), rng, trials=trials, sigma=_sigma(post),
-                           disp=_disp(spec, post), zi_eta=zi_eta_draws(spec, post))
+    y = spec.family.random(eta_draws(spec, post), rng, trials=trials, zi_eta=zi_eta_draws(spec, post),
+                           **aux_draws(spec, post))
     ds = xr.Dataset({"y": (("chain", "draw", "obs"), y.reshape(C, D, -1))},
                     coords={"chain": post["chain"].values, "draw": post["draw"].values,
                             "obs": _obs_coords(spec)})

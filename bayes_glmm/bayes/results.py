@@ -141,9 +141,9 @@ class BayesResults(FitResults):
             out["sd"].append(sd)
             out["corr"].append(corr)
             out["cov"].append(sd[:, :, None] * corr * sd[:, None, :])
-        out["sigma"] = _stack(post["sigma"]) if "sigma" in post else None
-        fam = self.spec.family
-        out["disp"] = _stack(post[fam.dispersion_name]) if fam.has_dispersion else None
+        # the family's auxiliary parameters by name; ``sigma`` (a residual SD) also feeds varcorr
+        out["aux"] = {a.name: _stack(post[a.name]) for a in self.spec.family.aux_params}
+        out["sigma"] = out["aux"].get("sigma")
         out["beta_zi"] = _stack(post["beta_zi"]).reshape(-1, self.spec.p_zi) if self.spec.has_zi else None
         return out
 
@@ -169,15 +169,12 @@ class BayesResults(FitResults):
 
     @property
     def dispersion(self) -> pd.Series:
-        """Posterior mean of the family's dispersion, named as ``MLResults.dispersion``:
+        """Posterior means of the family's auxiliary parameters, named as ``MLResults.dispersion``:
         ``theta`` (negbinomial), ``phi`` (nbinom1, beta), ``shape`` (gamma), ``sigma``
-        (gaussian); empty for bernoulli, binomial and poisson."""
-        d, fam = self._draws, self.spec.family
-        if d["disp"] is not None:
-            return pd.Series({fam.dispersion_name: float(d["disp"].mean())}, name="dispersion")
-        if d["sigma"] is not None:
-            return pd.Series({"sigma": float(d["sigma"].mean())}, name="dispersion")
-        return pd.Series(dtype=float, name="dispersion")
+        (gaussian), one entry each (``family.aux_params`` order); empty for bernoulli, binomial
+        and poisson."""
+        aux = self._draws["aux"]
+        return pd.Series({k: float(v.mean()) for k, v in aux.items()}, name="dispersion", dtype=float)
 
     def _zi_eta(self, design, idx=None):
         """Zero-inflation linear predictor per posterior draw, (draws, rows), or None."""
@@ -230,11 +227,8 @@ class BayesResults(FitResults):
                 c = np.asarray(post[f"corr_{k}"])
                 for m, (j, i) in enumerate(corr_pairs(t.q)):
                     out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, m]
-        if "sigma" in post:
-            out["sigma"] = np.asarray(post["sigma"])
-        fam = self.spec.family
-        if fam.has_dispersion:
-            out[fam.dispersion_name] = np.asarray(post[fam.dispersion_name])
+        for a in self.spec.family.aux_params:
+            out[a.name] = np.asarray(post[a.name])
         if self.spec.has_zi:
             bz = np.asarray(post["beta_zi"]).reshape(beta.shape[:2] + (self.spec.p_zi,))
             for j, nm in enumerate(self.spec.zi_names):

@@ -16,6 +16,7 @@ import weakref
 import numpy as np
 import pymc as pm
 
+from ..families import REGISTRY
 from .density import GlmmDensity, compile_numpy, supported
 from .graph import pm_model_of
 from .params import param_layout
@@ -127,12 +128,18 @@ def _seed_int(random_seed) -> int:
     raise ValueError(f"random_seed must be an int or None, got {random_seed!r}")
 
 
-def summary_var_names(posterior) -> list:
+def summary_var_names(posterior, aux_names=None) -> list:
     """The parameters reported by ``summary()`` and checked after sampling (from a posterior
-    group or anything with the variable names as keys)."""
+    group or anything with the variable names as keys).
+
+    ``aux_names``: the family's auxiliary parameters (``family.aux_names``); default, those of
+    every registered family (a raw PyMC model's ``sigma``, say).
+    """
     names = [v for v in posterior if v == "beta" or str(v).startswith(("sd_", "corr_"))]
-    names += [v for v in ("sigma", "theta", "phi", "shape", "beta_zi") if v in posterior]
-    return names
+    if aux_names is None:
+        aux_names = dict.fromkeys(a.name for cls in REGISTRY.values() for a in cls.aux_params)
+    names += [v for v in aux_names if v in posterior]
+    return names + (["beta_zi"] if "beta_zi" in posterior else [])
 
 
 @contextlib.contextmanager
@@ -318,11 +325,6 @@ def _resolve_sampler(sampler: str, glmm=None, size=None) -> str:
         if not available():
             raise ValueError("sampler='numpyro' needs numpyro and jax: pip install 'bayes_glmm[jax]' "
                              "(or use sampler='nutpie' / 'pymc')")
-        if glmm is not None and glmm.spec.family.link.name == "probit" and glmm.spec.family.name in (
-                "bernoulli", "binomial"):
-            # the graph's stable log Phi uses erfcx, which PyTensor cannot translate to JAX
-            raise ValueError("sampler='numpyro' does not support the probit link (PyTensor has no JAX "
-                             "erfcx); use sampler='auto' or 'nutpie'")
     return sampler
 
 
@@ -508,7 +510,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
             pm.sample_posterior_predictive(idata, model=pm_model, random_seed=rng,
                                            extend_inferencedata=True, progressbar=False)
     if check:
-        msgs = diagnose(idata, summary_var_names(idata.posterior))
+        msgs = diagnose(idata, summary_var_names(idata.posterior,
+                                                 glmm.spec.family.aux_names if glmm is not None else None))
         if msgs:
             warnings.warn("NUTS diagnostics: " + "; ".join(msgs), UserWarning, stacklevel=3 if glmm is not None else 2)
     if glmm is None:
