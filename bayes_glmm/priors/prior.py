@@ -324,9 +324,6 @@ def _needed_support(key: str, spec: ModelSpec) -> str:
     aux = {a.name: a.support for a in spec.family.aux_params}
     if key in aux:  # the family's auxiliary parameters say their own (Student-t's df, ...)
         return aux[key]
-    aux = {a.name: a.support for a in spec.family.aux_params}
-    if key in aux:  # the family's auxiliary parameters say their own (Student-t's df, ...)
-        return aux[key]
     if key in _SUPPORT_FOR:
         return _SUPPORT_FOR[key]
     if key.startswith(("sd_", "var_")):
