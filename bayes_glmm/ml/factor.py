@@ -199,9 +199,9 @@ def _off_block(s, raw, k: int, l: int, Lk: np.ndarray, Ll: np.ndarray) -> np.nda
     if (k, l) in s.pairs:
         _, prow, pcol = s.pairs[(k, l)]
         D = np.zeros((Jk, qk, Jl, ql))
-        D[prow, :, pcol, :] = np.einsum("ba,pbc,cd->pad", Lk, C, Ll)
+        D[prow, :, pcol, :] = Lk.T @ C @ Ll  # batched matmul: a 3-operand einsum is ~50x slower
         return D.reshape(Jk * qk, Jl * ql)
-    return np.einsum("ba,jbkc,cd->jakd", Lk, C, Ll).reshape(Jk * qk, Jl * ql)
+    return np.einsum("ba,jbkd->jakd", Lk, C @ Ll).reshape(Jk * qk, Jl * ql)
 
 
 def _check_pos(S: np.ndarray) -> None:
@@ -236,7 +236,8 @@ def factorize(s, raw, lambdas) -> ReFactor:
         _check_pos(A11)
         L1 = np.sqrt(A11)
     else:
-        A11 = np.einsum("ba,jbc,cd->jad", Lk, raw.diag[k1], Lk) + np.eye(q1)
+        # Lambda' D_j Lambda per level as batched matmuls (a 3-operand einsum is ~50x slower)
+        A11 = Lk.T @ raw.diag[k1] @ Lk + np.eye(q1)
         L1 = _chol_checked(A11)
     logdet = 2.0 * float(np.sum(np.log(np.einsum("jaa->ja", L1))))
     if not s.rest:
@@ -248,7 +249,7 @@ def factorize(s, raw, lambdas) -> ReFactor:
         if q == 1:
             dblk.append(raw.diag[k] * (Lam[0, 0] ** 2) + 1.0)
         else:
-            dblk.append(np.einsum("ba,jbc,cd->jad", Lam, raw.diag[k], Lam) + np.eye(q))
+            dblk.append(Lam.T @ raw.diag[k] @ Lam + np.eye(q))
     Vdata = None
     if s.sparse_v:
         vals = []
@@ -257,7 +258,7 @@ def factorize(s, raw, lambdas) -> ReFactor:
             if q1 == 1 and s.q[k] == 1:
                 B = raw.off[(k1, k)] * (Lk[0, 0] * lambdas[k][0, 0])
             else:
-                B = np.einsum("ba,pbc,cd->pad", Lk, raw.off[(k1, k)], lambdas[k])
+                B = Lk.T @ raw.off[(k1, k)] @ lambdas[k]
             vals.append(_bsolve(L1[prow], B))  # block row j of V = L1_j^{-1} A12_j
         if s.nested:
             k = s.rest[0]

@@ -173,7 +173,7 @@ def _lam_apply(s: ReStructure, lambdas, v: np.ndarray, transpose: bool) -> np.nd
         sl = slice(s.starts[k], s.starts[k] + J * q)
         blk = v2[sl].reshape(J, q, -1)
         Lk = lambdas[k].T if transpose else lambdas[k]
-        out[sl] = np.einsum("ab,jbc->jac", Lk, blk).reshape(J * q, -1)
+        out[sl] = (Lk @ blk).reshape(J * q, -1)
     return out[:, 0] if v.ndim == 1 else out
 
 

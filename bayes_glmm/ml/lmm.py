@@ -162,7 +162,9 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
     bstep = 0.1 * np.minimum(theta_scales(terms), 1.0)
 
     def solve(x):
-        return solve_with_boundary(crit, x, lower, terms, slices, step=bstep, label=label, maxiter=maxiter)
+        o = solve_with_boundary(crit, x, lower, terms, slices, step=bstep, label=label, maxiter=maxiter)
+        return _residual_to_zero(o, lambda xs: solve_with_boundary(crit, xs, lower, terms, slices, step=bstep,
+                                                                   label=label, maxiter=maxiter), terms, slices)
 
     k, auto = resolve_n_starts(spec, n_starts)
     opts = [solve(x) for x in [theta0] + multistart_points(theta0, lower, theta0.size, k, random_seed,
@@ -201,6 +203,41 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
                  method=label, reml=reml, n_agq=1, optimizer=optimizer)
 
 
+#: relative SD of a structured term beyond which the residual SD is treated as running to 0
+SIGMA_TO_ZERO_RATIO = 50.0
+
+
+def _residual_to_zero(opt, solve, terms, slices, factor: float = 10.0) -> dict:
+    """Push an optimum whose residual SD runs to 0 further along that ray.
+
+    With a structured term (``cs``, ``ar1``, ``toep``) and one row per level and
+    coefficient, the residual variance can have its maximum likelihood at 0 (the structure
+    absorbs it), which the profiled criterion reaches only as Lambda = Sigma^(1/2) / sigma
+    goes to infinity: L-BFGS-B stops early there, e.g. 2.8e-4 log-likelihood units short
+    of glmmTMB's log(sigma) parametrization.  When a structured term's relative SDs exceed
+    :data:`SIGMA_TO_ZERO_RATIO`, every Lambda is scaled by ``factor`` (sigma / factor with
+    the absolute covariances kept: the SDs of the structured terms and all of an lme4
+    term's theta), the problem is solved again from there and the better optimum is kept.
+    """
+    x = np.asarray(opt["x"], dtype=float)
+    big = False
+    y = x.copy()
+    for t, sl in zip(terms, slices):
+        bounded = np.isfinite(t.cov.theta_lower(t.q))
+        if t.cov.linear:
+            y[sl] = x[sl] * factor
+        else:
+            y[sl] = np.where(bounded, x[sl] * factor, x[sl])
+            big = big or bool(np.any(x[sl][bounded] > SIGMA_TO_ZERO_RATIO))
+    if not big:
+        return opt
+    o2 = solve(y)
+    n = opt["n_evals"] + o2["n_evals"]
+    best = dict(o2) if np.isfinite(o2["fun"]) and o2["fun"] < opt["fun"] else dict(opt)
+    best["n_evals"] = n
+    return best
+
+
 def modes_and_sds(s, F, lambdas, u, scale=1.0):
     """Per-term ``b = Lambda u`` (J, q) and conditional SDs ``scale * sqrt(diag(Lambda A^{-1} Lambda'))``."""
     blocks = F.inv_diag_blocks()
@@ -209,6 +246,6 @@ def modes_and_sds(s, F, lambdas, u, scale=1.0):
         uk = u[s.starts[k]: s.starts[k] + s.J[k] * s.q[k]].reshape(s.J[k], s.q[k])
         Lk = lambdas[k]
         b.append(uk @ Lk.T)
-        cv = np.einsum("ab,jbc,dc->jad", Lk, blocks[k], Lk)
+        cv = Lk @ blocks[k] @ Lk.T
         sds.append(scale * np.sqrt(np.clip(np.einsum("jaa->ja", cv), 0.0, None)))
     return b, sds
