@@ -137,7 +137,8 @@ class PriorKind:
         and the fix (what :class:`~bayes_glmm.priors.Prior` runs at construction)."""
         bad = [k for k in args if k not in self.param_names]
         if bad:
-            raise ValueError(f"Prior({self.name!r}) got unknown parameter(s) {bad}; it accepts {list(self.param_names)}")
+            raise ValueError(f"Prior({self.name!r}) got unknown parameter(s) {bad}; "
+                             f"it accepts {list(self.param_names)}")
         for k, v in args.items():
             try:
                 a = np.asarray(v, dtype=float)
@@ -159,7 +160,8 @@ class PriorKind:
                 raise ValueError(f"Prior({self.name!r}) needs the parameter(s) {want}; got {sorted(args) or 'none'}")
             touched = [st for st in self.required if any(k in args for k in st)]
             if len(touched) > 1:
-                raise ValueError(f"Prior({self.name!r}) got two parametrizations {sorted(args)}; give only one of {want}")
+                raise ValueError(f"Prior({self.name!r}) got two parametrizations {sorted(args)}; "
+                                 f"give only one of {want}")
 
     def _fixed(self, args: Mapping[str, Any], k: str, a: np.ndarray) -> str:
         """The prior as given with parameter ``k`` made positive (its absolute value, 1 where
@@ -389,7 +391,8 @@ KINDS: dict[str, PriorKind] = {k.name: k for k in (
                                     _p("mu", None, True, "the mean"), _p("sigma", None, True, "the SD")),
               ("alpha", "beta"), _lp_gamma, required=(("alpha", "beta"), _MU_SIGMA),
               spellings=(Spelling(_MU_SIGMA, (("alpha", "mu^2 / sigma^2", _gamma_from_mu_sigma),
-                                              ("beta", "mu / sigma^2", lambda a: (a["mu"] / a["sigma"]) / a["sigma"]))),),
+                                              ("beta", "mu / sigma^2",
+                                               lambda a: (a["mu"] / a["sigma"]) / a["sigma"]))),),
               scipy_dist=lambda st, al, be, _: st.gamma(al, scale=1.0 / be)),
     PriorKind("InverseGamma", "positive", (_p("alpha", None, True, "a shape"), _p("beta", 1.0, True, _SCALE),
                                            _p("mu", None, True, "the mean"), _p("sigma", None, True, "the SD")),
