@@ -22,10 +22,8 @@ from bayes_glmm.priors import Prior
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PKG = ROOT / "bayes_glmm"
 
-#: folders allowed to test family names: the families' own home, and -- a KNOWN EXCEPTION, to be
-#: removed by the helper who owns it when the Bayesian path reads everything from the Family --
-#: bayes_glmm/bayes/
-ALLOWED = ("bayes_glmm/families/", "bayes_glmm/bayes/")
+#: the only folder allowed to test family names: the families' own home
+ALLOWED = ("bayes_glmm/families/",)
 
 ALL_FAMILY_LINKS = [(name, lk) for name, links in fm.FAMILIES.items() for lk in links]
 
