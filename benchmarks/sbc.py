@@ -28,7 +28,10 @@ observations, ``x`` centred (:func:`_sim_glmm`; priors in :data:`MODELS`):
 ``poisson_scalar``, ``nbinom1`` (Var = mu (1 + phi)), ``gamma`` (log, ``shape``), ``beta``
 (logit, precision ``phi``); zero inflation ``zip`` (Poisson, ``zi="~ x"``), ``zinb`` (NB2,
 ``zi="~1"``), ``zinb1`` (NB1, ``zi="~1"``); crossed ``bernoulli_crossed``
-(``+ (1 | h)``, 20 x 10 fully crossed).  Weights are not simulated: the package multiplies a
+(``+ (1 | h)``, 20 x 10 fully crossed); a covariance structure ``poisson_ar1``
+(``y ~ x + ar1(0 + factor(t) | g)``, 15 groups x 4 times x 2 rows, an AR(1) latent process;
+``sd_g ~ HalfNormal(0.7)``, ``corr_g ~ LKJ(eta=2)``, i.e. ``(rho + 1) / 2 ~ Beta(2, 2)``;
+ranked: the fixed effects, the one SD and ``rho_g``).  Weights are not simulated: the package multiplies a
 row's log-density by its weight (a pseudo-likelihood, not a generative model SBC can draw
 from); ``tests/test_reference_posterior.py`` checks weighted models against numpyro instead.
 
@@ -258,6 +261,30 @@ def _sim_negbinomial(priors: dict, rng: np.random.Generator, n_groups: int = 20,
     return df, {"Intercept": b0, "x": b, "sd_g[Intercept]": sd, "theta": theta}
 
 
+def _sim_poisson_ar1(priors: dict, rng: np.random.Generator, n_groups: int = 15, n_times: int = 4,
+                     n_per: int = 2):
+    """A Poisson GLMM with an AR(1) latent process per group (issue 17):
+    ``y ~ x + ar1(0 + factor(t) | g)``, ``n_times`` equally spaced times, ``n_per`` rows per
+    (group, time); ``b_g ~ N(0, sd^2 R)``, ``R[i, j] = rho^|i - j|``.  ``rho`` is drawn from the
+    ``corr_g`` prior: ar1's ``(rho + 1) / 2 ~ Beta(eta, eta)`` is the 2 x 2 LKJ law."""
+    codes = np.repeat(np.arange(n_groups), n_times * n_per)
+    t = np.tile(np.repeat(np.arange(n_times), n_per), n_groups)
+    n = codes.size
+    x = _centred_normal(rng, n)
+    b0 = float(draw_prior(priors["Intercept"], rng))
+    b = float(draw_prior(priors["x"], rng))
+    sd = float(draw_prior(priors["sd_g"], rng))
+    rho = float(draw_prior(priors["corr_g"], rng))
+    # the AR(1) recursion (no factorization: |rho| -> 1 cannot fail)
+    e = np.empty((n_groups, n_times))
+    e[:, 0] = rng.normal(size=n_groups)
+    for k in range(1, n_times):
+        e[:, k] = rho * e[:, k - 1] + math.sqrt(max(1.0 - rho * rho, 0.0)) * rng.normal(size=n_groups)
+    y = rng.poisson(np.exp(b0 + b * x + sd * e[codes, t]))
+    df = pd.DataFrame({"y": y, "x": x, "t": t, "g": [f"g{c:02d}" for c in codes]})
+    return df, {"Intercept": b0, "x": b, "sd_g[factor(t)0]": sd, "rho_g": rho}
+
+
 def _expit(v):
     return 1.0 / (1.0 + np.exp(-v))
 
@@ -422,6 +449,18 @@ MODELS.update({m.name: m for m in [
     _glmm_model("bernoulli_crossed", "bernoulli", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0),
                                                    "sd_g": _HN(1.0), "sd_h": _HN(1.0)}, crossed=True),
 ]})
+#: covariance structures (issue 17): an AR(1) latent process (one SD, rho), sampled from the
+#: structure's single definition; ``rho_g`` is the posterior's own ar1 parameter
+MODELS["poisson_ar1"] = SBCModel(
+    name="poisson_ar1",
+    formula="y ~ x + ar1(0 + factor(t) | g)",
+    family="poisson",
+    priors={"Intercept": _N(1.0, 0.5), "x": _N(0.0, 0.5), "sd_g": _HN(0.7),
+            "corr_g": bg.Prior("LKJ", eta=2.0)},
+    params=[("Intercept", "Intercept", 0), ("x", "x", 0), ("sd_g[factor(t)0]", "sd_g", 0),
+            ("rho_g", "corr_g", 0)],
+    simulate=_sim_poisson_ar1,
+)
 #: what a plain ``python benchmarks/sbc.py`` runs (about a minute); ``--all`` runs every model
 CORE_MODELS = ("bernoulli", "poisson", "negbinomial")
 
@@ -470,15 +509,18 @@ def posterior_draws(idata, fixed_names) -> dict:
         names = [str(c) for c in post["beta_zi"].coords["zi_coef"].values]
         for j, nm in enumerate(names):
             out[f"zi_{short(nm)}"] = z[:, j]
+    if "rho_g" in post:  # a structured term's own parameter (ar1: rho)
+        out["rho_g"] = _flat(post["rho_g"]).reshape(-1, post["rho_g"].shape[-1])[:, 0]
     if "corr_g" in post:
         c = _flat(post["corr_g"])
         if c.ndim == 3:  # full matrix per draw
             out["corr_g"] = c[:, 1, 0]
         else:  # off-diagonal pairs only; q = 2 has exactly one
             c = c.reshape(c.shape[0], -1)
-            if c.shape[1] != 1:
+            if c.shape[1] != 1 and "rho_g" not in post:
                 raise ValueError(f"corr_g has {c.shape[1]} pairs; this script handles q = 2 only")
-            out["corr_g"] = c[:, 0]
+            if c.shape[1] == 1:
+                out["corr_g"] = c[:, 0]
     return out
 
 
@@ -618,7 +660,7 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
             if "diverging" in idata.sample_stats else 0
         div_total += nd
         div_reps += nd > 0
-        ess = _min_bulk_ess(idata, ["beta", "sd_g", "sd_h", "corr_g", "sigma", "theta", "phi", "shape",
+        ess = _min_bulk_ess(idata, ["beta", "sd_g", "sd_h", "corr_g", "rho_g", "sigma", "theta", "phi", "shape",
                                     "beta_zi"])
         low_ess += ess < L
         post = posterior_draws(idata, list(model.spec.fixed_names))

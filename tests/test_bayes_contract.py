@@ -6,6 +6,7 @@ function generated from the graph (``"numpyro"``) are evaluated at random points
 coordinates over a matrix of family (the dispersion families negbinomial, nbinom1, gamma and
 beta with every link, zero inflation) x link x prior (dispersion and ``zi_`` priors among
 them) x centred / non-centred / hierarchically centred x scalar / ``||`` / correlated (q = 2, 3) / crossed terms x
+the covariance structures ``ar1``, ``cs`` (q = 3), ``toep`` (q = 4) and ``diag`` x
 weights / offsets / trials; log-density
 (up to one additive constant per model: PyMC keeps the normalizers of the standard-normal
 effects, the fast paths drop them) and gradient must agree to 1e-8.
@@ -117,6 +118,19 @@ CASES = {
     "zinb-hierarchical-slope-term": ("zi-count", None, "y ~ x + (1 | g) + (0 + x | h)",
                                      {"zi": "~ z", "family": "negbinomial",
                                       "centered": {"g": "hierarchical"}}),
+    # covariance structures (issue 17): each sampled from its one CovStructure definition
+    # (h has 4 levels: a time factor of q = 4)
+    "gaussian-ar1": ("gaussian", None, "y ~ x + ar1(0 + factor(h) | g)", {}),
+    "poisson-ar1-offset-eta": ("poisson", None, "y ~ x + offset(log(t)) + ar1(0 + factor(h) | g)",
+                               {"priors": {"corr_g": Prior("LKJ", eta=2.0),
+                                           "sd_g": Prior("HalfStudentT", nu=3, sigma=1.5)}}),
+    "gaussian-cs3-weights": ("gaussian", None, "y ~ x + cs(1 + x + z | g)", {"weights": "w"}),
+    "poisson-cs3": ("poisson", None, "y ~ x + cs(1 + x + z | g)", {"priors": {"corr_g": Prior("LKJ", eta=0.7)}}),
+    "gaussian-toep4": ("gaussian", None, "y ~ x + toep(0 + factor(h) | g)", {}),
+    "poisson-toep4-crossed": ("poisson", None, "y ~ x + offset(log(t)) + toep(0 + factor(h) | g) + (1 | h)",
+                              {"priors": {"corr_g": Prior("LKJ", eta=3.0)}}),
+    "gaussian-diag": ("gaussian", None, "y ~ x + diag(x | g)", {}),
+    "poisson-diag-centered": ("poisson", None, "y ~ x + diag(1 + x | g)", {"centered": True}),
 }
 
 #: inverse and identity gamma links need a positive linear predictor: evaluated at points near
@@ -192,7 +206,8 @@ def _assert_same(vals_a, vals_b, grads_a, grads_b):
 #: link and feature: NB2 weights/centred/prior, NB1 crossed, gamma inverse, beta probit and
 #: cloglog, ZINB offset/weights/zi priors)
 SLOW_CASES = {"negbinomial-offset-correlated", "nbinom1-exponential-prior", "gamma-log",
-              "gamma-log-lognormal-prior", "beta-logit", "zip-slope", "zinb1-intercept", "gamma-identity"}
+              "gamma-log-lognormal-prior", "beta-logit", "zip-slope", "zinb1-intercept", "gamma-identity",
+              "gaussian-cs3-weights", "gaussian-toep4", "poisson-diag-centered", "gaussian-diag"}
 
 
 @pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c

@@ -135,7 +135,7 @@ def test_simulated_responses_follow_the_family_definitions(family, disp):
 # ------------------------------------------------------------------ SBC (slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["bernoulli", "poisson", "negbinomial", "gaussian", "gamma", "beta",
-                                        "zip"])
+                                        "zip", "poisson_ar1"])
 def test_sbc_ranks_uniform(model_name):
     reps, L = 30, 49
     r = sbc.run_sbc(model_name, reps=reps, seed=12345, L=L, chains=2, tune=300, draws=250)

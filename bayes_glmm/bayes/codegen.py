@@ -384,17 +384,23 @@ class RowProgram:
         self.pre_code = "\n".join(f"        PC[r * NPC + {j}] = {e};" for j, e in enumerate(self.hoisted))
 
 
-def cpc_program(q: int, a, const: float, xbase: str, prefix: str):
-    """C for a correlated term's Cholesky factor L (q x q) and LKJ log-density from its CPCs.
+def cpc_program(q: int, a, const: float, xbase: str, prefix: str, cov=None):
+    """C for a term's correlation Cholesky factor L (q x q) and the prior log-density of its
+    unconstrained correlation parameters.
 
-    Evaluates :func:`~bayes_glmm.bayes.corr.cpc_rows` and :func:`~bayes_glmm.bayes.corr.cpc_logp`
-    on dual numbers in the ``q(q-1)/2`` CPC directions.  Returns ``(code, L, dL, lp, dlp)``:
-    C expressions for ``L[i][m]``, ``dL[i][m][k]`` (None = 0), the log-density and its
-    derivatives.
+    Evaluates the covariance structure's
+    :meth:`~bayes_glmm.covariance.base.CovStructure.corr_rows` (``cov``, default ``us``:
+    :func:`~bayes_glmm.bayes.corr.cpc_rows`) and :func:`~bayes_glmm.bayes.corr.cpc_logp` on
+    dual numbers in the ``cov.n_corr(q)`` directions: the C of every structure comes from its
+    one Python definition.  ``a``, ``const``: from ``cov.corr_prior_shapes``.  Returns
+    ``(code, L, dL, lp, dlp)``: C expressions for ``L[i][m]``, ``dL[i][m][k]`` (None = 0), the
+    log-density and its derivatives.
     """
-    from .corr import cpc_logp, cpc_rows, log_cosh
+    from ..covariance.unstructured import UNSTRUCTURED
+    from .corr import cpc_logp, log_cosh
 
-    nc = q * (q - 1) // 2
+    cov = UNSTRUCTURED if cov is None else cov
+    nc = cov.n_corr(q)
     em = Emitter(nc, prefix)
     ys = [em.var(f"{xbase}[{k}]", k) for k in range(nc)]
     z = [C_OPS.tanh(y) for y in ys]
@@ -405,7 +411,12 @@ def cpc_program(q: int, a, const: float, xbase: str, prefix: str):
         d = [None] * nc
         d[k] = em.tmp(f"-({z[k].v}) * ({v})")
         s.append(Dual(em, v, d))
-    L, _ = cpc_rows(z, s, q)
+    # the structure's constants (a Cholesky factor's sqrt(1.0), say) become C literals
+    def lifted(f):
+        return lambda x: f(em.lift(x))
+
+    ops = SimpleNamespace(**{**vars(C_OPS), **{name: lifted(getattr(C_OPS, name)) for name in DERIVATIVES}})
+    L = cov.corr_rows(z, s, q, ops)
     lp = em.const(const)
     for k, y in enumerate(ys):
         lp = lp + cpc_logp(log_cosh(y, C_OPS), float(a[k]), 0.0)

@@ -21,6 +21,14 @@ constant is the exact normalizer (so the density integrates to one on y; the tes
 suite checks this and the implied correlation marginals).  ``y`` is ordered row-major
 over the strict lower triangle: (1,0), (2,0), (2,1), (3,0), ...
 
+Every other covariance structure (:mod:`bayes_glmm.covariance`: ``cs``, ``ar1``, ``toep``)
+is sampled the same way: its :meth:`~bayes_glmm.covariance.base.CovStructure.n_corr`
+unconstrained parameters ``y`` (the free ``cpc_<ident>`` block whatever the structure),
+``(tanh(y) + 1) / 2 ~ Beta(a, a)`` with ``(a, const)`` from its
+:meth:`~bayes_glmm.covariance.base.CovStructure.corr_prior_shapes`, and L from its
+:meth:`~bayes_glmm.covariance.base.CovStructure.corr_rows` -- here (:func:`cpc_chol`, the
+``cov`` argument), on the PyMC graph and in the generated C alike.
+
 The module has no numba or PyMC; :func:`cpc_rows` builds L for NumPy and PyTensor alike,
 and :func:`bayes_glmm.bayes.codegen.cpc_program` generates the compiled code (value and
 derivatives) from the same two functions (held equal by ``tests/test_bayes_contract.py``).
@@ -30,13 +38,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..covariance.lkj import cpc_rows, lkj_shape, log_cosh
+from ..covariance.unstructured import UNSTRUCTURED
 
 __all__ = ["lkj_shape", "cpc_rows", "cpc_logp", "cpc_random", "log_cosh", "cpc_chol", "cpc_chol_vjp"]
 
 
 
 def cpc_random(a, rng, size=None):
-    """Draws of the CPCs y from their LKJ law: ``(tanh(y) + 1) / 2 ~ Beta(a, a)``."""
+    """Draws of the CPCs y from their LKJ law: ``(tanh(y) + 1) / 2 ~ Beta(a, a)`` (the
+    prior of every structure's correlation parameters, ``a`` from its ``corr_prior_shapes``)."""
     a = np.asarray(a, dtype=float)
     shape = a.shape if size is None else tuple(np.atleast_1d(size))
     return np.arctanh(2.0 * rng.beta(a, a, size=shape) - 1.0)
@@ -48,20 +58,23 @@ def cpc_logp(log_cosh_y, a, const):
     return const - 2.0 * a * log_cosh_y
 
 
-def cpc_chol(y, q: int, a, const: float):
-    """Cholesky factor of the correlation matrix and log p(y) (LKJ + Jacobians).
+def cpc_chol(y, q: int, a, const: float, cov=UNSTRUCTURED):
+    """Cholesky factor of the correlation matrix and log p(y) (prior + Jacobians).
 
-    :func:`cpc_rows` and :func:`cpc_logp` evaluated on forward-mode dual numbers
-    (:mod:`bayes_glmm.ops.dual`) in the q(q-1)/2 CPC directions, so their derivatives come
+    The structure's :meth:`~bayes_glmm.covariance.base.CovStructure.corr_rows` (:func:`cpc_rows`
+    for ``us``) and :func:`cpc_logp` evaluated on forward-mode dual numbers
+    (:mod:`bayes_glmm.ops.dual`) in the ``n_corr(q)`` directions, so their derivatives come
     from the same two definitions.
 
     Parameters
     ----------
-    y : ndarray (q(q-1)/2,)
-        Unconstrained CPCs.
+    y : ndarray (cov.n_corr(q),)
+        Unconstrained correlation parameters (CPCs for ``us``).
     q : int
     a, const
-        From :func:`lkj_shape`.
+        From ``cov.corr_prior_shapes(q, eta)`` (:func:`lkj_shape` for ``us``).
+    cov : CovStructure
+        The term's covariance structure (default ``us``).
 
     Returns
     -------
@@ -81,7 +94,7 @@ def cpc_chol(y, q: int, a, const: float):
         # s = sech(y) = sqrt(1 - z^2), computed as 1 / cosh(y) so that saturated z = +-1 keeps
         # a finite gradient; ds/dy = -z s
         s = [v._chain(1.0 / np.cosh(v.v), -zk.v / np.cosh(v.v)) for v, zk in zip(ys, z)]
-    rows, _ = cpc_rows(z, s, q)
+    rows = cov.corr_rows(z, s, q, ND_OPS)
     L = np.array([[value(e) for e in row] for row in rows], dtype=float)
     J = np.array([[[deriv(e, k, 0.0) if isinstance(e, ND) else 0.0 for k in range(nc)] for e in row]
                   for row in rows], dtype=float).reshape(q, q, nc)

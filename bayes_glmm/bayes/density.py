@@ -43,7 +43,8 @@ from ..priors import default_scales, get_kind, slope_blocks, zi_key, zi_slope_bl
 from ..scaling import SCALE_RANGE, column_sds
 from ..spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
-from .corr import cpc_chol, cpc_chol_vjp, cpc_rows, lkj_shape
+from .corr import cpc_chol, cpc_chol_vjp
+from ..ops.numpy_ops import NUMPY_OPS
 from ..ops.dual import ND, ND_OPS, deriv, seed, value
 from .layout import HIERARCHICAL, directions, effects_name, level_effects, level_logp, mode_of
 
@@ -268,7 +269,30 @@ def _effects_of(e, sd, Lc, centered, level=None):
 
 
 def _is_corr(t) -> bool:
-    return bool(t.correlated and t.q > 1)
+    """The term has correlation parameters (its structure's ``n_corr(q) > 0``)."""
+    return t.cov.n_corr(t.q) > 0
+
+
+def sd_layout(t):
+    """``(name, index)`` of a term's free block of SDs: ``sd_<ident>`` with one SD per
+    coefficient (``index`` None), or ``sdpar_<ident>`` with ``t.cov.n_sd(q) < q`` SDs mapped
+    onto the q coefficients by ``index`` (:meth:`~bayes_glmm.covariance.base.CovStructure.sd_index`;
+    ``ar1`` has one).  The posterior's ``sd_<ident>`` is the length-q vector either way."""
+    idx = np.asarray(t.cov.sd_index(t.q), dtype=np.intp)
+    if t.cov.n_sd(t.q) == t.q and np.array_equal(idx, np.arange(t.q)):
+        return f"sd_{t.ident}", None
+    return f"sdpar_{t.ident}", idx
+
+
+def shared_sd_prior(prior, t, idx):
+    """The prior of a term's free SDs when they are shared (:func:`sd_layout`): the
+    ``sd_<ident>`` prior's per-coefficient parameters taken at the first coefficient of each SD."""
+    first = [int(np.flatnonzero(idx == k)[0]) for k in range(t.cov.n_sd(t.q))]
+
+    def pick(v):
+        a = np.asarray(v, dtype=float)
+        return v if a.size == 1 else [float(a.reshape(-1)[j]) for j in first]
+    return type(prior)(prior.name, **{k: pick(v) for k, v in prior.args.items()})
 
 
 def supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bool:
@@ -286,11 +310,12 @@ def supported(spec: ModelSpec, priors: dict, centered: dict | None = None) -> bo
 
 
 class _Corr:
-    """The CPC block of a correlated term: slice of x, LKJ shapes and constant."""
+    """The correlation block (``cpc_<ident>``) of a term: slice of x, its structure, and the
+    Beta shapes and constant of its prior (``cov.corr_prior_shapes``: LKJ's CPC law for ``us``)."""
 
-    def __init__(self, start, q, eta):
-        self.q, self.eta = q, float(eta)
-        self.a, self.const = lkj_shape(q, self.eta)
+    def __init__(self, start, q, eta, cov):
+        self.q, self.eta, self.cov = q, float(eta), cov
+        self.a, self.const = cov.corr_prior_shapes(q, self.eta)
         self.sl = slice(start, start + self.a.size)
 
 
@@ -410,14 +435,27 @@ class GlmmDensity:
             pos += len(cols)
         self.terms, zoff, rows, cols, vals = [], 0, [], [], []
         self.corr = {}  # ident -> _Corr, correlated terms only (self.terms keeps 5-tuples)
+        #: ident -> which free SD each coefficient has, for terms whose structure shares SDs
+        #: (``ar1``: :func:`sd_layout`); absent: one SD per coefficient
+        self.sd_index = {}
         for t in spec.terms:
             k, q, L = t.ident, t.q, t.n_levels
             vkey = f"var_{k}"
-            scale = _Block(vkey if vkey in priors else f"sd_{k}", pos, q,
-                           priors[vkey] if vkey in priors else priors[f"sd_{k}"], True)
-            pos += q
+            sname, idx = sd_layout(t)
+            if idx is None:
+                scale = _Block(vkey if vkey in priors else sname, pos, q,
+                               priors[vkey] if vkey in priors else priors[f"sd_{k}"], True)
+                pos += q
+            else:
+                if vkey in priors:
+                    raise ValueError(f"prior key {vkey!r}: term {t.name!r} ({t.cov.name}) shares its SDs; "
+                                     f"put the prior on sd_{k}")
+                self.sd_index[k] = idx
+                nsd = t.cov.n_sd(q)
+                scale = _Block(sname, pos, nsd, shared_sd_prior(priors[f"sd_{k}"], t, idx), True)
+                pos += nsd
             if _is_corr(t):
-                self.corr[k] = _Corr(pos, q, priors[f"corr_{k}"].args.get("eta", 1.0))
+                self.corr[k] = _Corr(pos, q, priors[f"corr_{k}"].args.get("eta", 1.0), t.cov)
                 pos += self.corr[k].a.size
             cen = mode_of(centered.get(t.name, False))
             if cen == HIERARCHICAL and (q != 1 or self.icol is None):
@@ -501,11 +539,13 @@ class GlmmDensity:
         for t, scale, eff, cen, zsl in self.terms:
             s_val, s_lp, s_g, s_dv = scale.value_logp_grad(x)
             sd = np.sqrt(s_val) if scale.name.startswith("var_") else s_val
+            if t.ident in self.sd_index:  # shared SDs: one per coefficient
+                sd = sd[self.sd_index[t.ident]]
             e = x[eff.sl].reshape(t.n_levels, t.q)
             ch = self.corr.get(t.ident)
             cor = None
             if ch is not None:
-                Lc, lpc, aux = cpc_chol(x[ch.sl], t.q, ch.a, ch.const)
+                Lc, lpc, aux = cpc_chol(x[ch.sl], t.q, ch.a, ch.const, ch.cov)
                 lp += lpc
                 cor = (ch, aux)
             b, lpu, tri = _layout_duals(e, sd, None if ch is None else Lc, cen, self._level(t, x))
@@ -563,6 +603,9 @@ class GlmmDensity:
                     grad[ch.sl] = cpc_chol_vjp(GL, ch.a, aux)
                 if ts.scale.name.startswith("var_"):
                     d_sd = d_sd / (2.0 * ts.sd)  # d sd / d var
+                idx = self.sd_index.get(t.ident)
+                if idx is not None:  # a shared SD collects its coefficients' derivatives
+                    d_sd = np.bincount(idx, weights=d_sd, minlength=ts.scale.sl.stop - ts.scale.sl.start)
                 grad[ts.scale.sl] = ts.s_g + ts.s_dv * d_sd
         return lp, grad
 
@@ -629,9 +672,12 @@ class GlmmDensity:
         for t, scale, eff, cen, _ in self.terms:
             v = np.exp(x[scale.sl])
             sd = np.sqrt(v) if scale.name.startswith("var_") else v
+            if t.ident in self.sd_index:
+                out[scale.name] = sd
+                sd = sd[self.sd_index[t.ident]]
             ch = self.corr.get(t.ident)
             if ch is not None:  # the graph's free variable: packed Cholesky factor of the covariance
-                Lc = cpc_chol(x[ch.sl], t.q, ch.a, ch.const)[0]
+                Lc = cpc_chol(x[ch.sl], t.q, ch.a, ch.const, ch.cov)[0]
                 out[f"chol_{t.ident}"] = (sd[:, None] * Lc)[np.tril_indices(t.q)]
             if scale.name.startswith("var_"):
                 out[scale.name] = v
@@ -691,6 +737,8 @@ class GlmmDensity:
             k = t.ident
             v = np.exp(X[..., scale.sl])
             sd = np.sqrt(v) if scale.name.startswith("var_") else v
+            if k in self.sd_index:
+                sd = sd[..., self.sd_index[k]]
             out[f"sd_{k}"] = sd
             e = X[..., eff.sl].reshape(lead + (t.n_levels, t.q))
             ch = self.corr.get(k)
@@ -698,7 +746,8 @@ class GlmmDensity:
                 y = X[..., ch.sl]
                 with np.errstate(over="ignore"):
                     z, s = np.tanh(y), 1.0 / np.cosh(y)
-                rows, _ = cpc_rows([z[..., i] for i in range(z.shape[-1])], [s[..., i] for i in range(s.shape[-1])], t.q)
+                rows = ch.cov.corr_rows([z[..., i] for i in range(z.shape[-1])],
+                                        [s[..., i] for i in range(s.shape[-1])], t.q, NUMPY_OPS)
                 Lc = np.stack([np.stack([np.broadcast_to(np.asarray(a, dtype=float), lead) for a in row], axis=-1)
                                for row in rows], axis=-2)
                 out[f"corr_{k}"] = Lc @ np.swapaxes(Lc, -1, -2)
@@ -744,6 +793,9 @@ class GlmmDensity:
                 x0[blk.sl] = sc["loc"]
         for (t, scale, *_), xs in zip(self.terms, sc["xr_sd"]):
             z = log_typical(sc["s_y"] / np.asarray(xs, dtype=float))
+            if t.ident in self.sd_index:  # shared SDs: the first coefficient's of each
+                idx = self.sd_index[t.ident]
+                z = np.asarray([z[int(np.flatnonzero(idx == k)[0])] for k in range(t.cov.n_sd(t.q))])
             x0[scale.sl] = 2.0 * z if scale.name.startswith("var_") else z
         for blk in self.aux:
             if blk.name == "sigma":  # a residual SD: on the response's scale, whatever the link

@@ -55,8 +55,12 @@ def coordinate_names(density) -> list:
     for t, scale, eff, _, _ in density.terms:
         coefs = list(t.coef_names)
         what = "var" if scale.name.startswith("var_") else "sd"
-        for k in range(t.q):
-            names[scale.sl.start + k] = f"log({what}_{t.ident}[{coefs[k]}])" if t.q > 1 else f"log({what}_{t.ident})"
+        if t.ident in density.sd_index:  # SDs shared by coefficients (ar1: one)
+            for k in range(scale.sl.stop - scale.sl.start):
+                names[scale.sl.start + k] = f"log({scale.name}[{k}])"
+        else:
+            for k in range(t.q):
+                names[scale.sl.start + k] = f"log({what}_{t.ident}[{coefs[k]}])" if t.q > 1 else f"log({what}_{t.ident})"
         ch = density.corr.get(t.ident)
         if ch is not None:
             for k in range(ch.sl.stop - ch.sl.start):

@@ -23,10 +23,16 @@ Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametriza
 
 ``sd_<ident>``    (``<ident>_coef``) standard deviations (a Deterministic ``sqrt(var_<ident>)``
                   when the prior is on the variances, key ``var_<ident>``)
-``cpc_<ident>``   unconstrained canonical partial correlations of a correlated term
-                  (:mod:`bayes_glmm.bayes.corr`; their LKJ density and Jacobians are the
-                  Potential ``lkj_<ident>``); ``corr_<ident>`` (``<ident>_corr``) is the
-                  Deterministic vector of the q(q-1)/2 correlations, lme4's order
+``sdpar_<ident>`` (``<ident>_sd``) the free SDs of a structure that shares them among the
+                  coefficients (``ar1``: one); ``sd_<ident>`` is then the Deterministic
+                  length-q vector (:meth:`CovStructure.sd_index`)
+``cpc_<ident>``   the unconstrained correlation parameters of the term's covariance structure
+                  (``term.cov``, :mod:`bayes_glmm.covariance`): canonical partial correlations
+                  for ``us``, rho for ``ar1``/``cs``, partial autocorrelations for ``toep``;
+                  ``(tanh(y) + 1) / 2 ~ Beta(a, a)`` elementwise (``cov.corr_prior_shapes``:
+                  LKJ(eta)'s CPC law for ``us``), L from ``cov.corr_rows`` on :data:`PT_OPS`;
+                  ``corr_<ident>`` (``<ident>_corr``) is the Deterministic vector of the
+                  q(q-1)/2 correlations, lme4's order
 ``u_<ident>``     (``<ident>_level``, ``<ident>_coef``) standard-normal innovations
 ``b_<ident>``     (``<ident>_level``, ``<ident>_coef``) random effects (a free variable
                   when the term is centered)
@@ -65,8 +71,8 @@ from ..families import zi_loglik
 from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec import ModelSpec
 from ..covariance import corr_pairs
-from .corr import cpc_logp, cpc_random, cpc_rows, lkj_shape, log_cosh
-from .density import _fixed_key, _vector_prior, fixed_layout
+from .corr import cpc_logp, cpc_random, log_cosh
+from .density import _fixed_key, _vector_prior, fixed_layout, sd_layout, shared_sd_prior
 from .layout import HIERARCHICAL, mode_of
 
 __all__ = ["PT_OPS", "build_pymc_model", "prior_predictive", "pm_model_of"]
@@ -165,17 +171,23 @@ def _random_part(term, priors: dict, centered, intercept=None, spec=None):
     k, q = term.ident, term.q
     lev, cf = f"{k}_level", f"{k}_coef"
     sd_prior = priors.get(f"sd_{k}")
+    sname, idx = sd_layout(term)
     if f"var_{k}" in priors:  # prior on the variances; the SDs are derived
         sd = pm.Deterministic(f"sd_{k}", pt.sqrt(_rv(f"var_{k}", priors[f"var_{k}"], dims=cf)), dims=cf)
+    elif idx is not None:  # SDs shared by coefficients (ar1: one): sdpar_<ident>, sd_<ident> = its map
+        free = _rv(sname, shared_sd_prior(sd_prior, term, idx), dims=f"{k}_sd")
+        sd = pm.Deterministic(f"sd_{k}", free[idx], dims=cf)
     else:
         sd = _rv(f"sd_{k}", sd_prior, dims=cf)
-    if term.correlated and q > 1:
-        a, const = lkj_shape(q, float(priors[f"corr_{k}"].args.get("eta", 1.0)), per_cpc=True)
-        # unconstrained CPCs with their LKJ law (density + Jacobians), elementwise, so that
-        # the graph's coordinates are the fast paths' ones and prior draws work
+    cov = term.cov
+    if cov.n_corr(q) > 0:
+        a, const = cov.corr_prior_shapes(q, float(priors[f"corr_{k}"].args.get("eta", 1.0)), per_cpc=True)
+        # the structure's unconstrained correlation parameters (CPCs for us) with their
+        # Beta law (density + Jacobians), elementwise, so that the graph's coordinates are
+        # the fast paths' ones and prior draws work; L from the structure's corr_rows
         y = pm.CustomDist(f"cpc_{k}", a, const, logp=_cpc_logp, random=_cpc_random, shape=a.size)
         L = pt.stack([pt.stack([pt.as_tensor_variable(v) for v in row])
-                      for row in cpc_rows(pt.tanh(y), 1.0 / pt.cosh(y), q)[0]])
+                      for row in cov.corr_rows(pt.tanh(y), 1.0 / pt.cosh(y), q, PT_OPS)])
         corr = L @ L.T
         pm.Deterministic(f"corr_{k}", pt.stack([corr[i, j] for j, i in corr_pairs(q)]), dims=f"{k}_corr")
         chol = sd[:, None] * L
@@ -282,9 +294,11 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
     for t in spec.terms:
         coords[f"{t.ident}_level"] = [str(v) for v in t.levels]
         coords[f"{t.ident}_coef"] = list(t.coef_names)
-        if t.correlated and t.q > 1:
+        if t.cov.n_corr(t.q) > 0:
             cn = list(t.coef_names)
             coords[f"{t.ident}_corr"] = [f"{cn[j]}, {cn[i]}" for j, i in corr_pairs(t.q)]
+        if sd_layout(t)[1] is not None:  # shared SDs (ar1): the free sdpar_<ident>'s labels
+            coords[f"{t.ident}_sd"] = t.cov.theta_names(list(t.coef_names))[:t.cov.n_sd(t.q)]
     if spec.has_zi:
         coords["zi_coef"] = list(spec.zi_names)
         coords["zi_slope"] = [n for n in spec.zi_names if n != "(Intercept)"]

@@ -202,15 +202,22 @@ def generate(density: GlmmDensity):
                               # rows grouped by level (runs of >= 4 equal codes on average)
                               runs=bool(np.count_nonzero(np.diff(t.codes)) + 1 <= len(t.codes) / 4),
                               kXrT=A.add(np.ascontiguousarray(np.asarray(t.Xr).T))))
-        body.append(f"    double sd{ti}[{q}];")
-        body.append(_prior_block(scale, A, True, f"sd{ti}", st_sd,
-                                 value_to=f"sd{ti}[i] = {'exp(0.5 * x[st + i])' if is_var else 'exp(x[st + i])'};"))
+        idx = d.sd_index.get(t.ident)
+        term_info[-1]["sd_index"] = idx
+        if idx is None:
+            body.append(f"    double sd{ti}[{q}];")
+            body.append(_prior_block(scale, A, True, f"sd{ti}", st_sd,
+                                     value_to=f"sd{ti}[i] = {'exp(0.5 * x[st + i])' if is_var else 'exp(x[st + i])'};"))
+        else:  # SDs shared by coefficients (ar1): the free ones after the q used, then mapped
+            body.append(f"    double sd{ti}[{q + scale.sl.stop - scale.sl.start}];")
+            body.append(_prior_block(scale, A, True, f"sd{ti}", st_sd, value_to=f"sd{ti}[{q} + i] = exp(x[st + i]);"))
+            body.append("    " + " ".join(f"sd{ti}[{j}] = sd{ti}[{q + int(idx[j])}];" for j in range(q)))
         ch = d.corr.get(t.ident)
         e = f"(x + {st_e})"
         B, GB = f"(W + {wb})", f"(W + {wg})"
         if ch is not None:
             st_c = S_add(ch.sl.start)
-            code, Lm, dL, lkj, dlkj = cpc_program(q, ch.a, ch.const, f"xc{ti}", f"c{ti}_")
+            code, Lm, dL, lkj, dlkj = cpc_program(q, ch.a, ch.const, f"xc{ti}", f"c{ti}_", ch.cov)
             term_info[-1].update(dL=dL, dlkj=dlkj, st_c=st_c)
             body.append(f"    const double *xc{ti} = x + {st_c};")
             body.append(code)
@@ -423,7 +430,11 @@ def generate(density: GlmmDensity):
                 dl = info["dlkj"][j] or "0.0"
                 body.append(f"      g[{info['st_c']} + {j}] += {dl}" + "".join(" + " + s for s in terms) + ";")
         dz = "0.5 * sd{ti}[k]".format(ti=ti) if info["is_var"] else f"sd{ti}[k]"
-        body.append(f"      for (int k = 0; k < {q}; k++) g[{st_sd} + k] += dsd[k] * {dz};")
+        if info["sd_index"] is None:
+            body.append(f"      for (int k = 0; k < {q}; k++) g[{st_sd} + k] += dsd[k] * {dz};")
+        else:  # a shared SD collects its coefficients' derivatives (d/d log sd)
+            body.append("      " + " ".join(f"g[{st_sd} + {int(info['sd_index'][k])}] += dsd[{k}] * sd{ti}[{k}];"
+                                            for k in range(q)))
         body.append("    }")
     A.items[s_idx] = np.asarray(S, dtype=np.int64)
     src = _assemble(body, rows, knt, ky, rowpass, yt, nt_t)

@@ -29,7 +29,7 @@ from ..covariance import corr_pairs
 from ..families import zi_loglik
 from ..spec import ModelSpec
 
-__all__ = ["posterior_names", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
+__all__ = ["posterior_names", "structure_terms", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
            "posterior_predictive", "pointwise_loglik", "aux_draws"]
 
 
@@ -44,6 +44,34 @@ def posterior_names(spec: ModelSpec) -> list:
     if spec.has_zi:
         names.append("beta_zi")
     return names + [f"b_{t.ident}" for t in spec.terms]
+
+
+def structure_terms(spec: ModelSpec) -> list:
+    """The terms whose structure reports its own correlation parameters (``rho_<g>``): those
+    with correlation parameters whose labels are not the pairs (``ar1``, ``cs``, ``toep``)."""
+    out = []
+    for t in spec.terms:
+        cn = list(t.coef_names)
+        pairs = [f"{cn[j]}, {cn[i]}" for j, i in corr_pairs(t.q)]
+        if t.cov.n_corr(t.q) > 0 and list(t.cov.corr_names(cn)) != pairs:
+            out.append(t)
+    return out
+
+
+def _structure_params(da, t):
+    """``rho_<g>`` (chain, draw, n) from the (chain, draw, pairs) correlations of term t."""
+    import xarray as xr
+
+    a = np.asarray(da, dtype=float)
+    q = t.q
+    R = np.broadcast_to(np.eye(q), a.shape[:-1] + (q, q)).copy()
+    for m, (j, i) in enumerate(corr_pairs(q)):
+        R[..., i, j] = R[..., j, i] = a[..., m]
+    flat = R.reshape(-1, q, q)
+    vals = np.stack([t.cov.corr_values(r) for r in flat]).reshape(a.shape[:-1] + (-1,))
+    return xr.DataArray(vals, dims=("chain", "draw", f"{t.ident}_rho"),
+                        coords={"chain": da["chain"].values, "draw": da["draw"].values,
+                                f"{t.ident}_rho": list(t.cov.corr_names(list(t.coef_names)))})
 
 
 def _pairs_from_matrix(da, t):
@@ -63,7 +91,8 @@ def _pairs_from_matrix(da, t):
 def tidy_posterior(idata, spec: ModelSpec) -> None:
     """Keep only :func:`posterior_names` in ``idata.posterior`` (in place).
 
-    Correlations stored as a q x q matrix become the vector of off-diagonal pairs.
+    Correlations stored as a q x q matrix become the vector of off-diagonal pairs; a
+    structured term gets its own parameters ``rho_<g>`` (:func:`structure_terms`).
     """
     post = idata.posterior
     keep = posterior_names(spec)
@@ -76,6 +105,10 @@ def tidy_posterior(idata, spec: ModelSpec) -> None:
         if k in ds and ds[k].ndim == 4:
             ds = ds.drop_vars(k).assign({k: _pairs_from_matrix(ds[k], t)})
     ds = ds[keep]
+    rho = {f"rho_{t.ident}": _structure_params(ds[f"corr_{t.ident}"], t) for t in structure_terms(spec)}
+    if rho:  # each after its term's corr_<g>
+        order = [v for n in keep for v in ([n, "rho_" + n[5:]] if n.startswith("corr_") else [n])]
+        ds = ds.assign(rho)[[v for v in order if v in keep or v in rho]]
     ds = ds.drop_vars([c for c in ds.coords if c not in ds.dims and c not in ("chain", "draw")])
     ds.attrs = dict(post.attrs)
     idata.posterior = ds

@@ -227,6 +227,10 @@ class BayesResults(FitResults):
                 c = np.asarray(post[f"corr_{k}"])
                 for m, (j, i) in enumerate(corr_pairs(t.q)):
                     out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, m]
+            if f"rho_{k}" in post:  # a structured term's own parameters (ar1/cs: rho; toep: lags)
+                r = post[f"rho_{k}"]
+                for m, nm in enumerate(r[f"{k}_rho"].values):
+                    out[f"rho_{k}[{nm}]"] = np.asarray(r)[:, :, m]
         for a in self.spec.family.aux_params:
             out[a.name] = np.asarray(post[a.name])
         if self.spec.has_zi:
