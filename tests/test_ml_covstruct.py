@@ -302,3 +302,19 @@ def test_post_fit_methods_with_structures():
     assert np.all(np.isfinite(r.predict(d)))
     boot = r.bootstrap(n=3, random_seed=2, progressbar=False)
     assert boot.shape[0] == 3
+
+
+def test_correlation_at_its_boundary():
+    """A toep correlation running to -1 (its parameter to -inf): no NaN Lambda on the way
+    (no RuntimeWarning), the fit counts as converged and the SEs are conditional on it."""
+    from bayes_glmm.ml.optimize import CORR_SATURATED
+
+    d = _sim(J=40, T=3, seed=21)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        warnings.filterwarnings("ignore", "boundary", UserWarning)
+        r = bg.GLMM("c ~ x + toep(0 + factor(t) | g)", d, family="poisson").fit_ml()
+    assert np.max(np.abs(r.theta.values[3:])) > CORR_SATURATED
+    assert r.converged
+    assert np.all(np.isfinite(r.se)) and np.all(r.se > 0)
+    assert r.is_singular

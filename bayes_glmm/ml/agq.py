@@ -269,7 +269,13 @@ def theta_directions(term, theta) -> np.ndarray:
     (:meth:`~bayes_glmm.covariance.base.CovStructure.lambda_jacobian`); constant when the
     structure is linear (``us``, ``diag``), so the gradient below is exact for any structure.
     """
-    return term.cov.lambda_jacobian(np.asarray(theta, dtype=float), term.q)
+    from .optimize import clamp_theta
+
+    theta = np.asarray(theta, dtype=float)
+    E = term.cov.lambda_jacobian(clamp_theta(theta, term), term.q)
+    # Lambda is flat in a correlation parameter beyond the clamp (as lambdas_from_theta reads it)
+    E[clamp_theta(theta, term) != theta] = 0.0
+    return E
 
 
 def _row_aux_derivs(resp, eta, h: float = 1e-5):

@@ -594,6 +594,14 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         msg = (f"PIRLS needed a ridge on the fixed-effects system in {state['ridged']} evaluation(s): "
                f"some fixed effect is nearly unidentified at the weights (possible separation)")
         extra_warnings.append(msg)
+    if calc_vcov and H is not None and saturated is not None and np.any(saturated(x)):
+        # a correlation at its boundary (parameter at +-inf, flat deviance): the vcov is
+        # conditional on it, as on a variance at 0 (its Hessian row is ~0 or not finite)
+        H = np.array(H, dtype=float)
+        sat = np.flatnonzero(saturated(x))
+        H[sat, :] = 0.0
+        H[:, sat] = 0.0
+        H[sat, sat] = 1.0
     if calc_vcov and np.any(zi_at):
         vcov_all, hessian_pd = _vcov_flat(H, nt, sep, nt + p,
                                           zi_flat_directions(aux[:k_zi], resp.X_zi))

@@ -52,10 +52,26 @@ def theta_layout(terms):
     return slices, np.concatenate(lower), np.concatenate(start)
 
 
+#: a structured term's correlation parameters are read at most this far out (|tanh y| = 1 - 7.6e-11):
+#: beyond it the correlation matrix is singular to rounding and its Cholesky factor NaN
+CORR_CLAMP = 12.0
+
+
+def clamp_theta(theta, t) -> np.ndarray:
+    """A term's theta with its structure's correlation parameters clipped to +-:data:`CORR_CLAMP`
+    (unchanged for ``us``/``diag``, whose unbounded entries are not correlation parameters)."""
+    theta = np.asarray(theta, dtype=float)
+    if t.cov.linear:
+        return theta
+    free = ~np.isfinite(t.cov.theta_lower(t.q))
+    return np.where(free, np.clip(theta, -CORR_CLAMP, CORR_CLAMP), theta)
+
+
 def lambdas_from_theta(theta, terms, slices) -> list:
     """Lambda_k (q_k, q_k, lower triangular) per term from the concatenated theta, by the
-    term's structure (:meth:`~bayes_glmm.covariance.base.CovStructure.lambda_`)."""
-    return [t.cov.lambda_(theta[sl], t.q) for t, sl in zip(terms, slices)]
+    term's structure (:meth:`~bayes_glmm.covariance.base.CovStructure.lambda_`; correlation
+    parameters clamped by :func:`clamp_theta`)."""
+    return [t.cov.lambda_(clamp_theta(theta[sl], t), t.q) for t, sl in zip(terms, slices)]
 
 
 #: |y| beyond which a structure's correlation parameter (rho = tanh(y), or a map of it) counts
