@@ -141,7 +141,7 @@ def _means(beta, covs, X, offset, Xr, link, n_quad):
 
 
 # ----------------------------------------------------------------------------- uncertainty engine
-def _simulate_y(spec, beta, covs, sigma, rng, disp=None):
+def _simulate_y(spec, beta, covs, sigma, rng, aux=None):
     eta = spec.X @ beta + spec.offset
     for term, cov in zip(spec.terms, covs):
         L = np.linalg.cholesky(np.asarray(cov) + 1e-12 * np.eye(term.q))
@@ -149,17 +149,19 @@ def _simulate_y(spec, beta, covs, sigma, rng, disp=None):
         eta = eta + term.contribution(b)
     fam = spec.family
     trials = spec.trials.astype(int) if fam.needs_trials else None
-    return np.asarray(fam.random(eta, rng, trials=trials, sigma=1.0 if sigma is None else sigma, disp=disp),
-                      dtype=float)
+    # every auxiliary parameter by name (a family's own sigma among them overrides the LMM's)
+    aux = {"sigma": 1.0 if sigma is None else sigma, **(aux or {})}
+    return np.asarray(fam.random(eta, rng, trials=trials, **aux), dtype=float)
 
 
-def _dispersion(fit):
-    """The point fit's NB / Gamma / Beta dispersion, or None."""
+def _dispersion(fit) -> dict:
+    """The point fit's auxiliary parameters by name (NB's ``theta``, Gamma's ``shape``, a
+    Student-t's ``sigma`` and ``df``, ...); empty for an LMM, whose sigma is passed on its own."""
     d = getattr(fit, "dispersion", None)
     fam = fit.spec.family
-    if d is None or not fam.has_dispersion:
-        return None
-    return float(d[fam.dispersion_name])
+    if d is None or fam.is_linear or not fam.aux_params:
+        return {}
+    return {n: float(d[n]) for n in fam.aux_names if n in d}
 
 
 def _refit(fit, spec):

@@ -155,18 +155,18 @@ class _Cols:
         self.n_trials = resp.n_trials[:, None]
         self.pw = resp.pw[:, None]
         self.ll_const = resp.ll_const[:, None]
-        # auxiliary parameters: the dispersion is a scalar; zi_eta stays (n,) and is
+        # auxiliary parameters: the family's are scalars; zi_eta stays (n,) and is
         # broadcast by the log-density (it does not move with the nodes)
-        self.X_zi, self.disp, self.zi_eta = resp.X_zi, resp.disp, resp.zi_eta
+        self.X_zi, self.aux_vals, self.zi_eta = resp.X_zi, resp.aux_vals, resp.zi_eta
         self.row_const = resp.row_const  # (n,), broadcast like zi_eta
         self.pois_c = None if getattr(resp, "pois_c", None) is None else resp.pois_c[:, None]
 
 
 def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:
     """True when :func:`devgrad` applies: one random-effects term and either a canonical
-    classic family (Laplace or AGQ) or, for the Laplace approximation only, a dispersion
-    family and/or zero inflation."""
-    if len(s.J) != 1 or resp.family.has_sigma:  # a residual scale the gradient does not carry
+    classic family (Laplace or AGQ) or, for the Laplace approximation only, a family with
+    auxiliary parameters (any number) and/or zero inflation."""
+    if len(s.J) != 1 or resp.family.is_linear:  # the LMM's profiled residual scale: not this gradient
         return False
     if resp.general:
         return n_agq == 1
@@ -283,14 +283,16 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
 
     Returns ``(W_eta, l_a, r_a, W_a)``: ``dW/deta`` (n,) of the Hessian weights, and the
     derivatives of the log-density ``l``, the score ``r = dl/deta`` and ``W`` in each
-    auxiliary parameter (n, n_aux): the zero-inflation coefficients, then log-dispersion.
+    auxiliary coordinate (n, n_aux): the zero-inflation coefficients, then one per auxiliary
+    parameter of the family (its log for a positive one, :mod:`bayes_glmm.ml.auxpar`).
     They are central differences *per row* of the family's own exact ``eta_derivs`` (one
     definition; step ``h`` on scales of order 1 gives ~1e-10 relative error), costing a few
     row evaluations instead of the 2 d PIRLS runs of a finite-difference deviance gradient.
     """
     from dataclasses import replace
 
-    from .pirls import _general_derivs, _general_loglik, _row_const
+    from .auxpar import aux_coords
+    from .pirls import _general_derivs, _general_loglik, with_family_aux
 
     pw = resp.pw
     _, wp, _ = _general_derivs(resp, eta + h)
@@ -308,17 +310,22 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
         dr, dw = (d1p - d1m) / (2.0 * h), (wop - wom) / (2.0 * h)
         Xz = resp.X_zi
         l_a[:, :k], r_a[:, :k], W_a[:, :k] = (pw * dl)[:, None] * Xz, (pw * dr)[:, None] * Xz, (pw * dw)[:, None] * Xz
-    if resp.family.has_dispersion:
-        outs = []
-        for sgn in (1.0, -1.0):
-            dsp = float(np.exp(np.log(resp.disp) + sgn * h))
-            rr = replace(resp, disp=dsp, row_const=_row_const(resp, dsp))
-            d1, wo, _ = _general_derivs(rr, eta)
-            outs.append((_general_loglik(rr, eta), d1, wo))
-        (lp_, d1p, wop), (lm_, d1m, wom) = outs
-        l_a[:, k] = pw * (lp_ - lm_) / (2.0 * h)
-        r_a[:, k] = pw * (d1p - d1m) / (2.0 * h)
-        W_a[:, k] = pw * (wop - wom) / (2.0 * h)
+    if resp.family.aux_params:
+        # the coordinates from the natural values (log of the value: bit for bit the
+        # perturbation the one-dispersion code made)
+        a0 = aux_coords(resp.family, resp.aux_vals)
+        for j in range(a0.size):
+            outs = []
+            for sgn in (1.0, -1.0):
+                a = a0.copy()
+                a[j] += sgn * h
+                rr = with_family_aux(resp, a)
+                d1, wo, _ = _general_derivs(rr, eta)
+                outs.append((_general_loglik(rr, eta), d1, wo))
+            (lp_, d1p, wop), (lm_, d1m, wom) = outs
+            l_a[:, k + j] = pw * (lp_ - lm_) / (2.0 * h)
+            r_a[:, k + j] = pw * (d1p - d1m) / (2.0 * h)
+            W_a[:, k + j] = pw * (wop - wom) / (2.0 * h)
     return W_eta, l_a, r_a, W_a
 
 

@@ -18,6 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
+from .auxpar import aux_coords
 from .profile import param_index, param_values
 
 __all__ = ["simulate_responses", "bootstrap", "child_seeds"]
@@ -37,7 +38,7 @@ class _SimModel:
     beta: np.ndarray
     lambdas: list  # Lambda_k (relative to sigma for gaussian)
     sigma: float | None
-    disp: float | None
+    aux: dict | None  # the family's auxiliary parameters by name (GLMM path)
     beta_zi: np.ndarray | None
     theta: np.ndarray
     reml: bool
@@ -52,7 +53,7 @@ def _sim_model(res) -> _SimModel:
     return _SimModel(spec=spec, beta=np.asarray(fit.beta, dtype=float),
                      lambdas=[np.asarray(L, dtype=float) for L in fit.lambdas],
                      sigma=None if fit.sigma is None else float(fit.sigma),
-                     disp=None if fit.disp is None else float(fit.disp),
+                     aux=None if not fit.aux else {k: float(v) for k, v in fit.aux.items()},
                      beta_zi=None if fit.beta_zi is None else np.asarray(fit.beta_zi, dtype=float),
                      theta=np.asarray(fit.theta, dtype=float), reml=bool(fit.reml), n_agq=int(fit.n_agq))
 
@@ -63,7 +64,7 @@ def _simulate_one(m: _SimModel, seed) -> np.ndarray:
     rng = np.random.default_rng(seed)
     fam = spec.family
     eta = np.asarray(spec.offset, dtype=float) + np.asarray(spec.X, dtype=float) @ m.beta
-    scale = m.sigma if fam.has_sigma else 1.0
+    scale = m.sigma if fam.is_linear else 1.0
     for term, L in zip(spec.terms, m.lambdas):
         u = rng.standard_normal((term.n_levels, term.q))
         eta = eta + term.contribution(scale * (u @ L.T))
@@ -76,7 +77,7 @@ def _simulate_one(m: _SimModel, seed) -> np.ndarray:
     trials = None
     if fam.needs_trials:
         trials = np.rint(np.asarray(spec.trials, dtype=float)).astype(np.int64)
-    y = fam.random(eta, rng, trials=trials, disp=m.disp, zi_eta=zi_eta)
+    y = fam.random(eta, rng, trials=trials, zi_eta=zi_eta, **(m.aux or {}))
     return np.asarray(y, dtype=float)
 
 
@@ -110,8 +111,8 @@ def _refit_one(m: _SimModel, seed):
                 aux = []
                 if m.beta_zi is not None:
                     aux.append(m.beta_zi)
-                if m.disp is not None:
-                    aux.append([np.log(m.disp)])
+                if m.aux:
+                    aux.append(aux_coords(spec.family, m.aux))
                 if aux:
                     start["aux"] = np.concatenate(aux)
                 fit = fit_raw(spec, n_agq=m.n_agq, start=start, calc_vcov=False)

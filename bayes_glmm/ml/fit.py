@@ -110,18 +110,17 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
         except ValueError as e:
             raise ValueError(f"with the {int(np.sum(~pos))} zero-weight rows left out, the {e}") from None
     with _one_blas_thread():
-        if fam.has_sigma:
-            if not fam.is_linear:
-                raise NotImplementedError(f"the ML path fits {fam.name} models with the identity link only; "
-                                          f"use the Bayesian path (GLMM.sample) for a {fam.name} "
-                                          f"{fam.link.name}-link model")
+        if fam.is_linear:
+            # the residual SD profiled out in closed form; a family's auxiliary parameters
+            # otherwise (a residual scale among them) are coordinates of the Laplace/AGQ fit
             if n_agq != 1:
                 raise ValueError(f"n_agq={n_agq} does not apply to a linear mixed model: its likelihood is "
                                  f"exact (use n_agq=1, the default)")
             from .lmm import fit_lmm
             return fit_lmm(spec, True if reml is None else bool(reml), **kw)
         if reml:
-            raise ValueError(f"reml=True applies to gaussian identity-link models only, not {fam.name}")
+            raise ValueError(f"reml=True applies to gaussian identity-link models only, not "
+                             f"{fam.name} ({fam.link.name} link)")
         from .laplace import fit_glmm
 
         sc, spec_fit, kw = _internal_scaling(spec, kw)

@@ -31,6 +31,7 @@ from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian
                        multimodal_prone, multistart_points, new_optinfo, optimize_checked, report_starts,
                        resolve_n_starts, restart_candidates, restart_off_boundary, solve_with_boundary,
                        saturated_correlations, theta_layout, theta_scales, warn_nonconvergence)
+from .auxpar import aux_coords, aux_lower, aux_natural, aux_starts, check_aux_params
 from .pirls import hessian_weights, make_response, pirls, with_aux
 from .types import MLFit
 from ..validate import user_stacklevel
@@ -49,9 +50,10 @@ def start_beta(resp) -> np.ndarray:
 
 
 def start_aux(resp) -> np.ndarray:
-    """Starting ``(beta_zi, log dispersion)`` from marginal moments of y.
+    """Starting ``(beta_zi, a)`` from marginal moments of y, ``a`` one coordinate per auxiliary
+    parameter of the family (:mod:`bayes_glmm.ml.auxpar`: the log of a positive one).
 
-    The dispersion from the method of moments (the family's :meth:`AuxParam.ml_start`, clipped
+    Each auxiliary parameter from the method of moments (its :meth:`AuxParam.ml_start`, clipped
     to a sane range: random effects inflate the marginal variance, so this errs towards
     overdispersion, which the optimizer undoes); the zero-inflation intercept from the excess of
     zeros over the count model's expected share (its density at 0 at the mean count), other
@@ -62,20 +64,18 @@ def start_aux(resp) -> np.ndarray:
     m = float(np.sum(w * y) / wsum)
     v = float(np.sum(w * (y - m) ** 2) / wsum)
     out = []
-    disp = None
-    if fam.has_dispersion:
-        disp = fam.aux_params[0].ml_start(m, v)
+    vals = aux_starts(fam, m, v)
     if resp.X_zi is not None:
         p_zero = float(np.sum(w * (y == 0)) / wsum)
-        e_zero = float(np.exp(fam.loglik(0.0, fam.link.link(max(m, 1e-12)), disp=disp)))
+        e_zero = float(np.exp(fam.loglik(0.0, fam.link.link(max(m, 1e-12)), **vals)))
         excess = float(np.clip((p_zero - e_zero) / max(1.0 - e_zero, 1e-12), 0.02, 0.9))
         bz = np.zeros(resp.X_zi.shape[1])
         icpt = np.flatnonzero(np.all(resp.X_zi == 1.0, axis=0))
         if icpt.size:
             bz[icpt[0]] = np.log(excess / (1.0 - excess))
         out.append(bz)
-    if disp is not None:
-        out.append(np.array([np.log(disp)]))
+    if vals:
+        out.append(aux_coords(fam, vals))
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -224,7 +224,7 @@ def info_scaling(resp, beta0, nt: int, na: int, aux0=None):
     """
     eta0 = resp.offset + resp.X @ np.asarray(beta0, dtype=float)
     r = with_aux(resp, aux0) if na and aux0 is not None else resp
-    if r.general and r.family.has_dispersion and r.disp is None:
+    if r.general and r.family.aux_params and r.aux_vals is None:
         return None
     with np.errstate(over="ignore", invalid="ignore"):
         W = hessian_weights(r, eta0)
@@ -303,8 +303,8 @@ def _modes(x, resp, s, terms, slices, nt, state):
 def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
     """Deviance ``-2 loglik`` in ``x = (theta, beta, aux)`` (Laplace or AGQ), warm-started modes.
 
-    ``aux`` (zero-inflation coefficients, then the log-dispersion) is empty for the classic
-    families.  ``state`` (a dict) carries the last modes between calls: warm starts make
+    ``aux`` (zero-inflation coefficients, then one coordinate per auxiliary parameter of the
+    family, :mod:`bayes_glmm.ml.auxpar`) is empty for the classic families.  ``state`` (a dict) carries the last modes between calls: warm starts make
     PIRLS take two or three Newton steps instead of ten; the converged mode does not depend
     on them.
     """
@@ -353,6 +353,13 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
     return fg
 
 
+def _aux_lower(resp) -> np.ndarray:
+    """Lower bounds of ``aux = (beta_zi, a)``: none on the zero-inflation coefficients, the
+    AuxParam's on the family's coordinates (:func:`bayes_glmm.ml.auxpar.aux_lower`)."""
+    k_zi = 0 if resp.X_zi is None else resp.X_zi.shape[1]
+    return np.concatenate([np.full(k_zi, -np.inf), aux_lower(resp.family)])
+
+
 def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
     """Optimize (theta, aux) with beta inside PIRLS (lme4's nAGQ = 0 criterion)."""
     state = {"u": None, "beta": beta0}
@@ -369,7 +376,7 @@ def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
         return pr.laplace_deviance
 
     # a loose fit is enough: stage 2 polishes theta and beta together
-    lower1 = np.concatenate([lower, np.full(aux0.size, -np.inf)])
+    lower1 = np.concatenate([lower, _aux_lower(resp)])
     opt = minimize_bounded(crit, np.concatenate([theta0, aux0]), lower1, ftol=1e-8, gtol=1e-4,
                            label="stage 1 (theta, beta in PIRLS)")
     opt["ridged"] = state.get("ridged", 0)
@@ -391,7 +398,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         1 for Laplace; > 1 for AGQ (single random-effects term only).
     start : dict, optional
         ``{"theta": ..., "beta": ..., "aux": ...}`` starting values (each key optional;
-        ``aux`` is ``(beta_zi, log dispersion)`` for the families and models that have them).
+        ``aux`` is ``(beta_zi, a)`` for the families and models that have them, ``a`` one
+        coordinate per auxiliary parameter of the family: the log of a positive one).
     stage1 : bool
         Run a first, loose stage (skipped when ``start`` gives both theta and beta): a
         Laplace fit in (theta, beta) where the analytic gradient applies, otherwise the
@@ -420,6 +428,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         (from the boundary, lme4's start and a perturbed point) before being reported.
     """
     _agq.check_agq(spec, n_agq)
+    check_aux_params(spec.family)
     terms = spec.terms
     resp = make_response(spec)
     s = linalg.build_structure(terms)
@@ -442,7 +451,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     u0 = None
     use_grad = _agq.supports_gradient(resp, s, n_agq)
     grad1 = _agq.supports_gradient(resp, s, 1)  # Laplace stage 1 / preconditioner
-    lower = np.concatenate([lower_t, np.full(p + na, -np.inf)])
+    lower = np.concatenate([lower_t, np.full(p, -np.inf), _aux_lower(resp)])
     if stage1 and not ("theta" in start and "beta" in start and ("aux" in start or not resp.n_aux)):
         if grad1:
             # with an analytic gradient a loose Laplace fit in (theta, beta, aux) is a cheaper
@@ -633,7 +642,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,
                  loglik=-0.5 * dev_hat, n_params=p + nt + na, method=method, reml=False, n_agq=int(n_agq),
                  optimizer=optimizer, beta_zi=aux[:k_zi] if resp.X_zi is not None else None,
-                 disp=float(np.exp(aux[k_zi])) if resp.family.has_dispersion else None,
+                 aux=aux_natural(resp.family, aux[k_zi:]) if resp.family.aux_params else None,
                  vcov_aux=vcov_aux if na else None)
 
 

@@ -187,12 +187,14 @@ def _family_nested(f0, f1) -> bool:
 
 
 def _aux_differences(s0, s1) -> tuple:
-    """(dispersion, zero-inflation) parameters of s1 absent from s0."""
+    """(auxiliary, zero-inflation) parameters of s1 absent from s0: each auxiliary parameter
+    of s1's family (any number of them) that s0's family has not, named by its AuxParam."""
     disp = []
-    if s1.family.has_dispersion and not s0.family.has_dispersion:
-        name = s1.family.dispersion_name
-        at = s1.family.aux_params[0].nested_at or f"{name} = 0"
-        disp.append(f"{s1.family.name} {name} ({at}: the {s0.family.name} model)")
+    own = set(s0.family.aux_names)
+    for a in s1.family.aux_params:
+        if a.name not in own:
+            at = a.nested_at or f"{a.name} = 0"
+            disp.append(f"{s1.family.name} {a.name} ({at}: the {s0.family.name} model)")
     z0, z1 = list(s0.zi_names), list(s1.zi_names)
     if s0.has_zi and not s1.has_zi:
         raise ValueError("the smaller model has zero inflation and the larger has none; they are not nested")

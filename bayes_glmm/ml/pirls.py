@@ -23,9 +23,10 @@ from scipy.linalg import solve_triangular
 from ..families import zi_eta_derivs, zi_loglik
 from ..families.poisson import POISSON_STABLE_Y, poisson_centre, poisson_centred, poisson_centred_const  # noqa: F401 (re-exported)
 from . import linalg
+from .auxpar import aux_natural
 
 __all__ = ["Response", "make_response", "poisson_centre", "poisson_centred", "poisson_centred_const",
-           "POISSON_STABLE_Y", "with_aux", "loglik_rows", "loglik_and_mu", "working", "hessian_weights",
+           "POISSON_STABLE_Y", "with_aux", "with_family_aux", "loglik_rows", "loglik_and_mu", "working", "hessian_weights",
            "pirls", "PirlsResult"]
 
 
@@ -37,10 +38,11 @@ class Response:
     log-density (``log choose(n, y)``, ``-lgamma(y + 1)``): computed once per fit instead of
     once per deviance evaluation.
 
-    ``X_zi`` (zero inflation), ``disp`` (the dispersion of the NB, Gamma and Beta families)
-    and ``zi_eta = X_zi beta_zi`` are the "auxiliary" parameters' side: the ML fitter
-    optimizes them jointly with theta and beta and sets them per evaluation with
-    :func:`with_aux`; PIRLS treats them as fixed.
+    ``X_zi`` (zero inflation), ``aux_vals`` (the family's auxiliary parameters by name:
+    NB's ``theta``, Beta's ``phi``, ..., any number of them; ``aux_coord`` the optimizer's
+    coordinates of them, :mod:`bayes_glmm.ml.auxpar`) and ``zi_eta = X_zi beta_zi`` are the
+    "auxiliary" parameters' side: the ML fitter optimizes them jointly with theta and beta and
+    sets them per evaluation with :func:`with_aux`; PIRLS treats them as fixed.
     """
 
     family: object
@@ -51,9 +53,9 @@ class Response:
     X: np.ndarray
     ll_const: np.ndarray | None = None
     X_zi: np.ndarray | None = None
-    disp: float | None = None
+    aux_vals: dict | None = None  # the family's auxiliary parameters by name (natural scale)
     zi_eta: np.ndarray | None = None
-    row_const: np.ndarray | None = None  # dispersion families: loglik_constant at disp (unweighted)
+    row_const: np.ndarray | None = None  # families with aux parameters: loglik_constant at them (unweighted)
     y_levels: tuple | None = None  # count responses with few distinct values: (unique y, inverse)
     pois_c: np.ndarray | None = None  # per-row centre of the family's cancellation-free log-density (Family.stable_centre)
 
@@ -65,43 +67,64 @@ class Response:
                 const = _ll_const(self.family, self.y, self.n_trials, self.pw)
             object.__setattr__(self, "ll_const", const)
 
+    aux_coord: np.ndarray | None = None  # their optimizer coordinates (log scale for positive ones)
+
     @property
     def n_aux(self) -> int:
-        """Number of auxiliary parameters: zero-inflation coefficients, then log-dispersion."""
-        return (0 if self.X_zi is None else self.X_zi.shape[1]) + int(self.family.has_dispersion)
+        """Number of auxiliary coordinates: zero-inflation coefficients, then one per
+        auxiliary parameter of the family (``family.aux_params``)."""
+        return (0 if self.X_zi is None else self.X_zi.shape[1]) + len(self.family.aux_params)
+
+    @property
+    def disp(self) -> float | None:
+        """The family's first auxiliary parameter (None without one, or before :func:`with_aux`)."""
+        return None if not self.aux_vals else next(iter(self.aux_vals.values()))
 
     @property
     def general(self) -> bool:
         """True when the log-density is not one of the four classic families' fast forms
-        (a dispersion family or zero inflation): PIRLS then takes the family's exact
-        derivatives and the Laplace approximation its observed Hessian."""
-        return self.family.has_dispersion or self.X_zi is not None
+        (a family with auxiliary parameters, or zero inflation): PIRLS then takes the
+        family's exact derivatives and the Laplace approximation its observed Hessian."""
+        return bool(self.family.aux_params) or self.X_zi is not None
 
 
 def with_aux(resp: Response, aux) -> Response:
-    """The response with its auxiliary parameters set from ``aux = (beta_zi, log disp)``."""
+    """The response with its auxiliary parameters set from ``aux = (beta_zi, a)``, ``a`` one
+    coordinate per auxiliary parameter of the family (:mod:`bayes_glmm.ml.auxpar`)."""
     aux = np.asarray(aux, dtype=float)
     k = 0 if resp.X_zi is None else resp.X_zi.shape[1]
     zi_eta = resp.X_zi @ aux[:k] if k else None
-    disp = float(np.exp(aux[k])) if resp.family.has_dispersion else None
-    # the dispersion is fixed within a PIRLS run: its lgamma terms are computed once here,
+    return with_family_aux(resp, aux[k:], zi_eta=zi_eta)
+
+
+def with_family_aux(resp: Response, coord, **fields) -> Response:
+    """The response with the family's auxiliary parameters set from their coordinates (and
+    any other ``fields`` replaced)."""
+    fam = resp.family
+    if not fam.aux_params:
+        return replace(resp, ll_const=resp.ll_const, aux_vals=None, aux_coord=None, row_const=None, **fields)
+    coord = np.asarray(coord, dtype=float)
+    vals = aux_natural(fam, coord)
+    # the parameters are fixed within a PIRLS run: their lgamma terms are computed once here,
     # not at every iteration and step halving
-    return replace(resp, ll_const=resp.ll_const, disp=disp, zi_eta=zi_eta, row_const=_row_const(resp, disp))
+    return replace(resp, ll_const=resp.ll_const, aux_vals=vals, aux_coord=coord, row_const=_row_const(resp, vals),
+                   **fields)
 
 
-def _row_const(resp: Response, disp):
-    """The family's eta-free log-density terms at ``disp``, per row (None without dispersion).
+def _row_const(resp: Response, vals):
+    """The family's eta-free log-density terms at the auxiliary values ``vals`` (a dict by
+    name), per row (None without them).
 
     For counts with few distinct values the lgamma terms are evaluated once per distinct y
     and gathered (1,000,000 rows of NB2 counts: ~50 lgamma calls instead of 3,000,000).
     """
-    if disp is None:
+    if not vals:
         return None
     fam = resp.family
     if resp.y_levels is not None:
         uy, inv = resp.y_levels
-        return fam.loglik_constant(uy, None, disp)[inv]
-    return fam.loglik_constant(resp.y, resp.n_trials, disp)
+        return fam.loglik_constant(uy, None, **vals)[inv]
+    return fam.loglik_constant(resp.y, resp.n_trials, **vals)
 
 
 def _ll_const(fam, y, trials, pw):
@@ -119,7 +142,7 @@ def make_response(spec) -> Response:
     X_zi = getattr(spec, "X_zi", None)
     y = np.asarray(spec.y, dtype=float)
     levels = None
-    if fam.has_dispersion and fam.is_count:
+    if fam.aux_params and fam.is_count:
         uy, inv = np.unique(y, return_inverse=True)
         if uy.size * 4 < y.size:
             levels = (uy, inv.ravel())
@@ -140,7 +163,7 @@ def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
     non-canonical links.
     """
     fam = resp.family
-    if getattr(resp, "X_zi", None) is not None or fam.has_dispersion:
+    if getattr(resp, "X_zi", None) is not None or fam.aux_params:
         return resp.pw * _general_loglik(resp, eta), None
     if getattr(resp, "pois_c", None) is not None:
         ll, mu = fam.loglik_centred(resp.y, eta, resp.pois_c)
@@ -157,12 +180,13 @@ def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
 def _cond_loglik(resp, eta):
     """Conditional (not zero-inflated) log-density per row, unweighted, all constants."""
     fam = resp.family
+    aux = resp.aux_vals or {}
     if fam.needs_trials:
-        return fam.loglik(resp.y, eta, trials=resp.n_trials)
+        return fam.loglik(resp.y, eta, trials=resp.n_trials, **aux)
     if resp.row_const is not None:
         c = resp.row_const if np.ndim(eta) == 1 else resp.row_const[:, None]
-        return c + fam.loglik_eta(resp.y, eta, resp.disp)
-    return fam.loglik(resp.y, eta, disp=resp.disp)
+        return c + fam.loglik_eta(resp.y, eta, **aux)
+    return fam.loglik(resp.y, eta, **aux)
 
 
 def _general_loglik(resp, eta):
@@ -176,7 +200,8 @@ def _general_loglik(resp, eta):
 def _general_derivs(resp, eta):
     """(d1, w_obs, w_fisher) of the row log-densities in eta, unweighted."""
     fam = resp.family
-    d1, wo, wf = fam.eta_derivs(resp.y, eta, trials=resp.n_trials if fam.needs_trials else None, disp=resp.disp)
+    d1, wo, wf = fam.eta_derivs(resp.y, eta, trials=resp.n_trials if fam.needs_trials else None,
+                                **(resp.aux_vals or {}))
     if resp.X_zi is not None:
         d1, wo, wf = zi_eta_derivs(_cond_loglik(resp, eta), d1, wo, wf, resp.y, resp.zi_eta)
     return d1, wo, wf
@@ -211,7 +236,7 @@ def working(resp: Response, eta: np.ndarray, mu=None):
     ``mu`` (canonical links) may be passed when already computed with the log-density.
     """
     fam = resp.family
-    if getattr(resp, "X_zi", None) is not None or fam.has_dispersion:
+    if getattr(resp, "X_zi", None) is not None or fam.aux_params:
         # Newton weights (the observed information): quadratic convergence, which the
         # envelope-theorem gradient of the Laplace deviance needs; they can be negative on
         # some rows (NB1, zero rows of a zero-inflated model), and where the whole system is

@@ -39,6 +39,7 @@ from scipy import optimize, stats
 
 from ..covariance import cov_to_sd_corr, theta_pairs
 from scipy.optimize import least_squares
+from .auxpar import aux_coords, aux_lower
 from .ddf import _pwrss
 from .optimize import fd_hessian, lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout
 
@@ -76,16 +77,13 @@ def _has_corr(term) -> bool:
 def param_index(spec) -> list:
     """Row labels of :meth:`MLResults.confint` and columns of :meth:`MLResults.bootstrap`.
 
-    Fixed effects, the variance parameters (:func:`variance_names`), ``sigma`` (gaussian),
-    the dispersion under its family's name (``theta``, ``phi``, ``shape``), then the
-    zero-inflation coefficients as ``zi_<coef>``.
+    Fixed effects, the variance parameters (:func:`variance_names`), the family's auxiliary
+    parameters under their names (``sigma`` for gaussian, ``theta``, ``phi``, ``shape``; any
+    number of them), then the zero-inflation coefficients as ``zi_<coef>``.
     """
     fam = spec.family
     names = list(spec.fixed_names) + variance_names(spec)
-    if fam.has_sigma:
-        names.append("sigma")
-    if fam.has_dispersion:
-        names.append(fam.dispersion_name)
+    names.extend(fam.aux_names)
     names.extend(f"zi_{c}" for c in spec.zi_names)
     return names
 
@@ -216,12 +214,12 @@ def _sdcor_from_lambdas(lambdas, terms, scale=1.0) -> np.ndarray:
 def param_values(spec, fit) -> np.ndarray:
     """The parameters of :func:`param_index` from a raw :class:`~bayes_glmm.ml.types.MLFit`."""
     fam = spec.family
-    scale = float(fit.sigma) if (fam.has_sigma and fit.sigma is not None) else 1.0
+    scale = float(fit.sigma) if (fam.is_linear and fit.sigma is not None) else 1.0
     parts = [np.asarray(fit.beta, dtype=float), _sdcor_from_lambdas(fit.lambdas, spec.terms, scale)]
-    if fam.has_sigma:
+    if fam.is_linear:
         parts.append(np.array([scale]))
-    if fam.has_dispersion:
-        parts.append(np.array([float(fit.disp)]))
+    elif fam.aux_params:
+        parts.append(np.array([float(fit.aux[n]) for n in fam.aux_names]))
     if spec.has_zi:
         parts.append(np.asarray(fit.beta_zi, dtype=float))
     return np.concatenate(parts)
@@ -467,13 +465,14 @@ class _GlmmProblem:
         aux = []
         if spec.has_zi:
             aux.append(np.asarray(fit.beta_zi, dtype=float))
-        if spec.family.has_dispersion:
-            aux.append([np.log(float(fit.disp))])
+        if spec.family.aux_params:
+            aux.append(aux_coords(spec.family, fit.aux))
         aux = np.concatenate(aux) if aux else np.zeros(0)
         self.theta_hat = np.asarray(fit.theta, dtype=float)
         self.nt, self.p = self.theta_hat.size, spec.p
         self.x_hat = np.concatenate([self.theta_hat, np.asarray(fit.beta, dtype=float), aux])
-        self.x_lower = np.concatenate([lower_t, np.full(self.x_hat.size - self.nt, -np.inf)])
+        self.x_lower = np.concatenate([lower_t, np.full(self.x_hat.size - self.nt - len(spec.family.aux_params),
+                                                        -np.inf), aux_lower(spec.family)])
         self.sdl, lo, hi = _sdcor_layout(self.terms)
         rest = self.x_hat[self.nt:]
         self.phi_hat = np.concatenate([_sdcor_from_lambdas(fit.lambdas, self.terms), rest])
@@ -611,11 +610,13 @@ def _profile_all(res, level, parm):
             lo_b, hi_b = prob.lo[k], prob.hi[k]
             if name == "sigma":
                 lo_b = 0.0
-        elif not lmm and spec.family.has_dispersion and name == spec.family.dispersion_name:
-            k = prob.nt + p + k_zi  # the log-dispersion
+        elif not lmm and name in spec.family.aux_names:
+            j = spec.family.aux_names.index(name)
+            k = prob.nt + p + k_zi + j  # the auxiliary parameter's coordinate (log scale if positive)
             prof = prob.x_profiler(k)
-            est, se = prob.x_hat[k], se_phi[prob.n_var + p + k_zi]
-            lo_b, hi_b, transform = -np.inf, np.inf, np.exp
+            est, se = prob.x_hat[k], se_phi[prob.n_var + p + k_zi + j]
+            lo_b, hi_b = prob.x_lower[k], np.inf
+            transform = np.exp if spec.family.aux_params[j].support == "positive" else None
         elif name.startswith("zi_") and name[3:] in spec.zi_names:
             c = list(spec.zi_names).index(name[3:])
             k = prob.nt + p + c

@@ -140,8 +140,12 @@ class MLResults(FitResults):
 
     @property
     def sigma(self) -> float | None:
-        """Residual SD (gaussian family), else None."""
-        return None if self.fit.sigma is None else float(self.fit.sigma)
+        """Residual SD (gaussian family; a GLMM family's auxiliary parameter ``sigma`` where it
+        has one), else None."""
+        if self.fit.sigma is not None:
+            return float(self.fit.sigma)
+        aux = self.fit.aux or {}
+        return float(aux["sigma"]) if "sigma" in aux else None
 
     @property
     def _scale(self) -> float:
@@ -218,8 +222,9 @@ class MLResults(FitResults):
 
     @property
     def _uses_t(self) -> bool:
-        # lmer reports t values without p-values; so does glmer for families with a scale
-        return self.spec.family.has_sigma
+        # lmer reports t values without p-values (the residual SD profiled out); the Laplace
+        # fits report z values, as glmer and glmmTMB do
+        return self.spec.family.is_linear
 
     def coef_table(self, ddf=None) -> pd.DataFrame:
         """Wald table: Estimate, Std. Error, z value, Pr(>|z|).
@@ -292,33 +297,42 @@ class MLResults(FitResults):
 
     @property
     def dispersion(self) -> pd.Series:
-        """The family's dispersion parameter, named as the family names it.
+        """The family's auxiliary parameters, each named as the family names it
+        (``family.aux_params``, any number of them).
 
         ``theta`` (negbinomial: Var = mu + mu^2/theta, glmer.nb's theta and glmmTMB's sigma),
         ``phi`` (nbinom1: Var = mu (1 + phi); beta: Var = mu (1 - mu)/(1 + phi); glmmTMB's
         sigma), ``shape`` (gamma: Var = mu^2/shape; glmmTMB's sigma is 1/sqrt(shape)),
-        ``sigma`` (gaussian residual SD); empty for bernoulli, binomial and poisson.
+        ``sigma`` (gaussian residual SD), ``sigma`` and ``df`` for a Student-t family; empty
+        for bernoulli, binomial and poisson.
         """
-        fam = self.spec.family
-        if fam.has_dispersion:
-            return pd.Series({fam.dispersion_name: float(self.fit.disp)}, name="dispersion")
-        if fam.has_sigma and self.fit.sigma is not None:
+        if self.fit.aux:
+            return pd.Series({k: float(v) for k, v in self.fit.aux.items()}, name="dispersion")
+        if self.spec.family.is_linear and self.fit.sigma is not None:
             return pd.Series({"sigma": float(self.fit.sigma)}, name="dispersion")
         return pd.Series(dtype=float, name="dispersion")
 
     def dispersion_table(self, level: float = 0.95) -> pd.DataFrame:
-        """Dispersion estimate with its Wald SE and interval on the log scale (where it is
-        estimated), the interval transformed back: columns Estimate, log, SE(log), lower, upper."""
+        """The auxiliary parameters (GLMM path) with Wald SEs and intervals on the scale they
+        are estimated on (the log of a positive one), the interval transformed back: one row per
+        parameter, columns Estimate, log, SE(log), lower, upper (for a real-valued parameter
+        ``log`` is NaN and SE(log) its plain SE)."""
         fam = self.spec.family
-        if not fam.has_dispersion:
-            return pd.DataFrame(columns=["Estimate", "log", "SE(log)", "lower", "upper"])
+        cols = ["Estimate", "log", "SE(log)", "lower", "upper"]
+        if not self.fit.aux:
+            return pd.DataFrame(columns=cols)
         v = np.asarray(self.fit.vcov_aux, dtype=float)
-        se = float(np.sqrt(max(v[-1, -1], 0.0))) if v.size else np.nan
-        est = float(self.fit.disp)
+        k0 = self.spec.p_zi if self.spec.has_zi else 0
         z = stats.norm.ppf(0.5 + level / 2.0)
-        return pd.DataFrame({"Estimate": [est], "log": [np.log(est)], "SE(log)": [se],
-                             "lower": [est * np.exp(-z * se)], "upper": [est * np.exp(z * se)]},
-                            index=[fam.dispersion_name])
+        rows = {}
+        for j, a in enumerate(fam.aux_params):
+            est = float(self.fit.aux[a.name])
+            se = float(np.sqrt(max(v[k0 + j, k0 + j], 0.0))) if v.size else np.nan
+            if a.support == "positive":
+                rows[a.name] = [est, np.log(est), se, est * np.exp(-z * se), est * np.exp(z * se)]
+            else:
+                rows[a.name] = [est, np.nan, se, est - z * se, est + z * se]
+        return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
 
     def _zi_eta(self, design):
         if not self.spec.has_zi:
@@ -343,10 +357,13 @@ class MLResults(FitResults):
         n = np.asarray(spec.trials, dtype=float) if fam.needs_trials and spec.trials is not None else 1.0
         eta = self.predict(kind="link")
         mu = np.asarray(fam.mean(eta), dtype=float)
-        if fam.has_sigma:
+        if fam.is_linear:
             m, var = mu, np.full_like(mu, float(self.fit.sigma) ** 2)
         else:
-            v = np.asarray(fam.variance(mu, disp=self.fit.disp) if fam.has_dispersion else fam.variance(mu), float)
+            aux = self.fit.aux or {}
+            v = np.asarray(fam.variance(mu, **aux), float)
+            if fam.has_sigma:  # a family's variance function leaves its residual scale sigma^2 out
+                v = v * float(aux["sigma"]) ** 2
             m, var = n * mu, n * v
             if spec.has_zi:
                 from scipy.special import expit
@@ -369,7 +386,7 @@ class MLResults(FitResults):
     @property
     def varcorr(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
-        sigma = self.sigma if self.spec.family.has_sigma else None
+        sigma = self.sigma if self.spec.family.is_linear else None
         return varcorr_frame(self.spec.terms, self.covs, sigma)
 
     @property

@@ -50,7 +50,7 @@ def _decimals(values, lo: int = 3, hi: int = 7) -> int:
 
 def _header(res) -> list:
     fam = res.spec.family
-    if fam.has_sigma and res.method in ("REML", "ML"):
+    if fam.is_linear and res.method in ("REML", "ML"):
         how = "REML" if res.reml else "maximum likelihood"
         lines = [f"Linear mixed model fit by {how}  [bayes_glmm MLResults]"]
     else:
@@ -157,7 +157,7 @@ def random_effects_table(res) -> pd.DataFrame:
                 cells = [f"{corr[i, j]:.2f}" if cs.n_corr(q) > 0 else "" for j in range(i)]
             row.extend(cells + [""] * (qmax - 1 - len(cells)))
             rows.append(row)
-    if res.spec.family.has_sigma and res.sigma is not None:
+    if res.spec.family.is_linear and res.sigma is not None:  # a GLMM's sigma: the dispersion lines
         rows.append(["Residual", "", _g4(res.sigma ** 2), _g4(res.sigma)] + [""] * (qmax - 1))
     corr_cols = ["Corr"] + [""] * (qmax - 2) if qmax > 1 else []
     cols = ["Groups", "Name", "Variance", "Std.Dev."] + [f"Corr{k}" for k in range(len(corr_cols))]
@@ -243,6 +243,25 @@ def _aligned(df: pd.DataFrame, left: tuple) -> list:
     return out
 
 
+def _aux_lines(res) -> list:
+    """One line per auxiliary parameter of a GLMM's family (glmmTMB's "Dispersion parameter
+    for ... family"; the others by their description): estimate, 95% CI and the SE on the
+    scale it is estimated on."""
+    fam = res.spec.family
+    dt = res.dispersion_table()
+    if dt.empty:
+        return []
+    out = [""]
+    for j, a in enumerate(fam.aux_params):
+        row = dt.loc[a.name]
+        what = f"Dispersion parameter for {fam.name} family ({fam.variance_formula})" if j == 0 else \
+            f"{a.description[:1].upper()}{a.description[1:]} ({fam.name} family)"
+        scale = f"log {a.name}" if a.support == "positive" else a.name
+        out.append(f"{what}: {a.name} = {_g4(float(row['Estimate']))} (95% CI {_g4(float(row['lower']))} to "
+                   f"{_g4(float(row['upper']))}; SE of {scale} {float(row['SE(log)']):.3g})")
+    return out
+
+
 def format_summary(res) -> str:
     """The full text summary of an :class:`MLResults`, laid out like glmer's."""
     lines = _header(res)
@@ -255,14 +274,7 @@ def format_summary(res) -> str:
     lines += [" " + ln for ln in _aligned(re_tab, ("Groups", "Name"))]
     groups = "; ".join(f"{t.name}, {t.n_levels}" for t in res.spec.terms)
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
-    fam = res.spec.family
-    if fam.has_dispersion:
-        dt = res.dispersion_table()
-        name = fam.dispersion_name
-        what = fam.variance_formula
-        lines += ["", f"Dispersion parameter for {fam.name} family ({what}): {name} = "
-                      f"{_g4(float(dt['Estimate'].iloc[0]))} (95% CI {_g4(float(dt['lower'].iloc[0]))} to "
-                      f"{_g4(float(dt['upper'].iloc[0]))}; SE of log {name} {float(dt['SE(log)'].iloc[0]):.3g})"]
+    lines += _aux_lines(res)
     lines += ["", "Conditional model:" if res.spec.has_zi else "Fixed effects:"]
     fx, has_p = _fixed_table_text(res)
     lines += fx.to_string().splitlines()

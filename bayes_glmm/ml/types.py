@@ -53,10 +53,13 @@ class MLFit:
         check's verdict, not the optimizer's own stopping rule.
     beta_zi : ndarray (p_zi,) or None
         Zero-inflation coefficients (logit scale), models with ``zi`` only.
-    disp : float or None
-        Dispersion (``theta``, ``phi`` or ``shape``) of the families that have one.
+    aux : dict or None
+        The family's auxiliary parameters by name, natural scale (``{"theta": 2.1}`` for NB2,
+        ``{"sigma": 0.7, "df": 4.2}`` for a Student-t family), GLMM path only: the LMM's
+        residual SD is ``sigma``.
     vcov_aux : ndarray or None
-        Covariance of ``(beta_zi, log disp)``, in that order.
+        Covariance of ``(beta_zi, a)``, in that order, ``a`` one optimizer coordinate per
+        auxiliary parameter (the log of a positive one, :mod:`bayes_glmm.ml.auxpar`).
     """
 
     beta: np.ndarray
@@ -73,5 +76,10 @@ class MLFit:
     n_agq: int = 1
     optimizer: dict = field(default_factory=dict)
     beta_zi: np.ndarray | None = None
-    disp: float | None = None
+    aux: dict | None = None
     vcov_aux: np.ndarray | None = None
+
+    @property
+    def disp(self) -> float | None:
+        """The first auxiliary parameter (NB's ``theta``, ``phi``, ``shape``), None without one."""
+        return None if not self.aux else float(next(iter(self.aux.values())))

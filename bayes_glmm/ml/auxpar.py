@@ -1,0 +1,65 @@
+"""The family's auxiliary parameters as coordinates of the ML optimizer (GLMM path).
+
+The outer parameter vector of the Laplace/AGQ fit is ``x = (theta, beta, beta_zi, a)`` with one
+coordinate per :class:`~bayes_glmm.families.base.AuxParam` of the family, in the order the
+family declares them (``family.aux_params``): the log of a parameter with positive support
+(as both paths estimate it), the parameter itself for a real one.  Its lower bound comes
+from the AuxParam's ``bounds`` (``-inf`` on the log scale for the usual ``(0, inf)``); the
+optimizers here bound from below only, so a finite upper bound is refused at the boundary.
+
+Pure functions of the family's declaration: nothing here tests a family's name.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["aux_lower", "aux_coords", "aux_natural", "aux_starts", "check_aux_params"]
+
+_SUPPORTS = ("positive", "real")
+
+
+def check_aux_params(family) -> None:
+    """ValueError naming the parameter when the ML path cannot carry one of its auxiliary
+    parameters (an unknown support, a finite upper bound)."""
+    for a in family.aux_params:
+        if a.support not in _SUPPORTS:
+            raise ValueError(f"family {family.name!r}: auxiliary parameter {a.name!r} has support "
+                             f"{a.support!r}; the ML path estimates {list(_SUPPORTS)} parameters only "
+                             f"(use the Bayesian path, GLMM.sample)")
+        if np.isfinite(float(a.bounds[1])):
+            raise ValueError(f"family {family.name!r}: auxiliary parameter {a.name!r} has a finite upper "
+                             f"bound {a.bounds[1]!r}; the ML optimizer bounds parameters from below only "
+                             f"(reparametrise it, e.g. on the logit scale, or use GLMM.sample)")
+
+
+def aux_lower(family) -> np.ndarray:
+    """Lower bound of each auxiliary coordinate (``-inf`` where unbounded)."""
+    out = []
+    for a in family.aux_params:
+        lo = float(a.bounds[0])
+        if a.support == "positive":
+            out.append(np.log(lo) if lo > 0.0 else -np.inf)
+        else:
+            out.append(lo if np.isfinite(lo) else -np.inf)
+    return np.array(out, dtype=float)
+
+
+def aux_natural(family, coords) -> dict:
+    """``{name: value}`` on the natural scale from the coordinates ``a`` (one per parameter)."""
+    return {a.name: float(np.exp(z)) if a.support == "positive" else float(z)
+            for a, z in zip(family.aux_params, np.asarray(coords, dtype=float))}
+
+
+def aux_coords(family, values) -> np.ndarray:
+    """The coordinates ``a`` from natural-scale values (a mapping by name, or a sequence in the
+    family's order)."""
+    if isinstance(values, dict):
+        values = [values[a.name] for a in family.aux_params]
+    return np.array([np.log(float(v)) if a.support == "positive" else float(v)
+                     for a, v in zip(family.aux_params, values)], dtype=float)
+
+
+def aux_starts(family, m: float, v: float) -> dict:
+    """``{name: ML start}`` from the response's weighted mean ``m`` and variance ``v``
+    (each :meth:`AuxParam.ml_start`, clipped to its range)."""
+    return {a.name: a.ml_start(m, v) for a in family.aux_params}
