@@ -318,3 +318,17 @@ def test_correlation_at_its_boundary():
     assert r.converged
     assert np.all(np.isfinite(r.se)) and np.all(r.se > 0)
     assert r.is_singular
+
+
+def test_glmm_agq_and_profile_with_a_structured_term():
+    d = _sim(J=60, T=2, rho=0.7, sd=1.0, seed=22)
+    m = bg.GLMM("c ~ x + ar1(0 + factor(t) | g)", d, family="poisson")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lap, agq5, agq9 = m.fit_ml(), m.fit_ml(n_agq=5), m.fit_ml(n_agq=9)
+    assert agq5.converged and agq9.converged
+    assert agq5.loglik == pytest.approx(agq9.loglik, abs=2e-3)  # the quadrature has converged
+    assert abs(agq9.loglik - lap.loglik) < 0.5
+    ci = lap.confint(method="profile", parm=["cor_rho|g"])
+    rho = lap.varcorr[lap.varcorr.var2.notna()].sdcor.iloc[0]
+    assert -1.0 <= ci.loc["cor_rho|g", "lower"] < rho < ci.loc["cor_rho|g", "upper"] <= 1.0
