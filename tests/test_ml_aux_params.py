@@ -300,3 +300,11 @@ def test_pirls_at_fixed_aux_values_uses_them(data):
         score = 1.3 * np.bincount(spec.terms[0].codes, weights=d1) - pr.u
         np.testing.assert_allclose(score, 0.0, atol=1e-6)
     assert np.max(np.abs(modes[0] - modes[1])) > 1e-3
+
+
+def test_pql_refuses_a_family_with_more_than_a_residual_scale(data):
+    from bayes_glmm.ml.pql import fit_pql
+
+    spec = bg.GLMM("y ~ x + (1 | g)", data, family="toy_ml_student_t").spec
+    with pytest.raises(ValueError, match="fit_pql does not handle the toy_ml_student_t family"):
+        fit_pql(spec)

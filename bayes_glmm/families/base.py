@@ -135,6 +135,9 @@ class Family:
     variance_doc: ClassVar[str] = ""
     #: a note per link for the docs table (``{"log": "Bayesian path only"}``)
     link_notes: ClassVar[dict] = {}
+    #: the links the maximum-likelihood path fits (None: all of :attr:`links`); the others are
+    #: refused by ``fit_ml`` with a pointer to the Bayesian path
+    ml_links: ClassVar[tuple | None] = None
     #: statsmodels family class for ``fit_gee`` (None: a Gaussian working model, quasi-likelihood)
     statsmodels_family: ClassVar[str | None] = None
     #: registry names of the families this one reduces to at a boundary of its auxiliary

@@ -30,6 +30,7 @@ class Gaussian(Family):
     response_doc = "real"
     variance_doc = "σ²"
     link_notes = {"log": "Bayesian path only"}
+    ml_links = ("identity",)
     statsmodels_family = "Gaussian"
 
     @property

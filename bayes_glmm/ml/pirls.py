@@ -163,7 +163,7 @@ def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
     non-canonical links.
     """
     fam = resp.family
-    if getattr(resp, "X_zi", None) is not None or fam.aux_params:
+    if _has_aux(resp):
         return resp.pw * _general_loglik(resp, eta), None
     if getattr(resp, "pois_c", None) is not None:
         ll, mu = fam.loglik_centred(resp.y, eta, resp.pois_c)
@@ -175,6 +175,14 @@ def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):
     ll *= resp.pw
     ll += resp.ll_const
     return ll, mu
+
+
+def _has_aux(resp) -> bool:
+    """Zero inflation, or the family's auxiliary parameters set (:func:`with_aux`): the
+    general log-density and its exact derivatives.  A Response of a family with auxiliary
+    parameters that were never set is read with the family's variance function alone (the
+    working GLM of PQL, a gaussian's with sigma = 1)."""
+    return getattr(resp, "X_zi", None) is not None or bool(getattr(resp, "aux_vals", None))
 
 
 def _cond_loglik(resp, eta):
@@ -236,7 +244,7 @@ def working(resp: Response, eta: np.ndarray, mu=None):
     ``mu`` (canonical links) may be passed when already computed with the log-density.
     """
     fam = resp.family
-    if getattr(resp, "X_zi", None) is not None or fam.aux_params:
+    if _has_aux(resp):
         # Newton weights (the observed information): quadratic convergence, which the
         # envelope-theorem gradient of the Laplace deviance needs; they can be negative on
         # some rows (NB1, zero rows of a zero-inflated model), and where the whole system is

@@ -166,7 +166,8 @@ def fit_pql(spec, dispersion: bool = True, *, max_iter: int = 10, tol: float = 1
     if not spec.terms:
         raise ValueError("fit_pql needs at least one random-effects term such as (1 | group); "
                          "for a fixed-effects-only model use a GLM")
-    if spec.family.has_dispersion or getattr(spec, "has_zi", False):
+    # the working LMM carries one auxiliary parameter, a residual scale sigma: refuse the others
+    if len(spec.family.aux_params) > int(spec.family.has_sigma) or getattr(spec, "has_zi", False):
         what = f"zero inflation (zi={spec.zi_formula!r})" if getattr(spec, "has_zi", False) else \
             f"the {spec.family.name} family"
         raise ValueError(f"fit_pql does not handle {what} (glmmPQL's quasi-likelihood has no dispersion "
