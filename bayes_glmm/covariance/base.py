@@ -49,6 +49,9 @@ class CovStructure:
     title: str = ""
     #: Lambda linear in theta (constant derivative directions)
     linear: bool = False
+    #: eta of the default ``corr_<term>`` prior: ``(z + 1) / 2 ~ Beta(eta, eta)`` per
+    #: correlation parameter, uniform for 1
+    default_corr_eta: float = 1.0
 
     # ------------------------------------------------------------------ layout
     def n_sd(self, q: int) -> int:

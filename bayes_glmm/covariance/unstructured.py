@@ -20,6 +20,9 @@ class Unstructured(CovStructure):
     name = "us"
     title = ""
     linear = True
+    #: LKJ(2): mildly away from +-1 (the package's documented default for ``(x | g)``,
+    #: ``bayes_glmm.priors.LKJ_ETA``)
+    default_corr_eta = 2.0
 
     def n_corr(self, q: int) -> int:
         return q * (q - 1) // 2

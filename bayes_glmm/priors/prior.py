@@ -190,19 +190,11 @@ def _has_corr(term) -> bool:
 
 
 def _corr_eta(term) -> float:
-    """Default eta of a term's ``corr_`` prior: :data:`LKJ_ETA` for the unstructured
-    correlation matrix of ``(x | g)``; 1 for a structure's parameters (``cs``, ``ar1``,
-    ``toep``: ``(rho + 1) / 2 ~ Beta(1, 1)``, uniform on each), unless the structure names its own
-    (``default_corr_eta``)."""
+    """Default eta of a term's ``corr_`` prior: the structure's ``default_corr_eta``
+    (:data:`LKJ_ETA` for the unstructured correlation matrix of ``(x | g)``; 1 for ``cs``,
+    ``ar1``, ``toep``: ``(rho + 1) / 2 ~ Beta(1, 1)``, uniform on each parameter)."""
     cov = getattr(term, "cov", None)
-    if cov is None:
-        return LKJ_ETA
-    own = getattr(cov, "default_corr_eta", None)
-    if own is not None:
-        return float(own)
-    from ..covariance import default_structure
-
-    return LKJ_ETA if type(cov) is type(default_structure(True, term.q)) else 1.0
+    return LKJ_ETA if cov is None else float(cov.default_corr_eta)
 
 
 def _defaults(spec: ModelSpec) -> dict:
