@@ -132,12 +132,16 @@ def _point_rows(fit, a: float, with_ranef: bool) -> list:
     if vc is not None and len(vc):
         for p, kind, grp, est in _varcorr_rows(vc, spec):
             rows.append((p, kind, grp, est, np.nan, np.nan, np.nan, "none"))
-    if spec is not None and spec.family.has_dispersion and hasattr(fit, "dispersion_table"):
+    if spec is not None and hasattr(fit, "dispersion_table"):
+        # each auxiliary parameter of the family (none for an LMM, whose sigma is a varcorr row):
         # Wald on the log scale (where it is estimated), transformed back; se by the delta method
         t = fit.dispersion_table(level=1 - 2 * a)
-        est, sl = float(t["Estimate"].iloc[0]), float(t["SE(log)"].iloc[0])
-        rows.append((t.index[0], "dispersion", None, est, est * sl, float(t["lower"].iloc[0]),
-                     float(t["upper"].iloc[0]), f"Wald {100 * (1 - 2 * a):g}% (log scale)"))
+        for name in t.index:
+            est, sl = float(t.loc[name, "Estimate"]), float(t.loc[name, "SE(log)"])
+            on_log = bool(np.isfinite(t.loc[name, "log"]))
+            rows.append((name, "dispersion", None, est, est * sl if on_log else sl, float(t.loc[name, "lower"]),
+                         float(t.loc[name, "upper"]),
+                         f"Wald {100 * (1 - 2 * a):g}%" + (" (log scale)" if on_log else "")))
     if with_ranef:
         re = getattr(fit, "ranef", None) or {}
         re_sd = getattr(fit, "ranef_sd", None) or {}

@@ -308,3 +308,24 @@ def test_pql_refuses_a_family_with_more_than_a_residual_scale(data):
     spec = bg.GLMM("y ~ x + (1 | g)", data, family="toy_ml_student_t").spec
     with pytest.raises(ValueError, match="fit_pql does not handle the toy_ml_student_t family"):
         fit_pql(spec)
+
+
+def test_bootstrap_refits_with_every_aux_parameter(laplace_fit):
+    """Each replicate is drawn with (sigma, df) and refitted from their coordinates."""
+    boot = laplace_fit.bootstrap(n=3, random_seed=2)
+    assert list(boot.columns[-2:]) == ["sigma", "df"] and boot.attrs["n_failed"] == 0
+    assert np.all(np.isfinite(boot[["sigma", "df"]].to_numpy())) and np.all(boot["df"] > 1.0)
+
+
+def test_compare_lists_each_aux_parameter(laplace_fit, agq_fit):
+    tab = bg.compare(laplace_fit, agq_fit, params="all")
+    disp = tab[tab["kind"] == "dispersion"]
+    assert sorted(set(disp["param"])) == ["df", "sigma"] and len(disp) == 4
+    assert np.all(disp["lower"] < disp["estimate"]) and np.all(disp["estimate"] < disp["upper"])
+
+
+def test_a_family_link_outside_its_ml_links_is_refused(data):
+    """Gaussian declares ``ml_links = ("identity",)``: a residual scale is no longer what routes a
+    family to the LMM, so the log link is refused by the family's declaration, as before."""
+    with pytest.raises(NotImplementedError, match="identity link only; use the Bayesian path"):
+        bg.GLMM("y ~ x + (1 | g)", data.assign(y=np.exp(data["y"] / 5)), family="gaussian", link="log").fit_ml()

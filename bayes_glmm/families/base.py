@@ -200,6 +200,11 @@ class Family:
         return self.aux_params[0].name if self.aux_params else None
 
     @property
+    def ml_fits(self) -> bool:
+        """True when the maximum-likelihood path fits this family with this link (:attr:`ml_links`)."""
+        return self.ml_links is None or self.link.name in self.ml_links
+
+    @property
     def is_linear(self) -> bool:
         """True for a linear mixed model (gaussian, identity link): closed-form profiled ML/REML,
         t and F reference distributions."""

@@ -109,7 +109,7 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
             check_rank(spec.X[pos], spec.fixed_names)
         except ValueError as e:
             raise ValueError(f"with the {int(np.sum(~pos))} zero-weight rows left out, the {e}") from None
-    if fam.ml_links is not None and fam.link.name not in fam.ml_links:
+    if not fam.ml_fits:
         raise NotImplementedError(f"the ML path fits {fam.name} models with the {' or '.join(fam.ml_links)} "
                                   f"link only; use the Bayesian path (GLMM.sample) for a {fam.name} "
                                   f"{fam.link.name}-link model")

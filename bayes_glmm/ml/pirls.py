@@ -26,8 +26,8 @@ from . import linalg
 from .auxpar import aux_natural
 
 __all__ = ["Response", "make_response", "poisson_centre", "poisson_centred", "poisson_centred_const",
-           "POISSON_STABLE_Y", "with_aux", "with_family_aux", "loglik_rows", "loglik_and_mu", "working", "hessian_weights",
-           "pirls", "PirlsResult"]
+           "POISSON_STABLE_Y", "with_aux", "with_family_aux", "loglik_rows", "loglik_and_mu", "working",
+           "hessian_weights", "pirls", "PirlsResult"]
 
 
 @dataclass(frozen=True, eq=False)
