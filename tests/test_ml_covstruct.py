@@ -332,3 +332,38 @@ def test_glmm_agq_and_profile_with_a_structured_term():
     ci = lap.confint(method="profile", parm=["cor_rho|g"])
     rho = lap.varcorr[lap.varcorr.var2.notna()].sdcor.iloc[0]
     assert -1.0 <= ci.loc["cor_rho|g", "lower"] < rho < ci.loc["cor_rho|g", "upper"] <= 1.0
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + ar1(0 + factor(t) | g)", "y ~ x + toep(0 + factor(t) | g)",
+                                     "y ~ x + cs(0 + factor(t) | g)", "y ~ x + (1 + x | g)", "y ~ x + (x || g)"])
+@pytest.mark.parametrize("reml", [True, False])
+def test_lmm_gradient_equals_finite_differences(formula, reml):
+    from bayes_glmm.ml.lmm import lmm_gradient
+
+    d = _sim(J=20, T=4, seed=3, reps=2)
+    d["w"] = np.random.default_rng(0).uniform(0.5, 2.0, len(d))
+    spec = bg.GLMM(formula, d, weights="w").spec
+    dd = lmm_data(spec)
+    sl, lo, _ = theta_layout(spec.terms)
+    theta = np.where(np.isfinite(lo), 0.8, 0.3)
+    lam = lambdas_from_theta(theta, spec.terms, sl)
+    g = lmm_gradient(dd, lmm_solve(dd, lam), lam, agq.theta_directions(spec.terms[0], theta), reml)
+
+    def crit(t):
+        return lmm_criterion(lmm_solve(dd, lambdas_from_theta(t, spec.terms, sl)), dd, reml)
+
+    np.testing.assert_allclose(g, fd_gradient(crit, theta, h=1e-6), atol=5e-7)
+
+
+def test_residual_sd_running_to_zero_is_followed_and_bounded():
+    """ar1 on a Toeplitz truth with one row per subject and time: the residual SD's optimum
+    is 0; the fit follows it until the criterion's digits run out and reports convergence."""
+    rng = np.random.default_rng(5)
+    R = np.array([[1, .6, .3, .2], [.6, 1, .6, .3], [.3, .6, 1, .6], [.2, .3, .6, 1]])
+    d = _sim(J=100, T=4, cov=R, sigma=0.0, seed=5)
+    d["y"] = d["y"] + 1e-3 * rng.normal(size=len(d))
+    for reml in (False, True):
+        r = _fit("y ~ x + ar1(0 + factor(t) | g)", d, reml=reml)
+        assert r.converged
+        assert r.sigma < 0.05 * r.varcorr.sdcor.iloc[0]
+        assert np.isfinite(r.loglik)

@@ -24,13 +24,13 @@ import numpy as np
 from scipy.linalg import solve_triangular
 
 from . import linalg
-from .optimize import (fd_hessian, lambdas_from_theta, multimodal_prone, multistart_points, new_optinfo,
+from .optimize import (fd_hessian, fd_hessian_from_grad, lambdas_from_theta, multimodal_prone, multistart_points, new_optinfo,
                        optimize_checked, report_starts, resolve_n_starts, restart_candidates, saturated_correlations,
                        solve_with_boundary,
                        theta_layout, theta_scales, warn_nonconvergence)
 from .types import MLFit
 
-__all__ = ["LmmData", "lmm_data", "lmm_solve", "lmm_criterion", "fit_lmm"]
+__all__ = ["LmmData", "lmm_data", "lmm_solve", "lmm_criterion", "lmm_gradient", "fit_lmm"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 
@@ -50,6 +50,10 @@ class LmmData:
     p: int
     sum_log_w: float
     beta_shift: np.ndarray | None = None  # y was centred by X beta_shift (see lmm_data)
+    # the rows (centred y, X, w), for pwrss from the residuals where the cross products cancel
+    y: np.ndarray | None = None
+    X: np.ndarray | None = None
+    w: np.ndarray | None = None
 
 
 def lmm_data(spec) -> LmmData:
@@ -77,7 +81,17 @@ def lmm_data(spec) -> LmmData:
         ytWy=float(np.sum(w * y * y)), n=int(np.sum(pos)), p=X.shape[1],
         # zero-weight rows carry no information and no density term (as in lm/lmer)
         sum_log_w=float(np.sum(np.log(w[pos]))), beta_shift=b0,
+        # the rows only where a residual SD can run to 0: with a structured term
+        **({"y": y, "X": X, "w": w} if any(not t.cov.linear for t in spec.terms) else {}),
     )
+
+
+#: pwrss below this fraction of y'Wy is recomputed from the residuals (the subtraction
+#: y'Wy - |c_u|^2 - |c_b|^2 loses log10 of the ratio in digits)
+PWRSS_CANCEL = 1e-6
+#: X'WX - R_ZX'R_ZX below this fraction of X'WX (diagonal) is beyond double precision
+#: (only checked for models with a structured term: see lmm_data)
+XTX_CANCEL = 1e-10
 
 
 def lmm_solve(d: LmmData, lambdas):
@@ -93,6 +107,12 @@ def lmm_solve(d: LmmData, lambdas):
     RZX = F.forward(linalg.lam_t(d.s, lambdas, d.ZtWX))
     cu = F.forward(linalg.lam_t(d.s, lambdas, d.ZtWy))
     XtX = d.XtWX - RZX.T @ RZX
+    if d.y is not None and d.p and np.min(np.diag(XtX) / np.maximum(np.diag(d.XtWX), 1e-300)) < XTX_CANCEL:
+        # X'V^{-1}X has cancelled to below 1e-10 of X'WX: with a structured term this is a
+        # residual SD running to 0 (V^{-1} ~ 1/sigma^2 on a space the random effects fill);
+        # beta, R_X and the REML criterion have no correct digits left, so the point is
+        # infeasible for the optimizer, which stays where they are accurate (1e-6 of the limit)
+        raise np.linalg.LinAlgError("X'V^-1 X has cancelled numerically (residual SD -> 0)")
     try:
         RX = np.linalg.cholesky(XtX)
     except np.linalg.LinAlgError:
@@ -107,6 +127,11 @@ def lmm_solve(d: LmmData, lambdas):
     if d.beta_shift is not None:
         beta = beta + d.beta_shift
     pwrss = max(d.ytWy - float(cu @ cu) - float(cb @ cb), 1e-300)
+    if pwrss < PWRSS_CANCEL * d.ytWy and d.y is not None:
+        # y'Wy - |c_u|^2 - |c_b|^2 has lost most of its digits (a residual SD running to 0
+        # under a structured term): the residuals themselves (O(n), only here)
+        r = d.y - d.X @ (beta - (d.beta_shift if d.beta_shift is not None else 0.0)) - linalg.z_lam_u(d.s, lambdas, u)
+        pwrss = max(float(np.sum(d.w * r * r) + u @ u), 1e-300)
     return {"factor": F, "RX": RX, "beta": beta, "u": u, "pwrss": pwrss, "ldL2": F.logdet,
             "ldRX2": 2.0 * float(np.sum(np.log(np.diag(RX))))}
 
@@ -117,6 +142,58 @@ def lmm_criterion(sol: dict, d: LmmData, reml: bool) -> float:
         nmp = d.n - d.p
         return sol["ldL2"] + sol["ldRX2"] + nmp * (1.0 + _LOG_2PI + np.log(sol["pwrss"] / nmp)) - d.sum_log_w
     return sol["ldL2"] + d.n * (1.0 + _LOG_2PI + np.log(sol["pwrss"] / d.n)) - d.sum_log_w
+
+
+def _criterion_and_gradient(d: LmmData, terms, slices, reml: bool):
+    """``theta -> (criterion, gradient)`` for a one-term model (:func:`lmm_gradient`)."""
+    from .agq import theta_directions
+
+    t = terms[0]
+    E0 = theta_directions(t, t.cov.theta_start(t.q)) if t.cov.linear else None
+
+    def fg(theta):
+        lambdas = lambdas_from_theta(theta, terms, slices)
+        sol = lmm_solve(d, lambdas)
+        E = E0 if E0 is not None else theta_directions(t, theta)
+        return lmm_criterion(sol, d, reml), lmm_gradient(d, sol, lambdas, E, reml)
+
+    return fg
+
+
+def lmm_gradient(d: LmmData, sol: dict, lambdas, E, reml: bool) -> np.ndarray:
+    """Gradient of :func:`lmm_criterion` in theta for a model with ONE random term.
+
+    With ``A_j = Lambda' C_j Lambda + I`` (``C_j = Z_j' W Z_j``) and ``E_k = dLambda/dtheta_k``
+    (any structure: :func:`bayes_glmm.ml.agq.theta_directions`):
+
+    * ``d log|A| = 2 sum_j tr(A_j^{-1} Lambda' C_j E_k)``;
+    * ``d pwrss = -2 sum_j (Z_j' W r)' E_k u_j`` (envelope theorem: u and beta are optimal),
+      with ``Z_j' W r = Z_j' W y - Z_j' W X beta - C_j Lambda u_j`` from the cross products;
+    * REML: ``d log|R_X|^2 = -2 sum_j tr(K H_j' E_k' (B_j - C_j Lambda H_j))``, where
+      ``B_j = Z_j' W X``, ``H_j = A_j^{-1} Lambda' B_j`` and ``K = (R_X R_X')^{-1}``.
+
+    Never touches the n rows (O(J q^2 (q + p))).
+    """
+    J, q = d.s.J[0], d.s.q[0]
+    C = d.raw.diag[0]
+    Lam = np.asarray(lambdas[0], dtype=float)
+    A = Lam.T @ C @ Lam + np.eye(q)
+    Ainv = np.linalg.inv(A)
+    u = sol["u"].reshape(J, q)
+    beta = sol["beta"] - (d.beta_shift if d.beta_shift is not None else 0.0)
+    B = d.ZtWX.reshape(J, q, d.p)
+    ztr = d.ZtWy.reshape(J, q) - B @ beta - np.einsum("jab,jb->ja", C, u @ Lam.T)
+    dpwrss = -2.0 * np.einsum("ja,kab,jb->k", ztr, E, u)
+    M = Ainv @ (Lam.T @ C)
+    g = 2.0 * np.einsum("jac,kca->k", M, E)
+    if reml:
+        RXinv = solve_triangular(sol["RX"], np.eye(d.p), lower=True)
+        K = RXinv.T @ RXinv
+        H = Ainv @ (Lam.T @ B)
+        Q = B - C @ Lam @ H
+        g -= 2.0 * np.einsum("kab,jab->k", E, Q @ K @ np.swapaxes(H, 1, 2))
+        return g + (d.n - d.p) / sol["pwrss"] * dpwrss
+    return g + d.n / sol["pwrss"] * dpwrss
 
 
 def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_starts: int | None = None,
@@ -160,11 +237,17 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
 
     # probe 0.1 off a bound on the linear predictor's scale (0.1 / rms(x) for a slope)
     bstep = 0.1 * np.minimum(theta_scales(terms), 1.0)
+    # one random term: the analytic gradient (lmm_gradient), one solve per evaluation
+    # instead of 2 n_theta + 1 for central differences
+    fg = _criterion_and_gradient(d, terms, slices, reml) if len(terms) == 1 else None
+    obj = fg if fg is not None else crit
+
+    def solve1(x):
+        return solve_with_boundary(obj, x, lower, terms, slices, step=bstep, label=label, maxiter=maxiter,
+                                   jac=fg is not None)
 
     def solve(x):
-        o = solve_with_boundary(crit, x, lower, terms, slices, step=bstep, label=label, maxiter=maxiter)
-        return _residual_to_zero(o, lambda xs: solve_with_boundary(crit, xs, lower, terms, slices, step=bstep,
-                                                                   label=label, maxiter=maxiter), terms, slices)
+        return _residual_to_zero(solve1(x), solve1, terms, slices)
 
     k, auto = resolve_n_starts(spec, n_starts)
     opts = [solve(x) for x in [theta0] + multistart_points(theta0, lower, theta0.size, k, random_seed,
@@ -175,12 +258,14 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
     opt["n_evals"] = sum(o["n_evals"] for o in opts)
 
     def curvature(x):
+        if fg is not None:
+            return fg(x)[1], fd_hessian_from_grad(fg, x), 2 * x.size + 1
         H, g = fd_hessian(crit, x, return_grad=True)
         return g, H, 2 * x.size ** 2 + 1
 
     opt, _, _, chk, restarts = optimize_checked(
         solve, curvature, opt, lower, lambda x: restart_candidates(x, lower, default=theta_default, seed=random_seed),
-        exclude=saturated_correlations(terms, slices, theta_default.size))
+        exclude=_boundary_at_infinity(terms, slices, theta_default.size))
     theta = opt["x"]
     lambdas = lambdas_from_theta(theta, terms, slices)
     sol = lmm_solve(d, lambdas)
@@ -205,6 +290,26 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
 
 #: relative SD of a structured term beyond which the residual SD is treated as running to 0
 SIGMA_TO_ZERO_RATIO = 50.0
+
+
+def _boundary_at_infinity(terms, slices, size: int):
+    """``exclude(x, H)`` for the convergence check: correlations of structured terms at +-1
+    (:func:`~bayes_glmm.ml.optimize.saturated_correlations`) and, for a residual SD run to
+    0, the structured terms' relative SDs beyond ``20 *`` :data:`SIGMA_TO_ZERO_RATIO`
+    (the criterion is flat there and numerically bounded, see :func:`lmm_solve`)."""
+    corr = saturated_correlations(terms, slices, size)
+    idx = np.concatenate([sl.start + np.flatnonzero(np.isfinite(t.cov.theta_lower(t.q)))
+                          for t, sl in zip(terms, slices) if not t.cov.linear] or [np.zeros(0, dtype=int)])
+    idx = idx.astype(int)
+    if corr is None and not idx.size:
+        return None
+
+    def exclude(x, H=None):
+        out = np.zeros(size, dtype=bool) if corr is None else corr(x, H)
+        out[idx] |= np.asarray(x, dtype=float)[idx] > 20.0 * SIGMA_TO_ZERO_RATIO
+        return out
+
+    return exclude
 
 
 def _residual_to_zero(opt, solve, terms, slices, factor: float = 10.0) -> dict:
