@@ -50,6 +50,17 @@ def _singular_terms(spec: ModelSpec, lambdas, tol: float) -> list:
         L = np.asarray(L, dtype=float)
         cov = L @ L.T
         sd, corr = cov_to_sd_corr(cov)
+        if not term.cov.linear:
+            # a structure: SDs at 0, or its correlation matrix singular (a correlation
+            # parameter at its boundary), said in the structure's own terms
+            out += [f"term {term.name!r}: variance of {coef!r} is ~0"
+                    for coef, v in zip(term.coef_names, sd) if v < tol]
+            if term.q > 1 and np.all(sd >= tol) and np.linalg.eigvalsh(corr)[0] < tol:
+                vals = ", ".join(f"{nm} {v:+.3f}" for nm, v in
+                                 zip(term.cov.corr_names(term.coef_names), term.cov.corr_values(corr)))
+                out.append(f"term {term.name!r}: its {term.cov.name} correlation matrix is singular "
+                           f"(a correlation at its boundary: {vals})")
+            continue
         for i, coef in enumerate(term.coef_names):
             if abs(L[i, i]) >= tol:
                 continue
