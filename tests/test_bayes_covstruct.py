@@ -55,6 +55,9 @@ def test_ar1_layout_one_sd_and_its_names():
     sl = d.value_var_slices()
     assert sl["sdpar_g_log__"].stop - sl["sdpar_g_log__"].start == 1
     assert sl["cpc_g"].stop - sl["cpc_g"].start == 1
+    from bayes_glmm.bayes.failures import coordinate_names
+
+    assert coordinate_names(d)[sl["sdpar_g_log__"].start] == "log(sdpar_g[0])"
     x = d.initial_point(0)
     ex = d.expand(x)
     sd = ex["sd_g"]
