@@ -317,10 +317,11 @@ def check_sample_size(spec) -> None:
     X_zi = getattr(spec, "X_zi", None)
     p = int(spec.X.shape[1]) + (0 if X_zi is None else int(np.shape(X_zi)[1]))
     n_cov = sum(t.n_theta for t in terms)
-    n_disp = int(bool(family.has_sigma or getattr(family, "has_dispersion", False)))
+    n_disp = len(family.aux_params)  # every auxiliary parameter (a residual scale, a dispersion, df, ...)
     k = p + n_cov + n_disp
     what = f"{p} fixed effect(s) + {n_cov} random-effect (co)variance(s)" + \
-        (" + 1 dispersion/residual scale" if n_disp else "")
+        (f" + {n_disp} dispersion/residual scale" if n_disp == 1 else
+         f" + {n_disp} auxiliary parameters ({', '.join(family.aux_names)})" if n_disp else "")
     if n < k:
         raise ValueError(f"too few observations: {n} row(s) for {k} parameters ({what}); add data or "
                          f"simplify the model")
