@@ -80,10 +80,10 @@ def _posterior_rows(fit, a: float, with_ranef: bool) -> list:
         m, s, lo, hi = _summ(stack_draws(fit.idata, "beta_zi"), a)
         for j, nm in enumerate(spec.zi_names):
             rows.append((f"zi_{nm}", "zi", None, m[j], s[j], lo[j], hi[j], label))
-    dname = spec.family.dispersion_name if spec.family.has_dispersion else None
-    if dname is not None and dname in post:
-        m, s, lo, hi = _summ(stack_draws(fit.idata, dname), a)
-        rows.append((dname, "dispersion", None, m, s, lo, hi, label))
+    for dname in spec.family.aux_names:  # every auxiliary parameter (sigma: its row above)
+        if dname in post and not (dname == "sigma" and d["sigma"] is not None):
+            m, s, lo, hi = _summ(stack_draws(fit.idata, dname), a)
+            rows.append((dname, "dispersion", None, m, s, lo, hi, label))
     if with_ranef:
         for term, b in zip(spec.terms, d["b"]):
             m, s, lo, hi = _summ(b, a)
