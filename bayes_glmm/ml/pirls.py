@@ -76,11 +76,6 @@ class Response:
         return (0 if self.X_zi is None else self.X_zi.shape[1]) + len(self.family.aux_params)
 
     @property
-    def disp(self) -> float | None:
-        """The family's first auxiliary parameter (None without one, or before :func:`with_aux`)."""
-        return None if not self.aux_vals else next(iter(self.aux_vals.values()))
-
-    @property
     def general(self) -> bool:
         """True when the log-density is not one of the four classic families' fast forms
         (a family with auxiliary parameters, or zero inflation): PIRLS then takes the
