@@ -435,8 +435,8 @@ _C_WORDS = frozenset("""
 _C_NAMES = frozenset("""
     A0 A1 A2 D D0 D0c ETA EZ GL NPC NT OFF OUT P PC PW S SC W Y acc bg_ctx bg_logp bg_logp_grad
     bg_nuts_cfg bg_nuts_sample bg_precompute bg_rowpass bg_rows_ll bg_sample bl c cfg cidx cl cur d0 d2
-    draws dmu dsd e el eta ez f g ge gl gscale hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
-    s scale st stats stop vctx x yr zidx""".split()) | frozenset(C_FUNCTIONS.values())
+    draws dmu dsd e el eta ez f g ge gl hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
+    s st stats stop vctx x yr zidx""".split()) | frozenset(C_FUNCTIONS.values())
 #: numbered names: a stem and an index (``sd0``, ``GB1``, ``ax0`` an auxiliary parameter), or an
 #: :class:`Emitter`'s prefix and its counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``ax1_2``)
 _C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|a|ax|bt|bz|gax|gbt|gbz|sd|xc|r|t)\d+"
@@ -451,7 +451,6 @@ _C_DIRECTIVES = frozenset(["#include <math.h>", "#include <stdint.h>", "#include
 _C_COMMENT = re.compile(r"/\*(.*?)\*/", re.S)
 #: comments the generated code may hold: those of C_HELPERS, and fixed ones of the templates
 _C_COMMENTS = frozenset(_C_COMMENT.findall(C_HELPERS)) | {
-    " d/d log(scale) ",
     " the conditional log-density of every row at D linear predictors (pointwise log-likelihood) "}
 _C_NAMES = _C_NAMES | frozenset(re.findall(r"(?<![A-Za-z0-9_.])[A-Za-z_][A-Za-z0-9_]*", _C_COMMENT.sub(" ", C_HELPERS)))
 #: an input expression of an :class:`Emitter` (``x[st + i]``, ``L0[1][0]``)
