@@ -52,6 +52,31 @@ class ToyStudentT(Family):
                 - ops.log(sigma) - 0.5 * (df + 1.0) * ops.log1p(z * z / df))
 
 
+LOG_SIGMA = AuxParam("log_sigma", "log of the residual SD", support="real",
+                     default_prior=lambda sc: ("Normal", {"mu": float(np.log(sc["y_sd"])), "sigma": 2.0}),
+                     start=lambda m, v: 0.5 * float(np.log(max(v, 1e-300))), bounds=(-np.inf, np.inf),
+                     start_range=(-50.0, 50.0))
+
+
+class ToyLogSigmaGaussian(Family):
+    """A gaussian whose auxiliary parameter is the log-SD: a real-support one (no log transform)."""
+
+    name = "toy_log_sigma_gaussian"
+    links = ("identity",)
+    continuous = True
+    aux_params = (LOG_SIGMA,)
+
+    def _variance(self, mu, ops, **aux):
+        return mu * 0.0 + 1.0
+
+    def _random(self, mu, rng, *, trials=None, log_sigma=None):
+        return rng.normal(mu, np.exp(log_sigma))
+
+    def _loglik(self, y, eta, ops, *, trials=None, log_sigma):
+        r = (y - self.link.inverse(eta, ops)) * ops.exp(-log_sigma)
+        return -0.5 * r * r - log_sigma - 0.5 * math.log(2.0 * math.pi)
+
+
 @pytest.fixture(scope="module", autouse=True)
 def toy_registered():
     """The toy family in the registry for this module only (the registry's tables restored after)."""
@@ -60,8 +85,9 @@ def toy_registered():
             mp.setattr(families, k, dict(getattr(families, k)))
         mp.setattr(families, "ZI_FAMILIES", families.ZI_FAMILIES)
         families.register_family(ToyStudentT)
+        families.register_family(ToyLogSigmaGaussian)
         yield
-    assert "toy_student_t" not in families.REGISTRY
+    assert "toy_student_t" not in families.REGISTRY and "toy_log_sigma_gaussian" not in families.REGISTRY
 
 
 def _data(seed=0, n_groups=8, n_per=8):
@@ -77,6 +103,7 @@ def _data(seed=0, n_groups=8, n_per=8):
 
 CASES = {
     "default-priors": ("y ~ x + (1 | g)", {}),
+    "real-support-aux": ("y ~ x + (1 | g)", {"family": "toy_log_sigma_gaussian"}),
     "weights-slope-priors": ("y ~ x + (x || g)", {"weights": "w",
                                                   "priors": {"df": Prior("Exponential", lam=1 / 30),
                                                              "sigma": Prior("HalfCauchy", beta=2.0)}}),
@@ -86,7 +113,8 @@ CASES = {
 @pytest.fixture(scope="module", params=sorted(CASES))
 def case(request):
     formula, extra = CASES[request.param]
-    m = bg.GLMM(formula, _data(sorted(CASES).index(request.param)), family="toy_student_t", **extra)
+    extra = {"family": "toy_student_t", **extra}
+    m = bg.GLMM(formula, _data(sorted(CASES).index(request.param)), **extra)
     return m, m.build()
 
 
@@ -97,18 +125,21 @@ def _points(d, seed, n=4):
 
 def test_names_come_from_aux_params(case):
     m, pm_model = case
-    assert m.spec.family.aux_names == ("sigma", "df")
-    assert {"sigma", "df"} <= set(m.resolved_priors)
-    values = {v.name for v in pm_model.value_vars}
-    assert {"sigma_log__", "df_log__"} <= values
+    names = m.spec.family.aux_names
+    assert names in (("sigma", "df"), ("log_sigma",))
+    assert set(names) <= set(m.resolved_priors)
     d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
+    assert [b.name for b in d.aux] == list(names)
+    # a positive parameter's value variable is its log (PyMC's transform), a real one itself
+    vv = [f"{a}_log__" if a != "log_sigma" else a for a in names]
+    assert set(vv) <= {v.name for v in pm_model.value_vars}
     sl = d.value_var_slices()
-    assert [b.name for b in d.aux] == ["sigma", "df"]
-    assert sl["df_log__"].start == sl["sigma_log__"].start + 1  # one block each, aux_params order
+    assert [sl[v].start for v in vv] == list(range(sl[vv[0]].start, sl[vv[0]].start + len(vv)))  # aux_params order
     x = _points(d, 0)[0]
     ex = d.expand(x)
-    assert ex["sigma"] == pytest.approx(np.exp(x[sl["sigma_log__"]][0]))
-    assert ex["df"] == pytest.approx(np.exp(x[sl["df_log__"]][0]))
+    for a, v in zip(names, vv):
+        z = x[sl[v]][0]
+        assert ex[a] == pytest.approx(np.exp(z) if v.endswith("_log__") else z)
 
 
 def test_numpy_density_equals_graph(case):
@@ -124,7 +155,8 @@ def test_numpy_density_equals_graph(case):
         ld.append(v)
         gd.append(g)
     _assert_same(lg, ld, gg, gd)
-    assert all(np.any(g[d.value_var_slices()["df_log__"]] != 0.0) for g in gd)
+    last = d.aux[-1].sl  # the last auxiliary parameter gets its own gradient
+    assert all(np.all(g[last] != 0.0) for g in gd)
 
 
 def test_native_density_equals_graph(case):
@@ -136,7 +168,8 @@ def test_native_density_equals_graph(case):
     m, pm_model = case
     d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
     nm = native.NativeModel(d)
-    assert "ax1" in nm.source and "gax1" in nm.source
+    na = len(m.spec.family.aux_params)
+    assert f"gax{na - 1}" in nm.source and f"gax{na}" not in nm.source  # one direction per aux parameter
     logp, dlogp = _graph_fns(pm_model)
     lg, gg, ln, gn = [], [], [], []
     for x in _points(d, 2):
