@@ -130,6 +130,7 @@ CASES = {
     "poisson-toep4-crossed": ("poisson", None, "y ~ x + offset(log(t)) + toep(0 + factor(h) | g) + (1 | h)",
                               {"priors": {"corr_g": Prior("LKJ", eta=3.0)}}),
     "gaussian-diag": ("gaussian", None, "y ~ x + diag(x | g)", {}),
+    "poisson-hetar1": ("poisson", None, "y ~ x + hetar1(0 + factor(h) | g)", {}),
     "poisson-diag-centered": ("poisson", None, "y ~ x + diag(1 + x | g)", {"centered": True}),
 }
 

@@ -93,7 +93,7 @@ def _brute_lmm(spec, theta, reml):
     return ld + n * (1 + np.log(2 * np.pi * rss / n))
 
 
-@pytest.mark.parametrize("structure", ["cs", "ar1", "toep", "us", "diag"])
+@pytest.mark.parametrize("structure", ["cs", "ar1", "hetar1", "toep", "us", "diag"])
 @pytest.mark.parametrize("reml", [True, False])
 def test_lmm_criterion_equals_dense_marginal_likelihood(structure, reml):
     d = _sim(J=12, T=4, seed=5)

@@ -7,6 +7,7 @@ keyword       covariance of a level's q effects                parameters (ML th
 ``diag``      independent, one SD each (``(x || g)``)          q SDs
 ``cs``        one SD each, one common correlation              q SDs + 1
 ``ar1``       one SD, correlation rho^|i-j| (time factors)      1 SD + 1
+``hetar1``    one SD each, correlation rho^|i-j|                q SDs + 1
 ``toep``      one SD each, one correlation per lag             q SDs + (q - 1)
 ============  ==============================================  ========================
 
@@ -21,6 +22,7 @@ from .ar1 import AR1_STRUCTURE
 from .base import CovStructure
 from .compound import COMPOUND_SYMMETRY
 from .diagonal import DIAGONAL
+from .hetar1 import HETAR1
 from .layout import (chol_to_theta, corr_pairs, cov_to_sd_corr, theta_lower, theta_pairs, theta_start,
                      theta_to_chol, varcorr_frame)
 from .toeplitz import TOEPLITZ
@@ -31,7 +33,8 @@ __all__ = ["CovStructure", "STRUCTURES", "get_structure", "register_structure", 
            "cov_to_sd_corr", "varcorr_frame", "corr_pairs"]
 
 #: formula keyword -> structure (the registry)
-STRUCTURES: dict = {s.name: s for s in (UNSTRUCTURED, DIAGONAL, COMPOUND_SYMMETRY, AR1_STRUCTURE, TOEPLITZ)}
+STRUCTURES: dict = {s.name: s for s in (UNSTRUCTURED, DIAGONAL, COMPOUND_SYMMETRY, AR1_STRUCTURE, HETAR1,
+                                         TOEPLITZ)}
 
 
 def get_structure(name: str) -> CovStructure:
