@@ -69,8 +69,8 @@ fit_key <- function(key) {
   r <- ref$fits[[key]]
   fam <- switch(r$family, gaussian = gaussian(), poisson = poisson(), binomial = binomial())
   a <- list(as.formula(r$formula), data = data_of(r$data), family = fam, REML = isTRUE(r$reml))
-  if (r$strategy == "start") {
-    st <- r$attempts[[2]]
+  if (r$strategy != "default") {
+    st <- Filter(function(a) a$strategy == r$strategy, r$attempts)[[1]]
     a$start <- list(theta = unlist(st$theta))
     if (!is.null(st$betad)) a$start$betad <- unlist(st$betad)
   }
@@ -84,7 +84,7 @@ repeat {
   t0 <- proc.time()[["elapsed"]]
   m <- fit_key(key)
   el <- proc.time()[["elapsed"]] - t0
-  cat(key, el, -m$fit$objective, "\n")
+  cat(sprintf("%s %.6f %.10f\n", key, el, -m$fit$objective))
   flush(stdout())
 }
 """
@@ -119,7 +119,9 @@ class RWorker:
 
 
 def fit_ours(r: dict, data: pd.DataFrame):
-    model = bg.GLMM(r["formula"], data, family=r["family"], link=r["link"])
+    # R's binomial() with a 0/1 response is our "bernoulli" (our "binomial" wants trials)
+    family = "bernoulli" if r["family"] == "binomial" else r["family"]
+    model = bg.GLMM(r["formula"], data, family=family, link=r["link"])
     if r["family"] == "gaussian":
         return model.fit_ml(reml=r["reml"])
     return model.fit_ml()

@@ -43,13 +43,18 @@
 #     with the Laplace approximation, exact for a Gaussian LMM, so its REML log-likelihood is
 #     lme4's; the us rows store lme4's logLik too as a check).  Laplace for GLMMs, default
 #     nlminb optimizer and control.
+#   * Gaussian fits also store loglik_exact: the (restricted) log-likelihood at glmmTMB's
+#     estimates computed densely here (see exact_gaussian_loglik), which checks glmmTMB's
+#     value; for REML it is evaluated at glmmTMB's covariance parameters.
 #   * Per fit: loglik = logLik() (all constants; REML criterion for REML fits), npar, fixed
 #     effects and SEs (sqrt(diag(vcov)), null where NaN), sigma (Gaussian residual SD), per
 #     random term: the SDs and correlation matrix of VarCorr, and the structure's own
 #     parameters: "ar1_rho", "cs_rho", "toep_lag_corr" (correlations at lags 1..q-1), glmmTMB's
 #     internal parameter vector (fit$fit$par, for evaluating the likelihood elsewhere),
-#     convergence, optimizer message, pdHess, "boundary" (an SD below 1e-4 of the largest or
-#     a correlation beyond +-0.999 or at cs's lower bound) and seconds_median: the median
+#     convergence, optimizer message, pdHess, "boundary" (an SD below 1e-4 of the largest, a
+#     correlation beyond +-0.999 or at cs's lower bound, a correlation matrix with an
+#     eigenvalue below 1e-4, or a Gaussian residual SD below 1e-3 of the largest random-effect
+#     SD: "sigma_boundary") and seconds_median: the median
 #     elapsed time of N_TIME warm refits (the first fit, which loads the DLL, is not timed).
 suppressMessages({
   library(glmmTMB)
@@ -208,12 +213,12 @@ theta_layout <- function(s, d, structure) {
 #   "default"   glmmTMB's own start (log-SDs 0, correlation parameters 0);
 #   "start"     log-SDs at log(SD of the OLS residuals) (0 for GLMMs), correlation
 #               parameters at 1 (correlation 0.71; 0 for us).
-#   The better of those that converged (convergence 0, pdHess) is the reference, labelled by
+#   "start_ar1" (toep only) from the ar1 fit of the same model (toep nests ar1): every SD at
+#               ar1's, lag-k correlation rho^k, ar1's residual SD.
+#   The best of those that converged (convergence 0, pdHess) is the reference, labelled by
 #   its start.  Both are needed: on sleepstudy ar1 the default ends in "false convergence"
 #   (ML) or converges, with a positive-definite Hessian, to a local optimum 2.5 below the
 #   other (REML).
-#               toep starts instead from the ar1 fit of the same model (toep nests ar1):
-#               every SD at ar1's, lag-k correlation rho^k, ar1's residual SD.
 #   "polished"  neither converged (glmmTMB 1.1.5's toep does not constrain the lag
 #               correlations to a positive-definite matrix: nlminb steps outside, the
 #               objective is NaN there and it stops with "false convergence" or a non-finite
@@ -263,42 +268,75 @@ polish <- function(s, d, cands, start_theta, lay) {
 
 fit_with_strategy <- function(s, d, structure) {
   m <- try(fit_spec(s, d), silent = TRUE)
-  attempts <- list(list(strategy = "default", ok = fit_ok(m), loglik = fit_loglik(m), message = fit_message(m)))
+  fits <- list(default = m)
+  starts <- list(default = NULL)
   lay <- theta_layout(s, d, structure)
   lsd <- if (s$family == "gaussian")
     log(sd(resid(lm(nobars(as.formula(sub("(us|diag|cs|ar1|toep)\\(", "(", s$formula))), data = d)))) else 0
   cor0 <- if (structure == "us") 0 else 1
-  start <- list(theta = c(rep(lsd, lay$n_sd), rep(cor0, lay$n_cor)))
+  starts$start <- list(theta = c(rep(lsd, lay$n_sd), rep(cor0, lay$n_cor)))
   if (structure == "toep") {
-    # toep nests ar1 (equal SDs, lag-k correlation rho^k): start from the ar1 fit
+    # toep nests ar1 (equal SDs, lag-k correlation rho^k): also start from the ar1 fit
     s1 <- s
     s1$formula <- sub("toep(", "ar1(", s$formula, fixed = TRUE)
     m1 <- fit_with_strategy(s1, d, "ar1")$m
     th <- m1$fit$par[names(m1$fit$par) == "theta"]
     rho <- th[2] / sqrt(1 + th[2]^2)
     r <- rho^seq_len(lay$n_cor)
-    start <- list(theta = unname(c(rep(th[1], lay$n_sd), r / sqrt(1 - r^2))))
-    if (s$family == "gaussian") start$betad <- unname(m1$fit$par[["betad"]])
+    starts$start_ar1 <- list(theta = unname(c(rep(th[1], lay$n_sd), r / sqrt(1 - r^2))))
+    if (s$family == "gaussian") starts$start_ar1$betad <- unname(m1$fit$par[["betad"]])
   }
-  m2 <- try(fit_spec(s, d, start), silent = TRUE)
-  attempts[[2]] <- list(strategy = "start", ok = fit_ok(m2), loglik = fit_loglik(m2), message = fit_message(m2),
-                        theta = I(start$theta), betad = start$betad)
-  # the better of the converged attempts (sleepstudy ar1 REML: the default converges, with a
-  # positive-definite Hessian, to a local optimum 2.5 below the start's)
-  if (fit_ok(m) && (!fit_ok(m2) || m$fit$objective <= m2$fit$objective + 1e-9))
-    return(list(m = m, start = NULL, strategy = "default", attempts = attempts))
-  if (fit_ok(m2)) return(list(m = m2, start = start, strategy = "start", attempts = attempts))
+  for (nm in setdiff(names(starts), "default")) fits[[nm]] <- try(fit_spec(s, d, starts[[nm]]), silent = TRUE)
+  attempts <- lapply(names(fits), function(nm) list(strategy = nm, ok = fit_ok(fits[[nm]]),
+    loglik = fit_loglik(fits[[nm]]), message = fit_message(fits[[nm]]),
+    theta = if (is.null(starts[[nm]])) NULL else I(starts[[nm]]$theta), betad = starts[[nm]]$betad))
+  # the best of the converged attempts (sleepstudy ar1 REML: the default converges, with a
+  # positive-definite Hessian, to a local optimum 2.5 below the other start's); ties go to
+  # the earlier start
+  ok <- names(fits)[vapply(fits, fit_ok, TRUE)]
+  if (length(ok)) {
+    obj <- vapply(fits[ok], function(x) x$fit$objective, 0)
+    nm <- ok[which(obj <= min(obj) + 1e-9)[1]]
+    return(list(m = fits[[nm]], start = starts[[nm]], strategy = nm, attempts = attempts))
+  }
   # candidates for polishing: the attempts that returned a fit (se = FALSE where the
   # Hessian step failed), best first
-  cands <- Filter(function(x) !inherits(x, "try-error"),
-                  list(m2, m, try(fit_spec(s, d, start, se = FALSE), silent = TRUE),
-                       try(fit_spec(s, d, se = FALSE), silent = TRUE)))
+  cands <- c(fits, lapply(starts, function(st) try(fit_spec(s, d, st, se = FALSE), silent = TRUE)))
+  cands <- Filter(function(x) !inherits(x, "try-error") && is.finite(x$fit$objective), cands)
   cands <- cands[order(vapply(cands, function(x) x$fit$objective, 0))]
-  best <- polish(s, d, cands, start$theta, lay)
+  best <- polish(s, d, cands, starts$start$theta, lay)
   mp <- fit_spec_at(s, d, cands[[1]], best$par)
-  attempts[[3]] <- list(strategy = "polished", loglik = -best$value, n_starts = length(cands) + N_MULTI,
-                        par = I(unname(best$par)), par_names = I(names(best$par)), refit_loglik = -mp$fit$objective)
+  attempts[[length(attempts) + 1]] <- list(strategy = "polished", loglik = -best$value,
+    n_starts = length(cands) + N_MULTI, par = I(unname(best$par)), par_names = I(names(best$par)),
+    refit_loglik = -mp$fit$objective)
   list(m = mp, start = NULL, strategy = "polished", attempts = attempts, par = best$par)
+}
+
+# The exact Gaussian (restricted) log-likelihood at a fit's estimates, computed densely:
+# y ~ N(X beta, Z (I (x) G) Z' + sigma^2 I), G the term's covariance from VarCorr, Z from
+# lme4::mkReTrms of the same term without the structure keyword (columns grouped by level).
+# An independent check of glmmTMB's value; it matters at near-singular correlation matrices,
+# where TMB's Laplace objective loses digits (Orthodont toep: 0.008 too high, and the
+# "polished" search, which maximises that objective, finds such points).
+exact_gaussian_loglik <- function(s, d, m) {
+  f <- as.formula(sub("(us|diag|cs|ar1|toep)\\(", "(", s$formula))
+  rt <- lme4::mkReTrms(lme4::findbars(f), d)
+  Z <- t(as.matrix(rt$Zt))
+  G <- as.matrix(VarCorr(m)$cond[[1]])
+  n_lev <- ncol(Z) / nrow(G)
+  V <- Z %*% kronecker(diag(n_lev), G) %*% t(Z) + sigma(m)^2 * diag(nrow(Z))
+  X <- model.matrix(lme4::nobars(f), d)
+  y <- model.response(model.frame(lme4::nobars(f), d))
+  cV <- chol(V)
+  Vi_X <- backsolve(cV, forwardsolve(t(cV), X))
+  Vi_y <- backsolve(cV, forwardsolve(t(cV), y))
+  A <- crossprod(X, Vi_X)
+  beta <- if (s$reml) solve(A, crossprod(X, Vi_y)) else fixef(m)$cond[colnames(X)]
+  e <- y - X %*% beta
+  ll <- -0.5 * (length(y) * log(2 * pi) + 2 * sum(log(diag(cV))) + sum(e * backsolve(cV, forwardsolve(t(cV), e))))
+  # REML: integrate beta out with a flat prior (Harville), as glmmTMB and lme4 define it
+  if (s$reml) ll <- ll - 0.5 * as.numeric(determinant(A)$modulus) + 0.5 * ncol(X) * log(2 * pi)
+  as.numeric(ll)
 }
 
 term_info <- function(m, structure) {
@@ -346,8 +384,12 @@ for (s in specs) {
             tmb_par = I(unname(if (is.null(fw$par)) m$fit$par else fw$par)),
             convergence = m$fit$convergence, optimizer_message = m$fit$message, pdHess = pd,
             strategy = fw$strategy, attempts = fw$attempts,
-            boundary = any(vapply(terms, function(t) t$boundary, TRUE)),
+            # the residual SD at zero (the structure absorbs all the variance) is a boundary too
+            sigma_boundary = s$family == "gaussian" && sigma(m) < 1e-3 * max(unlist(lapply(terms, `[[`, "sd"))),
+            boundary = any(vapply(terms, function(t) t$boundary, TRUE)) ||
+              (s$family == "gaussian" && sigma(m) < 1e-3 * max(unlist(lapply(terms, `[[`, "sd")))),
             seconds_median = if (is.null(secs)) NULL else median(secs), seconds = if (is.null(secs)) NULL else I(secs))
+  if (s$family == "gaussian") r$loglik_exact <- exact_gaussian_loglik(s, d, m)
   if (!is.na(s$lme4_formula)) {
     lm4 <- if (s$family == "gaussian") lmer(as.formula(s$lme4_formula), data = d, REML = s$reml)
            else glmer(as.formula(s$lme4_formula), data = d, family = binomial())
@@ -360,6 +402,8 @@ for (s in specs) {
               r$convergence, format(pd), r$boundary, if (is.null(secs)) NA else median(secs),
               paste(signif(unique(t1$sd), 4), collapse = ","),
               paste(signif(if (structure == "toep") t1$toep_lag_corr else t1$corr[[1]][-1], 4), collapse = ",")))
+  if (!is.null(r$loglik_exact)) cat(sprintf("%-30s exact logLik at the estimates %12.5f (diff %.2e)\n", "",
+                                            r$loglik_exact, r$loglik - r$loglik_exact))
   if (!is.null(r$lme4_loglik)) cat(sprintf("%-30s lme4 logLik %12.5f (diff %.2e)\n", "", r$lme4_loglik,
                                           r$loglik - r$lme4_loglik))
 }
