@@ -154,6 +154,13 @@ def test_loglik_reaches_glmmtmb(key):
             f"{ours - ref:.2e}: a different likelihood?")
 
 
+@pytest.mark.parametrize("key", KEYS)
+def test_parameter_count(key):
+    """Each structure has glmmTMB's number of parameters (ar1: one SD and rho; cs: q SDs and
+    one correlation; toep: q SDs and q - 1 lag correlations; ...), so AIC/BIC agree too."""
+    assert fitted(key).df == FITS[key]["npar"], (key, FITS[key]["formula"])
+
+
 # ---------------------------------------------------------------- estimates
 @pytest.mark.parametrize("key", CLEAN + BOUNDARY)
 def test_fixed_effects(key):

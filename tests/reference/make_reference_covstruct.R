@@ -306,6 +306,8 @@ fit_with_strategy <- function(s, d, structure) {
   cands <- cands[order(vapply(cands, function(x) x$fit$objective, 0))]
   best <- polish(s, d, cands, starts$start$theta, lay)
   mp <- fit_spec_at(s, d, cands[[1]], best$par)
+  # the point described: the covariance parameters found, beta as the refit at them has it
+  if (!s$reml) best$par[names(best$par) == "beta"] <- unname(fixef(mp)$cond)
   attempts[[length(attempts) + 1]] <- list(strategy = "polished", loglik = -best$value,
     n_starts = length(cands) + N_MULTI, par = I(unname(best$par)), par_names = I(names(best$par)),
     refit_loglik = -mp$fit$objective)
@@ -376,7 +378,9 @@ for (s in specs) {
   r <- list(key = s$key, data = s$data, data_file = csv_path(s$data), formula = s$formula,
             structure = structure, family = s$family, link = switch(s$family, gaussian = "identity",
             poisson = "log", binomial = "logit"), reml = s$reml,
-            loglik = ll, npar = attr(logLik(m), "df"), nobs = nobs(m),
+            # (the polished refit holds the covariance parameters fixed, so count them here)
+            loglik = ll, npar = if (fw$strategy == "polished") length(fw$par) + s$reml * length(fe) else
+              attr(logLik(m), "df"), nobs = nobs(m),
             fixef_names = I(names(fe)), fixef = I(unname(fe)), fixef_se = I(na_null(se)),
             sigma = if (s$family == "gaussian") sigma(m) else NULL,
             terms = terms,
