@@ -19,18 +19,18 @@ __version__ = "0.1.0"
 # statsmodels until they are needed (the ML path stays NumPy/SciPy only).
 _LAZY = {
     "Prior": "bayes_glmm.priors",
-    "lrt": "bayes_glmm.ml.lrt",
-    "anova": "bayes_glmm.ml.anova",
-    "compare": "bayes_glmm.comparison",
-    "plot_compare": "bayes_glmm.comparison",
-    "loo_compare": "bayes_glmm.comparison",
-    "icc": "bayes_glmm.variance",
-    "marginal_means": "bayes_glmm.marginal",
-    "marginal_effects": "bayes_glmm.marginal",
-    "marginal_coefficients": "bayes_glmm.marginal",
-    "fit_gee": "bayes_glmm.gee",
+    "lrt": "bayes_glmm.ml.inference.lrt",
+    "anova": "bayes_glmm.ml.inference.anova",
+    "compare": "bayes_glmm.postfit.comparison",
+    "plot_compare": "bayes_glmm.postfit.comparison",
+    "loo_compare": "bayes_glmm.postfit.comparison",
+    "icc": "bayes_glmm.postfit.variance",
+    "marginal_means": "bayes_glmm.postfit.marginal",
+    "marginal_effects": "bayes_glmm.postfit.marginal",
+    "marginal_coefficients": "bayes_glmm.postfit.marginal",
+    "fit_gee": "bayes_glmm.postfit.gee",
     "teaching": "bayes_glmm.teaching",
-    "plots": "bayes_glmm.plots",
+    "plots": "bayes_glmm.postfit.plots",
 }
 
 _MODULES = {"teaching", "plots"}  # served as modules, the rest as functions/classes

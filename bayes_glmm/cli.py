@@ -228,7 +228,7 @@ def _trace_figure(post):
 
 def _forest_figure(table, fits, names):
     """Forest plot of the comparison table: the intervals are the table's own."""
-    from .comparison import plot_compare
+    from .postfit.comparison import plot_compare
 
     fig, ax = plot_compare(*fits, names=names, params="fixed", table=table)
     ax.set_title("toenail fixed effects: estimate and 95% equal-tailed interval")
@@ -243,7 +243,7 @@ def _demo(args) -> int:
     import pandas as pd
 
     from . import datasets
-    from .comparison import compare
+    from .postfit.comparison import compare
     from .model import GLMM
 
     out = Path(args.out)

@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from . import validate
+from .spec import validate
 from .families import get_family
 
 __all__ = ["GLMM"]
@@ -18,7 +18,7 @@ def _warn_prior_bounded(spec, priors=None) -> None:
     refuse when that prior is improper (Flat): the posterior does not exist."""
     import warnings
 
-    from .diagnostics import check_spec, improper_posterior
+    from .postfit.diagnostics import check_spec, improper_posterior
     findings = check_spec(spec)
     bad = improper_posterior(spec, priors, findings) if priors else None
     if bad is not None:
@@ -65,7 +65,7 @@ class GLMM:
         groups spread (median ``I_j sd^2`` over 30: Poisson means over ~20 in groups of 10
         rows spread by an SD of 0.4, counts of 1e7, say): then the
         most informative ``(1 | g)`` term is hierarchically centred and other such terms centred
-        (:mod:`bayes_glmm.centering`, docs/posterior.md).  The model is the same either way;
+        (:mod:`bayes_glmm.spec.centering`, docs/posterior.md).  The model is the same either way;
         the draws are reported as ``b_<g>`` in every case.
     zi : str, optional
         Zero inflation (count families): a one-sided fixed-effects formula for the logit of
@@ -95,7 +95,7 @@ class GLMM:
         zi: str | None = None,
     ):
         validate.check_glmm_args(formula, family, link, priors=priors, centered=centered)  # by name, early
-        from .design import build_spec  # formula -> design -> spec
+        from .spec.design import build_spec  # formula -> design -> spec
 
         self.family = get_family(family, link)
         self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights, zi=zi)

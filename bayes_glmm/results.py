@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .spec import ModelSpec, NewDesign
+from .spec.model_spec import ModelSpec, NewDesign
 
 __all__ = ["FitResults", "linear_predictor", "ranef_by_group", "KINDS", "NEW_LEVELS"]
 

@@ -22,7 +22,7 @@ salamanders_zinb  glmmTMB's Salamanders (from tests/reference/families_reference
 nb2_1m            simulated 1,000,000 rows, 10,000 groups, ``y ~ x + (1 | g)``, NB2, theta 2
                   (peer: glmmTMB)
 
-``--separation-check`` instead times :func:`bayes_glmm.diagnostics.check_spec` (the
+``--separation-check`` instead times :func:`bayes_glmm.postfit.diagnostics.check_spec` (the
 separation LPs) on ``y ~ x + z + f + (1 | g)`` (f a 4-level factor, Bernoulli; 10^4, 10^5 and,
 without ``--quick``, 10^6 rows; without separation and with one level all successes) and
 one ``fit_ml`` of each, which runs the check, and prints the check's share of the fit.
@@ -224,7 +224,7 @@ def separation_check(quick: bool, repeats: int) -> dict:
     """Time of the data checks (check_spec: the separation LPs) against one fit_ml."""
     import warnings
 
-    from bayes_glmm.diagnostics import check_spec
+    from bayes_glmm.postfit.diagnostics import check_spec
 
     out = {}
     print(f"\n== data checks: y ~ x + z + f + (1 | g), Bernoulli  [check: median of {repeats}]")

@@ -38,7 +38,7 @@ import pandas as pd
 
 import bayes_glmm as bg
 from bayes_glmm._examples import example_settings
-from bayes_glmm.comparison import compare, plot_compare
+from bayes_glmm.postfit.comparison import compare, plot_compare
 
 FAST, RUN_NUTS, OUT = example_settings(globals().get("__file__"))
 KEY: dict = {"fast": FAST, "nuts": RUN_NUTS}

@@ -45,8 +45,8 @@ from scipy import stats
 
 import bayes_glmm as bg
 from bayes_glmm._examples import example_settings
-from bayes_glmm.ml.lrt import mixture_pvalue
-from bayes_glmm.variance import icc, icc_from_variances
+from bayes_glmm.ml.inference.lrt import mixture_pvalue
+from bayes_glmm.postfit.variance import icc, icc_from_variances
 
 FAST, RUN_NUTS, OUT = example_settings(globals().get("__file__"))
 KEY: dict = {"fast": FAST}

@@ -41,7 +41,7 @@ from scipy import stats
 
 import bayes_glmm as bg
 from bayes_glmm._examples import example_settings
-from bayes_glmm.plots import plot_rank_groups
+from bayes_glmm.postfit.plots import plot_rank_groups
 from bayes_glmm.teaching import rank_groups
 
 FAST, RUN_NUTS, OUT = example_settings(globals().get("__file__"))

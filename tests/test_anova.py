@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import bayes_glmm as bg
-from bayes_glmm.ml.anova import contrasts_type1, contrasts_type3, fixed_terms
+from bayes_glmm.ml.inference.anova import contrasts_type1, contrasts_type3, fixed_terms
 
 from test_ddf import FITS, REF, assert_p_close, fit_id, fit_of, ref_data
 
@@ -169,6 +169,6 @@ def test_model_comparison_accepts_glmm_fits():
 
 def test_bg_anova_is_the_function_even_after_importing_the_module():
     import importlib
-    importlib.import_module("bayes_glmm.ml.anova")
-    assert callable(bg.anova) and bg.anova.__module__ == "bayes_glmm.ml.anova"
+    importlib.import_module("bayes_glmm.ml.inference.anova")
+    assert callable(bg.anova) and bg.anova.__module__ == "bayes_glmm.ml.inference.anova"
     assert "anova" in dir(bg)

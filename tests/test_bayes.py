@@ -15,7 +15,7 @@ from bayes_glmm import bayes
 from bayes_glmm.bayes import BayesResults, sampling
 from bayes_glmm.families import NUMPY_OPS, get_family
 from bayes_glmm.priors import Prior, resolve_centered, resolve_priors
-from bayes_glmm.spec import ModelSpec, RandomTerm
+from bayes_glmm.spec.model_spec import ModelSpec, RandomTerm
 
 
 def simulate(n_groups=20, n_per=6, beta=(-0.5, 1.0), sds=(1.0, 0.5), rho=0.4, family="bernoulli", seed=0):

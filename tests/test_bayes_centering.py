@@ -1,8 +1,8 @@
 """``centered="auto"`` and hierarchical centring of a data-rich ``(1 | g)`` term (issue 16).
 
-The rule (:mod:`bayes_glmm.centering`): a ``(1 | g)`` term is hierarchically centred when the
+The rule (:mod:`bayes_glmm.spec.centering`): a ``(1 | g)`` term is hierarchically centred when the
 data pin each group's level down far more tightly than the groups spread (median
-``I_j sd^2`` above :data:`~bayes_glmm.centering.AUTO_THRESHOLD`); everything else keeps the
+``I_j sd^2`` above :data:`~bayes_glmm.spec.centering.AUTO_THRESHOLD`); everything else keeps the
 non-centred form, so the example data sets and the ordinary models sample exactly as before.
 The layout itself (graph = NumPy density = C) is held by ``tests/test_bayes_contract.py``.
 """
@@ -14,10 +14,10 @@ import pytest
 
 import bayes_glmm as bg
 from bayes_glmm.bayes.density import GlmmDensity, fixed_layout
-from bayes_glmm.centering import (AUTO_THRESHOLD, HIERARCHICAL, auto_parametrization, informativeness,
+from bayes_glmm.spec.centering import (AUTO_THRESHOLD, HIERARCHICAL, auto_parametrization, informativeness,
                                   level_scales, row_information)
 from bayes_glmm.priors import resolve_centered
-from bayes_glmm.validate import InputTypeError
+from bayes_glmm.spec.validate import InputTypeError
 
 
 def _counts(level, seed=3, n=400, G=40, sd=0.4):

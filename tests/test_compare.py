@@ -10,8 +10,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import bayes_glmm as bg  # noqa: E402
-from bayes_glmm.comparison import compare, fit_table, plot_compare  # noqa: E402
-from bayes_glmm.gee import fit_gee  # noqa: E402
+from bayes_glmm.postfit.comparison import compare, fit_table, plot_compare  # noqa: E402
+from bayes_glmm.postfit.gee import fit_gee  # noqa: E402
 from bayes_glmm.ml.pql import fit_pql  # noqa: E402
 
 from _fake_fits import FakePosterior  # noqa: E402
@@ -157,8 +157,8 @@ def test_real_posterior_against_ml_and_pql():
     fig, ax = plot_compare(table=t)
     assert ax is not None
     # the other posterior consumers on real InferenceData
-    from bayes_glmm.marginal import marginal_coefficients
-    from bayes_glmm.variance import icc
+    from bayes_glmm.postfit.marginal import marginal_coefficients
+    from bayes_glmm.postfit.variance import icc
 
     out = icc(post)
     assert 0 < out["lower"].iloc[0] < out["icc"].iloc[0] < out["upper"].iloc[0] < 1

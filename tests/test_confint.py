@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 import bayes_glmm as bg
-from bayes_glmm.ml.profile import param_index, param_values
+from bayes_glmm.ml.inference.profile import param_index, param_values
 
 REF = json.loads((pathlib.Path(__file__).parent / "reference" / "confint_reference.json").read_text())
 PROFILE_TOL = 2e-3

@@ -9,7 +9,7 @@ from scipy.linalg import toeplitz
 from bayes_glmm.covariance import STRUCTURES, CovStructure, get_structure, register_structure
 from bayes_glmm.covariance.lkj import tanh_sech
 from bayes_glmm.covariance.toeplitz import acf_to_pacf, pacf_to_acf
-from bayes_glmm.formula import parse_formula
+from bayes_glmm.spec.formula import parse_formula
 from bayes_glmm.ops.numpy_ops import NUMPY_OPS
 
 QS = (1, 2, 3, 5)

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats
 
 import bayes_glmm as bg
-from bayes_glmm.ml import ddf as D
+from bayes_glmm.ml.inference import ddf as D
 
 REF = json.loads((pathlib.Path(__file__).parent / "reference" / "lmertest_reference.json").read_text())
 FITS = REF["fits"]

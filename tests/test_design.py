@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_glmm.design import build_spec, level_label
+from bayes_glmm.spec.design import build_spec, level_label
 from bayes_glmm.families import get_family
 
 REF = pathlib.Path(__file__).parent / "reference" / "lme4_reference.json"

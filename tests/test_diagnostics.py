@@ -1,4 +1,4 @@
-"""bayes_glmm.diagnostics: separation (LP), constant response, levels vs observations.
+"""bayes_glmm.postfit.diagnostics: separation (LP), constant response, levels vs observations.
 
 R's ``detectseparation`` is not installed here, so the expected findings are reasoned from
 the LP (Konis 2007) and cross-checked independently: a column flagged infinite must grow
@@ -15,7 +15,7 @@ from scipy.optimize import minimize
 from scipy.special import expit, gammaln
 
 import bayes_glmm as bg
-from bayes_glmm import diagnostics as D
+from bayes_glmm.postfit import diagnostics as D
 
 
 def _spec(formula, df, family):

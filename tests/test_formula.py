@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from bayes_glmm.formula import deparse, eval_expr, parse_formula, tokens
+from bayes_glmm.spec.formula import deparse, eval_expr, parse_formula, tokens
 
 
 def test_plain_response_and_fixed():

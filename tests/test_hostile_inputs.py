@@ -22,8 +22,8 @@ import pyarrow as pa
 import pytest
 
 import bayes_glmm as bg
-from bayes_glmm import validate
-from bayes_glmm.design import build_spec
+from bayes_glmm.spec import validate
+from bayes_glmm.spec.design import build_spec
 from bayes_glmm.families import get_family
 
 N, G = 48, 8

@@ -1,4 +1,4 @@
-"""bayes_glmm.ml.lrt on hand-made fits: nesting detection, mixture p-values, refusals."""
+"""bayes_glmm.ml.inference.lrt on hand-made fits: nesting detection, mixture p-values, refusals."""
 import warnings
 
 import numpy as np
@@ -8,10 +8,10 @@ from scipy import stats
 
 from bayes_glmm.covariance import chol_to_theta
 from bayes_glmm.families import get_family
-from bayes_glmm.ml.lrt import lrt, mixture_pvalue
+from bayes_glmm.ml.inference.lrt import lrt, mixture_pvalue
 from bayes_glmm.ml.results import MLResults
 from bayes_glmm.ml.types import MLFit
-from bayes_glmm.spec import ModelSpec, RandomTerm
+from bayes_glmm.spec.model_spec import ModelSpec, RandomTerm
 
 N = 60
 RNG = np.random.default_rng(3)

@@ -8,8 +8,8 @@ from scipy import special, stats
 
 import bayes_glmm as bg
 from bayes_glmm.families import Link
-from bayes_glmm.gee import fit_gee
-from bayes_glmm.marginal import (ZLA_C2, gauss_hermite_normal, integrate_mean, marginal_coefficients,
+from bayes_glmm.postfit.gee import fit_gee
+from bayes_glmm.postfit.marginal import (ZLA_C2, gauss_hermite_normal, integrate_mean, marginal_coefficients,
                                  marginal_effects, marginal_means, random_effect_sd)
 from bayes_glmm.ml.pql import fit_pql
 

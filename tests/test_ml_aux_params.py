@@ -18,7 +18,7 @@ from scipy import integrate, optimize, stats
 import bayes_glmm as bg
 import bayes_glmm.families as families
 from bayes_glmm.families import AuxParam, Family
-from bayes_glmm.ml import lrt as lrt_mod
+from bayes_glmm.ml.inference import lrt as lrt_mod
 
 SIGMA = AuxParam("sigma", "scale of the t distribution",
                  default_prior=lambda sc: ("Exponential", {"lam": 1.0 / sc["y_sd"]}),

@@ -140,10 +140,10 @@ def test_lrt_names_the_boundary_of_poisson_within_negative_binomial():
 
 def test_icc_of_count_and_gamma_models():
     nb = fit("negbinomial", "negbinomial")
-    tab = bg.icc(nb) if hasattr(bg, "icc") else __import__("bayes_glmm.variance", fromlist=["icc"]).icc(nb)
+    tab = bg.icc(nb) if hasattr(bg, "icc") else __import__("bayes_glmm.postfit.variance", fromlist=["icc"]).icc(nb)
     sd2 = float(nb.varcorr["vcov"].iloc[0])
     assert 0 < tab["icc"].iloc[0] < 1 and tab["variance"].iloc[0] == pytest.approx(sd2)
-    from bayes_glmm.variance import latent_residual_variance
+    from bayes_glmm.postfit.variance import latent_residual_variance
     assert latent_residual_variance("negbinomial", mu=2.0, disp=4.0) == pytest.approx(np.log1p(0.5 + 0.25))
     with pytest.raises(ValueError, match="beta family"):
         latent_residual_variance("beta")

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bayes_glmm.design import RandomTerm
+from bayes_glmm.spec.design import RandomTerm
 from bayes_glmm.ml import linalg
 
 REF = Path(__file__).parent / "reference"

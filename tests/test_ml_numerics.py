@@ -11,7 +11,7 @@ from bayes_glmm.ml import fit_raw, linalg
 from bayes_glmm.ml.agq import agq_loglik
 from bayes_glmm.ml.lmm import lmm_criterion, lmm_data, lmm_solve
 from bayes_glmm.ml.pirls import loglik_rows, make_response, pirls
-from bayes_glmm.spec import ModelSpec, RandomTerm
+from bayes_glmm.spec.model_spec import ModelSpec, RandomTerm
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from bayes_glmm.families import get_family
 from bayes_glmm.ml.results import MLResults
 from bayes_glmm.ml.summary_text import format_pvalue, signif_stars
 from bayes_glmm.ml.types import MLFit
-from bayes_glmm.spec import ModelSpec, RandomTerm
+from bayes_glmm.spec.model_spec import ModelSpec, RandomTerm
 
 
 def make_spec(family="bernoulli", slope=False, two_terms=False, n=40, seed=0):

@@ -15,7 +15,7 @@ from bayes_glmm.ml import fit_raw, linalg
 from bayes_glmm.ml.agq import agq_loglik, devgrad, supports_gradient, theta_directions
 from bayes_glmm.ml.optimize import lambdas_from_theta, theta_layout
 from bayes_glmm.ml.pirls import loglik_rows, make_response, pirls
-from bayes_glmm.spec import ModelSpec, RandomTerm
+from bayes_glmm.spec.model_spec import ModelSpec, RandomTerm
 
 
 def _term(g, Xr, correlated=True):

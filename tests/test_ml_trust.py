@@ -194,7 +194,7 @@ def test_predictors_of_extreme_scale_give_the_rescaled_fit(family):
 
 
 def test_scaling_map_is_exact():
-    from bayes_glmm.scaling import (design_scaling, scale_coef, scale_design, unscale_coef, unscale_cov,
+    from bayes_glmm.spec.scaling import (design_scaling, scale_coef, scale_design, unscale_coef, unscale_cov,
                                     unscale_draws)
 
     rng = np.random.default_rng(0)

@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 import bayes_glmm as bg  # noqa: E402
-from bayes_glmm import plots  # noqa: E402
+from bayes_glmm.postfit import plots  # noqa: E402
 from bayes_glmm.bayes import BayesResults  # noqa: E402
 from bayes_glmm.priors import Prior  # noqa: E402
 from bayes_glmm.teaching import (FunnelResult, PriorPredictiveSummary, SensitivityResult,  # noqa: E402

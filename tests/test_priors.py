@@ -8,7 +8,7 @@ import pytest
 
 from bayes_glmm.families import get_family
 from bayes_glmm.priors import Prior, as_prior, default_scales, resolve_centered, resolve_priors
-from bayes_glmm.spec import ModelSpec, RandomTerm
+from bayes_glmm.spec.model_spec import ModelSpec, RandomTerm
 
 
 def make_spec(family="bernoulli", n_groups=10, n_per=6, seed=0, correlated=True, offset=None):

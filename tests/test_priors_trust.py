@@ -186,7 +186,7 @@ def test_prior_sensitivity_refuses_unreliable_reweighting():
     assert far["reason"].str.contains("Pareto k = .* > 0.7").all() and far["reason"].str.contains("refit=True").all()
     assert "ig-far" in res.unreliable and res.sd_draws["ig-far"].shape == (0, 2)
     pytest.importorskip("matplotlib")
-    from bayes_glmm.plots import plot_prior_sensitivity
+    from bayes_glmm.postfit.plots import plot_prior_sensitivity
 
     fig = plot_prior_sensitivity(res)
     assert len(fig.axes) == 2 * 2  # two coefficients x the two priors with a posterior

@@ -1,6 +1,6 @@
 """The separation check at scale: the same answers as full LPs over every row, small LPs, Ctrl-C.
 
-:func:`bayes_glmm.diagnostics.separation` screens nested random subsets for overlap and solves
+:func:`bayes_glmm.postfit.diagnostics.separation` screens nested random subsets for overlap and solves
 its LPs by constraint generation (issue 21: it took 22 s of a 10^6-row fit; issue 16: Ctrl-C
 waited 8 s for its LP).  ``_full_lp_separation`` below is the algorithm as it was, every LP
 over every row, kept here as the oracle: the findings (kinds, columns, signs, counts of
@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 
-from bayes_glmm import diagnostics as D
+from bayes_glmm.postfit import diagnostics as D
 
 
 def _full_lp_separation(X, y, names, trials=None, weights=None, tol=1e-7):
@@ -222,7 +222,7 @@ CHILD = textwrap.dedent("""
     import os, sys, time, traceback
     import numpy as np, pandas as pd
     import bayes_glmm as bg
-    from bayes_glmm import diagnostics as D
+    from bayes_glmm.postfit import diagnostics as D
     rng = np.random.default_rng(0)
     n = 300_000
     df = pd.DataFrame({"x": rng.normal(size=n), "f": pd.Categorical(rng.integers(0, 4, n)),

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 import bayes_glmm as bg
-from bayes_glmm import design
-from bayes_glmm.formula import FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, parse_formula
+from bayes_glmm.spec import design
+from bayes_glmm.spec.formula import FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, parse_formula
 from bayes_glmm.ml.refit import REFIT_MESSAGE
 from bayes_glmm.ml.summary_text import _abbrev_unique
 

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import bayes_glmm as bg
-from bayes_glmm.variance import icc, icc_from_variances, latent_residual_variance
+from bayes_glmm.postfit.variance import icc, icc_from_variances, latent_residual_variance
 
 from _fake_fits import FakePosterior
 

@@ -2,7 +2,7 @@
 
 The only subpackage importing PyMC, nutpie, a C compiler's output or JAX; the pipeline reads
 
-``graph``        the model: a PyMC graph from a :class:`~bayes_glmm.spec.ModelSpec`
+``graph``        the model: a PyMC graph from a :class:`~bayes_glmm.spec.model_spec.ModelSpec`
 ``layout``       a level's random effects ``b = diag(sd) L u`` and ``log p(u)``, written once
 ``dual``         forward-mode dual numbers on arrays and the one table of derivative rules
 ``density``      the same log-density in NumPy (``sampler="numpy"``), graph coordinates

@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 
-from ..validate import warn
+from ..spec.validate import warn
 
 __all__ = ["available", "compiler", "compiler_version", "cache_dir", "library_key", "load",
            "CFLAGS_NUTS", "CFLAGS_MODEL", "LDFLAGS", "KEY_SYMBOL"]

@@ -36,12 +36,12 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
-from ..centering import AUTO_THRESHOLD, informativeness, level_scales, row_information
+from ..spec.centering import AUTO_THRESHOLD, informativeness, level_scales, row_information
 from ..families import zi_loglik
 from ..ml.pirls import make_response
 from ..priors import default_scales, get_kind, slope_blocks, zi_key, zi_slope_blocks
-from ..scaling import SCALE_RANGE, column_sds
-from ..spec import ModelSpec
+from ..spec.scaling import SCALE_RANGE, column_sds
+from ..spec.model_spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
 from .corr import cpc_chol, cpc_chol_vjp
 from ..ops.numpy_ops import NUMPY_OPS
@@ -51,7 +51,7 @@ from .layout import HIERARCHICAL, directions, effects_name, level_effects, level
 __all__ = ["PRIOR_LOGP", "supported", "GlmmDensity", "compile_numpy", "expand_layout",
            "SCALE_RANGE", "column_scales", "scaled_prior", "fixed_layout"]
 
-# SCALE_RANGE (from bayes_glmm.scaling): a design column whose SD lies outside it is divided
+# SCALE_RANGE (from bayes_glmm.spec.scaling): a design column whose SD lies outside it is divided
 # by its SD in the design the samplers see (and its coefficient multiplied by it): money in
 # units of 1e12 next to a rate of 1e-13 otherwise gives the posterior curvatures 50 orders of
 # magnitude apart, which no diagonal mass matrix adapts to in a warm-up (R-hat 2.9).  Columns
@@ -68,7 +68,7 @@ INFO_SD = 1e-3
 def column_scales(X, icol=None) -> np.ndarray:
     """The divisor of each column of a fixed-effects design in the samplers' coordinates.
 
-    A non-constant column's SD (constant: :func:`bayes_glmm.scaling.constant_columns`, a range
+    A non-constant column's SD (constant: :func:`bayes_glmm.spec.scaling.constant_columns`, a range
     of exactly zero) when it lies outside :data:`SCALE_RANGE`, else 1; 1 for the intercept ``icol`` and constant columns.
     """
     X = np.asarray(X, dtype=float)
@@ -132,7 +132,7 @@ def fixed_layout(X, names, priors: dict, key=_fixed_key, info=None):
         zero-inflation design).
     info : ndarray (n,), optional
         The rows' Fisher information about their linear predictor
-        (:func:`bayes_glmm.centering.row_information`); None: no such scaling.
+        (:func:`bayes_glmm.spec.centering.row_information`); None: no such scaling.
 
     Returns
     -------

@@ -148,7 +148,7 @@ def engine_error(code: int, chains, names, *, state=None, inv_mass=None, grad=No
             f"the posterior may be improper: in chain(s) {ch} the warm-up's variance estimate of {show} is not "
             "finite (the draws ran off towards infinity). Give those parameters a proper prior (e.g. "
             "bg.Prior('Normal', mu=0, sigma=2.5) for a coefficient, bg.Prior('HalfNormal', sigma=1) for an SD) "
-            "or check the data for separation (bayes_glmm.diagnostics.separation).",
+            "or check the data for separation (bayes_glmm.postfit.diagnostics.separation).",
             code, chains, [names[i] for i in bad])
     return SamplerError(f"the NUTS engine rejected its arguments or could not allocate its workspace (code {code}) "
                         f"in chain(s) {ch}; this is a bug or an out-of-memory condition", code, chains, [])

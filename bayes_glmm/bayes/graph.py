@@ -1,4 +1,4 @@
-"""The model: a PyMC graph from a :class:`~bayes_glmm.spec.ModelSpec`.
+"""The model: a PyMC graph from a :class:`~bayes_glmm.spec.model_spec.ModelSpec`.
 
 This graph *is* the Bayesian model.  The fast samplers evaluate the same log-density on the
 same unconstrained coordinates (:mod:`bayes_glmm.bayes.density` in NumPy,
@@ -38,7 +38,7 @@ Random term k (``ident`` = :attr:`RandomTerm.ident`) uses the shared parametriza
                   when the term is centered)
 ``z_<ident>``     (``<ident>_level``, ``<ident>_coef``) a hierarchically centred scalar term's
                   levels ``c = Intercept + b ~ Normal(Intercept, sd)`` in the data's units,
-                  ``z = (c - a) / s`` (:func:`~bayes_glmm.centering.level_scales`), so
+                  ``z = (c - a) / s`` (:func:`~bayes_glmm.spec.centering.level_scales`), so
                   ``z ~ Normal((Intercept - a) / s, sd / s)`` (free; ``b`` is then the
                   Deterministic ``a + s z - Intercept``; :mod:`bayes_glmm.bayes.layout`)
 
@@ -66,10 +66,10 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 
-from ..centering import level_scales, row_information
+from ..spec.centering import level_scales, row_information
 from ..families import zi_loglik
 from ..priors import slope_blocks, zi_key, zi_slope_blocks
-from ..spec import ModelSpec
+from ..spec.model_spec import ModelSpec
 from ..covariance import corr_pairs
 from .corr import cpc_logp, cpc_random, log_cosh
 from .density import _fixed_key, _vector_prior, fixed_layout, sd_layout, shared_sd_prior

@@ -9,7 +9,7 @@ model with an intercept; Gelfand, Sahu & Carlin 1995): the group's level
 ``c = mu + b ~ N(mu, sd^2)`` with ``mu`` the model's intercept (at the predictor means), and
 ``b = c - mu``; the coordinate is that level in the data's units, ``u = (c - a) / s``, with
 ``a``, ``s`` the crude level and posterior SD of the group (data constants,
-:func:`bayes_glmm.centering.level_scales`).  The rows' linear predictor ``mu + ... + b`` then
+:func:`bayes_glmm.spec.centering.level_scales`).  The rows' linear predictor ``mu + ... + b`` then
 depends on the group through ``c`` alone, so data that pin each group's level down leave no
 ridge ``mu + b = const`` in the sampler's coordinates (the other two forms do:
 Papaspiliopoulos, Roberts & Skold 2007).
@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..centering import HIERARCHICAL
+from ..spec.centering import HIERARCHICAL
 
 __all__ = ["level_effects", "level_logp", "directions", "HIERARCHICAL", "PARAMETRIZATIONS", "mode_of",
            "effects_name"]

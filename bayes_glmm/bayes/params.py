@@ -29,7 +29,7 @@ import numpy as np
 
 from ..covariance import corr_pairs
 from ..priors import slope_blocks, zi_slope_blocks
-from ..spec import ModelSpec
+from ..spec.model_spec import ModelSpec
 from .layout import HIERARCHICAL, effects_name, mode_of
 
 __all__ = ["Param", "ParamLayout", "param_layout", "model_coords", "term_params", "term_coords"]

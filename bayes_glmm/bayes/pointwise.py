@@ -27,7 +27,7 @@ import numpy as np
 
 from ..covariance import corr_pairs
 from ..families import zi_loglik
-from ..spec import ModelSpec
+from ..spec.model_spec import ModelSpec
 
 __all__ = ["posterior_names", "structure_terms", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
            "posterior_predictive", "pointwise_loglik", "aux_draws"]

@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from .._fitproto import corr_matrices
+from ..postfit.protocol import corr_matrices
 from ..covariance import corr_pairs, varcorr_frame
 from ..priors import zi_key
 from ..results import FitResults, check_predict_args, ranef_by_group

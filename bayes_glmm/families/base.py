@@ -126,7 +126,7 @@ class Family:
     #: a constant response sends the intercept to +-inf (the scale families' sends the scale to 0)
     constant_response_unbounded: ClassVar[bool] = False
     #: lme4 (lmer/glmer) fits the family and stops on too few observations per level; the
-    #: others are checked as glmmTMB does, with warnings (:mod:`bayes_glmm.diagnostics`)
+    #: others are checked as glmmTMB does, with warnings (:mod:`bayes_glmm.postfit.diagnostics`)
     lme4_checks: ClassVar[bool] = False
     #: the conditional variance, as a summary prints it
     variance_formula: ClassVar[str] = ""

@@ -57,8 +57,8 @@ def check_rank(X: np.ndarray, names) -> None:
 def _act_on_diagnostics(spec) -> None:
     """Errors where lme4 stops (levels >= observations for a gaussian term, ...); warnings
     naming the columns for separation and a constant response (estimates at infinity)."""
-    from ..diagnostics import check_spec
-    from ..validate import user_stacklevel
+    from ..postfit.diagnostics import check_spec
+    from ..spec.validate import user_stacklevel
 
     for f in check_spec(spec):
         if f.severity == "error":
@@ -139,12 +139,12 @@ def _internal_scaling(spec, kw):
     Predictors of 1e12 next to 1e-13 give curvatures 50 orders of magnitude apart: PIRLS's
     fixed-effects system is then numerically singular and the optimizer stops with large
     gradients.  The map back (:func:`unscale_fit`) is exact, so results are on the user's
-    scale; ordinary designs (:func:`bayes_glmm.scaling.needs_scaling` False) are fitted as
+    scale; ordinary designs (:func:`bayes_glmm.spec.scaling.needs_scaling` False) are fitted as
     they are.  A user's ``start["beta"]`` is mapped onto the scaled design.
     """
     import dataclasses
 
-    from ..scaling import design_scaling, needs_scaling, scale_coef, scale_design
+    from ..spec.scaling import design_scaling, needs_scaling, scale_coef, scale_design
 
     sc = design_scaling(spec.X, center=True)
     if not needs_scaling(sc):
@@ -164,7 +164,7 @@ def unscale_fit(fit: MLFit, sc, nt: int) -> MLFit:
     """
     import dataclasses
 
-    from ..scaling import unscale_coef, unscale_cov
+    from ..spec.scaling import unscale_coef, unscale_cov
 
     V = np.asarray(fit.vcov_beta, dtype=float)
     bad = ~np.isfinite(np.diag(V))

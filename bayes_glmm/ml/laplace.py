@@ -34,7 +34,7 @@ from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian
 from .auxpar import aux_coords, aux_lower, aux_natural, aux_starts, check_aux_params
 from .pirls import hessian_weights, make_response, pirls, with_aux
 from .types import MLFit
-from ..validate import user_stacklevel
+from ..spec.validate import user_stacklevel
 
 __all__ = ["fit_glmm", "start_beta", "start_aux", "make_deviance", "make_devgrad", "zi_flat_directions",
            "zi_boundary_mask", "zi_interior_starts", "escape_zi_plateau", "zi_boundary_note", "ZI_EXTREME",

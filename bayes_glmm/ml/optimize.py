@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 from scipy import optimize
 
-from ..validate import user_stacklevel
+from ..spec.validate import user_stacklevel
 
 __all__ = ["saturated_correlations", "CORR_SATURATED", "rank_one_faces", "solve_with_boundary", "resolve_n_starts", "theta_layout", "lambdas_from_theta", "minimize_bounded", "precondition", "fd_hessian", "fd_gradient",
            "fd_hessian_from_grad", "fd_hessian_pd", "restart_off_boundary", "check_convergence", "optimize_checked",
@@ -33,7 +33,7 @@ LOGLIK_DISAGREE = 1e-3
 
 def theta_layout(terms):
     """Slices into theta per term, lower bounds and the start (Lambda = I), each from the
-    term's covariance structure (:attr:`RandomTerm.cov <bayes_glmm.spec.RandomTerm>`).
+    term's covariance structure (:attr:`RandomTerm.cov <bayes_glmm.spec.model_spec.RandomTerm>`).
 
     Returns
     -------

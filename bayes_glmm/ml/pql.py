@@ -45,7 +45,7 @@ from .pirls import make_response, working
 from .results import MLResults
 from .summary_text import random_effects_table
 from .types import MLFit
-from ..validate import user_stacklevel
+from ..spec.validate import user_stacklevel
 
 __all__ = ["fit_pql", "PQLResults", "glm_irls"]
 

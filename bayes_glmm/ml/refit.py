@@ -1,7 +1,7 @@
 """REML fits refitted by ML before a likelihood comparison, as lme4's ``anova`` does.
 
 REML log-likelihoods of models with different fixed effects are not comparable, so both
-:func:`bayes_glmm.ml.lrt.lrt` and :func:`bayes_glmm.ml.anova.anova` refit REML fits by ML
+:func:`bayes_glmm.ml.inference.lrt.lrt` and :func:`bayes_glmm.ml.inference.anova.anova` refit REML fits by ML
 (with a warning) before comparing them; this is that step, written once.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ..validate import user_stacklevel
+from ..spec.validate import user_stacklevel
 from .fit import fit_raw
 from .types import MLFit
 
@@ -50,7 +50,7 @@ def check_ml_fit(m, label: str) -> None:
     Parameters
     ----------
     m : object
-        An argument of :func:`~bayes_glmm.ml.lrt.lrt` or :func:`~bayes_glmm.ml.anova.anova`.
+        An argument of :func:`~bayes_glmm.ml.inference.lrt.lrt` or :func:`~bayes_glmm.ml.inference.anova.anova`.
     label : str
         How the error names the argument (``"m0"``, ``"argument 2"``).
     """

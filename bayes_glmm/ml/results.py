@@ -15,10 +15,10 @@ from scipy import stats
 
 from ..covariance import cov_to_sd_corr, theta_pairs, varcorr_frame
 from ..results import FitResults, ranef_by_group
-from ..spec import ModelSpec
+from ..spec.model_spec import ModelSpec
 from .summary_text import format_summary, summary_html
 from .types import SINGULAR_TOL, MLFit
-from ..validate import user_stacklevel
+from ..spec.validate import user_stacklevel
 
 __all__ = ["MLResults", "SINGULAR_TOL"]
 
@@ -250,10 +250,10 @@ class MLResults(FitResults):
             None: the table above.  Otherwise ``lmerTest``'s ``summary(m, ddf = ...)``:
             columns ``estimate, se, df, t, p`` with Satterthwaite or Kenward-Roger
             denominator df for LMMs (KR also adjusts ``se``; REML fits only); GLMMs get
-            z tests in the same columns with ``df = inf``.  See :mod:`bayes_glmm.ml.ddf`.
+            z tests in the same columns with ``df = inf``.  See :mod:`bayes_glmm.ml.inference.ddf`.
         """
         if ddf is not None:
-            from .ddf import coef_table_ddf, normalize_ddf
+            from .inference.ddf import coef_table_ddf, normalize_ddf
             return coef_table_ddf(self, normalize_ddf(ddf))
         est, se = self.fixef, self.se
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -467,9 +467,9 @@ class MLResults(FitResults):
         pandas.DataFrame
             Indexed by term label as R prints it (``"Days"``, ``"Month:Treatment"``):
             ``sum_sq, mean_sq, num_df, den_df, F, p``.  For GLMMs: Wald chi-square / num_df
-            with ``den_df = inf`` and no sums of squares.  See :mod:`bayes_glmm.ml.anova`.
+            with ``den_df = inf`` and no sums of squares.  See :mod:`bayes_glmm.ml.inference.anova`.
         """
-        from .anova import anova_table
+        from .inference.anova import anova_table
         return anova_table(self, ddf=ddf, type=type)
 
     def _repr_text(self) -> str:
@@ -494,7 +494,7 @@ class MLResults(FitResults):
             ``"wald"``: normal intervals for the fixed effects (and zero-inflation
             coefficients); NaN for the variance parameters, as lme4's ``method = "Wald"``.
             ``"profile"``: profile-likelihood intervals as lme4's ``confint.merMod``
-            (:mod:`bayes_glmm.ml.profile`; LMMs, including REML fits, are profiled on the
+            (:mod:`bayes_glmm.ml.inference.profile`; LMMs, including REML fits, are profiled on the
             ML deviance as lme4 does).  ``"boot"``: percentile intervals of a parametric
             bootstrap (:meth:`bootstrap` with ``n_boot`` replicates, no progress bar, one
             process; failed refits dropped).  For a progress bar or several processes call
@@ -529,7 +529,7 @@ class MLResults(FitResults):
         sd_(Intercept)|Subject         14.381384   37.716055
         ...
         """
-        from .profile import param_index, profile_confint, wald_confint
+        from .inference.profile import param_index, profile_confint, wald_confint
 
         meth = str(method).lower()
         if meth not in ("wald", "profile", "boot"):
@@ -584,7 +584,7 @@ class MLResults(FitResults):
             refits are NaN.  ``attrs``: ``n``, ``random_seed``, ``n_failed``, ``failures``
             (replicate -> message), ``n_nonconverged``, ``n_singular``, ``estimate``.
         """
-        from .bootstrap import bootstrap
+        from .inference.bootstrap import bootstrap
 
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n={n!r} must be a positive integer number of bootstrap replicates")
@@ -604,7 +604,7 @@ class MLResults(FitResults):
         pandas.DataFrame
             Columns ``sim_1 .. sim_n``, indexed like the fitted rows.
         """
-        from .bootstrap import simulate_responses
+        from .inference.bootstrap import simulate_responses
 
         if not isinstance(n, (int, np.integer)) or n < 1:
             raise ValueError(f"n={n!r} must be a positive integer number of simulations")

@@ -1,7 +1,7 @@
 """Prior specification and weakly-informative, auto-scaled defaults.
 
 This module is pure Python/NumPy (it does not import PyMC).  It resolves the complete
-set of priors for a :class:`~bayes_glmm.spec.ModelSpec`: the package defaults (in the
+set of priors for a :class:`~bayes_glmm.spec.model_spec.ModelSpec`: the package defaults (in the
 spirit of rstanarm/brms, scaled to the link and to the predictors) with user overrides
 applied.  :mod:`bayes_glmm.bayes` turns the result into PyMC distributions.
 
@@ -43,9 +43,9 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..scaling import column_sds
-from ..spec import ModelSpec, py_name
-from ..validate import close_matches
+from ..spec.scaling import column_sds
+from ..spec.model_spec import ModelSpec, py_name
+from ..spec.validate import close_matches
 from .kinds import KINDS, get_kind
 
 __all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
@@ -436,7 +436,7 @@ def resolve_centered(spec: ModelSpec, centered: bool | str | Mapping[str, bool |
     ----------
     spec : ModelSpec
     centered : bool, "auto" or dict
-        One choice for all terms, ``"auto"`` (the default: :func:`~bayes_glmm.centering.auto_parametrization`,
+        One choice for all terms, ``"auto"`` (the default: :func:`~bayes_glmm.spec.centering.auto_parametrization`,
         centred only where the data pin each group's level down), or term name
         (``RandomTerm.name`` or ``.ident``) -> True, False, ``"hierarchical"`` or ``"auto"``;
         unnamed terms get ``"auto"``'s choice.
@@ -453,7 +453,7 @@ def resolve_centered(spec: ModelSpec, centered: bool | str | Mapping[str, bool |
         or ``"hierarchical"`` for a term that cannot have it (one scalar ``(1 | g)`` term of a
         model with an intercept).
     """
-    from ..centering import AUTO, HIERARCHICAL, auto_parametrization
+    from ..spec.centering import AUTO, HIERARCHICAL, auto_parametrization
 
     names = [t.name for t in spec.terms]
     if isinstance(centered, (bool, np.bool_)):

@@ -2,7 +2,7 @@
 centered versus non-centered parametrizations, and ranking "sensitive individuals".
 
 Every function is pure (inputs are never modified) and every random one takes
-``random_seed``; the matching plots live in :mod:`bayes_glmm.plots`.
+``random_seed``; the matching plots live in :mod:`bayes_glmm.postfit.plots`.
 """
 from .funnel import FunnelResult, funnel_demo, simulate_funnel_data
 from .pooling import fit_glm, pooling

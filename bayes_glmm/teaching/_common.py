@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..spec import ModelSpec
+from ..spec.model_spec import ModelSpec
 
 __all__ = ["spec_of", "find_term", "coef_index", "posterior_draws", "term_draws"]
 

@@ -138,7 +138,7 @@ def funnel_demo(model=None, *, term: str | None = None, n_groups: int = 8, n_per
     Returns
     -------
     FunnelResult
-        Plot with :func:`bayes_glmm.plots.plot_funnel`.
+        Plot with :func:`bayes_glmm.postfit.plots.plot_funnel`.
     """
     data = None
     if model is None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..spec import ModelSpec
+from ..spec.model_spec import ModelSpec
 from ._common import find_term, spec_of
 
 __all__ = ["pooling", "fit_glm"]

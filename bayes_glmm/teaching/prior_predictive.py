@@ -115,7 +115,7 @@ def prior_predictive_summary(model, draws: int = 500, random_seed=None, *, term:
     -------
     PriorPredictiveSummary
         ``.table`` (statistic x quantile, observed value), ``.stats`` per draw; plot with
-        :func:`bayes_glmm.plots.plot_prior_predictive`.
+        :func:`bayes_glmm.postfit.plots.plot_prior_predictive`.
 
     Examples
     --------

@@ -2,7 +2,7 @@
 
 :func:`prior_sensitivity` refits a model under several priors for one term's standard
 deviations (half-normal, half-t, exponential, inverse-gamma on the variance, ...) and
-tabulates the posteriors next to the ML estimate; :func:`bayes_glmm.plots.plot_prior_sensitivity`
+tabulates the posteriors next to the ML estimate; :func:`bayes_glmm.postfit.plots.plot_prior_sensitivity`
 draws prior and posterior densities.  The prior densities are each kind's SciPy
 distribution (:meth:`bayes_glmm.priors.kinds.PriorKind.scipy`).
 

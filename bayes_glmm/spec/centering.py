@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .spec import ModelSpec
+from .model_spec import ModelSpec
 
 __all__ = ["HIERARCHICAL", "AUTO", "AUTO_THRESHOLD", "informativeness", "auto_parametrization", "level_scales",
            "row_information"]

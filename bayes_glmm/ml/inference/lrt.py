@@ -31,8 +31,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from scipy import stats
-from ..validate import user_stacklevel
-from .refit import REFIT_MESSAGE, check_ml_fit, refit_ml
+from ...spec.validate import user_stacklevel
+from ..refit import REFIT_MESSAGE, check_ml_fit, refit_ml
 
 __all__ = ["lrt", "LRTResult", "mixture_pvalue", "check_same_data"]
 

@@ -20,7 +20,7 @@ x_i'beta)^2`` over the rows (the fitted data by default), with ``m_i`` the margi
 the logit (exact for probit with ``c = 1``; for the log link the exact shift
 ``eta + s^2/2``).  With a random intercept only ``s`` is constant and ZLA is the familiar
 attenuation ``beta_M ~ beta / sqrt(1 + c^2 sigma^2)``.  These are the quantities a GEE
-(:func:`bayes_glmm.gee.fit_gee`) estimates directly.
+(:func:`bayes_glmm.postfit.gee.fit_gee`) estimates directly.
 
 Uncertainty
 -----------
@@ -41,8 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._fitproto import is_posterior, point_params, posterior_draws
-from .families.links import ZLA_C2 as LINK_ZLA_C2
+from .protocol import is_posterior, point_params, posterior_draws
+from ..families.links import ZLA_C2 as LINK_ZLA_C2
 
 __all__ = ["gauss_hermite_normal", "random_effect_sd", "integrate_mean", "marginal_means",
            "marginal_effects", "marginal_coefficients", "fit_gee", "ZLA_C2"]
@@ -52,7 +52,7 @@ ZLA_C2 = LINK_ZLA_C2
 
 
 def fit_gee(*args, **kwargs):
-    """Population-averaged GEE fit; see :func:`bayes_glmm.gee.fit_gee`."""
+    """Population-averaged GEE fit; see :func:`bayes_glmm.postfit.gee.fit_gee`."""
     from .gee import fit_gee as _fit_gee
     return _fit_gee(*args, **kwargs)
 
@@ -166,9 +166,9 @@ def _dispersion(fit) -> dict:
 
 def _refit(fit, spec):
     if getattr(fit, "method", "") == "PQL":
-        from .ml.pql import fit_pql
+        from ..ml.pql import fit_pql
         return fit_pql(spec, dispersion=getattr(fit, "estimate_dispersion", True))
-    from .ml import fit_ml
+    from ..ml import fit_ml
     kw = {"n_agq": int(getattr(fit, "n_agq", 1))}
     if spec.family.has_sigma:
         kw["reml"] = bool(getattr(fit, "reml", False))

@@ -4,7 +4,7 @@
 estimate, its uncertainty and an interval -- and measures every fit against a reference
 fit; :func:`plot_compare` draws the same table as a forest plot.
 
-Any object with the fit accessors works (duck typing, see :mod:`bayes_glmm._fitproto`):
+Any object with the fit accessors works (duck typing, see :mod:`bayes_glmm.postfit.protocol`):
 
 =====================  =====================================  ==================================
 fit                    estimate / uncertainty                 interval
@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from ._fitproto import is_posterior, method_name, posterior_draws, stack_draws
-from .spec import py_name
+from .protocol import is_posterior, method_name, posterior_draws, stack_draws
+from ..spec.model_spec import py_name
 
 __all__ = ["CompareTable", "compare", "fit_table", "plot_compare", "loo_compare", "KINDS"]
 

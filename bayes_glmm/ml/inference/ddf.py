@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse, stats
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
-from ..validate import user_stacklevel
+from ...spec.validate import user_stacklevel
 
 __all__ = ["DDF_METHODS", "normalize_ddf", "SatterthwaiteInfo", "satterthwaite_info", "satterthwaite_df",
            "KRInfo", "kr_info", "kr_df", "contrast_test", "coef_table_ddf"]
@@ -184,8 +184,8 @@ def satterthwaite_info(spec, theta, sigma: float, reml: bool) -> SatterthwaiteIn
     -------
     SatterthwaiteInfo
     """
-    from .lmm import lmm_data, lmm_solve
-    from .optimize import lambdas_from_theta, theta_layout
+    from ..lmm import lmm_data, lmm_solve
+    from ..optimize import lambdas_from_theta, theta_layout
 
     terms = spec.terms
     slices, _, _ = theta_layout(terms)

@@ -1,6 +1,6 @@
 """Data diagnostics that the ML and the Bayesian paths share.
 
-Pure functions of the model matrix, the response and the :class:`bayes_glmm.spec.ModelSpec`
+Pure functions of the model matrix, the response and the :class:`bayes_glmm.spec.model_spec.ModelSpec`
 (NumPy and SciPy only); none of them fits anything.  Each problem found is a
 :class:`Finding`; :func:`check_spec` runs every check and returns the list, for the caller
 to act on (the ML path warns or refuses as lme4 would; NUTS can say that a prior bounds a
@@ -39,7 +39,7 @@ from typing import Any, Sequence
 import numpy as np
 from scipy.optimize import linprog
 
-from .families import Family, get_family
+from ..families import Family, get_family
 
 __all__ = [
     "Finding",
@@ -511,7 +511,7 @@ def _null_space(A) -> np.ndarray:
 
 
 def check_spec(spec, *, max_separation_cells: int | None = None) -> list:
-    """Run every check on a :class:`bayes_glmm.spec.ModelSpec`; a list of :class:`Finding`.
+    """Run every check on a :class:`bayes_glmm.spec.model_spec.ModelSpec`; a list of :class:`Finding`.
 
     The separation check runs for bernoulli and binomial models (skipped when the response
     is constant: then every direction separates and :func:`constant_response` says it), at

@@ -1,4 +1,4 @@
-"""Turn a formula and a DataFrame into a :class:`~bayes_glmm.spec.ModelSpec`.
+"""Turn a formula and a DataFrame into a :class:`~bayes_glmm.spec.model_spec.ModelSpec`.
 
 The fixed part goes through ``formulae`` (treatment coding) and its columns are renamed
 and reordered the way R's ``model.matrix`` names them.  Each random term is kept as the
@@ -22,11 +22,11 @@ from formulae.environment import Environment
 from formulae.transforms import TRANSFORMS
 
 from . import validate
-from .covariance import default_structure, get_structure
-from .families import Family, zi_families
+from ..covariance import default_structure, get_structure
+from ..families import Family, zi_families
 from .formula import (EXPR_FUNCTIONS, FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, ParsedFormula, allowed_function,
                       eval_expr, parse_formula, tokens)
-from .spec import ModelSpec, NewDesign, RandomTerm
+from .model_spec import ModelSpec, NewDesign, RandomTerm
 
 __all__ = ["build_spec", "level_label"]
 

@@ -37,11 +37,11 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from ..covariance import cov_to_sd_corr, theta_pairs
+from ...covariance import cov_to_sd_corr, theta_pairs
 from scipy.optimize import least_squares
-from .auxpar import aux_coords, aux_lower
+from ..auxpar import aux_coords, aux_lower
 from .ddf import _pwrss
-from .optimize import fd_hessian, lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout
+from ..optimize import fd_hessian, lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout
 
 __all__ = ["param_index", "param_values", "variance_names", "profile_confint", "wald_confint"]
 
@@ -374,8 +374,8 @@ class _LmmProblem:
     """ML deviance of an LMM in phi = (sd/cor..., sigma) with beta profiled out."""
 
     def __init__(self, res):
-        from .fit import fit_raw
-        from .lmm import lmm_criterion, lmm_data, lmm_solve
+        from ..fit import fit_raw
+        from ..lmm import lmm_criterion, lmm_data, lmm_solve
 
         spec = res.spec
         self.spec = spec
@@ -447,9 +447,9 @@ class _GlmmProblem:
     """Laplace/AGQ deviance in x = (theta, beta, aux) and phi = (sd/cor..., beta, aux)."""
 
     def __init__(self, res):
-        from . import agq, linalg
-        from .laplace import make_devgrad, make_deviance
-        from .pirls import make_response
+        from .. import agq, linalg
+        from ..laplace import make_devgrad, make_deviance
+        from ..pirls import make_response
 
         spec, fit = res.spec, res.fit
         self.terms = spec.terms
@@ -567,7 +567,7 @@ def profile_confint(res, level: float = 0.95, parm=None) -> pd.DataFrame:
     """
     import time
 
-    from .fit import _one_blas_thread
+    from ..fit import _one_blas_thread
 
     t0 = time.perf_counter()
     with _one_blas_thread():

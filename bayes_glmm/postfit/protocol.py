@@ -1,11 +1,11 @@
 """Duck-typed access to the parameters of any fit (internal).
 
-:mod:`bayes_glmm.comparison`, :mod:`bayes_glmm.marginal` and :mod:`bayes_glmm.variance`
+:mod:`bayes_glmm.postfit.comparison`, :mod:`bayes_glmm.postfit.marginal` and :mod:`bayes_glmm.postfit.variance`
 accept any object that looks like a fit:
 
 * a *point* fit has ``fixef`` (Series) and, optionally, ``se`` (Series), ``vcov``
   (DataFrame), ``varcorr`` (lme4's ``as.data.frame(VarCorr())`` layout), ``ranef`` and
-  ``spec`` (:class:`~bayes_glmm.spec.ModelSpec`): ML (Laplace / AGQ), PQL and GEE results;
+  ``spec`` (:class:`~bayes_glmm.spec.model_spec.ModelSpec`): ML (Laplace / AGQ), PQL and GEE results;
 * a *posterior* fit additionally has ``idata`` (ArviZ InferenceData) whose posterior holds
   ``beta`` (dim ``coef``), ``sd_<ident>``, ``corr_<ident>``, ``b_<ident>`` and ``sigma``
   as written by :mod:`bayes_glmm.bayes`.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .covariance import corr_pairs
+from ..covariance import corr_pairs
 
 __all__ = ["is_posterior", "method_name", "point_params", "posterior_draws", "stack_draws", "corr_matrices"]
 

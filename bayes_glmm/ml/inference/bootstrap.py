@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from .auxpar import aux_coords
+from ..auxpar import aux_coords
 from .profile import param_index, param_values
 
 __all__ = ["simulate_responses", "bootstrap", "child_seeds"]
@@ -95,8 +95,8 @@ def simulate_responses(res, n: int = 1, random_seed=None) -> pd.DataFrame:
 
 def _refit_one(m: _SimModel, seed):
     """Simulate and refit one replicate: (values, converged, singular, error message)."""
-    from .fit import fit_raw
-    from .types import SINGULAR_TOL
+    from ..fit import fit_raw
+    from ..types import SINGULAR_TOL
 
     y = _simulate_one(m, seed)
     spec = dataclasses.replace(m.spec, y=y)
@@ -124,7 +124,7 @@ def _refit_one(m: _SimModel, seed):
 
 
 def _refit_chunk(m: _SimModel, items):
-    from .fit import _one_blas_thread
+    from ..fit import _one_blas_thread
     with _one_blas_thread():
         return [(i, *_refit_one(m, s)) for i, s in items]
 

@@ -4,7 +4,7 @@ The classical population-averaged comparison for a GLMM (seed 001, sec. 4.2): th
 response, fixed-effects design, family and link, with the within-group correlation
 handled by a working correlation structure and sandwich ("robust") standard errors.
 The coefficients estimate the *marginal* effects that
-:func:`bayes_glmm.marginal.marginal_coefficients` derives from a GLMM.
+:func:`bayes_glmm.postfit.marginal.marginal_coefficients` derives from a GLMM.
 
 Fitting is done by ``statsmodels.genmod.generalized_estimating_equations.GEE``.
 """
@@ -102,7 +102,7 @@ def fit_gee(model_or_formula, data: pd.DataFrame | None = None, family: str = "b
     if isinstance(model_or_formula, str):
         if data is None:
             raise ValueError("fit_gee with a formula needs data=")
-        from .model import GLMM
+        from ..model import GLMM
         model = GLMM(model_or_formula, data, family=family, link=link)
     elif hasattr(model_or_formula, "spec"):
         model = model_or_formula

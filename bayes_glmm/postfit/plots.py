@@ -9,15 +9,15 @@
 ``plot_funnel``            log SD against one random effect, centered vs non-centered
 ``plot_rank_groups``       top-k probabilities and rank intervals next to BLUP ranks
 
-The comparison forest plot lives in :mod:`bayes_glmm.comparison`.
+The comparison forest plot lives in :mod:`bayes_glmm.postfit.comparison`.
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from .teaching._common import coef_index, find_term, posterior_draws, spec_of, term_draws
-from .teaching.sensitivity import prior_pdf
+from ..teaching._common import coef_index, find_term, posterior_draws, spec_of, term_draws
+from ..teaching.sensitivity import prior_pdf
 
 __all__ = ["plot_caterpillar", "plot_shrinkage", "plot_prior_posterior", "plot_prior_sensitivity",
            "plot_prior_predictive", "plot_ppc", "plot_funnel", "plot_rank_groups"]
@@ -309,7 +309,7 @@ def plot_ppc(post, *, kind: str = "kde", num_pp_samples: int = 50, random_seed=N
     if idata is None:
         raise ValueError("post must be BayesResults from model.sample()")
     if "posterior_predictive" not in idata.groups():
-        from .bayes import posterior_predictive
+        from ..bayes import posterior_predictive
         pp = posterior_predictive(idata, post.spec, random_seed=random_seed, extend=False)
         idata = az.InferenceData(posterior_predictive=pp.posterior_predictive,
                                  observed_data=idata.observed_data)

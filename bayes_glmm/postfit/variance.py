@@ -38,8 +38,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._fitproto import is_posterior, method_name, point_params, posterior_draws, stack_draws
-from .families import Family, get_family
+from .protocol import is_posterior, method_name, point_params, posterior_draws, stack_draws
+from ..families import Family, get_family
 
 __all__ = ["icc", "icc_from_variances", "latent_residual_variance"]
 

@@ -403,7 +403,7 @@ def check_fit_pql_call(spec, dispersion: Any = True) -> None:
 
 def check_family(family: Any, link: Any = None) -> None:
     """Family and link names, with suggestions for misspellings."""
-    from . import families as fm
+    from .. import families as fm
 
     if isinstance(family, fm.Family):
         return
@@ -436,7 +436,7 @@ def check_glmm_args(formula: Any, family: Any = "gaussian", link: Any = None, *,
     """The argument checks of :class:`bayes_glmm.GLMM` that need no data (types, names).
 
     Data-dependent checks (columns, values, sizes) run while the design is built
-    (:func:`bayes_glmm.design.build_spec`).
+    (:func:`bayes_glmm.spec.design.build_spec`).
     """
     check_formula_text(formula)
     check_family(family, link)

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .covariance import default_structure
-from .families import Family
+from ..covariance import default_structure
+from ..families import Family
 
 __all__ = ["RandomTerm", "ModelSpec", "NewDesign", "py_name"]
 
@@ -145,7 +145,7 @@ class NewDesign:
 
 @dataclass(frozen=True, eq=False)
 class ModelSpec:
-    """Everything both estimation paths need; built by :func:`bayes_glmm.design.build_spec`.
+    """Everything both estimation paths need; built by :func:`bayes_glmm.spec.design.build_spec`.
 
     Attributes
     ----------

@@ -25,7 +25,7 @@ sec. 3.4; also SAS's type III)
     for the hierarchical formulas lme4 users write).
     With at most one term the type I matrices are used, as lmerTest does.
 
-The F statistics and denominator df come from :mod:`bayes_glmm.ml.ddf`.
+The F statistics and denominator df come from :mod:`bayes_glmm.ml.inference.ddf`.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ import pandas as pd
 from scipy import stats
 
 from . import ddf as _ddf
-from .refit import check_ml_fit, refit_ml
+from ..refit import check_ml_fit, refit_ml
 
 __all__ = ["FixedTerm", "fixed_terms", "contrasts_type1", "contrasts_type3", "anova_table", "anova"]
 
@@ -88,7 +88,7 @@ def _layouts(spec):
     enc = getattr(nd, "fixed", None)
     if enc is None or not hasattr(enc, "perm"):
         raise ValueError("this fit's spec records no formula design (it was not built by "
-                         "bayes_glmm.design.build_spec), so its columns cannot be mapped to terms; "
+                         "bayes_glmm.spec.design.build_spec), so its columns cannot be mapped to terms; "
                          "fit the model through bayes_glmm.GLMM")
     names = list(spec.fixed_names)
     common = enc.common
@@ -226,7 +226,7 @@ def contrasts_type3(spec, seed: int = 0) -> dict:
     Parameters
     ----------
     spec : ModelSpec
-        Built by :func:`bayes_glmm.design.build_spec` (full-rank X, indicator coding).
+        Built by :func:`bayes_glmm.spec.design.build_spec` (full-rank X, indicator coding).
     seed : int
         For the random numeric values of the synthetic grid (the result does not depend
         on it beyond rounding).

@@ -1,7 +1,7 @@
 """Parse lme4 model formulas (pure string processing, no data).
 
 A formula such as ``"cbind(incidence, size - incidence) ~ period + (1 | herd)"`` is
-parsed once into an immutable :class:`ParsedFormula`; :mod:`bayes_glmm.design` then
+parsed once into an immutable :class:`ParsedFormula`; :mod:`bayes_glmm.spec.design` then
 evaluates it against a DataFrame.  The supported syntax is documented in
 ``docs/formula.md``.  This module also holds the small, safe evaluator used for the
 response, ``cbind`` parts and ``offset(...)`` expressions (:func:`eval_expr`).
@@ -481,7 +481,7 @@ def _parse_random(text: str, pos: int, formula: str, structure: str | None = Non
 def _structure_call(piece: str):
     """``("ar1", "(0 + factor(t) | g)")`` when ``piece`` is a covariance structure's keyword
     applied to one parenthesized random term, else None."""
-    from .covariance import STRUCTURES
+    from ..covariance import STRUCTURES
 
     m = re.fullmatch(r"([A-Za-z_][A-Za-z0-9_]*)\s*(\(.*\))", piece, re.S)
     if m is None or m.group(1) not in STRUCTURES:
