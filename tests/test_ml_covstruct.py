@@ -19,7 +19,7 @@ import bayes_glmm as bg
 from bayes_glmm.covariance import STRUCTURES
 from bayes_glmm.ml import agq, laplace, linalg
 from bayes_glmm.ml.lmm import lmm_criterion, lmm_data, lmm_solve
-from bayes_glmm.ml.optimize import fd_gradient, lambdas_from_theta, theta_layout
+from bayes_glmm.ml.optimize import fd_gradient, fd_hessian_pd, lambdas_from_theta, theta_layout
 from bayes_glmm.ml.pirls import make_response
 
 
@@ -182,6 +182,54 @@ def test_analytic_gradient_of_structured_term_equals_finite_differences(structur
     f, g = fg(x)
     assert f == pytest.approx(dev(x), rel=1e-10)
     np.testing.assert_allclose(g, fd_gradient(dev, x, h=1e-5), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("structure,n_agq", [("toep", 1), ("ar1", 3)])
+def test_predicted_modes_are_only_a_warm_start(structure, n_agq):
+    # make_devgrad leaves u(x) and du/dx; a nearby point (a Hessian stencil) starts PIRLS at
+    # u(x) + du dx: one Newton step, the same deviance and gradient as a cold start there
+    d = _sim(J=25, T=3, seed=11)
+    spec = bg.GLMM(f"c ~ x + {structure}(0 + factor(t) | g)", d, family="poisson").spec
+    resp = make_response(spec)
+    s = linalg.build_structure(spec.terms)
+    sl, lo, _ = theta_layout(spec.terms)
+    state = {}
+    fg = laplace.make_devgrad(resp, s, spec.terms, sl, n_agq, state)
+    x = np.concatenate([np.where(np.isfinite(lo), 0.7, 0.4), [0.1, 0.3]])
+    fg(x)
+    xp, up, du = state["pred"]
+    assert du.shape == (up.size, x.size)
+    h = 1e-5
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = h
+        mp = laplace.make_devgrad(resp, s, spec.terms, sl, n_agq, st := {})
+        mp(x + e)
+        u_plus = st["last"].u
+        mp(x - e)
+        np.testing.assert_allclose((u_plus - st["last"].u) / (2 * h), du[:, i], rtol=1e-5, atol=1e-6)
+    e = np.full(x.size, 1e-4)
+    f1, g1 = fg(x + e)
+    assert state["last"].iters == 1
+    f0, g0 = laplace.make_devgrad(resp, s, spec.terms, sl, n_agq, {})(x + e)
+    assert f1 == pytest.approx(f0, rel=1e-12)
+    np.testing.assert_allclose(g1, g0, rtol=1e-8, atol=1e-8)
+
+
+def test_forward_difference_hessian_is_close_to_central():
+    # the stage-2 preconditioner's forward differences (d + 1 gradients): O(delta) from the
+    # central-difference Hessian the standard errors use
+    d = _sim(J=25, T=3, seed=11)
+    spec = bg.GLMM("c ~ x + toep(0 + factor(t) | g)", d, family="poisson").spec
+    resp = make_response(spec)
+    s = linalg.build_structure(spec.terms)
+    sl, lo, _ = theta_layout(spec.terms)
+    fg = laplace.make_devgrad(resp, s, spec.terms, sl, 1)
+    x = np.concatenate([np.where(np.isfinite(lo), 0.7, 0.4), [0.1, 0.3]])
+    Hc, nc = fd_hessian_pd(fg, x)
+    Hf, nf = fd_hessian_pd(fg, x, central=False)
+    assert (nc, nf) == (2 * x.size, x.size + 1)
+    np.testing.assert_allclose(Hf, Hc, rtol=0, atol=1e-3 * np.max(np.abs(Hc)))
 
 
 # ------------------------------------------------------------------ (4) recovery of the truth

@@ -399,13 +399,14 @@ def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
     return D0, du, T, P
 
 
-def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None) -> np.ndarray:
+def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None, out=None) -> np.ndarray:
     """Laplace deviance gradient for one scalar term (q = 1) in O(n (p + n_aux)).
 
     The same quantities as :func:`_mode_derivs` specialised to q = 1, where every block is a
     scalar: ``A_j = 1 + lam^2 C_j``, ``du_j = rhs_j / A_j`` and ``sum_j tr(A_j^{-1} dA_j)``
     contracted without forming the (n, d) derivative of eta (group sums by ``bincount``).
-    ``tests/test_ml_families.py`` holds it equal to the general form.
+    ``tests/test_ml_families.py`` holds it equal to the general form.  ``out`` (a dict), when
+    given, receives the mode derivative ``du`` (J, d) as in :func:`devgrad`.
     """
     c, J = s.codes[0], s.J[0]
     x = s.Xr[0][:, 0]
@@ -435,6 +436,8 @@ def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None) -> np.ndarray:
     for k in range(na):
         rhs[:, 1 + p + k] = lam * gsum(x * aux_rows[2][:, k])
     du = rhs / A[:, None]
+    if out is not None:
+        out["du"] = du
     wt = lam * lam * xx * dW / A[c]  # contracts dC_j with 1/A_j
     T = np.empty(1 + p + na)
     m = gsum(wt * x)  # sum_{i in j} wt_i x_i, for the mode-movement part of d eta
@@ -451,7 +454,7 @@ def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None) -> np.ndarray:
 
 
 def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chunk_rows: int = 2_000_000,
-            scalar_fast: bool = True):
+            scalar_fast: bool = True, out: dict | None = None):
     """Deviance ``-2 loglik`` and its gradient in ``(theta, beta)`` at a converged PIRLS state.
 
     Parameters
@@ -466,6 +469,9 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
         PIRLS over u only at (theta, beta), with ``r`` and ``mu`` at the mode.
     n_agq : int
         1 for Laplace, else nodes per dimension.
+    out : dict, optional
+        Receives ``"du"``: the derivative of the conditional modes ``pr.u`` in the same
+        coordinates, (m, d) (a by-product; the caller's warm start for nearby points).
 
     Returns
     -------
@@ -478,14 +484,18 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
                              "available for the Laplace approximation only")
         aux_rows = _row_aux_derivs(resp, pr.eta)
         if scalar_fast and s.q[0] == 1:
-            return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, aux_rows)
+            return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, aux_rows, out)
         D0, du, T, _ = _mode_derivs(resp, s, lambdas, E, pr, False, aux_rows)
+        if out is not None:
+            out["du"] = du.reshape(-1, du.shape[-1])
         g = -2.0 * (pr.r @ D0) + np.sum(T, axis=0)
         g[D0.shape[1] - resp.n_aux:] -= 2.0 * np.sum(aux_rows[1], axis=0)
         return pr.laplace_deviance, g
     if n_agq == 1 and scalar_fast and s.q[0] == 1:
-        return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr)
+        return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, None, out)
     D0, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, n_agq > 1)
+    if out is not None:
+        out["du"] = du.reshape(-1, du.shape[-1])
     if n_agq == 1:
         # envelope theorem: the mode terms of -2 ll + ||u||^2 cancel at the mode
         return pr.laplace_deviance, -2.0 * (pr.r @ D0) + np.sum(T, axis=0)

@@ -279,15 +279,25 @@ def _modes(x, resp, s, terms, slices, nt, state):
     """Lambda, the PIRLS conditional modes and the response at ``x = (theta, beta, aux)``.
 
     Warm-starts from, and records into, ``state`` (last modes, last result, failures).
+    Within ``_PREDICT_STEP`` of the last gradient point (``state["pred"]``, left by
+    :func:`make_devgrad`) the warm start is the first-order prediction of the modes there.
     """
     theta, beta, aux = _split(x, nt, resp.X.shape[1])
     lambdas = lambdas_from_theta(theta, terms, slices)
     if resp.n_aux:
         resp = with_aux(resp, aux)
+    u0 = state.get("u")
+    pred = state.get("pred")
+    if pred is not None and pred[0].shape == np.shape(x):
+        dx = np.asarray(x, dtype=float) - pred[0]
+        if np.max(np.abs(dx), initial=0.0) <= _PREDICT_STEP:
+            # finite-difference stencils: u(x0) + du dx is within O(dx^2) of the mode, so
+            # PIRLS stops after one Newton step instead of two (same converged mode)
+            u0 = pred[1] + pred[2] @ dx
     try:
-        pr = pirls(resp, s, lambdas, beta, state.get("u"))
+        pr = pirls(resp, s, lambdas, beta, u0)
     except (FloatingPointError, np.linalg.LinAlgError):
-        if state.get("u") is None:
+        if u0 is None:
             raise
         # a warm start left by a wild line-search point can overflow the weights (counts of
         # 1e12: a mode off by 1e-2 is e^(1e-2 * 1e6)); the cold start u = 0 does not
@@ -298,6 +308,11 @@ def _modes(x, resp, s, terms, slices, nt, state):
         state["u"] = pr.u
     state["last"] = pr
     return lambdas, pr, resp
+
+
+# largest coordinate step from the last gradient point at which the modes are predicted
+# linearly (the finite-difference stencils, up to fd_hessian_pd's widest step)
+_PREDICT_STEP = 1e-2
 
 
 def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
@@ -347,8 +362,17 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
         if r.general and not pr.exact_hessian:
             # the Laplace factor fell back to IRLS weights: the analytic gradient (of the
             # exact-Hessian deviance) does not apply here; central differences do
+            state.pop("pred", None)
             return pr.laplace_deviance, fd_gradient(make_deviance(resp, s, terms, slices, 1, dict(state)), x)
-        return _agq.devgrad(r, s, lambdas, E, pr, n_agq)
+        out = {}
+        res = _agq.devgrad(r, s, lambdas, E, pr, n_agq, out=out)
+        du = out.get("du")
+        if du is not None and du.shape == (pr.u.size, np.size(x)) and np.all(np.isfinite(du)) \
+                and np.all(np.isfinite(pr.u)):
+            state["pred"] = (np.array(x, dtype=float), pr.u.copy(), du)
+        else:
+            state.pop("pred", None)
+        return res
 
     return fg
 
@@ -496,7 +520,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         # whitening by the (cheaper, Laplace) Hessian at the stage-1 point; keep theta
         # off its bound so the central differences stay on the smooth side
         if grad1:
-            H0, nh = fd_hessian_pd(make_devgrad(resp, s, terms, slices, 1, {"u": u0}), x0)
+            # forward differences (d + 1 gradients, not 2 d): whitening needs no more accuracy
+            H0, nh = fd_hessian_pd(make_devgrad(resp, s, terms, slices, 1, {"u": u0}), x0, central=False)
             n_evals += nh
         else:
             lap = make_deviance(resp, s, terms, slices, 1, {"u": u0})
