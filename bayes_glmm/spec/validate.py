@@ -27,7 +27,7 @@ __all__ = ["InputTypeError", "user_stacklevel", "warn", "close_matches", "as_dat
            "check_sample_call", "check_fit_ml_call", "check_fit_pql_call",
            "check_family", "check_mapping", "check_glmm_args"]
 
-_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # bayes_glmm/, above spec/
 
 
 class InputTypeError(TypeError, ValueError):
