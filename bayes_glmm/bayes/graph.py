@@ -74,6 +74,7 @@ from ..covariance import corr_pairs
 from .corr import cpc_logp, cpc_random, log_cosh
 from .density import _fixed_key, _vector_prior, fixed_layout, sd_layout, shared_sd_prior
 from .layout import HIERARCHICAL, mode_of
+from .params import model_coords
 
 __all__ = ["PT_OPS", "build_pymc_model", "prior_predictive", "pm_model_of"]
 
@@ -287,21 +288,7 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
     """
     if isinstance(centered, (bool, np.bool_)):
         centered = {t.name: bool(centered) for t in spec.terms}
-    names = list(spec.fixed_names)
-    coords = {"coef": names, "slope": [n for n in names if n != "(Intercept)"],
-              "obs": np.asarray(spec.row_index) if spec.row_index is not None and len(spec.row_index) == spec.n
-              else np.arange(spec.n)}
-    for t in spec.terms:
-        coords[f"{t.ident}_level"] = [str(v) for v in t.levels]
-        coords[f"{t.ident}_coef"] = list(t.coef_names)
-        if t.cov.n_corr(t.q) > 0:
-            cn = list(t.coef_names)
-            coords[f"{t.ident}_corr"] = [f"{cn[j]}, {cn[i]}" for j, i in corr_pairs(t.q)]
-        if sd_layout(t)[1] is not None:  # shared SDs (ar1): the free sdpar_<ident>'s labels
-            coords[f"{t.ident}_sd"] = t.cov.theta_names(list(t.coef_names))[:t.cov.n_sd(t.q)]
-    if spec.has_zi:
-        coords["zi_coef"] = list(spec.zi_names)
-        coords["zi_slope"] = [n for n in spec.zi_names if n != "(Intercept)"]
+    coords = model_coords(spec)  # the one definition of the names (params.py)
     with pm.Model(coords=coords) as model:
         _, eta, icpt = _fixed_part(spec, priors)
         for t in spec.terms:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CovStructure
+from .base import OneCorrelation
 
 __all__ = ["AR1", "AR1_STRUCTURE"]
 
 
-class AR1(CovStructure):
+class AR1(OneCorrelation):
     name = "ar1"
     title = "ar1"
 
@@ -23,9 +23,6 @@ class AR1(CovStructure):
 
     def sd_index(self, q: int) -> np.ndarray:
         return np.zeros(q, dtype=int)
-
-    def n_corr(self, q: int) -> int:
-        return 1 if q > 1 else 0
 
     def corr_rows(self, z, s, q: int, ops):
         if q == 1:
@@ -41,13 +38,6 @@ class AR1(CovStructure):
         if "(Intercept)" in coef_names:
             raise ValueError(f"random term {term!r}: ar1 needs one coefficient per time point and no "
                              f"intercept; write ar1(0 + factor(time) | group)")
-
-    def corr_values(self, R) -> np.ndarray:
-        R = np.asarray(R, dtype=float)
-        return np.array([R[1, 0]]) if R.shape[0] > 1 else np.zeros(0)
-
-    def corr_names(self, coef_names) -> list:
-        return ["rho"] if len(coef_names) > 1 else []
 
     def y_from_corr(self, R) -> np.ndarray:
         R = np.asarray(R, dtype=float)

@@ -32,7 +32,7 @@ import numpy as np
 from ..ops.numpy_ops import NUMPY_OPS
 from .lkj import beta_shapes, tanh_sech
 
-__all__ = ["CovStructure"]
+__all__ = ["CovStructure", "OneCorrelation"]
 
 
 class CovStructure:
@@ -190,3 +190,18 @@ class CovStructure:
 
     def __repr__(self) -> str:
         return f"<covariance structure {self.name}>"
+
+
+class OneCorrelation(CovStructure):
+    """Base of the structures with one correlation parameter rho (``cs``, ``ar1``, ``hetar1``):
+    none for a scalar term, reported as ``rho`` (the correlation of the first two coefficients)."""
+
+    def n_corr(self, q: int) -> int:
+        return 1 if q > 1 else 0
+
+    def corr_values(self, R) -> np.ndarray:
+        R = np.asarray(R, dtype=float)
+        return np.array([R[1, 0]]) if R.shape[0] > 1 else np.zeros(0)
+
+    def corr_names(self, coef_names) -> list:
+        return ["rho"] if len(coef_names) > 1 else []

@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import CovStructure
+from .base import OneCorrelation
 from .lkj import cholesky_rows
 
 __all__ = ["CompoundSymmetry", "COMPOUND_SYMMETRY"]
 
 
-class CompoundSymmetry(CovStructure):
+class CompoundSymmetry(OneCorrelation):
     name = "cs"
     title = "cs"
-
-    def n_corr(self, q: int) -> int:
-        return 1 if q > 1 else 0
 
     @staticmethod
     def _lo(q: int) -> float:
@@ -36,14 +33,6 @@ class CompoundSymmetry(CovStructure):
         r = self.rho(z[0], q)
         R = [[1.0 if i == j else r for j in range(q)] for i in range(q)]
         return cholesky_rows(R, ops)
-
-    def corr_values(self, R) -> np.ndarray:
-        R = np.asarray(R, dtype=float)
-        q = R.shape[0]
-        return np.array([R[1, 0]]) if q > 1 else np.zeros(0)
-
-    def corr_names(self, coef_names) -> list:
-        return ["rho"] if len(coef_names) > 1 else []
 
     def y_from_corr(self, R) -> np.ndarray:
         R = np.asarray(R, dtype=float)
