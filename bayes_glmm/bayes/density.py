@@ -797,8 +797,9 @@ class GlmmDensity:
                 idx = self.sd_index[t.ident]
                 z = np.asarray([z[int(np.flatnonzero(idx == k)[0])] for k in range(t.cov.n_sd(t.q))])
             x0[scale.sl] = 2.0 * z if scale.name.startswith("var_") else z
+        units = {a.name for a in self.fam.aux_params if a.response_units}
         for blk in self.aux:
-            if blk.name == "sigma":  # a residual SD: on the response's scale, whatever the link
+            if blk.name in units:  # a residual SD: on the response's scale, whatever the link
                 sy = float(np.std(np.asarray(self.spec.y, dtype=float)))
                 x0[blk.sl] = log_typical(sy if sy > 0 else 1.0)
         if self.data_rich:

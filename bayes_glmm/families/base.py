@@ -69,6 +69,10 @@ class AuxParam:
     nested_at : str
         The boundary value at which the family becomes one of its ``nested_families``, as
         ``bg.lrt`` prints it (``"1/theta = 0"``); empty: ``"<name> = 0"``.
+    response_units : bool
+        True for a scale in the response's units (a residual SD): the samplers start it at
+        ``sd(y)`` when that lies far from 1 (:data:`bayes_glmm.spec.scaling.SCALE_RANGE`), so
+        that the start does not depend on the units of y.
     """
 
     name: str
@@ -81,6 +85,7 @@ class AuxParam:
     prior_doc: str = ""
     r_note: str = ""
     nested_at: str = ""
+    response_units: bool = False
 
     def ml_start(self, m: float, v: float) -> float:
         """The clipped ML starting value from the response's weighted mean and variance."""

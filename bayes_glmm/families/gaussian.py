@@ -13,6 +13,7 @@ SIGMA = AuxParam(
     start=lambda m, v: float(np.sqrt(max(v, 1e-300))),
     start_range=(1e-8, np.inf),
     prior_doc="Exponential(1 / sd(y)): mean sd(y), the spread of y itself",
+    response_units=True,
 )
 
 
