@@ -102,6 +102,16 @@ CASES = {
     "beta-probit-uncorr": ("beta", "probit", "y ~ x + (x || g)", {}),
     "beta-cloglog-halfnormal-prior": ("beta", "cloglog", "y ~ x + (1 | g)",
                                       {"priors": {"phi": Prior("HalfNormal", sigma=20.0)}}),
+    # beta-binomial (issue 18): binomial data, cbind and trials=, a phi prior
+    "betabinomial-cbind-slope": ("binomial", None, "cbind(y, n - y) ~ x + (x | g)", {"family": "betabinomial"}),
+    "betabinomial-probit-trials": ("binomial", "probit", "y ~ x + z + (1 | g)",
+                                   {"family": "betabinomial", "trials": "n", "weights": "w",
+                                    "priors": {"phi": Prior("Gamma", alpha=2.0, beta=0.2)}}),
+    # Student-t (issue 18): sigma and df, a correlated slope; weights and a df prior
+    "student_t-slope": ("gaussian", None, "y ~ x + (x | g)", {"family": "student_t"}),
+    "student_t-weights-df-prior": ("gaussian", None, "y ~ x + z + (1 | g)",
+                                   {"family": "student_t", "weights": "w",
+                                    "priors": {"df": Prior("Gamma", alpha=3.0, beta=0.2)}}),
     "zip-slope": ("zi-count", None, "y ~ x + (1 | g)", {"zi": "~ z", "family": "poisson"}),
     "zinb-offset-weights": ("zi-count", None, "y ~ x + offset(log(t)) + (1 | g)",
                             {"zi": "~ x + z", "family": "negbinomial", "weights": "w",

@@ -102,7 +102,7 @@ def _family_data(f, rng, n=60):
         return rng.beta(2.0, 3.0, n)
     if f.name == "bernoulli":
         return rng.integers(0, 2, n).astype(float)
-    if f.name == "binomial":
+    if f.needs_trials:  # binomial, betabinomial: successes of 5 trials
         return rng.integers(0, 6, n).astype(float)
     return rng.normal(size=n)
 
@@ -124,8 +124,9 @@ def test_eta_derivs_are_the_derivatives_of_loglik(fam, link):
     rng = np.random.default_rng(7)
     f = get_family(fam, link)
     y, eta = _family_data(f, rng), _eta(f, rng)
-    kw = dict(trials=np.full(y.size, 5.0) if fam == "binomial" else None,
-              sigma=1.3 if fam == "gaussian" else None, disp=2.7 if f.has_dispersion else None)
+    kw = dict(trials=np.full(y.size, 5.0) if f.needs_trials else None,
+              sigma=1.3 if f.has_sigma else None, disp=2.7 if f.has_dispersion else None,
+              df=4.5 if "df" in f.aux_names else None)
     h = 1e-5
     ll = lambda e: f.loglik(y, e, **kw)  # noqa: E731
     d1n = (ll(eta + h) - ll(eta - h)) / (2 * h)

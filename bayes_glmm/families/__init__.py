@@ -30,6 +30,7 @@ from ..ops.numpy_ops import NUMPY_OPS, softplus_and_expit
 from .base import AuxParam, Family
 from .bernoulli import Bernoulli
 from .beta import Beta
+from .betabinomial import BetaBinomial
 from .binomial import Binomial
 from .gamma import Gamma
 from .gaussian import Gaussian
@@ -37,6 +38,7 @@ from .links import LINKS, Link
 from .nbinom1 import NBinom1
 from .negbinomial import NegBinomial
 from .poisson import Poisson
+from .student_t import StudentT
 from .table import docs_table as _docs_table
 from .zi import zi_eta_derivs, zi_loglik
 
@@ -163,5 +165,5 @@ def get_family(family: str | Family = "gaussian", link: str | None = None) -> Fa
 
 
 #: the registry: one line per family (its module is the rest)
-for _cls in (Gaussian, Bernoulli, Binomial, Poisson, NegBinomial, NBinom1, Gamma, Beta):
+for _cls in (Gaussian, Bernoulli, Binomial, Poisson, NegBinomial, NBinom1, Gamma, Beta, StudentT, BetaBinomial):
     register_family(_cls)
