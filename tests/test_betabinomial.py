@@ -1,0 +1,111 @@
+"""The beta-binomial family (issue 18) against glmmTMB 1.1.5 and on both paths.
+
+The reference fits come from ``tests/reference/make_reference_betabinomial.R`` (lme4's cbpp and
+simulated overdispersed binomial data with a random slope); the tests only read its CSV and JSON.
+"""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import bayes_glmm as bg
+from bayes_glmm.families import get_family
+
+REF_DIR = Path(__file__).parent / "reference"
+REF = json.loads((REF_DIR / "betabinomial_reference.json").read_text())
+CASES = {
+    "cbpp": ("betabinomial_cbpp.csv", "cbind(incidence, size - incidence) ~ period + (1 | herd)"),
+    "slope": ("betabinomial_slope.csv", "cbind(y, n - y) ~ x + (1 + x | g)"),
+}
+
+
+def _data(case):
+    return pd.read_csv(REF_DIR / CASES[case][0], dtype={"period": str, "herd": str, "g": str})
+
+
+def _model(case):
+    return bg.GLMM(CASES[case][1], _data(case), family="betabinomial")
+
+
+@pytest.fixture(scope="module", params=sorted(CASES))
+def fitted(request):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # cbpp's herd variance is ~0 (glmmTMB's too)
+        return request.param, _model(request.param).fit_ml()
+
+
+def test_density_is_scipys_betabinom():
+    f = get_family("betabinomial")
+    y, n, phi = np.arange(0, 8.0), np.full(8, 7.0), 3.2
+    mu = float(f.mean(0.3))
+    np.testing.assert_allclose(f.loglik(y, np.full(8, 0.3), trials=n, phi=phi),
+                               stats.betabinom.logpmf(y, 7, mu * phi, (1 - mu) * phi), rtol=1e-12)
+
+
+def test_draws_have_the_glmmtmb_mean_and_variance():
+    f = get_family("betabinomial")
+    eta, n, phi = np.full(200_000, 0.4), np.full(200_000, 9), 3.0
+    y = f.random(eta, np.random.default_rng(11), trials=n, phi=phi)
+    mu = float(f.mean(0.4))
+    assert y.mean() == pytest.approx(9 * mu, rel=0.01)
+    assert y.var() == pytest.approx(9 * mu * (1 - mu) * (1 + 8 / (phi + 1)), rel=0.03)
+
+
+def test_ml_matches_glmmtmb(fitted):
+    case, fit = fitted
+    ref = REF[case]
+    assert fit.loglik >= ref["loglik"] - 1e-5
+    assert fit.loglik - ref["loglik"] < 1e-3  # the same optimum, not another model
+    names = list(ref["fixef"])
+    dz = (fit.fixef[names].to_numpy() - np.array([ref["fixef"][k] for k in names])) \
+        / np.array([ref["fixef_se"][k] for k in names])
+    assert np.max(np.abs(dz)) < 0.01, dz
+    np.testing.assert_allclose(fit.se[names].to_numpy(), [ref["fixef_se"][k] for k in names], rtol=1e-2)
+    assert float(fit.dispersion["phi"]) == pytest.approx(ref["phi"], rel=1e-3)
+    tab = fit.dispersion_table()
+    assert float(tab.loc["phi", "SE(log)"]) == pytest.approx(ref["log_phi_se"], rel=2e-2)
+
+
+def test_agq_on_the_scalar_term():
+    m = _model("cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        lap, agq = m.fit_ml(), m.fit_ml(n_agq=9)
+    # the herd variance is ~0 (glmmTMB's too), where AGQ and Laplace coincide
+    assert np.isfinite(agq.loglik) and agq.loglik == pytest.approx(lap.loglik, abs=1e-3)
+    assert float(agq.dispersion["phi"]) == pytest.approx(REF["cbpp"]["phi"], rel=1e-2)
+
+
+def test_simulate_and_predict(fitted):
+    case, fit = fitted
+    d = _data(case)
+    n = d["size"] if case == "cbpp" else d["n"]
+    sims = fit.simulate(n=3, random_seed=1)
+    assert sims.shape == (len(d), 3)
+    assert np.all((sims.to_numpy() >= 0) & (sims.to_numpy() <= n.to_numpy()[:, None]))
+    # the expected successes n mu, as binomial's
+    p = np.asarray(fit.predict(kind="response"))
+    mu = 1.0 / (1.0 + np.exp(-np.asarray(fit.predict(kind="link"))))
+    np.testing.assert_allclose(p, n.to_numpy() * mu, rtol=1e-12)
+
+
+def test_short_native_sample():
+    m = _model("slope")
+    r = m.sample(draws=100, tune=150, chains=2, sampler="native", random_seed=3, progressbar=False, check=False)
+    post = r.idata.posterior
+    assert {"phi", "sd_g"} <= set(post.data_vars)
+    assert np.all(np.asarray(post["phi"]) > 0)
+    assert float(post["phi"].mean()) == pytest.approx(REF["slope"]["phi"], rel=0.5)
+    assert list(r.dispersion.index) == ["phi"]
+
+
+def test_response_checks_name_the_fix():
+    f = get_family("betabinomial")
+    with pytest.raises(ValueError, match="needs trials.*cbind"):
+        f.check_response(np.array([1.0]), None, "s")
+    with pytest.raises(ValueError, match="exceed trials"):
+        f.check_response(np.array([3.0, 1.0]), np.array([2.0, 4.0]), "s")
