@@ -23,7 +23,7 @@ PHI = AuxParam(
     start_range=(0.05, 1e6),
     prior_doc="InverseGamma(0.5, 2) as beta's phi: 1/sqrt(phi) ~ HalfNormal(0.5), the SD of a "
               "row's success probability relative to a Bernoulli's",
-    r_note="glmmTMB's `sigma` (its dispersion parameter)",
+    r_note="glmmTMB's `sigma`",
     nested_at="1/phi = 0",
 )
 
