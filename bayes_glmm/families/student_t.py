@@ -21,9 +21,10 @@ SIGMA = AuxParam(
     start_range=(1e-8, np.inf),
     prior_doc="Exponential(1 / sd(y)): mean sd(y), as gaussian's sigma",
     r_note="glmmTMB's `sigma`",
+    response_units=True,
 )
 DF = AuxParam(
-    "df", "degrees of freedom (heavier tails when small)",
+    "df", "degrees of freedom",
     default_prior=lambda sc: ("Gamma", {"alpha": 2.0, "beta": 0.1}),
     # a moderate start: the likelihood in df is flat for large df, and df < 1 lies far out in the tails
     start=lambda m, v: 10.0,
