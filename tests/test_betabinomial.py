@@ -109,3 +109,17 @@ def test_response_checks_name_the_fix():
         f.check_response(np.array([1.0]), None, "s")
     with pytest.raises(ValueError, match="exceed trials"):
         f.check_response(np.array([3.0, 1.0]), np.array([2.0, 4.0]), "s")
+
+
+def test_lrt_against_the_binomial_is_a_boundary_test():
+    """binomial is betabinomial at 1/phi = 0: bg.lrt tests it with the 50:50 chi-square mixture."""
+    d = _data("cbpp")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        small = bg.GLMM(CASES["cbpp"][1], d, family="binomial").fit_ml()
+        big = bg.GLMM(CASES["cbpp"][1], d, family="betabinomial").fit_ml()
+    res = bg.lrt(small, big)
+    chisq = 2.0 * (big.loglik - small.loglik)
+    assert res.df == 1 and res.chisq == pytest.approx(chisq, rel=1e-9)
+    assert res.reference == "0.5 chi2_0 + 0.5 chi2_1"
+    assert res.p_value == pytest.approx(0.5 * stats.chi2.sf(chisq, 1), rel=1e-6)
