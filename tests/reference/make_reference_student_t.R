@@ -2,9 +2,8 @@
 #
 # Run from the repository root:
 #     Rscript tests/reference/make_reference_student_t.R
-# Writes tests/reference/student_t_intercept.csv, tests/reference/student_t_slope.csv (the
-# simulated data, exactly as fitted) and tests/reference/student_t_reference.json (the fits and
-# the package versions).  The tests only read these files, so they never need R.
+# Writes tests/reference/student_t_{intercept,slope,log}.csv (the simulated data, exactly as
+# fitted) and tests/reference/student_t_reference.json (the fits and the package versions).  The tests only read these files, so they never need R.
 #
 # Conventions (so that Python fits the identical model):
 #   * glmmTMB(family = t_family()), ML, Laplace, default optimizer and control.  In glmmTMB
@@ -33,15 +32,16 @@ simulate_t <- function(seed, n_groups, n_per, slope) {
   data.frame(y = round(y, 8), x = x, g = sprintf("g%02d", g))
 }
 
-fit_one <- function(formula, d) {
+fit_one <- function(formula, d, link = "identity") {
   d$g <- factor(d$g, levels = sort(unique(d$g), method = "radix"))
-  m <- glmmTMB(formula, data = d, family = t_family())
+  m <- glmmTMB(formula, data = d, family = t_family(link = link))
   stopifnot(m$fit$convergence == 0)
   sdr <- m$sdr
   est <- summary(sdr, "fixed")
   ll <- logLik(m)
   list(
     formula = deparse(formula),
+    link = link,
     loglik = as.numeric(ll),
     npar = attr(ll, "df"),
     fixef = as.list(fixef(m)$cond),
@@ -60,10 +60,18 @@ d_int <- simulate_t(20261207, 40, 12, slope = FALSE)
 d_slope <- simulate_t(20261208, 40, 15, slope = TRUE)
 write.csv(d_int, "tests/reference/student_t_intercept.csv", row.names = FALSE)
 write.csv(d_slope, "tests/reference/student_t_slope.csv", row.names = FALSE)
+# log link: y = exp(1 + 0.3 x + b_g) + 0.5 t_5 (positive means, t errors)
+set.seed(20261209)
+g <- rep(1:30, each = 15)
+x <- round(rnorm(450), 6)
+d_log <- data.frame(y = round(exp(1 + 0.3 * x + rnorm(30, 0, 0.3)[g]) + 0.5 * rt(450, df = 5), 8),
+                    x = x, g = sprintf("g%02d", g))
+write.csv(d_log, "tests/reference/student_t_log.csv", row.names = FALSE)
 
 ref <- list(
   intercept = fit_one(y ~ x + (1 | g), d_int),
   slope = fit_one(y ~ x + (1 + x | g), d_slope),
+  log = fit_one(y ~ x + (1 | g), d_log, link = "log"),
   truth = list(`(Intercept)` = 1, x = 0.5, sigma = 0.6, df = 4),
   r_version = R.version.string,
   glmmTMB_version = as.character(packageVersion("glmmTMB")),
