@@ -221,16 +221,22 @@ class BayesResults(FitResults):
         for t in self.spec.terms:
             k = t.ident
             sd = np.asarray(post[f"sd_{k}"]).reshape(beta.shape[:2] + (t.q,))
-            for j, nm in enumerate(t.coef_names):
-                out[f"sd_{k}[{nm}]"] = sd[:, :, j]
-            if f"corr_{k}" in post:
+            idx, n_sd = np.asarray(t.cov.sd_index(t.q)), t.cov.n_sd(t.q)
+            if n_sd < t.q:  # SDs shared by coefficients (ar1): one row per SD, as glmmTMB prints
+                labels = t.cov.theta_names(list(t.coef_names))[:n_sd]
+                for m, nm in enumerate(labels):
+                    out[f"sd_{k}[{nm}]"] = sd[:, :, int(np.flatnonzero(idx == m)[0])]
+            else:
+                for j, nm in enumerate(t.coef_names):
+                    out[f"sd_{k}[{nm}]"] = sd[:, :, j]
+            if f"rho_{k}" in post:  # a structured term's own parameters (ar1/cs: rho; toep: lags),
+                r = post[f"rho_{k}"]  # not the pairs they imply
+                for m, nm in enumerate(r[f"{k}_rho"].values):
+                    out[f"rho_{k}[{nm}]"] = np.asarray(r)[:, :, m]
+            elif f"corr_{k}" in post:
                 c = np.asarray(post[f"corr_{k}"])
                 for m, (j, i) in enumerate(corr_pairs(t.q)):
                     out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, m]
-            if f"rho_{k}" in post:  # a structured term's own parameters (ar1/cs: rho; toep: lags)
-                r = post[f"rho_{k}"]
-                for m, nm in enumerate(r[f"{k}_rho"].values):
-                    out[f"rho_{k}[{nm}]"] = np.asarray(r)[:, :, m]
         for a in self.spec.family.aux_params:
             out[a.name] = np.asarray(post[a.name])
         if self.spec.has_zi:

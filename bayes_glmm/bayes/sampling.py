@@ -133,9 +133,19 @@ def summary_var_names(posterior, aux_names=None) -> list:
     group or anything with the variable names as keys).
 
     ``aux_names``: the family's auxiliary parameters (``family.aux_names``); default, those of
-    every registered family (a raw PyMC model's ``sigma``, say).
+    every registered family (a raw PyMC model's ``sigma``, say).  A structured term is checked
+    on its own parameters: ``sdpar_<g>`` for SDs shared by its coefficients (ar1: one, not q
+    equal copies) and ``rho_<g>`` for its correlation parameters (not every pair they imply).
     """
-    names = [v for v in posterior if v == "beta" or str(v).startswith(("sd_", "corr_"))]
+    names = []
+    for v in posterior:
+        s = str(v)
+        if s == "beta":
+            names.append(v)
+        elif s.startswith("sd_"):
+            names.append("sdpar_" + s[3:] if "sdpar_" + s[3:] in posterior else v)
+        elif s.startswith("corr_"):
+            names.append("rho_" + s[5:] if "rho_" + s[5:] in posterior else v)
     if aux_names is None:
         aux_names = dict.fromkeys(a.name for cls in REGISTRY.values() for a in cls.aux_params)
     names += [v for v in aux_names if v in posterior]
