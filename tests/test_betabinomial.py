@@ -123,3 +123,18 @@ def test_lrt_against_the_binomial_is_a_boundary_test():
     assert res.df == 1 and res.chisq == pytest.approx(chisq, rel=1e-9)
     assert res.reference == "0.5 chi2_0 + 0.5 chi2_1"
     assert res.p_value == pytest.approx(0.5 * stats.chi2.sf(chisq, 1), rel=1e-6)
+
+
+def test_pearson_residuals_use_the_beta_binomial_variance():
+    """residuals(kind="pearson") divides by the n-trial beta-binomial SD, whose overdispersion
+    grows with n (not n times the per-trial variance)."""
+    import bayes_glmm as bg
+
+    cbpp = bg.datasets.load("cbpp")
+    fit = bg.GLMM("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
+                  family="betabinomial").fit_ml()
+    n = np.asarray(fit.spec.trials, dtype=float)
+    mu = np.asarray(fit.spec.family.mean(fit.predict(kind="link")), dtype=float)
+    phi = float(fit.fit.aux["phi"])
+    sd = np.sqrt(n * mu * (1 - mu) * (1 + (n - 1) / (phi + 1)))
+    np.testing.assert_allclose(fit.residuals("pearson"), fit.residuals("response") / sd, rtol=1e-12)

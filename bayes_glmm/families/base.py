@@ -281,6 +281,15 @@ class Family:
     def _variance(self, mu, ops, **aux):
         raise NotImplementedError
 
+    def response_variance(self, mu, n_trials=1.0, **aux):
+        """Var(y | b) of a row's response (NumPy): ``n V(mu)`` (successes out of ``n`` trials),
+        times ``sigma^2`` for a family with a residual scale.  A family whose variance does not
+        scale with the trials (the beta-binomial's overdispersion grows with n) overrides it."""
+        v = np.asarray(self.variance(mu, **aux), dtype=float)
+        if self.has_sigma:  # a family's variance function leaves its residual scale sigma^2 out
+            v = v * float(self.aux_values(aux)["sigma"]) ** 2
+        return n_trials * v
+
     def variance_mu_deriv(self, mu):
         """dV/dmu (NumPy): with a canonical link the IRLS weight is ``n V(mu)`` and its eta
         derivative ``n V(mu) dV/dmu`` (AGQ's analytic gradient)."""

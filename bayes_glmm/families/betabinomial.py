@@ -51,6 +51,12 @@ class BetaBinomial(Binomial):
         # when phi is not yet set; the n-trial variance is the module's formula
         return mu * (1.0 - mu)
 
+    def response_variance(self, mu, n_trials=1.0, **aux):
+        """``n mu (1 - mu) (1 + (n - 1) / (phi + 1))``: overdispersion grows with the trials."""
+        phi = float(self.aux_values(aux)["phi"])
+        n = np.asarray(n_trials, dtype=float)
+        return n * mu * (1.0 - mu) * (1.0 + (n - 1.0) / (phi + 1.0))
+
     def _random(self, mu, rng, *, trials=None, phi):
         n = np.broadcast_to(np.asarray(trials, dtype=np.int64), np.shape(mu))
         ph = np.asarray(phi, dtype=float)

@@ -372,10 +372,7 @@ class MLResults(FitResults):
             m, var = mu, np.full_like(mu, float(self.fit.sigma) ** 2)
         else:
             aux = self.fit.aux or {}
-            v = np.asarray(fam.variance(mu, **aux), float)
-            if fam.has_sigma:  # a family's variance function leaves its residual scale sigma^2 out
-                v = v * float(aux["sigma"]) ** 2
-            m, var = n * mu, n * v
+            m, var = n * mu, np.asarray(fam.response_variance(mu, n, **aux), dtype=float)
             if spec.has_zi:
                 from scipy.special import expit
                 pi = expit(self._zi_eta(self._design(None)))
