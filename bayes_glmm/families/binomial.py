@@ -32,18 +32,18 @@ class Binomial(BinaryFamily):
     def _check_response(self, y, trials, name):
         if trials is None:
             raise ValueError(
-                f"binomial response {name!r} needs trials: write cbind(successes, failures) on the left "
+                f"{self.name} response {name!r} needs trials: write cbind(successes, failures) on the left "
                 f"of the formula or pass trials='column'."
             )
         trials = np.asarray(trials, dtype=float)
         if np.any(y < 0) or np.any(y != np.round(y)):
-            raise ValueError(f"binomial successes {name!r} must be non-negative integers")
+            raise ValueError(f"{self.name} successes {name!r} must be non-negative integers")
         if np.any(trials != np.round(trials)) or np.any(trials < 0):
-            raise ValueError(f"binomial trials for {name!r} must be non-negative integers")
+            raise ValueError(f"{self.name} trials for {name!r} must be non-negative integers")
         over = y > trials
         if over.any():
             i = int(np.flatnonzero(over)[0])
             raise ValueError(
-                f"binomial successes exceed trials in {int(over.sum())} row(s) of {name!r} "
+                f"{self.name} successes exceed trials in {int(over.sum())} row(s) of {name!r} "
                 f"(first: row {i}, {y[i]:g} successes of {trials[i]:g}); check the trials column"
             )
