@@ -62,6 +62,8 @@ class Case:
         nested: g, s within g).
     disp : float or None
         True dispersion (``sigma``, ``theta``, ``phi`` or ``shape``).
+    df : float or None
+        True degrees of freedom of a Student-t response.
     priors : dict
         Every prior key of the model.
     n_groups, n_per : int
@@ -87,6 +89,7 @@ class Case:
     sds: tuple
     priors: dict
     disp: float | None = None
+    df: float | None = None
     n_groups: int = 25
     n_per: int = 12
     zi: str | None = None
@@ -213,6 +216,24 @@ CASES: dict[str, Case] = {c.name: c for c in [
          priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": P("InverseGamma", alpha=3, beta=1),
                  "phi": P("Gamma", alpha=2, beta=0.1)},
          weights=True, seed=803),
+    # --- student_t (sigma and df: two auxiliary parameters) ------------------------------
+    Case("student_t_identity_corr2", "student_t", "identity", "corr2", (1.0, 0.5), (0.8, 0.4), disp=0.6,
+         df=4.0, priors={"Intercept": _N(0, 5), "x": _N(0, 2), "sd_g": _HN(2), "corr_g": P("LKJ", eta=2),
+                         "sigma": P("Exponential", lam=1.0), "df": P("Gamma", alpha=2, beta=0.1)},
+         seed=901),
+    Case("student_t_log_scalar_offset", "student_t", "log", "scalar", (1.0, 0.3), (0.8,), disp=0.5,
+         df=6.0, priors={"Intercept": _N(0, 3), "x": _N(0, 1), "sd_g": _HN(1),
+                         "sigma": P("Exponential", lam=1.0), "df": P("Gamma", alpha=2, beta=0.1)},
+         offset=True, n_per=20, seed=902),
+    # --- betabinomial ----------------------------------------------------------------------
+    Case("betabinomial_logit_scalar_cbind", "betabinomial", "logit", "scalar", (-0.3, 0.6), (0.7,),
+         disp=8.0, priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN(1),
+                           "phi": P("Gamma", alpha=2, beta=0.1)},
+         trials="cbind", seed=1001),
+    Case("betabinomial_logit_uncorr_trials", "betabinomial", "logit", "uncorr", (-0.8, 0.4), (0.7, 0.5),
+         disp=12.0, priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN(1),
+                            "phi": P("Gamma", alpha=2, beta=0.1)},
+         trials="column", weights=True, seed=1002),
 ]}
 
 
@@ -281,9 +302,10 @@ def simulate(case: Case) -> pd.DataFrame:
         y = np.round(rng.normal(mu, d), 6)
     elif fam == "bernoulli":
         y = (rng.random(n) < mu).astype(int)
-    elif fam == "binomial":
+    elif fam in ("binomial", "betabinomial"):
         trials = rng.integers(1, 11, n)
-        y = rng.binomial(trials, mu)
+        p = mu if fam == "binomial" else rng.beta(mu * d, (1.0 - mu) * d)
+        y = rng.binomial(trials, p)
         if case.trials == "cbind":
             cols["f"] = trials - y
         else:
@@ -297,6 +319,8 @@ def simulate(case: Case) -> pd.DataFrame:
     elif fam == "gamma":
         y = np.round(rng.gamma(d, mu / d), 6)
         y = np.maximum(y, 1e-6)
+    elif fam == "student_t":
+        y = np.round(mu + d * rng.standard_t(case.df, n), 6)
     elif fam == "beta":
         y = np.clip(np.round(rng.beta(mu * d, (1.0 - mu) * d), 6), 1e-6, 1.0 - 1e-6)
     else:
