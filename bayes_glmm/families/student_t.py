@@ -7,22 +7,20 @@ family becomes gaussian (``nested_families``).
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
 from .base import AuxParam, Family
+from .gaussian import SIGMA as GAUSSIAN_SIGMA
 
 __all__ = ["StudentT"]
 
-SIGMA = AuxParam(
-    "sigma", "scale of the t distribution (the residual SD as df -> infinity)",
-    default_prior=lambda sc: ("Exponential", {"lam": 1.0 / sc["y_sd"]}),
-    start=lambda m, v: float(np.sqrt(max(v, 1e-300))),
-    start_range=(1e-8, np.inf),
-    prior_doc="Exponential(1 / sd(y)): mean sd(y), as gaussian's sigma",
-    r_note="glmmTMB's `sigma`",
-    response_units=True,
-)
+#: gaussian's sigma (the same default prior, start and bounds: the t's scale is the residual SD as
+#: df -> infinity), described as the t's scale
+SIGMA = replace(GAUSSIAN_SIGMA, description="scale of the t distribution (the residual SD as df -> infinity)",
+                prior_doc="Exponential(1 / sd(y)): mean sd(y), as gaussian's sigma",
+                r_note="glmmTMB's `sigma`")
 DF = AuxParam(
     "df", "degrees of freedom",
     default_prior=lambda sc: ("Gamma", {"alpha": 2.0, "beta": 0.1}),

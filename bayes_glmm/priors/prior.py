@@ -46,11 +46,11 @@ import numpy as np
 from ..spec.scaling import column_sds
 from ..spec.model_spec import ModelSpec, py_name
 from ..spec.validate import close_matches
+from ..families import REGISTRY
 from .kinds import KINDS, get_kind
 
 __all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
-           "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks",
-           "DISPERSION_KEYS"]
+           "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks"]
 
 #: distribution name -> (support, accepted parameter names), PyMC's names: a view of the
 #: registry :data:`~bayes_glmm.priors.kinds.KINDS`, where each kind is defined
@@ -221,7 +221,6 @@ def _defaults(spec: ModelSpec) -> dict:
 
 # ----------------------------------------------------------------------- dispersion, zero inflation
 #: dispersion prior keys of every family (the parameter's own name; ``sigma`` for gaussian)
-DISPERSION_KEYS = ("sigma", "theta", "phi", "shape")
 
 
 def dispersion_default(spec: ModelSpec) -> Prior:
@@ -300,7 +299,10 @@ def zi_slope_blocks(spec: ModelSpec, priors: dict) -> list:
 
 def _dispersion_hint(unknown, spec: ModelSpec) -> str:
     """A hint for a dispersion key of another family (``theta`` on a gamma model, ...)."""
-    wrong = [k for k in unknown if k in DISPERSION_KEYS]
+    # a key that names some registered family's auxiliary parameter, given to a model whose
+    # family has another (theta for a gaussian model)
+    aux_keys = {a.name for cls in REGISTRY.values() for a in cls.aux_params}
+    wrong = [k for k in unknown if k in aux_keys]
     if not wrong:
         return ""
     own = spec.family.dispersion_name
@@ -308,8 +310,7 @@ def _dispersion_hint(unknown, spec: ModelSpec) -> str:
     return f" ({', '.join(map(repr, wrong))}: family {spec.family.name!r} -- {has})"
 
 
-_SUPPORT_FOR = {"Intercept": "real", "beta": "real", "sigma": "positive", "theta": "positive",
-                "phi": "positive", "shape": "positive"}
+_SUPPORT_FOR = {"Intercept": "real", "beta": "real"}
 
 
 def _needed_support(key: str, spec: ModelSpec) -> str:
