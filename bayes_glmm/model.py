@@ -71,6 +71,10 @@ class GLMM:
         Zero inflation (count families): a one-sided fixed-effects formula for the logit of
         the structural-zero probability, as glmmTMB's ``ziformula`` (``"~ x"``; ``"~1"`` for a
         constant).
+    hu : str, optional
+        The hurdle families (``hurdle_poisson``, ``hurdle_negbinomial``): a one-sided
+        fixed-effects formula for the logit of P(y = 0), as glmmTMB's ``ziformula`` with a
+        truncated family and brms's ``hu ~``; default ``"~1"``.
 
     Examples
     --------
@@ -93,13 +97,15 @@ class GLMM:
         priors: Mapping[str, Any] | None = None,
         centered: bool | str | Mapping[str, bool | str] = "auto",
         zi: str | None = None,
+        hu: str | None = None,
     ):
         validate.check_glmm_args(formula, family, link, priors=priors, centered=centered)  # by name, early
         from .spec.design import build_spec  # formula -> design -> spec
 
         self.family = get_family(family, link)
-        self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights, zi=zi)
+        self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights, zi=zi, hu=hu)
         self.zi = zi
+        self.hu = hu
         self.formula = formula
         self.priors = dict(priors or {})
         self.centered = centered

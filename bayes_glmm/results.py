@@ -143,15 +143,22 @@ class FitResults:
         """Zero-inflation linear predictor for ``design`` (None without zero inflation)."""
         return None
 
-    def _to_scale(self, eta, design: NewDesign, kind: str, zi_eta=None):
+    def _zero_part_aux(self, idx=None) -> dict:
+        """The auxiliary parameters E[y] of a model with a zero part needs (a hurdle's
+        truncation), broadcastable against (draws, rows) or (rows,)."""
+        return {}
+
+    def _to_scale(self, eta, design: NewDesign, kind: str, zi_eta=None, aux=None):
         # kind="link" is the conditional model's eta; "mean" and "response" are E[y], which
-        # for a zero-inflated model is (1 - pi) mu with pi = expit(zi_eta)
+        # for a zero-inflated model is (1 - pi) mu with pi = expit(zi_eta), for a hurdle model
+        # (1 - pi) mu / (1 - f(0; mu)) (the family's zero_part_moments)
         if kind == "link":
             return eta
         mu = self.spec.family.mean(eta)
         if zi_eta is not None:
             from scipy.special import expit
-            mu = mu * expit(-np.asarray(zi_eta, dtype=float))
+            mu = self.spec.family.zero_part_moments(mu, None, expit(np.asarray(zi_eta, dtype=float)),
+                                                    **(aux or {}))[0]
         if kind == "response" and self.spec.family.needs_trials and design.trials is not None:
             return mu * design.trials
         return mu
@@ -182,7 +189,7 @@ class FitResults:
         beta, b_terms, covs, _ = self._point_params()
         eta = linear_predictor(self.spec, design, beta, b_terms, covs, new_levels,
                                np.random.default_rng(random_seed), include_random=re_form is not None)
-        return self._to_scale(eta, design, kind, self._zi_eta(design))
+        return self._to_scale(eta, design, kind, self._zi_eta(design), aux=self._zero_part_aux())
 
     def _repr_text(self) -> str:
         return f"{type(self).__name__} ({self.method})\n" + self.summary().to_string()

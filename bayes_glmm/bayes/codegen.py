@@ -369,9 +369,7 @@ class RowProgram:
             kw["trials"] = n
         ll = em.lift(family.loglik(y, eta, ops=C_OPS, **kw))
         if zi:
-            from ..families import zi_loglik
-
-            ll = em.lift(zi_loglik(ll, y, em.var("ez", 1 + na), ops=C_OPS))
+            ll = em.lift(family.zero_part_loglik(ll, y, em.var("ez", 1 + na), ops=C_OPS))
         self.pre = "\n".join("    " + ln for ln in em.pre)  # once per gradient
         #: the names those statements define (the row code reads them)
         self.pre_names = [ln.split()[2] for ln in em.pre]

@@ -37,7 +37,6 @@ import numpy as np
 from scipy import sparse
 
 from ..spec.centering import AUTO_THRESHOLD, informativeness, level_scales, row_information
-from ..families import zi_loglik
 from ..ml.pirls import make_response
 from ..priors import default_scales, get_kind, slope_blocks, zi_key, zi_slope_blocks
 from ..spec.scaling import SCALE_RANGE, column_sds
@@ -631,7 +630,7 @@ class GlmmDensity:
         ll = fam.loglik(y, seed(eta, 0, nd), ops=ND_OPS, **kw)
         if self.zi_blocks:
             ez = self.Xzc @ x[self.zi_idx]
-            ll = zi_loglik(ll, y, seed(ez, nd - 1, nd), ops=ND_OPS)
+            ll = fam.zero_part_loglik(ll, y, seed(ez, nd - 1, nd), ops=ND_OPS)
             grad[self.zi_idx] += self.XzcT @ (pw * deriv(ll, nd - 1, eta))
         for i, (blk, (v, ag)) in enumerate(zip(self.aux, vals)):
             d = float(pw @ deriv(ll, 1 + i, eta))

@@ -67,7 +67,6 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..spec.centering import level_scales, row_information
-from ..families import zi_loglik
 from ..priors import slope_blocks, zi_key, zi_slope_blocks
 from ..spec.model_spec import ModelSpec
 from ..covariance import corr_pairs
@@ -253,7 +252,7 @@ def _observed(spec: ModelSpec, eta, aux: dict, eta_zi=None):
         kw, ez = split(rest)
         ll = fam.loglik(value, eta_, trials=trials, ops=PT_OPS, **kw)
         if ez is not None:
-            ll = zi_loglik(ll, value, ez, PT_OPS)
+            ll = fam.zero_part_loglik(ll, value, ez, PT_OPS)
         return ll if unit else ll * w
 
     def random(eta_, *rest, rng=None, size=None):

@@ -26,7 +26,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..covariance import corr_pairs
-from ..families import zi_loglik
 from ..spec.model_spec import ModelSpec
 
 __all__ = ["posterior_names", "structure_terms", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
@@ -159,7 +158,7 @@ def pointwise_loglik(spec: ModelSpec, post, rows_loglik=None) -> np.ndarray:
         y = np.asarray(spec.y)[None, :]
         ll = spec.family.loglik(y, eta, trials=spec.trials, **aux)
         if ez is not None:
-            ll = zi_loglik(ll, y, ez)
+            ll = spec.family.zero_part_loglik(ll, y, ez)
     w = np.asarray(spec.weights)
     return ll if np.all(w == 1.0) else ll * w[None, :]
 

@@ -176,6 +176,10 @@ class BayesResults(FitResults):
         aux = self._draws["aux"]
         return pd.Series({k: float(v.mean()) for k, v in aux.items()}, name="dispersion", dtype=float)
 
+    def _zero_part_aux(self, idx=None) -> dict:
+        aux = self._draws["aux"]
+        return {k: (v if idx is None else v[idx])[:, None] for k, v in aux.items()}
+
     def _zi_eta(self, design, idx=None):
         """Zero-inflation linear predictor per posterior draw, (draws, rows), or None."""
         if not self.spec.has_zi:
@@ -349,7 +353,7 @@ class BayesResults(FitResults):
             idx = np.sort(rng.choice(S, size=int(n_draws), replace=False))
         design = self._design(newdata)
         eta = self._eta_draws(design, new_levels, rng, re_form is not None, idx)
-        out = self._to_scale(eta, design, kind, self._zi_eta(design, idx))
+        out = self._to_scale(eta, design, kind, self._zi_eta(design, idx), aux=self._zero_part_aux(idx))
         return out if return_draws else out.mean(axis=0)
 
     def posterior_predictive(self, random_seed=None):

@@ -18,9 +18,13 @@ Families
 ``nbinom1``   counts, variance mu (1 + phi) (glmmTMB's NB1); log link.
 ``gamma``     y > 0, variance mu^2 / shape; log (default), inverse or identity link.
 ``beta``      0 < y < 1, variance mu (1 - mu) / (1 + phi); logit (default), probit or cloglog.
+``hurdle_poisson``, ``hurdle_negbinomial`` counts with P(y = 0) = expit(eta_hu) (``hu=``) and a
+              zero-truncated Poisson / NB2 for y > 0; log link.
 
 Zero inflation (the count families) is a mixture with a structural zero of probability
 ``expit(eta_zi)``: :func:`zi_loglik` turns any conditional log-density into the zero-inflated one.
+A hurdle family's zero part (``hu=``) is the same second linear predictor combined by
+:func:`hurdle_loglik` (each family's :meth:`Family.zero_part_loglik` says which).
 """
 from __future__ import annotations
 
@@ -34,6 +38,9 @@ from .betabinomial import BetaBinomial
 from .binomial import Binomial
 from .gamma import Gamma
 from .gaussian import Gaussian
+from .hurdle import hurdle_eta_derivs, hurdle_loglik
+from .hurdle_negbinomial import HurdleNegBinomial
+from .hurdle_poisson import HurdlePoisson
 from .links import LINKS, Link
 from .nbinom1 import NBinom1
 from .negbinomial import NegBinomial
@@ -43,9 +50,9 @@ from .table import docs_table as _docs_table
 from .zi import zi_eta_derivs, zi_loglik
 
 __all__ = ["Link", "Family", "AuxParam", "get_family", "register_family", "unregister_family", "family_class",
-           "zi_families", "docs_table", "softplus_and_expit",
+           "zi_families", "zero_part_families", "docs_table", "softplus_and_expit",
            "NUMPY_OPS", "FAMILIES", "LINKS", "DISPERSION", "ZI_FAMILIES", "ALIASES", "REGISTRY",
-           "zi_loglik", "zi_eta_derivs"]
+           "zi_loglik", "zi_eta_derivs", "hurdle_loglik", "hurdle_eta_derivs"]
 
 #: name -> family class: one line per family
 REGISTRY: dict[str, type[Family]] = {}
@@ -116,6 +123,11 @@ def zi_families() -> tuple:
     return tuple(n for n, c in REGISTRY.items() if c.allows_zi)
 
 
+def zero_part_families(label: str) -> tuple:
+    """Names of the registered families whose zero part is ``label`` (``"hu"``: the hurdles)."""
+    return tuple(n for n, c in REGISTRY.items() if c.zero_label == label and (c.allows_zi or c.zero_default))
+
+
 def family_class(name: str) -> type[Family]:
     """The registered class of a family name or alias (case-insensitive).
 
@@ -165,5 +177,6 @@ def get_family(family: str | Family = "gaussian", link: str | None = None) -> Fa
 
 
 #: the registry: one line per family (its module is the rest)
-for _cls in (Gaussian, Bernoulli, Binomial, Poisson, NegBinomial, NBinom1, Gamma, Beta, StudentT, BetaBinomial):
+for _cls in (Gaussian, Bernoulli, Binomial, Poisson, NegBinomial, NBinom1, Gamma, Beta, StudentT, BetaBinomial,
+             HurdlePoisson, HurdleNegBinomial):
     register_family(_cls)

@@ -26,6 +26,7 @@ from scipy import special
 
 from ..ops.numpy_ops import NUMPY_OPS
 from .links import Link
+from .zi import zi_eta_derivs, zi_loglik
 
 __all__ = ["Family", "AuxParam", "LOG_2PI"]
 
@@ -123,6 +124,13 @@ class Family:
     needs_trials: ClassVar[bool] = False
     #: zero inflation (``zi=``) applies
     allows_zi: ClassVar[bool] = False
+    #: the label of the second (zero-part) linear predictor where users see it: the keyword of
+    #: ``GLMM`` (``zi=`` / ``hu=``), prior keys (``zi_Intercept``), summary rows, ``idata`` names
+    zero_label: ClassVar[str] = "zi"
+    #: the zero part's formula when the user gives none (``"~1"`` for a hurdle; None: no zero part)
+    zero_default: ClassVar[str | None] = None
+    #: what the zero part is, as summaries print it
+    zero_doc: ClassVar[str] = "zero inflation (logit of P(structural zero))"
     #: the link whose log-density has the fast form :meth:`loglik_canonical` (or the identity for
     #: gaussian): PIRLS's weights are then ``V(mu)`` and its score ``y - n mu``; None if none
     canonical_link: ClassVar[str | None] = None
@@ -339,6 +347,32 @@ class Family:
 
     def _random(self, mu, rng, *, trials=None, **aux):
         raise NotImplementedError
+
+    # --- the zero part (``zi=``, or a hurdle's ``hu=``) --------------------------------------
+    def zero_part_loglik(self, ll, y, eta_zero, ops: Any = NUMPY_OPS):
+        """The log-density with the zero part from :meth:`loglik`'s ``ll`` and the zero part's
+        linear predictor (any ``ops``): zero inflation (:func:`~bayes_glmm.families.zi_loglik`)
+        unless a family says otherwise (a hurdle)."""
+        return zi_loglik(ll, y, eta_zero, ops)
+
+    def zero_part_eta_derivs(self, ll, d1, w_obs, w_fisher, y, eta_zero):
+        """Eta derivatives of :meth:`zero_part_loglik` from :meth:`eta_derivs`' (NumPy)."""
+        return zi_eta_derivs(ll, d1, w_obs, w_fisher, y, eta_zero)
+
+    def zero_part_start(self, p_zero: float, m: float, aux: dict) -> float:
+        """The ML start of the zero part's probability (intercept) from the share of zeros
+        ``p_zero`` and the mean ``m`` of y: the excess of zeros over the count model's own
+        share at the mean count (zero inflation)."""
+        e_zero = float(np.exp(self.loglik(0.0, self.link.link(max(m, 1e-12)), **aux)))
+        return float(np.clip((p_zero - e_zero) / max(1.0 - e_zero, 1e-12), 0.02, 0.9))
+
+    def zero_part_moments(self, mu, var, pi, **aux):
+        """(E y, Var y) with the zero part's probability ``pi`` from the conditional mean ``mu``
+        and variance ``var`` (None: the mean only): zero inflation's ``(1 - pi) mu``."""
+        m = (1.0 - pi) * mu
+        if var is None:
+            return m, None
+        return m, (1.0 - pi) * (var + mu * mu) - m * m
 
     # --- log-density ----------------------------------------------------------------------
     def loglik(self, y, eta, *, trials=None, ops: Any = NUMPY_OPS, **aux):

@@ -67,8 +67,7 @@ def start_aux(resp) -> np.ndarray:
     vals = aux_starts(fam, m, v)
     if resp.X_zi is not None:
         p_zero = float(np.sum(w * (y == 0)) / wsum)
-        e_zero = float(np.exp(fam.loglik(0.0, fam.link.link(max(m, 1e-12)), **vals)))
-        excess = float(np.clip((p_zero - e_zero) / max(1.0 - e_zero, 1e-12), 0.02, 0.9))
+        excess = fam.zero_part_start(p_zero, m, vals)  # the family's zero part: inflation or hurdle
         bz = np.zeros(resp.X_zi.shape[1])
         icpt = np.flatnonzero(np.all(resp.X_zi == 1.0, axis=0))
         if icpt.size:

@@ -20,7 +20,6 @@ from dataclasses import dataclass, replace
 import numpy as np
 from scipy.linalg import solve_triangular
 
-from ..families import zi_eta_derivs, zi_loglik
 from ..families.poisson import POISSON_STABLE_Y, poisson_centre, poisson_centred, poisson_centred_const  # noqa: F401 (re-exported)
 from . import linalg
 from .auxpar import aux_natural
@@ -196,7 +195,7 @@ def _general_loglik(resp, eta):
     ll = _cond_loglik(resp, eta)
     if resp.X_zi is not None:
         zi_eta = resp.zi_eta if np.ndim(eta) == 1 else resp.zi_eta[:, None]
-        ll = zi_loglik(ll, resp.y, zi_eta)
+        ll = resp.family.zero_part_loglik(ll, resp.y, zi_eta)
     return ll
 
 
@@ -206,7 +205,7 @@ def _general_derivs(resp, eta):
     d1, wo, wf = fam.eta_derivs(resp.y, eta, trials=resp.n_trials if fam.needs_trials else None,
                                 **(resp.aux_vals or {}))
     if resp.X_zi is not None:
-        d1, wo, wf = zi_eta_derivs(_cond_loglik(resp, eta), d1, wo, wf, resp.y, resp.zi_eta)
+        d1, wo, wf = fam.zero_part_eta_derivs(_cond_loglik(resp, eta), d1, wo, wf, resp.y, resp.zi_eta)
     return d1, wo, wf
 
 

@@ -345,6 +345,9 @@ class MLResults(FitResults):
                 rows[a.name] = [est, np.nan, se, est - z * se, est + z * se]
         return pd.DataFrame.from_dict(rows, orient="index", columns=cols)
 
+    def _zero_part_aux(self, idx=None) -> dict:
+        return dict(self.fit.aux or {})
+
     def _zi_eta(self, design):
         if not self.spec.has_zi:
             return None
@@ -376,8 +379,7 @@ class MLResults(FitResults):
             if spec.has_zi:
                 from scipy.special import expit
                 pi = expit(self._zi_eta(self._design(None)))
-                var = (1.0 - pi) * (var + m * m) - ((1.0 - pi) * m) ** 2
-                m = (1.0 - pi) * m
+                m, var = fam.zero_part_moments(m, var, pi, **aux)
         r = y - m
         if kind == "response":
             return r

@@ -23,7 +23,7 @@ from formulae.transforms import TRANSFORMS
 
 from . import validate
 from ..covariance import default_structure, get_structure
-from ..families import Family, zi_families
+from ..families import Family, zero_part_families, zi_families
 from .formula import (EXPR_FUNCTIONS, FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, ParsedFormula, allowed_function,
                       eval_expr, parse_formula, tokens)
 from .model_spec import ModelSpec, NewDesign, RandomTerm
@@ -382,38 +382,63 @@ class _NewDesignBuilder:
 
 
 # ----------------------------------------------------------------------------- entry point
-def _parse_zi(zi, family: Family):
-    """ParsedFormula of a one-sided zero-inflation formula such as ``"~ mined"``, or None."""
+def _zero_part_formula(zi, hu, family: Family):
+    """The zero part's formula and its keyword: ``zi=`` (zero inflation) or ``hu=`` (a hurdle),
+    as the family's :attr:`~bayes_glmm.families.Family.zero_label` says; a hurdle family without
+    one gets its :attr:`~bayes_glmm.families.Family.zero_default` (``"~1"``)."""
+    label = family.zero_label
+    if hu is not None and label != "hu":
+        hurdles = ", ".join(repr(f) for f in zero_part_families("hu"))
+        raise ValueError(f"hu={hu!r}: a hurdle applies to the hurdle families {hurdles}, not {family.name!r}; "
+                         f"change family (e.g. family={zero_part_families('hu')[0]!r}) or, for zero "
+                         f"inflation, pass zi= instead of hu=")
+    if zi is not None and label != "zi":
+        raise ValueError(f"zi={zi!r}: family {family.name!r} has a {label} part, not zero inflation; "
+                         f"pass {label}={zi!r} instead of zi= (its default is {label}={family.zero_default!r})")
+    if label != "zi":
+        return (hu if hu is not None else family.zero_default), label
+    return zi, label
+
+
+def _zero_part_what(arg: str) -> str:
+    """How messages name the zero part's formula."""
+    return "zero-inflation formula" if arg == "zi" else f"{arg}= formula"
+
+
+def _parse_zi(zi, family: Family, arg: str = "zi"):
+    """ParsedFormula of a one-sided zero-part formula such as ``"~ mined"`` (``zi=``, or ``hu=``
+    of a hurdle family: ``arg``), or None."""
     if zi is None:
         return None
+    what = "zero-inflation" if arg == "zi" else family.zero_doc.split(" (")[0]
     if not isinstance(zi, str):
-        raise ValueError(f"zi must be a one-sided formula string such as '~ x' or '~1'; got {zi!r}")
-    if not family.allows_zi:
+        raise ValueError(f"{arg} must be a one-sided formula string such as '~ x' or '~1'; got {zi!r}")
+    if arg == "zi" and not family.allows_zi:
         raise ValueError(f"zi={zi!r}: zero inflation applies to the count families "
                          f"{', '.join(repr(f) for f in zi_families())}, not {family.name!r}; "
                          f"drop zi= or change family")
     text = zi.strip()
     if not text.startswith("~"):
-        raise ValueError(f"zi={zi!r} must be one-sided, starting with '~' (e.g. zi='~ x'; zi='~1' for a "
-                         f"constant zero-inflation probability)")
+        raise ValueError(f"{arg}={zi!r} must be one-sided, starting with '~' (e.g. {arg}='~ x'; {arg}='~1' for a "
+                         f"constant {what} probability)")
     if "|" in text:
-        raise ValueError(f"zi={zi!r}: random effects in the zero-inflation formula are not supported yet; "
-                         f"use fixed effects only (e.g. zi='~ x')")
+        raise ValueError(f"{arg}={zi!r}: random effects in the {what} formula are not supported yet; "
+                         f"use fixed effects only (e.g. {arg}='~ x')")
     try:
         parsed = parse_formula("zi__ " + text)
     except ValueError as e:  # name zi= in the message, not the stand-in two-sided formula
         shown = repr("zi__ " + text)
-        raise ValueError(str(e).replace(f"of the fixed part of formula {shown}", f"of zi={zi!r}")
-                         .replace(f"formula {shown}", f"zi={zi!r}")) from None
+        raise ValueError(str(e).replace(f"of the fixed part of formula {shown}", f"of {arg}={zi!r}")
+                         .replace(f"formula {shown}", f"{arg}={zi!r}")) from None
     if parsed.offsets:
-        raise ValueError(f"zi={zi!r}: offset() in the zero-inflation formula is not supported; remove it")
+        raise ValueError(f"{arg}={zi!r}: offset() in the {what} formula is not supported; remove it")
     if not parsed.fixed_terms and not parsed.intercept:
-        raise ValueError(f"zi={zi!r} has no terms; use zi='~1' for a constant zero-inflation probability")
+        raise ValueError(f"{arg}={zi!r} has no terms; use {arg}='~1' for a constant {what} probability")
     return parsed
 
 
 def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, weights=None,
-               zi=None) -> ModelSpec:
+               zi=None, hu=None) -> ModelSpec:
     """Evaluate an lme4 formula on data.
 
     Parameters
@@ -429,6 +454,9 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
         Non-negative prior weights (column name or one value per row).
     zi : str, optional
         One-sided formula of the zero-inflation logit (``"~ x"``), count families only.
+    hu : str, optional
+        One-sided formula of the logit of P(y = 0) of a hurdle family (default ``"~1"``);
+        carried as the zero-inflation part is (``X_zi``, ``zi_names``, ``zi_formula``).
 
     Returns
     -------
@@ -443,7 +471,8 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     data = validate.as_dataframe(data)  # polars / pyarrow / dict -> a new pandas frame
     validate.check_trials_family(trials, family)
     parsed = parse_formula(formula)
-    zi_parsed = _parse_zi(zi, family)
+    zi, zi_arg = _zero_part_formula(zi, hu, family)
+    zi_parsed = _parse_zi(zi, family, zi_arg)
     cols = data.columns
     resp_text = ", ".join(parsed.cbind) if parsed.cbind is not None else parsed.response
     used = _columns_in(resp_text, cols, "response", formula)
@@ -458,7 +487,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
                                  + _suggest(g, cols))
         term_cols += lhs_cols + list(r.group_vars)
     if zi_parsed is not None:
-        term_cols += _columns_in(zi_parsed.fixed_rhs, cols, "zero-inflation formula", str(zi))
+        term_cols += _columns_in(zi_parsed.fixed_rhs, cols, _zero_part_what(zi_arg), str(zi))
     validate.check_unique_columns(data, used + fixed_cols + offset_cols + term_cols + [trials, weights])
     if not used:
         raise ValueError(f"the response {parsed.response_label!r} of formula {formula!r} uses no column of data; "
@@ -535,7 +564,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     X_zi, zi_enc = None, None
     if zi_parsed is not None:
         X_zi, zi_enc = _model_matrix(zi_parsed.fixed_rhs, bool(zi_parsed.fixed_terms), zi_parsed.intercept, fx,
-                                     "zero-inflation formula", str(zi))
+                                     _zero_part_what(zi_arg), str(zi))
     builder = _NewDesignBuilder(formula, required, fixed_enc, parsed.offsets, tuple(encoders),
                                 parsed.cbind, trials_col, zi_enc)
     return ModelSpec(formula=formula, family=family, response_name=parsed.response_label, y=y,
