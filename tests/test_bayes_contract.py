@@ -117,6 +117,9 @@ CASES = {
                             {"zi": "~ x + z", "family": "negbinomial", "weights": "w",
                              "priors": {"zi_x": Prior("StudentT", nu=3, mu=0, sigma=1),
                                         "zi_Intercept": Prior("Normal", mu=-1, sigma=1)}}),
+    "hurdle_poisson-slope": ("zi-count", None, "y ~ x + (x | g)", {"hu": "~ z", "family": "hurdle_poisson"}),
+    "hurdle_nb-offset-weights": ("zi-count", None, "y ~ x + offset(log(t)) + (1 | g)",
+                                 {"family": "hurdle_negbinomial", "weights": "w"}),
     "zinb1-intercept": ("zi-count", None, "y ~ x + (x | g)", {"zi": "~1", "family": "nbinom1"}),
     # hierarchical centring (issue 16): a (1 | g) term's levels c = Intercept + b ~ N(Intercept, sd)
     "poisson-hierarchical-offset": ("poisson", None, "y ~ x + offset(log(t)) + (1 | g)",
@@ -159,7 +162,7 @@ def _model(case):
     family = extra.get("family", "gaussian" if fam.startswith("gaussian") else fam)
     return bg.GLMM(formula, df, family=family, link=link, trials=extra.get("trials"),
                    weights=extra.get("weights"), priors=extra.get("priors"),
-                   centered=extra.get("centered", False), zi=extra.get("zi"))
+                   centered=extra.get("centered", False), zi=extra.get("zi"), hu=extra.get("hu"))
 
 
 def _points(density, seed):

@@ -148,8 +148,11 @@ class HurdleFamily(CountFamily):
         # inverse CDF of the truncated count through the survival function: P(Y > y) <= v P(Y > 0)
         # keeps its precision where P(Y > 0) is tiny (an upper-tail probability, not 1 - u)
         v = rng.random(np.shape(eta))
-        y = np.maximum(self._count_isf(v * p1, mu, **av), 1.0)
-        y = np.where(p1 > 0, y, 1.0)
+        with np.errstate(invalid="ignore"):
+            y = np.maximum(self._count_isf(v * p1, mu, **av), 1.0)
+        # SciPy's isf gives NaN for upper-tail probabilities below ~1e-300 (means so small that
+        # a truncated count is 1 but with probability ~mu/2)
+        y = np.where((p1 > 0) & np.isfinite(y), y, 1.0)
         if zi_eta is not None:
             y = np.where(rng.random(np.shape(y)) < special.expit(np.asarray(zi_eta, dtype=float)), 0.0, y)
         return y

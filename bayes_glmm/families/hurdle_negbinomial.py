@@ -7,6 +7,8 @@ Poisson (``nested_families``).
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from scipy import special, stats
 
@@ -15,6 +17,9 @@ from .negbinomial import THETA, NegBinomial
 
 __all__ = ["HurdleNegBinomial"]
 
+#: NB2's theta (the same default prior, start and bounds) as glmmTMB names it for this family
+THETA_HU = replace(THETA, r_note="glmmTMB's `sigma`; brms's `shape`")
+
 
 class HurdleNegBinomial(HurdleFamily):
     """Zeros from a logistic hurdle, positive counts from a zero-truncated NB2."""
@@ -22,7 +27,7 @@ class HurdleNegBinomial(HurdleFamily):
     name = "hurdle_negbinomial"
     aliases = ("hurdle_negativebinomial", "truncated_nbinom2", "hurdle_nbinom2")
     r_name = "truncated_nbinom2"
-    aux_params = (THETA,)
+    aux_params = (THETA_HU,)
     variance_formula = "Var = mu + mu^2/theta (untruncated count part)"
     response_doc = "counts, P(0) = π (`hu=`)"
     variance_doc = "μ + μ²/θ for the untruncated count"

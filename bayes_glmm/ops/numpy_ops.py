@@ -31,7 +31,8 @@ def np_softplus(x):
 def np_log1mexp(x):
     """log(1 - exp(x)) for x < 0, accurate near 0 and -inf (Maechler 2012)."""
     x = np.asarray(x, dtype=float)
-    return np.where(x > -np.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+    with np.errstate(divide="ignore"):  # np.where evaluates the branch it does not take too
+        return np.where(x > -np.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
 
 
 def softplus_and_expit(eta):
