@@ -31,7 +31,9 @@ observations, ``x`` centred (:func:`_sim_glmm`; priors in :data:`MODELS`):
 (``+ (1 | h)``, 20 x 10 fully crossed); a covariance structure ``poisson_ar1``
 (``y ~ x + ar1(0 + factor(t) | g)``, 15 groups x 4 times x 2 rows, an AR(1) latent process;
 ``sd_g ~ HalfNormal(0.7)``, ``corr_g ~ LKJ(eta=2)``, i.e. ``(rho + 1) / 2 ~ Beta(2, 2)``;
-ranked: the fixed effects, the one SD and ``rho_g``).  Weights are not simulated: the package multiplies a
+ranked: the fixed effects, the one SD and ``rho_g``); hurdle counts (issue 18)
+``hurdle_poisson`` (``hu="~ x"``) and ``hurdle_negbinomial`` (``hu="~1"``), zero-truncated
+counts drawn by SciPy's inverse CDF.  Weights are not simulated: the package multiplies a
 row's log-density by its weight (a pseudo-likelihood, not a generative model SBC can draw
 from); ``tests/test_reference_posterior.py`` checks weighted models against numpyro instead.
 
@@ -301,9 +303,22 @@ _RESPONSE = {
     "nbinom1": lambda rng, mu, d, n: rng.poisson(rng.gamma(mu / d, d)),
     "gamma": lambda rng, mu, d, n: rng.gamma(d, mu / d),  # shape d, mean mu
     "beta": lambda rng, mu, d, n: rng.beta(mu * d, (1.0 - mu) * d),  # precision d
+    # hurdle count parts: zero-truncated Poisson / NB2 by inverse CDF on the upper tail
+    # (SciPy's, not the package's draws); the hurdle's zeros are the zero part below
+    "hurdle_poisson": lambda rng, mu, d, n: _truncated(stats.poisson(mu), rng),
+    "hurdle_negbinomial": lambda rng, mu, d, n: _truncated(stats.nbinom(d, d / (d + mu)), rng),
 }
 _INVERSE_LINK = {"gaussian": lambda e: e, "bernoulli": _expit, "binomial": _expit, "beta": _expit,
-                 "poisson": np.exp, "negbinomial": np.exp, "nbinom1": np.exp, "gamma": np.exp}
+                 "poisson": np.exp, "negbinomial": np.exp, "nbinom1": np.exp, "gamma": np.exp,
+                 "hurdle_poisson": np.exp, "hurdle_negbinomial": np.exp}
+
+
+def _truncated(dist, rng):
+    """Draws of a count distribution (frozen SciPy) truncated to y > 0: the smallest y with
+    P(Y > y) <= u P(Y > 0), u uniform."""
+    p1 = dist.sf(0)
+    y = dist.isf(rng.random(np.shape(p1)) * p1)
+    return np.where(np.isfinite(y), np.maximum(y, 1.0), 1.0)
 
 
 def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: int = 20,
@@ -333,7 +348,7 @@ def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: 
         truth["sd_h[Intercept]"] = sd_h
         data["h"] = [f"h{c:02d}" for c in h]
     disp_name = {"gaussian": "sigma", "negbinomial": "theta", "nbinom1": "phi", "gamma": "shape",
-                 "beta": "phi"}.get(family)
+                 "beta": "phi", "hurdle_negbinomial": "theta"}.get(family)
     d = None
     if disp_name:
         d = float(draw_prior(priors[disp_name], rng))
@@ -341,12 +356,14 @@ def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: 
     trials = rng.integers(1, 9, size=n) if family == "binomial" else None
     y = _RESPONSE[family](rng, _INVERSE_LINK[family](eta), d, trials)
     if zi_slope is not None:
-        z0 = float(draw_prior(priors["zi_Intercept"], rng))
-        truth["zi_Intercept"] = z0
+        # a structural zero (zi) or the hurdle's zero (hu: y above is a zero-truncated count)
+        lab = bg.families.get_family(family).zero_label
+        z0 = float(draw_prior(priors[f"{lab}_Intercept"], rng))
+        truth[f"{lab}_Intercept"] = z0
         zeta = np.full(n, z0)
         if zi_slope:
-            z1 = float(draw_prior(priors["zi_x"], rng))
-            truth["zi_x"] = z1
+            z1 = float(draw_prior(priors[f"{lab}_x"], rng))
+            truth[f"{lab}_x"] = z1
             zeta = zeta + z1 * x
         y = np.where(rng.random(n) < _expit(zeta), 0, y)
     data["y"] = y
@@ -360,7 +377,7 @@ def _glmm_model(name: str, family: str, priors: dict, *, crossed: bool = False,
     """An :class:`SBCModel` on :func:`_sim_glmm`; every prior key is ranked."""
     formula = "y ~ x + (1 | g)" + (" + (1 | h)" if crossed else "")
     if zi_slope is not None:
-        glmm_kwargs["zi"] = "~ x" if zi_slope else "~1"
+        glmm_kwargs[bg.families.get_family(family).zero_label] = "~ x" if zi_slope else "~1"
     if family == "binomial":
         glmm_kwargs["trials"] = "n"
     params = [("sd_g[Intercept]" if k == "sd_g" else "sd_h[Intercept]" if k == "sd_h" else k, k, 0)
@@ -461,6 +478,14 @@ MODELS["poisson_ar1"] = SBCModel(
             ("rho_g", "corr_g", 0)],
     simulate=_sim_poisson_ar1,
 )
+#: hurdle families (issue 18): the zero part hu = "~ x" (Poisson) and "~1" (NB2); P(y = 0)
+#: about expit(-0.5) = 0.38 at x = 0
+MODELS.update({m.name: m for m in [
+    _glmm_model("hurdle_poisson", "hurdle_poisson",
+                {**_COUNT, "hu_Intercept": _N(-0.5, 0.5), "hu_x": _N(0.0, 0.5)}, zi_slope=True),
+    _glmm_model("hurdle_negbinomial", "hurdle_negbinomial",
+                {**_COUNT, "theta": _G(2.0, 0.5), "hu_Intercept": _N(-0.5, 0.5)}, zi_slope=False),
+]})
 #: what a plain ``python benchmarks/sbc.py`` runs (about a minute); ``--all`` runs every model
 CORE_MODELS = ("bernoulli", "poisson", "negbinomial")
 
@@ -503,12 +528,13 @@ def posterior_draws(idata, fixed_names) -> dict:
     for nm in ("sigma", "theta", "phi", "shape"):
         if nm in post:
             out[nm] = _flat(post[nm])
-    if "beta_zi" in post:
-        z = _flat(post["beta_zi"])
-        z = z[:, None] if z.ndim == 1 else z
-        names = [str(c) for c in post["beta_zi"].coords["zi_coef"].values]
-        for j, nm in enumerate(names):
-            out[f"zi_{short(nm)}"] = z[:, j]
+    for lab in ("zi", "hu"):  # zero inflation, a hurdle's zero part
+        if f"beta_{lab}" in post:
+            z = _flat(post[f"beta_{lab}"])
+            z = z[:, None] if z.ndim == 1 else z
+            names = [str(c) for c in post[f"beta_{lab}"].coords[f"{lab}_coef"].values]
+            for j, nm in enumerate(names):
+                out[f"{lab}_{short(nm)}"] = z[:, j]
     if "rho_g" in post:  # a structured term's own parameter (ar1: rho)
         out["rho_g"] = _flat(post["rho_g"]).reshape(-1, post["rho_g"].shape[-1])[:, 0]
     if "corr_g" in post:

@@ -490,9 +490,11 @@ class GlmmDensity:
         self.zi_blocks = []
         if spec.has_zi:
             znames = list(spec.zi_names)
-            self.zi_icol, self.zi_xm, self.zi_xd, Xzc, zpri = fixed_layout(spec.X_zi, znames, priors, zi_key)
+            lab = spec.zi_label  # "zi", or a hurdle's "hu"
+            self.zi_icol, self.zi_xm, self.zi_xd, Xzc, zpri = fixed_layout(spec.X_zi, znames, priors,
+                                                                           lambda nm: zi_key(nm, lab))
             if self.zi_icol is not None:
-                self.zi_blocks.append((_Block("zi_Intercept", pos, 1, zpri[self.zi_icol], False),
+                self.zi_blocks.append((_Block(f"{lab}_Intercept", pos, 1, zpri[self.zi_icol], False),
                                        [self.zi_icol]))
                 pos += 1
             for name, cols in zi_slope_blocks(spec, priors):
@@ -697,11 +699,11 @@ class GlmmDensity:
             bz = np.empty(self.spec.p_zi)
             for blk, cols in self.zi_blocks:
                 bz[cols] = x[blk.sl] / self.zi_xd[cols]
-                out[blk.name] = x[blk.sl].copy() if blk.name == "zi_slopes" else x[blk.sl][0]
+                out[blk.name] = x[blk.sl].copy() if blk.name == f"{self.spec.zi_label}_slopes" else x[blk.sl][0]
             if self.zi_icol is not None:
                 sl = [j for j in range(self.spec.p_zi) if j != self.zi_icol]
                 bz[self.zi_icol] = bz[self.zi_icol] - float(bz[sl] @ self.zi_xm[sl])
-            out["beta_zi"] = bz
+            out[f"beta_{self.spec.zi_label}"] = bz
         return out
 
     def expand_draws(self, X) -> dict:
@@ -757,7 +759,7 @@ class GlmmDensity:
             z = X[..., blk.sl.start]
             out[blk.name] = np.exp(z) if blk.positive else z.copy()
         if self.zi_blocks:
-            out["beta_zi"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm, self.zi_xd)
+            out[f"beta_{self.spec.zi_label}"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm, self.zi_xd)
         out.update(bs)
         return out
 

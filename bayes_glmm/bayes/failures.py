@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..priors import zi_key
+
 __all__ = ["SamplerError", "coordinate_names", "engine_error", "RC_OK", "RC_INIT", "RC_STOPPED", "RC_ARGS",
            "RC_STEP_HUGE", "RC_STEP_ZERO", "RC_METRIC"]
 
@@ -76,7 +78,7 @@ def coordinate_names(density) -> list:
         znames = list(spec.zi_names)
         for blk, cols in density.zi_blocks:
             for k, j in zip(range(blk.sl.start, blk.sl.stop), cols):
-                names[k] = "zi_Intercept" if znames[j] == "(Intercept)" else f"zi_{znames[j]}"
+                names[k] = zi_key(znames[j], spec.zi_label)
     return [nm or f"x[{i}]" for i, nm in enumerate(names)]
 
 

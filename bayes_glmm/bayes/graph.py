@@ -226,9 +226,10 @@ def _zi_part(spec: ModelSpec, priors: dict):
     """
     if not spec.has_zi:
         return None
-    user, eta, _ = _coefficients(spec.X_zi, spec.zi_names, priors, zi_slope_blocks(spec, priors), zi_key,
-                              "zi_slopes", "zi_slope", "zi_Intercept")
-    pm.Deterministic("beta_zi", user, dims="zi_coef")
+    lab = spec.zi_label  # "zi", or a hurdle's "hu"
+    user, eta, _ = _coefficients(spec.X_zi, spec.zi_names, priors, zi_slope_blocks(spec, priors),
+                                 lambda nm: zi_key(nm, lab), f"{lab}_slopes", f"{lab}_slope", f"{lab}_Intercept")
+    pm.Deterministic(f"beta_{lab}", user, dims=f"{lab}_coef")
     return eta
 
 

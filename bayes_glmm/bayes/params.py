@@ -169,8 +169,9 @@ def model_coords(spec: ModelSpec) -> dict:
     for t in spec.terms:
         coords.update(term_coords(t))
     if spec.has_zi:
-        coords["zi_coef"] = list(spec.zi_names)
-        coords["zi_slope"] = [n for n in spec.zi_names if n != "(Intercept)"]
+        lab = spec.zi_label  # "zi", or a hurdle's "hu"
+        coords[f"{lab}_coef"] = list(spec.zi_names)
+        coords[f"{lab}_slope"] = [n for n in spec.zi_names if n != "(Intercept)"]
     return coords
 
 
@@ -202,7 +203,8 @@ def param_layout(spec: ModelSpec, priors: dict, centered: dict | bool = False) -
         params += term_params(t, priors, mode)
     params += [Param(a.name) for a in spec.family.aux_params]
     if spec.has_zi:
-        params += _coefficient_params(spec.zi_names, zi_slope_blocks(spec, priors), "zi_slopes", "zi_slope",
-                                      "zi_Intercept", "beta_zi", "zi_coef")
+        lab = spec.zi_label
+        params += _coefficient_params(spec.zi_names, zi_slope_blocks(spec, priors), f"{lab}_slopes",
+                                      f"{lab}_slope", f"{lab}_Intercept", f"beta_{lab}", f"{lab}_coef")
     params.append(Param("y", ("obs",), OBSERVED))
     return ParamLayout(tuple(params), model_coords(spec))

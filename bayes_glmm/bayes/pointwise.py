@@ -41,7 +41,7 @@ def posterior_names(spec: ModelSpec) -> list:
             names.append(f"corr_{t.ident}")
     names += [aux.name for aux in spec.family.aux_params]
     if spec.has_zi:
-        names.append("beta_zi")
+        names.append(f"beta_{spec.zi_label}")
     return names + [f"b_{t.ident}" for t in spec.terms]
 
 
@@ -139,7 +139,7 @@ def zi_eta_draws(spec: ModelSpec, post, X_zi=None) -> np.ndarray | None:
     """Zero-inflation linear predictor per draw, (chain * draw, n), or None without ``zi=``."""
     if not spec.has_zi:
         return None
-    bz = np.asarray(post["beta_zi"]).reshape(-1, spec.p_zi)
+    bz = np.asarray(post[f"beta_{spec.zi_label}"]).reshape(-1, spec.p_zi)
     return bz @ np.asarray(spec.X_zi if X_zi is None else X_zi, dtype=float).T
 
 

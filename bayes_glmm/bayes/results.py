@@ -144,7 +144,8 @@ class BayesResults(FitResults):
         # the family's auxiliary parameters by name; ``sigma`` (a residual SD) also feeds varcorr
         out["aux"] = {a.name: _stack(post[a.name]) for a in self.spec.family.aux_params}
         out["sigma"] = out["aux"].get("sigma")
-        out["beta_zi"] = _stack(post["beta_zi"]).reshape(-1, self.spec.p_zi) if self.spec.has_zi else None
+        out["beta_zi"] = (_stack(post[f"beta_{self.spec.zi_label}"]).reshape(-1, self.spec.p_zi)
+                          if self.spec.has_zi else None)
         return out
 
     def _point_params(self):
@@ -244,9 +245,9 @@ class BayesResults(FitResults):
         for a in self.spec.family.aux_params:
             out[a.name] = np.asarray(post[a.name])
         if self.spec.has_zi:
-            bz = np.asarray(post["beta_zi"]).reshape(beta.shape[:2] + (self.spec.p_zi,))
+            bz = np.asarray(post[f"beta_{self.spec.zi_label}"]).reshape(beta.shape[:2] + (self.spec.p_zi,))
             for j, nm in enumerate(self.spec.zi_names):
-                out[zi_key(nm)] = bz[:, :, j]
+                out[zi_key(nm, self.spec.zi_label)] = bz[:, :, j]
         return out
 
     def summary(self) -> pd.DataFrame:

@@ -149,7 +149,8 @@ def summary_var_names(posterior, aux_names=None) -> list:
     if aux_names is None:
         aux_names = dict.fromkeys(a.name for cls in REGISTRY.values() for a in cls.aux_params)
     names += [v for v in aux_names if v in posterior]
-    return names + (["beta_zi"] if "beta_zi" in posterior else [])
+    zero_parts = dict.fromkeys(f"beta_{cls.zero_label}" for cls in REGISTRY.values())  # beta_zi, beta_hu
+    return names + [v for v in zero_parts if v in posterior]
 
 
 @contextlib.contextmanager

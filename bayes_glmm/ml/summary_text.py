@@ -63,7 +63,7 @@ def _header(res) -> list:
     dropped = getattr(res.spec, "n_dropped", 0)
     lines.append(f"   Data: {res.nobs} rows" + (f" ({dropped} dropped for missing values)" if dropped else ""))
     if res.spec.has_zi:
-        lines.append(f"Zero inflation: {res.spec.zi_formula}")
+        lines.append(f"{res.spec.family.zero_doc.split(' (')[0].capitalize()}: {res.spec.zi_formula}")
     lines.append("")
     if res.reml:
         lines.append(f"REML criterion at convergence: {res.deviance:.4f}")
@@ -279,7 +279,8 @@ def format_summary(res) -> str:
     fx, has_p = _fixed_table_text(res)
     lines += fx.to_string().splitlines()
     if res.spec.has_zi:
-        lines += ["", "Zero-inflation model:"]
+        lines += ["", "Zero-inflation model:" if res.spec.zi_label == "zi"
+                  else f"{res.spec.family.zero_doc.split(' (')[0].capitalize()} model ({res.spec.zi_label}):"]
         lines += _table_text(res.coef_table_zi()).to_string().splitlines()
     if has_p:
         lines += ["---", SIGNIF_LEGEND]

@@ -76,10 +76,11 @@ def _posterior_rows(fit, a: float, with_ranef: bool) -> list:
         m, s, lo, hi = _summ(d["sigma"], a)
         rows.append(("sigma", "sigma", None, m, s, lo, hi, label))
     post = fit.idata.posterior
-    if getattr(spec, "has_zi", False) and "beta_zi" in post:
-        m, s, lo, hi = _summ(stack_draws(fit.idata, "beta_zi"), a)
+    lab = getattr(spec, "zi_label", "zi")  # "zi", or a hurdle's "hu"
+    if getattr(spec, "has_zi", False) and f"beta_{lab}" in post:
+        m, s, lo, hi = _summ(stack_draws(fit.idata, f"beta_{lab}"), a)
         for j, nm in enumerate(spec.zi_names):
-            rows.append((f"zi_{nm}", "zi", None, m[j], s[j], lo[j], hi[j], label))
+            rows.append((f"{lab}_{nm}", "zi", None, m[j], s[j], lo[j], hi[j], label))
     for dname in spec.family.aux_names:  # every auxiliary parameter (sigma: its row above)
         if dname in post and not (dname == "sigma" and d["sigma"] is not None):
             m, s, lo, hi = _summ(stack_draws(fit.idata, dname), a)
@@ -127,7 +128,8 @@ def _point_rows(fit, a: float, with_ranef: bool) -> list:
     spec = getattr(fit, "spec", None)
     if spec is not None and getattr(spec, "has_zi", False) and hasattr(fit, "se_zi"):
         fz, sz = fit.fixef_zi, fit.se_zi
-        rows += [_wald_row(f"zi_{nm}", "zi", fz[nm], sz[nm], z, label) for nm in fz.index]
+        lab = getattr(spec, "zi_label", "zi")
+        rows += [_wald_row(f"{lab}_{nm}", "zi", fz[nm], sz[nm], z, label) for nm in fz.index]
     vc = getattr(fit, "varcorr", None)
     if vc is not None and len(vc):
         for p, kind, grp, est in _varcorr_rows(vc, spec):

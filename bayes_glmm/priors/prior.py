@@ -259,9 +259,10 @@ def aux_default(spec: ModelSpec, aux) -> Prior:
     return Prior(kind, **params)
 
 
-def zi_key(name: str) -> str:
-    """Prior key of a zero-inflation coefficient: ``zi_Intercept``, ``zi_<coef>``."""
-    return "zi_Intercept" if name == "(Intercept)" else f"zi_{name}"
+def zi_key(name: str, label: str = "zi") -> str:
+    """Prior key of a zero-inflation coefficient: ``zi_Intercept``, ``zi_<coef>`` (``label``:
+    the model's :attr:`~bayes_glmm.spec.ModelSpec.zi_label`, ``hu`` for a hurdle)."""
+    return f"{label}_Intercept" if name == "(Intercept)" else f"{label}_{name}"
 
 
 def _zi_defaults(spec: ModelSpec) -> dict:
@@ -271,11 +272,12 @@ def _zi_defaults(spec: ModelSpec) -> dict:
         return {}
     out = {}
     X = np.asarray(spec.X_zi, dtype=float)
+    lab = spec.zi_label
     for j, nm in enumerate(spec.zi_names):
         if nm == "(Intercept)":
-            out[zi_key(nm)] = Prior("Logistic", mu=0.0, s=1.0)
+            out[zi_key(nm, lab)] = Prior("Logistic", mu=0.0, s=1.0)
         else:
-            out[zi_key(nm)] = Prior("Normal", mu=0.0, sigma=SCALE / _col_sd(X[:, j]))
+            out[zi_key(nm, lab)] = Prior("Normal", mu=0.0, sigma=SCALE / _col_sd(X[:, j]))
     return out
 
 
@@ -291,10 +293,11 @@ def zi_slope_blocks(spec: ModelSpec, priors: dict) -> list:
     slopes = [j for j, nm in enumerate(names) if nm != "(Intercept)"]
     if not slopes:
         return []
-    sp = [priors[zi_key(names[j])] for j in slopes]
+    lab = spec.zi_label
+    sp = [priors[zi_key(names[j], lab)] for j in slopes]
     if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
-        return [("zi_slopes", slopes)]
-    return [(f"zi_slope_{py_name(names[j])}", [j]) for j in slopes]
+        return [(f"{lab}_slopes", slopes)]
+    return [(f"{lab}_slope_{py_name(names[j])}", [j]) for j in slopes]
 
 
 def _dispersion_hint(unknown, spec: ModelSpec) -> str:

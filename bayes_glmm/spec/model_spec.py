@@ -228,6 +228,13 @@ class ModelSpec:
         return self.X_zi is not None
 
     @property
+    def zi_label(self) -> str:
+        """How users see the zero part: ``"zi"`` (zero inflation) or a hurdle's ``"hu"`` (the
+        family's :attr:`~bayes_glmm.families.Family.zero_label`): prior keys ``zi_Intercept`` /
+        ``hu_Intercept``, ``idata``'s ``beta_zi`` / ``beta_hu``, summary rows."""
+        return getattr(self.family, "zero_label", "zi")
+
+    @property
     def p_zi(self) -> int:
         """Number of zero-inflation coefficients (0 without zero inflation)."""
         return 0 if self.X_zi is None else self.X_zi.shape[1]

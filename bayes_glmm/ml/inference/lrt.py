@@ -205,7 +205,7 @@ def _aux_differences(s0, s1) -> tuple:
     for z in z0:
         if not np.allclose(s0.X_zi[:, z0.index(z)], s1.X_zi[:, z1.index(z)]):
             raise ValueError(f"zero-inflation column {z!r} differs between the models; they are not nested")
-    return disp, [f"zi: {z}" for z in z1 if z not in z0]
+    return disp, [f"{s1.zi_label}: {z}" for z in z1 if z not in z0]
 
 
 def _differences(s0, s1) -> dict:
@@ -293,7 +293,7 @@ def _labels(s0, s1) -> list:
     def lab(s, full):
         out = s.formula
         if full:
-            out += f"  [{s.family.name}" + (f", zi {s.zi_formula}" if s.has_zi else "") + "]"
+            out += f"  [{s.family.name}" + (f", {s.zi_label} {s.zi_formula}" if s.has_zi else "") + "]"
         return out
     full = s0.formula == s1.formula or s0.family != s1.family or s0.zi_formula != s1.zi_formula
     return [lab(s0, full), lab(s1, full)]

@@ -84,7 +84,7 @@ def param_index(spec) -> list:
     fam = spec.family
     names = list(spec.fixed_names) + variance_names(spec)
     names.extend(fam.aux_names)
-    names.extend(f"zi_{c}" for c in spec.zi_names)
+    names.extend(f"{spec.zi_label}_{c}" for c in spec.zi_names)  # zi_<coef>, a hurdle's hu_<coef>
     return names
 
 
@@ -237,7 +237,7 @@ def wald_confint(res, level: float) -> pd.DataFrame:
     out.loc[est.index, "upper"] = (est + z * se).to_numpy()
     if res.spec.has_zi:
         ez, sz = res.fixef_zi.to_numpy(), res.se_zi.to_numpy()
-        zi = [f"zi_{c}" for c in res.spec.zi_names]
+        zi = [f"{res.spec.zi_label}_{c}" for c in res.spec.zi_names]
         out.loc[zi, "lower"] = ez - z * sz
         out.loc[zi, "upper"] = ez + z * sz
     return out
@@ -617,8 +617,8 @@ def _profile_all(res, level, parm):
             est, se = prob.x_hat[k], se_phi[prob.n_var + p + k_zi + j]
             lo_b, hi_b = prob.x_lower[k], np.inf
             transform = np.exp if spec.family.aux_params[j].support == "positive" else None
-        elif name.startswith("zi_") and name[3:] in spec.zi_names:
-            c = list(spec.zi_names).index(name[3:])
+        elif name.startswith(f"{spec.zi_label}_") and name[len(spec.zi_label) + 1:] in spec.zi_names:
+            c = list(spec.zi_names).index(name[len(spec.zi_label) + 1:])
             k = prob.nt + p + c
             prof = prob.x_profiler(k)
             est, se = prob.x_hat[k], se_phi[prob.n_var + p + c]
