@@ -104,6 +104,7 @@ class GLMM:
 
         self.family = get_family(family, link)
         self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights, zi=zi, hu=hu)
+        self.family = self.spec.family  # an ordinal family knows the response's categories
         self.zi = zi
         self.hu = hu
         self.formula = formula

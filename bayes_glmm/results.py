@@ -19,7 +19,7 @@ from .spec.model_spec import ModelSpec, NewDesign
 
 __all__ = ["FitResults", "linear_predictor", "ranef_by_group", "KINDS", "NEW_LEVELS"]
 
-KINDS = ("link", "mean", "response")
+KINDS = ("link", "mean", "response", "probs")
 NEW_LEVELS = ("population", "sample", "error")
 
 
@@ -139,6 +139,10 @@ class FitResults:
             raise ValueError("newdata must be a pandas DataFrame (or None for the fitted data)")
         return spec.new_design(newdata)
 
+    def _scale_aux(self) -> dict:
+        """The family's auxiliary parameters by name for predictions (the point estimates)."""
+        return {k: float(v) for k, v in self.dispersion.items()}
+
     def _zi_eta(self, design: NewDesign):
         """Zero-inflation linear predictor for ``design`` (None without zero inflation)."""
         return None
@@ -154,7 +158,18 @@ class FitResults:
         # (1 - pi) mu / (1 - f(0; mu)) (the family's zero_part_moments)
         if kind == "link":
             return eta
-        mu = self.spec.family.mean(eta)
+        fam = self.spec.family
+        if fam.categorical_response:  # ordinal: the thresholds enter every probability
+            aux = self._scale_aux()
+            if kind == "probs":
+                p = fam.category_probs(eta, **aux)
+                if np.ndim(eta) == 1:
+                    return pd.DataFrame(p, index=design.index, columns=list(fam.categories))
+                return p
+            return fam.response_mean(eta, **aux)
+        if kind == "probs":
+            fam.category_probs(eta)  # raises, naming the family
+        mu = fam.mean(eta)
         if zi_eta is not None:
             from scipy.special import expit
             mu = self.spec.family.zero_part_moments(mu, None, expit(np.asarray(zi_eta, dtype=float)),
@@ -172,10 +187,14 @@ class FitResults:
         ----------
         newdata : DataFrame, optional
             Defaults to the fitted rows.
-        kind : {"link", "mean", "response"}
+        kind : {"link", "mean", "response", "probs"}
             Linear predictor (of the conditional model); conditional mean (probability for
             binomial; ``(1 - pi) mu`` for a zero-inflated model, pi the structural-zero
             probability); or expected response (successes = probability x trials for binomial).
+            Ordinal models: ``"mean"`` (and ``"response"``) is the expected category number
+            ``sum_k k P(Y = k)``, categories numbered 1 .. K; ``"probs"`` a DataFrame of
+            P(Y = category), one column per category; ``"link"`` is eta (no intercept: the
+            thresholds hold it).
         new_levels : {"population", "sample", "error"}
             See :func:`linear_predictor`.
         re_form : {"full", None}

@@ -1,5 +1,6 @@
 """Families and links: the single definition both paths use."""
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats
 
@@ -127,6 +128,9 @@ def test_eta_derivs_are_the_derivatives_of_loglik(fam, link):
     kw = dict(trials=np.full(y.size, 5.0) if f.needs_trials else None,
               sigma=1.3 if f.has_sigma else None, disp=2.7 if f.has_dispersion else None,
               df=4.5 if "df" in f.aux_names else None)
+    if f.categorical_response:  # ordinal: 4 categories, the family fitted to them, its thresholds
+        y, f = f.for_response(pd.Series(rng.integers(0, 4, y.size).astype(float)), "y")
+        kw = dict(zip(f.aux_names, (-1.1, 0.4, 1.6)))
     h = 1e-5
     ll = lambda e: f.loglik(y, e, **kw)  # noqa: E731
     d1n = (ll(eta + h) - ll(eta - h)) / (2 * h)

@@ -60,7 +60,7 @@ def test_registry_views_agree_with_the_classes(name):
     assert fam.has_sigma == ("sigma" in names)
     assert fam.has_dispersion == (bool(names) and names[0] != "sigma")
     for aux in cls.aux_params:
-        assert isinstance(aux, AuxParam) and aux.support == "positive" and aux.description
+        assert isinstance(aux, AuxParam) and aux.support in ("positive", "real", "ordered") and aux.description
         kind, params = aux.default_prior({"y_sd": 2.0, "y_mean": 3.0})
         assert isinstance(Prior(kind, **params), Prior)
         lo, hi = aux.start_range

@@ -20,6 +20,7 @@ Families
 ``beta``      0 < y < 1, variance mu (1 - mu) / (1 + phi); logit (default), probit or cloglog.
 ``hurdle_poisson``, ``hurdle_negbinomial`` counts with P(y = 0) = expit(eta_hu) (``hu=``) and a
               zero-truncated Poisson / NB2 for y > 0; log link.
+``ordinal``   ordered categories, P(Y <= k) = F(tau_k - eta) (``ordinal::clmm``; alias ``cumulative``).
 
 Zero inflation (the count families) is a mixture with a structural zero of probability
 ``expit(eta_zi)``: :func:`zi_loglik` turns any conditional log-density into the zero-inflated one.
@@ -43,6 +44,7 @@ from .hurdle_negbinomial import HurdleNegBinomial
 from .hurdle_poisson import HurdlePoisson
 from .links import LINKS, Link
 from .nbinom1 import NBinom1
+from .ordinal import Ordinal
 from .negbinomial import NegBinomial
 from .poisson import Poisson
 from .student_t import StudentT
@@ -178,5 +180,6 @@ def get_family(family: str | Family = "gaussian", link: str | None = None) -> Fa
 
 #: the registry: one line per family (its module is the rest)
 for _cls in (Gaussian, Bernoulli, Binomial, Poisson, NegBinomial, NBinom1, Gamma, Beta, StudentT, BetaBinomial,
-             HurdlePoisson, HurdleNegBinomial):
+             HurdlePoisson, HurdleNegBinomial,
+             Ordinal):
     register_family(_cls)

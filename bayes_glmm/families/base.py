@@ -57,7 +57,9 @@ class AuxParam:
         ``start(m, v) -> float``: the ML starting value (natural scale) from the weighted mean
         ``m`` and variance ``v`` of the response (method of moments), clipped to ``start_range``.
     support : str
-        ``"positive"``: estimated on the log scale by both paths.
+        ``"positive"``: estimated on the log scale by both paths; ``"real"``: as it is;
+        ``"ordered"``: real and above the previous auxiliary parameter (an ordinal model's
+        thresholds), estimated as ``log(value - previous)``.
     bounds : (float, float)
         Natural-scale bounds of the parameter.
     start_range : (float, float)
@@ -156,6 +158,15 @@ class Family:
     #: registry names of the families this one reduces to at a boundary of its auxiliary
     #: parameter (poisson is NB2 at 1/theta = 0): nested models for a likelihood-ratio test
     nested_families: ClassVar[tuple] = ()
+    #: the response is a set of ordered categories: the model spec codes it 0 .. K-1 and takes
+    #: the family fitted to its categories from :meth:`for_response` (ordinal)
+    categorical_response: ClassVar[bool] = False
+    #: the auxiliary parameters take the intercept's place (an ordinal model's thresholds): the
+    #: model spec drops the intercept column of X
+    drops_intercept: ClassVar[bool] = False
+    #: title of the auxiliary parameters' table in a summary (clmm's "Threshold coefficients:");
+    #: None: one "Dispersion parameter" line each, as glmmTMB
+    aux_table_title: ClassVar[str | None] = None
 
     __slots__ = ("link",)
 
@@ -313,6 +324,22 @@ class Family:
         the families without one.  A crude start (``centered="auto"``), not an estimate.
         """
         return None
+
+    def for_response(self, raw, label: str):
+        """``(y, family)`` for a :attr:`categorical_response` family: the response column
+        ``raw`` (a pandas Series) coded as floats and this family fitted to its categories."""
+        raise NotImplementedError(f"family {self.name!r} does not take a categorical response")
+
+    def response_mean(self, eta, **aux):
+        """E[y | eta] as ``predict(kind="mean")`` reports it (NumPy), given the auxiliary
+        parameters by name: :meth:`mean` unless a family says otherwise (ordinal)."""
+        return self.mean(np.asarray(eta, dtype=float))
+
+    def category_probs(self, eta, **aux):
+        """P(y = category | eta) per row and category, (n, K) (NumPy), for a
+        :attr:`categorical_response` family; ValueError for the others."""
+        raise ValueError(f"category probabilities (kind='probs') are for ordered categorical responses "
+                         f"(family 'ordinal'), not the {self.name} family; use kind='mean'")
 
     def clip_mean(self, mu, eps):
         """Means kept inside the support for IRLS weights (positive by default)."""

@@ -3,7 +3,8 @@
 The outer parameter vector of the Laplace/AGQ fit is ``x = (theta, beta, beta_zi, a)`` with one
 coordinate per :class:`~bayes_glmm.families.base.AuxParam` of the family, in the order the
 family declares them (``family.aux_params``): the log of a parameter with positive support
-(as both paths estimate it), the parameter itself for a real one.  Its lower bound comes
+(as both paths estimate it), the parameter itself for a real one, ``log(value - previous)``
+for an ``"ordered"`` one (an ordinal model's thresholds).  Its lower bound comes
 from the AuxParam's ``bounds`` (``-inf`` on the log scale for the usual ``(0, inf)``); the
 optimizers here bound from below only, so a finite upper bound is refused at the boundary.
 
@@ -13,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["aux_lower", "aux_coords", "aux_natural", "aux_starts", "check_aux_params"]
+__all__ = ["aux_lower", "aux_coords", "aux_natural", "aux_starts", "aux_jacobian", "check_aux_params"]
 
-_SUPPORTS = ("positive", "real")
+_SUPPORTS = ("positive", "real", "ordered")
 
 
 def check_aux_params(family) -> None:
@@ -46,8 +47,12 @@ def aux_lower(family) -> np.ndarray:
 
 def aux_natural(family, coords) -> dict:
     """``{name: value}`` on the natural scale from the coordinates ``a`` (one per parameter)."""
-    return {a.name: float(np.exp(z)) if a.support == "positive" else float(z)
-            for a, z in zip(family.aux_params, np.asarray(coords, dtype=float))}
+    out, prev = {}, 0.0
+    for a, z in zip(family.aux_params, np.asarray(coords, dtype=float)):
+        v = float(np.exp(z)) if a.support == "positive" else prev + float(np.exp(z)) if a.support == "ordered" \
+            else float(z)
+        out[a.name] = prev = v
+    return out
 
 
 def aux_coords(family, values) -> np.ndarray:
@@ -55,8 +60,30 @@ def aux_coords(family, values) -> np.ndarray:
     family's order)."""
     if isinstance(values, dict):
         values = [values[a.name] for a in family.aux_params]
-    return np.array([np.log(float(v)) if a.support == "positive" else float(v)
-                     for a, v in zip(family.aux_params, values)], dtype=float)
+    out, prev = [], 0.0
+    for a, v in zip(family.aux_params, values):
+        v = float(v)
+        out.append(np.log(v) if a.support == "positive" else np.log(v - prev) if a.support == "ordered" else v)
+        prev = v
+    return np.array(out, dtype=float)
+
+
+def aux_jacobian(family, coords) -> np.ndarray:
+    """d natural value / d coordinate (A x A): diagonal but for the ordered parameters, each
+    of which moves with every coordinate of its chain (``tau_k = tau_1 + sum exp(a_j)``)."""
+    vals = list(aux_natural(family, coords).values())
+    z = np.asarray(coords, dtype=float)
+    A = len(vals)
+    J = np.zeros((A, A))
+    for i, a in enumerate(family.aux_params):
+        if a.support == "positive":
+            J[i, i] = vals[i]
+        elif a.support == "ordered" and i > 0:
+            J[i, :] = J[i - 1, :]
+            J[i, i] = float(np.exp(z[i]))
+        else:
+            J[i, i] = 1.0
+    return J
 
 
 def aux_starts(family, m: float, v: float) -> dict:

@@ -336,6 +336,14 @@ class MLResults(FitResults):
         k0 = self.spec.p_zi if self.spec.has_zi else 0
         z = stats.norm.ppf(0.5 + level / 2.0)
         rows = {}
+        na = len(fam.aux_params)
+        if v.size and any(a.support == "ordered" for a in fam.aux_params):
+            # ordered parameters (thresholds) are estimated as gaps: their own SEs by the delta method
+            from .auxpar import aux_coords, aux_jacobian
+
+            J = aux_jacobian(fam, aux_coords(fam, self.fit.aux))
+            v = v.copy()
+            v[k0:k0 + na, k0:k0 + na] = J @ v[k0:k0 + na, k0:k0 + na] @ J.T
         for j, a in enumerate(fam.aux_params):
             est = float(self.fit.aux[a.name])
             se = float(np.sqrt(max(v[k0 + j, k0 + j], 0.0))) if v.size else np.nan

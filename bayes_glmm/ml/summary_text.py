@@ -252,6 +252,10 @@ def _aux_lines(res) -> list:
     if dt.empty:
         return []
     out = [""]
+    if fam.aux_table_title:  # clmm's "Threshold coefficients:" table: estimate, SE, z
+        tab = pd.DataFrame({"Estimate": dt["Estimate"], "Std. Error": dt["SE(log)"],
+                            "z value": dt["Estimate"] / dt["SE(log)"]})
+        return out + [fam.aux_table_title] + tab.to_string(float_format=lambda v: f"{v:.4f}").split("\n")
     for j, a in enumerate(fam.aux_params):
         row = dt.loc[a.name]
         what = f"Dispersion parameter for {fam.name} family ({fam.variance_formula})" if j == 0 else \

@@ -319,7 +319,7 @@ _SUPPORT_FOR = {"Intercept": "real", "beta": "real"}
 def _needed_support(key: str, spec: ModelSpec) -> str:
     aux = {a.name: a.support for a in spec.family.aux_params}
     if key in aux:  # the family's auxiliary parameters say their own (Student-t's df, ...)
-        return aux[key]
+        return "real" if aux[key] == "ordered" else aux[key]  # (a threshold's prior is on its value)
     if key in _SUPPORT_FOR:
         return _SUPPORT_FOR[key]
     if key.startswith(("sd_", "var_")):

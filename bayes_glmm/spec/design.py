@@ -304,7 +304,8 @@ def _binary(raw: pd.Series, label: str):
 
 
 def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family, trials):
-    """(y, trials, success_level)."""
+    """(y, trials, success_level), and the family fitted to the categories for a categorical
+    response (a fourth element)."""
     label = parsed.response_label
     if parsed.cbind is not None:
         if not family.needs_trials:
@@ -319,6 +320,9 @@ def _response(parsed: ParsedFormula, frame: pd.DataFrame, family: Family, trials
     expr = parsed.response.strip()
     col = expr[1:-1] if expr.startswith("`") and expr.endswith("`") else expr
     raw = frame[col] if col in frame.columns else pd.Series(eval_expr(expr, frame, "response"))
+    if family.categorical_response:  # ordered categories: codes 0 .. K-1, the family fitted to them
+        y, fitted = family.for_response(raw, label)
+        return y, None, None, fitted
     if family.is_binary and not family.needs_trials:  # one 0/1 trial per row
         y, success = _binary(raw, label)
         return y, None, success
@@ -379,6 +383,14 @@ class _NewDesignBuilder:
         X_zi = self.zi.evaluate(fx, "zero-inflation formula") if self.zi is not None else None
         return NewDesign(X=X, offset=offset, codes=tuple(codes), Xr=tuple(Xr), trials=trials,
                          index=newdata.index, labels=tuple(labels), X_zi=X_zi)
+
+
+def _drop_intercept(X: np.ndarray, enc: _Matrix):
+    """X and its encoder without the ``(Intercept)`` column (new data evaluate the same way)."""
+    keep = [j for j, nm in enumerate(enc.names) if nm != "(Intercept)"]
+    if enc.common is None:
+        return X[:, keep], _Matrix(None, enc.perm, (), False)
+    return X[:, keep], _Matrix(enc.common, enc.perm[keep], tuple(enc.names[j] for j in keep), False)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -522,10 +534,15 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
 
     # --- response, fixed part, offsets, weights ---------------------------------------
     trials_v = trials_all[keep] if trials_all is not None else None
-    y, trials_v, success = _response(parsed, frame, family, trials_v)
+    y, trials_v, success, *fitted = _response(parsed, frame, family, trials_v)
+    family = fitted[0] if fitted else family
     family.check_response(y, trials_v, parsed.response_label)
     X, fixed_enc = _model_matrix(parsed.fixed_rhs, bool(parsed.fixed_terms), parsed.intercept, fx,
                                  "fixed part", formula)
+    if family.drops_intercept and "(Intercept)" in fixed_enc.names:
+        # the family's auxiliary parameters (an ordinal model's thresholds) take its place; the
+        # factors keep the coding they get with an intercept (clmm's model matrix, less its column)
+        X, fixed_enc = _drop_intercept(X, fixed_enc)
     offset = np.zeros(n)
     for e in parsed.offsets:
         offset = offset + np.broadcast_to(np.asarray(eval_expr(e, frame, "offset"), dtype=float), (n,))

@@ -1,0 +1,273 @@
+"""Ordinal (cumulative-link) responses: ordered categories 1 < 2 < ... < K, as ``ordinal::clmm``.
+
+The model is a latent variable cut at thresholds:
+
+    P(Y <= k | eta) = F(tau_k - eta),   k = 1 .. K - 1,   tau_1 < tau_2 < ... < tau_{K-1},
+
+F the inverse link (logistic: proportional odds; standard normal: probit; cloglog).  eta holds
+no intercept (the thresholds take its place: the model spec drops X's intercept column, as clmm
+and brms do), so a positive coefficient moves the response towards the higher categories.
+
+The thresholds are the family's auxiliary parameters, one per cut point, named as clmm prints
+them (``"1|2"``, ``"2|3"``, ... from the category labels): their number comes from the data, so
+the family fitted to a response is made by :meth:`Ordinal.for_response` (the registry's
+instance has none).  The first is real, each later one ``"ordered"`` (above the previous one):
+both paths estimate ``tau_1`` and ``log(tau_k - tau_{k-1})``.
+
+The response is coded 0 .. K-1 in the model spec.  Each row's log-density needs its two
+bounding thresholds ``tau[y]`` and ``tau[y - 1]``: they are gathered with one-hot weights
+``eq(y, k)`` (data), so the one definition :meth:`Ordinal._loglik` evaluates on every ``ops``
+namespace (NumPy, dual numbers, C, PyTensor); the first and last categories (one bound at
+-+infinity) are handled by masks, with a finite stand-in bound that the masks then drop.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from ..ops.numpy_ops import NUMPY_OPS
+from .base import AuxParam, Family
+
+__all__ = ["Ordinal", "THRESHOLD_PRIOR"]
+
+#: default prior of each threshold: brms's student_t(3, 0, 2.5) for the cumulative family
+THRESHOLD_PRIOR = ("StudentT", {"nu": 3.0, "mu": 0.0, "sigma": 2.5})
+_PRIOR_DOC = ("StudentT(3, 0, 2.5) on each threshold, as brms's default for the cumulative family: "
+              "weakly informative on the link scale (tau = 5 is P(Y <= k) = 0.993 on the logit scale), "
+              "with the ordering constraint")
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+#: the class-level (documentation) entry: a fitted model has one threshold per cut point
+_THRESHOLDS_DOC = AuxParam(
+    "thresholds", "thresholds tau_1 < ... < tau_{K-1}, one per cut point, named as clmm (1 and 2: \"1|2\")",
+    default_prior=lambda sc: THRESHOLD_PRIOR, start=lambda m, v: 0.0, support="real",
+    bounds=(-np.inf, np.inf), start_range=(-np.inf, np.inf), prior_doc=_PRIOR_DOC,
+    r_note="clmm's threshold coefficients")
+
+
+def _label(v) -> str:
+    """A category as R prints a factor level (2.0 -> "2")."""
+    if isinstance(v, (bool, np.bool_)):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (float, np.floating)) and float(v).is_integer():
+        return str(int(v))
+    return str(v)
+
+
+class _PerModel:
+    """``aux_params``: the thresholds of the fitted categories on an instance; the
+    documentation entry on the class and on the registry's instance (before the response is seen)."""
+
+    def __get__(self, obj, owner):
+        return (_THRESHOLDS_DOC,) if obj is None or obj.categories is None else obj._thresholds
+
+
+def _threshold(k: int, labels, start: float) -> AuxParam:
+    return AuxParam(
+        f"{labels[k]}|{labels[k + 1]}", f"threshold between categories {labels[k]} and {labels[k + 1]}",
+        default_prior=lambda sc: THRESHOLD_PRIOR, start=lambda m, v: start,
+        support="real" if k == 0 else "ordered", bounds=(-np.inf, np.inf), start_range=(-np.inf, np.inf),
+        prior_doc=_PRIOR_DOC, r_note="clmm's threshold coefficient")
+
+
+class Ordinal(Family):
+    """Cumulative-link model for an ordered categorical response (clmm's ``threshold = "flexible"``).
+
+    Parameters
+    ----------
+    link : str, optional
+        ``"logit"`` (default, proportional odds), ``"probit"`` or ``"cloglog"``.
+    categories : sequence of str, optional
+        The category labels in order (set by :meth:`for_response`).
+    starts : sequence of float, optional
+        ML starting thresholds (the link of the cumulative proportions).
+    """
+
+    name = "ordinal"
+    links = ("logit", "probit", "cloglog")
+    aliases = ("cumulative", "clmm", "ordered", "ordered_logistic", "ordinal_logistic", "polr")
+    r_name = "cumulative"
+    categorical_response = True
+    drops_intercept = True
+    aux_table_title = "Threshold coefficients:"
+    aux_params = _PerModel()
+    variance_formula = "P(Y <= k) = F(tau_k - eta)"
+    response_doc = "ordered categories 1 < ... < K (K ≥ 3)"
+    variance_doc = "—"
+
+    __slots__ = ("categories", "_thresholds")
+
+    def __init__(self, link=None, categories=None, starts=None):
+        super().__init__(link)
+        cats = None if categories is None else tuple(str(c) for c in categories)
+        object.__setattr__(self, "categories", cats)
+        if cats is None:
+            thr = ()
+        else:
+            st = np.arange(len(cats) - 1, dtype=float) - 0.5 * (len(cats) - 2) if starts is None else starts
+            thr = tuple(_threshold(k, cats, float(st[k])) for k in range(len(cats) - 1))
+        object.__setattr__(self, "_thresholds", thr)
+
+    def __eq__(self, other):
+        return isinstance(other, Ordinal) and (self.link, self.categories) == (other.link, other.categories)
+
+    def __hash__(self):
+        return hash((self.name, self.link, self.categories))
+
+    def __repr__(self):
+        return f"Ordinal(link={self.link.name!r}, categories={self.categories!r})"
+
+    def __reduce__(self):
+        return (type(self), (self.link, self.categories, [a.start(0.0, 0.0) for a in self._thresholds]))
+
+    @property
+    def n_categories(self) -> int:
+        """K, the number of categories (0 before :meth:`for_response`)."""
+        return 0 if self.categories is None else len(self.categories)
+
+    # --- the response ---------------------------------------------------------------------
+    def for_response(self, raw, label: str):
+        """``(codes 0 .. K-1 as floats, the family with the response's categories)``.
+
+        An ordered pandas Categorical gives its categories in order; numbers (integer codes,
+        any sorted numeric scale) their sorted distinct values.  Text, an unordered
+        Categorical of text, fewer than three categories or a category never observed raise
+        ValueError naming the column and the fix.  ``raw`` is read, never modified.
+        """
+        s = raw if isinstance(raw, pd.Series) else pd.Series(np.asarray(raw))
+        fix = (f"make it an ordered Categorical with the categories from lowest to highest, e.g. "
+               f"data[{label!r}] = pd.Categorical(data[{label!r}], categories=[...], ordered=True)")
+        if pd.api.types.is_bool_dtype(s):
+            raise ValueError(f"ordinal response {label!r} is boolean: two categories; use family='bernoulli'")
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            cats = s.cat.categories
+            if not s.cat.ordered and not pd.api.types.is_numeric_dtype(cats):
+                raise ValueError(f"ordinal response {label!r} is an unordered Categorical, so the order of its "
+                                 f"categories {list(cats)[:6]} is not given; {fix}")
+            codes = s.cat.codes.to_numpy(dtype=np.int64)
+            levels = [_label(c) for c in cats]
+        elif pd.api.types.is_numeric_dtype(s):
+            vals = s.to_numpy(dtype=float)
+            if not np.all(np.isfinite(vals)):
+                raise ValueError(f"ordinal response {label!r} has non-finite values; remove them")
+            uniq = np.unique(vals)
+            codes = np.searchsorted(uniq, vals).astype(np.int64)
+            levels = [_label(v) for v in uniq]
+        else:
+            raise ValueError(f"ordinal response {label!r} holds text (dtype {s.dtype}), whose order is not "
+                             f"known; {fix}")
+        K = len(levels)
+        if K < 3:
+            hint = "use family='bernoulli'" if K == 2 else "a constant response has nothing to model"
+            raise ValueError(f"ordinal response {label!r} has {K} categor{'y' if K == 1 else 'ies'} "
+                             f"({levels}); an ordinal model needs at least 3: {hint}")
+        counts = np.bincount(codes, minlength=K)
+        empty = [levels[k] for k in range(K) if counts[k] == 0]
+        if empty:
+            raise ValueError(f"ordinal response {label!r}: categor{'y' if len(empty) == 1 else 'ies'} {empty} "
+                             f"never observed, so their thresholds are not identified; drop them, e.g. "
+                             f"data[{label!r}] = data[{label!r}].cat.remove_unused_categories(), or merge "
+                             f"them with a neighbour")
+        cum = np.clip(np.cumsum(counts)[:-1] / counts.sum(), 1e-6, 1.0 - 1e-6)
+        starts = self.link.link(cum)
+        return codes.astype(float), Ordinal(self.link, levels, starts)
+
+    def _check_response(self, y, trials, name):
+        K = self.n_categories
+        if K and not (np.all(y == np.round(y)) and y.min() >= 0 and y.max() <= K - 1):
+            raise ValueError(f"ordinal response {name!r} must be category codes 0 .. {K - 1}")
+
+    # --- the log-density (written once against ops) ------------------------------------------
+    def _bounds(self, y, ops, taus):
+        """(first, last, hi, lo): masks of the first and last categories and each row's upper
+        and lower thresholds tau[y], tau[y - 1], the missing one replaced by the other -+ 1."""
+        K = len(taus) + 1
+        first, last = ops.eq(y, 0.0) * 1.0, ops.eq(y, float(K - 1)) * 1.0
+        hi0, lo0 = 0.0, 0.0
+        for k, t in enumerate(taus):
+            hi0 = hi0 + t * ops.eq(y, float(k))
+            lo0 = lo0 + t * ops.eq(y, float(k + 1))
+        return first, last, hi0 + last * (lo0 + 1.0), lo0 + first * (hi0 - 1.0)
+
+    def _taus(self, aux):
+        return [aux[a.name] for a in self.aux_params]
+
+    def _loglik(self, y, eta, ops, *, trials=None, **aux):
+        taus = self._taus(aux)
+        first, last, hi, lo = self._bounds(y, ops, taus)
+        lpa, lqa = self.link.log_p_and_log_q(hi - eta, ops)
+        lpb, lqb = self.link.log_p_and_log_q(lo - eta, ops)
+        # F(a) - F(b) = F(a) Q(b) - Q(a) F(b) = F(a) Q(b) (1 - Q(a) F(b) / (F(a) Q(b))): each factor
+        # from the link's stable log pair, so neither tail cancels (logit: the ratio is e^(b - a))
+        mid = 1.0 - first - last
+        return (1.0 - last) * lpa + (1.0 - first) * lqb + mid * ops.log1mexp((lqa - lqb) + (lpb - lpa))
+
+    # --- derivatives in eta (NumPy, by hand) -----------------------------------------------
+    def _log_f_and_score(self, x):
+        """(log f(x), f'(x) / f(x)) of the latent density f = F'."""
+        if self.link.name == "logit":
+            lp, lq = self.link.log_p_and_log_q(x)
+            return lp + lq, -np.tanh(0.5 * x)
+        if self.link.name == "probit":
+            return -0.5 * x * x - _LOG_SQRT_2PI, -x
+        xc = np.minimum(x, 700.0)  # cloglog: f = exp(x - e^x)
+        return xc - np.exp(xc), 1.0 - np.exp(xc)
+
+    def _row_derivs(self, y, eta, taus):
+        """(ll, d1, -d2) of each row's log-density in eta."""
+        first, last, hi, lo = self._bounds(y, NUMPY_OPS, taus)
+        first, last = np.broadcast_to(first, np.shape(eta)) > 0, np.broadcast_to(last, np.shape(eta)) > 0
+        ll = self._loglik(y, eta, NUMPY_OPS, **{a.name: t for a, t in zip(self.aux_params, taus)})
+        lfa, ga = self._log_f_and_score(hi - eta)
+        lfb, gb = self._log_f_and_score(lo - eta)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))  # f(a) / P (0: a = +inf)
+            rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))  # f(b) / P (0: b = -inf)
+        d1 = rb - ra  # dP/deta = f(b) - f(a)
+        w = -(np.where(last, 0.0, ra * ga) - np.where(first, 0.0, rb * gb)) + d1 * d1
+        return ll, d1, w
+
+    def _eta_derivs(self, y, eta, *, trials=None, **aux):
+        taus = self._taus(aux)
+        _, d1, w = self._row_derivs(y, eta, taus)
+        # the expected information sum_c P_c (d log P_c / d eta)^2 over the categories c
+        fisher = np.zeros(np.broadcast(y, eta).shape)
+        for c in range(self.n_categories):
+            llc, d1c, _ = self._row_derivs(np.full(np.shape(y), float(c)), eta, taus)
+            fisher = fisher + np.exp(llc) * d1c * d1c
+        return d1, w, fisher
+
+    # --- predictions and simulation ------------------------------------------------------------
+    def category_probs(self, eta, **aux):
+        """P(Y = c | eta) for each category c (columns in order), shape ``eta.shape + (K,)``."""
+        aux = self.aux_values(aux)
+        eta = np.asarray(eta, dtype=float)
+        return np.stack([np.exp(self._loglik(np.full(eta.shape, float(c)), eta, NUMPY_OPS, **aux))
+                         for c in range(self.n_categories)], axis=-1)
+
+    def response_mean(self, eta, **aux):
+        """The expected category number ``sum_c c P(Y = c)``, categories numbered 1 .. K (brms's
+        and bambi's mean of an ordinal response on the category scale)."""
+        p = self.category_probs(eta, **aux)
+        return p @ np.arange(1.0, p.shape[-1] + 1.0)
+
+    def mean(self, eta, ops=None):
+        raise ValueError("the mean of an ordinal response depends on the thresholds: use "
+                         "predict(kind='mean') (the expected category number) or predict(kind='probs')")
+
+    def mustart(self, y, n_trials=1.0, weights=1.0):
+        # eta has no intercept: start the coefficients at 0 (the thresholds carry the marginal)
+        return np.full(np.shape(y), 0.5)
+
+    def random(self, eta, rng, *, trials=None, zi_eta=None, **aux):
+        """Category codes 0 .. K-1 drawn from :meth:`category_probs`."""
+        p = self.category_probs(eta, **aux)
+        u = rng.random(p.shape[:-1])[..., None]
+        return np.minimum(np.sum(np.cumsum(p, axis=-1) < u, axis=-1), self.n_categories - 1).astype(float)
+
+    def latent_residual_variance(self, *, mu=None, sigma=None, disp=None):
+        """The latent logistic/normal/Gumbel variance, as for the binary families."""
+        return self.link.latent_variance
+

@@ -1,0 +1,147 @@
+"""The ordinal (cumulative-link) family: ML fits equal to ``ordinal::clmm`` (tests/reference/
+make_reference_ordinal.R), its hand-written eta derivatives against finite differences of the
+one log-density, category probabilities, predictions, simulation and the response boundary."""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_glmm as bg
+from bayes_glmm.families import get_family
+
+REF = Path(__file__).parent / "reference"
+FITS = json.loads((REF / "ordinal_reference.json").read_text())
+SLOPE_LEVELS = FITS["slope_levels"]
+FITS = FITS["fits"]
+#: the references the default suite checks (the others: the slow mark; soup has 1847 rows, 185 levels)
+FAST = ["wine_logit_laplace", "wine_logit_agq10", "wine_probit_laplace", "wine_probit_agq10",
+        "slope_logit_laplace"]
+
+
+def _data(name: str) -> pd.DataFrame:
+    d = pd.read_csv(REF / name)
+    resp = d.columns[0]
+    levels = SLOPE_LEVELS if name == "ordinal_slope.csv" else sorted(d[resp].unique())
+    d[resp] = pd.Categorical(d[resp], categories=levels, ordered=True)
+    for c in d.columns[1:]:
+        if d[c].dtype == object or c in ("judge", "RESP", "g"):
+            d[c] = d[c].astype(str)
+    return d
+
+
+def _fit(key):
+    ref = FITS[key]
+    m = bg.GLMM(ref["formula"], _data(ref["data"]), family="ordinal", link=ref["link"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return m.fit_ml(n_agq=int(ref["nAGQ"])), ref
+
+
+def _check(key):
+    r, ref = _fit(key)
+    assert r.loglik > ref["logLik"] - 1e-5, (key, r.loglik, ref["logLik"])
+    se = r.se
+    for nm, est in ref["beta"].items():
+        assert abs(r.fixef[nm] - est) < 0.01 * ref["beta_se"][nm], (key, nm, r.fixef[nm], est)
+        # (logit Laplace SEs differ from clmm's by up to 1.2% on wine; every other fit within 0.3%)
+        assert se[nm] == pytest.approx(ref["beta_se"][nm], rel=1.5e-2)
+    dt = r.dispersion_table()
+    for nm, est in ref["thresholds"].items():
+        assert abs(dt.loc[nm, "Estimate"] - est) < 0.01 * ref["threshold_se"][nm], (key, nm)
+        assert dt.loc[nm, "SE(log)"] == pytest.approx(ref["threshold_se"][nm], rel=1.5e-2)
+    vc = r.varcorr
+    for lab, sd in ref["re_sd"].items():
+        grp, var = lab.split(":", 1)
+        got = vc[(vc.grp == grp) & (vc.var1 == var) & vc.var2.isna()].sdcor.iloc[0]
+        assert got == pytest.approx(sd, rel=2e-3, abs=1e-3), (key, lab, got, sd)
+    return r
+
+
+@pytest.mark.parametrize("key", FAST)
+def test_clmm_reference(key):
+    _check(key)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("key", [k for k in FITS if k not in FAST])
+def test_clmm_reference_slow(key):
+    _check(key)
+
+
+def test_summary_predict_simulate_lrt():
+    r, _ = _fit("wine_logit_laplace")
+    text = str(r)
+    assert "1|2" in text
+    probs = r.predict(kind="probs")
+    assert list(probs.columns) == ["1", "2", "3", "4", "5"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-12)
+    mean = r.predict(kind="mean")
+    np.testing.assert_allclose(mean, probs.to_numpy() @ np.arange(1, 6), rtol=1e-12)
+    new = pd.DataFrame({"temp": ["cold", "warm"], "contact": ["no", "yes"], "judge": ["1", "1"]})
+    pn = r.predict(new, kind="probs")
+    assert pn.shape == (2, 5) and pn.iloc[1, 4] > pn.iloc[0, 4]  # warm + contact: higher ratings
+    sims = r.simulate(3, random_seed=1)
+    assert sims.shape == (72, 3) and set(np.unique(sims.to_numpy())) <= {0.0, 1.0, 2.0, 3.0, 4.0}
+    r0 = bg.GLMM("rating ~ temp + (1|judge)", _data("ordinal_wine.csv"), family="ordinal").fit_ml()
+    tab = bg.lrt(r0, r)
+    assert tab.df == 1 and tab.chisq == pytest.approx(2 * (r.loglik - r0.loglik), rel=1e-9)
+    assert 0.0 < tab.p_value < 0.01
+
+
+def _fam(link, K=4):
+    return get_family("ordinal", link).for_response(pd.Series(np.arange(K, dtype=float)), "y")[1]
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_eta_derivs_finite_differences(link):
+    fam = _fam(link)
+    taus = {"0|1": -1.3, "1|2": 0.2, "2|3": 1.9}
+    y = np.repeat(np.arange(4.0), 7)
+    eta = np.tile(np.array([-8.0, -2.5, -0.4, 0.0, 0.7, 3.0, 9.0]), 4)
+    d1, w, fisher = fam.eta_derivs(y, eta, **taus)
+    h = 1e-5
+    ll = lambda e: fam.loglik(y, e, **taus)
+    np.testing.assert_allclose(d1, (ll(eta + h) - ll(eta - h)) / (2 * h), rtol=1e-6, atol=1e-8)
+    # the second derivative against differences of the (just checked) first
+    d1f = lambda e: fam.eta_derivs(y, e, **taus)[0]
+    np.testing.assert_allclose(w, -(d1f(eta + h) - d1f(eta - h)) / (2 * h), rtol=1e-6, atol=1e-9)
+    assert np.all(w >= 0) and np.all(fisher >= 0)  # log-concave F: the log-density is concave in eta
+    # the expected information: E[w] over the categories at each eta
+    e1 = eta[:7]
+    p = fam.category_probs(e1, **taus)
+    ew = sum(p[:, c] * fam.eta_derivs(np.full(7, float(c)), e1, **taus)[1] for c in range(4))
+    np.testing.assert_allclose(fisher[:7], ew, rtol=1e-8)
+
+
+@pytest.mark.parametrize("link", ["logit", "probit", "cloglog"])
+def test_probabilities_sum_to_one_and_tails(link):
+    fam = _fam(link)
+    taus = {"0|1": -1.3, "1|2": 0.2, "2|3": 1.9}
+    eta = np.array([-40.0, -5.0, 0.0, 5.0, 40.0])
+    p = fam.category_probs(eta, **taus)
+    np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-12)
+    ll = fam.loglik(np.array([0.0, 3.0, 1.0]), np.array([-40.0, 40.0, 0.0]), **taus)
+    assert np.all(np.isfinite(ll)) and ll[0] > -1e-6 and ll[1] > -1e-6
+
+
+def test_response_boundary():
+    d = _data("ordinal_wine.csv")
+    before = d.copy()
+    m = bg.GLMM("rating ~ temp + contact + (1|judge)", d, family="cumulative")
+    pd.testing.assert_frame_equal(d, before)
+    assert m.spec.fixed_names == ("tempwarm", "contactyes")
+    assert [a.name for a in m.family.aux_params] == ["1|2", "2|3", "3|4", "4|5"]
+    txt = d.assign(rating=d.rating.astype(str).map({"1": "a", "2": "b", "3": "c", "4": "d", "5": "e"}))
+    with pytest.raises(ValueError, match="ordered Categorical"):
+        bg.GLMM("rating ~ temp + (1|judge)", txt, family="ordinal")
+    two = d.assign(rating=(d.rating.cat.codes > 2).astype(int))
+    with pytest.raises(ValueError, match="bernoulli"):
+        bg.GLMM("rating ~ temp + (1|judge)", two, family="ordinal")
+    gap = d.assign(rating=pd.Categorical(d.rating.astype(int), categories=[1, 2, 3, 4, 5, 6], ordered=True))
+    with pytest.raises(ValueError, match="never observed"):
+        bg.GLMM("rating ~ temp + (1|judge)", gap, family="ordinal")
+    num = bg.GLMM("rating ~ temp + (1|judge)", d.assign(rating=d.rating.astype(int)), family="ordinal")
+    assert [a.name for a in num.family.aux_params] == ["1|2", "2|3", "3|4", "4|5"]
