@@ -307,10 +307,14 @@ _RESPONSE = {
     # (SciPy's, not the package's draws); the hurdle's zeros are the zero part below
     "hurdle_poisson": lambda rng, mu, d, n: _truncated(stats.poisson(mu), rng),
     "hurdle_negbinomial": lambda rng, mu, d, n: _truncated(stats.nbinom(d, d / (d + mu)), rng),
+    # issue 18: the success probability of a row is Beta(mu phi, (1 - mu) phi); df as a dict entry
+    "betabinomial": lambda rng, mu, d, n: rng.binomial(n, rng.beta(mu * d, (1.0 - mu) * d)),
+    "student_t": lambda rng, mu, d, n: mu + d["sigma"] * rng.standard_t(d["df"], size=mu.size),
 }
 _INVERSE_LINK = {"gaussian": lambda e: e, "bernoulli": _expit, "binomial": _expit, "beta": _expit,
                  "poisson": np.exp, "negbinomial": np.exp, "nbinom1": np.exp, "gamma": np.exp,
-                 "hurdle_poisson": np.exp, "hurdle_negbinomial": np.exp}
+                 "hurdle_poisson": np.exp, "hurdle_negbinomial": np.exp,
+                 "betabinomial": _expit, "student_t": lambda e: e}
 
 
 def _truncated(dist, rng):
@@ -353,7 +357,15 @@ def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: 
     if disp_name:
         d = float(draw_prior(priors[disp_name], rng))
         truth[disp_name] = d
-    trials = rng.integers(1, 9, size=n) if family == "binomial" else None
+    if family == "student_t":  # two auxiliary parameters: the scale and the degrees of freedom
+        d = {k: float(draw_prior(priors[k], rng)) for k in ("sigma", "df")}
+        truth.update(d)
+    if family == "betabinomial":
+        d = float(draw_prior(priors["phi"], rng))
+        truth["phi"] = d
+    # the beta-binomial's phi is only identified by rows with >= 2 trials: 2..10 there
+    trials = (rng.integers(1, 9, size=n) if family == "binomial"
+              else rng.integers(2, 11, size=n) if family == "betabinomial" else None)
     y = _RESPONSE[family](rng, _INVERSE_LINK[family](eta), d, trials)
     if zi_slope is not None:
         # a structural zero (zi) or the hurdle's zero (hu: y above is a zero-truncated count)
@@ -378,7 +390,7 @@ def _glmm_model(name: str, family: str, priors: dict, *, crossed: bool = False,
     formula = "y ~ x + (1 | g)" + (" + (1 | h)" if crossed else "")
     if zi_slope is not None:
         glmm_kwargs[bg.families.get_family(family).zero_label] = "~ x" if zi_slope else "~1"
-    if family == "binomial":
+    if family in ("binomial", "betabinomial"):
         glmm_kwargs["trials"] = "n"
     params = [("sd_g[Intercept]" if k == "sd_g" else "sd_h[Intercept]" if k == "sd_h" else k, k, 0)
               for k in priors]
@@ -486,6 +498,14 @@ MODELS.update({m.name: m for m in [
     _glmm_model("hurdle_negbinomial", "hurdle_negbinomial",
                 {**_COUNT, "theta": _G(2.0, 0.5), "hu_Intercept": _N(-0.5, 0.5)}, zi_slope=False),
 ]})
+#: issue 18's families: Student-t (identity; scale and df, brms's Gamma(2, 0.1) df prior) and the
+#: beta-binomial (logit, 2-10 trials per row; phi mean 10)
+MODELS.update({m.name: m for m in [
+    _glmm_model("student_t", "student_t", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0), "sd_g": _HN(1.0),
+                                           "sigma": _HN(1.0), "df": _G(2.0, 0.1)}),
+    _glmm_model("betabinomial", "betabinomial", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0),
+                                                 "sd_g": _HN(1.0), "phi": _G(2.0, 0.2)}),
+]})
 #: what a plain ``python benchmarks/sbc.py`` runs (about a minute); ``--all`` runs every model
 CORE_MODELS = ("bernoulli", "poisson", "negbinomial")
 
@@ -525,7 +545,7 @@ def posterior_draws(idata, fixed_names) -> dict:
             else ["(Intercept)", "x"][: sd.shape[1]]
         for j, nm in enumerate(coef_names):
             out[f"{var}[{short(nm)}]"] = sd[:, j]
-    for nm in ("sigma", "theta", "phi", "shape"):
+    for nm in ("sigma", "theta", "phi", "shape", "df"):
         if nm in post:
             out[nm] = _flat(post[nm])
     for lab in ("zi", "hu"):  # zero inflation, a hurdle's zero part
@@ -687,7 +707,7 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
         div_total += nd
         div_reps += nd > 0
         ess = _min_bulk_ess(idata, ["beta", "sd_g", "sd_h", "corr_g", "rho_g", "sigma", "theta", "phi", "shape",
-                                    "beta_zi"])
+                                    "df", "beta_zi"])
         low_ess += ess < L
         post = posterior_draws(idata, list(model.spec.fixed_names))
         n_total = next(iter(post.values())).shape[0]

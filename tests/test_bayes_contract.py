@@ -107,6 +107,8 @@ CASES = {
     "betabinomial-probit-trials": ("binomial", "probit", "y ~ x + z + (1 | g)",
                                    {"family": "betabinomial", "trials": "n", "weights": "w",
                                     "priors": {"phi": Prior("Gamma", alpha=2.0, beta=0.2)}}),
+    # the beta-binomial's cloglog takes its density from log(1 - mu) = -e^eta (1 - mu underflows)
+    "betabinomial-cloglog-trials": ("binomial", "cloglog", "y ~ x + (1 | g)", {"family": "betabinomial", "trials": "n"}),
     # Student-t (issue 18): sigma and df, a correlated slope; weights and a df prior
     "student_t-slope": ("gaussian", None, "y ~ x + (x | g)", {"family": "student_t"}),
     "student_t-weights-df-prior": ("gaussian", None, "y ~ x + z + (1 | g)",

@@ -69,21 +69,49 @@ class BetaBinomial(Binomial):
 
     def _beta_ratio(self, y, eta, ops, trials, phi):
         """log B(y + a, n - y + b) - log B(a, b): the log-density less log C(n, y)."""
-        # 1 - mu from -eta where the link allows (no cancellation)
-        mu, one_m = self.link.mu_and_complement(eta, ops)
-        a, b = mu * phi, one_m * phi
-        return (ops.gammaln(y + a) + ops.gammaln(trials - y + b) - ops.gammaln(trials + phi)
-                - ops.gammaln(a) - ops.gammaln(b) + ops.gammaln(phi))
+        if not self.link.complement_underflows:
+            # logit, probit: mu and 1 - mu (from -eta, no cancellation) underflow only far out
+            mu, one_m = self.link.mu_and_complement(eta, ops)
+            a, b = mu * phi, one_m * phi
+            return (ops.gammaln(y + a) + ops.gammaln(trials - y + b) - ops.gammaln(trials + phi)
+                    - ops.gammaln(a) - ops.gammaln(b) + ops.gammaln(phi))
+        # cloglog's 1 - mu = exp(-e^eta) is 0 beyond eta ~ 6.6: then b = 0 and
+        # lgamma(n - y + b) - lgamma(b) is inf - inf.  Each difference is taken from log a, log b
+        # (the link's stable log mu, log(1 - mu)), which stay finite.
+        log_p, log_q = self.link.log_p_and_log_q(eta, ops)
+        log_phi = ops.log(phi)
+        return (_lgamma_rise(y, log_phi + log_p, ops) + _lgamma_rise(trials - y, log_phi + log_q, ops)
+                - ops.gammaln(trials + phi) + ops.gammaln(phi))
 
     def _mu_derivs(self, y, eta, *, trials=None, phi):
         n = np.asarray(trials, dtype=float)
         mu, one_m = self.link.mu_and_complement(eta)
         a, b = mu * phi, one_m * phi
-        lm = phi * (special.digamma(y + a) - special.digamma(a)
-                    - special.digamma(n - y + b) + special.digamma(b))
-        lmm = phi * phi * (special.polygamma(1, y + a) - special.polygamma(1, a)
-                           + special.polygamma(1, n - y + b) - special.polygamma(1, b))
+        with np.errstate(invalid="ignore"):
+            # a count of 0 contributes no difference (inf - inf where a or b underflowed to 0)
+            lm = phi * (_diff0(y, special.digamma(y + a) - special.digamma(a))
+                        - _diff0(n - y, special.digamma(n - y + b) - special.digamma(b)))
+            lmm = phi * phi * (_diff0(y, special.polygamma(1, y + a) - special.polygamma(1, a))
+                               + _diff0(n - y, special.polygamma(1, n - y + b) - special.polygamma(1, b)))
         # the expected information has no closed form: the quasi-likelihood n / Var(y) per trial
         # squared (mu_eta^2 / Var y after the chain rule), positive as IRLS needs
         info = n / (mu * one_m * (1.0 + (n - 1.0) / (phi + 1.0)))
         return lm, lmm, info
+
+
+def _lgamma_rise(k, log_c, ops):
+    """``log Gamma(k + c) - log Gamma(c)`` (the log of the rising factorial ``c (c + 1) ... (c + k - 1)``)
+    for data counts ``k >= 0``, from ``log c``: finite where ``c = e^log_c`` underflows to 0.
+
+    ``log Gamma(c) = log Gamma(c + 1) - log c``, so for ``k >= 1`` the difference is
+    ``log c + log Gamma(k + c) - log Gamma(c + 1)``; for ``k = 0`` it is 0, which the indicator
+    gives exactly (``lgamma(1 + c) - lgamma(c + 1)`` times 0, never ``lgamma(0)``).
+    """
+    c = ops.exp(log_c)
+    pos = 1.0 - ops.eq(k, 0.0) * 1.0  # ops.eq: k is data
+    return pos * (log_c + ops.gammaln(k + c + (1.0 - pos)) - ops.gammaln(c + 1.0))
+
+
+def _diff0(k, d):
+    """``d`` where the count ``k`` is positive, 0 where it is 0 (NumPy)."""
+    return np.where(np.asarray(k) == 0, 0.0, d)

@@ -55,6 +55,14 @@ class Link:
         return self.name == "log"
 
     @property
+    def complement_underflows(self) -> bool:
+        """True when 1 - mu underflows to 0 at a moderate eta (cloglog: exp(-e^eta) = 0 beyond
+        eta ~ 6.6), so a density should work from :meth:`log_p_and_log_q` rather than from
+        :meth:`mu_and_complement`.  Probit's underflow only beyond |eta| ~ 38 and logit's beyond
+        ~745; their log pair costs more (probit's log_ndtr has no JAX implementation)."""
+        return self.name == "cloglog"
+
+    @property
     def is_probability(self) -> bool:
         """True when h maps onto (0, 1) (logit, probit, cloglog)."""
         return self.name in PROBABILITY_LINKS
