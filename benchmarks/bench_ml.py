@@ -147,7 +147,9 @@ def load_case(name: str, r_ok: bool, tmp: Path) -> tuple[pd.DataFrame, str]:
 
 def time_python(data: pd.DataFrame, case: dict, repeats: int) -> dict:
     times, res = [], None
-    kw = {"zi": case["zi"]} if case.get("zi") else {}
+    kw = dict(case.get("glmm_kwargs", {}))  # link, trials, hu, disp (bench_families.py)
+    if case.get("zi"):
+        kw["zi"] = case["zi"]
     for _ in range(repeats):
         t0 = time.perf_counter()
         model = bg.GLMM(case["formula"], data, family=case["family"], **kw)
@@ -169,7 +171,7 @@ for (c in {factors}) d[[c]] <- factor(d[[c]])
 {extra}
 f <- as.formula("{formula}")
 fit1 <- function() {call}
-fixef_of <- function(m) {{ b <- fixef(m); if (is.list(b)) b$cond else b }}
+fixef_of <- function(m) {{ b <- tryCatch(fixef(m), error = function(e) coef(m)); if (is.list(b)) b$cond else b }}
 if (nrow(d) < 1e5) m <- fit1()  # warm-up (byte compiler, lazy loading); pointless for the 1M case
 times <- numeric(0)
 for (i in seq_len({repeats})) times <- c(times, system.time(m <- fit1())[["elapsed"]])
@@ -181,7 +183,10 @@ cat(toJSON(list(median_s = median(times), times_s = times, max_used_mb = sum(g[,
 
 
 def r_call(case: dict, peer: str) -> str:
-    """The R fitting call of a peer (glmer, glmer.nb or glmmTMB) for a case."""
+    """The R fitting call of a peer (glmer, glmer.nb or glmmTMB) for a case; a case's own
+    ``r_calls[peer]`` (bench_families.py: glmmTMB's t_family, betabinomial, clmm) wins."""
+    if peer in case.get("r_calls", {}):
+        return case["r_calls"][peer]
     if peer == "glmer":
         return f"glmer(f, data = d, family = {R_FAMILY[case['family']]}, nAGQ = {case['n_agq']})"
     if peer == "glmer.nb":
@@ -196,6 +201,7 @@ def time_r(data: pd.DataFrame, case: dict, repeats: int, tmp: Path, name: str, p
     factors = [c for c in data.columns if isinstance(data[c].dtype, pd.CategoricalDtype)
                or data[c].dtype == object]
     extra = "d$followup <- as.logical(d$followup)" if "followup" in data.columns else ""
+    extra += "\n" + case.get("r_extra", "")  # e.g. library(ordinal), an ordered factor
     script = R_TEMPLATE.format(csv=csv, factors="c(" + ", ".join(f"'{c}'" for c in factors) + ")",
                                extra=extra, formula=case["formula"], call=r_call(case, peer), repeats=repeats)
     path = tmp / f"{name}_{peer}.R"

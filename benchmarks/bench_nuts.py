@@ -203,8 +203,9 @@ def _run(job: dict) -> dict:
     return run_bambi(job["name"], job["chains"], job["seed"], **kw)
 
 
-def _child(job: dict, cold: bool = False) -> dict:
-    cmd = [sys.executable, __file__, "--child", json.dumps(job)]
+def _child(job: dict, cold: bool = False, script: str = __file__) -> dict:
+    """Run ``job`` in a fresh ``script --child JSON`` process (bench_families.py passes itself)."""
+    cmd = [sys.executable, script, "--child", json.dumps(job)]
     env = dict(os.environ)
     tmp = None
     if cold:  # an empty PyTensor compile cache (numba/C) for this process only

@@ -33,7 +33,10 @@ observations, ``x`` centred (:func:`_sim_glmm`; priors in :data:`MODELS`):
 ``sd_g ~ HalfNormal(0.7)``, ``corr_g ~ LKJ(eta=2)``, i.e. ``(rho + 1) / 2 ~ Beta(2, 2)``;
 ranked: the fixed effects, the one SD and ``rho_g``); hurdle counts (issue 18)
 ``hurdle_poisson`` (``hu="~ x"``) and ``hurdle_negbinomial`` (``hu="~1"``), zero-truncated
-counts drawn by SciPy's inverse CDF.  Weights are not simulated: the package multiplies a
+counts drawn by SciPy's inverse CDF; ``student_t`` (identity, ``sigma ~ HalfNormal(1)``,
+``df ~ Gamma(2, 0.1)``, brms's default; ``df`` mixes slowly: run it with ``--draws 1000``) and
+``betabinomial`` (logit, 2-10 trials per row, ``trials="n"``, ``phi ~ Gamma(2, 0.2)``).
+Weights are not simulated: the package multiplies a
 row's log-density by its weight (a pseudo-likelihood, not a generative model SBC can draw
 from); ``tests/test_reference_posterior.py`` checks weighted models against numpyro instead.
 
@@ -43,7 +46,7 @@ observed log rate): SBC needs the prior the truths are drawn from to be the prio
 model uses, and the same ``bg.Prior`` objects serve both purposes here.
 
 Checked parameters: every fixed effect (posterior ``beta``), every random-effect SD
-(``sd_g``, ``sd_h``), the dispersion (``sigma``, ``theta``, ``phi``, ``shape``), the
+(``sd_g``, ``sd_h``), the dispersion (``sigma``, ``theta``, ``phi``, ``shape``; Student-t's ``df``), the
 zero-inflation coefficients (``beta_zi``) and, for ``poisson``, the correlation (``corr_g``; a ``q x q`` matrix with dims
 ``(g_coef, g_coef2)`` or the off-diagonal pairs only, both are handled).
 

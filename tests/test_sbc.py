@@ -133,6 +133,21 @@ def test_simulated_responses_follow_the_family_definitions(family, disp):
     assert np.var(y) == pytest.approx(float(var), rel=0.03)
 
 
+def test_issue18_simulators_follow_the_family_definitions():
+    # beta-binomial (overdispersion growing with the trials) and Student-t (scale and df)
+    from bayes_glmm.families import get_family
+
+    n, rng = 400_000, np.random.default_rng(5)
+    y = sbc._RESPONSE["betabinomial"](rng, np.full(n, 0.3), 5.0, np.full(n, 6))
+    assert np.mean(y) == pytest.approx(6 * 0.3, rel=0.01)
+    var = get_family("betabinomial").response_variance(np.array(0.3), n_trials=6.0, phi=5.0)
+    assert np.var(y) == pytest.approx(float(var), rel=0.03)
+    y = sbc._RESPONSE["student_t"](rng, np.full(n, 2.0), {"sigma": 0.7, "df": 6.0}, None)
+    assert np.mean(y) == pytest.approx(2.0, abs=0.01)
+    var = get_family("student_t").response_variance(np.array(2.0), sigma=0.7, df=6.0)
+    assert np.var(y) == pytest.approx(float(var), rel=0.03)
+
+
 # ------------------------------------------------------------------ SBC (slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["bernoulli", "poisson", "negbinomial", "gaussian", "gamma", "beta",
