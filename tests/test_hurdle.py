@@ -222,3 +222,20 @@ def test_bayesian_hurdle_smoke():
     assert p.shape == (len(d),) and np.all(p > 0)
     pp = m.prior_predictive(draws=20, random_seed=1)
     assert np.all(np.asarray(pp.prior_predictive["y"]) >= 0)
+
+
+def test_teaching_tools_run_on_a_hurdle_model():
+    """Smoke: prior predictive summary (P(y = 0) among its statistics), pooling, and the
+    latent-scale ICC refused with the fix."""
+    from bayes_glmm import teaching
+
+    d = _data("sim_poisson").iloc[:180]
+    m = bg.GLMM("y ~ x + (1 | g)", d, family="hurdle_poisson", hu="~ x")
+    s = teaching.prior_predictive_summary(m, draws=40, random_seed=2)
+    assert 0.0 < s.table.loc["prop_zero", "q50"] < 1.0
+    assert s.table.loc["prop_zero", "observed"] == pytest.approx(float(np.mean(d.y == 0)))
+    f = m.fit_ml()
+    pool = teaching.pooling(m, ml=f)
+    assert len(pool) == 12 and np.all(np.isfinite(pool["partial_ml"]))
+    with pytest.raises(ValueError, match="latent-scale ICC is not defined for the hurdle_poisson family"):
+        bg.icc(f)

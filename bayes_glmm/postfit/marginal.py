@@ -232,9 +232,11 @@ def _check_fit(fit):
     if getattr(spec, "has_zi", False):
         # the marginal mean of a zero-inflated model mixes the zero-inflation part in; the
         # integrals here cover the conditional model only, so refuse rather than mislead
-        raise ValueError(f"marginal means/effects of a zero-inflated model (zi={spec.zi_formula!r}) are not "
+        lab = getattr(spec, "zi_label", "zi")  # zero inflation, or a hurdle's hu
+        what = "a zero-inflated model" if lab == "zi" else "a hurdle model"
+        raise ValueError(f"marginal means/effects of {what} ({lab}={spec.zi_formula!r}) are not "
                          f"implemented; use fit.predict(newdata, kind='mean', re_form=None) for "
-                         f"population-level expected counts, or fit the model without zi")
+                         f"population-level expected counts" + (", or fit the model without zi" if lab == "zi" else ""))
     return spec
 
 

@@ -34,6 +34,9 @@ Prior keys
 ``"zi_Intercept"``, ``"zi_<coef>"``
     Zero-inflation coefficients (models with ``zi=``); the intercept, as the main one, at the
     means of the zero-inflation predictors.
+``"hu_Intercept"``, ``"hu_<coef>"``
+    The hurdle families' zero part (``hu=``, logit of P(y = 0)), with the same defaults: the
+    label is the family's :attr:`~bayes_glmm.families.Family.zero_label`.
 
 See ``docs/priors.md`` for every default and what it implies on the response scale.
 """
