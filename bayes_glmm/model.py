@@ -75,6 +75,11 @@ class GLMM:
         The hurdle families (``hurdle_poisson``, ``hurdle_negbinomial``): a one-sided
         fixed-effects formula for the logit of P(y = 0), as glmmTMB's ``ziformula`` with a
         truncated family and brms's ``hu ~``; default ``"~1"``.
+    disp : str, optional
+        Dispersion formula (gaussian, negbinomial, gamma, beta, student_t: the families whose
+        dispersion parameter declares it): a one-sided fixed-effects formula for the log of
+        the family's first auxiliary parameter (sigma, theta, shape, phi), as glmmTMB's
+        ``dispformula`` (``"~ x"``); None (default) for a constant one.  See docs/families.md.
 
     Examples
     --------
@@ -98,15 +103,18 @@ class GLMM:
         centered: bool | str | Mapping[str, bool | str] = "auto",
         zi: str | None = None,
         hu: str | None = None,
+        disp: str | None = None,
     ):
         validate.check_glmm_args(formula, family, link, priors=priors, centered=centered)  # by name, early
         from .spec.design import build_spec  # formula -> design -> spec
 
         self.family = get_family(family, link)
-        self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights, zi=zi, hu=hu)
+        self.spec = build_spec(formula, data, self.family, trials=trials, weights=weights, zi=zi, hu=hu,
+                               disp=disp)
         self.family = self.spec.family  # an ordinal family knows the response's categories
         self.zi = zi
         self.hu = hu
+        self.disp = disp
         self.formula = formula
         self.priors = dict(priors or {})
         self.centered = centered

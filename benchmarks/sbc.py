@@ -36,6 +36,8 @@ ranked: the fixed effects, the one SD and ``rho_g``); hurdle counts (issue 18)
 counts drawn by SciPy's inverse CDF; ``student_t`` (identity, ``sigma ~ HalfNormal(1)``,
 ``df ~ Gamma(2, 0.1)``, brms's default; ``df`` mixes slowly: run it with ``--draws 1000``) and
 ``betabinomial`` (logit, 2-10 trials per row, ``trials="n"``, ``phi ~ Gamma(2, 0.2)``).
+dispersion formulas ``gaussian_disp`` and ``negbinomial_disp`` (``disp="~ x"``: ``log sigma`` /
+``log theta`` = ``disp_Intercept + disp_x * x``, ranked as those prior keys).
 Weights are not simulated: the package multiplies a
 row's log-density by its weight (a pseudo-likelihood, not a generative model SBC can draw
 from); ``tests/test_reference_posterior.py`` checks weighted models against numpyro instead.
@@ -329,7 +331,7 @@ def _truncated(dist, rng):
 
 
 def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: int = 20,
-              n_per: int = 10, crossed: bool = False, zi_slope: bool | None = None):
+              n_per: int = 10, crossed: bool = False, zi_slope: bool | None = None, disp_slope: bool = False):
     """``y ~ x + (1 | g)`` (``+ (1 | h)`` when ``crossed``) for any family at its default link.
 
     With ``crossed`` every ``g`` level meets each of ``n_per`` ``h`` levels once.  The
@@ -337,7 +339,8 @@ def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: 
     from ``priors`` under that name; binomial trials are fixed, not drawn (1..8 per row, a
     column ``n``).  ``zi_slope`` None: no zero inflation; False: ``zi = "~1"``; True:
     ``zi = "~ x"`` -- a structural zero replaces y with probability
-    ``expit(zi_Intercept + zi_x * x)``.
+    ``expit(zi_Intercept + zi_x * x)``.  ``disp_slope``: a dispersion formula ``disp = "~ x"``,
+    the family's dispersion ``exp(disp_Intercept + disp_x * x)`` per row (drawn from those priors).
     """
     codes, labels = _groups(n_groups, n_per)
     n = codes.size
@@ -357,7 +360,11 @@ def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: 
     disp_name = {"gaussian": "sigma", "negbinomial": "theta", "nbinom1": "phi", "gamma": "shape",
                  "beta": "phi", "hurdle_negbinomial": "theta"}.get(family)
     d = None
-    if disp_name:
+    if disp_name and disp_slope:
+        d0, d1 = float(draw_prior(priors["disp_Intercept"], rng)), float(draw_prior(priors["disp_x"], rng))
+        truth["disp_Intercept"], truth["disp_x"] = d0, d1
+        d = np.exp(d0 + d1 * x)
+    elif disp_name:
         d = float(draw_prior(priors[disp_name], rng))
         truth[disp_name] = d
     if family == "student_t":  # two auxiliary parameters: the scale and the degrees of freedom
@@ -388,18 +395,22 @@ def _sim_glmm(priors: dict, rng: np.random.Generator, *, family: str, n_groups: 
 
 
 def _glmm_model(name: str, family: str, priors: dict, *, crossed: bool = False,
-                zi_slope: bool | None = None, n_per: int = 10, **glmm_kwargs) -> SBCModel:
+                zi_slope: bool | None = None, n_per: int = 10, disp_slope: bool = False,
+                **glmm_kwargs) -> SBCModel:
     """An :class:`SBCModel` on :func:`_sim_glmm`; every prior key is ranked."""
     formula = "y ~ x + (1 | g)" + (" + (1 | h)" if crossed else "")
     if zi_slope is not None:
         glmm_kwargs[bg.families.get_family(family).zero_label] = "~ x" if zi_slope else "~1"
+    if disp_slope:
+        glmm_kwargs["disp"] = "~ x"
     if family in ("binomial", "betabinomial"):
         glmm_kwargs["trials"] = "n"
     params = [("sd_g[Intercept]" if k == "sd_g" else "sd_h[Intercept]" if k == "sd_h" else k, k, 0)
               for k in priors]
     return SBCModel(name=name, formula=formula, family=family, priors=priors, params=params,
                     simulate=lambda pri, rng: _sim_glmm(pri, rng, family=family, n_per=n_per,
-                                                        crossed=crossed, zi_slope=zi_slope),
+                                                        crossed=crossed, zi_slope=zi_slope,
+                                                        disp_slope=disp_slope),
                     glmm_kwargs=glmm_kwargs)
 
 
@@ -509,6 +520,14 @@ MODELS.update({m.name: m for m in [
     _glmm_model("betabinomial", "betabinomial", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0),
                                                  "sd_g": _HN(1.0), "phi": _G(2.0, 0.2)}),
 ]})
+#: dispersion formulas (issue 18): ``disp = "~ x"``, the log of sigma / theta linear in x
+MODELS.update({m.name: m for m in [
+    _glmm_model("gaussian_disp", "gaussian", {"Intercept": _N(0.0, 1.0), "x": _N(0.0, 1.0), "sd_g": _HN(1.0),
+                                              "disp_Intercept": _N(0.0, 0.5), "disp_x": _N(0.0, 0.3)},
+                disp_slope=True),
+    _glmm_model("negbinomial_disp", "negbinomial", {**_COUNT, "disp_Intercept": _N(1.0, 0.5),
+                                                    "disp_x": _N(0.0, 0.3)}, disp_slope=True),
+]})
 #: what a plain ``python benchmarks/sbc.py`` runs (about a minute); ``--all`` runs every model
 CORE_MODELS = ("bernoulli", "poisson", "negbinomial")
 
@@ -558,6 +577,12 @@ def posterior_draws(idata, fixed_names) -> dict:
             names = [str(c) for c in post[f"beta_{lab}"].coords[f"{lab}_coef"].values]
             for j, nm in enumerate(names):
                 out[f"{lab}_{short(nm)}"] = z[:, j]
+    if "beta_disp" in post:  # a dispersion formula's coefficients, as their prior keys
+        z = _flat(post["beta_disp"])
+        z = z[:, None] if z.ndim == 1 else z
+        names = [str(c) for c in post["beta_disp"].coords["disp_coef"].values]
+        for j, nm in enumerate(names):
+            out[f"disp_{short(nm)}"] = z[:, j]
     if "rho_g" in post:  # a structured term's own parameter (ar1: rho)
         out["rho_g"] = _flat(post["rho_g"]).reshape(-1, post["rho_g"].shape[-1])[:, 0]
     if "corr_g" in post:

@@ -5,7 +5,7 @@ The graph (:func:`bayes_glmm.bayes.build_pymc_model`) is the model.  The NumPy d
 function generated from the graph (``"numpyro"``) are evaluated at random points of the graph's unconstrained
 coordinates over a matrix of family (the dispersion families negbinomial, nbinom1, gamma and
 beta with every link, zero inflation) x link x prior (dispersion and ``zi_`` priors among
-them) x centred / non-centred / hierarchically centred x scalar / ``||`` / correlated (q = 2, 3) / crossed terms x
+them; dispersion formulas ``disp=``) x centred / non-centred / hierarchically centred x scalar / ``||`` / correlated (q = 2, 3) / crossed terms x
 the covariance structures ``ar1``, ``cs`` (q = 3), ``toep`` (q = 4) and ``diag`` x
 weights / offsets / trials; log-density
 (up to one additive constant per model: PyMC keeps the normalizers of the standard-normal
@@ -147,6 +147,16 @@ CASES = {
     "gaussian-diag": ("gaussian", None, "y ~ x + diag(x | g)", {}),
     "poisson-hetar1": ("poisson", None, "y ~ x + hetar1(0 + factor(h) | g)", {}),
     "poisson-diag-centered": ("poisson", None, "y ~ x + diag(1 + x | g)", {"centered": True}),
+    # dispersion formulas (issue 18): the log of the first auxiliary parameter linear in covariates
+    "gaussian-disp-slope": ("gaussian", None, "y ~ x + (1 | g)", {"disp": "~ z"}),
+    "gaussian-log-disp-factor-weights": ("gaussian-log", "log", "y ~ x + (1 | g)",
+                                         {"disp": "~ h", "weights": "w",
+                                          "priors": {"disp_Intercept": Prior("StudentT", nu=4, mu=0, sigma=1)}}),
+    "negbinomial-disp-offset": ("negbinomial", None, "y ~ x + offset(log(t)) + (1 + x | g)", {"disp": "~ x + z"}),
+    "zinb-disp": ("zi-count", None, "y ~ x + (1 | g)", {"zi": "~ z", "disp": "~ z", "family": "negbinomial"}),
+    "gamma-disp-nointercept": ("gamma", None, "y ~ x + (1 | g)", {"disp": "~ 0 + h"}),
+    "beta-disp-probit": ("beta", "probit", "y ~ x + (1 | g)", {"disp": "~ x"}),
+    "student_t-disp": ("gaussian", None, "y ~ x + (1 | g)", {"family": "student_t", "disp": "~ z"}),
 }
 
 #: inverse and identity gamma links need a positive linear predictor: evaluated at points near
@@ -164,7 +174,8 @@ def _model(case):
     family = extra.get("family", "gaussian" if fam.startswith("gaussian") else fam)
     return bg.GLMM(formula, df, family=family, link=link, trials=extra.get("trials"),
                    weights=extra.get("weights"), priors=extra.get("priors"),
-                   centered=extra.get("centered", False), zi=extra.get("zi"), hu=extra.get("hu"))
+                   centered=extra.get("centered", False), zi=extra.get("zi"), hu=extra.get("hu"),
+                   disp=extra.get("disp"))
 
 
 def _points(density, seed):
@@ -223,7 +234,8 @@ def _assert_same(vals_a, vals_b, grads_a, grads_b):
 #: cloglog, ZINB offset/weights/zi priors)
 SLOW_CASES = {"negbinomial-offset-correlated", "nbinom1-exponential-prior", "gamma-log",
               "gamma-log-lognormal-prior", "beta-logit", "zip-slope", "zinb1-intercept", "gamma-identity",
-              "gaussian-cs3-weights", "gaussian-toep4", "poisson-diag-centered", "gaussian-diag"}
+              "gaussian-cs3-weights", "gaussian-toep4", "poisson-diag-centered", "gaussian-diag",
+              "gamma-disp-nointercept", "zinb-disp", "gaussian-log-disp-factor-weights"}
 
 
 @pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c

@@ -349,9 +349,13 @@ class RowProgram:
     the last (``1 + len(aux_params)``) = the zero-inflation linear predictor ``ez``.  Row data:
     ``yr`` (response) and ``nr`` (binomial trials).  Data-only expensive values are hoisted
     into the per-row table ``PC[r * npc + j]`` (filled once by :attr:`pre_code`).
+
+    With a dispersion formula (``disp``) the first auxiliary parameter is ``exp(ed)`` with ``ed``
+    the row's log-dispersion (a per-row C variable): direction 1 is then ``ed`` itself, the C of
+    its derivative :attr:`d_disp`, and :attr:`aux` / :attr:`d_aux` hold the other parameters only.
     """
 
-    def __init__(self, family, zi: bool):
+    def __init__(self, family, zi: bool, disp: bool = False):
         self.hoisted = []
 
         def hoist(expr):
@@ -365,6 +369,8 @@ class RowProgram:
         y, n = em.data("yr"), em.data("nr")
         eta = em.var("eta", 0)
         kw = {aux.name: em.var(self.aux[i], 1 + i, inv=True) for i, aux in enumerate(family.aux_params)}
+        if disp:  # per row: exp of the row's log-dispersion, in direction 1
+            kw[family.aux_params[0].name] = C_OPS.exp(em.var("ed", 1))
         if family.needs_trials:
             kw["trials"] = n
         ll = em.lift(family.loglik(y, eta, ops=C_OPS, **kw))
@@ -378,6 +384,9 @@ class RowProgram:
         #: C of d ll / d eta, d ll / d aux_i (i = 0, 1, ...) and d ll / d ez
         self.d = [x or "0.0" for x in ll.d]
         self.d_eta, self.d_aux, self.d_zi = self.d[0], self.d[1:1 + na], self.d[1 + na]
+        self.d_disp = None
+        if disp:
+            self.d_disp, self.d_aux, self.aux = self.d_aux[0], self.d_aux[1:], self.aux[1:]
         self.npc = len(self.hoisted)
         self.pre_code = "\n".join(f"        PC[r * NPC + {j}] = {e};" for j, e in enumerate(self.hoisted))
 
@@ -434,11 +443,11 @@ _C_NAMES = frozenset("""
     A0 A1 A2 D D0 D0c ETA EZ GL NPC NT OFF OUT P PC PW S SC W Y acc bg_ctx bg_logp bg_logp_grad
     bg_nuts_cfg bg_nuts_sample bg_precompute bg_rowpass bg_rows_ll bg_sample bl c cfg cidx cl cur d0 d2
     draws dmu dsd e el eta ez f g ge gl hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
-    s st stats stop vctx x yr zidx""".split()) | frozenset(C_FUNCTIONS.values())
+    s st stats stop vctx x yr zidx ed ED didx d3""".split()) | frozenset(C_FUNCTIONS.values())
 #: numbered names: a stem and an index (``sd0``, ``GB1``, ``ax0`` an auxiliary parameter), or an
 #: :class:`Emitter`'s prefix and its counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``ax1_2``)
-_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|a|ax|bt|bz|gax|gbt|gbz|sd|xc|r|t)\d+"
-                         r"|(?:ax|c|f|z|sd|y)\d+_\d+|s_\d+")
+_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|XD|a|ax|bt|bz|bd|gax|gbt|gbz|gbd|sd|xc|r|t|dp)\d+"
+                         r"|(?:ax|c|f|z|sd|y|dp)\d+_\d+|s_\d+")
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: characters of generated C: printable ASCII without backslash, backtick, quote, $ and @
 _C_CHARS = frozenset("\n !\"#%&()*+,-./0123456789:;<=>?ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_"

@@ -38,7 +38,7 @@ from scipy import sparse
 
 from ..spec.centering import AUTO_THRESHOLD, informativeness, level_scales, row_information
 from ..ml.pirls import make_response
-from ..priors import default_scales, get_kind, slope_blocks, zi_key, zi_slope_blocks
+from ..priors import default_scales, disp_key, disp_slope_blocks, get_kind, slope_blocks, zi_key, zi_slope_blocks
 from ..spec.scaling import SCALE_RANGE, column_sds
 from ..spec.model_spec import ModelSpec
 from .codegen import PRIOR_LOGDENS, prior_params
@@ -358,10 +358,11 @@ class _Block:
 AUX_SUPPORTS = ("positive", "real")
 
 
-def aux_blocks(family, priors: dict, start: int) -> list:
+def aux_blocks(family, priors: dict, start: int, skip: int = 0) -> list:
     """One scalar :class:`_Block` per auxiliary parameter of ``family`` (``family.aux_params``
     order, from ``start``), named and with the prior of its key ``aux.name``; a positive
-    one is sampled on the log scale, as PyMC's log transform.
+    one is sampled on the log scale, as PyMC's log transform.  The first ``skip`` parameters are
+    left out (1: the one a dispersion formula models).
 
     Raises
     ------
@@ -369,7 +370,7 @@ def aux_blocks(family, priors: dict, start: int) -> list:
         An auxiliary parameter with a support outside :data:`AUX_SUPPORTS`, or no prior.
     """
     out = []
-    for i, aux in enumerate(family.aux_params):
+    for i, aux in enumerate(family.aux_params[skip:]):
         if aux.support not in AUX_SUPPORTS:
             raise ValueError(f"family {family.name!r}: the samplers handle auxiliary parameters with support "
                              f"{list(AUX_SUPPORTS)}, not {aux.name!r} ({aux.support!r}); use the ML fit")
@@ -484,7 +485,7 @@ class GlmmDensity:
             self.Zt = sparse.csr_matrix(self.Z.T)
         #: one block per auxiliary parameter of the family (``family.aux_params`` order:
         #: sigma, a dispersion, Student-t's df...), a positive one on the log scale
-        self.aux = aux_blocks(self.fam, priors, pos)
+        self.aux = aux_blocks(self.fam, priors, pos, skip=1 if spec.has_disp else 0)
         pos += len(self.aux)
         # zero inflation: as the fixed effects, on the centred X_zi
         self.zi_blocks = []
@@ -506,6 +507,24 @@ class GlmmDensity:
                 self.zi_idx[cols] = np.arange(blk.sl.start, blk.sl.stop)
             self.Xzc = np.ascontiguousarray(Xzc)
             self.XzcT = np.ascontiguousarray(self.Xzc.T)
+        # a dispersion formula: as the zero inflation, on the centred X_disp; the family's first
+        # auxiliary parameter is exp(Xdc @ coefficients) per row
+        self.disp_blocks = []
+        if spec.has_disp:
+            dnames = list(spec.disp_names)
+            self.disp_icol, self.disp_xm, self.disp_xd, Xdc, dpri = fixed_layout(spec.X_disp, dnames, priors, disp_key)
+            if self.disp_icol is not None:
+                self.disp_blocks.append((_Block("disp_Intercept", pos, 1, dpri[self.disp_icol], False),
+                                         [self.disp_icol]))
+                pos += 1
+            for name, cols in disp_slope_blocks(spec, priors):
+                self.disp_blocks.append((_Block(name, pos, len(cols), _vector_prior(dpri, cols), False), cols))
+                pos += len(cols)
+            self.disp_idx = np.empty(len(dnames), dtype=np.intp)
+            for blk, cols in self.disp_blocks:
+                self.disp_idx[cols] = np.arange(blk.sl.start, blk.sl.stop)
+            self.Xdc = np.ascontiguousarray(Xdc)
+            self.XdcT = np.ascontiguousarray(self.Xdc.T)
         self.unit = bool(np.all(self.resp.pw == 1.0))
         self.ndim = pos
         off = np.asarray(spec.offset, dtype=float)
@@ -570,7 +589,7 @@ class GlmmDensity:
         """
         grad = np.empty(self.ndim)
         lp = 0.0
-        for blk in self.fixed_priors + [b for b, _ in self.zi_blocks]:
+        for blk in self.fixed_priors + [b for b, _ in self.zi_blocks] + [b for b, _ in self.disp_blocks]:
             l, g = blk._lp(x[blk.sl])
             grad[blk.sl] = g
             lp += l
@@ -620,13 +639,18 @@ class GlmmDensity:
         """
         resp, fam = self.resp, self.fam
         y, pw = resp.y, resp.pw
-        nd = 2 + len(self.aux)  # eta, the auxiliary parameters, the zi predictor
+        # eta, the auxiliary parameters, the log-dispersion per row (disp=), the zi predictor
+        ddir = 1 + len(self.aux) if self.disp_blocks else None
+        nd = 2 + len(self.aux) + (1 if self.disp_blocks else 0)
         lp, kw, vals = 0.0, {}, []
         for i, blk in enumerate(self.aux):
             v, alp, ag = blk.scalar_value_logp_grad(x)
             lp += alp
             vals.append((v, ag))
             kw[blk.name] = seed(v, 1 + i, nd)
+        if self.disp_blocks:
+            ed = self.Xdc @ x[self.disp_idx]
+            kw[fam.aux_params[0].name] = ND_OPS.exp(seed(ed, ddir, nd))
         if fam.needs_trials:
             kw["trials"] = resp.n_trials
         ll = fam.loglik(y, seed(eta, 0, nd), ops=ND_OPS, **kw)
@@ -634,6 +658,8 @@ class GlmmDensity:
             ez = self.Xzc @ x[self.zi_idx]
             ll = fam.zero_part_loglik(ll, y, seed(ez, nd - 1, nd), ops=ND_OPS)
             grad[self.zi_idx] += self.XzcT @ (pw * deriv(ll, nd - 1, eta))
+        if self.disp_blocks:
+            grad[self.disp_idx] += self.XdcT @ (pw * deriv(ll, ddir, eta))
         for i, (blk, (v, ag)) in enumerate(zip(self.aux, vals)):
             d = float(pw @ deriv(ll, 1 + i, eta))
             grad[blk.sl.start] = ag + (v * d if blk.positive else d)  # positive: d/d log(v) = v d/dv
@@ -654,7 +680,7 @@ class GlmmDensity:
             out[eff.name] = eff.sl
         for blk in self.aux:
             out[blk.value_var] = blk.sl
-        for blk, _ in self.zi_blocks:
+        for blk, _ in self.zi_blocks + self.disp_blocks:
             out[blk.name] = blk.sl
         return out
 
@@ -704,6 +730,15 @@ class GlmmDensity:
                 sl = [j for j in range(self.spec.p_zi) if j != self.zi_icol]
                 bz[self.zi_icol] = bz[self.zi_icol] - float(bz[sl] @ self.zi_xm[sl])
             out[f"beta_{self.spec.zi_label}"] = bz
+        if self.disp_blocks:
+            bd = np.empty(self.spec.p_disp)
+            for blk, cols in self.disp_blocks:
+                bd[cols] = x[blk.sl] / self.disp_xd[cols]
+                out[blk.name] = x[blk.sl].copy() if blk.name == "disp_slopes" else x[blk.sl][0]
+            if self.disp_icol is not None:
+                sl = [j for j in range(self.spec.p_disp) if j != self.disp_icol]
+                bd[self.disp_icol] = bd[self.disp_icol] - float(bd[sl] @ self.disp_xm[sl])
+            out["beta_disp"] = bd
         return out
 
     def expand_draws(self, X) -> dict:
@@ -760,6 +795,8 @@ class GlmmDensity:
             out[blk.name] = np.exp(z) if blk.positive else z.copy()
         if self.zi_blocks:
             out[f"beta_{self.spec.zi_label}"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm, self.zi_xd)
+        if self.disp_blocks:
+            out["beta_disp"] = coefs(self.disp_blocks, self.spec.p_disp, self.disp_icol, self.disp_xm, self.disp_xd)
         out.update(bs)
         return out
 
@@ -803,6 +840,11 @@ class GlmmDensity:
             if blk.name in units:  # a residual SD: on the response's scale, whatever the link
                 sy = float(np.std(np.asarray(self.spec.y, dtype=float)))
                 x0[blk.sl] = log_typical(sy if sy > 0 else 1.0)
+        if self.disp_blocks and self.fam.aux_params[0].response_units:
+            for blk, _ in self.disp_blocks:  # a modelled residual SD: its intercept likewise
+                if blk.name == "disp_Intercept":
+                    sy = float(np.std(np.asarray(self.spec.y, dtype=float)))
+                    x0[blk.sl] = log_typical(sy if sy > 0 else 1.0)
         if self.data_rich:
             x0 = self._mode_start(x0)
         jitter = np.random.default_rng(seed).uniform(-1.0, 1.0, self.ndim)

@@ -79,6 +79,10 @@ def coordinate_names(density) -> list:
         for blk, cols in density.zi_blocks:
             for k, j in zip(range(blk.sl.start, blk.sl.stop), cols):
                 names[k] = zi_key(znames[j], spec.zi_label)
+    for blk, cols in getattr(density, "disp_blocks", []):
+        dnames = list(spec.disp_names)
+        for k, j in zip(range(blk.sl.start, blk.sl.stop), cols):
+            names[k] = "disp_Intercept" if dnames[j] == "(Intercept)" else f"disp_{dnames[j]}"
     return [nm or f"x[{i}]" for i, nm in enumerate(names)]
 
 

@@ -48,6 +48,9 @@ variable each, named ``aux.name`` (its prior key the same), in that order.
 Zero inflation (``zi=``): ``zi_Intercept`` and ``zi_slopes`` (dim ``zi_slope``) on the centred
 X_zi, the Deterministic ``beta_zi`` (dim ``zi_coef``, coords ``spec.zi_names``), and
 ``eta_zi = X_zi @ beta_zi`` entering the density through :func:`~bayes_glmm.families.zi_loglik`.
+Dispersion formula (``disp=``): ``disp_Intercept`` and ``disp_slopes`` (dim ``disp_slope``) on the
+centred X_disp, the Deterministic ``beta_disp`` (dim ``disp_coef``); the family's first auxiliary
+parameter is then ``exp(X_disp @ beta_disp)`` per row, with no variable of its own.
 
 The linear predictor gathers ``b_k[codes_k]`` row by row (``(Xr * b[codes]).sum(1)``);
 Z is never formed.  The observed node ``y`` (dim ``obs``) is a :class:`pymc.CustomDist`
@@ -67,7 +70,7 @@ import pymc as pm
 import pytensor.tensor as pt
 
 from ..spec.centering import level_scales, row_information
-from ..priors import slope_blocks, zi_key, zi_slope_blocks
+from ..priors import disp_key, disp_slope_blocks, slope_blocks, zi_key, zi_slope_blocks
 from ..spec.model_spec import ModelSpec
 from ..covariance import corr_pairs
 from .corr import cpc_logp, cpc_random, log_cosh
@@ -233,24 +236,42 @@ def _zi_part(spec: ModelSpec, priors: dict):
     return eta
 
 
-def _observed(spec: ModelSpec, eta, aux: dict, eta_zi=None):
+def _disp_part(spec: ModelSpec, priors: dict):
+    """Dispersion-model coefficients and the log of the family's first auxiliary parameter per
+    row (None without ``disp=``), laid out as the zero-inflation part (:func:`_zi_part`)."""
+    if not spec.has_disp:
+        return None
+    user, eta, _ = _coefficients(spec.X_disp, spec.disp_names, priors, disp_slope_blocks(spec, priors), disp_key,
+                                 "disp_slopes", "disp_slope", "disp_Intercept")
+    pm.Deterministic("beta_disp", user, dims="disp_coef")
+    return eta
+
+
+def _observed(spec: ModelSpec, eta, aux: dict, eta_zi=None, eta_disp=None):
     """The observed node ``y``: :meth:`Family.loglik` (and :func:`zi_loglik`) with PT_OPS;
     its draws (prior predictive) from :meth:`Family.random` (NumPy).
 
-    ``aux``: the family's auxiliary parameters, name -> variable, in ``family.aux_params`` order.
+    ``aux``: the family's auxiliary parameters, name -> variable, in ``family.aux_params`` order;
+    with a dispersion formula the first is left out and is ``exp(eta_disp)`` per row instead.
     """
     fam = spec.family
     w = np.asarray(spec.weights, dtype=float)
     unit = bool(np.all(w == 1.0))
     trials = None if spec.trials is None else np.asarray(spec.trials, dtype=float)
-    names = list(aux)  # the parameters after eta: the auxiliary ones, then eta_zi if any
-    has_zi = eta_zi is not None
+    names = list(aux)  # the parameters after eta: the auxiliary ones, then eta_zi, eta_disp if any
+    has_zi, has_disp = eta_zi is not None, eta_disp is not None
+    first = fam.aux_params[0].name if has_disp else None
 
     def split(rest):
-        return dict(zip(names, rest[:len(names)])), (rest[len(names)] if has_zi else None)
+        kw = dict(zip(names, rest[:len(names)]))
+        if has_disp:
+            kw[first] = rest[-1]  # the log of the first auxiliary parameter per row
+        return kw, (rest[len(names)] if has_zi else None)
 
     def logp(value, eta_, *rest):
         kw, ez = split(rest)
+        if has_disp:
+            kw[first] = pt.exp(kw[first])
         ll = fam.loglik(value, eta_, trials=trials, ops=PT_OPS, **kw)
         if ez is not None:
             ll = fam.zero_part_loglik(ll, value, ez, PT_OPS)
@@ -258,11 +279,13 @@ def _observed(spec: ModelSpec, eta, aux: dict, eta_zi=None):
 
     def random(eta_, *rest, rng=None, size=None):
         kw, ez = split(rest)
+        if has_disp:
+            kw[first] = np.exp(kw[first])
         if size is not None:  # the draws' shape: eta (and trials, zi) broadcast to it
             eta_ = np.broadcast_to(eta_, size)
         return fam.random(eta_, rng, trials=trials, zi_eta=ez, **kw)
 
-    params = (eta,) + tuple(aux.values()) + ((eta_zi,) if has_zi else ())
+    params = (eta,) + tuple(aux.values()) + ((eta_zi,) if has_zi else ()) + ((eta_disp,) if has_disp else ())
     cont = bool(fam.continuous)
     y = np.asarray(spec.y, dtype=float)
     obs = y if cont else y.astype("int64")
@@ -298,8 +321,9 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
             eta = eta + off
         # one variable per auxiliary parameter, named and with the prior of its key (positive
         # ones get PyMC's log transform: the samplers' ``sigma_log__``)
-        aux = {a.name: _rv(a.name, priors[a.name]) for a in spec.family.aux_params}
-        _observed(spec, eta, aux, _zi_part(spec, priors))
+        aux = {a.name: _rv(a.name, priors[a.name]) for a in spec.family.aux_params[1 if spec.has_disp else 0:]}
+        eta_zi = _zi_part(spec, priors)
+        _observed(spec, eta, aux, eta_zi, _disp_part(spec, priors))
     return model
 
 

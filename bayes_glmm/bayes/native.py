@@ -174,13 +174,15 @@ def generate(density: GlmmDensity):
 
     p = spec.p
     fam = spec.family
-    rows = RowProgram(fam, spec.has_zi)
+    rows = RowProgram(fam, spec.has_zi, spec.has_disp)
     body = []
     # ---- priors of the fixed effects (and zero inflation)
     for j, (blk, cols) in enumerate(d.fixed_blocks):
         body.append(_prior_block(blk, A, False, f"f{j}", S_add(blk.sl.start)))
     for j, (blk, cols) in enumerate(d.zi_blocks):
         body.append(_prior_block(blk, A, False, f"z{j}", S_add(blk.sl.start)))
+    for j, (blk, cols) in enumerate(d.disp_blocks):  # a dispersion formula's coefficients
+        body.append(_prior_block(blk, A, False, f"dp{j}", S_add(blk.sl.start)))
     # ---- the family's auxiliary parameters (sigma, a dispersion, ...): ax<i> on the natural scale
     aux_pos = []
     for i, (blk, ax) in enumerate(zip(d.aux, rows.aux)):
@@ -275,6 +277,12 @@ def generate(density: GlmmDensity):
         zones = [bool(np.all(Xz[:, j] == 1.0)) for j in range(pz)]
         kXz = {j: A.add(Xz[:, j]) for j in range(pz) if not zones[j]}
         kzidx = A.add(d.zi_idx, np.int64)
+    pd_ = spec.p_disp
+    if pd_:
+        Xd = np.asarray(d.Xdc, dtype=float)
+        dones = [bool(np.all(Xd[:, j] == 1.0)) for j in range(pd_)]
+        kXd = {j: A.add(Xd[:, j]) for j in range(pd_) if not dones[j]}
+        kdidx = A.add(d.disp_idx, np.int64)
     for info in term_info:
         info["kcodes"] = A.add(info["t"].codes, np.int32)
     # The pass over the rows is its own function with restrict parameters: the compiler then
@@ -302,6 +310,9 @@ def generate(density: GlmmDensity):
     if pz:
         for j, k in kXz.items():
             arr(f"XZ{j}", k)
+    if pd_:
+        for j, k in kXd.items():
+            arr(f"XD{j}", k)
     for ti, info in enumerate(term_info):
         arr(f"CD{ti}", info["kcodes"], "int32_t")
         if not (info["ones"] and info["q"] == 1):
@@ -315,23 +326,30 @@ def generate(density: GlmmDensity):
     for j in range(pz):
         params.append(f"const double bz{j}")
         args.append(f"x[zidx[{j}]]")
+    for j in range(pd_):
+        params.append(f"const double bd{j}")
+        args.append(f"x[didx[{j}]]")
     for nm in rows.pre_names:  # the dispersion-only values, computed once per gradient
         params.append(f"const double {nm}")
         args.append(nm)
     params.append("double *restrict acc")
     args.append("acc")
     na = len(rows.aux)
-    nacc = 1 + na + p + pz  # ll_sum, gax_i, gbt_j, gbz_j
+    nacc = 1 + na + p + pz + pd_  # ll_sum, gax_i, gbt_j, gbz_j, gbd_j
     def xj(j):
         return "1.0" if ones[j] else f"X{j}[r]"
 
     def xzj(j):
         return "1.0" if zones[j] else f"XZ{j}[r]"
 
+    def xdj(j):
+        return "1.0" if dones[j] else f"XD{j}[r]"
+
     rp = [f"static void bg_rowpass({', '.join(params)}) {{",
           "    double ll_sum = 0.0;"]
     rp += [f"    double gax{i} = 0.0;" for i in range(na)]
     rp += [f"    double gbt{j} = 0.0;" for j in range(p)] + [f"    double gbz{j} = 0.0;" for j in range(pz)]
+    rp += [f"    double gbd{j} = 0.0;" for j in range(pd_)]
     rp.append("    for (int64_t r = lo; r < hi; r++) {")
     rp.append("        double eta = " + ("OFF[r]" if koff is not None else "0.0")
               + "".join(f" + {xj(j)} * bt{j}" for j in range(p)) + ";")
@@ -339,6 +357,8 @@ def generate(density: GlmmDensity):
         rp.append(_term_row(ti, info, "CD", "XR", lambda i, xr, t=ti: f"eta += {xr}B{t}[{i}];"))
     if pz:
         rp.append("        const double ez = 0.0" + "".join(f" + {xzj(j)} * bz{j}" for j in range(pz)) + ";")
+    if pd_:
+        rp.append("        const double ed = 0.0" + "".join(f" + {xdj(j)} * bd{j}" for j in range(pd_)) + ";")
     rp.append("        const double yr = (double)Y[r];")
     rp.append("        const double nr = " + ("(double)NT[r]" if knt is not None else "1.0") + ";")
     rp.append("        (void)nr;")
@@ -353,11 +373,15 @@ def generate(density: GlmmDensity):
     if pz:
         rp.append(f"        {{ const double d2 = {w}{rows.d_zi};" + "".join(
             f" gbz{j} += d2 * {xzj(j)};" for j in range(pz)) + " }")
+    if pd_:
+        rp.append(f"        {{ const double d3 = {w}{rows.d_disp};" + "".join(
+            f" gbd{j} += d3 * {xdj(j)};" for j in range(pd_)) + " }")
     rp.append("    }")
     rp.append("    acc[0] += ll_sum;")
     rp += [f"    acc[{1 + i}] += gax{i};" for i in range(na)]
     rp += [f"    acc[{1 + na + j}] += gbt{j};" for j in range(p)]
     rp += [f"    acc[{1 + na + p + j}] += gbz{j};" for j in range(pz)]
+    rp += [f"    acc[{1 + na + p + pz + j}] += gbd{j};" for j in range(pd_)]
     rp.append("}")
     # XR columns are read as XR[k * n + r] inside: n must be known there
     rowpass = "\n".join(rp).replace("static void bg_rowpass(", "static void bg_rowpass(const int64_t n, ", 1)
@@ -366,6 +390,8 @@ def generate(density: GlmmDensity):
     body.append(f"    const int64_t *cidx = (const int64_t *)P[{kcidx}]; (void)cidx;")
     if pz:
         body.append(f"    const int64_t *zidx = (const int64_t *)P[{kzidx}];")
+    if pd_:
+        body.append(f"    const int64_t *didx = (const int64_t *)P[{kdidx}];")
     body.append(rows.pre)
     body.append(f"    double acc[{nacc}];")
     body.append(f"    for (int j = 0; j < {nacc}; j++) acc[j] = 0.0;")
@@ -395,6 +421,8 @@ def generate(density: GlmmDensity):
         body.append(f"    g[cidx[{j}]] += acc[{1 + na + j}];")
     for j in range(pz):
         body.append(f"    g[zidx[{j}]] += acc[{1 + na + p + j}];")
+    for j in range(pd_):
+        body.append(f"    g[didx[{j}]] += acc[{1 + na + p + pz + j}];")
     for i, (blk, ax, at) in enumerate(zip(d.aux, rows.aux, aux_pos)):  # positive: d/d log(v) = v d/dv
         body.append(f"    g[{at}] += acc[{1 + i}]{' * ' + ax if blk.positive else ''};")
     # ---- back through the layout (b = diag(sd) L u) to u, the SDs and L
@@ -464,7 +492,7 @@ def _assemble(body, rows, knt, ky, rowpass, yt="double", nt_t="double") -> str:
             rows.pre_code, "    }", "}", "",
             "/* the conditional log-density of every row at D linear predictors (pointwise log-likelihood) */",
             "void bg_rows_ll(const void *const *P, const double *PC, const double *ETA, const double *EZ,",
-            "                const double *SC, int64_t D, double *OUT) {",
+            "                const double *ED, const double *SC, int64_t D, double *OUT) {",
             "    const int64_t *S = (const int64_t *)P[0]; const int64_t n = S[0];",
             f"    const {yt} *Y = (const {yt} *)P[{ky}];",
             (f"    const {nt_t} *NT = (const {nt_t} *)P[{knt}];" if knt is not None else ""),
@@ -473,6 +501,7 @@ def _assemble(body, rows, knt, ky, rowpass, yt="double", nt_t="double") -> str:
             rows.pre,
             "    for (int64_t r = 0; r < n; r++) {",
             "        const double eta = ETA[s * n + r]; const double ez = EZ ? EZ[s * n + r] : 0.0; (void)ez;",
+            "        const double ed = ED ? ED[s * n + r] : 0.0; (void)ed;",
             "        const double yr = (double)Y[r]; const double nr = " + ("(double)NT[r]" if knt is not None else "1.0") + "; (void)nr;",
             rows.code,
             f"        OUT[s * n + r] = {rows.ll};",
@@ -504,7 +533,7 @@ def _build(src: str) -> ctypes.CDLL:
     lib.bg_precompute.restype = None
     lib.bg_precompute.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.bg_rows_ll.restype = None
-    lib.bg_rows_ll.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64, ctypes.c_void_p]
+    lib.bg_rows_ll.argtypes = [ctypes.c_void_p] * 6 + [ctypes.c_int64, ctypes.c_void_p]
     lib.bg_sample.restype = ctypes.c_int
     lib.bg_sample.argtypes = [ctypes.c_void_p] * 10
     return lib
@@ -544,14 +573,18 @@ class NativeModel:
         lp = self.lib.bg_logp_grad(self._P, _ptr(W), _ptr(self._PC), _ptr(x), _ptr(g))
         return float(lp), g
 
-    def rows_loglik(self, eta, eta_zi=None, aux=None) -> np.ndarray:
+    def rows_loglik(self, eta, eta_zi=None, aux=None, eta_disp=None) -> np.ndarray:
         """Unweighted conditional log-density of every row, (D, n), at linear predictors ``eta``
         (D, n), zero-inflation predictors ``eta_zi`` and the family's auxiliary parameters
-        ``aux`` ((D, A), ``family.aux_params`` order, natural scale; None without any):
+        ``aux`` ((D, A), ``family.aux_params`` order, natural scale; None without any; with a
+        dispersion formula without the first, which is ``exp(eta_disp)`` (D, n) per row):
         :meth:`Family.loglik` (with :func:`~bayes_glmm.families.zi_loglik`) as the generated C."""
         eta = np.ascontiguousarray(eta, dtype=np.float64)
         D = eta.shape[0]
         ez = None if eta_zi is None else np.ascontiguousarray(eta_zi, dtype=np.float64)
+        ed = None if eta_disp is None else np.ascontiguousarray(eta_disp, dtype=np.float64)
+        if (ed is None) == bool(self.density.disp_blocks):
+            raise ValueError("rows_loglik: eta_disp= (D, n) is needed with a dispersion formula, and only then")
         na = len(self.density.aux)
         if (aux is None) != (na == 0):
             raise ValueError(f"rows_loglik: aux= must hold the family's {na} auxiliary parameter(s) per draw, "
@@ -559,6 +592,7 @@ class NativeModel:
         sc = None if aux is None else np.ascontiguousarray(np.reshape(aux, (D, na)), dtype=np.float64)
         out = np.empty_like(eta)
         self.lib.bg_rows_ll(self._P, _ptr(self._PC), _ptr(eta), None if ez is None else _ptr(ez),
+                            None if ed is None else _ptr(ed),
                             None if sc is None else _ptr(sc), ctypes.c_int64(D), _ptr(out))
         return out
 

@@ -19,6 +19,9 @@ The variables, in the graph's order (``k`` = :attr:`RandomTerm.ident`):
 * the family's auxiliary parameters (``family.aux_params``), one scalar each;
 * zero inflation: ``zi_slopes`` (dim ``zi_slope``) or ``zi_slope_<name>``, ``zi_Intercept``,
   the Deterministic ``beta_zi`` (dim ``zi_coef``);
+* a dispersion formula (``disp=``; the family's first auxiliary parameter then has no variable
+  of its own): ``disp_slopes`` (dim ``disp_slope``) or ``disp_slope_<name>``, ``disp_Intercept``,
+  the Deterministic ``beta_disp`` (dim ``disp_coef``);
 * the observed ``y`` (dim ``obs``).
 """
 from __future__ import annotations
@@ -28,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..covariance import corr_pairs
-from ..priors import slope_blocks, zi_slope_blocks
+from ..priors import disp_slope_blocks, slope_blocks, zi_slope_blocks
 from ..spec.model_spec import ModelSpec
 from .layout import HIERARCHICAL, effects_name, mode_of
 
@@ -172,6 +175,9 @@ def model_coords(spec: ModelSpec) -> dict:
         lab = spec.zi_label  # "zi", or a hurdle's "hu"
         coords[f"{lab}_coef"] = list(spec.zi_names)
         coords[f"{lab}_slope"] = [n for n in spec.zi_names if n != "(Intercept)"]
+    if spec.has_disp:
+        coords["disp_coef"] = list(spec.disp_names)
+        coords["disp_slope"] = [n for n in spec.disp_names if n != "(Intercept)"]
     return coords
 
 
@@ -201,10 +207,13 @@ def param_layout(spec: ModelSpec, priors: dict, centered: dict | bool = False) -
         if mode == HIERARCHICAL and "(Intercept)" not in list(spec.fixed_names):
             raise ValueError(f"term {t.name!r}: hierarchical centring needs a scalar term and an intercept")
         params += term_params(t, priors, mode)
-    params += [Param(a.name) for a in spec.family.aux_params]
+    params += [Param(a.name) for a in spec.family.aux_params[1 if spec.has_disp else 0:]]
     if spec.has_zi:
         lab = spec.zi_label
         params += _coefficient_params(spec.zi_names, zi_slope_blocks(spec, priors), f"{lab}_slopes",
                                       f"{lab}_slope", f"{lab}_Intercept", f"beta_{lab}", f"{lab}_coef")
+    if spec.has_disp:
+        params += _coefficient_params(spec.disp_names, disp_slope_blocks(spec, priors), "disp_slopes",
+                                      "disp_slope", "disp_Intercept", "beta_disp", "disp_coef")
     params.append(Param("y", ("obs",), OBSERVED))
     return ParamLayout(tuple(params), model_coords(spec))

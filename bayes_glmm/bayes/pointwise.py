@@ -12,6 +12,8 @@ Whatever sampler ran (numba, NumPy, nutpie on the graph, PyMC, numpyro), the
 ``sigma``, ``theta``, ...  the family's auxiliary parameters (``family.aux_params``: the
                 gaussian residual SD ``sigma``, the dispersion ``theta`` / ``phi`` / ``shape``...)
 ``beta_zi``     (``zi_coef``) zero-inflation coefficients (logit scale; models with ``zi=``)
+``beta_disp``   (``disp_coef``) dispersion-model coefficients (models with ``disp=``, whose first
+               auxiliary parameter is then ``exp(X_disp @ beta_disp)`` per row, not a variable)
 ``b_<g>``       (``<g>_level``, ``<g>_coef``) random effects (BLUP counterparts)
 
 The sampler's coordinates (the centered intercept, ``slopes``, non-centered ``u_<g>``,
@@ -29,7 +31,7 @@ from ..covariance import corr_pairs
 from ..spec.model_spec import ModelSpec
 
 __all__ = ["posterior_names", "structure_terms", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
-           "posterior_predictive", "pointwise_loglik", "aux_draws"]
+           "posterior_predictive", "pointwise_loglik", "aux_draws", "disp_eta_draws"]
 
 
 def posterior_names(spec: ModelSpec) -> list:
@@ -39,9 +41,11 @@ def posterior_names(spec: ModelSpec) -> list:
         names.append(f"sd_{t.ident}")
         if t.correlated and t.q > 1:
             names.append(f"corr_{t.ident}")
-    names += [aux.name for aux in spec.family.aux_params]
+    names += [aux.name for aux in spec.family.aux_params[1 if spec.has_disp else 0:]]
     if spec.has_zi:
         names.append(f"beta_{spec.zi_label}")
+    if spec.has_disp:
+        names.append("beta_disp")
     return names + [f"b_{t.ident}" for t in spec.terms]
 
 
@@ -129,10 +133,27 @@ def _obs_coords(spec: ModelSpec) -> np.ndarray:
     return np.asarray(ri) if ri is not None and len(ri) == spec.n else np.arange(spec.n)
 
 
-def aux_draws(spec: ModelSpec, post) -> dict:
+def aux_draws(spec: ModelSpec, post, X_disp=None) -> dict:
     """The family's auxiliary parameters, name -> (chain * draw, 1) column of draws
-    (``family.aux_params`` order; empty for a family without any)."""
-    return {aux.name: np.asarray(post[aux.name]).reshape(-1, 1) for aux in spec.family.aux_params}
+    (``family.aux_params`` order; empty for a family without any).  With a dispersion formula the
+    first is ``exp(X_disp @ beta_disp)`` per draw and row, (chain * draw, n) (``X_disp``: new
+    rows' design, default the fitted one's)."""
+    out = {}
+    for i, aux in enumerate(spec.family.aux_params):
+        if i == 0 and spec.has_disp:
+            out[aux.name] = np.exp(disp_eta_draws(spec, post, X_disp))
+        else:
+            out[aux.name] = np.asarray(post[aux.name]).reshape(-1, 1)
+    return out
+
+
+def disp_eta_draws(spec: ModelSpec, post, X_disp=None) -> np.ndarray | None:
+    """Log of the family's first auxiliary parameter per draw and row, (chain * draw, n), or
+    None without ``disp=``."""
+    if not spec.has_disp:
+        return None
+    bd = np.asarray(post["beta_disp"]).reshape(-1, spec.p_disp)
+    return bd @ np.asarray(spec.X_disp if X_disp is None else X_disp, dtype=float).T
 
 
 def zi_eta_draws(spec: ModelSpec, post, X_zi=None) -> np.ndarray | None:
@@ -152,7 +173,11 @@ def pointwise_loglik(spec: ModelSpec, post, rows_loglik=None) -> np.ndarray:
     """
     eta, ez = eta_draws(spec, post), zi_eta_draws(spec, post)
     aux = aux_draws(spec, post)
-    if rows_loglik is not None:  # the auxiliary parameters as a (draws, A) matrix
+    if rows_loglik is not None and spec.has_disp:  # the modelled one as its log per row
+        rest = list(aux.values())[1:]
+        ll = rows_loglik(eta, ez, np.concatenate(rest, axis=1) if rest else None,
+                         eta_disp=disp_eta_draws(spec, post))
+    elif rows_loglik is not None:  # the auxiliary parameters as a (draws, A) matrix
         ll = rows_loglik(eta, ez, np.concatenate(list(aux.values()), axis=1) if aux else None)
     else:
         y = np.asarray(spec.y)[None, :]

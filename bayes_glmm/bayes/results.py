@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..postfit.protocol import corr_matrices
 from ..covariance import corr_pairs, varcorr_frame
-from ..priors import zi_key
+from ..priors import disp_key, zi_key
 from ..results import FitResults, check_predict_args, ranef_by_group
 from .pointwise import posterior_predictive as _posterior_predictive
 
@@ -142,10 +142,12 @@ class BayesResults(FitResults):
             out["corr"].append(corr)
             out["cov"].append(sd[:, :, None] * corr * sd[:, None, :])
         # the family's auxiliary parameters by name; ``sigma`` (a residual SD) also feeds varcorr
-        out["aux"] = {a.name: _stack(post[a.name]) for a in self.spec.family.aux_params}
+        # (a dispersion formula's first parameter varies by row: beta_disp, not an entry here)
+        out["aux"] = {a.name: _stack(post[a.name]) for a in self.spec.family.aux_params if a.name in post}
         out["sigma"] = out["aux"].get("sigma")
         out["beta_zi"] = (_stack(post[f"beta_{self.spec.zi_label}"]).reshape(-1, self.spec.p_zi)
                           if self.spec.has_zi else None)
+        out["beta_disp"] = _stack(post["beta_disp"]).reshape(-1, self.spec.p_disp) if self.spec.has_disp else None
         return out
 
     def _point_params(self):
@@ -167,6 +169,14 @@ class BayesResults(FitResults):
             raise AttributeError("fixef_zi: this model has no zero-inflation part (fit with zi='~ ...' "
                                  "and a count family)")
         return pd.Series(self._draws["beta_zi"].mean(0), index=list(self.spec.zi_names), name="fixef_zi")
+
+    @property
+    def fixef_disp(self) -> pd.Series:
+        """Posterior means of the dispersion-model coefficients (the log of the family's first
+        auxiliary parameter), models with ``disp=``; same index as ``MLResults.fixef_disp``."""
+        if not self.spec.has_disp:
+            raise AttributeError("fixef_disp: this model has no dispersion formula (fit with disp='~ ...')")
+        return pd.Series(self._draws["beta_disp"].mean(0), index=list(self.spec.disp_names), name="fixef_disp")
 
     @property
     def dispersion(self) -> pd.Series:
@@ -243,17 +253,23 @@ class BayesResults(FitResults):
                 for m, (j, i) in enumerate(corr_pairs(t.q)):
                     out[f"corr_{k}[{t.coef_names[j]}, {t.coef_names[i]}]"] = c[:, :, m]
         for a in self.spec.family.aux_params:
-            out[a.name] = np.asarray(post[a.name])
+            if a.name in post:  # not the one a dispersion formula models
+                out[a.name] = np.asarray(post[a.name])
         if self.spec.has_zi:
             bz = np.asarray(post[f"beta_{self.spec.zi_label}"]).reshape(beta.shape[:2] + (self.spec.p_zi,))
             for j, nm in enumerate(self.spec.zi_names):
                 out[zi_key(nm, self.spec.zi_label)] = bz[:, :, j]
+        if self.spec.has_disp:
+            bd = np.asarray(post["beta_disp"]).reshape(beta.shape[:2] + (self.spec.p_disp,))
+            for j, nm in enumerate(self.spec.disp_names):
+                out[disp_key(nm)] = bd[:, :, j]
         return out
 
     def summary(self) -> pd.DataFrame:
         """Posterior summary of fixed effects, SDs, correlations, sigma or the dispersion
-        (``theta`` / ``phi`` / ``shape``) and the zero-inflation coefficients (rows
-        ``zi_Intercept``, ``zi_<coef>``, as their prior keys).
+        (``theta`` / ``phi`` / ``shape``), the zero-inflation coefficients (rows
+        ``zi_Intercept``, ``zi_<coef>``, as their prior keys) and the dispersion model's
+        (``disp_Intercept``, ``disp_<coef>``).
 
         Returns
         -------

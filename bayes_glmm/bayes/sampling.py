@@ -150,7 +150,7 @@ def summary_var_names(posterior, aux_names=None) -> list:
         aux_names = dict.fromkeys(a.name for cls in REGISTRY.values() for a in cls.aux_params)
     names += [v for v in aux_names if v in posterior]
     zero_parts = dict.fromkeys(f"beta_{cls.zero_label}" for cls in REGISTRY.values())  # beta_zi, beta_hu
-    return names + [v for v in zero_parts if v in posterior]
+    return names + [v for v in zero_parts if v in posterior] + (["beta_disp"] if "beta_disp" in posterior else [])
 
 
 @contextlib.contextmanager

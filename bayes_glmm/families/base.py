@@ -76,6 +76,9 @@ class AuxParam:
         True for a scale in the response's units (a residual SD): the samplers start it at
         ``sd(y)`` when that lies far from 1 (:data:`bayes_glmm.spec.scaling.SCALE_RANGE`), so
         that the start does not depend on the units of y.
+    allows_formula : bool
+        True when a dispersion formula (``disp="~ x"``, glmmTMB's ``dispformula``) may model
+        the parameter's log as linear in covariates (first auxiliary parameter only).
     """
 
     name: str
@@ -89,6 +92,7 @@ class AuxParam:
     r_note: str = ""
     nested_at: str = ""
     response_units: bool = False
+    allows_formula: bool = False
 
     def ml_start(self, m: float, v: float) -> float:
         """The clipped ML starting value from the response's weighted mean and variance."""
@@ -224,6 +228,12 @@ class Family:
         return self.aux_params[0].name if self.aux_params else None
 
     @property
+    def allows_disp(self) -> bool:
+        """True when ``disp="~ x"`` (a log-linear model of the first auxiliary parameter)
+        applies: that :class:`AuxParam` declares ``allows_formula``."""
+        return bool(self.aux_params) and bool(self.aux_params[0].allows_formula)
+
+    @property
     def ml_fits(self) -> bool:
         """True when the maximum-likelihood path fits this family with this link (:attr:`ml_links`)."""
         return self.ml_links is None or self.link.name in self.ml_links
@@ -306,7 +316,7 @@ class Family:
         scale with the trials (the beta-binomial's overdispersion grows with n) overrides it."""
         v = np.asarray(self.variance(mu, **aux), dtype=float)
         if self.has_sigma:  # a family's variance function leaves its residual scale sigma^2 out
-            v = v * float(self.aux_values(aux)["sigma"]) ** 2
+            v = v * np.asarray(self.aux_values(aux)["sigma"], dtype=float) ** 2  # per row with disp=
         return n_trials * v
 
     def variance_mu_deriv(self, mu):

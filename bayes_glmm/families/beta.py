@@ -15,6 +15,7 @@ PHI = AuxParam(
     prior_doc="InverseGamma(0.5, 2): 1/sqrt(phi) ~ HalfNormal(0.5), about the SD of y relative to "
               "a Bernoulli's with the same mean",
     r_note="glmmTMB's `sigma`",
+    allows_formula=True,
 )
 
 

@@ -14,6 +14,7 @@ SHAPE = AuxParam(
     start=lambda m, v: m * m / v if v > 0 else 1.0,
     prior_doc="InverseGamma(0.5, 0.5): the response's CV 1/sqrt(shape) ~ HalfNormal(1)",
     r_note="glmmTMB's `sigma` = 1/√shape",
+    allows_formula=True,
 )
 
 

@@ -14,6 +14,7 @@ SIGMA = AuxParam(
     start_range=(1e-8, np.inf),
     prior_doc="Exponential(1 / sd(y)): mean sd(y), the spread of y itself",
     response_units=True,
+    allows_formula=True,
 )
 
 

@@ -18,6 +18,7 @@ THETA = AuxParam(
               "distribution (Stan's prior-choice recommendation); mass towards the Poisson limit",
     r_note="glmer.nb's θ, glmmTMB's `sigma`",
     nested_at="1/theta = 0",
+    allows_formula=True,
 )
 
 

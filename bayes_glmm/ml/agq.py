@@ -158,6 +158,10 @@ class _Cols:
         # auxiliary parameters: the family's are scalars; zi_eta stays (n,) and is
         # broadcast by the log-density (it does not move with the nodes)
         self.X_zi, self.aux_vals, self.zi_eta = resp.X_zi, resp.aux_vals, resp.zi_eta
+        self.X_disp = resp.X_disp
+        if resp.X_disp is not None and resp.aux_vals:
+            # a dispersion formula's per-row values become (n, 1) columns like y
+            self.aux_vals = {k: (v[:, None] if np.ndim(v) == 1 else v) for k, v in resp.aux_vals.items()}
         self.row_const = resp.row_const  # (n,), broadcast like zi_eta
         self.pois_c = None if getattr(resp, "pois_c", None) is None else resp.pois_c[:, None]
 
@@ -166,7 +170,7 @@ def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:
     """True when :func:`devgrad` applies: one random-effects term and either a canonical
     classic family (Laplace or AGQ) or, for the Laplace approximation only, a family with
     auxiliary parameters (any number) and/or zero inflation."""
-    if len(s.J) != 1 or resp.family.is_linear:  # the LMM's profiled residual scale: not this gradient
+    if len(s.J) != 1 or (resp.family.is_linear and resp.X_disp is None):  # the LMM's profiled scale
         return False
     if resp.general:
         return n_agq == 1
@@ -310,7 +314,9 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
         dr, dw = (d1p - d1m) / (2.0 * h), (wop - wom) / (2.0 * h)
         Xz = resp.X_zi
         l_a[:, :k], r_a[:, :k], W_a[:, :k] = (pw * dl)[:, None] * Xz, (pw * dr)[:, None] * Xz, (pw * dw)[:, None] * Xz
-    if resp.family.aux_params:
+    if resp.family.aux_params and resp.X_disp is not None:
+        _disp_row_derivs(resp, eta, h, k, l_a, r_a, W_a)
+    elif resp.family.aux_params:
         # the coordinates from the natural values (log of the value: bit for bit the
         # perturbation the one-dispersion code made)
         a0 = aux_coords(resp.family, resp.aux_vals)
@@ -327,6 +333,44 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
             r_a[:, k + j] = pw * (d1p - d1m) / (2.0 * h)
             W_a[:, k + j] = pw * (wop - wom) / (2.0 * h)
     return W_eta, l_a, r_a, W_a
+
+
+def _disp_row_derivs(resp, eta, h, k, l_a, r_a, W_a) -> None:
+    """:func:`_row_aux_derivs`' columns for a dispersion formula, filled in place from column
+    ``k``: the coefficients ``beta_disp`` act through the log of the first auxiliary
+    parameter per row (``d/d beta_disp = X_disp' d/d log aux``, a per-row central difference
+    in that log), the family's other auxiliary parameters through their own coordinates."""
+    from dataclasses import replace
+
+    from .pirls import _general_derivs, _general_loglik, _row_const, with_family_aux
+
+    pw, Xd = resp.pw, resp.X_disp
+    kd = Xd.shape[1]
+    first = resp.family.aux_params[0].name
+    outs = []
+    for sgn in (1.0, -1.0):
+        vals = dict(resp.aux_vals)
+        vals[first] = resp.aux_vals[first] * np.exp(sgn * h)
+        rr = replace(resp, aux_vals=vals, row_const=_row_const(resp, vals))
+        d1, wo, _ = _general_derivs(rr, eta)
+        outs.append((_general_loglik(rr, eta), d1, wo))
+    (lp_, d1p, wop), (lm_, d1m, wom) = outs
+    l_a[:, k:k + kd] = (pw * (lp_ - lm_) / (2.0 * h))[:, None] * Xd
+    r_a[:, k:k + kd] = (pw * (d1p - d1m) / (2.0 * h))[:, None] * Xd
+    W_a[:, k:k + kd] = (pw * (wop - wom) / (2.0 * h))[:, None] * Xd
+    a0 = np.asarray(resp.aux_coord, dtype=float)
+    for j in range(kd, a0.size):
+        outs = []
+        for sgn in (1.0, -1.0):
+            a = a0.copy()
+            a[j] += sgn * h
+            rr = with_family_aux(resp, a)
+            d1, wo, _ = _general_derivs(rr, eta)
+            outs.append((_general_loglik(rr, eta), d1, wo))
+        (lp_, d1p, wop), (lm_, d1m, wom) = outs
+        l_a[:, k + j] = pw * (lp_ - lm_) / (2.0 * h)
+        r_a[:, k + j] = pw * (d1p - d1m) / (2.0 * h)
+        W_a[:, k + j] = pw * (wop - wom) / (2.0 * h)
 
 
 def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):

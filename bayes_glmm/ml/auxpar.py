@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["aux_lower", "aux_coords", "aux_natural", "aux_starts", "aux_jacobian", "check_aux_params"]
+__all__ = ["aux_lower", "aux_coords", "aux_natural", "aux_starts", "aux_jacobian", "check_aux_params",
+           "fit_coords"]
 
 _SUPPORTS = ("positive", "real", "ordered")
 
@@ -90,3 +91,13 @@ def aux_starts(family, m: float, v: float) -> dict:
     """``{name: ML start}`` from the response's weighted mean ``m`` and variance ``v``
     (each :meth:`AuxParam.ml_start`, clipped to its range)."""
     return {a.name: a.ml_start(m, v) for a in family.aux_params}
+
+
+def fit_coords(family, aux, beta_disp=None) -> np.ndarray:
+    """The family's optimizer coordinates of a fit: :func:`aux_coords` of ``aux``, or with a
+    dispersion formula ``(beta_disp, the other parameters' coordinates)``."""
+    if beta_disp is None:
+        return aux_coords(family, aux)
+    rest = [np.log(float(aux[a.name])) if a.support == "positive" else float(aux[a.name])
+            for a in family.aux_params[1:]]
+    return np.concatenate([np.asarray(beta_disp, dtype=float), np.array(rest, dtype=float)])

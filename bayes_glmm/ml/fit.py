@@ -113,8 +113,13 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
         raise NotImplementedError(f"the ML path fits {fam.name} models with the {' or '.join(fam.ml_links)} "
                                   f"link only; use the Bayesian path (GLMM.sample) for a {fam.name} "
                                   f"{fam.link.name}-link model")
+    if fam.is_linear and getattr(spec, "has_disp", False) and reml:
+        raise ValueError(f"reml=True does not apply with a dispersion formula (disp={spec.disp_formula!r}): "
+                         f"the residual SD varies by row, so the model is fitted by maximum likelihood "
+                         f"through the general Laplace path (exact for a gaussian response); use "
+                         f"reml=False (the default with disp=)")
     with _one_blas_thread():
-        if fam.is_linear:
+        if fam.is_linear and not getattr(spec, "has_disp", False):
             # the residual SD profiled out in closed form; a family's auxiliary parameters
             # otherwise (a residual scale among them) are coordinates of the Laplace/AGQ fit
             if n_agq != 1:
@@ -122,7 +127,7 @@ def fit_raw(spec, n_agq: int = 1, reml: bool | None = None, **kw) -> MLFit:
                                  f"exact (use n_agq=1, the default)")
             from .lmm import fit_lmm
             return fit_lmm(spec, True if reml is None else bool(reml), **kw)
-        if reml:
+        if reml and not fam.is_linear:
             raise ValueError(f"reml=True applies to gaussian identity-link models only, not "
                              f"{fam.name} ({fam.link.name} link)")
         from .laplace import fit_glmm

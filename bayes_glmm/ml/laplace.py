@@ -73,7 +73,16 @@ def start_aux(resp) -> np.ndarray:
         if icpt.size:
             bz[icpt[0]] = np.log(excess / (1.0 - excess))
         out.append(bz)
-    if vals:
+    if vals and resp.X_disp is not None:
+        # the dispersion model starts at the constant moment start: its intercept column (if
+        # any) carries the log start, the other coefficients 0
+        a = aux_coords(fam, vals)
+        bd = np.zeros(resp.X_disp.shape[1])
+        icpt = np.flatnonzero(np.all(resp.X_disp == 1.0, axis=0))
+        if icpt.size:
+            bd[icpt[0]] = a[0]
+        out += [bd, a[1:]]
+    elif vals:
         out.append(aux_coords(fam, vals))
     return np.concatenate(out) if out else np.zeros(0)
 
@@ -382,7 +391,10 @@ def _aux_lower(resp) -> np.ndarray:
     """Lower bounds of ``aux = (beta_zi, a)``: none on the zero-inflation coefficients, the
     AuxParam's on the family's coordinates (:func:`bayes_glmm.ml.auxpar.aux_lower`)."""
     k_zi = 0 if resp.X_zi is None else resp.X_zi.shape[1]
-    return np.concatenate([np.full(k_zi, -np.inf), aux_lower(resp.family)])
+    lo = aux_lower(resp.family)
+    if resp.X_disp is not None:  # the dispersion coefficients are unbounded
+        lo = np.concatenate([np.full(resp.X_disp.shape[1], -np.inf), lo[1:]])
+    return np.concatenate([np.full(k_zi, -np.inf), lo])
 
 
 def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
@@ -668,8 +680,19 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,
                  loglik=-0.5 * dev_hat, n_params=p + nt + na, method=method, reml=False, n_agq=int(n_agq),
                  optimizer=optimizer, beta_zi=aux[:k_zi] if resp.X_zi is not None else None,
-                 aux=aux_natural(resp.family, aux[k_zi:]) if resp.family.aux_params else None,
-                 vcov_aux=vcov_aux if na else None)
+                 aux=_fitted_aux(resp, aux[k_zi:]) if resp.family.aux_params else None,
+                 vcov_aux=vcov_aux if na else None,
+                 beta_disp=aux[k_zi:k_zi + resp.k_disp] if resp.X_disp is not None else None)
+
+
+def _fitted_aux(resp, coord) -> dict:
+    """The family's auxiliary parameters by name at the optimum: scalars, or with a
+    dispersion formula the first one per row of the fitted data."""
+    if resp.X_disp is not None:
+        from .pirls import disp_natural
+
+        return disp_natural(resp.family, resp.X_disp, coord)
+    return aux_natural(resp.family, coord)
 
 
 def zi_boundary_note(names, values) -> str:

@@ -25,7 +25,7 @@ from . import linalg
 from .auxpar import aux_natural
 
 __all__ = ["Response", "make_response", "poisson_centre", "poisson_centred", "poisson_centred_const",
-           "POISSON_STABLE_Y", "with_aux", "with_family_aux", "loglik_rows", "loglik_and_mu", "working",
+           "POISSON_STABLE_Y", "with_aux", "with_family_aux", "disp_natural", "loglik_rows", "loglik_and_mu", "working",
            "hessian_weights", "pirls", "PirlsResult"]
 
 
@@ -67,12 +67,22 @@ class Response:
             object.__setattr__(self, "ll_const", const)
 
     aux_coord: np.ndarray | None = None  # their optimizer coordinates (log scale for positive ones)
+    #: dispersion formula (``disp=``): the first auxiliary parameter is ``exp(X_disp @ beta_disp)``
+    #: per row, its coordinates ``beta_disp`` replacing its one log coordinate
+    X_disp: np.ndarray | None = None
+
+    @property
+    def k_disp(self) -> int:
+        """Number of dispersion-model coefficients (0 without ``disp=``)."""
+        return 0 if self.X_disp is None else self.X_disp.shape[1]
 
     @property
     def n_aux(self) -> int:
         """Number of auxiliary coordinates: zero-inflation coefficients, then one per
-        auxiliary parameter of the family (``family.aux_params``)."""
-        return (0 if self.X_zi is None else self.X_zi.shape[1]) + len(self.family.aux_params)
+        auxiliary parameter of the family (``family.aux_params``), the first replaced by the
+        dispersion-model coefficients with ``disp=``."""
+        n_fam = len(self.family.aux_params) + (self.k_disp - 1 if self.X_disp is not None else 0)
+        return (0 if self.X_zi is None else self.X_zi.shape[1]) + n_fam
 
     @property
     def general(self) -> bool:
@@ -98,11 +108,25 @@ def with_family_aux(resp: Response, coord, **fields) -> Response:
     if not fam.aux_params:
         return replace(resp, ll_const=resp.ll_const, aux_vals=None, aux_coord=None, row_const=None, **fields)
     coord = np.asarray(coord, dtype=float)
-    vals = aux_natural(fam, coord)
+    if resp.X_disp is not None:
+        vals = disp_natural(fam, resp.X_disp, coord)
+    else:
+        vals = aux_natural(fam, coord)
     # the parameters are fixed within a PIRLS run: their lgamma terms are computed once here,
     # not at every iteration and step halving
     return replace(resp, ll_const=resp.ll_const, aux_vals=vals, aux_coord=coord, row_const=_row_const(resp, vals),
                    **fields)
+
+
+def disp_natural(family, X_disp, coord) -> dict:
+    """``{name: value}`` from the coordinates ``(beta_disp, a_rest)`` of a model with a
+    dispersion formula: the first auxiliary parameter per row, ``exp(X_disp @ beta_disp)``,
+    the others from their own coordinates (:func:`bayes_glmm.ml.auxpar.aux_natural`)."""
+    k = X_disp.shape[1]
+    first = family.aux_params[0].name
+    rest = aux_natural(family, np.concatenate([[0.0], coord[k:]]))  # the first replaced below
+    rest[first] = np.exp(X_disp @ coord[:k])
+    return rest
 
 
 def _row_const(resp: Response, vals):
@@ -115,7 +139,7 @@ def _row_const(resp: Response, vals):
     if not vals:
         return None
     fam = resp.family
-    if resp.y_levels is not None:
+    if resp.y_levels is not None and resp.X_disp is None:
         uy, inv = resp.y_levels
         return fam.loglik_constant(uy, None, **vals)[inv]
     return fam.loglik_constant(resp.y, resp.n_trials, **vals)
@@ -141,10 +165,11 @@ def make_response(spec) -> Response:
         if uy.size * 4 < y.size:
             levels = (uy, inv.ravel())
     pois_c = fam.stable_centre(y, has_zi=X_zi is not None)
+    X_disp = getattr(spec, "X_disp", None)
     return Response(fam, y, trials, pw,
                     np.asarray(spec.offset, dtype=float), np.asarray(spec.X, dtype=float),
                     X_zi=None if X_zi is None else np.asarray(X_zi, dtype=float), y_levels=levels,
-                    pois_c=pois_c)
+                    pois_c=pois_c, X_disp=None if X_disp is None else np.asarray(X_disp, dtype=float))
 
 
 def loglik_and_mu(resp: Response, eta: np.ndarray, want_mu: bool = True):

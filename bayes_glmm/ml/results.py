@@ -156,6 +156,8 @@ class MLResults(FitResults):
         if self.fit.sigma is not None:
             return float(self.fit.sigma)
         aux = self.fit.aux or {}
+        if "sigma" in aux and np.ndim(aux["sigma"]) > 0:
+            return None  # a dispersion formula's sigma varies by row: fixef_disp
         return float(aux["sigma"]) if "sigma" in aux else None
 
     @property
@@ -235,7 +237,7 @@ class MLResults(FitResults):
     def _uses_t(self) -> bool:
         # lmer reports t values without p-values (the residual SD profiled out); the Laplace
         # fits report z values, as glmer and glmmTMB do
-        return self.spec.family.is_linear
+        return self.spec.is_lmm
 
     def coef_table(self, ddf=None) -> pd.DataFrame:
         """Wald table: Estimate, Std. Error, z value, Pr(>|z|).
@@ -306,6 +308,42 @@ class MLResults(FitResults):
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat,
                              "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(stat))})
 
+    def _require_disp(self, what: str) -> None:
+        if not self.spec.has_disp:
+            raise AttributeError(f"{what}: this model has no dispersion formula (fit with disp='~ ...')")
+
+    @property
+    def fixef_disp(self) -> pd.Series:
+        """Dispersion-model coefficients (models with ``disp=``): the log of the family's first
+        auxiliary parameter (sigma, theta, shape, phi) is ``X_disp @ fixef_disp``."""
+        self._require_disp("fixef_disp")
+        return pd.Series(np.asarray(self.fit.beta_disp, dtype=float), index=list(self.spec.disp_names),
+                         name="Estimate")
+
+    @property
+    def vcov_disp(self) -> pd.DataFrame:
+        """Covariance of the dispersion-model coefficients."""
+        self._require_disp("vcov_disp")
+        k0, k = self.spec.p_zi, self.spec.p_disp
+        names = list(self.spec.disp_names)
+        return pd.DataFrame(np.asarray(self.fit.vcov_aux, dtype=float)[k0:k0 + k, k0:k0 + k], index=names,
+                            columns=names)
+
+    @property
+    def se_disp(self) -> pd.Series:
+        """Standard errors of :attr:`fixef_disp`."""
+        v = np.diag(self.vcov_disp.to_numpy())
+        return pd.Series(np.sqrt(np.clip(v, 0.0, None)), index=list(self.spec.disp_names), name="Std. Error")
+
+    def coef_table_disp(self) -> pd.DataFrame:
+        """Wald z table of the dispersion model (glmmTMB's "Dispersion model" block; the log of
+        the family's first auxiliary parameter, see docs/families.md for glmmTMB's scale)."""
+        est, se = self.fixef_disp, self.se_disp
+        with np.errstate(divide="ignore", invalid="ignore"):
+            stat = est / se
+        return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat,
+                             "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(stat))})
+
     @property
     def dispersion(self) -> pd.Series:
         """The family's auxiliary parameters, each named as the family names it
@@ -318,8 +356,10 @@ class MLResults(FitResults):
         for bernoulli, binomial and poisson.
         """
         if self.fit.aux:
-            return pd.Series({k: float(v) for k, v in self.fit.aux.items()}, name="dispersion")
-        if self.spec.family.is_linear and self.fit.sigma is not None:
+            # with a dispersion formula its parameter varies by row (fixef_disp): left out
+            return pd.Series({k: float(v) for k, v in self.fit.aux.items() if np.ndim(v) == 0}, name="dispersion",
+                             dtype=float)
+        if self.spec.is_lmm and self.fit.sigma is not None:
             return pd.Series({"sigma": float(self.fit.sigma)}, name="dispersion")
         return pd.Series(dtype=float, name="dispersion")
 
@@ -345,6 +385,10 @@ class MLResults(FitResults):
             v = v.copy()
             v[k0:k0 + na, k0:k0 + na] = J @ v[k0:k0 + na, k0:k0 + na] @ J.T
         for j, a in enumerate(fam.aux_params):
+            if self.spec.has_disp:  # the first is the dispersion model's (coef_table_disp)
+                if j == 0:
+                    continue
+                j = j - 1 + self.spec.p_disp
             est = float(self.fit.aux[a.name])
             se = float(np.sqrt(max(v[k0 + j, k0 + j], 0.0))) if v.size else np.nan
             if a.support == "positive":
@@ -379,7 +423,7 @@ class MLResults(FitResults):
         n = np.asarray(spec.trials, dtype=float) if fam.needs_trials and spec.trials is not None else 1.0
         eta = self.predict(kind="link")
         mu = np.asarray(fam.mean(eta), dtype=float)
-        if fam.is_linear:
+        if spec.is_lmm:
             m, var = mu, np.full_like(mu, float(self.fit.sigma) ** 2)
         else:
             aux = self.fit.aux or {}
@@ -404,7 +448,7 @@ class MLResults(FitResults):
     @property
     def varcorr(self) -> pd.DataFrame:
         """lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
-        sigma = self.sigma if self.spec.family.is_linear else None
+        sigma = self.sigma if self.spec.is_lmm else None
         return varcorr_frame(self.spec.terms, self.covs, sigma)
 
     @property

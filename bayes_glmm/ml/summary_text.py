@@ -50,7 +50,7 @@ def _decimals(values, lo: int = 3, hi: int = 7) -> int:
 
 def _header(res) -> list:
     fam = res.spec.family
-    if fam.is_linear and res.method in ("REML", "ML"):
+    if res.spec.is_lmm and res.method in ("REML", "ML"):
         how = "REML" if res.reml else "maximum likelihood"
         lines = [f"Linear mixed model fit by {how}  [bayes_glmm MLResults]"]
     else:
@@ -64,6 +64,8 @@ def _header(res) -> list:
     lines.append(f"   Data: {res.nobs} rows" + (f" ({dropped} dropped for missing values)" if dropped else ""))
     if res.spec.has_zi:
         lines.append(f"{res.spec.family.zero_doc.split(' (')[0].capitalize()}: {res.spec.zi_formula}")
+    if res.spec.has_disp:
+        lines.append(f"Dispersion: {res.spec.disp_formula}")
     lines.append("")
     if res.reml:
         lines.append(f"REML criterion at convergence: {res.deviance:.4f}")
@@ -157,7 +159,7 @@ def random_effects_table(res) -> pd.DataFrame:
                 cells = [f"{corr[i, j]:.2f}" if cs.n_corr(q) > 0 else "" for j in range(i)]
             row.extend(cells + [""] * (qmax - 1 - len(cells)))
             rows.append(row)
-    if res.spec.family.is_linear and res.sigma is not None:  # a GLMM's sigma: the dispersion lines
+    if res.spec.is_lmm and res.sigma is not None:  # a GLMM's sigma: the dispersion lines
         rows.append(["Residual", "", _g4(res.sigma ** 2), _g4(res.sigma)] + [""] * (qmax - 1))
     corr_cols = ["Corr"] + [""] * (qmax - 2) if qmax > 1 else []
     cols = ["Groups", "Name", "Variance", "Std.Dev."] + [f"Corr{k}" for k in range(len(corr_cols))]
@@ -257,6 +259,8 @@ def _aux_lines(res) -> list:
                             "z value": dt["Estimate"] / dt["SE(log)"]})
         return out + [fam.aux_table_title] + tab.to_string(float_format=lambda v: f"{v:.4f}").split("\n")
     for j, a in enumerate(fam.aux_params):
+        if a.name not in dt.index:  # modelled by a dispersion formula: its own block
+            continue
         row = dt.loc[a.name]
         what = f"Dispersion parameter for {fam.name} family ({fam.variance_formula})" if j == 0 else \
             f"{a.description[:1].upper()}{a.description[1:]} ({fam.name} family)"
@@ -286,6 +290,10 @@ def format_summary(res) -> str:
         lines += ["", "Zero-inflation model:" if res.spec.zi_label == "zi"
                   else f"{res.spec.family.zero_doc.split(' (')[0].capitalize()} model ({res.spec.zi_label}):"]
         lines += _table_text(res.coef_table_zi()).to_string().splitlines()
+    if res.spec.has_disp:
+        first = res.spec.family.aux_params[0].name
+        lines += ["", f"Dispersion model (log {first} ~ {res.spec.disp_formula.strip().lstrip('~').strip()}):"]
+        lines += _table_text(res.coef_table_disp()).to_string().splitlines()
     if has_p:
         lines += ["---", SIGNIF_LEGEND]
     lines += fixef_correlation_lines(res)

@@ -59,7 +59,11 @@ class MLFit:
         residual SD is ``sigma``.
     vcov_aux : ndarray or None
         Covariance of ``(beta_zi, a)``, in that order, ``a`` one optimizer coordinate per
-        auxiliary parameter (the log of a positive one, :mod:`bayes_glmm.ml.auxpar`).
+        auxiliary parameter (the log of a positive one, :mod:`bayes_glmm.ml.auxpar`); with a
+        dispersion formula ``a = (beta_disp, the others)``.
+    beta_disp : ndarray (p_disp,) or None
+        Dispersion-model coefficients (models with ``disp=``): the log of the first auxiliary
+        parameter is ``X_disp @ beta_disp``; ``aux`` then holds that parameter per row.
     """
 
     beta: np.ndarray
@@ -78,8 +82,12 @@ class MLFit:
     beta_zi: np.ndarray | None = None
     aux: dict | None = None
     vcov_aux: np.ndarray | None = None
+    beta_disp: np.ndarray | None = None
 
     @property
     def disp(self) -> float | None:
-        """The first auxiliary parameter (NB's ``theta``, ``phi``, ``shape``), None without one."""
-        return None if not self.aux else float(next(iter(self.aux.values())))
+        """The first auxiliary parameter (NB's ``theta``, ``phi``, ``shape``), None without one
+        (or with a dispersion formula, where it varies by row: see ``aux``)."""
+        if not self.aux or self.beta_disp is not None:
+            return None
+        return float(next(iter(self.aux.values())))

@@ -159,9 +159,13 @@ def _dispersion(fit) -> dict:
     Student-t's ``sigma`` and ``df``, ...); empty for an LMM, whose sigma is passed on its own."""
     d = getattr(fit, "dispersion", None)
     fam = fit.spec.family
-    if d is None or fam.is_linear or not fam.aux_params:
+    if d is None or fit.spec.is_lmm or not fam.aux_params:
         return {}
-    return {n: float(d[n]) for n in fam.aux_names if n in d}
+    out = {n: float(d[n]) for n in fam.aux_names if n in d}
+    raw = getattr(fit, "fit", None)
+    if fit.spec.has_disp and raw is not None and raw.aux:  # a dispersion formula: per fitted row
+        out[fam.aux_params[0].name] = np.asarray(raw.aux[fam.aux_params[0].name], dtype=float)
+    return out
 
 
 def _refit(fit, spec):

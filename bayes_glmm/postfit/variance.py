@@ -150,6 +150,10 @@ def icc(fit, *, mu=None, interval: float = 0.95) -> pd.DataFrame:
     if not 0 < interval < 1:
         raise ValueError(f"interval must be in (0, 1); got {interval}")
     fam = spec.family
+    if getattr(spec, "has_disp", False):
+        raise ValueError(f"the ICC needs one residual variance, but the dispersion formula "
+                         f"disp={spec.disp_formula!r} makes it vary by row; fit without disp= for an ICC, or "
+                         f"report the random-effect variances with the dispersion model's coefficients")
     groups = [g for g in spec.groups
               if any(t.group == g and "(Intercept)" in t.coef_names for t in spec.terms)]
     if not groups:

@@ -9,8 +9,9 @@ keys are listed there).  Pure NumPy: nothing here imports PyMC.
 """
 from .kinds import KINDS, KindParam, PriorKind, get_kind
 from .prior import (DISTRIBUTIONS, LKJ_ETA, SCALE, Prior, as_prior, default_scales,
-                    dispersion_default, resolve_centered, resolve_priors, slope_blocks, zi_key, zi_slope_blocks)
+                    dispersion_default, resolve_centered, resolve_priors, slope_blocks, zi_key, zi_slope_blocks,
+                    disp_key, disp_slope_blocks)
 
 __all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
-           "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks",
+           "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks", "disp_key", "disp_slope_blocks",
            "SCALE", "LKJ_ETA", "PriorKind", "KindParam", "KINDS", "get_kind"]

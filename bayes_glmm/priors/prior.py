@@ -37,6 +37,10 @@ Prior keys
 ``"hu_Intercept"``, ``"hu_<coef>"``
     The hurdle families' zero part (``hu=``, logit of P(y = 0)), with the same defaults: the
     label is the family's :attr:`~bayes_glmm.families.Family.zero_label`.
+``"disp_Intercept"``, ``"disp_<coef>"``
+    Dispersion-model coefficients (models with ``disp=``: the log of the family's first
+    auxiliary parameter, which then has no prior key of its own); the intercept at the means of
+    the dispersion predictors.
 
 See ``docs/priors.md`` for every default and what it implies on the response scale.
 """
@@ -53,7 +57,8 @@ from ..families import REGISTRY
 from .kinds import KINDS, get_kind
 
 __all__ = ["Prior", "resolve_priors", "resolve_centered", "as_prior", "DISTRIBUTIONS",
-           "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks"]
+           "default_scales", "slope_blocks", "dispersion_default", "zi_key", "zi_slope_blocks",
+           "disp_key", "disp_slope_blocks", "DISP_SLOPE_SCALE"]
 
 #: distribution name -> (support, accepted parameter names), PyMC's names: a view of the
 #: registry :data:`~bayes_glmm.priors.kinds.KINDS`, where each kind is defined
@@ -216,9 +221,12 @@ def _defaults(spec: ModelSpec) -> dict:
         out[f"sd_{t.ident}"] = Prior("HalfNormal", sigma=sig[0] if t.q == 1 else sig)
         if _has_corr(t):
             out[f"corr_{t.ident}"] = Prior("LKJ", eta=_corr_eta(t))
-    for aux in spec.family.aux_params:  # sigma, theta, phi, shape, ...
+    for i, aux in enumerate(spec.family.aux_params):  # sigma, theta, phi, shape, ...
+        if i == 0 and getattr(spec, "has_disp", False):
+            continue  # modelled by the dispersion formula: its coefficients' priors below
         out[aux.name] = aux_default(spec, aux)
     out.update(_zi_defaults(spec))
+    out.update(_disp_defaults(spec))
     return out
 
 
@@ -284,6 +292,60 @@ def _zi_defaults(spec: ModelSpec) -> dict:
     return out
 
 
+def disp_key(name: str) -> str:
+    """Prior key of a dispersion-model coefficient: ``disp_Intercept``, ``disp_<coef>``."""
+    return "disp_Intercept" if name == "(Intercept)" else f"disp_{name}"
+
+
+#: the default dispersion-model slope prior is Normal(0, DISP_SLOPE_SCALE / sd(x)) on the log of the
+#: dispersion: a change of x by one SD multiplies it by more than e^2 (7.4) with 5% prior probability
+DISP_SLOPE_SCALE = 1.0
+
+
+def _disp_defaults(spec: ModelSpec) -> dict:
+    """Defaults of the dispersion-model coefficients (``disp=``), on the log of the family's first
+    auxiliary parameter.
+
+    ``disp_Intercept ~ Normal(log m, s)``: centred where that parameter's own default prior
+    (:func:`aux_default`) puts its mass, ``m`` its median and ``s`` half the log of the ratio of its
+    84% and 16% quantiles (the SD of the log for a log-normal); ``disp_<coef> ~ Normal(0, 1 / sd(x))``
+    (:data:`DISP_SLOPE_SCALE`).  The intercept is the log-dispersion at the dispersion predictors'
+    means, as the conditional model's intercept.
+    """
+    if not getattr(spec, "has_disp", False):
+        return {}
+    aux = spec.family.aux_params[0]
+    pr = aux_default(spec, aux)
+    dist = get_kind(pr.name).scipy(pr.args)
+    lo, med, hi = (float(np.log(dist.ppf(q))) for q in (0.15865525393145707, 0.5, 0.8413447460685429))
+    out = {}
+    X = np.asarray(spec.X_disp, dtype=float)
+    for j, nm in enumerate(spec.disp_names):
+        if nm == "(Intercept)":
+            out[disp_key(nm)] = Prior("Normal", mu=med, sigma=0.5 * (hi - lo))
+        else:
+            out[disp_key(nm)] = Prior("Normal", mu=0.0, sigma=DISP_SLOPE_SCALE / _col_sd(X[:, j]))
+    return out
+
+
+def disp_slope_blocks(spec: ModelSpec, priors: dict) -> list:
+    """:func:`slope_blocks` for the dispersion-model coefficients: ``[(name, columns of X_disp), ...]``.
+
+    One vector ``"disp_slopes"`` (dim ``disp_slope``) when every such slope prior is the same
+    distribution with the same parameter names, else one ``"disp_slope_<name>"`` each.
+    """
+    if not getattr(spec, "has_disp", False):
+        return []
+    names = list(spec.disp_names)
+    slopes = [j for j, nm in enumerate(names) if nm != "(Intercept)"]
+    if not slopes:
+        return []
+    sp = [priors[disp_key(names[j])] for j in slopes]
+    if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
+        return [("disp_slopes", slopes)]
+    return [(f"disp_slope_{py_name(names[j])}", [j]) for j in slopes]
+
+
 def zi_slope_blocks(spec: ModelSpec, priors: dict) -> list:
     """:func:`slope_blocks` for the zero-inflation coefficients: ``[(name, columns of X_zi), ...]``.
 
@@ -309,6 +371,10 @@ def _dispersion_hint(unknown, spec: ModelSpec) -> str:
     # family has another (theta for a gaussian model)
     aux_keys = {a.name for cls in REGISTRY.values() for a in cls.aux_params}
     wrong = [k for k in unknown if k in aux_keys]
+    if getattr(spec, "has_disp", False) and spec.family.aux_params[0].name in wrong:
+        return (f" ({spec.family.aux_params[0].name!r} is modelled by the dispersion formula "
+                f"disp={spec.disp_formula!r}: its coefficients take the keys "
+                f"{', '.join(repr(disp_key(c)) for c in spec.disp_names)})")
     if not wrong:
         return ""
     own = spec.family.dispersion_name

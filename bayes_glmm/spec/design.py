@@ -23,7 +23,7 @@ from formulae.transforms import TRANSFORMS
 
 from . import validate
 from ..covariance import default_structure, get_structure
-from ..families import Family, zero_part_families, zi_families
+from ..families import REGISTRY as family_registry_dict, Family, zero_part_families, zi_families
 from .formula import (EXPR_FUNCTIONS, FORMULA_FUNCTIONS, NUMPY_FUNCTIONS, ParsedFormula, allowed_function,
                       eval_expr, parse_formula, tokens)
 from .model_spec import ModelSpec, NewDesign, RandomTerm
@@ -349,6 +349,7 @@ class _NewDesignBuilder:
     cbind: tuple | None
     trials_column: str | None
     zi: _Matrix | None = None
+    disp: _Matrix | None = None
 
     def __call__(self, newdata: pd.DataFrame) -> NewDesign:
         newdata = validate.as_dataframe(newdata, "newdata", allow_empty=True)
@@ -381,8 +382,9 @@ class _NewDesignBuilder:
         elif self.trials_column is not None and self.trials_column in newdata.columns:
             trials = newdata[self.trials_column].to_numpy(dtype=float)
         X_zi = self.zi.evaluate(fx, "zero-inflation formula") if self.zi is not None else None
+        X_disp = self.disp.evaluate(fx, "dispersion formula") if self.disp is not None else None
         return NewDesign(X=X, offset=offset, codes=tuple(codes), Xr=tuple(Xr), trials=trials,
-                         index=newdata.index, labels=tuple(labels), X_zi=X_zi)
+                         index=newdata.index, labels=tuple(labels), X_zi=X_zi, X_disp=X_disp)
 
 
 def _drop_intercept(X: np.ndarray, enc: _Matrix):
@@ -449,8 +451,40 @@ def _parse_zi(zi, family: Family, arg: str = "zi"):
     return parsed
 
 
+def _parse_disp(disp, family: Family):
+    """ParsedFormula of a one-sided dispersion formula such as ``"~ Sex"``, or None."""
+    if disp is None:
+        return None
+    if not isinstance(disp, str):
+        raise ValueError(f"disp must be a one-sided formula string such as '~ x' or '~1'; got {disp!r}")
+    if not family.allows_disp:
+        takes = [n for n, c in family_registry_dict.items() if c.aux_params and c.aux_params[0].allows_formula]
+        raise ValueError(f"disp={disp!r}: a dispersion formula applies to the families with a dispersion "
+                         f"parameter that declares one ({', '.join(repr(f) for f in takes)}), not "
+                         f"{family.name!r}; drop disp= or change family")
+    text = disp.strip()
+    if not text.startswith("~"):
+        raise ValueError(f"disp={disp!r} must be one-sided, starting with '~' (e.g. disp='~ x'; disp='~1' for "
+                         f"a constant dispersion)")
+    if "|" in text:
+        raise ValueError(f"disp={disp!r}: random effects in the dispersion formula are not supported; "
+                         f"use fixed effects only (e.g. disp='~ x')")
+    try:
+        parsed = parse_formula("disp__ " + text)
+    except ValueError as e:  # name disp= in the message, not the stand-in two-sided formula
+        shown = repr("disp__ " + text)
+        raise ValueError(str(e).replace(f"of the fixed part of formula {shown}", f"of disp={disp!r}")
+                         .replace(f"formula {shown}", f"disp={disp!r}")) from None
+    if parsed.offsets:
+        raise ValueError(f"disp={disp!r}: offset() in the dispersion formula is not supported; remove it "
+                         f"(or enter the variable as a covariate, disp='~ x')")
+    if not parsed.fixed_terms and not parsed.intercept:
+        raise ValueError(f"disp={disp!r} has no terms; use disp='~1' for a constant dispersion")
+    return parsed
+
+
 def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, weights=None,
-               zi=None, hu=None) -> ModelSpec:
+               zi=None, hu=None, disp=None) -> ModelSpec:
     """Evaluate an lme4 formula on data.
 
     Parameters
@@ -469,6 +503,9 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     hu : str, optional
         One-sided formula of the logit of P(y = 0) of a hurdle family (default ``"~1"``);
         carried as the zero-inflation part is (``X_zi``, ``zi_names``, ``zi_formula``).
+    disp : str, optional
+        One-sided formula of the log of the family's dispersion parameter (``"~ x"``), for the
+        families whose first auxiliary parameter declares ``allows_formula``.
 
     Returns
     -------
@@ -485,6 +522,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     parsed = parse_formula(formula)
     zi, zi_arg = _zero_part_formula(zi, hu, family)
     zi_parsed = _parse_zi(zi, family, zi_arg)
+    disp_parsed = _parse_disp(disp, family)
     cols = data.columns
     resp_text = ", ".join(parsed.cbind) if parsed.cbind is not None else parsed.response
     used = _columns_in(resp_text, cols, "response", formula)
@@ -500,6 +538,8 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
         term_cols += lhs_cols + list(r.group_vars)
     if zi_parsed is not None:
         term_cols += _columns_in(zi_parsed.fixed_rhs, cols, _zero_part_what(zi_arg), str(zi))
+    if disp_parsed is not None:
+        term_cols += _columns_in(disp_parsed.fixed_rhs, cols, "dispersion formula", str(disp))
     validate.check_unique_columns(data, used + fixed_cols + offset_cols + term_cols + [trials, weights])
     if not used:
         raise ValueError(f"the response {parsed.response_label!r} of formula {formula!r} uses no column of data; "
@@ -582,12 +622,18 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     if zi_parsed is not None:
         X_zi, zi_enc = _model_matrix(zi_parsed.fixed_rhs, bool(zi_parsed.fixed_terms), zi_parsed.intercept, fx,
                                      _zero_part_what(zi_arg), str(zi))
+    X_disp, disp_enc = None, None
+    if disp_parsed is not None:
+        X_disp, disp_enc = _model_matrix(disp_parsed.fixed_rhs, bool(disp_parsed.fixed_terms),
+                                         disp_parsed.intercept, fx, "dispersion formula", str(disp))
     builder = _NewDesignBuilder(formula, required, fixed_enc, parsed.offsets, tuple(encoders),
-                                parsed.cbind, trials_col, zi_enc)
+                                parsed.cbind, trials_col, zi_enc, disp_enc)
     return ModelSpec(formula=formula, family=family, response_name=parsed.response_label, y=y,
                      trials=trials_v, X=X, fixed_names=fixed_enc.names, offset=offset, weights=w,
                      terms=tuple(terms), row_index=data.index[keep], n_dropped=n_dropped,
                      success_level=success, new_design=builder,
                      info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts},
                      X_zi=X_zi, zi_names=zi_enc.names if zi_enc is not None else (),
-                     zi_formula=None if zi is None else str(zi))
+                     zi_formula=None if zi is None else str(zi),
+                     X_disp=X_disp, disp_names=disp_enc.names if disp_enc is not None else (),
+                     disp_formula=None if disp is None else str(disp))

@@ -141,6 +141,7 @@ class NewDesign:
     index: pd.Index | None = None
     labels: tuple | None = None  # per term: level label of each new row (object array)
     X_zi: np.ndarray | None = None  # zero-inflation model matrix (models with zi only)
+    X_disp: np.ndarray | None = None  # dispersion model matrix (models with disp only)
 
 
 @dataclass(frozen=True, eq=False)
@@ -182,6 +183,13 @@ class ModelSpec:
         Its column names (``"(Intercept)"``, ``"minedno"``).
     zi_formula : str or None
         The one-sided zero-inflation formula as given.
+    X_disp : ndarray (n, p_disp) or None
+        Model matrix of the dispersion formula (``disp=``): the log of the family's first
+        auxiliary parameter is ``X_disp @ beta_disp`` per row; None without one (a constant).
+    disp_names : tuple of str
+        Its column names.
+    disp_formula : str or None
+        The one-sided dispersion formula as given.
     """
 
     formula: str
@@ -202,6 +210,9 @@ class ModelSpec:
     X_zi: np.ndarray | None = None
     zi_names: tuple = ()
     zi_formula: str | None = None
+    X_disp: np.ndarray | None = None
+    disp_names: tuple = ()
+    disp_formula: str | None = None
 
     def __post_init__(self):
         for name in ("y", "X", "offset", "weights"):
@@ -209,6 +220,9 @@ class ModelSpec:
         if self.X_zi is not None:
             object.__setattr__(self, "X_zi", _frozen(np.asarray(self.X_zi, dtype=float)))
         object.__setattr__(self, "zi_names", tuple(self.zi_names))
+        if self.X_disp is not None:
+            object.__setattr__(self, "X_disp", _frozen(np.asarray(self.X_disp, dtype=float)))
+        object.__setattr__(self, "disp_names", tuple(self.disp_names))
         if self.trials is not None:
             object.__setattr__(self, "trials", _frozen(np.asarray(self.trials, dtype=float)))
         object.__setattr__(self, "terms", tuple(self.terms))
@@ -238,6 +252,22 @@ class ModelSpec:
     def p_zi(self) -> int:
         """Number of zero-inflation coefficients (0 without zero inflation)."""
         return 0 if self.X_zi is None else self.X_zi.shape[1]
+
+    @property
+    def has_disp(self) -> bool:
+        """True when the model has a dispersion formula (``disp=``)."""
+        return self.X_disp is not None
+
+    @property
+    def is_lmm(self) -> bool:
+        """True for a linear mixed model fitted in closed form (profiled ML/REML): a gaussian
+        identity-link family without a dispersion formula."""
+        return self.family.is_linear and self.X_disp is None
+
+    @property
+    def p_disp(self) -> int:
+        """Number of dispersion-model coefficients (0 without ``disp=``)."""
+        return 0 if self.X_disp is None else self.X_disp.shape[1]
 
     @property
     def q_total(self) -> int:

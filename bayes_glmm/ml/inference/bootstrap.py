@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from ..auxpar import aux_coords
+from ..auxpar import fit_coords
 from .profile import param_index, param_values
 
 __all__ = ["simulate_responses", "bootstrap", "child_seeds"]
@@ -43,6 +43,7 @@ class _SimModel:
     theta: np.ndarray
     reml: bool
     n_agq: int
+    beta_disp: np.ndarray | None = None  # dispersion-model coefficients (disp=)
 
 
 def _sim_model(res) -> _SimModel:
@@ -53,9 +54,11 @@ def _sim_model(res) -> _SimModel:
     return _SimModel(spec=spec, beta=np.asarray(fit.beta, dtype=float),
                      lambdas=[np.asarray(L, dtype=float) for L in fit.lambdas],
                      sigma=None if fit.sigma is None else float(fit.sigma),
-                     aux=None if not fit.aux else {k: float(v) for k, v in fit.aux.items()},
+                     aux=None if not fit.aux else {k: (float(v) if np.ndim(v) == 0 else np.asarray(v, dtype=float))
+                                                   for k, v in fit.aux.items()},
                      beta_zi=None if fit.beta_zi is None else np.asarray(fit.beta_zi, dtype=float),
-                     theta=np.asarray(fit.theta, dtype=float), reml=bool(fit.reml), n_agq=int(fit.n_agq))
+                     theta=np.asarray(fit.theta, dtype=float), reml=bool(fit.reml), n_agq=int(fit.n_agq),
+                     beta_disp=None if fit.beta_disp is None else np.asarray(fit.beta_disp, dtype=float))
 
 
 def _simulate_one(m: _SimModel, seed) -> np.ndarray:
@@ -64,11 +67,11 @@ def _simulate_one(m: _SimModel, seed) -> np.ndarray:
     rng = np.random.default_rng(seed)
     fam = spec.family
     eta = np.asarray(spec.offset, dtype=float) + np.asarray(spec.X, dtype=float) @ m.beta
-    scale = m.sigma if fam.is_linear else 1.0
+    scale = m.sigma if spec.is_lmm else 1.0
     for term, L in zip(spec.terms, m.lambdas):
         u = rng.standard_normal((term.n_levels, term.q))
         eta = eta + term.contribution(scale * (u @ L.T))
-    if fam.is_linear:
+    if spec.is_lmm:
         w = np.asarray(spec.weights, dtype=float)
         with np.errstate(divide="ignore"):
             sd = np.where(w > 0, m.sigma / np.sqrt(np.where(w > 0, w, 1.0)), 0.0)
@@ -104,7 +107,7 @@ def _refit_one(m: _SimModel, seed):
         # singular / non-convergence warnings are counted per replicate, not printed n times
         warnings.simplefilter("ignore")
         try:
-            if spec.family.is_linear:
+            if spec.is_lmm:
                 fit = fit_raw(spec, reml=m.reml, start=m.theta)
             else:
                 start = {"theta": m.theta, "beta": m.beta}
@@ -112,7 +115,7 @@ def _refit_one(m: _SimModel, seed):
                 if m.beta_zi is not None:
                     aux.append(m.beta_zi)
                 if m.aux:
-                    aux.append(aux_coords(spec.family, m.aux))
+                    aux.append(fit_coords(spec.family, m.aux, m.beta_disp))
                 if aux:
                     start["aux"] = np.concatenate(aux)
                 fit = fit_raw(spec, n_agq=m.n_agq, start=start, calc_vcov=False)

@@ -69,7 +69,7 @@ def normalize_ddf(ddf) -> str:
 
 def is_lmm(spec) -> bool:
     """Gaussian identity-link model (the only case with t / F reference distributions here)."""
-    return spec.family.is_linear
+    return spec.is_lmm
 
 
 # ---------------------------------------------------------------------- Satterthwaite

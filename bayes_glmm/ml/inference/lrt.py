@@ -208,6 +208,42 @@ def _aux_differences(s0, s1) -> tuple:
     return disp, [f"{s1.zi_label}: {z}" for z in z1 if z not in z0]
 
 
+def _disp_columns(s):
+    """``{name: column}`` of a model's dispersion model: its ``disp=`` design, or an intercept
+    for a constant first auxiliary parameter (``disp=None``), empty without one."""
+    if s.has_disp:
+        return {c: s.X_disp[:, j] for j, c in enumerate(s.disp_names)}
+    if s.family.allows_disp:
+        return {"(Intercept)": np.ones(s.n)}
+    return {}
+
+
+def _disp_differences(s0, s1) -> list:
+    """Dispersion-model coefficients of s1 absent from s0 (``disp=`` formulas, interior
+    parameters); ValueError when s0's dispersion model is not nested in s1's."""
+    if not (s0.has_disp or s1.has_disp):
+        return []
+    if not (s0.family.allows_disp and s1.family.allows_disp) or \
+            s0.family.aux_params[0].name != s1.family.aux_params[0].name:
+        raise ValueError("a dispersion formula (disp=) is compared with a model whose family has another (or "
+                         "no) dispersion parameter; compare models of the same family, e.g. disp='~1' against "
+                         "disp='~ x'")
+    d0, d1 = _disp_columns(s0), _disp_columns(s1)
+    X1 = np.column_stack(list(d1.values()))
+    for c, col in d0.items():
+        # nested when each column of the smaller dispersion model lies in the larger one's span
+        coef = np.linalg.lstsq(X1, col, rcond=None)[0]
+        if not np.allclose(X1 @ coef, col):
+            raise ValueError(f"dispersion-model column {c!r} of the smaller model is not in the larger one's "
+                             f"dispersion formula; the models are not nested")
+    k = len(d1) - len(d0)
+    if k < 0:
+        raise ValueError("the smaller model's dispersion formula has more columns than the larger's; "
+                         "they are not nested")
+    extra = [c for c in d1 if c not in d0]
+    return [f"disp: {c}" for c in (extra if len(extra) == k else list(d1)[len(d0):])]
+
+
 def _differences(s0, s1) -> dict:
     """Parameters of s1 absent from s0; ValueError when s0 is not nested in s1."""
     f0, f1 = list(s0.fixed_names), list(s1.fixed_names)
@@ -258,8 +294,12 @@ def _differences(s0, s1) -> dict:
         variances += [f"{g}: {c}" for c in cols1 if c not in cols0]
         covariances += [f"{g}: {'/'.join(sorted(p))}" for p in pairs1 - pairs0]
     disp, zi = _aux_differences(s0, s1)
-    return {"fixed": [f for f in f1 if f not in f0], "variances": variances, "covariances": covariances,
-            "dispersion": disp, "zi": zi, "zi_added": not s0.has_zi and s1.has_zi}
+    out = {"fixed": [f for f in f1 if f not in f0], "variances": variances, "covariances": covariances,
+           "dispersion": disp, "zi": zi, "zi_added": not s0.has_zi and s1.has_zi}
+    dm = _disp_differences(s0, s1)
+    if dm:  # only where a dispersion formula differs: the record of other comparisons is unchanged
+        out["disp"] = dm
+    return out
 
 
 def _reference(df: int, diff: dict):
@@ -293,7 +333,8 @@ def _labels(s0, s1) -> list:
     def lab(s, full):
         out = s.formula
         if full:
-            out += f"  [{s.family.name}" + (f", {s.zi_label} {s.zi_formula}" if s.has_zi else "") + "]"
+            out += (f"  [{s.family.name}" + (f", {s.zi_label} {s.zi_formula}" if s.has_zi else "")
+                    + (f", disp {s.disp_formula}" if s.has_disp else "") + "]")
         return out
     full = s0.formula == s1.formula or s0.family != s1.family or s0.zi_formula != s1.zi_formula
     return [lab(s0, full), lab(s1, full)]
@@ -357,7 +398,7 @@ def lrt(m0, m1, *, refit: bool = True) -> LRTResult:
     diff = _differences(s0, s1)
     df = _npar(m1) - _npar(m0)
     n_diff = (len(diff["fixed"]) + len(diff["variances"]) + len(diff["covariances"])
-              + len(diff["dispersion"]) + len(diff["zi"]))
+              + len(diff["dispersion"]) + len(diff["zi"]) + len(diff.get("disp", [])))
     if df <= 0 or n_diff == 0:
         raise ValueError(f"the models have the same parameters (df difference {df}); they are not nested "
                          "in a testable way")
@@ -389,6 +430,6 @@ def lrt(m0, m1, *, refit: bool = True) -> LRTResult:
         index=_labels(s0, s1))
     # the public record: dispersion / zero-inflation entries only where the models differ there
     differs = {k: v for k, v in diff.items()
-               if k in ("fixed", "variances", "covariances") or (k in ("dispersion", "zi") and v)}
+               if k in ("fixed", "variances", "covariances") or (k in ("dispersion", "zi", "disp") and v)}
     return LRTResult(chisq=chisq, df=df, p_value=p, reference=label, p_naive=p_naive, differs=differs,
                      table=table, note=note, dfs=tuple(dfs), weights=tuple(weights))

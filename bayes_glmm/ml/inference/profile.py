@@ -83,7 +83,11 @@ def param_index(spec) -> list:
     """
     fam = spec.family
     names = list(spec.fixed_names) + variance_names(spec)
-    names.extend(fam.aux_names)
+    if spec.has_disp:  # the dispersion model's coefficients in place of its parameter
+        names.extend(f"disp_{c}" for c in spec.disp_names)
+        names.extend(fam.aux_names[1:])
+    else:
+        names.extend(fam.aux_names)
     names.extend(f"{spec.zi_label}_{c}" for c in spec.zi_names)  # zi_<coef>, a hurdle's hu_<coef>
     return names
 
@@ -214,9 +218,12 @@ def _sdcor_from_lambdas(lambdas, terms, scale=1.0) -> np.ndarray:
 def param_values(spec, fit) -> np.ndarray:
     """The parameters of :func:`param_index` from a raw :class:`~bayes_glmm.ml.types.MLFit`."""
     fam = spec.family
-    scale = float(fit.sigma) if (fam.is_linear and fit.sigma is not None) else 1.0
+    scale = float(fit.sigma) if (spec.is_lmm and fit.sigma is not None) else 1.0
     parts = [np.asarray(fit.beta, dtype=float), _sdcor_from_lambdas(fit.lambdas, spec.terms, scale)]
-    if fam.is_linear:
+    if spec.has_disp:
+        parts.append(np.asarray(fit.beta_disp, dtype=float))
+        parts.append(np.array([float(fit.aux[n]) for n in fam.aux_names[1:]]))
+    elif fam.is_linear:
         parts.append(np.array([scale]))
     elif fam.aux_params:
         parts.append(np.array([float(fit.aux[n]) for n in fam.aux_names]))
@@ -240,6 +247,11 @@ def wald_confint(res, level: float) -> pd.DataFrame:
         zi = [f"{res.spec.zi_label}_{c}" for c in res.spec.zi_names]
         out.loc[zi, "lower"] = ez - z * sz
         out.loc[zi, "upper"] = ez + z * sz
+    if res.spec.has_disp:
+        ed, sd_ = res.fixef_disp.to_numpy(), res.se_disp.to_numpy()
+        names = [f"disp_{c}" for c in res.spec.disp_names]
+        out.loc[names, "lower"] = ed - z * sd_
+        out.loc[names, "upper"] = ed + z * sd_
     return out
 
 
@@ -569,6 +581,9 @@ def profile_confint(res, level: float = 0.95, parm=None) -> pd.DataFrame:
 
     from ..fit import _one_blas_thread
 
+    if res.spec.has_disp:
+        raise ValueError(f"profile intervals are not implemented for a model with a dispersion formula "
+                         f"(disp={res.spec.disp_formula!r}); use confint(method='wald') or method='boot'")
     t0 = time.perf_counter()
     with _one_blas_thread():
         out, notes = _profile_all(res, level, parm)
@@ -584,7 +599,7 @@ def _profile_all(res, level, parm):
     idx = param_index(spec)
     names = idx if parm is None else list(parm)
     cut = float(np.sqrt(stats.chi2.ppf(level, 1)))
-    lmm = spec.family.is_linear
+    lmm = spec.is_lmm
     prob = _LmmProblem(res) if lmm else _GlmmProblem(res)
     scale, se_phi = _phi_scales(prob)
     p = spec.p
