@@ -18,7 +18,8 @@ from .negbinomial import THETA, NegBinomial
 __all__ = ["HurdleNegBinomial"]
 
 #: NB2's theta (the same default prior, start and bounds) as glmmTMB names it for this family
-THETA_HU = replace(THETA, r_note="glmmTMB's `sigma`; brms's `shape`")
+# disp= (a dispersion formula) is not checked for the truncated count part: NB2's theta without it
+THETA_HU = replace(THETA, r_note="glmmTMB's `sigma`; brms's `shape`", allows_formula=False)
 
 
 class HurdleNegBinomial(HurdleFamily):
