@@ -35,7 +35,7 @@ ranked: the fixed effects, the one SD and ``rho_g``); hurdle counts (issue 18)
 ``hurdle_poisson`` (``hu="~ x"``) and ``hurdle_negbinomial`` (``hu="~1"``), zero-truncated
 counts drawn by SciPy's inverse CDF; ``student_t`` (identity, ``sigma ~ HalfNormal(1)``,
 ``df ~ Gamma(2, 0.1)``, brms's default; ``df`` mixes slowly: run it with ``--draws 1000``) and
-``betabinomial`` (logit, 2-10 trials per row, ``trials="n"``, ``phi ~ Gamma(2, 0.2)``).
+``betabinomial`` (logit, 2-10 trials per row, ``trials="n"``, ``phi ~ Gamma(2, 0.2)``);
 dispersion formulas ``gaussian_disp`` and ``negbinomial_disp`` (``disp="~ x"``: ``log sigma`` /
 ``log theta`` = ``disp_Intercept + disp_x * x``, ranked as those prior keys).
 Weights are not simulated: the package multiplies a
