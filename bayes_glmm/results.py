@@ -160,7 +160,7 @@ class FitResults:
             return eta
         fam = self.spec.family
         if fam.categorical_response:  # ordinal: the thresholds enter every probability
-            aux = self._scale_aux()
+            aux = aux or self._scale_aux()  # per draw on the posterior path
             if kind == "probs":
                 p = fam.category_probs(eta, **aux)
                 if np.ndim(eta) == 1:

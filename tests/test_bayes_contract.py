@@ -52,6 +52,8 @@ def _data(family, seed=0, n_groups=9, n_per=7):
     elif family == "beta":
         mu = 1 / (1 + np.exp(-0.5 * eta))
         y = rng.beta(mu * 8.0, (1 - mu) * 8.0)
+    elif family == "ordinal":  # four categories, coded 0 .. 3
+        y = np.digitize(eta + rng.logistic(size=n), [-0.6, 0.3, 1.2])
     else:
         y = rng.poisson(t * np.exp(0.5 * eta))
     w = rng.uniform(0.5, 2.0, size=n)
@@ -119,6 +121,10 @@ CASES = {
                             {"zi": "~ x + z", "family": "negbinomial", "weights": "w",
                              "priors": {"zi_x": Prior("StudentT", nu=3, mu=0, sigma=1),
                                         "zi_Intercept": Prior("Normal", mu=-1, sigma=1)}}),
+    "ordinal-logit": ("ordinal", None, "y ~ x + (1 | g)", {"family": "ordinal"}),
+    "ordinal-probit-slope-weights": ("ordinal", "probit", "y ~ x + z + (x | g)", {"family": "ordinal", "weights": "w"}),
+    "ordinal-cloglog-prior": ("ordinal", "cloglog", "y ~ x + (1 | g)",
+                              {"family": "ordinal", "priors": {"1|2": Prior("Normal", mu=0.5, sigma=2.0)}}),
     "hurdle_poisson-slope": ("zi-count", None, "y ~ x + (x | g)", {"hu": "~ z", "family": "hurdle_poisson"}),
     "hurdle_nb-offset-weights": ("zi-count", None, "y ~ x + offset(log(t)) + (1 | g)",
                                  {"family": "hurdle_negbinomial", "weights": "w"}),
@@ -288,7 +294,7 @@ def test_jax_function_equals_graph(case):
 
     jax.config.update("jax_enable_x64", True)
     name, m, pm_model = case
-    if m.spec.family.link.name == "probit" and m.spec.family.name in ("bernoulli", "binomial"):
+    if m.spec.family.link.name == "probit" and m.spec.family.name in ("bernoulli", "binomial", "ordinal"):
         with pytest.raises(ValueError, match="numpyro' does not support this model.*erfcx"):
             m.sample(draws=5, tune=5, chains=1, sampler="numpyro", progressbar=False)
         return

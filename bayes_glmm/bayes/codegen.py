@@ -444,9 +444,10 @@ _C_NAMES = frozenset("""
     bg_nuts_cfg bg_nuts_sample bg_precompute bg_rowpass bg_rows_ll bg_sample bl c cfg cidx cl cur d0 d2
     draws dmu dsd e el eta ez f g ge gl hi i init inv_mass j k l ll_sum lo lp lpu m n nr progress r
     s st stats stop vctx x yr zidx ed ED didx d3""".split()) | frozenset(C_FUNCTIONS.values())
-#: numbered names: a stem and an index (``sd0``, ``GB1``, ``ax0`` an auxiliary parameter), or an
+#: numbered names: a stem and an index (``sd0``, ``GB1``, ``ax0`` an auxiliary parameter, ``gor0`` the
+#: derivative in the value of an ordered one), or an
 #: :class:`Emitter`'s prefix and its counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``ax1_2``)
-_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|XD|a|ax|bt|bz|bd|gax|gbt|gbz|gbd|sd|xc|r|t|dp)\d+"
+_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|XD|a|ax|bt|bz|bd|gax|gbt|gbz|gbd|gor|sd|xc|r|t|dp)\d+"
                          r"|(?:ax|c|f|z|sd|y|dp)\d+_\d+|s_\d+")
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: characters of generated C: printable ASCII without backslash, backtick, quote, $ and @

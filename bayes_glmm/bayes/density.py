@@ -321,8 +321,10 @@ class _Corr:
 class _Block:
     """A contiguous slice of the unconstrained vector with its prior (log scale if positive)."""
 
-    def __init__(self, name, start, size, prior, positive):
+    def __init__(self, name, start, size, prior, positive, ordered=False):
         self.name, self.sl, self.prior, self.positive = name, slice(start, start + size), prior, positive
+        #: an ``"ordered"`` auxiliary parameter: ``previous + exp(x)`` (an ordinal threshold)
+        self.ordered = ordered
         if prior is None:
             return
         # the canonical parameters once per block, not once per gradient
@@ -333,8 +335,15 @@ class _Block:
             return float(np.sum(v)), g
         self._lp = lp
 
-    def scalar_value_logp_grad(self, x):
-        """(value, log-density on the log scale, d/dz) as floats for a scalar positive block."""
+    def scalar_value_logp_grad(self, x, prev=0.0):
+        """(value, log-density on the log scale, d/dz) as floats for a scalar positive block;
+        for an ordered one (value ``prev + exp(z)``) the log-density with its Jacobian ``z`` and
+        the prior's derivative in the *value* (the chain rule through the chain is the caller's)."""
+        if self.ordered:
+            z = float(x[self.sl][0])
+            v = prev + float(np.exp(z))
+            lp, g = self._lp(np.array([v]))
+            return v, lp + z, float(g[0])
         v, lp, g, _ = self.value_logp_grad(x)
         return float(v[0]), lp, float(g[0])
 
@@ -354,8 +363,33 @@ class _Block:
         return self.name + "_log__" if self.positive else self.name
 
 
-#: supports of a family's auxiliary parameters the samplers handle (positive: log scale)
-AUX_SUPPORTS = ("positive", "real")
+#: supports of a family's auxiliary parameters the samplers handle (positive: log scale;
+#: ordered: ``previous + exp(x)``, PyMC's ordered transform of the chain they form)
+AUX_SUPPORTS = ("positive", "real", "ordered")
+
+
+def ordered_chains(family) -> list:
+    """``[(first, stop), ...]``: index ranges of ``family.aux_params`` that form ordered chains
+    (a parameter followed by ``"ordered"`` ones: an ordinal model's thresholds).  The graph
+    holds each chain as one vector variable ``family.aux_vector_name`` with PyMC's ordered
+    transform, the fast paths as these coordinates."""
+    aux, out, i = family.aux_params, [], 0
+    while i < len(aux):
+        j = i + 1
+        while j < len(aux) and aux[j].support == "ordered":
+            j += 1
+        if j > i + 1:
+            out.append((i, j))
+        elif aux[i].support == "ordered":
+            raise ValueError(f"family {family.name!r}: the ordered parameter {aux[i].name!r} follows no parameter")
+        i = j
+    return out
+
+
+def ordered_values(z):
+    """The values of an ordered chain from its coordinates (..., k): ``cumsum(z_0, exp(z_1), ...)``."""
+    z = np.asarray(z, dtype=float)
+    return np.cumsum(np.concatenate([z[..., :1], np.exp(z[..., 1:])], axis=-1), axis=-1)
 
 
 def aux_blocks(family, priors: dict, start: int, skip: int = 0) -> list:
@@ -377,7 +411,8 @@ def aux_blocks(family, priors: dict, start: int, skip: int = 0) -> list:
         if aux.name not in priors:
             raise ValueError(f"no prior for the auxiliary parameter {aux.name!r} of family {family.name!r}; "
                              f"give one, e.g. priors={{{aux.name!r}: bg.Prior('Exponential', lam=1)}}")
-        out.append(_Block(aux.name, start + i, 1, priors[aux.name], aux.support == "positive"))
+        out.append(_Block(aux.name, start + i, 1, priors[aux.name], aux.support == "positive",
+                          aux.support == "ordered"))
     return out
 
 
@@ -642,9 +677,10 @@ class GlmmDensity:
         # eta, the auxiliary parameters, the log-dispersion per row (disp=), the zi predictor
         ddir = 1 + len(self.aux) if self.disp_blocks else None
         nd = 2 + len(self.aux) + (1 if self.disp_blocks else 0)
-        lp, kw, vals = 0.0, {}, []
+        lp, kw, vals, prev = 0.0, {}, [], 0.0
         for i, blk in enumerate(self.aux):
-            v, alp, ag = blk.scalar_value_logp_grad(x)
+            v, alp, ag = blk.scalar_value_logp_grad(x, prev)
+            prev = v
             lp += alp
             vals.append((v, ag))
             kw[blk.name] = seed(v, 1 + i, nd)
@@ -660,8 +696,17 @@ class GlmmDensity:
             grad[self.zi_idx] += self.XzcT @ (pw * deriv(ll, nd - 1, eta))
         if self.disp_blocks:
             grad[self.disp_idx] += self.XdcT @ (pw * deriv(ll, ddir, eta))
-        for i, (blk, (v, ag)) in enumerate(zip(self.aux, vals)):
+        acc = 0.0  # an ordered chain: d/d(value) summed over the values each coordinate moves
+        for i in reversed(range(len(self.aux))):
+            blk, (v, ag) = self.aux[i], vals[i]
             d = float(pw @ deriv(ll, 1 + i, eta))
+            if blk.ordered or (i + 1 < len(self.aux) and self.aux[i + 1].ordered):
+                acc += ag + d
+                # value_k = value_0 + sum_{j <= k} exp(z_j): d/dz_j = exp(z_j) (sum over k >= j), + Jacobian 1
+                grad[blk.sl.start] = acc * float(np.exp(x[blk.sl.start])) + 1.0 if blk.ordered else acc
+                if not blk.ordered:
+                    acc = 0.0
+                continue
             grad[blk.sl.start] = ag + (v * d if blk.positive else d)  # positive: d/d log(v) = v d/dv
         return pw * deriv(ll, 0, eta), lp + float(pw @ value(ll))
 
@@ -678,8 +723,17 @@ class GlmmDensity:
             if t.ident in self.corr:
                 out[f"cpc_{t.ident}"] = self.corr[t.ident].sl
             out[eff.name] = eff.sl
-        for blk in self.aux:
-            out[blk.value_var] = blk.sl
+        inside = set()
+        for i, blk in enumerate(self.aux):  # the graph's one ordered vector per ordered chain
+            if i + 1 < len(self.aux) and self.aux[i + 1].ordered and not blk.ordered:
+                j = i + 1
+                while j < len(self.aux) and self.aux[j].ordered:
+                    j += 1
+                out[f"{self.fam.aux_vector_name}_ordered__"] = slice(blk.sl.start, self.aux[j - 1].sl.stop)
+                inside.update(range(i, j))
+        for i, blk in enumerate(self.aux):
+            if i not in inside:
+                out[blk.value_var] = blk.sl
         for blk, _ in self.zi_blocks + self.disp_blocks:
             out[blk.name] = blk.sl
         return out
@@ -718,9 +772,10 @@ class GlmmDensity:
             if cen is not True:  # the graph's free u_<g> or z_<g>
                 out[eff.name] = e.copy()
             out[f"b_{t.ident}"] = _effects_of(e, sd, None, cen, self._level(t, x))
+        prev = 0.0
         for blk in self.aux:
             z = float(x[blk.sl][0])
-            out[blk.name] = float(np.exp(z)) if blk.positive else z
+            out[blk.name] = prev = float(np.exp(z)) if blk.positive else prev + float(np.exp(z)) if blk.ordered else z
         if self.zi_blocks:
             bz = np.empty(self.spec.p_zi)
             for blk, cols in self.zi_blocks:
@@ -790,9 +845,10 @@ class GlmmDensity:
                 bs[f"b_{k}"] = _effects_of(e, sd, Lc, False)
             else:
                 bs[f"b_{k}"] = _effects_of(e, sd, None, cen, self._level(t, X))
+        prev = 0.0
         for blk in self.aux:
             z = X[..., blk.sl.start]
-            out[blk.name] = np.exp(z) if blk.positive else z.copy()
+            out[blk.name] = prev = np.exp(z) if blk.positive else prev + np.exp(z) if blk.ordered else z.copy()
         if self.zi_blocks:
             out[f"beta_{self.spec.zi_label}"] = coefs(self.zi_blocks, self.spec.p_zi, self.zi_icol, self.zi_xm, self.zi_xd)
         if self.disp_blocks:
@@ -836,6 +892,12 @@ class GlmmDensity:
                 z = np.asarray([z[int(np.flatnonzero(idx == k)[0])] for k in range(t.cov.n_sd(t.q))])
             x0[scale.sl] = 2.0 * z if scale.name.startswith("var_") else z
         units = {a.name for a in self.fam.aux_params if a.response_units}
+        starts = [a.ml_start(0.0, 0.0) for a in self.fam.aux_params]
+        for i, blk in enumerate(self.aux):  # an ordered chain at the family's starts (ordinal: the marginal)
+            if blk.ordered:
+                x0[blk.sl] = np.log(max(starts[i] - starts[i - 1], 1e-3))
+            elif i + 1 < len(self.aux) and self.aux[i + 1].ordered:
+                x0[blk.sl] = starts[i]
         for blk in self.aux:
             if blk.name in units:  # a residual SD: on the response's scale, whatever the link
                 sy = float(np.std(np.asarray(self.spec.y, dtype=float)))

@@ -120,6 +120,50 @@ def _rv(name, prior, **kw):
     return getattr(pm, prior.name)(name, **args, **kw)
 
 
+def _aux_vars(fam, priors: dict, skip: int = 0) -> dict:
+    """The family's auxiliary parameters, name -> variable in ``fam.aux_params`` order: one
+    variable each (positive ones on PyMC's log scale), but an ordered chain (an ordinal model's
+    thresholds, :func:`~bayes_glmm.bayes.density.ordered_chains`) is one vector
+    ``fam.aux_vector_name`` under PyMC's ordered transform (coordinates ``x_0``,
+    ``log(x_k - x_{k-1})``: the fast paths' own), each element's prior its key's, with a
+    Deterministic per parameter under its name.  The first ``skip`` are left out (a dispersion
+    formula's parameter is per row)."""
+    from pymc.distributions.transforms import ordered
+
+    from ..priors.kinds import get_kind
+    from .density import ordered_chains
+
+    params, out, i = fam.aux_params, {}, skip
+    chains = dict(ordered_chains(fam))
+    while i < len(params):
+        if i not in chains:
+            out[params[i].name] = _rv(params[i].name, priors[params[i].name])
+            i += 1
+            continue
+        names = [a.name for a in params[i:chains[i]]]
+        pri = [priors[n] for n in names]
+        kinds = [get_kind(p.name) for p in pri]
+
+        def logp(value, *_):
+            return sum(k.logp(value[j], p.args, PT_OPS) for j, (k, p) in enumerate(zip(kinds, pri)))
+
+        def random(*_, rng=None, size=None):
+            # independent prior draws, sorted: the ordered prior exactly when the priors are the same
+            shape = tuple(np.atleast_1d(size if size is not None else ())) if size is not None else ()
+            shape = shape[:-1] if shape and shape[-1] == len(names) else shape
+            draws = [k.scipy(p.args).rvs(size=shape, random_state=rng) if k.proper else
+                     rng.normal(size=shape) for k, p in zip(kinds, pri)]
+            return np.sort(np.stack(draws, axis=-1), axis=-1)
+
+        start = np.array([a.ml_start(0.0, 0.0) for a in params[i:chains[i]]])
+        vec = pm.CustomDist(fam.aux_vector_name, logp=logp, random=random, transform=ordered,
+                            shape=(len(names),), initval=start)
+        for j, n in enumerate(names):
+            out[n] = pm.Deterministic(n, vec[j])
+        i = chains[i]
+    return out
+
+
 def _cpc_logp(value, a, const):
     return cpc_logp(log_cosh(value, PT_OPS), a, const)
 
@@ -321,7 +365,7 @@ def build_pymc_model(spec: ModelSpec, priors: dict, centered: dict | bool = Fals
             eta = eta + off
         # one variable per auxiliary parameter, named and with the prior of its key (positive
         # ones get PyMC's log transform: the samplers' ``sigma_log__``)
-        aux = {a.name: _rv(a.name, priors[a.name]) for a in spec.family.aux_params[1 if spec.has_disp else 0:]}
+        aux = _aux_vars(spec.family, priors, skip=1 if spec.has_disp else 0)
         eta_zi = _zi_part(spec, priors)
         _observed(spec, eta, aux, eta_zi, _disp_part(spec, priors))
     return model

@@ -88,6 +88,24 @@ def _prior_block(blk, arrays: _Arrays, positive: bool, tag: str, S_expr: str, va
     return "\n".join(lines)
 
 
+def _chain_prior(blk, arrays: _Arrays, i: int, ax: str, prev, S_expr: str) -> str:
+    """C for one parameter of an ordered chain: its value ``ax`` (``x[st]`` for the first,
+    ``prev + exp(x[st])`` with the Jacobian ``x[st]`` after it) and its prior at that value,
+    whose derivative in the value goes to ``gor<i>`` (the chain rule is applied at the end)."""
+    a = prior_params(blk.prior.name, blk.prior.args)
+    ks = [arrays.add(np.broadcast_to(np.asarray(v, dtype=float), (1,))) for v in a]
+    code, val, der = prior_program(blk.prior.name, ax, ["A0[0]", "A1[0]", "A2[0]"], False, f"{ax}_")
+    value = f"{ax} = {prev} + exp(x[st]); lp += x[st]; g[st] += 1.0;" if prev is not None else f"{ax} = x[st];"
+    return "\n".join(["    {",
+                      f"      const int64_t st = {S_expr};",
+                      f"      const double *A0 = (const double *)P[{ks[0]}], *A1 = (const double *)P[{ks[1]}],"
+                      f" *A2 = (const double *)P[{ks[2]}];",
+                      f"      {value}",
+                      "  " + code.replace("\n", "\n  "),
+                      f"      lp += {val}; gor{i} += {der};",
+                      "    }"])
+
+
 def _term_row(ti: int, info: dict, codes: str, xr: str, stmt) -> str:
     """C of one random term at row ``r``: ``stmt(index into the level x coef array, "Xr * "
     or "")`` for each of its q columns (no multiply for an intercept-only term)."""
@@ -185,10 +203,24 @@ def generate(density: GlmmDensity):
         body.append(_prior_block(blk, A, False, f"dp{j}", S_add(blk.sl.start)))
     # ---- the family's auxiliary parameters (sigma, a dispersion, ...): ax<i> on the natural scale
     aux_pos = []
+    chains, i = [], 0  # ordered chains of the aux blocks: a parameter and the ordered ones after it
+    while i < len(d.aux):
+        j = i + 1
+        while j < len(d.aux) and d.aux[j].ordered:
+            j += 1
+        if j > i + 1:
+            chains.append((i, j))
+        i = j
+    in_chain = {i for a, b in chains for i in range(a, b)}
     for i, (blk, ax) in enumerate(zip(d.aux, rows.aux)):
         body.append(f"    double {ax} = 0.0;")
-        body.append(_prior_block(blk, A, blk.positive, ax, S_add(blk.sl.start),
-                                 value_to=f"{ax} = {'exp(x[st])' if blk.positive else 'x[st]'};"))
+        if i in in_chain:  # an ordered chain: the prior at the value, d/d(value) into gor<i>
+            body.append(f"    double gor{i} = 0.0;")
+            body.append(_chain_prior(blk, A, i, ax, rows.aux[i - 1] if blk.ordered else None,
+                                     S_add(blk.sl.start)))
+        else:
+            body.append(_prior_block(blk, A, blk.positive, ax, S_add(blk.sl.start),
+                                     value_to=f"{ax} = {'exp(x[st])' if blk.positive else 'x[st]'};"))
         aux_pos.append(S_add(blk.sl.start))
     # ---- random terms: SDs, L, effects b into W
     term_info = []
@@ -424,7 +456,15 @@ def generate(density: GlmmDensity):
     for j in range(pd_):
         body.append(f"    g[didx[{j}]] += acc[{1 + na + p + pz + j}];")
     for i, (blk, ax, at) in enumerate(zip(d.aux, rows.aux, aux_pos)):  # positive: d/d log(v) = v d/dv
-        body.append(f"    g[{at}] += acc[{1 + i}]{' * ' + ax if blk.positive else ''};")
+        if i in in_chain:
+            body.append(f"    gor{i} += acc[{1 + i}];")
+        else:
+            body.append(f"    g[{at}] += acc[{1 + i}]{' * ' + ax if blk.positive else ''};")
+    for a, b in chains:  # value_k = value_a + sum_{a < j <= k} exp(x_j): d/dx_j sums d/d(value_k), k >= j
+        for k in range(b - 2, a - 1, -1):
+            body.append(f"    gor{k} += gor{k + 1};")
+        for k in range(a, b):
+            body.append(f"    g[{aux_pos[k]}] += gor{k}{f' * exp(x[{aux_pos[k]}])' if k > a else ''};")
     # ---- back through the layout (b = diag(sd) L u) to u, the SDs and L
     for ti, info in enumerate(term_info):
         q, SL, st_e, st_sd, lay = info["q"], info["SL"], info["st_e"], info["st_sd"], info["layout"]

@@ -336,10 +336,12 @@ class BayesResults(FitResults):
         ----------
         newdata : DataFrame, optional
             Defaults to the fitted rows.
-        kind : {"link", "mean", "response"}
+        kind : {"link", "mean", "response", "probs"}
             Linear predictor (of the conditional model), mean (``(1 - pi) mu`` with a
             zero-inflation part, pi per draw), or expected response (mean x trials for
-            binomial), each computed per draw and then averaged.
+            binomial), each computed per draw and then averaged.  Ordinal models: ``"mean"``
+            the expected category number (1 .. K), ``"probs"`` a DataFrame of the category
+            probabilities ((draws, rows, K) with ``return_draws``).
         new_levels : {"population", "sample", "error"}
             Unseen levels get zero random effects, a fresh draw from N(0, Sigma) per
             posterior draw, or a ValueError.
@@ -371,7 +373,11 @@ class BayesResults(FitResults):
         design = self._design(newdata)
         eta = self._eta_draws(design, new_levels, rng, re_form is not None, idx)
         out = self._to_scale(eta, design, kind, self._zi_eta(design, idx), aux=self._zero_part_aux(idx))
-        return out if return_draws else out.mean(axis=0)
+        if return_draws:
+            return out
+        if kind == "probs":  # (draws, rows, K) averaged: one column per category, as the ML fit's
+            return pd.DataFrame(out.mean(axis=0), index=design.index, columns=list(self.spec.family.categories))
+        return out.mean(axis=0)
 
     def posterior_predictive(self, random_seed=None):
         """Add (and return) posterior predictive draws of ``y`` to :attr:`idata`.

@@ -171,6 +171,9 @@ class Family:
     #: title of the auxiliary parameters' table in a summary (clmm's "Threshold coefficients:");
     #: None: one "Dispersion parameter" line each, as glmmTMB
     aux_table_title: ClassVar[str | None] = None
+    #: the name of the vector variable an ordered chain of auxiliary parameters forms in the
+    #: PyMC graph (``"thresholds"``; its value variable ``<name>_ordered__``)
+    aux_vector_name: ClassVar[str] = "ordered_aux"
 
     __slots__ = ("link",)
 

@@ -93,6 +93,7 @@ class Ordinal(Family):
     drops_intercept = True
     aux_table_title = "Threshold coefficients:"
     aux_params = _PerModel()
+    aux_vector_name = "thresholds"
     variance_formula = "P(Y <= k) = F(tau_k - eta)"
     response_doc = "ordered categories 1 < ... < K (K ≥ 3)"
     variance_doc = "—"
