@@ -148,6 +148,20 @@ def test_issue18_simulators_follow_the_family_definitions():
     assert np.var(y) == pytest.approx(float(var), rel=0.03)
 
 
+@pytest.mark.parametrize("family, disp", [("hurdle_poisson", None), ("hurdle_negbinomial", 2.0)])
+def test_hurdle_simulators_draw_the_truncated_counts(family, disp):
+    # the count part of a hurdle model is zero-truncated: mean mu / (1 - f(0)) and the family's
+    # truncated density's share of ones
+    from bayes_glmm.families import get_family
+
+    fam, n, mu = get_family(family), 400_000, 1.3
+    y = sbc._RESPONSE[family](np.random.default_rng(6), np.full(n, mu), disp, None)
+    aux = {} if disp is None else {"theta": disp}
+    assert y.min() == 1
+    assert np.mean(y) == pytest.approx(mu / float(fam.positive_prob(mu, **aux)), rel=0.01)
+    assert np.mean(y == 1) == pytest.approx(float(np.exp(fam.loglik(1.0, np.log(mu), **aux))), abs=0.003)
+
+
 # ------------------------------------------------------------------ SBC (slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["bernoulli", "poisson", "negbinomial", "gaussian", "gamma", "beta",
