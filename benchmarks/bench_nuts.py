@@ -10,7 +10,14 @@ Cases (``--case``, one or several):
 * ``bern1m``: the same model with 1,000,000 rows x 10,000 groups, 500 + 500, 2 chains;
 * ``nb400``: simulated negative binomial (NB2), ``y ~ x + (1 | g)``, 400 rows x 40 groups
   (intercept 1, slope 0.5, group SD 0.5, theta 2), 1000 tune + 1000 draws, 4 chains, against
-  bambi's ``negativebinomial`` family (ESS over beta, sd_g and theta / bambi's alpha).
+  bambi's ``negativebinomial`` family (ESS over beta, sd_g and theta / bambi's alpha);
+* ``hnb400``: simulated hurdle NB2, ``y ~ x + (1 | g)`` with ``hu="~ x"``, 400 rows x 40 groups
+  (the nb400 count part truncated to y > 0; P(y = 0) = expit(-0.5 + 0.8 x)), 1000 + 1000, 4
+  chains, against bambi's ``hurdle_negativebinomial`` with ``psi ~ x`` (its psi is
+  P(y > 0), our 1 - pi; ESS over beta, sd_g, theta and beta_hu / alpha and the psi terms).
+  bambi's ``numpyro`` backend cannot sample it (PyMC's truncated NB needs ``betainc``'s gradient
+  in its parameters, which JAX lacks): compare with ``--bambi nutpie pymc``;
+* ``hp400``: the same with a hurdle Poisson count part (bambi's ``hurdle_poisson``).
 
 For every configuration it prints the whole-call wall time (model build + compile +
 sampling + InferenceData; data loading/simulation is outside), the minimum bulk ESS over
@@ -91,6 +98,17 @@ CASES = {
     "nb400": dict(formula=NB_FORMULA, tune=1000, draws=1000, chains=[4], n=400, groups=40,
                   family="negbinomial", bambi_family="negativebinomial",
                   ours_vars=["beta", "sd_g", "theta"], bambi_vars=["Intercept", "x", "1|g_sigma", "alpha"]),
+    # hurdle NB2 (issue 18): bambi's "hurdle_negativebinomial" with a distributional psi formula
+    "hnb400": dict(formula=NB_FORMULA, tune=1000, draws=1000, chains=[4], n=400, groups=40,
+                   family="hurdle_negbinomial", ours_kwargs={"hu": "~ x"},
+                   bambi_family="hurdle_negativebinomial", bambi_formula=(NB_FORMULA, "psi ~ x"),
+                   ours_vars=["beta", "sd_g", "theta", "beta_hu"],
+                   bambi_vars=["Intercept", "x", "1|g_sigma", "alpha", "psi_Intercept", "psi_x"]),
+    "hp400": dict(formula=NB_FORMULA, tune=1000, draws=1000, chains=[4], n=400, groups=40,
+                  family="hurdle_poisson", ours_kwargs={"hu": "~ x"},
+                  bambi_family="hurdle_poisson", bambi_formula=(NB_FORMULA, "psi ~ x"),
+                  ours_vars=["beta", "sd_g", "beta_hu"],
+                  bambi_vars=["Intercept", "x", "1|g_sigma", "psi_Intercept", "psi_x"]),
 }
 
 
@@ -122,6 +140,25 @@ def simulate_nb(n: int, groups: int, seed: int = SIM_SEED):
     return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
 
 
+def simulate_hurdle(n: int, groups: int, seed: int = SIM_SEED, theta: float | None = 2.0):
+    """Hurdle data for ``y ~ x + (1 | g)``, ``hu = ~ x``: nb400's count part (Poisson where
+    ``theta`` is None) truncated to y > 0 (SciPy's inverse CDF on the upper tail),
+    P(y = 0) = expit(-0.5 + 0.8 x) (fixed seed)."""
+    import numpy as np
+    import pandas as pd
+    from scipy import stats
+    from scipy.special import expit
+
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(groups), -(-n // groups))[:n]
+    x = rng.standard_normal(n)
+    mu = np.exp(1.0 + 0.5 * x + 0.5 * rng.standard_normal(groups)[g])
+    count = stats.poisson(mu) if theta is None else stats.nbinom(theta, theta / (theta + mu))
+    y = np.maximum(count.isf(rng.random(n) * count.sf(0)), 1.0)
+    y = np.where(rng.random(n) < expit(-0.5 + 0.8 * x), 0.0, y).astype(np.int64)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+
+
 def load_case(case: str):
     if case == "toenail":
         import bayes_glmm as bg
@@ -129,6 +166,8 @@ def load_case(case: str):
     c = CASES[case]
     if c.get("family") == "negbinomial":
         return simulate_nb(c["n"], c["groups"])
+    if c.get("family") in ("hurdle_negbinomial", "hurdle_poisson"):
+        return simulate_hurdle(c["n"], c["groups"], theta=2.0 if c["family"] == "hurdle_negbinomial" else None)
     return simulate(c["n"], c["groups"])
 
 
@@ -160,7 +199,8 @@ def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case:
     draws, tune = draws or c["draws"], tune or c["tune"]
     data = load_case(case)
     t0 = time.perf_counter()
-    model = bg.GLMM(c["formula"], data, family=c.get("family", "bernoulli"), centered=centered)
+    model = bg.GLMM(c["formula"], data, family=c.get("family", "bernoulli"), centered=centered,
+                    **c.get("ours_kwargs", {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = model.sample(draws=draws, tune=tune, chains=chains, random_seed=seed, sampler=sampler,
@@ -184,7 +224,8 @@ def run_bambi(backend: str, chains: int, seed: int, case: str = "toenail",
     draws, tune = draws or c["draws"], tune or c["tune"]
     data = load_case(case)
     t0 = time.perf_counter()
-    model = bmb.Model(c["formula"], data, family=c.get("bambi_family", "bernoulli"))
+    f = c.get("bambi_formula", c["formula"])
+    model = bmb.Model(bmb.Formula(*f) if isinstance(f, tuple) else f, data, family=c.get("bambi_family", "bernoulli"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = model.fit(draws=draws, tune=tune, chains=chains, random_seed=seed,
@@ -275,7 +316,7 @@ def grad_bench(cases) -> None:
           f"{'x floor':>8s} {'calls':>6s}")
     for case in cases:
         c = CASES[case]
-        m = bg.GLMM(c["formula"], load_case(case), family=c.get("family", "bernoulli"))
+        m = bg.GLMM(c["formula"], load_case(case), family=c.get("family", "bernoulli"), **c.get("ours_kwargs", {}))
         d = GlmmDensity(m.spec, m.resolved_priors, m.centered_terms)
         x = d.initial_point(0)
         nat = NativeModel(d)
