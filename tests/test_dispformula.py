@@ -118,6 +118,17 @@ def test_gaussian_disp_is_ml_through_laplace():
     assert {"disp_(Intercept)", "disp_SexMale"} <= set(ci.index) and np.isfinite(ci.loc["disp_SexMale"]).all()
 
 
+def test_profile_interval_of_a_dispersion_coefficient():
+    """The profile interval of disp_SexMale brackets the estimate and is close to the Wald one
+    (the log-scale likelihood is nearly quadratic here); the deviance at its ends is the cut."""
+    fit = _model("orthodont").fit_ml()
+    prof = fit.confint(method="profile", parm=["disp_SexMale"]).loc["disp_SexMale"]
+    wald = fit.confint().loc["disp_SexMale"]
+    est = fit.fixef_disp["SexMale"]
+    assert prof["lower"] < est < prof["upper"]
+    np.testing.assert_allclose(prof.to_numpy(), wald.to_numpy(), atol=0.15 * fit.se_disp["SexMale"])
+
+
 def test_simulate_uses_the_per_row_dispersion():
     """Draws from a fit with disp = ~ z spread as exp(b0 + b1 z) says, row by row."""
     m = _model("student_t")

@@ -39,7 +39,7 @@ from scipy import optimize, stats
 
 from ...covariance import cov_to_sd_corr, theta_pairs
 from scipy.optimize import least_squares
-from ..auxpar import aux_coords, aux_lower
+from ..auxpar import aux_coords, aux_lower, fit_coords
 from .ddf import _pwrss
 from ..optimize import fd_hessian, lambdas_from_theta, minimize_bounded, restart_off_boundary, theta_layout
 
@@ -477,14 +477,20 @@ class _GlmmProblem:
         aux = []
         if spec.has_zi:
             aux.append(np.asarray(fit.beta_zi, dtype=float))
-        if spec.family.aux_params:
+        if spec.family.aux_params and spec.has_disp:  # (beta_disp, the other parameters' coordinates)
+            aux.append(fit_coords(spec.family, fit.aux, fit.beta_disp))
+        elif spec.family.aux_params:
             aux.append(aux_coords(spec.family, fit.aux))
         aux = np.concatenate(aux) if aux else np.zeros(0)
         self.theta_hat = np.asarray(fit.theta, dtype=float)
         self.nt, self.p = self.theta_hat.size, spec.p
         self.x_hat = np.concatenate([self.theta_hat, np.asarray(fit.beta, dtype=float), aux])
-        self.x_lower = np.concatenate([lower_t, np.full(self.x_hat.size - self.nt - len(spec.family.aux_params),
-                                                        -np.inf), aux_lower(spec.family)])
+        if spec.has_disp:  # the dispersion coefficients are unbounded
+            self.x_lower = np.concatenate([lower_t, np.full(self.p + spec.p_zi + spec.p_disp, -np.inf),
+                                           aux_lower(spec.family)[1:]])
+        else:
+            self.x_lower = np.concatenate([lower_t, np.full(self.x_hat.size - self.nt - len(spec.family.aux_params),
+                                                            -np.inf), aux_lower(spec.family)])
         self.sdl, lo, hi = _sdcor_layout(self.terms)
         rest = self.x_hat[self.nt:]
         self.phi_hat = np.concatenate([_sdcor_from_lambdas(fit.lambdas, self.terms), rest])
@@ -581,9 +587,6 @@ def profile_confint(res, level: float = 0.95, parm=None) -> pd.DataFrame:
 
     from ..fit import _one_blas_thread
 
-    if res.spec.has_disp:
-        raise ValueError(f"profile intervals are not implemented for a model with a dispersion formula "
-                         f"(disp={res.spec.disp_formula!r}); use confint(method='wald') or method='boot'")
     t0 = time.perf_counter()
     with _one_blas_thread():
         out, notes = _profile_all(res, level, parm)
@@ -625,13 +628,22 @@ def _profile_all(res, level, parm):
             lo_b, hi_b = prob.lo[k], prob.hi[k]
             if name == "sigma":
                 lo_b = 0.0
+        elif spec.has_disp and name.startswith("disp_") and name[5:] in spec.disp_names:
+            c = list(spec.disp_names).index(name[5:])  # a dispersion-model coefficient, after zi
+            k = prob.nt + p + k_zi + c
+            prof = prob.x_profiler(k)
+            est, se = prob.x_hat[k], se_phi[prob.n_var + p + k_zi + c]
+            lo_b, hi_b = -np.inf, np.inf
         elif not lmm and name in spec.family.aux_names:
             j = spec.family.aux_names.index(name)
+            if spec.has_disp:  # the first is modelled: the others follow the dispersion coefficients
+                j = j - 1 + spec.p_disp
             k = prob.nt + p + k_zi + j  # the auxiliary parameter's coordinate (log scale if positive)
             prof = prob.x_profiler(k)
             est, se = prob.x_hat[k], se_phi[prob.n_var + p + k_zi + j]
             lo_b, hi_b = prob.x_lower[k], np.inf
-            transform = np.exp if spec.family.aux_params[j].support == "positive" else None
+            transform = np.exp if spec.family.aux_params[spec.family.aux_names.index(name)].support == "positive" \
+                else None
         elif name.startswith(f"{spec.zi_label}_") and name[len(spec.zi_label) + 1:] in spec.zi_names:
             c = list(spec.zi_names).index(name[len(spec.zi_label) + 1:])
             k = prob.nt + p + c
