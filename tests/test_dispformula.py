@@ -171,20 +171,23 @@ def test_which_families_take_disp_is_declared():
 
 
 def test_bayesian_smoke_matches_ml():
-    """A short native NUTS run of NB2 with disp = ~ mined: beta_disp near the ML estimates (within
-    a few posterior SDs), the pointwise log-likelihood and posterior predictive draws per row."""
-    m = _model("salamanders")
+    """A short native NUTS run of the gaussian Orthodont model with disp = ~ Sex: beta_disp near the
+    ML estimates (within a few posterior SDs), no sigma variable, the pointwise log-likelihood of the
+    generated C equal to the NumPy family code's, posterior predictive draws per row."""
+    m = _model("orthodont")
     ml = m.fit_ml()
     res = m.sample(draws=150, tune=150, chains=2, random_seed=3, sampler="native", progressbar=False)
     post = res.idata.posterior
-    assert "theta" not in post and post["beta_disp"].shape[-1] == 2
+    assert "sigma" not in post and post["beta_disp"].shape[-1] == 2
     bd = np.asarray(post["beta_disp"]).reshape(-1, 2)
     z = np.abs(bd.mean(0) - ml.fixef_disp.to_numpy()) / bd.std(0)
     assert np.all(z < 3.0)
-    assert res.idata.log_likelihood["y"].shape[-1] == m.spec.n
     s = res.summary()
-    assert {"disp_Intercept", "disp_minedyes"} <= set(s.index)
-    # the same log-likelihood from the NumPy family code as from the generated C
+    assert {"disp_Intercept", "disp_SexMale"} <= set(s.index)
     from bayes_glmm.bayes.pointwise import pointwise_loglik
     np.testing.assert_allclose(pointwise_loglik(m.spec, post),
                                np.asarray(res.idata.log_likelihood["y"]).reshape(-1, m.spec.n), rtol=1e-10, atol=1e-10)
+    pp = np.asarray(res.posterior_predictive(random_seed=1).posterior_predictive["y"]).reshape(-1, m.spec.n)
+    boys = m.spec.X_disp[:, 1] == 1.0  # the boys' residual SD is larger: so is their predictive spread
+    resid = pp - pp.mean(axis=0)
+    assert resid[:, boys].std() > resid[:, ~boys].std()
