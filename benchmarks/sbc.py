@@ -37,7 +37,11 @@ counts drawn by SciPy's inverse CDF; ``student_t`` (identity, ``sigma ~ HalfNorm
 ``df ~ Gamma(2, 0.1)``, brms's default; ``df`` mixes slowly: run it with ``--draws 1000``) and
 ``betabinomial`` (logit, 2-10 trials per row, ``trials="n"``, ``phi ~ Gamma(2, 0.2)``);
 dispersion formulas ``gaussian_disp`` and ``negbinomial_disp`` (``disp="~ x"``: ``log sigma`` /
-``log theta`` = ``disp_Intercept + disp_x * x``, ranked as those prior keys).
+``log theta`` = ``disp_Intercept + disp_x * x``, ranked as those prior keys); ``ordinal``
+(cumulative logit, four categories, ``y ~ x + (1 | g)`` without intercept, thresholds
+``"1|2" < "2|3" < "3|4"`` each ``Normal(0, 2)`` under the ordering constraint; a data set
+missing a category is drawn again, :func:`_sim_ordinal`; ranked: ``x``, ``sd_g`` and the three
+thresholds; their contraction is against the unconstrained Normal(0, 2) variance).
 Weights are not simulated: the package multiplies a
 row's log-density by its weight (a pseudo-likelihood, not a generative model SBC can draw
 from); ``tests/test_reference_posterior.py`` checks weighted models against numpyro instead.
@@ -528,6 +532,44 @@ MODELS.update({m.name: m for m in [
     _glmm_model("negbinomial_disp", "negbinomial", {**_COUNT, "disp_Intercept": _N(1.0, 0.5),
                                                     "disp_x": _N(0.0, 0.3)}, disp_slope=True),
 ]})
+
+
+def _sim_ordinal(priors: dict, rng: np.random.Generator, n_groups: int = 20, n_per: int = 10):
+    """``y ~ x + (1 | g)``, cumulative logit with four categories 1 < 2 < 3 < 4: a latent
+    ``eta + logistic`` cut at the thresholds ``"1|2" < "2|3" < "3|4"``.
+
+    The thresholds are independent draws of their (identical) priors, sorted: the ordered prior
+    the model puts on them (the density of the order statistics is the constrained one, up to its
+    constant).  A data set in which a category is never observed is drawn again (parameters and
+    data): the model would then have fewer categories; rejecting on the data alone leaves each
+    kept data set's parameters a draw of its posterior, so the ranks stay uniform.
+    """
+    codes, labels = _groups(n_groups, n_per)
+    n = codes.size
+    names = ["1|2", "2|3", "3|4"]
+    while True:
+        x = _centred_normal(rng, n)
+        b = float(draw_prior(priors["x"], rng))
+        sd = float(draw_prior(priors["sd_g"], rng))
+        taus = np.sort([float(draw_prior(priors[k], rng)) for k in names])
+        latent = b * x + rng.normal(0.0, sd, size=n_groups)[codes] + rng.logistic(size=n)
+        y = 1 + np.searchsorted(taus, latent)  # category k + 1 when tau_k < latent <= tau_{k+1}
+        if np.unique(y).size == 4:
+            break
+    truth = {"x": b, "sd_g[Intercept]": sd, **dict(zip(names, taus))}
+    return pd.DataFrame({"x": x, "g": labels, "y": y}), truth
+
+
+#: the ordinal family (issue 18): cumulative logit, no intercept (the thresholds hold it)
+MODELS["ordinal"] = SBCModel(
+    name="ordinal",
+    formula="y ~ x + (1 | g)",
+    family="ordinal",
+    priors={"x": _N(0.0, 1.0), "sd_g": _HN(1.0), "1|2": _N(0.0, 2.0), "2|3": _N(0.0, 2.0), "3|4": _N(0.0, 2.0)},
+    params=[("x", "x", 0), ("sd_g[Intercept]", "sd_g", 0), ("1|2", "1|2", 0), ("2|3", "2|3", 0),
+            ("3|4", "3|4", 0)],
+    simulate=_sim_ordinal,
+)
 #: what a plain ``python benchmarks/sbc.py`` runs (about a minute); ``--all`` runs every model
 CORE_MODELS = ("bernoulli", "poisson", "negbinomial")
 
@@ -583,6 +625,8 @@ def posterior_draws(idata, fixed_names) -> dict:
         names = [str(c) for c in post["beta_disp"].coords["disp_coef"].values]
         for j, nm in enumerate(names):
             out[f"disp_{short(nm)}"] = z[:, j]
+    for nm in [str(v) for v in post.data_vars if "|" in str(v)]:  # an ordinal model's thresholds ("1|2")
+        out[nm] = _flat(post[nm])
     if "rho_g" in post:  # a structured term's own parameter (ar1: rho)
         out["rho_g"] = _flat(post["rho_g"]).reshape(-1, post["rho_g"].shape[-1])[:, 0]
     if "corr_g" in post:

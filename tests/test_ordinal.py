@@ -174,3 +174,29 @@ def test_ordered_prior_graph_draws_are_sorted():
     thr = np.asarray(pri.prior["thresholds"]).reshape(-1, 4)
     assert np.all(np.diff(thr, axis=-1) > 0)
     assert set(np.unique(np.asarray(pri.prior_predictive["y"]))) <= {0, 1, 2, 3, 4}
+
+
+def test_teaching_tools_run_or_refuse_clearly():
+    from bayes_glmm import teaching as tg
+
+    m = bg.GLMM("rating ~ temp + contact + (1|judge)", _data("ordinal_wine.csv"), family="ordinal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = m.fit_ml()
+        assert "half-normal" in tg.default_sd_priors(m)
+        s = tg.prior_predictive_summary(m, draws=40, random_seed=1)
+        assert s is not None
+        assert tg.prior_sensitivity(m, ml=ml) is not None
+    with pytest.raises(ValueError, match="ordered categorical"):
+        tg.pooling(m, ml=ml)
+
+
+def test_auto_centering_has_no_mean_variance_view_of_categories():
+    """centered='auto' measures a term by GLM group means; ordered categories have none (it used
+    to call the family's variance function when the mean codes fell inside (0, 1))."""
+    rng = np.random.default_rng(0)
+    g = np.repeat([f"g{i}" for i in range(12)], 8)
+    y = np.where(rng.random(g.size) < 0.1, 2, rng.integers(0, 2, g.size))
+    d = pd.DataFrame({"y": y, "x": rng.normal(size=g.size), "g": g})
+    m = bg.GLMM("y ~ x + (1 | g)", d, family="ordinal")
+    assert m.centered_terms == {"g": False}

@@ -258,6 +258,10 @@ class Ordinal(Family):
         raise ValueError("the mean of an ordinal response depends on the thresholds: use "
                          "predict(kind='mean') (the expected category number) or predict(kind='probs')")
 
+    def _variance(self, mu, ops, **aux):
+        raise ValueError("an ordinal response has no variance function V(mu): its distribution is "
+                         "the category probabilities (predict(kind='probs'))")
+
     def mustart(self, y, n_trials=1.0, weights=1.0):
         # eta has no intercept: start the coefficients at 0 (the thresholds carry the marginal)
         return np.full(np.shape(y), 0.5)

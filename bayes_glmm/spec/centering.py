@@ -114,6 +114,8 @@ def _crude(spec: ModelSpec, term, others: bool = True):
     information; None when they cannot be had (a linear predictor that is not finite at the
     crude means)."""
     fam, link = spec.family, spec.family.link
+    if fam.categorical_response:  # ordered categories have no mean-variance view to measure it by
+        return None
     J = term.n_levels
     m, expo, n_tr, w, y = _group_means(spec, term)
     codes = np.asarray(term.codes)

@@ -150,6 +150,10 @@ def pooling(model, *, term: str | None = None, coef: str | None = None, ml=None,
     k, t = find_term(spec, term, coef)
     c = 0 if coef is None else list(t.coef_names).index(coef)
     fam = spec.family
+    if fam.categorical_response:  # the complete- and no-pooling fits are GLMs (IRLS on V(mu))
+        raise ValueError(f"pooling() compares GLM fits, which an ordered categorical response "
+                         f"({fam.name} family) has no IRLS form for; compare the ML fit's ranef with "
+                         f"the posterior's (rank_groups) instead")
     q, J = t.q, t.n_levels
     Z = t.Z().toarray()
     absorbed, keep, A = _span_split(spec.X, Z)
