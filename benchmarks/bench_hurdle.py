@@ -8,7 +8,7 @@ Run from the repository root::
 
 Models: the random-effects fits of tests/reference/hurdle_reference.json (made by
 tests/reference/make_reference_hurdle.R): Salamanders (hurdle Poisson, hurdle NB2) and the
-simulated random-intercept and correlated random-slope models.
+simulated random-intercept, correlated random-slope and offset models.
 
 Timing as ``benchmarks/bench_covstruct.py``: one R process (``Rscript``, glmmTMB) stays open
 for the whole run and fits on request, so R's start-up and package loading are never timed;
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import bayes_glmm as bg  # noqa: E402
 
 REF_PATH = ROOT / "tests" / "reference" / "hurdle_reference.json"
-KEYS = ("sal_poisson", "sal_negbinomial", "sim_poisson", "sim_nb_slope")
+KEYS = ("sal_poisson", "sal_negbinomial", "sim_poisson", "sim_nb_slope", "sim_nb_offset")
 
 # The R side: reads the reference JSON, then answers one line per request on stdin.
 #   "fit <key>"  -> "<key> <elapsed seconds> <logLik>"

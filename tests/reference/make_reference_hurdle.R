@@ -2,7 +2,7 @@
 #
 # Run from the repository root:
 #     Rscript tests/reference/make_reference_hurdle.R
-# Writes tests/reference/hurdle_{tiny,sim_poisson,sim_nb_slope}.csv (the simulated data, exactly
+# Writes tests/reference/hurdle_{tiny,sim_poisson,sim_nb_slope,sim_nb_offset}.csv (the simulated data, exactly
 # as fitted) and tests/reference/hurdle_reference.json (the fits and the package versions); the
 # Salamanders fits read tests/reference/salamanders.csv (written by make_reference_zi.R).  The
 # tests only read these files, so they never need R.
@@ -115,9 +115,17 @@ sim_hurdle <- function(seed, n_groups, n_per, slope, theta) {
   data.frame(y = y, x = x, z = z, g = sprintf("g%02d", g))
 }
 d_pois <- sim_hurdle(20261207, 40, 15, slope = FALSE, theta = NULL)
+# an exposure offset in the count part and a constant hurdle (bayes_glmm's default hu = "~1")
+d_off <- sim_hurdle(20261209, 30, 12, slope = FALSE, theta = 3)
+d_off$t <- round(runif(nrow(d_off), 0.5, 3), 4)
+mu_off <- exp(0.5 + 0.4 * d_off$x + log(d_off$t) + rnorm(30, 0, 0.5)[as.integer(factor(d_off$g))])
+p1 <- pnbinom(0, size = 3, mu = mu_off, lower.tail = FALSE)
+d_off$y <- ifelse(runif(nrow(d_off)) < 0.3, 0, pmax(qnbinom(runif(nrow(d_off)) * p1, size = 3, mu = mu_off,
+                                                             lower.tail = FALSE), 1))
 d_nb <- sim_hurdle(20261208, 50, 16, slope = TRUE, theta = 2)
 write.csv(d_pois, "tests/reference/hurdle_sim_poisson.csv", row.names = FALSE)
 write.csv(d_nb, "tests/reference/hurdle_sim_nb_slope.csv", row.names = FALSE)
+write.csv(d_off, "tests/reference/hurdle_sim_nb_offset.csv", row.names = FALSE)
 
 ref <- list(
   tiny_poisson = tiny_fits[["hurdle_poisson"]],
@@ -127,11 +135,13 @@ ref <- list(
                             c("mined", "spp", "site")),
   sim_poisson = fit_one(y ~ x + (1 | g), ~x, d_pois, "hurdle_poisson", "g"),
   sim_nb_slope = fit_one(y ~ x + (1 + x | g), ~z, d_nb, "hurdle_negbinomial", "g"),
+  sim_nb_offset = fit_one(y ~ x + offset(log(t)) + (1 | g), ~1, d_off, "hurdle_negbinomial", "g"),
   truth = list(sim_poisson = list(`(Intercept)` = 0.8, x = 0.4, sd = 0.6, hu = c(-0.3, 0.7)),
                sim_nb_slope = list(`(Intercept)` = 0.8, x = 0.4, sd = c(0.6, 0.3), hu = c(-0.5, 1.2), theta = 2)),
   data = list(tiny = "tests/reference/hurdle_tiny.csv", sal = "tests/reference/salamanders.csv",
               sim_poisson = "tests/reference/hurdle_sim_poisson.csv",
-              sim_nb_slope = "tests/reference/hurdle_sim_nb_slope.csv"),
+              sim_nb_slope = "tests/reference/hurdle_sim_nb_slope.csv",
+              sim_nb_offset = "tests/reference/hurdle_sim_nb_offset.csv"),
   r_version = R.version.string,
   glmmTMB_version = as.character(packageVersion("glmmTMB")),
   TMB_version = as.character(packageVersion("TMB"))
