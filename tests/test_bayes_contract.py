@@ -241,7 +241,7 @@ def _assert_same(vals_a, vals_b, grads_a, grads_b):
 SLOW_CASES = {"negbinomial-offset-correlated", "nbinom1-exponential-prior", "gamma-log",
               "gamma-log-lognormal-prior", "beta-logit", "zip-slope", "zinb1-intercept", "gamma-identity",
               "gaussian-cs3-weights", "gaussian-toep4", "poisson-diag-centered", "gaussian-diag",
-              "gamma-disp-nointercept", "zinb-disp", "gaussian-log-disp-factor-weights"}
+              "gamma-disp-nointercept", "zinb-disp", "gaussian-log-disp-factor-weights", "beta-disp-probit"}
 
 
 @pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c
