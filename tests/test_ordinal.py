@@ -200,3 +200,13 @@ def test_auto_centering_has_no_mean_variance_view_of_categories():
     d = pd.DataFrame({"y": y, "x": rng.normal(size=g.size), "g": g})
     m = bg.GLMM("y ~ x + (1 | g)", d, family="ordinal")
     assert m.centered_terms == {"g": False}
+
+
+def test_profile_interval_of_the_first_threshold_only():
+    r, ref = _fit("wine_probit_laplace")
+    with pytest.warns(UserWarning, match="2|3: an ordered parameter"):
+        ci = r.confint(method="profile", parm=["1|2", "2|3"])
+    lo, hi = ci.loc["1|2"]
+    est, se = ref["thresholds"]["1|2"], ref["threshold_se"]["1|2"]
+    assert lo < est < hi and 2.5 * se < hi - lo < 6.0 * se  # about the Wald width 3.9 SE
+    assert ci.loc["2|3"].isna().all()

@@ -634,6 +634,14 @@ def _profile_all(res, level, parm):
             prof = prob.x_profiler(k)
             est, se = prob.x_hat[k], se_phi[prob.n_var + p + k_zi + c]
             lo_b, hi_b = -np.inf, np.inf
+        elif not lmm and name in spec.family.aux_names and \
+                spec.family.aux_params[spec.family.aux_names.index(name)].support == "ordered":
+            # estimated through its gap to the previous one (log(tau_k - tau_{k-1})): no coordinate
+            # of the fit is the parameter itself, so its profile is not one coordinate's
+            notes.append(f"{name}: an ordered parameter (a threshold after the first) is not profiled; "
+                         f"its Wald interval is in dispersion_table()")
+            rows[name] = (np.nan, np.nan)
+            continue
         elif not lmm and name in spec.family.aux_names:
             j = spec.family.aux_names.index(name)
             if spec.has_disp:  # the first is modelled: the others follow the dispersion coefficients
