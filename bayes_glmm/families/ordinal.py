@@ -192,12 +192,28 @@ class Ordinal(Family):
             lo0 = lo0 + t * ops.eq(y, float(k + 1))
         return first, last, hi0 + last * (lo0 + 1.0), lo0 + first * (hi0 - 1.0)
 
+    def _np_bounds(self, y, taus):
+        """:meth:`_bounds` on NumPy by gathering from the table of thresholds (scalar ones: the ML
+        path's hot loop), the same values as the one-hot form."""
+        if any(np.ndim(t) for t in taus):
+            return self._bounds(y, NUMPY_OPS, taus)
+        t = np.asarray(taus, dtype=float)
+        yi = np.asarray(y).astype(np.intp)
+        first, last = (yi == 0) * 1.0, (yi == t.size) * 1.0
+        return first, last, np.append(t, t[-1] + 1.0)[yi], np.insert(t, 0, t[0] - 1.0)[yi]
+
     def _taus(self, aux):
         return [aux[a.name] for a in self.aux_params]
 
     def _loglik(self, y, eta, ops, *, trials=None, **aux):
         taus = self._taus(aux)
-        first, last, hi, lo = self._bounds(y, ops, taus)
+        return self._loglik_at(*self._bounds(y, ops, taus), eta, ops)
+
+    def _loglik_eta(self, y, eta, **aux):
+        return self._loglik_at(*self._np_bounds(y, self._taus(aux)), eta, NUMPY_OPS)
+
+    def _loglik_at(self, first, last, hi, lo, eta, ops):
+        """The log-density from the row's masks and bounding thresholds (:meth:`_bounds`)."""
         lpa, lqa = self.link.log_p_and_log_q(hi - eta, ops)
         lpb, lqb = self.link.log_p_and_log_q(lo - eta, ops)
         # F(a) - F(b) = F(a) Q(b) - Q(a) F(b) = F(a) Q(b) (1 - Q(a) F(b) / (F(a) Q(b))): each factor
@@ -218,9 +234,9 @@ class Ordinal(Family):
 
     def _row_derivs(self, y, eta, taus):
         """(ll, d1, -d2) of each row's log-density in eta."""
-        first, last, hi, lo = self._bounds(y, NUMPY_OPS, taus)
-        first, last = np.broadcast_to(first, np.shape(eta)) > 0, np.broadcast_to(last, np.shape(eta)) > 0
-        ll = self._loglik(y, eta, NUMPY_OPS, **{a.name: t for a, t in zip(self.aux_params, taus)})
+        first, last, hi, lo = self._np_bounds(y, taus)
+        ll = self._loglik_at(first, last, hi, lo, eta, NUMPY_OPS)
+        first, last = np.broadcast_to(first, np.shape(ll)) > 0, np.broadcast_to(last, np.shape(ll)) > 0
         lfa, ga = self._log_f_and_score(hi - eta)
         lfb, gb = self._log_f_and_score(lo - eta)
         with np.errstate(over="ignore", invalid="ignore"):
@@ -233,11 +249,22 @@ class Ordinal(Family):
     def _eta_derivs(self, y, eta, *, trials=None, **aux):
         taus = self._taus(aux)
         _, d1, w = self._row_derivs(y, eta, taus)
-        # the expected information sum_c P_c (d log P_c / d eta)^2 over the categories c
+        # the expected information sum_c P_c (d log P_c / d eta)^2 = sum_c (f_{c-1} - f_c)^2 / P_c,
+        # f_c = f(tau_c - eta) (0 beyond the ends), P_c = F_c - F_{c-1}; a category of probability
+        # below 1e-300 adds nothing
+        eta = np.asarray(eta, dtype=float)
+        f_prev, F_prev = 0.0, 0.0
         fisher = np.zeros(np.broadcast(y, eta).shape)
         for c in range(self.n_categories):
-            llc, d1c, _ = self._row_derivs(np.full(np.shape(y), float(c)), eta, taus)
-            fisher = fisher + np.exp(llc) * d1c * d1c
+            if c < self.n_categories - 1:
+                x = taus[c] - eta
+                f_c, F_c = np.exp(self._log_f_and_score(x)[0]), self.link.inverse(x)
+            else:
+                f_c, F_c = 0.0, 1.0
+            P = F_c - F_prev
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fisher = fisher + np.where(P > 1e-300, (f_prev - f_c) ** 2 / np.maximum(P, 1e-300), 0.0)
+            f_prev, F_prev = f_c, F_c
         return d1, w, fisher
 
     # --- predictions and simulation ------------------------------------------------------------
