@@ -145,6 +145,9 @@ def test_hu_and_zi_are_refused_where_they_do_not_apply():
 def test_default_hu_is_an_intercept():
     m = bg.GLMM("y ~ x + (1 | g)", _data("sim_poisson"), family="hurdle_poisson")
     assert m.spec.has_zi and m.spec.zi_names == ("(Intercept)",) and m.spec.zi_formula == "~1"
+    assert m.spec.zi_label == "hu" and set(m.resolved_priors) >= {"hu_Intercept"}
+    with pytest.raises(ValueError, match=r"fit_pql does not handle hurdle \(hu='~1'\)"):
+        m.fit_pql()
 
 
 # ------------------------------------------------------------------------ ML vs glmmTMB

@@ -168,8 +168,9 @@ def fit_pql(spec, dispersion: bool = True, *, max_iter: int = 10, tol: float = 1
                          "for a fixed-effects-only model use a GLM")
     # the working LMM carries one auxiliary parameter, a residual scale sigma: refuse the others
     if len(spec.family.aux_params) > int(spec.family.has_sigma) or getattr(spec, "has_zi", False):
-        what = f"the zero part ({spec.zi_label}={spec.zi_formula!r})" if getattr(spec, "has_zi", False) else \
-            f"the {spec.family.name} family"
+        # "zero inflation (zi='~1')", "hurdle (hu='~ x')"
+        what = (f"{spec.family.zero_doc.split(' (')[0]} ({spec.zi_label}={spec.zi_formula!r})"
+                if getattr(spec, "has_zi", False) else f"the {spec.family.name} family")
         raise ValueError(f"fit_pql does not handle {what} (glmmPQL's quasi-likelihood has no dispersion "
                          f"family or mixture); use fit_ml() (Laplace) or sample()")
     if int(max_iter) < 1:
