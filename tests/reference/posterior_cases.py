@@ -101,6 +101,8 @@ class Case:
     reference: str = "numpyro"
     corr: float = 0.3
     reference_kwargs: dict = field(default_factory=dict)
+    #: ordinal: the cut points of the latent ``eta + logistic`` (the categories 1 .. len(cuts) + 1)
+    cuts: tuple = ()
 
     @property
     def formula(self) -> str:
@@ -230,6 +232,13 @@ CASES: dict[str, Case] = {c.name: c for c in [
          disp=8.0, priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN(1),
                            "phi": P("Gamma", alpha=2, beta=0.1)},
          trials="cbind", seed=1001),
+    # --- ordinal (cumulative logit; no intercept: the thresholds "1|2" < "2|3" < "3|4") ------
+    Case("ordinal_logit_corr2_weights", "ordinal", "logit", "corr2", (0.0, 0.7), (0.8, 0.4),
+         cuts=(-1.0, 0.3, 1.5), priors={"x": _N(0, 1), "sd_g": _HN(1), "corr_g": P("LKJ", eta=2),
+                                        "1|2": P("StudentT", nu=3, mu=0, sigma=2.5),
+                                        "2|3": P("StudentT", nu=3, mu=0, sigma=2.5),
+                                        "3|4": _N(1, 2)},
+         weights=True, seed=1101),
     Case("betabinomial_logit_uncorr_trials", "betabinomial", "logit", "uncorr", (-0.8, 0.4), (0.7, 0.5),
          disp=12.0, priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN(1),
                             "phi": P("Gamma", alpha=2, beta=0.1)},
@@ -323,6 +332,8 @@ def simulate(case: Case) -> pd.DataFrame:
         y = np.round(mu + d * rng.standard_t(case.df, n), 6)
     elif fam == "beta":
         y = np.clip(np.round(rng.beta(mu * d, (1.0 - mu) * d), 6), 1e-6, 1.0 - 1e-6)
+    elif fam == "ordinal":  # P(Y <= k) = F(cut_k - eta): the latent eta + logistic, cut
+        y = 1 + np.searchsorted(np.asarray(case.cuts), eta + rng.logistic(size=n))
     else:
         raise ValueError(fam)
     if case.zi:
@@ -381,7 +392,7 @@ def posterior_var_names(posterior) -> list:
     coefficients and the random effects ``b_*`` (which check the term layout row by row)."""
     names = [v for v in posterior.data_vars
              if v in ("beta", "beta_zi", "sigma", "theta", "phi", "shape")
-             or str(v).startswith(("sd_", "corr_", "b_"))]
+             or str(v).startswith(("sd_", "corr_", "b_")) or "|" in str(v)]  # (ordinal thresholds "1|2")
     return sorted(str(v) for v in names)
 
 
