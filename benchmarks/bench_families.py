@@ -30,7 +30,11 @@ hp_salamanders  hurdle Poisson, ``count ~ spp + mined + (1 | site)``, ``hu="~ mi
               ``ziformula = ~ mined``, bambi ``"hurdle_poisson"`` with ``psi ~ mined``.
 hnb_slope     hurdle NB2, ``y ~ x + (x || g)``, ``hu="~ z"``, tests/reference/hurdle_sim_nb_slope.csv
               (800 rows x 50 groups); glmmTMB ``truncated_nbinom2()``, bambi
-              ``"hurdle_negativebinomial"`` with ``psi ~ z``.
+              ``"hurdle_negativebinomial"`` with ``psi ~ z`` on its ``nutpie`` backend (its numpyro
+              backend cannot sample the truncated NB: JAX lacks betainc's parameter gradient).
+t_disp        Student-t with a dispersion formula, ``y ~ x + (1 | g)``, ``disp="~ z"`` (log scale linear
+              in z), tests/reference/dispformula_student_t.csv (360 rows x 30 groups); glmmTMB
+              ``dispformula = ~ z``, bambi ``"t"`` with ``sigma ~ z``.
 ord_soup      ordinal (cumulative logit), ``SURENESS ~ PROD + (1 | RESP)``, ordinal's soup (1,847 rows x
               185 respondents, 6 categories); peer ``ordinal::clmm`` (default control), bambi
               ``"cumulative"``.
@@ -177,10 +181,28 @@ CASES = {
         priors={"Intercept": _FIXED, "x": _FIXED, "sd_g": _SD, "theta": ("Gamma", {"alpha": 2.0, "beta": 0.5}),
                 "hu_Intercept": _HU, "hu_z": _HU},
         bambi_formula="y ~ x + (1 + x | g)", bambi_extra="psi ~ z", bambi_family="hurdle_negativebinomial",
+        # bambi's numpyro backend cannot sample PyMC's truncated NB (JAX has no gradient of betainc
+        # in its parameters; bench_nuts.py's hnb400 found the same): its nutpie backend instead
+        bambi_backend="nutpie",
         bambi_priors={"Intercept": _FIXED, "x": _FIXED, "1|g": "group", "x|g": "group",
                       "alpha": ("Gamma", {"alpha": 2.0, "beta": 0.5})},
         ours_vars=["beta", "sd_g", "theta", "beta_hu"],
         bambi_vars=["Intercept", "x", "1|g_sigma", "x|g_sigma", "alpha", "psi_Intercept", "psi_z"],
+    ),
+    # a dispersion formula (issue 18): the t's log scale linear in z (glmmTMB's t_family dispformula is
+    # log sigma, as ours; bambi's distributional sigma has a log link)
+    "t_disp": dict(
+        data=lambda: pd.read_csv(ROOT / "tests" / "reference" / "dispformula_student_t.csv"),
+        source="tests/reference/dispformula_student_t.csv: 30 groups x 12",
+        formula="y ~ x + (1 | g)", family="student_t", n_agq=1, glmm_kwargs={"disp": "~ z"},
+        r_calls={"glmmTMB": "glmmTMB(f, dispformula = ~ z, data = d, family = t_family())"},
+        priors={"Intercept": _FIXED, "x": _FIXED, "sd_g": _SD, "disp_Intercept": _HU, "disp_z": _HU,
+                "df": ("Gamma", {"alpha": 2.0, "beta": 0.1})},
+        bambi_formula="y ~ x + (1 | g)", bambi_extra="sigma ~ z", bambi_family="t",
+        bambi_priors={"Intercept": _FIXED, "x": _FIXED, "1|g": "group",
+                      "nu": ("Gamma", {"alpha": 2.0, "beta": 0.1})},
+        ours_vars=["beta", "sd_g", "beta_disp", "df"],
+        bambi_vars=["Intercept", "x", "1|g_sigma", "sigma_Intercept", "sigma_z", "nu"],
     ),
     # ordinal (issue 18): ordinal::clmm is the peer (glmmTMB 1.1.5 has no cumulative-link family)
     "ord_soup": dict(
@@ -294,7 +316,10 @@ def run_nuts(job: dict) -> dict:
     else:
         import bambi as bmb
         import jax  # noqa: F401
+        import nutpie  # noqa: F401
         import pymc.sampling.jax  # noqa: F401
+
+        backend = case.get("bambi_backend", "numpyro")
 
         t0 = time.perf_counter()
         formula = (bmb.Formula(case["bambi_formula"], case["bambi_extra"]) if case.get("bambi_extra")
@@ -303,8 +328,8 @@ def run_nuts(job: dict) -> dict:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             idata = model.fit(draws=draws, tune=tune, chains=chains, random_seed=seed,
-                              inference_method="numpyro", progressbar=False)
-        sampler, var_names = "numpyro", case["bambi_vars"]
+                              inference_method=backend, progressbar=False)
+        sampler, var_names = backend, case["bambi_vars"]
     wall = time.perf_counter() - t0
     ess, rhat, div = bench_nuts._min_ess(idata, var_names)
     rss, wrk = bench_nuts._rss()
@@ -316,7 +341,7 @@ def nuts_compare(name: str, repeat: int, chains: int, tune: int, draws: int, see
     rows = {"ours": [], "bambi": []}
     for rep in range(repeat):
         for kind in ("ours", "bambi"):
-            job = dict(kind=kind, case=name, chains=chains, tune=tune, draws=draws, seed=seed + rep)
+            job = dict(kind=kind, name=kind, case=name, chains=chains, tune=tune, draws=draws, seed=seed + rep)
             try:
                 r = bench_nuts._child(job, script=str(Path(__file__).resolve()))
             except RuntimeError as e:
@@ -326,7 +351,7 @@ def nuts_compare(name: str, repeat: int, chains: int, tune: int, draws: int, see
                 continue
             rows[kind].append(r)
             pkg = "bayes_glmm" if kind == "ours" else "bambi"
-            print("  " + bench_nuts._row(name[:9], pkg, f"{'auto' if kind == 'ours' else 'numpyro'} "
+            print("  " + bench_nuts._row(name[:9], pkg, f"{'auto' if kind == 'ours' else 'bambi'} "
                                          f"({r['sampler']})", chains, r), flush=True)
     med = {}
     for kind, rs in rows.items():
@@ -446,21 +471,22 @@ def main(argv=None) -> int:
                 if "ours" in med and "bambi" in med:
                     o, b = med["ours"], med["bambi"]
                     print(f"  NUTS medians: bayes_glmm {o['wall']:.1f} s, min ESS {o['min_ess']:.0f}, "
-                          f"{o['ess_s']:.1f} ESS/s; bambi+numpyro {b['wall']:.1f} s, min ESS {b['min_ess']:.0f}, "
+                          f"{o['ess_s']:.1f} ESS/s; bambi+{case.get('bambi_backend', 'numpyro')} {b['wall']:.1f} s, min ESS {b['min_ess']:.0f}, "
                           f"{b['ess_s']:.1f} ESS/s; ESS/s ratio {o['ess_s'] / b['ess_s']:.2f}x, "
                           f"wall ratio {b['wall'] / o['wall']:.2f}x", flush=True)
-                    row.update(nuts_ours=o["ess_s"], nuts_bambi=b["ess_s"], wall_ours=o["wall"], wall_bambi=b["wall"])
+                    row.update(nuts_ours=o["ess_s"], nuts_bambi=b["ess_s"], wall_ours=o["wall"], wall_bambi=b["wall"],
+                               backend=case.get("bambi_backend", "numpyro"))
             summary.append(row)
     print("\nSummary (speed-up = peer time / ours; NUTS: min-ESS/s ours / bambi+numpyro; targets ML >= 2, NUTS >= 3)")
     print(f"  {'case':14s} {'peer':8s} {'ML s':>7s} {'peer s':>7s} {'ML x':>6s} {'dlogLik':>9s} {'cold x':>7s} "
-          f"{'ESS/s':>7s} {'bambi':>7s} {'NUTS x':>7s} {'wall x':>7s}")
+          f"{'ESS/s':>7s} {'bambi':>7s} {'NUTS x':>7s} {'wall x':>7s}  bambi backend")
     nan = float("nan")
     for r in summary:
         print(f"  {r['case']:14s} {r.get('peer', '-'):8s} {r.get('ml_py', nan):7.3f} {r.get('ml_r', nan):7.3f} "
               f"{r.get('ml_r', nan) / r.get('ml_py', nan):6.2f} {r.get('dll', nan):9.1e} "
               f"{r.get('cold_r', nan) / r.get('cold_py', nan):7.2f} {r.get('nuts_ours', nan):7.1f} "
               f"{r.get('nuts_bambi', nan):7.1f} {r.get('nuts_ours', nan) / r.get('nuts_bambi', nan):7.2f} "
-              f"{r.get('wall_bambi', nan) / r.get('wall_ours', nan):7.2f}")
+              f"{r.get('wall_bambi', nan) / r.get('wall_ours', nan):7.2f}  {r.get('backend', '-')}")
     return 0
 
 
