@@ -143,6 +143,13 @@ def test_response_boundary():
     gap = d.assign(rating=pd.Categorical(d.rating.astype(int), categories=[1, 2, 3, 4, 5, 6], ordered=True))
     with pytest.raises(ValueError, match="never observed"):
         bg.GLMM("rating ~ temp + (1|judge)", gap, family="ordinal")
+    with pytest.raises(ValueError, match="removes the intercept"):
+        bg.GLMM("rating ~ 0 + temp + (1|judge)", d, family="ordinal")
+    null = bg.GLMM("rating ~ 1 + (1|judge)", d, family="ordinal")  # no predictor: X has no column
+    assert null.spec.p == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.all(np.diff(null.fit_ml().dispersion.to_numpy()) > 0)
     num = bg.GLMM("rating ~ temp + (1|judge)", d.assign(rating=d.rating.astype(int)), family="ordinal")
     assert [a.name for a in num.family.aux_params] == ["1|2", "2|3", "3|4", "4|5"]
 

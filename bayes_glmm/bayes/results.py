@@ -26,7 +26,7 @@ _QUANTS = (0.025, 0.975)
 def _stack(da) -> np.ndarray:
     """(chain, draw, ...) DataArray -> ndarray (chain * draw, ...)."""
     a = np.asarray(da)
-    return a.reshape((-1,) + a.shape[2:])
+    return a.reshape((a.shape[0] * a.shape[1],) + a.shape[2:])  # (explicit: an empty beta has size 0)
 
 
 def _round_estimate(v: float) -> float:

@@ -579,6 +579,10 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     family.check_response(y, trials_v, parsed.response_label)
     X, fixed_enc = _model_matrix(parsed.fixed_rhs, bool(parsed.fixed_terms), parsed.intercept, fx,
                                  "fixed part", formula)
+    if family.drops_intercept and not parsed.intercept:
+        raise ValueError(f"formula {formula!r} removes the intercept, which family {family.name!r} takes the "
+                         f"place of with its thresholds: a factor would then be coded with all its levels, "
+                         f"confounded with them; keep the intercept (it is dropped for you, as in clmm)")
     if family.drops_intercept and "(Intercept)" in fixed_enc.names:
         # the family's auxiliary parameters (an ordinal model's thresholds) take its place; the
         # factors keep the coding they get with an intercept (clmm's model matrix, less its column)
