@@ -217,3 +217,14 @@ def test_profile_interval_of_the_first_threshold_only():
     est, se = ref["thresholds"]["1|2"], ref["threshold_se"]["1|2"]
     assert lo < est < hi and 2.5 * se < hi - lo < 6.0 * se  # about the Wald width 3.9 SE
     assert ci.loc["2|3"].isna().all()
+
+
+def test_anova_takes_the_intercept_the_thresholds_hold():
+    """Type I and III Wald tests are those of the formula with its intercept (ordinal drops its
+    column): wine is balanced, so both equal the z^2 of the additive model's coefficients."""
+    r, _ = _fit("wine_logit_laplace")
+    z2 = (r.fixef / r.se) ** 2
+    for kind in (1, 3):
+        tab = r.anova(type=kind)
+        np.testing.assert_allclose(tab.loc[["temp", "contact"], "F"].to_numpy(),
+                                   z2[["tempwarm", "contactyes"]].to_numpy(), rtol=1e-10)

@@ -249,10 +249,14 @@ def contrasts_type3(spec, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     m, cat_vals, num_vals = _grid(layouts, rng)
     # X on the grid (lme4 column order) and the complete design, term by term
-    Xg = np.zeros((m, p))
     names = list(spec.fixed_names)
+    # the formula's intercept, dropped from X because the family's thresholds take its place
+    # (ordinal): the grid keeps it as an extra last column, so the factors' treatment coding
+    # spans the same space as in the formula
+    absorbed = has_int and "(Intercept)" not in names
+    Xg = np.zeros((m, p + int(absorbed)))
     if has_int:
-        Xg[:, names.index("(Intercept)")] = 1.0
+        Xg[:, p if absorbed else names.index("(Intercept)")] = 1.0
     complete_cols, complete_of = [], {}  # complete column key -> position
     if has_int:
         complete_of[("(Intercept)",)] = 0
@@ -269,14 +273,14 @@ def contrasts_type3(spec, seed: int = 0) -> dict:
             complete_cols.append(_column_values(lay, idx, cat_vals, num_vals, m, complete=True))
         term_complete[lay.term.label] = pos
     Xc = np.column_stack(complete_cols)
-    if np.linalg.matrix_rank(Xg) < p:
+    if np.linalg.matrix_rank(Xg) < Xg.shape[1]:
         raise ValueError("the model matrix rebuilt on a grid of level combinations is rank deficient; "
                          "type III contrasts are not available for this formula (use type=1)")
     M = np.linalg.lstsq(Xg, Xc, rcond=None)[0]  # p x K: X^+ X*
     M[np.abs(M) < 1e-10] = 0.0
     # which complete column is X's column r (its own coding must be indicators)
     match = np.empty(p, dtype=int)
-    if has_int:
+    if has_int and not absorbed:
         match[names.index("(Intercept)")] = complete_of[("(Intercept)",)]
     for lay in layouts:
         for j, idx in lay.column_index.items():
@@ -321,7 +325,15 @@ def anova_table(res, ddf: str = "satterthwaite", type=3) -> pd.DataFrame:
     terms = fixed_terms(spec)
     if not terms:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in ("sum_sq", "mean_sq", "num_df", "den_df", "F", "p")})
-    Ls = contrasts_type1(spec.X, terms) if t == 1 else contrasts_type3(spec)
+    if t == 1 and _layouts(spec)[0] and "(Intercept)" not in spec.fixed_names:
+        # the formula's intercept is held by the family's thresholds (ordinal): the sequence starts
+        # after it, as in the formula (the intercept's own column then dropped)
+        X1 = np.column_stack([np.ones(spec.n), np.asarray(spec.X, dtype=float)])
+        full = contrasts_type1(X1, [FixedTerm(tm.label, tuple(c + 1 for c in tm.columns), tm.variables)
+                                    for tm in terms])
+        Ls = {k: v[:, 1:] for k, v in full.items()}
+    else:
+        Ls = contrasts_type1(spec.X, terms) if t == 1 else contrasts_type3(spec)
     beta = np.asarray(res.fit.beta, dtype=float)
     if _ddf.is_lmm(spec):
         method = _ddf.normalize_ddf(ddf)
