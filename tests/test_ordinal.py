@@ -228,3 +228,9 @@ def test_anova_takes_the_intercept_the_thresholds_hold():
         tab = r.anova(type=kind)
         np.testing.assert_allclose(tab.loc[["temp", "contact"], "F"].to_numpy(),
                                    z2[["tempwarm", "contactyes"]].to_numpy(), rtol=1e-10)
+
+
+def test_marginal_means_refuse_ordered_categories():
+    r, _ = _fit("wine_probit_laplace")
+    with pytest.raises(ValueError, match="ordered categorical"):
+        bg.marginal_means(r, "temp")

@@ -233,6 +233,12 @@ def _check_fit(fit):
     spec = getattr(fit, "spec", None)
     if spec is None:
         raise ValueError(f"{type(fit).__name__} has no spec; pass a GLMM fit (fit_ml, sample, fit_pql)")
+    if spec.family.categorical_response:
+        # the integrals here take the inverse link of eta as the mean, which the thresholds of an
+        # ordered response enter: refuse rather than mislead
+        raise ValueError(f"marginal means/effects of an ordered categorical response ({spec.family.name} "
+                         f"family) are not implemented; use fit.predict(newdata, kind='probs', re_form=None) "
+                         f"for the category probabilities at the random effects' mean")
     if getattr(spec, "has_zi", False):
         # the marginal mean of a zero-inflated model mixes the zero-inflation part in; the
         # integrals here cover the conditional model only, so refuse rather than mislead
