@@ -57,6 +57,9 @@ def _check(key):
         grp, var = lab.split(":", 1)
         got = vc[(vc.grp == grp) & (vc.var1 == var) & vc.var2.isna()].sdcor.iloc[0]
         assert got == pytest.approx(sd, rel=2e-3, abs=1e-3), (key, lab, got, sd)
+    for grp, rho in (ref["re_corr"] or {}).items():  # the random-slope model's correlation
+        got = vc[(vc.grp == grp) & vc.var2.notna()].sdcor.iloc[0]
+        assert got == pytest.approx(rho, abs=1e-3), (key, grp, got, rho)
     return r
 
 
