@@ -1,11 +1,13 @@
 """The native sampler against reference posteriors from an independent NUTS (issue 16).
 
-The cases (``tests/reference/posterior_cases.py``) are 22 seeded simulated GLMMs of
+The cases (``tests/reference/posterior_cases.py``) are 30 seeded simulated GLMMs of
 300-360 rows: every family and every link but the binomial probit (gaussian identity/log,
 Bernoulli logit/probit/cloglog, binomial logit/cloglog with a trials column and with
-``cbind``, Poisson, NB2, NB1, Gamma log/inverse/identity, Beta logit/probit/cloglog), the
+``cbind``, Poisson, NB2, NB1, Gamma log/inverse/identity, Beta logit/probit/cloglog,
+Student-t, beta-binomial logit, ordinal logit, hurdle Poisson and NB2), the
 random-effect structures scalar, correlated q = 2 and q = 3, uncorrelated ``||``, crossed
-and nested, with weights, offsets and zero inflation (``zi="~1"`` and ``"~ x"``), and
+and nested, with weights, offsets, zero inflation (``zi="~1"`` and ``"~ x"``), hurdles
+(``hu="~1"`` and ``"~ x"``) and a dispersion formula (``disp="~ x"``), and
 explicit priors of every distribution the code generator writes.
 
 **Reference.**  ``tests/reference/make_reference_posterior.py`` samples each case with
@@ -45,6 +47,7 @@ a shared 2-core machine; 0.5-16 s per case).  The fast tests check the compariso
 reference is still the posterior of the models the cases build (data checksums, priors).
 """
 import importlib.util
+import inspect
 import json
 import sys
 import warnings
@@ -156,7 +159,19 @@ def test_cases_cover_every_family_structure_and_option():
     assert any(c.weights for c in cases) and any(c.offset for c in cases)
     assert {c.zi for c in cases} >= {"~1", "~ x"}
     assert {c.trials for c in cases} >= {"column", "cbind"}
+    assert {c.hu for c in cases} >= {"~1", "~ x"}
+    assert any(c.disp_formula for c in cases)
     assert len({c.seed for c in cases}) == len(cases)
+    # every model option of GLMM(...) is one of the above (a new keyword needs a case here);
+    # centered= is the other parametrization of the same posterior (CENTERED_CASES below)
+    from bayes_glmm import GLMM
+
+    options = {name for name, p in inspect.signature(GLMM).parameters.items() if p.kind is p.KEYWORD_ONLY}
+    covered = {"trials": "trials", "weights": "weights", "priors": "priors", "centered": None, "zi": "zi",
+               "hu": "hu", "disp": "disp_formula"}
+    assert options == set(covered), f"GLMM options without a reference-posterior case: {options - set(covered)}"
+    for opt, attr in covered.items():
+        assert attr is None or any(getattr(c, attr) for c in cases), opt
 
 
 def test_reference_is_the_posterior_of_these_models():

@@ -70,6 +70,12 @@ class Case:
         Groups of ``g`` and rows per group.
     zi : str or None
         Zero-inflation formula (``"~1"`` or ``"~ x"``) and ``zi_coefs`` its true coefficients.
+    hu : str or None
+        Hurdle formula of the hurdle families (``"~1"`` or ``"~ x"``: the logit of P(y = 0))
+        and ``hu_coefs`` its true coefficients.
+    disp_formula : str or None
+        Dispersion formula (``disp="~ x"``: the log of the family's dispersion linear in ``x``)
+        and ``disp_coefs`` its true coefficients (``disp`` is then unused).
     weights, offset : bool
         A ``w`` weights column (0.5 to 2) and an ``offset(log(t))`` exposure (0.5 to 2).
     trials : {None, "column", "cbind"}
@@ -103,6 +109,10 @@ class Case:
     reference_kwargs: dict = field(default_factory=dict)
     #: ordinal: the cut points of the latent ``eta + logistic`` (the categories 1 .. len(cuts) + 1)
     cuts: tuple = ()
+    hu: str | None = None
+    hu_coefs: tuple = ()
+    disp_formula: str | None = None
+    disp_coefs: tuple = ()
 
     @property
     def formula(self) -> str:
@@ -243,6 +253,20 @@ CASES: dict[str, Case] = {c.name: c for c in [
          disp=12.0, priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN(1),
                             "phi": P("Gamma", alpha=2, beta=0.1)},
          trials="column", weights=True, seed=1002),
+    # --- hurdle (zero-truncated count part, logistic hurdle hu=) -----------------------------
+    Case("hurdle_poisson_scalar_hu_x", "hurdle_poisson", "log", "scalar", (1.0, 0.4), (0.5,),
+         priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN(1),
+                 "hu_Intercept": P("Logistic", mu=0, s=1), "hu_x": _N(0, 1)},
+         hu="~ x", hu_coefs=(-0.5, 0.8), seed=1201),
+    Case("hurdle_negbinomial_corr2", "hurdle_negbinomial", "log", "corr2", (1.2, 0.3), (0.5, 0.3), disp=3.0,
+         priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN([1.0, 0.5]), "corr_g": P("LKJ", eta=2),
+                 "theta": P("Gamma", alpha=2, beta=0.5), "hu_Intercept": _N(0, 1.5)},
+         hu="~1", hu_coefs=(-0.8,), seed=1202),
+    # --- dispersion formula (disp=: log theta linear in x) -----------------------------------
+    Case("negbinomial_scalar_disp_x", "negbinomial", "log", "scalar", (1.0, 0.4), (0.5,),
+         priors={"Intercept": _N(0, 2), "x": _N(0, 1), "sd_g": _HN(1),
+                 "disp_Intercept": _N(1, 1.5), "disp_x": _N(0, 1)},
+         disp_formula="~ x", disp_coefs=(1.0, -0.6), seed=1301),
 ]}
 
 
@@ -307,6 +331,8 @@ def simulate(case: Case) -> pd.DataFrame:
         cols["t"] = t
     mu = _inverse_link(case.link, eta)
     fam, d = case.family, case.disp
+    if case.disp_formula:  # log dispersion = disp_coefs[0] + disp_coefs[1] x
+        d = np.exp(case.disp_coefs[0] + case.disp_coefs[1] * x)
     if fam == "gaussian":
         y = np.round(rng.normal(mu, d), 6)
     elif fam == "bernoulli":
@@ -332,6 +358,15 @@ def simulate(case: Case) -> pd.DataFrame:
         y = np.round(mu + d * rng.standard_t(case.df, n), 6)
     elif fam == "beta":
         y = np.clip(np.round(rng.beta(mu * d, (1.0 - mu) * d), 6), 1e-6, 1.0 - 1e-6)
+    elif fam in ("hurdle_poisson", "hurdle_negbinomial"):
+        # the zero-truncated count by rejection (redraw the zeros), the hurdle below
+        def count(k):
+            m = mu[k]
+            return rng.poisson(m) if fam == "hurdle_poisson" else rng.poisson(rng.gamma(d, m / d))
+        y = count(np.arange(n))
+        while np.any(y == 0):
+            k = np.flatnonzero(y == 0)
+            y[k] = count(k)
     elif fam == "ordinal":  # P(Y <= k) = F(cut_k - eta): the latent eta + logistic, cut
         y = 1 + np.searchsorted(np.asarray(case.cuts), eta + rng.logistic(size=n))
     else:
@@ -339,6 +374,9 @@ def simulate(case: Case) -> pd.DataFrame:
     if case.zi:
         zeta = case.zi_coefs[0] + (case.zi_coefs[1] * x if len(case.zi_coefs) > 1 else 0.0)
         y = np.where(rng.random(n) < special.expit(zeta), 0, y)
+    if case.hu:
+        heta = case.hu_coefs[0] + (case.hu_coefs[1] * x if len(case.hu_coefs) > 1 else 0.0)
+        y = np.where(rng.random(n) < special.expit(heta), 0, y)
     cols["y"] = y
     if case.weights:
         cols["w"] = np.round(rng.uniform(0.5, 2.0, n), 6)
@@ -355,6 +393,10 @@ def build_model(case: Case, data: pd.DataFrame | None = None) -> "bg.GLMM":
         kw["weights"] = "w"
     if case.zi:
         kw["zi"] = case.zi
+    if case.hu:
+        kw["hu"] = case.hu
+    if case.disp_formula:
+        kw["disp"] = case.disp_formula
     return bg.GLMM(case.formula, df, family=case.family, link=case.link, priors=case.priors, **kw)
 
 
@@ -388,10 +430,10 @@ SUMMARY_COLUMNS = ("mean", "sd", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail",
 
 
 def posterior_var_names(posterior) -> list:
-    """Every reported parameter: fixed effects, SDs, correlations, dispersion, zi
-    coefficients and the random effects ``b_*`` (which check the term layout row by row)."""
+    """Every reported parameter: fixed effects, SDs, correlations, dispersion, zi, hurdle
+    and dispersion-formula coefficients and the random effects ``b_*`` (which check the term layout row by row)."""
     names = [v for v in posterior.data_vars
-             if v in ("beta", "beta_zi", "sigma", "theta", "phi", "shape")
+             if v in ("beta", "beta_zi", "beta_hu", "beta_disp", "sigma", "theta", "phi", "shape")
              or str(v).startswith(("sd_", "corr_", "b_")) or "|" in str(v)]  # (ordinal thresholds "1|2")
     return sorted(str(v) for v in names)
 
