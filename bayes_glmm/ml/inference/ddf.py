@@ -32,8 +32,9 @@ Kenward-Roger (1997)
 
 The Satterthwaite derivatives are central finite differences with one Richardson step
 (of the profiled-in-beta deviance and of ``(R_X R_X')^{-1}``, both O(size of the
-random-effects system) per evaluation); ``dC/dsigma`` is analytic.  KR forms n x n
-matrices (as pbkrtest does) and is meant for moderate n.
+random-effects system) per evaluation); ``dC/dsigma`` is analytic.  KR works through the
+random-effects design and Woodbury's identity (n x Q and Q x Q matrices, never the n x n
+ones pbkrtest forms), so it is meant for moderate numbers Q of random effects.
 """
 from __future__ import annotations
 
@@ -54,8 +55,9 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 DDF_METHODS = {"satterthwaite": "satterthwaite", "kenward-roger": "kenward-roger",
                "kenward_roger": "kenward-roger", "kenwardroger": "kenward-roger", "kr": "kenward-roger"}
 
-#: largest n for Kenward-Roger: it forms several dense n x n matrices
-KR_MAX_N = 6000
+#: largest dense work for Kenward-Roger, in array elements: it forms a few n x Q and
+#: Q x Q matrices (Q random effects), never n x n
+KR_MAX_DENSE = 60_000_000
 
 
 def normalize_ddf(ddf) -> str:
@@ -274,10 +276,18 @@ class KRInfo:
     W: np.ndarray
 
 
-def _component_matrices(spec, lambdas, sigma: float):
-    """(phi, G) of ``Sigma = sum_r phi_r G_r``: term covariances' free elements, then sigma^2."""
+def _re_components(spec, lambdas, sigma: float):
+    """The random-effects part of ``Sigma = sum_r phi_r G_r`` through the RE design.
+
+    Returns ``Zf`` (n x Q sparse, columns level-major within each term), ``Lam`` (Q x Q
+    sparse, block-diagonal relative covariance factor: the RE covariance is
+    ``sigma^2 Lam Lam'``), and per variance component its ``phi_r`` and a Q x Q sparse
+    symmetric selector ``E_r`` with ``G_r = Zf E_r Zf'`` (every variance and covariance of
+    every term, in the order the components' information matrix uses).
+    """
     n = spec.n
-    phis, Gs = [], []
+    Q = sum(int(t.n_levels) * int(t.q) for t in spec.terms)
+    Zb, Lb, phis, Es, start = [], [], [], [], 0
     for term, L in zip(spec.terms, lambdas):
         if not term.cov.linear:
             # Sigma = sum phi_r G_r needs a covariance linear in its parameters (every free
@@ -285,42 +295,45 @@ def _component_matrices(spec, lambdas, sigma: float):
             raise ValueError(f"ddf='kenward-roger' needs covariance structures that are linear in their "
                              f"parameters (us(...) or diag(...)); term {term.name!r} is "
                              f"{term.cov.name}(...). Use ddf='satterthwaite' for this model.")
-        cov = sigma ** 2 * (np.asarray(L) @ np.asarray(L).T)
-        Zs = [sparse.csr_matrix((term.Xr[:, i], (np.arange(n), term.codes)), shape=(n, term.n_levels))
-              for i in range(term.q)]
-        for j in range(term.q):
-            for i in range(j, term.q):
-                if i != j and term.cov.n_corr(term.q) == 0:
+        q, J = int(term.q), int(term.n_levels)
+        L = np.asarray(L, dtype=float)
+        codes = np.asarray(term.codes, dtype=np.int64)
+        cols = (codes[:, None] * q + np.arange(q)[None, :]).ravel()
+        Zb.append(sparse.csr_matrix((np.asarray(term.Xr, dtype=float).ravel(),
+                                     (np.repeat(np.arange(n), q), cols)), shape=(n, J * q)))
+        Lb.append(sparse.kron(sparse.identity(J), sparse.csr_matrix(L)))
+        cov = sigma ** 2 * (L @ L.T)
+        lev = start + np.arange(J) * q
+        for j in range(q):
+            for i in range(j, q):
+                if i != j and term.cov.n_corr(q) == 0:
                     continue
-                G = Zs[i] @ Zs[j].T
+                rr, cc = (lev + i, lev + j) if i == j else (np.r_[lev + i, lev + j], np.r_[lev + j, lev + i])
+                Es.append(sparse.csr_matrix((np.ones(rr.size), (rr, cc)), shape=(Q, Q)))
                 phis.append(cov[i, j])
-                Gs.append((G + G.T).tocsr() if i != j else G.tocsr())
-    w = np.asarray(spec.weights, dtype=float)
-    phis.append(sigma ** 2)
-    Gs.append(sparse.diags(1.0 / w, format="csr"))
-    return np.asarray(phis), Gs
-
-
-def _trace_on_pattern(PG: np.ndarray, Pm: np.ndarray, G) -> float:
-    """tr(PG Pm G) for sparse symmetric G (COO), touching only G's non-zeros.
-
-    ``sum_(i,j) G_ij (PG Pm)_ji = sum_(i,j) G_ij PG[j, :] . Pm[i, :]`` (Pm symmetric): O(nnz n)
-    instead of the O(n^3) product.
-    """
-    total, step = 0.0, max(1, 2 ** 22 // max(PG.shape[0], 1))
-    for a in range(0, G.nnz, step):
-        i, j, v = G.row[a:a + step], G.col[a:a + step], G.data[a:a + step]
-        total += float(np.sum(v * np.einsum("kn,kn->k", PG[j], Pm[i])))
-    return total
+        start += J * q
+    Zf = sparse.hstack(Zb, format="csr") if Zb else sparse.csr_matrix((n, 0))
+    Lam = sparse.block_diag(Lb, format="csr") if Lb else sparse.csr_matrix((0, 0))
+    return Zf, Lam, np.asarray(phis), Es
 
 
 def kr_info(spec, lambdas, sigma: float, reml: bool) -> KRInfo:
     """Kenward-Roger adjusted vcov of beta and what its df need (REML fits only).
 
+    Nothing n x n is formed.  With ``R = sigma^2 W^{-1}`` and ``ZL = sigma Z Lambda``,
+    Woodbury gives ``Sigma^{-1} = D - V M^{-1} V'`` (``D = W / sigma^2`` diagonal,
+    ``V = R^{-1} ZL``, ``M = I + Lambda' Z' W Z Lambda``, lme4's system, defined also when
+    Lambda is singular), so the REML projection is diagonal minus low rank,
+    ``P = D - U K U'`` with ``U = [V, Sigma^{-1} X]``, ``K = diag(M^{-1}, Phi)``.  Every
+    random-effects ``G_r = Z E_r Z'``, so ``tr(P G_r P G_s) = tr(E_r T E_s T)`` with the
+    Q x Q ``T = Z' P Z``; the residual component (``W^{-1}``, diagonal) is handled through
+    ``U`` too.  Cost O(n Q (Q + p) + k^2 Q^2) instead of O(n^2) memory and O(n^2 nnz) time.
+
     Raises
     ------
     ValueError
-        For ML fits (as ``lmerTest``), zero weights, or n above :data:`KR_MAX_N`.
+        For ML fits (as ``lmerTest``), zero weights, or dense n x Q work above
+        :data:`KR_MAX_DENSE` elements.
     """
     if not reml:
         raise ValueError("the Kenward-Roger method is defined for REML fits only (lmerTest refuses it "
@@ -329,39 +342,63 @@ def kr_info(spec, lambdas, sigma: float, reml: bool) -> KRInfo:
     if np.any(w <= 0):
         raise ValueError("Kenward-Roger needs positive prior weights; drop the zero-weight rows first")
     n = spec.n
-    if n > KR_MAX_N:
-        raise ValueError(f"Kenward-Roger forms dense n x n matrices and n = {n} > {KR_MAX_N}; use "
-                         f"ddf='satterthwaite', which scales with the random-effects system")
     X = np.asarray(spec.X, dtype=float)
-    phi, Gs = _component_matrices(spec, lambdas, float(sigma))
-    Sigma = np.zeros((n, n))
-    for ph, G in zip(phi, Gs):
-        Sigma += ph * G.toarray()
-    cf = cho_factor(Sigma, lower=True)
-    S = cho_solve(cf, np.eye(n))
-    S = 0.5 * (S + S.T)
-    SX = S @ X
+    sigma = float(sigma)
+    Zf, Lam, phi, Es = _re_components(spec, lambdas, sigma)
+    Q = Zf.shape[1]
+    k = len(Es) + 1
+    size = n * (Q + X.shape[1]) + (k + 4) * Q * Q
+    if size > KR_MAX_DENSE:
+        raise ValueError(f"Kenward-Roger needs dense arrays of about {size:.3g} elements here (n = {n} rows, "
+                         f"{Q} random effects) > {KR_MAX_DENSE:.3g}; use ddf='satterthwaite', which "
+                         f"scales with the sparse random-effects system")
+    s2 = sigma * sigma
+    delta = w / s2                      # R^{-1}, diagonal
+    dw = 1.0 / w                        # the residual component's G (phi = sigma^2)
+    ZL = (Zf @ Lam).tocsc()
+    M = (ZL.T @ sparse.diags(w) @ ZL).toarray() + np.eye(Q)
+    Mc = cho_factor(M, lower=True)
+    V = ((w / sigma)[:, None] * ZL.toarray()) if Q else np.zeros((n, 0))
+
+    def sinv(A):  # Sigma^{-1} A by Woodbury
+        return delta[:, None] * A - V @ cho_solve(Mc, V.T @ A)
+
+    SX = sinv(X)
     Phi = np.linalg.inv(X.T @ SX)
     Phi = 0.5 * (Phi + Phi.T)
-    Pm = S - SX @ Phi @ SX.T  # the REML projection: Sigma^{-1} - Sigma^{-1} X Phi X' Sigma^{-1}
-    k = len(Gs)
+    Minv = cho_solve(Mc, np.eye(Q))
+    U = np.hstack([V, SX])
+    K = np.zeros((U.shape[1],) * 2)
+    K[:Q, :Q] = 0.5 * (Minv + Minv.T)
+    K[Q:, Q:] = Phi
+    # P = diag(delta) - U K U'
+    ZtU = np.asarray(Zf.T @ U)
+    PZ = delta[:, None] * Zf.toarray() - U @ (K @ ZtU.T)      # P Z, (n, Q)
+    T = np.asarray(Zf.T @ PZ)                                  # Z' P Z
+    T = 0.5 * (T + T.T)
+    T2 = PZ.T @ (dw[:, None] * PZ)                             # Z' P W^{-1} P Z
+    ET = [E @ T for E in Es]
     IE = np.empty((k, k))
-    Y = [G @ SX for G in Gs]  # G_r Sigma^{-1} X (n, p)
-    SY = [S @ y for y in Y]
-    P = np.array([-(SX.T @ y) for y in Y])
-    coo = [G.tocoo() for G in Gs]
-    for r in range(k):
-        PG = (Gs[r].T @ Pm).T  # P G_r, dense (n, n), O(n nnz)
-        for s in range(r, k):
-            IE[r, s] = IE[s, r] = _trace_on_pattern(PG, Pm, coo[s])
+    for r in range(k - 1):
+        for s in range(r, k - 1):
+            IE[r, s] = IE[s, r] = float(np.sum(ET[r] * ET[s].T))
+        IE[r, k - 1] = IE[k - 1, r] = float(Es[r].multiply(T2).sum())
+    A = U.T @ (dw[:, None] * U)
+    KA = K @ A
+    IE[k - 1, k - 1] = (float(np.sum((delta * dw) ** 2)) - 2.0 * float(np.sum(K * (U.T @ ((delta * dw * dw)[:, None] * U))))
+                        + float(np.sum(KA * KA.T)))
     ev = np.linalg.eigvalsh(IE)
     W = 2.0 * (np.linalg.inv(IE) if np.min(np.abs(ev)) > 1e-10 else np.linalg.pinv(IE))
-    U = np.zeros_like(Phi)
+    ZtSX = np.asarray(Zf.T @ SX)
+    Y = [Zf @ (E @ ZtSX) for E in Es] + [dw[:, None] * SX]   # G_r Sigma^{-1} X (n, p)
+    SY = [sinv(y) for y in Y]
+    P = np.array([-(SX.T @ y) for y in Y])
+    U2 = np.zeros_like(Phi)
     for r in range(k):
         for s in range(k):
-            Q = Y[r].T @ SY[s]
-            U += W[r, s] * (Q - P[r] @ Phi @ P[s])
-    PhiA = Phi + 2.0 * Phi @ U @ Phi
+            Qrs = Y[r].T @ SY[s]
+            U2 += W[r, s] * (Qrs - P[r] @ Phi @ P[s])
+    PhiA = Phi + 2.0 * Phi @ U2 @ Phi
     return KRInfo(Phi=Phi, PhiA=0.5 * (PhiA + PhiA.T), P=P, W=W)
 
 
