@@ -62,3 +62,25 @@ def test_loo_compare_refuses_mismatched_or_ml_fits():
     ml = bg.GLMM("y ~ x + (1 | g)", d).fit_ml()
     with pytest.raises(ValueError, match="not a posterior fit"):
         bg.loo_compare(ml, _Post(spec, ll))
+
+
+def test_loo_compare_warns_once_per_cause():
+    # three models, each with influential rows: ArviZ alone warns once per model per loo() and
+    # again inside compare(); the user gets one warning naming every affected model
+    import warnings
+
+    spec = _spec()
+    rng = np.random.default_rng(3)
+
+    def influential():
+        ll = -1.0 + 0.05 * rng.standard_normal((400, spec.n))
+        ll[:, [0, 5]] = -1.0 - np.abs(rng.standard_cauchy((400, 2))) * 30
+        return _Post(spec, ll)
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        tab = bg.loo_compare(influential(), influential(), influential(), names=["a", "b", "c"])
+    assert len(rec) == 1, [str(w.message)[:80] for w in rec]
+    msg = str(rec[0].message)
+    assert rec[0].category is UserWarning and "3 models" in msg
+    assert all(f"{nm}: " in msg for nm in "abc") and len(tab.attrs["notes"]) == 3

@@ -394,6 +394,21 @@ def plot_compare(*fits, names=None, reference=0, params="fixed", ranef: bool = F
 
 
 # ----------------------------------------------------------------------------- LOO
+def _collect_warnings(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` with its warnings recorded instead of shown: (value, records).
+
+    Floating-point warnings are silenced: with a Pareto k of inf (an observation the draws
+    cannot reweight) ArviZ's stacking divides by zero, a consequence of the cause reported.
+    """
+    import warnings
+
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with np.errstate(all="ignore"):
+            out = fn(*args, **kwargs)
+    return out, list(rec)
+
+
 def loo_compare(*posts, names=None, method: str = "stacking", random_seed=None):
     """PSIS-LOO model comparison of posterior fits (``arviz.compare``), with Pareto-k explained.
 
@@ -449,23 +464,45 @@ def loo_compare(*posts, names=None, method: str = "stacking", random_seed=None):
     names = _names(posts, names)
     loos = {}
     notes = []
+    caught = []
     for nm, p in zip(names, posts):
-        with np.errstate(all="ignore"):
-            res = az.loo(p.idata, pointwise=True)
+        # ArviZ warns once per model per call (and compare() recomputes loo): collected here
+        # and reported once per cause below, so one call does not print a screenful
+        res, rec = _collect_warnings(az.loo, p.idata, pointwise=True)
+        caught += rec
         loos[nm] = res
         k = np.asarray(res.pareto_k).ravel()
         bad = int(np.sum(k > 0.7))
+        good_k = float(getattr(res, "good_k", 0.7))
         if bad:
             worst = np.argsort(k)[::-1][:5]
             notes.append(f"{nm}: {bad} observation(s) with Pareto k > 0.7 (rows {worst.tolist()} worst, "
                          f"max k {k.max():.2f}): PSIS-LOO is unreliable for them -- influential observations, "
                          f"typically in small groups; use K-fold cross-validation by group")
+        elif np.any(k > good_k):
+            # ArviZ's threshold min(1 - 1/log10(S), 0.7) for S draws: more draws may suffice
+            notes.append(f"{nm}: {int(np.sum(k > good_k))} observation(s) with Pareto k > {good_k:.2f} "
+                         f"(ArviZ's threshold for {res.n_samples} draws; max k {k.max():.2f}): PSIS-LOO may "
+                         f"be unreliable for them; draw more samples or use K-fold cross-validation by group")
     kw = {"seed": random_seed} if method == "BB-pseudo-BMA" else {}
-    table = az.compare({nm: p.idata for nm, p in zip(names, posts)}, ic="loo", method=method, **kw)
+    table, rec = _collect_warnings(az.compare, {nm: p.idata for nm, p in zip(names, posts)}, ic="loo",
+                                   method=method, **kw)
+    caught += rec
     table["n_bad_k"] = [int(np.sum(np.asarray(loos[nm].pareto_k) > 0.7)) for nm in table.index]
     table["max_k"] = [float(np.max(np.asarray(loos[nm].pareto_k))) for nm in table.index]
     table.attrs["notes"] = notes
-    for n in notes:
-        import warnings
-        warnings.warn(n, UserWarning, stacklevel=2)
+    import warnings
+    if notes:
+        warnings.warn("large Pareto k in PSIS-LOO for " + ("one model" if len(notes) == 1 else
+                      f"{len(notes)} models") + ":\n  " + "\n  ".join(notes), UserWarning, stacklevel=2)
+    seen = set()
+    for w in caught:
+        msg = str(w.message)
+        # the Pareto-k warnings are the notes above; deprecations inside ArviZ are not the user's
+        if msg.startswith("Estimated shape parameter of Pareto") or issubclass(
+                w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+            continue
+        if (w.category, msg) not in seen:
+            seen.add((w.category, msg))
+            warnings.warn(msg, w.category, stacklevel=2)
     return table
