@@ -146,3 +146,35 @@ def test_ppc_real_posterior():
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     assert len(fig.axes[0].lines) >= 20  # predictive curves + observed + mean
     assert set(post.idata.groups()) == groups  # post.idata is not modified
+
+
+def test_prior_predictive_plot_cuts_the_long_tail_of_a_log_link_model():
+    # prior draws of a Poisson log-link model: a wide prior on the intercept makes a few
+    # simulated data sets run to astronomical counts; the axis must show the bulk instead
+    d = bg.datasets.load("epilepsy")
+    spec = bg.GLMM("count ~ followup * group + (1 | id)", d, family="poisson").spec
+    rng = np.random.default_rng(4)
+    S = 400
+    codes = spec.terms[0].codes
+    eta = (rng.normal(np.log(8.0), 2.5, (S, 1)) + rng.normal(0, 1, (S, spec.terms[0].n_levels))[:, codes]
+           * np.abs(rng.normal(0, 1.0, (S, 1))))
+    Y = rng.poisson(np.exp(np.minimum(eta, 40.0))).astype(float)
+    st = response_statistics(Y, spec)
+    obs = response_statistics(spec.y, spec).iloc[0]
+    summary = PriorPredictiveSummary(table=None, stats=st, observed=obs)
+    fig = plots.plot_prior_predictive(summary)
+    ax = fig.axes[list(st.columns).index("max")]
+    x = st["max"].to_numpy()
+    lo, hi = ax.get_xlim()
+    q995 = np.quantile(x, 0.995)
+    assert x.max() > 5 * q995 and np.median(x) < 1e-3 * x.max()  # the tail that made the old axis unreadable
+    assert hi <= 1.05 * q995 and hi >= obs["max"] and ax.get_xscale() == "symlog"
+    assert any("long tail cut" in t.get_text() for t in ax.texts)
+    # a statistic without a long tail keeps every draw on its axis, with no note
+    ax0 = fig.axes[list(st.columns).index("prop_zero")]
+    assert not ax0.texts and ax0.get_xlim()[1] >= st["prop_zero"].max() and ax0.get_xscale() == "linear"
+    # clip=None is the old behaviour: the axis runs to the largest draw
+    full = plots.plot_prior_predictive(summary, clip=None).axes[list(st.columns).index("max")]
+    assert full.get_xlim()[1] >= x.max()
+    with pytest.raises(ValueError, match="clip"):
+        plots.plot_prior_predictive(summary, clip=1.5)

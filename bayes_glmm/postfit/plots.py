@@ -253,7 +253,29 @@ def plot_prior_sensitivity(result):
     return fig
 
 
-def plot_prior_predictive(summary, *, bins: int = 40):
+def _hist_range(x: np.ndarray, observed: float, clip):
+    """x-axis limits for one statistic's histogram and how many draws fall outside them.
+
+    A long tail (a log link turns wide priors into counts in the millions) is cut at the
+    central ``clip`` quantile interval; draws within half that interval's width of it stay,
+    so a statistic without a long tail keeps its full range.  The observed value is always
+    inside.
+    """
+    if not x.size:
+        return observed, observed, 0
+    lo, hi = float(np.min(x)), float(np.max(x))
+    if clip is not None:
+        qlo, qhi = (float(v) for v in np.quantile(x, [(1.0 - clip) / 2.0, (1.0 + clip) / 2.0]))
+        width = qhi - qlo
+        if width > 0:
+            lo = qlo if lo < qlo - 0.5 * width else lo
+            hi = qhi if hi > qhi + 0.5 * width else hi
+    if np.isfinite(observed):
+        lo, hi = min(lo, observed), max(hi, observed)
+    return lo, hi, int(np.sum((x < lo) | (x > hi)))
+
+
+def plot_prior_predictive(summary, *, bins: int = 40, clip: float | None = 0.99):
     """Histograms of prior-predictive statistics with the observed value marked.
 
     Parameters
@@ -261,12 +283,20 @@ def plot_prior_predictive(summary, *, bins: int = 40):
     summary : PriorPredictiveSummary
         From :func:`bayes_glmm.teaching.prior_predictive_summary`.
     bins : int
+    clip : float or None
+        Central quantile interval of the draws kept on the x axis when a statistic has a
+        long tail (default 0.99: the axis ends at the 99.5% quantile); the panel then says
+        how many draws lie beyond it and the largest.  ``None`` shows every draw.  A
+        non-negative statistic spread over orders of magnitude (the median under 1/50 of the
+        axis end) gets a symmetric-log axis.
 
     Returns
     -------
     matplotlib.figure.Figure
         One axes per statistic (``summary.stats`` columns).
     """
+    if clip is not None and not 0.0 < float(clip) <= 1.0:
+        raise ValueError(f"clip={clip!r} must be in (0, 1] (a central quantile share) or None")
     st = summary.stats
     m = st.shape[1]
     ncol = min(3, m)
@@ -274,13 +304,36 @@ def plot_prior_predictive(summary, *, bins: int = 40):
     fig, axes = _plt().subplots(nrow, ncol, figsize=(3.5 * ncol, 2.6 * nrow), squeeze=False)
     for axi, name in zip(axes.ravel(), st.columns):
         x = st[name].to_numpy(float)
-        axi.hist(x[np.isfinite(x)], bins=bins, color="C0", alpha=0.6)
-        axi.axvline(float(summary.observed[name]), color="C3", lw=1.5, label="observed")
+        x = x[np.isfinite(x)]
+        obs = float(summary.observed[name])
+        lo, hi, n_out = _hist_range(x, obs, clip)
+        shown = x[(x >= lo) & (x <= hi)]
+        pos = shown[shown > 0]
+        med = float(np.median(shown)) if shown.size else 0.0
+        if lo >= 0 and med > 0 and hi > 50.0 * med and pos.size:
+            # values over orders of magnitude (a log link): a symmetric-log axis, linear below
+            # the smallest positive values, with bins equally wide on it
+            lin = float(np.quantile(pos, 0.01))
+            edges = 2.0 * lin * np.sinh(np.linspace(np.arcsinh(lo / (2.0 * lin)), np.arcsinh(hi / (2.0 * lin)),
+                                                    bins + 1))
+            axi.hist(shown, bins=edges, color="C0", alpha=0.6)
+            axi.set_xscale("symlog", linthresh=lin)
+            axi.set_xlim(lo, hi * 1.05)
+        else:
+            axi.hist(shown, bins=bins, range=(lo, hi) if hi > lo else None, color="C0", alpha=0.6)
+            if hi > lo:
+                pad = 0.02 * (hi - lo)
+                axi.set_xlim(lo - pad, hi + pad)
+        axi.axvline(obs, color="C3", lw=1.5, label="observed")
+        if n_out:
+            axi.text(0.98, 0.95, f"long tail cut: {n_out} of {x.size} draws\noff the axis "
+                     f"(range {x.min():.3g} to {x.max():.3g})", transform=axi.transAxes, ha="right",
+                     va="top", fontsize=6, color="0.3")
         axi.set_title(name, fontsize=9)
         axi.set_yticks([])
     for axi in axes.ravel()[m:]:
         axi.remove()
-    axes.ravel()[0].legend(fontsize=7)
+    axes.ravel()[0].legend(fontsize=7, loc="upper left")
     fig.suptitle("Prior predictive distribution of data summaries")
     fig.tight_layout()
     return fig
