@@ -510,6 +510,19 @@ class Family:
         """(d l / d mu, d^2 l / d mu^2, expected information in mu) at mu = h(eta)."""
         raise NotImplementedError
 
+    def aux_eta_derivs(self, y, eta, *, trials=None, **aux):
+        """Exact per-row derivatives in the auxiliary parameters for the ML Laplace gradient, or None.
+
+        Returns None (the default: the ML path then takes central differences of
+        :meth:`eta_derivs` in each parameter) or ``(dW/deta, dl/dv, dr/dv, dW/dv)``: with
+        ``l`` the row log-density, ``r = dl/deta`` and ``W = -d^2 l / d eta^2``, the eta
+        derivative of W (n,) and the derivatives of l, r, W in each auxiliary parameter on
+        its natural scale, in the order of :attr:`aux_params` (n, A); unweighted, without
+        zero inflation or a dispersion formula.  A family overrides it where the finite
+        differences are a fixed per-fit cost worth saving (many parameters, small data).
+        """
+        return None
+
     # --- validation ----------------------------------------------------------------------
     def check_response(self, y: np.ndarray, trials: np.ndarray | None, name: str) -> None:
         """Raise ValueError naming the response column when y does not suit the family."""

@@ -267,6 +267,57 @@ class Ordinal(Family):
             f_prev, F_prev = f_c, F_c
         return d1, w, fisher
 
+    def _score_deriv(self, x):
+        """g'(x) of the latent density's score g = f'/f (the third derivative the gradient of
+        the Laplace weights in the thresholds needs)."""
+        if self.link.name == "logit":
+            t = np.tanh(0.5 * x)
+            return -0.5 * (1.0 - t * t)
+        if self.link.name == "probit":
+            return np.full(np.shape(x), -1.0)
+        return -np.exp(np.minimum(x, 700.0))
+
+    def aux_eta_derivs(self, y, eta, *, trials=None, **aux):
+        """The Laplace gradient's row derivatives in the thresholds, in closed form.
+
+        Replaces 2 (K - 1) + 2 finite-difference evaluations of :meth:`eta_derivs` per
+        gradient (the fixed cost that dominated small fits).  With ``a = tau[y] - eta``,
+        ``b = tau[y - 1] - eta``, ``P = F(a) - F(b)``, ``ra = f(a) / P``, ``rb = f(b) / P`` and
+        the score ``g = f'/f``: ``l_a = ra``, ``l_b = -rb``, ``r = rb - ra``,
+        ``W = rb gb - ra ga + r^2``; their a- and b-derivatives follow from
+        ``d ra/da = ra (ga - ra)``, ``d ra/db = ra rb``, ``d rb/da = -ra rb``,
+        ``d rb/db = rb (gb + rb)``; eta moves a and b together (``d/deta = -(d/da + d/db)``).
+        A row's upper bound is threshold ``y``, its lower one ``y - 1`` (none beyond the ends).
+        """
+        aux = self.aux_values(aux)
+        taus = self._taus(aux)
+        y = np.asarray(y, dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        first, last, hi, lo = self._np_bounds(y, taus)
+        ll = self._loglik_at(first, last, hi, lo, eta, NUMPY_OPS)
+        first, last = np.broadcast_to(first, ll.shape) > 0, np.broadcast_to(last, ll.shape) > 0
+        lfa, ga = self._log_f_and_score(hi - eta)
+        lfb, gb = self._log_f_and_score(lo - eta)
+        # the missing bound of the end categories: every term it enters is 0
+        ga, ha = np.where(last, 0.0, ga), np.where(last, 0.0, self._score_deriv(hi - eta))
+        gb, hb = np.where(first, 0.0, gb), np.where(first, 0.0, self._score_deriv(lo - eta))
+        with np.errstate(over="ignore", invalid="ignore"):
+            ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
+            rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
+        r = rb - ra
+        ra_a, ra_b, rb_a, rb_b = ra * (ga - ra), ra * rb, -ra * rb, rb * (gb + rb)
+        r_a, r_b = rb_a - ra_a, rb_b - ra_b
+        W_a = -(ra_a * ga + ra * ha) + rb_a * gb + 2.0 * r * r_a
+        W_b = -ra_b * ga + rb_b * gb + rb * hb + 2.0 * r * r_b
+        n, A = ll.shape[0], len(taus)
+        yi = y.astype(np.intp)
+        l_v, r_v, W_v = np.zeros((n, A)), np.zeros((n, A)), np.zeros((n, A))
+        up, dn = np.flatnonzero(yi < A), np.flatnonzero(yi > 0)
+        for out, da, db in ((l_v, ra, -rb), (r_v, r_a, r_b), (W_v, W_a, W_b)):
+            out[up, yi[up]] += da[up]
+            out[dn, yi[dn] - 1] += db[dn]
+        return -(W_a + W_b), l_v, r_v, W_v
+
     # --- predictions and simulation ------------------------------------------------------------
     def category_probs(self, eta, **aux):
         """P(Y = c | eta) for each category c (columns in order), shape ``eta.shape + (K,)``."""

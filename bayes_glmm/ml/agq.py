@@ -295,10 +295,19 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
     """
     from dataclasses import replace
 
-    from .auxpar import aux_coords
+    from .auxpar import aux_coords, aux_jacobian
     from .pirls import _general_derivs, _general_loglik, with_family_aux
 
     pw = resp.pw
+    fam = resp.family
+    if fam.aux_params and resp.X_zi is None and resp.X_disp is None:
+        exact = fam.aux_eta_derivs(resp.y, eta, trials=resp.n_trials if fam.needs_trials else None,
+                                   **resp.aux_vals)
+        if exact is not None:
+            # the family's closed form in the natural values, to the coordinates by the chain rule
+            W_eta, l_v, r_v, W_v = exact
+            Jc = aux_jacobian(fam, aux_coords(fam, resp.aux_vals))
+            return pw * W_eta, pw[:, None] * (l_v @ Jc), pw[:, None] * (r_v @ Jc), pw[:, None] * (W_v @ Jc)
     _, wp, _ = _general_derivs(resp, eta + h)
     _, wm, _ = _general_derivs(resp, eta - h)
     W_eta = pw * (wp - wm) / (2.0 * h)
