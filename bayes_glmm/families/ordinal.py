@@ -200,7 +200,9 @@ class Ordinal(Family):
         t = np.asarray(taus, dtype=float)
         yi = np.asarray(y).astype(np.intp)
         first, last = (yi == 0) * 1.0, (yi == t.size) * 1.0
-        return first, last, np.append(t, t[-1] + 1.0)[yi], np.insert(t, 0, t[0] - 1.0)[yi]
+        # (np.concatenate, not np.append / np.insert: this runs a few times per PIRLS step)
+        return (first, last, np.concatenate((t, t[-1:] + 1.0))[yi],
+                np.concatenate((t[:1] - 1.0, t))[yi])
 
     def _taus(self, aux):
         return [aux[a.name] for a in self.aux_params]
@@ -216,6 +218,10 @@ class Ordinal(Family):
         """The log-density from the row's masks and bounding thresholds (:meth:`_bounds`)."""
         lpa, lqa = self.link.log_p_and_log_q(hi - eta, ops)
         lpb, lqb = self.link.log_p_and_log_q(lo - eta, ops)
+        return self._loglik_logs(first, last, lpa, lqa, lpb, lqb, ops)
+
+    def _loglik_logs(self, first, last, lpa, lqa, lpb, lqb, ops):
+        """:meth:`_loglik_at` from the link's log pairs at the two bounds."""
         # F(a) - F(b) = F(a) Q(b) - Q(a) F(b) = F(a) Q(b) (1 - Q(a) F(b) / (F(a) Q(b))): each factor
         # from the link's stable log pair, so neither tail cancels (logit: the ratio is e^(b - a))
         mid = 1.0 - first - last
@@ -232,13 +238,27 @@ class Ordinal(Family):
         xc = np.minimum(x, 700.0)  # cloglog: f = exp(x - e^x)
         return xc - np.exp(xc), 1.0 - np.exp(xc)
 
+    def _np_rows(self, y, eta, taus):
+        """NumPy pieces of each row shared by the derivatives: the end-category masks (bool),
+        the bounds ``a = tau[y] - eta`` and ``b = tau[y - 1] - eta``, the log-density and
+        ``(log f, f'/f)`` at a and b.  One ``log_p_and_log_q`` per bound serves both the
+        log-density and the logistic ``log f = log F + log(1 - F)`` (the same values as
+        :meth:`_log_f_and_score`, half the transcendental calls of the small-data hot loop)."""
+        first, last, hi, lo = self._np_bounds(y, taus)
+        xa, xb = hi - eta, lo - eta
+        lpa, lqa = self.link.log_p_and_log_q(xa)
+        lpb, lqb = self.link.log_p_and_log_q(xb)
+        ll = self._loglik_logs(first, last, lpa, lqa, lpb, lqb, NUMPY_OPS)
+        if self.link.name == "logit":
+            lfa, ga, lfb, gb = lpa + lqa, -np.tanh(0.5 * xa), lpb + lqb, -np.tanh(0.5 * xb)
+        else:
+            (lfa, ga), (lfb, gb) = self._log_f_and_score(xa), self._log_f_and_score(xb)
+        first, last = np.broadcast_to(first, np.shape(ll)) > 0, np.broadcast_to(last, np.shape(ll)) > 0
+        return first, last, xa, xb, ll, lfa, ga, lfb, gb
+
     def _row_derivs(self, y, eta, taus):
         """(ll, d1, -d2) of each row's log-density in eta."""
-        first, last, hi, lo = self._np_bounds(y, taus)
-        ll = self._loglik_at(first, last, hi, lo, eta, NUMPY_OPS)
-        first, last = np.broadcast_to(first, np.shape(ll)) > 0, np.broadcast_to(last, np.shape(ll)) > 0
-        lfa, ga = self._log_f_and_score(hi - eta)
-        lfb, gb = self._log_f_and_score(lo - eta)
+        first, last, _, _, ll, lfa, ga, lfb, gb = self._np_rows(y, eta, taus)
         with np.errstate(over="ignore", invalid="ignore"):
             ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))  # f(a) / P (0: a = +inf)
             rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))  # f(b) / P (0: b = -inf)
@@ -253,6 +273,18 @@ class Ordinal(Family):
         # f_c = f(tau_c - eta) (0 beyond the ends), P_c = F_c - F_{c-1}; a category of probability
         # below 1e-300 adds nothing
         eta = np.asarray(eta, dtype=float)
+        if not any(np.ndim(t) for t in taus):
+            # all cut points at once (one ufunc call each on an (..., K - 1) array instead of a
+            # Python loop over the categories: the same values, summed over the last axis)
+            x = np.asarray(taus, dtype=float) - eta[..., None]
+            f, F = np.exp(self._log_f_and_score(x)[0]), self.link.inverse(x)
+            z = np.zeros(x.shape[:-1] + (1,))
+            P = np.diff(np.concatenate((z, F, z + 1.0), axis=-1), axis=-1)
+            df = -np.diff(np.concatenate((z, f, z), axis=-1), axis=-1)  # f_{c-1} - f_c
+            with np.errstate(divide="ignore", invalid="ignore"):
+                fisher = np.sum(np.where(P > 1e-300, df * df / np.maximum(P, 1e-300), 0.0), axis=-1)
+            shape = np.broadcast(y, eta).shape
+            return d1, w, (fisher if fisher.shape == shape else np.broadcast_to(fisher, shape).copy())
         f_prev, F_prev = 0.0, 0.0
         fisher = np.zeros(np.broadcast(y, eta).shape)
         for c in range(self.n_categories):
@@ -293,14 +325,10 @@ class Ordinal(Family):
         taus = self._taus(aux)
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        first, last, hi, lo = self._np_bounds(y, taus)
-        ll = self._loglik_at(first, last, hi, lo, eta, NUMPY_OPS)
-        first, last = np.broadcast_to(first, ll.shape) > 0, np.broadcast_to(last, ll.shape) > 0
-        lfa, ga = self._log_f_and_score(hi - eta)
-        lfb, gb = self._log_f_and_score(lo - eta)
+        first, last, xa, xb, ll, lfa, ga, lfb, gb = self._np_rows(y, eta, taus)
         # the missing bound of the end categories: every term it enters is 0
-        ga, ha = np.where(last, 0.0, ga), np.where(last, 0.0, self._score_deriv(hi - eta))
-        gb, hb = np.where(first, 0.0, gb), np.where(first, 0.0, self._score_deriv(lo - eta))
+        ga, ha = np.where(last, 0.0, ga), np.where(last, 0.0, self._score_deriv(xa))
+        gb, hb = np.where(first, 0.0, gb), np.where(first, 0.0, self._score_deriv(xb))
         with np.errstate(over="ignore", invalid="ignore"):
             ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
             rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
