@@ -500,6 +500,17 @@ class Family:
         eta = np.asarray(eta, dtype=float)
         return self._eta_derivs(y, eta, trials=trials, **self.aux_values(aux))
 
+    def eta_score_weight(self, y, eta, *, trials=None, **aux):
+        """``(d1, w_obs)`` of :meth:`eta_derivs` without the expected information, which the
+        Newton steps of PIRLS do not use (a family whose ``w_fisher`` costs extra, such as the
+        ordinal family's sum over categories, overrides :meth:`_eta_score_weight`)."""
+        y = np.asarray(y, dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        return self._eta_score_weight(y, eta, trials=trials, **self.aux_values(aux))
+
+    def _eta_score_weight(self, y, eta, *, trials=None, **aux):
+        return self._eta_derivs(y, eta, trials=trials, **aux)[:2]
+
     def _eta_derivs(self, y, eta, *, trials=None, **aux):
         # generic chain rule through mu = h(eta): l_eta = l_mu h', l_eta,eta = l_mu,mu h'^2 + l_mu h''
         lm, lmm, info = self._mu_derivs(y, eta, trials=trials, **aux)

@@ -64,6 +64,12 @@ class _PerModel:
         return (_THRESHOLDS_DOC,) if obj is None or obj.categories is None else obj._thresholds
 
 
+def _all_scalar(taus) -> bool:
+    """True when every threshold is a scalar (the ML path; Python floats tested first, as this
+    runs at every PIRLS step)."""
+    return all(isinstance(t, float) or np.ndim(t) == 0 for t in taus)
+
+
 def _threshold(k: int, labels, start: float) -> AuxParam:
     return AuxParam(
         f"{labels[k]}|{labels[k + 1]}", f"threshold between categories {labels[k]} and {labels[k + 1]}",
@@ -195,7 +201,7 @@ class Ordinal(Family):
     def _np_bounds(self, y, taus):
         """:meth:`_bounds` on NumPy by gathering from the table of thresholds (scalar ones: the ML
         path's hot loop), the same values as the one-hot form."""
-        if any(np.ndim(t) for t in taus):
+        if not _all_scalar(taus):
             return self._bounds(y, NUMPY_OPS, taus)
         t = np.asarray(taus, dtype=float)
         yi = np.asarray(y).astype(np.intp)
@@ -266,6 +272,9 @@ class Ordinal(Family):
         w = -(np.where(last, 0.0, ra * ga) - np.where(first, 0.0, rb * gb)) + d1 * d1
         return ll, d1, w
 
+    def _eta_score_weight(self, y, eta, *, trials=None, **aux):
+        return self._row_derivs(y, eta, self._taus(aux))[1:]
+
     def _eta_derivs(self, y, eta, *, trials=None, **aux):
         taus = self._taus(aux)
         _, d1, w = self._row_derivs(y, eta, taus)
@@ -273,7 +282,7 @@ class Ordinal(Family):
         # f_c = f(tau_c - eta) (0 beyond the ends), P_c = F_c - F_{c-1}; a category of probability
         # below 1e-300 adds nothing
         eta = np.asarray(eta, dtype=float)
-        if not any(np.ndim(t) for t in taus):
+        if _all_scalar(taus):
             # all cut points at once (one ufunc call each on an (..., K - 1) array instead of a
             # Python loop over the categories: the same values, summed over the last axis)
             x = np.asarray(taus, dtype=float) - eta[..., None]

@@ -268,7 +268,13 @@ def working(resp: Response, eta: np.ndarray, mu=None):
         # envelope-theorem gradient of the Laplace deviance needs; they can be negative on
         # some rows (NB1, zero rows of a zero-inflated model), and where the whole system is
         # then not positive definite PIRLS falls back to :func:`safe_weights`
-        d1, wo, _ = _general_derivs(resp, eta)
+        if resp.X_zi is None:
+            # (without the expected information, which only safe_weights and zi need)
+            fam = resp.family
+            d1, wo = fam.eta_score_weight(resp.y, eta, trials=resp.n_trials if fam.needs_trials else None,
+                                          **(resp.aux_vals or {}))
+        else:
+            d1, wo, _ = _general_derivs(resp, eta)
         return resp.pw * wo, resp.pw * d1
     nm = resp.n_trials * resp.pw
     if fam.is_canonical:
