@@ -575,8 +575,14 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
             if use_grad:
                 Hc, nh = fd_hessian_pd(fg, xc)
                 return fg(xc)[1], Hc, nh + 1
+            if grad1:
+                # AGQ without its own gradient: one Laplace gradient at xc leaves the modes'
+                # derivative in ``state`` (make_devgrad's "pred"), so every stencil point's
+                # PIRLS starts from the first-order prediction of its mode (one Newton step
+                # fewer; the same converged modes)
+                make_devgrad(resp, s, terms, slices, 1, state)(xc)
             Hc, gc = fd_hessian(dev, xc, return_grad=True)
-            return gc, Hc, 2 * xc.size ** 2 + 1
+            return gc, Hc, 2 * xc.size ** 2 + 1 + int(grad1)
         if use_grad:
             return fg(xc)[1], None, 1
         return fd_gradient(dev, xc), None, 2 * xc.size
