@@ -38,6 +38,9 @@ t_disp        Student-t with a dispersion formula, ``y ~ x + (1 | g)``, ``disp="
 ord_soup      ordinal (cumulative logit), ``SURENESS ~ PROD + (1 | RESP)``, ordinal's soup (1,847 rows x
               185 respondents, 6 categories); peer ``ordinal::clmm`` (default control), bambi
               ``"cumulative"``.
+ord_wine      ordinal (cumulative logit), ``rating ~ temp + contact + (1 | judge)``, ordinal's wine (72
+              rows x 9 judges, 5 categories): the fixed per-fit cost; peer ``clmm`` (Laplace).
+ord_wine_agq  the same with nAGQ = 10 (``fit_ml(n_agq=10)``, clmm's ``nAGQ = 10``).
 bb_trials     beta-binomial, logit, ``y ~ x + (1 | g)`` with ``trials="n"`` (glmmTMB: ``cbind(y, n - y)``),
               1,000 rows x 50 groups, 2-20 trials (simulated: intercept -0.5, slope 0.8, SD 0.7,
               phi 8); glmmTMB ``betabinomial()``, bambi ``"beta_binomial"`` with ``p(y, n)``.
@@ -216,7 +219,24 @@ CASES = {
         bambi_priors={"PROD": _FIXED, "1|RESP": "group"},
         ours_vars=["beta", "sd_RESP"], bambi_vars=["PROD", "1|RESP_sigma"],
     ),
+    # small data (72 rows): the fixed per-fit cost, Laplace and nAGQ = 10, against clmm's
+    **{name: dict(
+        data=lambda: _wine(), source="ordinal's wine (tests/reference/ordinal_wine.csv), 9 judges",
+        formula="rating ~ temp + contact + (1 | judge)", family="ordinal", n_agq=agq,
+        r_calls={"clmm": f"clmm(f, data = d, link = 'logit', nAGQ = {agq})"},
+        r_extra="suppressMessages(library(ordinal)); d$rating <- factor(d$rating, ordered = TRUE); "
+                "d$judge <- factor(d$judge)",
+        priors={"tempwarm": _FIXED, "contactyes": _FIXED, "sd_judge": _SD},
+        bambi_formula="rating ~ temp + contact + (1 | judge)", bambi_family="cumulative",
+        bambi_priors={"temp": _FIXED, "contact": _FIXED, "1|judge": "group"},
+        ours_vars=["beta", "sd_judge"], bambi_vars=["temp", "contact", "1|judge_sigma"],
+    ) for name, agq in (("ord_wine", 1), ("ord_wine_agq", 10))},
 }
+
+
+def _wine() -> pd.DataFrame:
+    d = pd.read_csv(ROOT / "tests" / "reference" / "ordinal_wine.csv")
+    return d.assign(rating=pd.Categorical(d["rating"], ordered=True), judge=d["judge"].astype(str))
 
 
 def _soup() -> pd.DataFrame:
