@@ -579,8 +579,11 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                 # AGQ without its own gradient: one Laplace gradient at xc leaves the modes'
                 # derivative in ``state`` (make_devgrad's "pred"), so every stencil point's
                 # PIRLS starts from the first-order prediction of its mode (one Newton step
-                # fewer; the same converged modes)
-                make_devgrad(resp, s, terms, slices, 1, state)(xc)
+                # fewer; the same converged modes).  Only a warm start: if it fails, none
+                try:
+                    make_devgrad(resp, s, terms, slices, 1, state)(xc)
+                except (FloatingPointError, np.linalg.LinAlgError):
+                    state.pop("pred", None)
             Hc, gc = fd_hessian(dev, xc, return_grad=True)
             return gc, Hc, 2 * xc.size ** 2 + 1 + int(grad1)
         if use_grad:
