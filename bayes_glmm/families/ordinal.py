@@ -259,8 +259,9 @@ class Ordinal(Family):
             lfa, ga, lfb, gb = lpa + lqa, -np.tanh(0.5 * xa), lpb + lqb, -np.tanh(0.5 * xb)
         else:
             (lfa, ga), (lfb, gb) = self._log_f_and_score(xa), self._log_f_and_score(xb)
-        first, last = np.broadcast_to(first, np.shape(ll)) > 0, np.broadcast_to(last, np.shape(ll)) > 0
-        return first, last, xa, xb, ll, lfa, ga, lfb, gb
+        if np.shape(first) != np.shape(ll):  # (AGQ's nodes: rows x nodes)
+            first, last = np.broadcast_to(first, np.shape(ll)), np.broadcast_to(last, np.shape(ll))
+        return first > 0, last > 0, xa, xb, ll, lfa, ga, lfb, gb
 
     def _row_derivs(self, y, eta, taus):
         """(ll, d1, -d2) of each row's log-density in eta."""
