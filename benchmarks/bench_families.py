@@ -217,7 +217,8 @@ CASES = {
         priors={"PRODTest": _FIXED, "sd_RESP": _SD},
         bambi_formula="SURENESS ~ PROD + (1 | RESP)", bambi_family="cumulative",
         bambi_priors={"PROD": _FIXED, "1|RESP": "group"},
-        ours_vars=["beta", "sd_RESP"], bambi_vars=["PROD", "1|RESP_sigma"],
+        ours_vars=["beta", "sd_RESP", "1|2", "2|3", "3|4", "4|5", "5|6"],
+        bambi_vars=["PROD", "1|RESP_sigma", "threshold"],
     ),
     # small data (72 rows): the fixed per-fit cost, Laplace and nAGQ = 10, against clmm's
     **{name: dict(
