@@ -1,8 +1,9 @@
 """Simulation-based calibration of the NUTS path (``benchmarks/sbc.py``).
 
-The SBC runs are ``slow`` (30 replications of eight models -- the three core ones, the
-gaussian, Gamma, Beta and zero-inflated Poisson, and a Poisson GLMM with an AR(1) latent
-process, ``ar1(0 + factor(t) | g)`` (27 s) -- about 100 s in all on 2 cores); the checks
+The SBC runs are ``slow`` (30 replications of ten models -- the three core ones, the
+gaussian, Gamma, Beta and zero-inflated Poisson, a Poisson GLMM with an AR(1) latent
+process, ``ar1(0 + factor(t) | g)`` (27 s), and issue 18's Student-t and beta-binomial
+(~1 min together under load) -- about 2.5 min in all on 2 cores); the checks
 of the rank and uniformity helpers are pure NumPy and run by default, because an SBC
 whose test cannot reject a skewed histogram would pass anything, and so are the checks that
 every model fixes every prior and that the simulators draw each family as the package
@@ -165,7 +166,7 @@ def test_hurdle_simulators_draw_the_truncated_counts(family, disp):
 # ------------------------------------------------------------------ SBC (slow)
 @pytest.mark.slow
 @pytest.mark.parametrize("model_name", ["bernoulli", "poisson", "negbinomial", "gaussian", "gamma", "beta",
-                                        "zip", "poisson_ar1"])
+                                        "zip", "poisson_ar1", "student_t", "betabinomial"])
 def test_sbc_ranks_uniform(model_name):
     reps, L = 30, 49
     r = sbc.run_sbc(model_name, reps=reps, seed=12345, L=L, chains=2, tune=300, draws=250)
