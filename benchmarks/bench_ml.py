@@ -6,6 +6,7 @@ Run from the repository root::
     python3 benchmarks/bench_ml.py --quick      # skip the 1,000,000-row case
     python3 benchmarks/bench_ml.py --repeats 5 --cases toenail_agq25 verbagg
     python3 benchmarks/bench_ml.py --separation-check   # the data checks' share of a fit
+    python3 benchmarks/bench_ml.py --cold-start --repeats 7   # fresh process: import + first fit vs lme4
 
 Cases
 -----
@@ -26,6 +27,14 @@ nb2_1m            simulated 1,000,000 rows, 10,000 groups, ``y ~ x + (1 | g)``, 
 separation LPs) on ``y ~ x + z + f + (1 | g)`` (f a 4-level factor, Bernoulli; 10^4, 10^5 and,
 without ``--quick``, 10^6 rows; without separation and with one level all successes) and
 one ``fit_ml`` of each, which runs the check, and prints the check's share of the fit.
+
+``--cold-start`` instead times whole processes, what a user waits for in a fresh process or
+notebook kernel: ``python -c "import bayes_glmm as bg; <load sleepstudy>; bg.GLMM('Reaction ~
+Days + (Days | Subject)', d).fit_ml()"`` against ``Rscript -e "library(lme4); lmer(Reaction ~
+Days + (Days | Subject), sleepstudy)"`` (both REML), and the bare imports (``import
+bayes_glmm`` against ``library(lme4)``) and interpreters for the breakdown; the runs are
+interleaved (one of each command per round, the order rotating) and each reported as the
+median of ``--repeats`` rounds.
 
 Each case is timed as the median of ``--repeats`` fits (data preparation excluded), once in
 Python and once in R via ``Rscript`` (skipped gracefully when R or lme4 is not installed).
@@ -255,6 +264,64 @@ def separation_check(quick: bool, repeats: int) -> dict:
     return out
 
 
+#: (label, argv) of the --cold-start commands; "fit" pairs are the comparison, the others the breakdown
+_PY_FIT = ("import bayes_glmm as bg; d = bg.datasets.load('sleepstudy'); "
+           "r = bg.GLMM('Reaction ~ Days + (Days | Subject)', d).fit_ml(); print(repr(float(r.loglik)))")
+_R_FIT = ("suppressMessages(library(lme4)); m <- lmer(Reaction ~ Days + (Days | Subject), sleepstudy); "
+          "cat(format(as.numeric(logLik(m)), digits = 17))")
+COLD_COMMANDS = (
+    ("python: interpreter only", [sys.executable, "-c", "pass"]),
+    ("python: import bayes_glmm", [sys.executable, "-c", "import bayes_glmm"]),
+    ("python: import + first fit_ml", [sys.executable, "-c", _PY_FIT]),
+    ("R: interpreter only", ["Rscript", "-e", "invisible(NULL)"]),
+    ("R: library(lme4)", ["Rscript", "-e", "suppressMessages(library(lme4))"]),
+    ("R: library(lme4) + first lmer", ["Rscript", "-e", _R_FIT]),
+)
+
+
+def cold_start(repeats: int, r_ok: bool) -> dict:
+    """Whole-process wall times (median of ``repeats`` interleaved rounds) of a fresh import +
+    first fit of sleepstudy's LMM, bayes_glmm against lme4, and of the bare imports."""
+    # Byte code as an installed package has it (pip compiles .pyc files): cached in a scratch
+    # directory by an untimed first round, also where PYTHONDONTWRITEBYTECODE is set
+    cache = tempfile.mkdtemp(prefix="bg_coldstart_pyc_")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+               PYTHONPYCACHEPREFIX=cache)
+    cmds = [(lab, argv) for lab, argv in COLD_COMMANDS if r_ok or not lab.startswith("R:")]
+    times = {lab: [] for lab, _ in cmds}
+    out = {}
+    print(f"\n== cold start: fresh process, sleepstudy Reaction ~ Days + (Days | Subject), REML  "
+          f"[median of {repeats} interleaved rounds after one untimed round]")
+    try:
+        for i in range(repeats + 1):
+            k = i % len(cmds)
+            for lab, argv in cmds[k:] + cmds[:k]:  # rotate the order: no command always runs first
+                t0 = time.perf_counter()
+                run = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tempfile.gettempdir())
+                if i:
+                    times[lab].append(time.perf_counter() - t0)
+                if run.returncode != 0:
+                    raise RuntimeError(f"{lab} failed: {run.stderr.strip()[-400:]}")
+                if run.stdout.strip():
+                    out[lab] = float(run.stdout.strip().splitlines()[-1])
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    res = {lab: {"median_s": statistics.median(t), "times_s": t} for lab, t in times.items()}
+    for lab, r in res.items():
+        ll = f"; logLik {out[lab]:.6f}" if lab in out else ""
+        print(f"  {lab:32s} median {r['median_s']:6.3f} s  (runs {', '.join(f'{t:.2f}' for t in r['times_s'])}){ll}")
+    if r_ok:
+        py, rr = res["python: import + first fit_ml"]["median_s"], res["R: library(lme4) + first lmer"]["median_s"]
+        pyi, ri = res["python: import bayes_glmm"]["median_s"], res["R: library(lme4)"]["median_s"]
+        print(f"  ratio import + first fit, bayes_glmm / lme4 = {py / rr:.2f}  ({py:.3f} s / {rr:.3f} s)")
+        print(f"  ratio import only,        bayes_glmm / lme4 = {pyi / ri:.2f}  ({pyi:.3f} s / {ri:.3f} s)")
+        res["ratio_fit"], res["ratio_import"] = py / rr, pyi / ri
+        res["loglik"] = {"bayes_glmm": out.get("python: import + first fit_ml"),
+                         "lme4": out.get("R: library(lme4) + first lmer")}
+    return res
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -264,7 +331,17 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--separation-check", action="store_true",
                     help="time the data checks (separation LPs) against fit_ml instead of the cases")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="whole-process time of import + first fit_ml against library(lme4) + lmer")
     args = ap.parse_args(argv)
+    if args.cold_start:
+        r_ok = not args.no_r and have_r()
+        print(f"bayes_glmm {bg.__version__}; python {sys.version.split()[0]}; numpy {np.__version__}; "
+              f"R/lme4: {'yes' if r_ok else 'not used'}; cpus {os.cpu_count()}")
+        res = cold_start(args.repeats, r_ok)
+        if args.json:
+            args.json.write_text(json.dumps(res, indent=2))
+        return 0
     if args.separation_check:
         res = separation_check(args.quick, args.repeats)
         if args.json:

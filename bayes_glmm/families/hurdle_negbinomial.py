@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy import special, stats
+from scipy import special
 
 from .hurdle import HurdleFamily
 from .negbinomial import THETA, NegBinomial
@@ -49,4 +49,5 @@ class HurdleNegBinomial(HurdleFamily):
         return -theta * s, -theta * s * (1.0 - s)
 
     def _count_isf(self, q, mu, *, theta):
+        from scipy import stats  # here, not at the top: scipy.stats takes ~1 s to import
         return stats.nbinom.isf(q, theta, theta / (theta + mu))

@@ -6,7 +6,6 @@ glmmTMB's ``truncated_poisson`` with a ``ziformula``, brms's and bambi's ``hurdl
 from __future__ import annotations
 
 import numpy as np
-from scipy import stats
 
 from .hurdle import HurdleFamily
 from .poisson import Poisson
@@ -37,4 +36,5 @@ class HurdlePoisson(HurdleFamily):
         return -mu, -mu
 
     def _count_isf(self, q, mu, **aux):
+        from scipy import stats  # here, not at the top: scipy.stats takes ~1 s to import
         return stats.poisson.isf(q, mu)

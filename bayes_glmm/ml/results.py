@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special
 
 from ..covariance import cov_to_sd_corr, theta_pairs, varcorr_frame
 from ..results import FitResults, ranef_by_group
@@ -262,14 +262,14 @@ class MLResults(FitResults):
             stat = est / se
         if self._uses_t:
             return pd.DataFrame({"Estimate": est, "Std. Error": se, "t value": stat})
-        p = 2.0 * stats.norm.sf(np.abs(stat))
+        p = 2.0 * special.ndtr(-np.abs(stat))
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat, "Pr(>|z|)": p})
 
     def conf_int(self, level: float = 0.95) -> pd.DataFrame:
         """Wald confidence intervals for the fixed effects."""
         if not 0.0 < level < 1.0:
             raise ValueError(f"level={level!r} must be strictly between 0 and 1, e.g. 0.95")
-        z = stats.norm.ppf(0.5 + level / 2.0)
+        z = special.ndtri(0.5 + level / 2.0)
         lo, hi = f"{100 * (1 - level) / 2:g} %", f"{100 * (1 + level) / 2:g} %"
         return pd.DataFrame({lo: self.fixef - z * self.se, hi: self.fixef + z * self.se})
 
@@ -306,7 +306,7 @@ class MLResults(FitResults):
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = est / se
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat,
-                             "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(stat))})
+                             "Pr(>|z|)": 2.0 * special.ndtr(-np.abs(stat))})
 
     def _require_disp(self, what: str) -> None:
         if not self.spec.has_disp:
@@ -342,7 +342,7 @@ class MLResults(FitResults):
         with np.errstate(divide="ignore", invalid="ignore"):
             stat = est / se
         return pd.DataFrame({"Estimate": est, "Std. Error": se, "z value": stat,
-                             "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(stat))})
+                             "Pr(>|z|)": 2.0 * special.ndtr(-np.abs(stat))})
 
     @property
     def dispersion(self) -> pd.Series:
@@ -374,7 +374,7 @@ class MLResults(FitResults):
             return pd.DataFrame(columns=cols)
         v = np.asarray(self.fit.vcov_aux, dtype=float)
         k0 = self.spec.p_zi if self.spec.has_zi else 0
-        z = stats.norm.ppf(0.5 + level / 2.0)
+        z = special.ndtri(0.5 + level / 2.0)
         rows = {}
         na = len(fam.aux_params)
         if v.size and any(a.support == "ordered" for a in fam.aux_params):

@@ -17,10 +17,6 @@ import numpy as np
 import pandas as pd
 from types import SimpleNamespace
 
-from formulae import design_matrices
-from formulae.environment import Environment
-from formulae.transforms import TRANSFORMS
-
 from . import validate
 from ..covariance import default_structure, get_structure
 from ..families import REGISTRY as family_registry_dict, Family, zero_part_families, zi_families
@@ -30,13 +26,23 @@ from .model_spec import ModelSpec, NewDesign, RandomTerm
 
 __all__ = ["build_spec", "level_label"]
 
-#: everything formulae can look up while evaluating the fixed part, random-term left-hand
-#: sides and zi= (formulae adds its own transforms C, I, scale, ...).  An explicit environment
-#: instead of the caller's frame: no module is reachable (``np`` is a holder of the allowed
-#: functions only), and the designs kept for new data stay picklable.
-_NAMESPACE = {**{f: getattr(np, f) for f in FORMULA_FUNCTIONS if hasattr(np, f)},
-              "factor": TRANSFORMS["C"],
-              "np": SimpleNamespace(**{f: getattr(np, f) for f in NUMPY_FUNCTIONS})}
+_NAMESPACE: dict = {}  # filled by _namespace() on first use
+
+
+def _namespace() -> dict:
+    """Everything formulae can look up while evaluating the fixed part, random-term left-hand
+    sides and zi= (formulae adds its own transforms C, I, scale, ...).  An explicit environment
+    instead of the caller's frame: no module is reachable (``np`` is a holder of the allowed
+    functions only), and the designs kept for new data stay picklable.  Built on first use:
+    formulae (which imports scipy.interpolate) is imported only when a formula has terms."""
+    if not _NAMESPACE:
+        from formulae.transforms import TRANSFORMS
+        _NAMESPACE.update({**{f: getattr(np, f) for f in FORMULA_FUNCTIONS if hasattr(np, f)},
+                           "factor": TRANSFORMS["C"],
+                           "np": SimpleNamespace(**{f: getattr(np, f) for f in NUMPY_FUNCTIONS})})
+    return _NAMESPACE
+
+
 _KNOWN_FUNCS = set(FORMULA_FUNCTIONS) | set(EXPR_FUNCTIONS) | {"cbind", "offset"}
 _CONST_NAMES = {"TRUE", "FALSE", "True", "False", "None", "pi"}
 
@@ -183,9 +189,13 @@ def _model_matrix(rhs: str, has_terms: bool, intercept: bool, fx: pd.DataFrame, 
     if not has_terms:
         enc = _Matrix(None, np.zeros(0, dtype=int), ("(Intercept)",) if intercept else (), intercept)
         return enc.evaluate(fx, where), enc
+    # here, not at the top: formulae imports scipy.interpolate (~0.3 s), and "y ~ 1 + (1 | g)" needs none of it
+    from formulae import design_matrices
+    from formulae.environment import Environment
+
     try:
         with np.errstate(all="ignore"):  # bad values are reported below, with the term
-            dm = design_matrices(rhs, fx, na_action="error", env=Environment([_NAMESPACE]))
+            dm = design_matrices(rhs, fx, na_action="error", env=Environment([_namespace()]))
     except Exception as e:
         raise ValueError(f"cannot build the {where} '{rhs}' of formula {formula!r}: {e}") from None
     X = np.asarray(dm.common.design_matrix).astype(float)

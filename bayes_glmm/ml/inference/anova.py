@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special  # chdtrc(df, x) = chi2.sf(x, df) for x >= 0, without importing scipy.stats
 
 from . import ddf as _ddf
 from ..refit import check_ml_fit, refit_ml
@@ -422,7 +422,7 @@ def anova(*fits, names=None, **kwargs):
     chisq = np.concatenate([[np.nan], 2.0 * np.maximum(0.0, np.diff(ll))])
     dfc = np.concatenate([[np.nan], np.diff(npar).astype(float)])
     with np.errstate(invalid="ignore"):
-        p = np.where(dfc > 0, stats.chi2.sf(chisq, np.where(dfc > 0, dfc, 1.0)), np.nan)
+        p = np.where(dfc > 0, special.chdtrc(np.where(dfc > 0, dfc, 1.0), chisq), np.nan)
     p[0] = np.nan
     return pd.DataFrame({"npar": npar, "AIC": [m.aic for m in fits], "BIC": [m.bic for m in fits],
                          "logLik": ll, "deviance": -2.0 * ll, "Chisq": chisq, "Df": dfc, "p": p},

@@ -42,7 +42,7 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import sparse, special  # CDFs from special: scipy.stats takes ~1 s to import
 from scipy.linalg import cho_factor, cho_solve, solve_triangular
 from ...spec.validate import user_stacklevel
 
@@ -473,7 +473,8 @@ def contrast_test(L, beta, method: str, info) -> dict:
     else:
         F = float(np.sum((PL @ beta) ** 2 / d)) / q
         ddf = _combine_df([satterthwaite_df(info, row) for row in PL]) if method == "satterthwaite" else np.inf
-    p = float(stats.f.sf(F, q, ddf)) if np.isfinite(ddf) else float(stats.chi2.sf(F * q, q))
+    Fp = max(F, 0.0)  # the distributions' sf is 1 below their support; special's functions give NaN there
+    p = float(special.fdtrc(q, ddf, Fp)) if np.isfinite(ddf) else float(special.chdtrc(q, Fp * q))
     return {"num_df": q, "den_df": float(ddf), "F": F, "p": p}
 
 
@@ -501,8 +502,8 @@ def coef_table_ddf(res, method: str):
         df = np.array([kr_df(info, np.eye(p)[j]) for j in range(p)])
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
-    pval = 2.0 * np.where(np.isfinite(df), stats.t.sf(np.abs(t), np.where(np.isfinite(df), df, 1.0)),
-                          stats.norm.sf(np.abs(t)))
+    pval = 2.0 * np.where(np.isfinite(df), special.stdtr(np.where(np.isfinite(df), df, 1.0), -np.abs(t)),
+                          special.ndtr(-np.abs(t)))
     return pd.DataFrame({"estimate": est, "se": se, "df": df, "t": t, "p": pval}, index=names)
 
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special  # chdtrc(df, x) = chi2.sf(x, df) for x >= 0, without importing scipy.stats
 from ...spec.validate import user_stacklevel
 from ..refit import REFIT_MESSAGE, check_ml_fit, refit_ml
 
@@ -48,7 +48,7 @@ def mixture_pvalue(stat: float, dfs, weights) -> float:
         raise ValueError("mixture_pvalue needs non-negative dfs and weights of the same length summing to 1")
     if stat <= 0:
         return 1.0
-    tail = [0.0 if d == 0 else float(stats.chi2.sf(stat, d)) for d in dfs]
+    tail = [0.0 if d == 0 else float(special.chdtrc(d, stat)) for d in dfs]
     return float(np.dot(weights, tail))
 
 
@@ -417,7 +417,7 @@ def lrt(m0, m1, *, refit: bool = True) -> LRTResult:
         chisq = 0.0
     dfs, weights, label, note = _reference(df, diff)
     p = mixture_pvalue(chisq, dfs, weights)
-    p_naive = float(stats.chi2.sf(chisq, df)) if chisq > 0 else 1.0
+    p_naive = float(special.chdtrc(df, chisq)) if chisq > 0 else 1.0
     # the headers say what the columns hold: REML log-likelihoods and -2 times them (lme4's
     # "REML criterion") only when REML fits are compared as such
     ll_col, dev_col = ("REML logLik", "REML criterion") if m0.reml else ("logLik", "deviance")

@@ -35,7 +35,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
+from scipy import optimize, special  # quantiles from special: scipy.stats takes ~1 s to import
 
 from ...covariance import cov_to_sd_corr, theta_pairs
 from scipy.optimize import least_squares
@@ -236,7 +236,7 @@ def param_values(spec, fit) -> np.ndarray:
 def wald_confint(res, level: float) -> pd.DataFrame:
     """lme4's ``confint(method = "Wald")``: normal intervals for the fixed effects (and the
     zero-inflation coefficients), NaN for the variance and dispersion parameters."""
-    z = stats.norm.ppf(0.5 + level / 2.0)
+    z = special.ndtri(0.5 + level / 2.0)  # norm.ppf
     idx = param_index(res.spec)
     out = pd.DataFrame({"lower": np.nan, "upper": np.nan}, index=idx, dtype=float)
     est, se = res.fixef, res.se
@@ -601,7 +601,7 @@ def _profile_all(res, level, parm):
     spec = res.spec
     idx = param_index(spec)
     names = idx if parm is None else list(parm)
-    cut = float(np.sqrt(stats.chi2.ppf(level, 1)))
+    cut = float(np.sqrt(2.0 * special.gammaincinv(0.5, level)))  # chi2.ppf(level, 1)
     lmm = spec.is_lmm
     prob = _LmmProblem(res) if lmm else _GlmmProblem(res)
     scale, se_phi = _phi_scales(prob)
