@@ -1,0 +1,83 @@
+"""What a fresh process imports: ``import bayes_glmm`` and a first ``fit_ml`` of a small LMM stay
+on NumPy/SciPy/pandas (no PyMC, ArviZ, PyTensor, and no ``scipy.stats``, whose import alone takes
+~1 s), and the ``scipy.special`` functions used instead give scipy.stats' numbers exactly.
+
+The assertions are on ``sys.modules`` in a subprocess, not on timings (benchmarks/bench_ml.py
+``--cold-start`` times the whole process against ``library(lme4); lmer(...)``)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+#: never imported by the package import or by an ML fit and its summary tables
+NEVER = ("pymc", "arviz", "pytensor", "nutpie", "jax", "numpyro", "numba", "bambi", "matplotlib",
+         "statsmodels", "scipy.stats")
+
+_SCRIPT = """
+import json, sys
+def loaded(prefixes):
+    return sorted(m for m in sys.modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+watch = json.loads(sys.argv[1]) + ["formulae", "scipy.interpolate"]
+import bayes_glmm as bg
+out = {"import": loaded(watch)}
+d = bg.datasets.load("sleepstudy")
+res = bg.GLMM("Reaction ~ Days + (Days | Subject)", d).fit_ml()
+str(res); res.summary(); res.coef_table(); res.conf_int()
+res.coef_table(ddf="satterthwaite")
+out["fit"] = loaded(watch)
+ml = bg.GLMM("Reaction ~ Days + (Days | Subject)", d).fit_ml(reml=False)
+ml0 = bg.GLMM("Reaction ~ Days + (1 | Subject)", d).fit_ml(reml=False)
+bg.lrt(ml0, ml)
+out["lrt"] = loaded(watch)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh_process_modules():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps(NEVER)], capture_output=True,
+                         text=True, env=env, cwd=str(ROOT), timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def test_import_bayes_glmm_loads_no_sampler_no_scipy_stats_no_formulae(fresh_process_modules):
+    # formulae (and the scipy.interpolate it imports) wait for the first formula with terms
+    assert fresh_process_modules["import"] == []
+
+
+def test_first_lmm_fit_and_its_tables_load_no_sampler_and_no_scipy_stats(fresh_process_modules):
+    heavy = [m for m in fresh_process_modules["fit"] if m.split(".")[0] != "formulae"
+             and not m.startswith("scipy.interpolate")]
+    assert heavy == []
+    assert "formulae" in fresh_process_modules["fit"]  # the watch list does see what is imported
+
+
+def test_likelihood_ratio_test_loads_no_scipy_stats(fresh_process_modules):
+    assert [m for m in fresh_process_modules["lrt"] if m.split(".")[0] in NEVER or m == "scipy.stats"
+            or m.startswith("scipy.stats.")] == []
+
+
+def test_special_functions_equal_scipy_stats_bit_for_bit():
+    from scipy import special, stats
+
+    rng = np.random.default_rng(20261207)
+    x = np.concatenate([np.abs(rng.normal(scale=5.0, size=500)), rng.exponential(30.0, size=500),
+                        [0.0, 1e-300, 40.0, 1e3, np.inf, np.nan]])
+    q = np.concatenate([rng.uniform(size=500), [0.5, 0.9, 0.95, 0.975, 0.995]])
+    eq = np.testing.assert_array_equal
+    eq(special.ndtr(-x), stats.norm.sf(x))  # results.coef_table, ddf (z)
+    eq(special.ndtri(q), stats.norm.ppf(q))  # results.conf_int, profile (Wald)
+    for df in (1, 2, 3.5, 12, 100):
+        eq(special.chdtrc(df, x), stats.chi2.sf(x, df))  # lrt, anova, ddf
+        eq(special.stdtr(df, -x), stats.t.sf(x, df))  # ddf (t)
+        eq(2.0 * special.gammaincinv(df / 2.0, q), stats.chi2.ppf(q, df))  # profile cut-off
+        for dfd in (1, 4.5, 30, 1e6):
+            eq(special.fdtrc(df, dfd, x), stats.f.sf(x, df, dfd))  # ddf (F)
