@@ -36,6 +36,7 @@ Uncertainty
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 import pandas as pd
@@ -62,7 +63,14 @@ def gauss_hermite_normal(n: int):
     """Nodes and weights with ``sum(w * f(x)) ~ E[f(Z)]``, ``Z ~ N(0, 1)`` (n points)."""
     if int(n) < 1:
         raise ValueError(f"n_quad must be a positive integer; got {n!r}")
-    x, w = np.polynomial.hermite_e.hermegauss(int(n))
+    x, w = _hermegauss(int(n))
+    return x.copy(), w.copy()
+
+
+@functools.lru_cache(maxsize=16)
+def _hermegauss(n: int):
+    # the eigenvalue problem behind the nodes costs ~1 ms: once per n, not once per draw and row set
+    x, w = np.polynomial.hermite_e.hermegauss(n)
     return x, w / np.sqrt(2.0 * np.pi)
 
 
@@ -134,8 +142,9 @@ def _design(fit, newdata):
 
 
 def _means(beta, covs, X, offset, Xr, link, n_quad):
-    """(conditional eta, marginal mean) for one parameter set."""
-    eta = X @ beta + offset
+    """(conditional eta, marginal mean) for one parameter set, or a block of draws: ``beta``
+    (S, p) and ``covs`` (S, q_k, q_k) give (S, n) arrays."""
+    eta = (X @ beta if np.ndim(beta) == 1 else beta @ X.T) + offset
     s = random_effect_sd(Xr, covs)
     return eta, integrate_mean(eta, s, link, n_quad=n_quad)
 
@@ -179,14 +188,28 @@ def _refit(fit, spec):
     return fit_ml(spec, **kw)
 
 
-def _evaluate(fit, fun, *, se, n_boot, interval, random_seed):
-    """Apply ``fun(beta, covs) -> (m,)`` to the fit; (estimate, sd, lower, upper, how)."""
+#: draws x rows per block when a posterior is evaluated a block of draws at a time
+_BLOCK_ELEMENTS = 1_000_000
+
+
+def _evaluate(fit, fun, *, se, n_boot, interval, random_seed, n_rows: int = 1):
+    """Apply ``fun(beta, covs) -> (m,)`` to the fit; (estimate, sd, lower, upper, how).
+
+    ``fun`` also takes a block of draws (``beta`` (S, p), ``covs`` (S, q_k, q_k)) and then
+    returns (S, m): a posterior is evaluated in blocks of about ``_BLOCK_ELEMENTS / n_rows``
+    draws (``n_rows``: the rows ``fun`` works on) -- one call per draw spent its time in
+    per-call overhead.
+    """
     if not 0 < interval < 1:
         raise ValueError(f"interval must be in (0, 1); got {interval}")
     a = (1.0 - interval) / 2.0
     if is_posterior(fit):
         d = posterior_draws(fit)
-        vals = np.stack([fun(d["beta"][i], [c[i] for c in d["covs"]]) for i in range(d["beta"].shape[0])])
+        S = d["beta"].shape[0]
+        step = max(1, _BLOCK_ELEMENTS // max(int(n_rows), 1))
+        vals = np.concatenate([np.asarray(fun(d["beta"][i:i + step], [c[i:i + step] for c in d["covs"]]),
+                                          dtype=float).reshape(min(step, S - i), -1)
+                               for i in range(0, S, step)])
         sd = vals.std(0, ddof=1) if vals.shape[0] > 1 else np.full(vals.shape[1:], np.nan)
         return (vals.mean(0), sd, np.quantile(vals, a, axis=0),
                 np.quantile(vals, 1 - a, axis=0), "posterior")
@@ -251,16 +274,17 @@ def _check_fit(fit):
 
 
 # ----------------------------------------------------------------------------- public API
-def _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed):
+def _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed, n_rows=1):
     """Marginal estimate with its uncertainty, and the conditional value beside it.
 
-    ``fun(beta, covs, which="marginal")`` computes either quantity from one parameter set.
+    ``fun(beta, covs, which="marginal")`` computes either quantity from one parameter set
+    (or a block of draws, see :func:`_evaluate`).
     """
     est, sd, lo, hi, how = _evaluate(fit, fun, se=se, n_boot=n_boot, interval=interval,
-                                     random_seed=random_seed)
+                                     random_seed=random_seed, n_rows=n_rows)
     if is_posterior(fit):
         cond = _evaluate(fit, lambda b, c: fun(b, c, "conditional"), se=None, n_boot=0,
-                         interval=interval, random_seed=None)[0]
+                         interval=interval, random_seed=None, n_rows=n_rows)[0]
     else:
         b, c, _ = point_params(fit)
         cond = fun(b, c, "conditional")
@@ -308,7 +332,8 @@ def marginal_means(fit, newdata: pd.DataFrame | None = None, *, scale: str = "me
             return eta if scale == "link" else link.inverse(eta)
         return link.link(m) if scale == "link" else m
 
-    cond, est, sd, lo, hi, how = _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed)
+    cond, est, sd, lo, hi, how = _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed,
+                                                           n_rows=len(X))
     return pd.DataFrame({"conditional": cond, "marginal": est, "se": sd, "lower": lo, "upper": hi,
                          "uncertainty": how}, index=index)
 
@@ -355,11 +380,12 @@ def marginal_effects(fit, newdata1: pd.DataFrame, newdata0: pd.DataFrame, *, con
         e0, m0 = _means(beta, covs, *d0[:3], link, n_quad)
         if which == "conditional":
             m1, m0 = link.inverse(e1), link.inverse(e0)
-        if average:
-            m1, m0 = np.atleast_1d(m1.mean()), np.atleast_1d(m0.mean())
+        if average:  # over the rows (the last axis; a block of draws comes first)
+            m1, m0 = m1.mean(axis=-1, keepdims=True), m0.mean(axis=-1, keepdims=True)
         return contrast_of(m1, m0)
 
-    cond, est, sd, lo, hi, how = _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed)
+    cond, est, sd, lo, hi, how = _marginal_and_conditional(fit, fun, se, n_boot, interval, random_seed,
+                                                           n_rows=2 * len(d1[0]))
     index = pd.Index(["average"]) if average else d1[3]
     return pd.DataFrame({"conditional": cond, "marginal": est, "se": sd, "lower": lo, "upper": hi,
                          "uncertainty": how}, index=index)
@@ -412,12 +438,13 @@ def marginal_coefficients(fit, *, method: str = "projection", newdata: pd.DataFr
     link = spec.family.link
 
     def fun(beta, covs):
-        eta = X @ beta + off
+        eta = (X @ beta if np.ndim(beta) == 1 else beta @ X.T) + off
         s = random_effect_sd(Xr, covs)
-        return P @ (_marginal_eta(eta, s, link, method, n_quad) - off)
+        r = _marginal_eta(eta, s, link, method, n_quad) - off
+        return P @ r if r.ndim == 1 else r @ P.T
 
     est, sd, lo, hi, how = _evaluate(fit, fun, se=se, n_boot=n_boot, interval=interval,
-                                     random_seed=random_seed)
+                                     random_seed=random_seed, n_rows=len(X))
     names = list(spec.fixed_names)
     if is_posterior(fit):
         cond = posterior_draws(fit)["beta"].mean(0)
