@@ -210,6 +210,28 @@ class FitResults:
                                np.random.default_rng(random_seed), include_random=re_form is not None)
         return self._to_scale(eta, design, kind, self._zi_eta(design), aux=self._zero_part_aux())
 
+    def emmeans(self, specs, by=None, type: str = "link", ddf=None, level: float = 0.95) -> pd.DataFrame:
+        """Estimated marginal means of ``specs``, as R's emmeans computes them.
+
+        Reference grid: every combination of the fixed part's factor levels, numeric
+        covariates at their means; a mean averages the other factors with equal weights.
+        ML fits give ``estimate, se, df, lower, upper`` (``ddf`` = "satterthwaite" or
+        "kenward-roger" for LMMs, else df = inf); posterior fits the posterior mean, SD and
+        quantile interval.  See :func:`bayes_glmm.postfit.emmeans.emmeans` and docs/emmeans.md.
+        """
+        from .postfit.emmeans import emmeans
+        return emmeans(self, specs, by=by, type=type, ddf=ddf, level=level)
+
+    def contrasts(self, specs, method="pairwise", by=None, adjust: str = "tukey", type: str = "link",
+                  ddf=None, level: float = 0.95) -> pd.DataFrame:
+        """Contrasts among the marginal means of ``specs`` (``"pairwise"``, ``"trt.vs.ctrl"`` or a
+        dict of weight vectors), labelled as emmeans labels them; ``type="response"`` shows log /
+        logit differences as ratios / odds ratios.  See
+        :func:`bayes_glmm.postfit.emmeans.contrasts` and docs/emmeans.md.
+        """
+        from .postfit.emmeans import contrasts
+        return contrasts(self, specs, method=method, by=by, adjust=adjust, type=type, ddf=ddf, level=level)
+
     def _repr_text(self) -> str:
         return f"{type(self).__name__} ({self.method})\n" + self.summary().to_string()
 

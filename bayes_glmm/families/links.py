@@ -55,6 +55,13 @@ class Link:
         return self.name == "log"
 
     @property
+    def contrast_ratio(self) -> str | None:
+        """What exp of a difference on this link's scale is, as emmeans labels it with
+        ``type = "response"``: ``"ratio"`` (log), ``"odds.ratio"`` (logit); None for links
+        whose differences have no back-transformed reading."""
+        return {"log": "ratio", "logit": "odds.ratio"}.get(self.name)
+
+    @property
     def complement_underflows(self) -> bool:
         """True when 1 - mu underflows to 0 at a moderate eta (cloglog: exp(-e^eta) = 0 beyond
         eta ~ 6.6), so a density should work from :meth:`log_p_and_log_q` rather than from

@@ -493,6 +493,21 @@ def _parse_disp(disp, family: Family):
     return parsed
 
 
+def _grid_summary(fx: pd.DataFrame, required: tuple) -> dict:
+    """Per predictor column: its levels (a factor, in the coding's order) or its mean (numeric);
+    what a reference grid (emmeans) is built from without keeping the data."""
+    out = {}
+    for c in required:
+        s = fx[c]
+        if isinstance(s.dtype, pd.CategoricalDtype):
+            out[c] = ("factor", list(s.cat.categories))
+        elif pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+            out[c] = ("numeric", float(np.mean(np.asarray(s, dtype=float))))
+        else:
+            out[c] = ("factor", sorted(pd.unique(s), key=lambda v: (str(type(v)), v)))
+    return out
+
+
 def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, weights=None,
                zi=None, hu=None, disp=None) -> ModelSpec:
     """Evaluate an lme4 formula on data.
@@ -646,7 +661,8 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
                      trials=trials_v, X=X, fixed_names=fixed_enc.names, offset=offset, weights=w,
                      terms=tuple(terms), row_index=data.index[keep], n_dropped=n_dropped,
                      success_level=success, new_design=builder,
-                     info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts},
+                     info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts,
+                           "grid": _grid_summary(fx, required), "fixed_columns": tuple(fixed_cols + offset_cols)},
                      X_zi=X_zi, zi_names=zi_enc.names if zi_enc is not None else (),
                      zi_formula=None if zi is None else str(zi),
                      X_disp=X_disp, disp_names=disp_enc.names if disp_enc is not None else (),

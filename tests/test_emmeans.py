@@ -1,0 +1,185 @@
+"""fit.emmeans / fit.contrasts against R's emmeans 1.8.4 (tests/reference/make_reference_emmeans.R).
+
+The binomial GLMM is compared at lme4's own estimates and vcov (injected into the fitted
+results) so that the comparison is of the emmeans computation, not of two optimizers; our own
+fit is compared separately, within 0.01 SE.  The split-plot LMM uses our REML fit directly.
+"""
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayes_glmm as bg
+from bayes_glmm.bayes.results import BayesResults
+from bayes_glmm.postfit.emmeans import contrasts, emmeans
+
+from _fake_fits import FakePosterior
+
+REF = json.loads((Path(__file__).parent / "reference" / "emmeans_reference.json").read_text())
+
+
+def _frame(d):
+    return pd.DataFrame({k: (pd.Categorical(v["values"], categories=v["levels"]) if isinstance(v, dict) else v)
+                         for k, v in d.items()})
+
+
+def _rel(a, b):
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.max(np.abs(a - b) / np.abs(b)))
+
+
+@pytest.fixture(scope="module")
+def cbpp():
+    r = REF["cbpp"]
+    res = bg.GLMM(r["formula"], _frame(r["data"]), family="binomial").fit_ml()
+    # lme4's estimates and vcov in place of ours (they differ by ~2e-4 relative: the optimizers)
+    fit = dataclasses.replace(res.fit, beta=np.array(list(r["fixef"].values())),
+                              vcov_beta=np.array(r["vcov"], dtype=float))
+    return res, type(res)(res.spec, fit)
+
+
+@pytest.fixture(scope="module")
+def oats():
+    r = REF["oats"]
+    return bg.GLMM(r["formula"], _frame(r["data"])).fit_ml()
+
+
+def test_binomial_means_link_and_response(cbpp):
+    _, at_r = cbpp
+    r = REF["cbpp"]
+    link = at_r.emmeans("period")
+    assert list(link.index) == r["emm_link"]["period"]
+    assert _rel(link["estimate"], r["emm_link"]["emmean"]) < 1e-6
+    assert _rel(link["se"], r["emm_link"]["SE"]) < 1e-3
+    assert np.isinf(link["df"]).all()
+    resp = at_r.emmeans("~ period", type="response")
+    assert _rel(resp["estimate"], r["emm_response"]["prob"]) < 1e-6
+    assert _rel(resp["se"], r["emm_response"]["SE"]) < 1e-3
+    assert _rel(resp["lower"], r["emm_response"]["asymp.LCL"]) < 1e-3
+    assert _rel(resp["upper"], r["emm_response"]["asymp.UCL"]) < 1e-3
+
+
+def test_binomial_contrasts(cbpp):
+    _, at_r = cbpp
+    r = REF["cbpp"]
+    pr = at_r.contrasts("period", type="response")  # Tukey, odds ratios
+    assert list(pr.index) == r["pairs_response"]["contrast"]  # "period1 / period2", ...
+    assert _rel(pr["estimate"], r["pairs_response"]["odds.ratio"]) < 1e-6
+    assert _rel(pr["se"], r["pairs_response"]["SE"]) < 1e-3
+    assert np.max(np.abs(pr["p"] - r["pairs_response"]["p.value"])) < 5e-3
+    pl = at_r.contrasts("period")
+    assert list(pl.index) == r["pairs_link"]["contrast"]
+    assert _rel(pl["estimate"], r["pairs_link"]["estimate"]) < 1e-6
+    assert _rel(pl["statistic"], r["pairs_link"]["z.ratio"]) < 1e-3
+    none = at_r.contrasts("period", adjust="none")
+    assert np.max(np.abs(none["p"] - r["pairs_none"]["p.value"]) / np.array(r["pairs_none"]["p.value"])) < 1e-3
+    trt = at_r.contrasts("period", method="trt.vs.ctrl", adjust="holm")
+    assert list(trt.index) == r["trt_holm"]["contrast"]
+    assert _rel(trt["estimate"], r["trt_holm"]["estimate"]) < 1e-6
+    assert np.max(np.abs(trt["p"] - r["trt_holm"]["p.value"])) < 5e-5
+    custom = at_r.contrasts("period", method={"early_vs_late": [0.5, 0.5, -0.5, -0.5], "p1_vs_p4": [1, 0, 0, -1]},
+                            adjust="bonferroni")
+    assert list(custom.index) == r["custom_bonf"]["contrast"]
+    assert _rel(custom["se"], r["custom_bonf"]["SE"]) < 1e-3
+    assert np.max(np.abs(custom["p"] - r["custom_bonf"]["p.value"])) < 5e-5
+    with pytest.raises(ValueError, match="pairwise"):
+        at_r.contrasts("period", method="trt.vs.ctrl", adjust="tukey")
+
+
+def test_binomial_own_fit_within_a_hundredth_of_a_se(cbpp):
+    own, _ = cbpp
+    r = REF["cbpp"]
+    link = own.emmeans("period")
+    assert np.max(np.abs(link["estimate"] - r["emm_link"]["emmean"]) / link["se"]) < 0.01
+
+
+def test_covariate_held_at_its_mean():
+    r = REF["cbpp_cov"]
+    res = bg.GLMM(r["formula"], _frame(REF["cbpp"]["data"]), family="binomial").fit_ml()
+    e = res.emmeans("period", type="response")
+    # our optimum, not lme4's: estimates within 0.01 SE of emmeans's
+    assert np.max(np.abs(e["estimate"] - r["emm_response"]["prob"]) / e["se"]) < 0.01
+    # at lme4's estimates and vcov (its vcov differs from ours by ~1%: a fit-level matter)
+    fit = dataclasses.replace(res.fit, beta=np.array(list(r["fixef"].values())),
+                              vcov_beta=np.array(r["vcov"], dtype=float))
+    e = type(res)(res.spec, fit).emmeans("period", type="response")
+    assert _rel(e["estimate"], r["emm_response"]["prob"]) < 1e-6
+    assert _rel(e["se"], r["emm_response"]["SE"]) < 1e-3
+    pr = type(res)(res.spec, fit).contrasts("period", type="response")
+    assert _rel(pr["estimate"], r["pairs_response"]["odds.ratio"]) < 1e-6
+    assert np.max(np.abs(pr["p"] - r["pairs_response"]["p.value"])) < 5e-3
+    assert res.spec.info["grid"]["size"] == ("numeric", pytest.approx(r["size_mean"], rel=1e-12))
+
+
+@pytest.mark.parametrize("key,ddf", [("kr", "kenward-roger"), ("satt", "satterthwaite")])
+def test_split_plot_lmm_means(oats, key, ddf):
+    r = REF["oats"]
+    for spec, ref in (("N", r[f"emm_N_{key}"]), ("V", r[f"emm_V_{key}"])):
+        e = oats.emmeans(spec, ddf=ddf)
+        assert list(e.index) == ref[spec]
+        assert _rel(e["estimate"], ref["emmean"]) < 1e-6
+        assert _rel(e["se"], ref["SE"]) < 1e-3
+        assert _rel(e["df"], ref["df"]) < 0.01
+        assert _rel(e["lower"], ref["lower.CL"]) < 1e-3
+    by = oats.emmeans("N", by="V", ddf=ddf)
+    ref = r[f"emm_N_by_V_{key}"]
+    assert [tuple(i) for i in by.index] == list(zip(ref["V"], ref["N"]))
+    assert _rel(by["estimate"], ref["emmean"]) < 1e-6
+    assert _rel(by["df"], ref["df"]) < 0.01
+
+
+@pytest.mark.parametrize("key,ddf", [("kr", "kenward-roger"), ("satt", "satterthwaite")])
+def test_split_plot_lmm_contrasts(oats, key, ddf):
+    r = REF["oats"]
+    pn = oats.contrasts("N", ddf=ddf)
+    ref = r[f"pairs_N_{key}"]
+    assert list(pn.index) == ref["contrast"]
+    assert _rel(pn["estimate"], ref["estimate"]) < 1e-6
+    assert _rel(pn["se"], ref["SE"]) < 1e-3
+    assert _rel(pn["df"], ref["df"]) < 0.01
+    assert np.max(np.abs(pn["p"] - ref["p.value"])) < 5e-3
+    ph = oats.contrasts("V", adjust="holm", ddf=ddf)
+    ref = r[f"pairs_V_holm_{key}"]
+    assert list(ph.index) == ref["contrast"]
+    assert np.max(np.abs(ph["p"] - ref["p.value"])) < 5e-3
+    pb = oats.contrasts("~ N | V", ddf=ddf)
+    ref = r[f"pairs_N_by_V_{key}"]
+    assert [tuple(i) for i in pb.index] == list(zip(ref["V"], ref["contrast"]))
+    assert _rel(pb["se"], ref["SE"]) < 1e-3
+    assert _rel(pb["df"], ref["df"]) < 0.01
+    assert np.max(np.abs(pb["p"] - ref["p.value"])) < 5e-3
+
+
+def test_posterior_tables_from_draws(cbpp):
+    own, _ = cbpp
+    assert hasattr(BayesResults, "emmeans") and hasattr(BayesResults, "contrasts")
+    rng = np.random.default_rng(1)
+    S = 4000
+    beta = rng.multivariate_normal(own.fit.beta, own.fit.vcov_beta, size=S)
+    fake = FakePosterior(own.spec, beta, [np.full((S, 1), 0.6)])
+    e = emmeans(fake, "period", type="response", level=0.9)
+    assert set(e.columns) == {"estimate", "se", "lower", "upper"}
+    # exact: the linear functions of each draw, summarized
+    eta = beta @ np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]], float).T
+    p = 1.0 / (1.0 + np.exp(-eta))
+    np.testing.assert_allclose(e["estimate"], p.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(e["upper"], np.quantile(p, 0.95, axis=0), rtol=1e-12)
+    # and, with draws from the ML sampling distribution, close to the ML table
+    ml = own.emmeans("period")
+    np.testing.assert_allclose(emmeans(fake, "period")["se"], ml["se"], rtol=0.05)
+    c = contrasts(fake, "period", type="response")
+    assert list(c.index) == REF["cbpp"]["pairs_response"]["contrast"]
+    np.testing.assert_allclose(c["estimate"].iloc[0], np.exp(eta[:, 0] - eta[:, 1]).mean(), rtol=1e-12)
+    assert "p" not in c.columns
+
+
+def test_errors_name_the_fix(oats):
+    with pytest.raises(ValueError, match="not a predictor"):
+        oats.emmeans("Nitrogen")
+    with pytest.raises(ValueError, match="type="):
+        oats.emmeans("N", type="mean")
+    with pytest.raises(ValueError, match="weights"):
+        oats.contrasts("N", method={"a": [1, -1]})
