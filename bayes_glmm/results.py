@@ -222,10 +222,11 @@ class FitResults:
         from .postfit.emmeans import emmeans
         return emmeans(self, specs, by=by, type=type, ddf=ddf, level=level)
 
-    def contrasts(self, specs, method="pairwise", by=None, adjust: str = "tukey", type: str = "link",
+    def contrasts(self, specs, method="pairwise", by=None, adjust: str | None = None, type: str = "link",
                   ddf=None, level: float = 0.95) -> pd.DataFrame:
         """Contrasts among the marginal means of ``specs`` (``"pairwise"``, ``"trt.vs.ctrl"`` or a
-        dict of weight vectors), labelled as emmeans labels them; ``type="response"`` shows log /
+        dict of weight vectors), labelled as emmeans labels them; ``adjust`` None: Tukey for
+        pairwise, none for a dict, Holm for trt.vs.ctrl; ``type="response"`` shows log /
         logit differences as ratios / odds ratios.  See
         :func:`bayes_glmm.postfit.emmeans.contrasts` and docs/emmeans.md.
         """

@@ -225,9 +225,12 @@ def _beta_draws(fit) -> np.ndarray | None:
     return np.asarray(idata.posterior["beta"], dtype=float).reshape(-1, fit.spec.p)
 
 
-def _setup(fit, specs, by):
+def _setup(fit, specs, by, type_="link"):
     names, by_names = parse_specs(specs, by)
     spec = fit.spec
+    if type_ == "response" and spec.family.categorical_response:
+        raise ValueError(f"type='response' is not available for the {spec.family.name!r} family: its "
+                         f"probabilities need the thresholds; use type='link' (eta, no intercept)")
     grid = reference_grid(spec, by_names + names)
     design = spec.new_design(grid)
     cells, L, off = emm_matrix(grid, np.asarray(design.X, float), np.asarray(design.offset, float),
@@ -268,7 +271,7 @@ def emmeans(fit, specs, by=None, type: str = "link", ddf=None, level: float = 0.
     (posterior: ``estimate`` is the posterior mean, ``se`` the SD, no ``df``).
     """
     _check(type, level)
-    names, by_names, cells, L, off = _setup(fit, specs, by)
+    names, by_names, cells, L, off = _setup(fit, specs, by, type)
     link = fit.spec.family.link
     idx = _index(cells, by_names + names)
     draws = _beta_draws(fit)
@@ -288,7 +291,7 @@ def emmeans(fit, specs, by=None, type: str = "link", ddf=None, level: float = 0.
     return pd.DataFrame({"estimate": est, "se": se, "df": df, "lower": lo, "upper": hi}, index=idx)
 
 
-def contrasts(fit, specs, method="pairwise", by=None, adjust: str = "tukey", type: str = "link",
+def contrasts(fit, specs, method="pairwise", by=None, adjust: str | None = None, type: str = "link",
               ddf=None, level: float = 0.95) -> pd.DataFrame:
     """Contrasts among the marginal means of ``specs``, within each level of ``by``.
 
@@ -297,8 +300,10 @@ def contrasts(fit, specs, method="pairwise", by=None, adjust: str = "tukey", typ
     method : {"pairwise", "trt.vs.ctrl"} or dict
         ``"pairwise"``: every ``A - B`` (emmeans's ``pairs``); ``"trt.vs.ctrl"``: each level
         minus the first; a dict maps a label to one weight per mean.
-    adjust : {"tukey", "holm", "bonferroni", "none"}
-        Multiplicity adjustment within each ``by`` group (Tukey: pairwise only).
+    adjust : {None, "tukey", "holm", "bonferroni", "none"}
+        Multiplicity adjustment within each ``by`` group (Tukey: pairwise only).  None:
+        Tukey for pairwise, none for a dict (as emmeans), Holm for trt.vs.ctrl (emmeans uses
+        its Dunnett approximation, not implemented here).
     type : {"link", "response"}
         ``"response"`` shows differences on a log / logit scale as ratios / odds ratios
         (``A / B``), SE by the delta method; the statistic and p stay on the link scale.
@@ -309,8 +314,10 @@ def contrasts(fit, specs, method="pairwise", by=None, adjust: str = "tukey", typ
     DataFrame indexed by contrast label (``by`` first), columns ``estimate, se, df,
     statistic, p`` (posterior: ``estimate, se, lower, upper``).
     """
+    if adjust is None:
+        adjust = "tukey" if method == "pairwise" else "none" if isinstance(method, dict) else "holm"
     _check(type, level, adjust)
-    names, by_names, cells, L, off = _setup(fit, specs, by)
+    names, by_names, cells, L, off = _setup(fit, specs, by, type)
     ratio_name = fit.spec.family.link.contrast_ratio if type == "response" else None
     groups = [cells.index.to_numpy()] if not by_names else \
         [g.index.to_numpy() for _, g in cells.groupby(by_names, sort=False, observed=True)]
