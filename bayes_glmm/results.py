@@ -233,6 +233,57 @@ class FitResults:
         from .postfit.emmeans import contrasts
         return contrasts(self, specs, method=method, by=by, adjust=adjust, type=type, ddf=ddf, level=level)
 
+    # ------------------------------------------------------------------ simulated residuals
+    def _residual_simulations(self, n_sim: int, random_seed) -> np.ndarray:  # pragma: no cover - abstract
+        """(n, n_sim) responses simulated from the fitted model (each path says how)."""
+        raise NotImplementedError
+
+    def _simulated_residuals(self, n_sim: int, random_seed):
+        """(observed y, simulations, scaled residuals) for one seed (see :meth:`residuals`)."""
+        from .postfit.residuals import check_n_sim, scaled_residuals
+
+        n_sim = check_n_sim(n_sim)
+        seed = random_seed if isinstance(random_seed, np.random.SeedSequence) else np.random.SeedSequence(random_seed)
+        # one child seeds the simulations, the other the randomization inside discrete jumps
+        sim_seed, pit_seed = seed.spawn(2)
+        y = np.asarray(self.spec.y, dtype=float)
+        sims = np.asarray(self._residual_simulations(n_sim, sim_seed), dtype=float)
+        scaled = scaled_residuals(y, sims, discrete=not self.spec.family.continuous,
+                                  rng=np.random.default_rng(pit_seed))
+        return y, sims, scaled
+
+    def residuals(self, kind: str = "simulated", *, n_sim: int = 250, random_seed=None) -> np.ndarray:
+        """Simulated (DHARMa) scaled residuals, one per fitted row, in [0, 1].
+
+        Parameters
+        ----------
+        kind : {"simulated"}
+            The empirical CDF of ``n_sim`` simulated responses at the observed one
+            (randomized within the jump for discrete families); uniform under the fitted
+            model (:mod:`bayes_glmm.postfit.residuals`).
+        n_sim : int
+            Number of simulated responses per row (DHARMa's default 250).
+        random_seed : int, optional
+            Same seed, same residuals.
+        """
+        if kind != "simulated":
+            raise ValueError(f"kind={kind!r}: choose 'simulated'")
+        return self._simulated_residuals(n_sim, random_seed)[2]
+
+    def residual_tests(self, n_sim: int = 250, random_seed=None) -> pd.DataFrame:
+        """DHARMa's residual tests on the simulated residuals.
+
+        Returns
+        -------
+        pandas.DataFrame
+            Index ``uniformity, dispersion, zero_inflation, outliers``, columns
+            ``statistic, p`` (see :func:`bayes_glmm.postfit.residuals.residual_tests`); the
+            residuals are those of ``residuals("simulated", n_sim=n_sim, random_seed=random_seed)``.
+        """
+        from .postfit.residuals import residual_tests
+
+        return residual_tests(*self._simulated_residuals(n_sim, random_seed))
+
     def _repr_text(self) -> str:
         return f"{type(self).__name__} ({self.method})\n" + self.summary().to_string()
 

@@ -16,6 +16,7 @@ from ..postfit.protocol import corr_matrices
 from ..covariance import corr_pairs, varcorr_frame
 from ..priors import disp_key, zi_key
 from ..results import FitResults, check_predict_args, ranef_by_group
+from .pointwise import aux_draws, eta_draws, zi_eta_draws
 from .pointwise import posterior_predictive as _posterior_predictive
 
 __all__ = ["BayesResults"]
@@ -393,6 +394,24 @@ class BayesResults(FitResults):
         """
         _posterior_predictive(self.idata, self.spec, random_seed=random_seed, extend=True)
         return self.idata
+
+    def _residual_simulations(self, n_sim: int, random_seed) -> np.ndarray:
+        """(n, n_sim) posterior predictive responses, one per posterior draw: the draws thinned
+        evenly to ``n_sim`` (reused in turn, each with new response noise, when fewer)."""
+        import xarray as xr
+
+        post = self.idata.posterior
+        S = int(post.sizes["chain"] * post.sizes["draw"])
+        idx = (np.linspace(0, S - 1, n_sim).round().astype(int) if S >= n_sim
+               else np.resize(np.arange(S), n_sim))
+        # a one-chain posterior of the chosen draws, laid out as the pointwise functions read it
+        thin = xr.Dataset({k: (v.dims, np.asarray(v.values).reshape((S,) + v.shape[2:])[idx][None])
+                           for k, v in post.data_vars.items()})
+        trials = None if self.spec.trials is None else np.asarray(self.spec.trials)[None, :]
+        y = self.spec.family.random(eta_draws(self.spec, thin), np.random.default_rng(random_seed),
+                                    trials=trials, zi_eta=zi_eta_draws(self.spec, thin),
+                                    **aux_draws(self.spec, thin))
+        return np.asarray(y, dtype=float).reshape(n_sim, -1).T
 
     # ---------------------------------------------------------------- display
     def _header(self) -> str:

@@ -405,19 +405,25 @@ class MLResults(FitResults):
             return None
         return np.asarray(design.X_zi, dtype=float) @ np.asarray(self.fit.beta_zi, dtype=float)
 
-    def residuals(self, kind: str = "pearson") -> np.ndarray:
+    def residuals(self, kind: str = "pearson", *, n_sim: int = 250, random_seed=None) -> np.ndarray:
         """Conditional residuals at the fitted random effects (lme4's ``residuals(m, type=)``).
 
         Parameters
         ----------
-        kind : {"pearson", "response"}
+        kind : {"pearson", "response", "simulated"}
             ``"response"``: ``y - E[y | b]`` (successes for binomial); ``"pearson"``: divided
             by the conditional SD (sigma for an LMM, as lme4's "scaled residuals"; the
             family's variance at the fitted mean and dispersion otherwise, zero inflation
-            included).
+            included); ``"simulated"``: DHARMa's scaled residuals in [0, 1] from ``n_sim``
+            responses simulated with new random effects (:meth:`simulate`), see
+            :meth:`~bayes_glmm.results.FitResults.residuals`.
+        n_sim, random_seed
+            For ``"simulated"`` only.
         """
+        if kind == "simulated":
+            return super().residuals(kind, n_sim=n_sim, random_seed=random_seed)
         if kind not in ("pearson", "response"):
-            raise ValueError(f"kind={kind!r}: choose 'pearson' or 'response'")
+            raise ValueError(f"kind={kind!r}: choose 'pearson', 'response' or 'simulated'")
         spec, fam = self.spec, self.spec.family
         y = np.asarray(spec.y, dtype=float)
         n = np.asarray(spec.trials, dtype=float) if fam.needs_trials and spec.trials is not None else 1.0
@@ -642,6 +648,10 @@ class MLResults(FitResults):
         if not isinstance(n_jobs, (int, np.integer)) or n_jobs < 1:
             raise ValueError(f"n_jobs={n_jobs!r} must be a positive integer number of worker processes")
         return bootstrap(self, n=int(n), random_seed=random_seed, progressbar=bool(progressbar), n_jobs=int(n_jobs))
+
+    def _residual_simulations(self, n_sim: int, random_seed) -> np.ndarray:
+        # unconditional: new random effects per replicate, as DHARMa with lme4's simulate()
+        return self.simulate(n_sim, random_seed=random_seed).to_numpy(dtype=float)
 
     def simulate(self, n: int = 1, random_seed=None) -> pd.DataFrame:
         """Responses simulated from the fitted model, as lme4's ``simulate(fit, nsim = n)``.

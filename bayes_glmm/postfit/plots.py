@@ -8,6 +8,8 @@
 ``plot_ppc``               posterior predictive check (``arviz.plot_ppc``)
 ``plot_funnel``            log SD against one random effect, centered vs non-centered
 ``plot_rank_groups``       top-k probabilities and rank intervals next to BLUP ranks
+``plot_residuals``         simulated (DHARMa) residuals: uniform QQ plot, residual vs predicted
+                           rank (also as ``residuals``)
 
 The comparison forest plot lives in :mod:`bayes_glmm.postfit.comparison`.
 """
@@ -20,7 +22,8 @@ from ..teaching._common import coef_index, find_term, posterior_draws, spec_of, 
 from ..teaching.sensitivity import prior_pdf
 
 __all__ = ["plot_caterpillar", "plot_shrinkage", "plot_prior_posterior", "plot_prior_sensitivity",
-           "plot_prior_predictive", "plot_ppc", "plot_funnel", "plot_rank_groups"]
+           "plot_prior_predictive", "plot_ppc", "plot_funnel", "plot_rank_groups", "plot_residuals",
+           "residuals"]
 
 
 def _plt():
@@ -447,3 +450,51 @@ def plot_rank_groups(ranking: pd.DataFrame, n: int | None = None):
     fig.suptitle(f"Ranking by {ranking.attrs.get('coef', '')} ({ranking.attrs.get('term', '')})")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- residuals
+def plot_residuals(fit, *, n_sim: int = 250, random_seed=None, residuals=None):
+    """DHARMa's residual plot: the simulated residuals' uniform QQ plot, and the residuals
+    against the rank-transformed predictions with the 0.25 / 0.5 / 0.75 lines.
+
+    Parameters
+    ----------
+    fit : MLResults or BayesResults
+    n_sim, random_seed
+        Passed to ``fit.residuals("simulated", ...)``.
+    residuals : array, optional
+        Scaled residuals already computed (then ``n_sim`` and ``random_seed`` are unused).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    u = (np.asarray(fit.residuals("simulated", n_sim=n_sim, random_seed=random_seed), dtype=float)
+         if residuals is None else np.asarray(residuals, dtype=float))
+    pred = np.asarray(fit.predict(kind="mean"), dtype=float)
+    if pred.shape != u.shape:
+        raise ValueError(f"residuals has {u.size} values; the fit has {pred.size} rows")
+    fig, (ax_qq, ax_rp) = _new_axes(None, 1, 2, figsize=(9, 4))
+    n = u.size
+    expected = (np.arange(1, n + 1) - 0.5) / n
+    ax_qq.plot(expected, np.sort(u), ".", ms=3)
+    ax_qq.plot([0, 1], [0, 1], color="red", lw=1)
+    ax_qq.set(xlabel="expected (uniform)", ylabel="observed scaled residual", title="QQ plot of residuals",
+              xlim=(0, 1), ylim=(0, 1))
+    # predictions as ranks in [0, 1], so that the panel reads the same on any response scale
+    rank = (pd.Series(pred).rank(method="average").to_numpy() - 0.5) / n
+    outlier = (u == 0) | (u == 1)
+    ax_rp.plot(rank[~outlier], u[~outlier], ".", ms=3, alpha=0.6)
+    ax_rp.plot(rank[outlier], u[outlier], "*", color="red", ms=6, label="outside all simulations")
+    for q in (0.25, 0.5, 0.75):
+        ax_rp.axhline(q, color="grey", ls="--", lw=1)
+    ax_rp.set(xlabel="model predictions (rank transformed)", ylabel="scaled residual",
+              title="Residual vs predicted", xlim=(0, 1), ylim=(-0.02, 1.02))
+    if outlier.any():
+        ax_rp.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+#: ``bg.plots.residuals(fit)``, the name DHARMa users look for
+residuals = plot_residuals
