@@ -8,7 +8,7 @@ import pytest
 
 import bayes_glmm as bg
 from bayes_glmm.bayes import BayesResults
-from bayes_glmm.postfit.residuals import residual_tests, scaled_residuals, simulation_test
+from bayes_glmm.postfit.residuals import outside_frequency, residual_tests, scaled_residuals, simulation_test
 
 N_SIM = 200
 
@@ -65,6 +65,18 @@ def test_residual_tests_on_exactly_uniform_input():
     assert list(tab.index) == ["uniformity", "dispersion", "zero_inflation", "outliers"]
     assert list(tab.columns) == ["statistic", "p"]
     assert (tab["p"] > 0.01).all() and tab.loc["dispersion", "statistic"] == pytest.approx(1, abs=0.15)
+
+
+def test_outside_frequency_is_calibrated_for_continuous_and_counts():
+    rng = np.random.default_rng(5)
+    assert outside_frequency(rng.normal(size=(50, 99))) == pytest.approx(2 / 100)
+    # Poisson rows: the frequency of an independent draw outside all simulations matches
+    mu = np.repeat(np.linspace(0.3, 8, 40), 100)
+    sims = rng.poisson(mu[:, None], size=(mu.size, 60)).astype(float)
+    y = rng.poisson(mu).astype(float)
+    observed = np.mean((y < sims.min(1)) | (y > sims.max(1)))
+    expected = outside_frequency(sims)
+    assert expected < 2 / 61 and observed == pytest.approx(expected, abs=4 * np.sqrt(expected / mu.size))
 
 
 # ------------------------------------------------------------------ ML fits

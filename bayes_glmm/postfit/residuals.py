@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["scaled_residuals", "residual_tests", "simulation_test", "check_n_sim"]
+__all__ = ["scaled_residuals", "residual_tests", "simulation_test", "outside_frequency", "check_n_sim"]
 
 
 def check_n_sim(n_sim) -> int:
@@ -77,6 +77,19 @@ def simulation_test(observed: float, simulated) -> tuple:
     return ratio, min(1.0, 2.0 * min(p_greater, p_less))
 
 
+def outside_frequency(sims) -> float:
+    """Expected frequency of a response strictly outside all ``n_sim`` simulations.
+
+    Each replicate in turn plays the observation against the other ``n_sim - 1``: a row
+    contributes its number of unique extremes (0, 1 or 2), and the rate is scaled from
+    ``n_sim - 1`` to ``n_sim`` companions by ``1 / (n_sim + 1)``; ties (discrete responses)
+    lower it below the continuous ``2 / (n_sim + 1)``.
+    """
+    s = np.sort(np.asarray(sims, dtype=float), axis=1)
+    extremes = (s[:, 0] < s[:, 1]).astype(float) + (s[:, -1] > s[:, -2])
+    return float(np.clip(extremes.mean() / (s.shape[1] + 1), 1e-12, 1.0))
+
+
 def residual_tests(y, sims, scaled) -> pd.DataFrame:
     """DHARMa's four residual checks.
 
@@ -100,8 +113,13 @@ def residual_tests(y, sims, scaled) -> pd.DataFrame:
           the simulated distribution (DHARMa's default ``testDispersion``);
         - zero_inflation: observed zeros over the mean simulated number of zeros, two-sided
           simulation p (``testZeroInflation``);
-        - outliers: the number of residuals exactly 0 or 1, binomial test against the
-          expected frequency ``2 / (n_sim + 1)`` (``testOutliers(type = "binomial")``).
+        - outliers: the number of residuals exactly 0 or 1 (``y`` outside every
+          simulation), binomial test against its expected frequency
+          (``testOutliers(type = "binomial")``).  For a continuous response that is
+          ``2 / (n_sim + 1)``; a discrete one is outside far less often (a count of 0 is
+          never below every simulation), so the expectation is read off the simulations:
+          per row, how often one replicate lies strictly outside all the others
+          (:func:`outside_frequency`), which is ``2 / (n_sim + 1)`` again without ties.
     """
     from scipy import stats
 
@@ -120,5 +138,5 @@ def residual_tests(y, sims, scaled) -> pd.DataFrame:
     rows["dispersion"] = simulation_test(obs_spread, sim_spread)
     rows["zero_inflation"] = simulation_test(float(np.sum(y == 0)), np.sum(sims == 0, axis=0))
     n_out = int(np.sum((scaled == 0) | (scaled == 1)))
-    rows["outliers"] = (float(n_out), float(stats.binomtest(n_out, n, 2.0 / (n_sim + 1)).pvalue))
+    rows["outliers"] = (float(n_out), float(stats.binomtest(n_out, n, outside_frequency(sims)).pvalue))
     return pd.DataFrame.from_dict(rows, orient="index", columns=["statistic", "p"])
