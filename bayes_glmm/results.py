@@ -8,7 +8,7 @@ same accessors with the same shapes (lme4 vocabulary):
 ``varcorr``  DataFrame like lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor
 ``ranef``    dict: grouping factor -> DataFrame (levels x coefficients)
 ``summary()`` DataFrame; ``repr`` prints readable text, ``_repr_html_`` renders in notebooks
-``predict(newdata, kind, new_levels)``
+``predict(newdata, kind, new_levels, interval=None | "confidence" | "prediction", level)``
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from .spec.model_spec import ModelSpec, NewDesign
 
-__all__ = ["FitResults", "linear_predictor", "ranef_by_group", "KINDS", "NEW_LEVELS"]
+__all__ = ["FitResults", "linear_predictor", "ranef_by_group", "KINDS", "NEW_LEVELS", "INTERVALS"]
 
 KINDS = ("link", "mean", "response", "probs")
 NEW_LEVELS = ("population", "sample", "error")
@@ -29,6 +29,28 @@ def check_predict_args(kind: str, new_levels: str) -> None:
         raise ValueError(f"kind={kind!r} is not one of {KINDS}")
     if new_levels not in NEW_LEVELS:
         raise ValueError(f"new_levels={new_levels!r} is not one of {NEW_LEVELS}")
+
+
+INTERVALS = ("confidence", "prediction")
+
+
+def check_interval_args(interval, kind: str, level, re_form) -> None:
+    """Validate ``predict``'s interval arguments (shared by ML and posterior results)."""
+    if interval not in INTERVALS:
+        raise ValueError(f"interval={interval!r} is not one of None, {INTERVALS}")
+    if re_form not in ("full", None):
+        raise ValueError(f"re_form={re_form!r} must be 'full' or None")
+    ok = ("link", "mean") if interval == "confidence" else ("mean", "response")
+    if kind not in ok:
+        raise ValueError(f"kind={kind!r} with interval={interval!r}: choose kind from {ok} (a prediction "
+                         f"interval is for a new response; a confidence interval for eta or the mean)")
+    if not (isinstance(level, (int, float, np.floating)) and 0.0 < float(level) < 1.0):
+        raise ValueError(f"level={level!r} must be strictly between 0 and 1, e.g. 0.95")
+
+
+def new_level_mask(design: NewDesign, k: int):
+    """Rows of ``design`` whose level of term ``k`` was not in the fitted data."""
+    return np.asarray(design.codes[k]) < 0
 
 
 def linear_predictor(spec: ModelSpec, design: NewDesign, beta, b_terms, covs=None,
@@ -128,6 +150,11 @@ class FitResults:
         """(beta (p,), [b_k (J_k, q_k)], [cov_k (q_k, q_k)], sigma or None)."""
         raise NotImplementedError
 
+    def _predict_interval(self, design, kind, interval, level, re_form, new_levels, rng,
+                          **kw):  # pragma: no cover - abstract
+        """(estimate, lower, upper) arrays for ``predict(interval=...)``."""
+        raise NotImplementedError
+
     # -- shared behaviour ------------------------------------------------------------
     def _design(self, newdata) -> NewDesign:
         spec = self.spec
@@ -180,7 +207,8 @@ class FitResults:
 
     def predict(self, newdata: pd.DataFrame | None = None, kind: str = "mean",
                 new_levels: str = "population", *, re_form: str | None = "full",
-                random_seed=None) -> np.ndarray:
+                random_seed=None, interval: str | None = None, level: float = 0.95,
+                method: str = "wald", n_boot: int = 200, n_sim: int = 4000):
         """Point predictions from the fitted parameters.
 
         Parameters
@@ -201,9 +229,32 @@ class FitResults:
             None gives population-level predictions (random effects at 0), as lme4's
             ``re.form = NA``.
         random_seed : int, optional
-            For ``new_levels="sample"``.
+            For ``new_levels="sample"``, and for the simulations and bootstrap of intervals.
+        interval : {None, "confidence", "prediction"}
+            None returns the point predictions (an array) as always.  Otherwise a DataFrame
+            indexed like ``newdata`` with ``estimate, lower, upper``: ``"confidence"`` for the
+            mean (``kind="link"`` or ``"mean"``), ``"prediction"`` for a new observation
+            (``kind="mean"``: binomial as a proportion; ``"response"``: successes).  See
+            :meth:`bayes_glmm.ml.results.MLResults._predict_interval` (delta method /
+            parametric bootstrap) and the posterior version on Bayesian fits; docs/methods.md.
+        level : float
+            Interval level, strictly between 0 and 1.
+        method : {"wald", "bootstrap"}
+            ML fits only: delta-method (Wald) intervals, or a parametric bootstrap of the
+            fixed effects (``n_boot`` refits, population predictions ``re_form=None``).
+        n_boot, n_sim : int
+            Bootstrap refits; simulated responses per row for non-gaussian prediction intervals.
         """
         check_predict_args(kind, new_levels)
+        if interval is not None:
+            check_interval_args(interval, kind, level, re_form)
+            design = self._design(newdata)
+            est, lo, hi = self._predict_interval(design, kind, interval, float(level), re_form, new_levels,
+                                                 np.random.default_rng(random_seed), method=method,
+                                                 n_boot=n_boot, n_sim=n_sim, random_seed=random_seed)
+            out = pd.DataFrame({"estimate": est, "lower": lo, "upper": hi}, index=design.index)
+            out.attrs.update({"interval": interval, "level": float(level), "kind": kind, "method": method})
+            return out
         design = self._design(newdata)
         beta, b_terms, covs, _ = self._point_params()
         eta = linear_predictor(self.spec, design, beta, b_terms, covs, new_levels,

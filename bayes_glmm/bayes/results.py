@@ -330,7 +330,8 @@ class BayesResults(FitResults):
 
     def predict(self, newdata: pd.DataFrame | None = None, kind: str = "mean",
                 new_levels: str = "population", *, re_form: str | None = "full",
-                random_seed=None, return_draws: bool = False, n_draws: int | None = None) -> np.ndarray:
+                random_seed=None, return_draws: bool = False, n_draws: int | None = None,
+                interval: str | None = None, level: float = 0.95):
         """Predictions averaged over posterior draws.
 
         Parameters
@@ -353,7 +354,13 @@ class BayesResults(FitResults):
         return_draws : bool
             Return the (draws, rows) array instead of its mean.
         n_draws : int, optional
-            Use a random subset of this many posterior draws (default all).
+            Use a random subset of this many posterior draws (default all; intervals use all).
+        interval : {None, "confidence", "prediction"}
+            None: the array above.  Otherwise a DataFrame ``estimate, lower, upper``: quantiles
+            of the posterior of eta / mu per row, or of the posterior predictive (one response
+            per draw, ``random_seed``); see :meth:`_predict_interval`.
+        level : float
+            Interval level, strictly between 0 and 1.
 
         Returns
         -------
@@ -361,6 +368,9 @@ class BayesResults(FitResults):
             Shape (rows,), or (draws, rows) with ``return_draws=True``.
         """
         check_predict_args(kind, new_levels)
+        if interval is not None:
+            return FitResults.predict(self, newdata, kind, new_levels, re_form=re_form,
+                                      random_seed=random_seed, interval=interval, level=level)
         if re_form not in ("full", None):
             raise ValueError(f"re_form={re_form!r} must be 'full' or None")
         rng = np.random.default_rng(random_seed)
@@ -379,6 +389,52 @@ class BayesResults(FitResults):
         if kind == "probs":  # (draws, rows, K) averaged: one column per category, as the ML fit's
             return pd.DataFrame(out.mean(axis=0), index=design.index, columns=list(self.spec.family.categories))
         return out.mean(axis=0)
+
+    def _predict_interval(self, design, kind, interval, level, re_form, new_levels, rng, *,
+                          method="wald", n_boot=200, n_sim=4000, random_seed=None):
+        """Posterior intervals for :meth:`predict` with ``interval=``: (estimate, lower, upper).
+
+        ``"confidence"``: equal-tailed quantiles of eta or mu per row over the posterior
+        draws, estimate the posterior mean.  ``"prediction"``: quantiles of the posterior
+        predictive, one response per draw (:meth:`~bayes_glmm.families.Family.random`), with
+        a fresh random effect per draw where the group is unknown (``re_form=None`` or an
+        unseen level), as the ML prediction interval.  ``method``, ``n_boot`` and ``n_sim``
+        are the ML path's and are ignored here.
+        """
+        if self.spec.family.categorical_response:
+            raise ValueError("predict(interval=...): not available for ordinal models; use "
+                             "predict(kind='probs', return_draws=True) and take quantiles")
+        a = (1.0 - level) / 2.0
+        idx = np.arange(self.n_draws)
+        if interval == "confidence":
+            eta = self._eta_draws(design, "error" if new_levels == "error" else "population", rng,
+                                  re_form is not None, idx)
+            draws = self._to_scale(eta, design, kind, self._zi_eta(design, idx), aux=self._zero_part_aux(idx))
+            return draws.mean(axis=0), np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
+        # a new observation of an unknown group gets a new random effect per draw
+        if re_form is not None:
+            eta = self._eta_draws(design, "error" if new_levels == "error" else "sample", rng, True, idx)
+        else:
+            eta = self._eta_draws(design, "population", rng, False, idx)
+            for k, term in enumerate(self.spec.terms):
+                L = np.linalg.cholesky(self._draws["cov"][k][idx] + 1e-12 * np.eye(term.q))
+                Xr = np.asarray(design.Xr[k], dtype=float)
+                # one group per row: its own draw of b (the population's spread)
+                z = rng.standard_normal((len(idx), Xr.shape[0], term.q))
+                eta = eta + np.einsum("nq,snq->sn", Xr, np.einsum("snr,sqr->snq", z, L))
+        fam = self.spec.family
+        trials = None
+        if fam.needs_trials:
+            trials = np.rint(np.asarray(design.trials if design.trials is not None else 1.0,
+                                        dtype=float)).astype(np.int64)
+        y = np.asarray(fam.random(eta, rng, trials=trials, zi_eta=self._zi_eta(design, idx),
+                                  **self._zero_part_aux(idx)), dtype=float)
+        est = self._to_scale(eta, design, "response" if kind == "response" else "mean",
+                             self._zi_eta(design, idx), aux=self._zero_part_aux(idx)).mean(axis=0)
+        if kind == "mean" and trials is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = y / trials
+        return est, np.quantile(y, a, axis=0), np.quantile(y, 1 - a, axis=0)
 
     def posterior_predictive(self, random_seed=None):
         """Add (and return) posterior predictive draws of ``y`` to :attr:`idata`.

@@ -26,7 +26,7 @@ import numpy as np
 
 from . import agq as _agq
 from . import linalg
-from .lmm import modes_and_sds
+from .lmm import modes_sds_covs
 from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian_pd, lambdas_from_theta, minimize_bounded,
                        multimodal_prone, multistart_points, new_optinfo, optimize_checked, report_starts,
                        resolve_n_starts, restart_candidates, restart_off_boundary, solve_with_boundary,
@@ -678,7 +678,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         vcov, vcov_aux = np.full((p, p), np.nan), np.full((na, na), np.nan)
     if state.get("pirls_fail"):
         messages.append(f"PIRLS did not converge in {state['pirls_fail']} deviance evaluation(s)")
-    b, b_sd = modes_and_sds(s, pr.factor, lambdas, pr.u)
+    b, b_sd, b_cov = modes_sds_covs(s, pr.factor, lambdas, pr.u)
     info = new_optinfo(chk, n_evals=n_evals, restarts=restarts, starts=starts, messages=messages,
                        extra_warnings=extra_warnings)
     optimizer = {"start": x0, "theta": theta, "n_evals": n_evals, "grad_norm": chk["max_abs_grad"],
@@ -686,7 +686,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                  "converged": chk["converged"], "messages": messages,
                  "deviance": dev_hat, "pirls_iters": pr.iters, "boundary_restart": restart, "optinfo": info}
     warn_nonconvergence(optimizer, method)
-    return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov,
+    return MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov, b_cov=b_cov,
                  loglik=-0.5 * dev_hat, n_params=p + nt + na, method=method, reml=False, n_agq=int(n_agq),
                  optimizer=optimizer, beta_zi=aux[:k_zi] if resp.X_zi is not None else None,
                  aux=_fitted_aux(resp, aux[k_zi:]) if resp.family.aux_params else None,

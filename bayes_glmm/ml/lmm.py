@@ -273,7 +273,7 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
     sigma = float(np.sqrt(sol["pwrss"] / (d.n - d.p if reml else d.n)))
     RXinv = solve_triangular(sol["RX"], np.eye(d.p), lower=True)
     vcov = sigma ** 2 * (RXinv.T @ RXinv)
-    b, b_sd = modes_and_sds(d.s, sol["factor"], lambdas, sol["u"], scale=sigma)
+    b, b_sd, b_cov = modes_sds_covs(d.s, sol["factor"], lambdas, sol["u"], scale=sigma)
     messages = [opt["message"]]
     if auto:
         messages.append(f"{k} starts ({auto})")
@@ -285,7 +285,7 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
     warn_nonconvergence(optimizer, label)
     return MLFit(beta=sol["beta"], theta=theta, sigma=sigma, lambdas=lambdas, b=b, b_sd=b_sd,
                  vcov_beta=vcov, loglik=-0.5 * dev, n_params=d.p + theta.size + 1,
-                 method=label, reml=reml, n_agq=1, optimizer=optimizer)
+                 method=label, reml=reml, n_agq=1, optimizer=optimizer, b_cov=b_cov)
 
 
 #: relative SD of a structured term beyond which the residual SD is treated as running to 0
@@ -345,12 +345,19 @@ def _residual_to_zero(opt, solve, terms, slices, factor: float = 10.0) -> dict:
 
 def modes_and_sds(s, F, lambdas, u, scale=1.0):
     """Per-term ``b = Lambda u`` (J, q) and conditional SDs ``scale * sqrt(diag(Lambda A^{-1} Lambda'))``."""
+    return modes_sds_covs(s, F, lambdas, u, scale)[:2]
+
+
+def modes_sds_covs(s, F, lambdas, u, scale=1.0):
+    """:func:`modes_and_sds` plus the per-level conditional covariances (J, q, q),
+    ``scale^2 Lambda A^{-1}_jj Lambda'`` (lme4's ``condVar``), which prediction intervals need."""
     blocks = F.inv_diag_blocks()
-    b, sds = [], []
+    b, sds, covs = [], [], []
     for k in range(len(s.J)):
         uk = u[s.starts[k]: s.starts[k] + s.J[k] * s.q[k]].reshape(s.J[k], s.q[k])
         Lk = lambdas[k]
         b.append(uk @ Lk.T)
         cv = Lk @ blocks[k] @ Lk.T
         sds.append(scale * np.sqrt(np.clip(np.einsum("jaa->ja", cv), 0.0, None)))
-    return b, sds
+        covs.append(scale ** 2 * cv)
+    return b, sds, covs

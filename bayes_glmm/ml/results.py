@@ -508,6 +508,11 @@ class MLResults(FitResults):
         b = [np.asarray(bk, dtype=float) for bk in self.fit.b]
         return beta, b, self.covs, self.sigma
 
+    def _predict_interval(self, design, kind, interval, level, re_form, new_levels, rng, **kw):
+        """Delta-method or bootstrap intervals: :mod:`bayes_glmm.ml.inference.predict_interval`."""
+        from .inference.predict_interval import ml_predict_interval
+        return ml_predict_interval(self, design, kind, interval, level, re_form, new_levels, rng, **kw)
+
     def anova(self, ddf: str = "satterthwaite", type=3) -> pd.DataFrame:
         """F tests per fixed-effect term, as ``lmerTest::anova(m, type, ddf)``.
 

@@ -64,6 +64,9 @@ class MLFit:
     beta_disp : ndarray (p_disp,) or None
         Dispersion-model coefficients (models with ``disp=``): the log of the first auxiliary
         parameter is ``X_disp @ beta_disp``; ``aux`` then holds that parameter per row.
+    b_cov : list of ndarray (J_k, q_k, q_k) or None
+        Conditional covariance of each level's random effects (lme4's ``condVar``); None
+        where the fit did not compute it (then only ``b_sd ** 2``, its diagonal, is known).
     """
 
     beta: np.ndarray
@@ -83,6 +86,7 @@ class MLFit:
     aux: dict | None = None
     vcov_aux: np.ndarray | None = None
     beta_disp: np.ndarray | None = None
+    b_cov: list | None = None
 
     @property
     def disp(self) -> float | None:

@@ -1,0 +1,140 @@
+"""Confidence and prediction intervals for ML predictions (``MLResults.predict(interval=...)``).
+
+``method="wald"``: the delta method on the link scale.  Var(eta) = x' V x (V the covariance
+of beta-hat) plus, for conditional predictions of a fitted level, z' C_j z with C_j the
+conditional covariance of that level's random effects (lme4's ``condVar``); beta-hat and
+the conditional modes are treated as independent, as merTools' ``predictInterval`` does.
+The interval ``eta +- z_{(1+level)/2} se`` is mapped through the inverse link (monotone, so
+the endpoints map to endpoints).  Prediction intervals add what a new observation adds:
+the random effect of an unknown group (population predictions and unseen levels:
+z' Sigma z) and the response distribution: gaussian LMMs in closed form (sigma^2 added),
+other families by simulation (eta drawn from its normal approximation, then the family's
+:meth:`~bayes_glmm.families.Family.random`).
+
+``method="bootstrap"``: the fixed effects of a parametric bootstrap
+(:mod:`bayes_glmm.ml.inference.bootstrap`) give eta per replicate for population
+predictions; percentile intervals of the mean, or of responses simulated per replicate.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import special
+
+from ...results import linear_predictor
+
+__all__ = ["ml_predict_interval"]
+
+
+def _refuse_unsupported(res) -> None:
+    spec, fam = res.spec, res.spec.family
+    if fam.categorical_response:
+        raise ValueError("predict(interval=...): not available for ordinal models; use kind='probs' "
+                         "without an interval, or a Bayesian fit")
+    if spec.has_zi or spec.X_disp is not None:
+        raise ValueError("predict(interval=...): not available for models with a zero-inflation/hurdle part "
+                         "or a dispersion formula on the ML path; use a Bayesian fit (posterior intervals)")
+
+
+def _re_variances(res, design, re_form):
+    """(conditional variance of the known random effects, variance of unknown ones) per row."""
+    n = np.asarray(design.X).shape[0]
+    known, unknown = np.zeros(n), np.zeros(n)
+    fit = res.fit
+    for k, (term, cov) in enumerate(zip(res.spec.terms, res.covs)):
+        codes = np.asarray(design.codes[k])
+        Xr = np.asarray(design.Xr[k], dtype=float)
+        new = codes < 0
+        z_sig_z = np.einsum("nq,qr,nr->n", Xr, np.asarray(cov, dtype=float), Xr)
+        if re_form is None:
+            unknown += z_sig_z
+            continue
+        if fit.b_cov is not None:
+            C = np.asarray(fit.b_cov[k], dtype=float)[np.where(new, 0, codes)]
+        else:  # only the conditional SDs are known: their squares on the diagonal
+            sd = np.asarray(fit.b_sd[k], dtype=float)[np.where(new, 0, codes)]
+            C = np.einsum("nq,qr->nqr", sd ** 2, np.eye(term.q))
+        known += np.where(new, 0.0, np.einsum("nq,nqr,nr->n", Xr, C, Xr))
+        unknown += np.where(new, z_sig_z, 0.0)
+    return known, unknown
+
+
+def _simulate_y(res, design, eta_draws, kind, rng):
+    """Responses for (draws, rows) linear predictors; proportions for kind='mean' with trials."""
+    fam = res.spec.family
+    if res.spec.is_lmm:  # the residual SD is the fit's sigma, not a family auxiliary parameter
+        return eta_draws + float(res.fit.sigma) * rng.standard_normal(eta_draws.shape)
+    trials = None
+    if fam.needs_trials:
+        trials = np.rint(np.asarray(design.trials if design.trials is not None else 1.0, dtype=float)).astype(np.int64)
+    y = np.asarray(fam.random(eta_draws, rng, trials=trials, **(res.fit.aux or {})), dtype=float)
+    if kind == "mean" and trials is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            y = y / trials
+    return y
+
+
+def ml_predict_interval(res, design, kind, interval, level, re_form, new_levels, rng, *,
+                        method="wald", n_boot=200, n_sim=4000, random_seed=None):
+    """(estimate, lower, upper) arrays for :meth:`MLResults.predict` with an interval."""
+    _refuse_unsupported(res)
+    if method not in ("wald", "bootstrap"):
+        raise ValueError(f"method={method!r} is not one of 'wald', 'bootstrap'")
+    if not isinstance(n_sim, (int, np.integer)) or n_sim < 100:
+        raise ValueError(f"n_sim={n_sim!r} must be an integer >= 100")
+    spec, fam = res.spec, res.spec.family
+    a = (1.0 - level) / 2.0
+    # interval estimates use zero for unseen levels ('sample' draws would make them random)
+    eta = np.asarray(_eta_hat(res, design, re_form, new_levels), dtype=float)
+    known, unknown = _re_variances(res, design, re_form)
+    if method == "bootstrap":
+        if re_form is not None:
+            raise ValueError("method='bootstrap' gives population predictions only (the bootstrap refits "
+                             "draw new random effects, so a fitted level's effect has no replicates); "
+                             "pass re_form=None, or method='wald' for conditional intervals")
+        if not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
+            raise ValueError(f"n_boot={n_boot!r} must be an integer >= 10")
+        boot = res.bootstrap(n=int(n_boot), random_seed=random_seed, progressbar=False)
+        B = boot[list(spec.fixed_names)].dropna().to_numpy()
+        eta_b = B @ np.asarray(design.X, dtype=float).T + np.asarray(design.offset, dtype=float)[None, :]
+        if interval == "confidence":
+            draws = eta_b if kind == "link" else fam.mean(eta_b)
+            est = eta if kind == "link" else fam.mean(eta)
+            return est, np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
+        reps = max(1, int(np.ceil(n_sim / eta_b.shape[0])))
+        eta_d = np.repeat(eta_b, reps, axis=0) + np.sqrt(unknown)[None, :] * rng.standard_normal(
+            (eta_b.shape[0] * reps, eta.size))
+        return _prediction_from_draws(res, design, eta, eta_d, kind, a, rng)
+    V = np.asarray(res.fit.vcov_beta, dtype=float)
+    X = np.asarray(design.X, dtype=float)
+    var_fix = np.einsum("np,pr,nr->n", X, V, X)
+    zq = special.ndtri(1.0 - a)
+    if interval == "confidence":
+        se = np.sqrt(np.clip(var_fix + known, 0.0, None))
+        lo, hi = eta - zq * se, eta + zq * se
+        if kind == "link":
+            return eta, lo, hi
+        m_lo, m_hi = fam.mean(lo), fam.mean(hi)  # monotone inverse link: endpoints map to endpoints
+        return fam.mean(eta), np.minimum(m_lo, m_hi), np.maximum(m_lo, m_hi)
+    if spec.is_lmm:  # gaussian identity: closed form
+        sd = np.sqrt(var_fix + known + unknown + float(res.fit.sigma) ** 2)
+        return eta, eta - zq * sd, eta + zq * sd
+    sd_eta = np.sqrt(np.clip(var_fix + known + unknown, 0.0, None))
+    eta_d = eta[None, :] + sd_eta[None, :] * rng.standard_normal((int(n_sim), eta.size))
+    return _prediction_from_draws(res, design, eta, eta_d, kind, a, rng)
+
+
+def _eta_hat(res, design, re_form, new_levels):
+    beta, b_terms, covs, _ = res._point_params()
+    # unseen levels at 0 ('sample' would make the interval's centre random); 'error' still raises
+    return linear_predictor(res.spec, design, beta, b_terms, covs,
+                            "error" if new_levels == "error" else "population", None,
+                            include_random=re_form is not None)
+
+
+def _prediction_from_draws(res, design, eta, eta_d, kind, a, rng):
+    fam = res.spec.family
+    y = _simulate_y(res, design, eta_d, kind, rng)
+    est = fam.mean(eta)
+    if kind == "response" and fam.needs_trials and design.trials is not None:
+        est = est * np.asarray(design.trials, dtype=float)
+    return est, np.quantile(y, a, axis=0), np.quantile(y, 1 - a, axis=0)
