@@ -140,6 +140,17 @@ class GLMM:
     def centered_terms(self, value: dict) -> None:
         self._centered_terms = value
 
+    @classmethod
+    def from_bambi(cls, bmb_model, **kwargs) -> "GLMM":
+        """The same model as a bambi ``Model``: formula (its random terms uncorrelated, as bambi's
+        are), family, link, data, offsets and every prior, converted exactly or refused with a
+        ``ValueError`` naming the term and the reason (see docs/bambi-users.md).
+
+        ``kwargs`` go to :class:`GLMM` (``centered=``).
+        """
+        from .bayes.from_bambi import from_bambi  # bambi's model: the Bayesian subpackage's business
+        return from_bambi(bmb_model, **kwargs)
+
     # ---------------------------------------------------------------- variants
     def with_priors(self, priors: Mapping[str, Any]) -> "GLMM":
         """A copy of this model with some priors overridden (the spec is shared, not rebuilt).

@@ -79,6 +79,9 @@ class AuxParam:
     allows_formula : bool
         True when a dispersion formula (``disp="~ x"``, glmmTMB's ``dispformula``) may model
         the parameter's log as linear in covariates (first auxiliary parameter only).
+    bambi_name : str
+        bambi's name for the same parameter in the same parametrisation, when it differs
+        (NB2's ``theta`` is bambi's ``alpha``): :meth:`bayes_glmm.GLMM.from_bambi` reads it.
     """
 
     name: str
@@ -93,6 +96,7 @@ class AuxParam:
     nested_at: str = ""
     response_units: bool = False
     allows_formula: bool = False
+    bambi_name: str = ""
 
     def ml_start(self, m: float, v: float) -> float:
         """The clipped ML starting value from the response's weighted mean and variance."""

@@ -10,6 +10,7 @@ __all__ = ["Beta"]
 
 PHI = AuxParam(
     "phi", "Beta precision: Var = mu (1 - mu)/(1 + phi)",
+    bambi_name="kappa",  # bambi's name, same parametrisation
     default_prior=lambda sc: ("InverseGamma", {"alpha": 0.5, "beta": 2.0}),
     start=lambda m, v: m * (1.0 - m) / v - 1.0 if v > 0 else 10.0,
     prior_doc="InverseGamma(0.5, 2): 1/sqrt(phi) ~ HalfNormal(0.5), about the SD of y relative to "

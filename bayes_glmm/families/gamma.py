@@ -10,6 +10,7 @@ __all__ = ["Gamma"]
 
 SHAPE = AuxParam(
     "shape", "Gamma shape: Var = mu^2/shape (the response's CV is 1/sqrt(shape))",
+    bambi_name="alpha",  # bambi's name, same parametrisation
     default_prior=lambda sc: ("InverseGamma", {"alpha": 0.5, "beta": 0.5}),
     start=lambda m, v: m * m / v if v > 0 else 1.0,
     prior_doc="InverseGamma(0.5, 0.5): the response's CV 1/sqrt(shape) ~ HalfNormal(1)",

@@ -12,6 +12,7 @@ __all__ = ["NegBinomial"]
 
 THETA = AuxParam(
     "theta", "NB2 size: Var = mu + mu^2/theta (the Poisson as theta -> inf)",
+    bambi_name="alpha",  # bambi's name, same parametrisation
     default_prior=lambda sc: ("InverseGamma", {"alpha": 0.5, "beta": 0.5}),
     start=lambda m, v: m * m / (v - m) if v > 1.05 * m else 10.0,
     prior_doc="InverseGamma(0.5, 0.5): 1/sqrt(theta) ~ HalfNormal(1), the CV of the gamma mixing "

@@ -23,6 +23,7 @@ SIGMA = replace(GAUSSIAN_SIGMA, description="scale of the t distribution (the re
                 r_note="glmmTMB's `sigma`")
 DF = AuxParam(
     "df", "degrees of freedom",
+    bambi_name="nu",  # bambi's name, same parametrisation
     default_prior=lambda sc: ("Gamma", {"alpha": 2.0, "beta": 0.1}),
     # a moderate start: the likelihood in df is flat for large df, and df < 1 lies far out in the tails
     start=lambda m, v: 10.0,
