@@ -149,7 +149,7 @@ class GLMM:
         ``kwargs`` go to :class:`GLMM` (``centered=``).
         """
         from .bayes.from_bambi import from_bambi  # bambi's model: the Bayesian subpackage's business
-        return from_bambi(bmb_model, **kwargs)
+        return from_bambi(bmb_model, cls, **kwargs)
 
     # ---------------------------------------------------------------- variants
     def with_priors(self, priors: Mapping[str, Any]) -> "GLMM":

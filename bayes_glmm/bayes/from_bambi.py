@@ -227,7 +227,7 @@ def _priors(spec, family, terms, center: bool, constants) -> dict:
     return priors
 
 
-def from_bambi(model, **glmm_kwargs):
+def from_bambi(model, glmm_class, **glmm_kwargs):
     """The :class:`~bayes_glmm.GLMM` equivalent to a bambi ``Model``: same formula (random
     terms uncorrelated, as bambi's are), family, link, data, offsets and every prior.
 
@@ -235,6 +235,9 @@ def from_bambi(model, **glmm_kwargs):
     ----------
     model : bambi.Model
         Built or not; not modified.
+    glmm_class : type
+        :class:`~bayes_glmm.GLMM` (passed in: this module does not import the model module that
+        imports it).
     **glmm_kwargs
         Passed to :class:`~bayes_glmm.GLMM` (``centered=``).
 
@@ -243,12 +246,10 @@ def from_bambi(model, **glmm_kwargs):
     ValueError
         For a part of the model with no exact equivalent here, naming the term and the reason.
     """
-    from ..model import GLMM
-
     args = glmm_args_from_bambi(model)
     terms, center, constants = args.pop("_bambi_terms"), args.pop("_center"), args.pop("_constants")
     # first with the package defaults, to get the spec; then with every prior from bambi
-    glmm = GLMM(args["formula"], args["data"], args["family"], args["link"], trials=args["trials"], **glmm_kwargs)
+    glmm = glmm_class(args["formula"], args["data"], args["family"], args["link"], trials=args["trials"], **glmm_kwargs)
     priors = _priors(glmm.spec, glmm.family, terms, center, constants)
     new = glmm.with_priors(priors)
     left = sorted(set(new.resolved_priors) - set(priors))
