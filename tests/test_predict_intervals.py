@@ -203,3 +203,41 @@ def test_bayes_intervals_are_posterior_quantiles(bayes_fit):
     np.testing.assert_allclose(half, np.sqrt(draws.var(axis=0) + sigma2), rtol=0.2)
     pop = res.predict(nd, interval="prediction", re_form=None, random_seed=1)
     assert np.all(pop["upper"] - pop["lower"] > pred["upper"] - pred["lower"])
+
+
+def test_ml_negbinomial_prediction_interval_coverage_and_counts():
+    # 12 simulated NB GLMMs, 3 new rows per group of 30: discrete 95% limits cover >= ~95%
+    hits = []
+    for s in range(12):
+        r = np.random.default_rng(s)
+        g = np.repeat(np.arange(30), 10)
+        x = r.uniform(0, 1, g.size)
+        mu = np.exp(0.5 + 0.8 * x + r.normal(0, 0.5, 30)[g])
+        df = pd.DataFrame({"y": r.poisson(r.gamma(3.0, mu / 3.0)), "x": x, "g": pd.Categorical(g)})
+        new = np.arange(g.size) % 10 >= 7
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = bg.GLMM("y ~ x + (1 | g)", df[~new], family="negbinomial").fit_ml()
+        pi = res.predict(df[new], interval="prediction", random_seed=s)
+        np.testing.assert_array_equal(pi["upper"], np.rint(pi["upper"]))
+        hits.append((pi["lower"] <= df["y"][new]) & (df["y"][new] <= pi["upper"]))
+    cover = np.mean(np.concatenate(hits))
+    print(f"negbinomial coverage {cover:.4f}")
+    assert 0.93 < cover < 0.99, cover
+
+
+def test_bayes_zero_inflated_prediction_limits_are_counts():
+    r = np.random.default_rng(0)
+    g = np.repeat(np.arange(10), 8)
+    x = r.uniform(size=g.size)
+    y = np.where(r.uniform(size=g.size) < 0.3, 0, r.poisson(np.exp(0.5 + x + r.normal(0, 0.4, 10)[g])))
+    df = pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bg.GLMM("y ~ x + (1 | g)", df, family="poisson", zi="~ 1").sample(
+            draws=150, tune=150, chains=1, random_seed=1, progressbar=False)
+    conf = res.predict(df.iloc[:3], interval="confidence")
+    np.testing.assert_allclose(conf["estimate"], res.predict(df.iloc[:3]), rtol=1e-12)  # (1 - pi) mu
+    pred = res.predict(df.iloc[:3], interval="prediction", re_form=None, random_seed=1)
+    np.testing.assert_array_equal(pred[["lower", "upper"]], np.rint(pred[["lower", "upper"]]))
+    assert np.all(pred["upper"] > conf["upper"])

@@ -434,7 +434,9 @@ class BayesResults(FitResults):
         if kind == "mean" and trials is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 y = y / trials
-        return est, np.quantile(y, a, axis=0), np.quantile(y, 1 - a, axis=0)
+        # quantiles that are simulated values (no interpolation): a count's limits are counts
+        return (est, np.quantile(y, a, axis=0, method="inverted_cdf"),
+                np.quantile(y, 1 - a, axis=0, method="inverted_cdf"))
 
     def posterior_predictive(self, random_seed=None):
         """Add (and return) posterior predictive draws of ``y`` to :attr:`idata`.

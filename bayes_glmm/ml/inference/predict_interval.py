@@ -137,4 +137,6 @@ def _prediction_from_draws(res, design, eta, eta_d, kind, a, rng):
     est = fam.mean(eta)
     if kind == "response" and fam.needs_trials and design.trials is not None:
         est = est * np.asarray(design.trials, dtype=float)
-    return est, np.quantile(y, a, axis=0), np.quantile(y, 1 - a, axis=0)
+    # quantiles that are simulated values (no interpolation): a count's limits are counts
+    return (est, np.quantile(y, a, axis=0, method="inverted_cdf"),
+            np.quantile(y, 1 - a, axis=0, method="inverted_cdf"))
