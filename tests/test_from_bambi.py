@@ -52,7 +52,8 @@ def _point_map(bm, glmm):
                 j = term.coef_names.index(coef)
                 out.setdefault(f"sd_{term.ident}_log__", np.zeros(term.q))[j] = pt[f"{tn}_sigma_log__"]
                 out.setdefault(f"u_{term.ident}", np.zeros((term.n_levels, term.q)))[:, j] = pt[f"{tn}_offset"]
-        out["Intercept"] = pt["Intercept"]
+        if "Intercept" in pt:
+            out["Intercept"] = pt["Intercept"]
         for bname, name in aux.items():
             if f"{bname}_log__" in pt:
                 out[f"{name}_log__"] = pt[f"{bname}_log__"]
@@ -135,6 +136,24 @@ def test_negativebinomial_alpha_is_theta_with_custom_priors(data):
     assert rp["x"] == Prior("Normal", mu=0.0, sigma=1.0)
     assert rp["sd_g"] == Prior("Exponential", lam=2.0)
     assert rp["theta"] == Prior("Gamma", alpha=2.0, beta=0.5)
+    _assert_same(_check_same_density(bm, m))
+
+
+@pytest.mark.parametrize("formula, kw, ours", [
+    ("y ~ x + (1 | g)", {"family": "t"}, "y ~ x + (1 || g)"),  # t: nu is df
+    ("pr ~ x + (1 | g)", {"family": "beta"}, "pr ~ x + (1 || g)"),  # kappa is phi
+    ("e ~ x + (1 | g)", {"family": "gamma", "link": "log"}, "e ~ x + (1 || g)"),  # alpha is shape
+    ("y ~ 0 + x + (1 | g)", {}, "y ~ 0 + x + (1 || g)"),
+    # different hyperprior kinds per coefficient: one term each (independent either way)
+    ("y ~ x + (x | g)", {"priors": {"1|g": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=1)),
+                                    "x|g": bmb.Prior("Normal", mu=0, sigma=bmb.Prior("Exponential", lam=1))}},
+     "y ~ x + (1 || g) + (0 + x || g)"),
+])
+def test_more_families_and_terms(data, formula, kw, ours):
+    d = data.assign(pr=np.clip(data["e"] / 3.1, 0.01, 0.99))
+    bm = bmb.Model(formula, d, **kw)
+    m = bg.GLMM.from_bambi(bm, centered=False)
+    assert m.formula == ours
     _assert_same(_check_same_density(bm, m))
 
 

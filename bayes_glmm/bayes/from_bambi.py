@@ -96,6 +96,12 @@ def _match_columns(cols: np.ndarray, X: np.ndarray, names, where: str) -> list[s
     return out
 
 
+def _hyper_kind(prior) -> tuple:
+    """A group-specific prior's hyperprior distribution: its name and parameter names."""
+    h = getattr(prior, "args", {}).get("sigma")
+    return (getattr(h, "name", None), tuple(sorted(getattr(h, "args", {}) or {})))
+
+
 def glmm_args_from_bambi(model) -> dict:
     """The :class:`~bayes_glmm.GLMM` arguments (formula, data, family, link, trials, priors,
     centered) equivalent to a bambi ``Model``; see the module docstring for the rules.
@@ -138,9 +144,22 @@ def glmm_args_from_bambi(model) -> dict:
     pieces, offs = [], []
     comp = model.components[parent]
     off_terms = [t for t in comp.terms.values() if type(t).__name__ == "OffsetTerm"]
+    groups = {}
+    for tn, t in comp.terms.items():
+        if type(t).__name__ == "GroupSpecificTerm":
+            groups.setdefault(tn.split("|", 1)[1].strip(), []).append((tn.split("|", 1)[0].strip(), t.prior))
+    random_pieces = [p for p in _split_top(rhs) if p.startswith("(") and "|" in p]
     for piece in _split_top(rhs):
         if piece.startswith("(") and "|" in piece:
-            pieces.append(re.sub(r"(?<!\|)\|(?!\|)", "||", piece))
+            group = piece[1:-1].split("|")[-1].strip()
+            parts = groups.get(group, [])
+            if len({_hyper_kind(pr) for _, pr in parts}) > 1 and \
+                    sum(p[1:-1].split("|")[-1].strip() == group for p in random_pieces) == 1:
+                # different hyperprior distributions per coefficient: one term each (bambi's terms are
+                # independent either way, so this is the same model)
+                pieces += [f"({'1' if e == '1' else '0 + ' + e} || {group})" for e, _ in parts]
+            else:
+                pieces.append(re.sub(r"(?<!\|)\|(?!\|)", "||", piece))
         elif re.match(r"^offset\s*\(", piece):
             offs.append(piece)
         else:

@@ -39,7 +39,7 @@ class StudentT(Family):
 
     name = "student_t"
     links = ("identity", "log")
-    aliases = ("t_family", "student")
+    aliases = ("t_family", "student", "t")  # "t": bambi's name
     r_name = "t"
     continuous = True
     aux_params = (SIGMA, DF)
