@@ -251,6 +251,23 @@ def _logaddexp(a, b):
     return b + C_OPS.softplus(m)
 
 
+def _lgamma_shift(a, y):
+    """``lgamma(a + y) - lgamma(a)`` for a data count ``y``: one C helper for the value and one for
+    ``d/da = digamma(a + y) - digamma(a)`` (:data:`C_HELPERS`: a short product for small counts)."""
+    if not isinstance(a, Dual) and not isinstance(y, Dual):
+        raise TypeError("lgamma_shift: expected a symbolic value")
+    em = a.em if isinstance(a, Dual) else y.em
+    a, y = em.lift(a), em.lift(y)
+    if not y.data:
+        raise TypeError("lgamma_shift: the count y must be data (no derivative)")
+    expr, inv = f"bg_lgamma_shift({a.v}, {y.v})", a.inv and y.inv
+    if a.data:
+        return a._new(expr, [None] * em.ndir, True, inv, expensive=True)
+    v = em.tmp(expr, inv)
+    fp = em.tmp(f"bg_digamma_shift({a.v}, {y.v})", inv)
+    return Dual(em, v, [None if x is None else em.tmp(_mul(fp, x), inv) for x in a.d], inv=inv)
+
+
 def _eq(a, b):
     em = a.em if isinstance(a, Dual) else b.em
     a, b = em.lift(a), em.lift(b)
@@ -263,6 +280,7 @@ def _eq(a, b):
 C_OPS = SimpleNamespace(
     **{name: _ops_fn(name) for name in DERIVATIVES},
     logaddexp=_logaddexp,
+    lgamma_shift=_lgamma_shift,
     eq=_eq,
     square=lambda x: x * x,
 )
@@ -301,6 +319,27 @@ static double bg_digamma(double x) {
         return r + log(x) - 0.5 / x
                - f * (1.0 / 12 - f * (1.0 / 120 - f * (1.0 / 252 - f * (1.0 / 240 - f * (1.0 / 132)))));
     }
+}
+/* lgamma(a + y) - lgamma(a) for a count y >= 0.  For an integer y <= 24 it is the log of the
+   rising factorial a (a + 1) ... (a + y - 1): one log instead of two lgamma (about 3x faster);
+   1e-250 < a < 1e12 keeps that product of at most 24 factors a normal double */
+static inline double bg_lgamma_shift(double a, double y) {
+    if (y >= 0.0 && y <= 24.0 && y == floor(y) && a > 1e-250 && a < 1e12) {
+        double p = 1.0;
+        for (int k = 0; k < (int)y; k++) p *= a + k;
+        return log(p);
+    }
+    return lgamma(a + y) - lgamma(a);
+}
+/* its derivative in a, digamma(a + y) - digamma(a): for the same counts the sum of 1/(a + k),
+   kept as one fraction q/p (one division) */
+static inline double bg_digamma_shift(double a, double y) {
+    if (y >= 0.0 && y <= 24.0 && y == floor(y) && a > 1e-250 && a < 1e12) {
+        double p = 1.0, q = 0.0;
+        for (int k = 0; k < (int)y; k++) { const double f = a + k; q = q * f + p; p *= f; }
+        return q / p;
+    }
+    return bg_digamma(a + y) - bg_digamma(a);
 }
 """
 

@@ -103,6 +103,7 @@ PT_OPS = SimpleNamespace(
     ndtr=lambda x: 0.5 * pt.erfc(-x * _SQRT1_2),
     log_ndtr=_pt_log_ndtr,
     gammaln=pt.gammaln,
+    lgamma_shift=lambda a, y: pt.gammaln(a + y) - pt.gammaln(a),
     logaddexp=pt.logaddexp,
     eq=pt.eq,
     square=pt.square,

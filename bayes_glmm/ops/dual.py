@@ -119,6 +119,15 @@ def _logaddexp(a, b):
     return b + ND_OPS.softplus(a - b)
 
 
+def _lgamma_shift(a, y):
+    """``lgamma(a + y) - lgamma(a)`` with ``d/da = digamma(a + y) - digamma(a)``; ``y`` is data."""
+    if isinstance(y, ND):
+        raise TypeError("lgamma_shift: the count y must be data (no derivative)")
+    if not isinstance(a, ND):
+        return NUMPY_OPS.lgamma_shift(a, y)
+    return a._chain(NUMPY_OPS.lgamma_shift(a.v, y), special.digamma(a.v + y) - special.digamma(a.v))
+
+
 def _eq(a, b):
     if isinstance(a, ND) or isinstance(b, ND):
         raise TypeError("eq: only data (no derivative) may be compared")
@@ -154,6 +163,7 @@ _NUMPY_VALUES = dict(vars(NUMPY_OPS))
 ND_OPS = SimpleNamespace(
     **{name: _unary(_NUMPY_VALUES[name], rule) for name, rule in DERIVATIVES.items()},
     logaddexp=_logaddexp,
+    lgamma_shift=_lgamma_shift,
     eq=_eq,
     square=lambda x: x * x,
 )

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 from scipy import special
 
-__all__ = ["NUMPY_OPS", "softplus_and_expit", "np_softplus", "np_log1mexp"]
+__all__ = ["NUMPY_OPS", "softplus_and_expit", "np_softplus", "np_log1mexp", "np_lgamma_shift"]
 
 
 def np_softplus(x):
@@ -33,6 +33,17 @@ def np_log1mexp(x):
     x = np.asarray(x, dtype=float)
     with np.errstate(divide="ignore"):  # np.where evaluates the branch it does not take too
         return np.where(x > -np.log(2.0), np.log(-np.expm1(x)), np.log1p(-np.exp(x)))
+
+
+def np_lgamma_shift(a, y):
+    """``lgamma(a + y) - lgamma(a)`` (the log of the rising factorial ``a (a + 1) ... (a + y - 1)``)
+    for a parameter ``a > 0`` and a data count ``y >= 0``.
+
+    One op rather than two ``gammaln`` calls so that the C emitter can evaluate it as a short
+    product for small integer counts (:data:`bayes_glmm.bayes.codegen.C_HELPERS`); here it is
+    the plain difference, as PyTensor's.
+    """
+    return special.gammaln(a + y) - special.gammaln(a)
 
 
 def softplus_and_expit(eta):
@@ -66,6 +77,7 @@ NUMPY_OPS = SimpleNamespace(
     ndtr=special.ndtr,
     log_ndtr=special.log_ndtr,
     gammaln=special.gammaln,
+    lgamma_shift=np_lgamma_shift,
     logaddexp=np.logaddexp,
     eq=np.equal,
     square=np.square,
