@@ -107,8 +107,9 @@ def test_every_prior_family_covered():
     assert {p.name for p in REAL + POSITIVE} == set(PRIOR_LOGP) == set(PRIOR_LOGDENS)
 
 
-def _helpers_lib():
-    """The generated C helpers compiled on their own, with a vector entry point per function."""
+def _helpers_lib(extra: str = ""):
+    """The generated C helpers compiled on their own, with a vector entry point per function
+    (and the C of ``extra``)."""
     import os
     import subprocess
     import tempfile
@@ -118,7 +119,7 @@ def _helpers_lib():
     names = ["bg_softplus", "bg_sigmoid", "bg_log1mexp", "bg_ndtr", "bg_log_ndtr", "bg_digamma"]
     src = "#include <math.h>\n#include <stdint.h>\n" + C_HELPERS + "".join(
         f"\nvoid v_{n}(const double *x, double *y, int64_t n) {{ for (int64_t i = 0; i < n; i++) y[i] = {n}(x[i]); }}"
-        for n in names)
+        for n in names) + extra
     tmp = tempfile.mkdtemp()
     with open(os.path.join(tmp, "h.c"), "w") as f:
         f.write(src)
@@ -149,6 +150,55 @@ def test_c_helpers_equal_scipy():
     np.testing.assert_allclose(_vec(lib, "bg_log1mexp", neg), np.log(-np.expm1(neg)), rtol=1e-11, atol=1e-16)
     pos = np.concatenate([np.geomspace(1e-8, 1e6, 700), [0.5, 1.0, 9.999, 10.0, 10.001], -np.array([0.5, 1.5, 2.7])])
     np.testing.assert_allclose(_vec(lib, "bg_digamma", pos), special.digamma(pos), rtol=1e-12, atol=1e-13)
+
+
+def test_lgamma_shift_every_namespace():
+    """ops.lgamma_shift(a, y) = lgamma(a + y) - lgamma(a) and its a-derivative: the C helpers'
+    short products (integer y <= 24) and their lgamma/digamma fallback equal SciPy; the dual
+    numbers and PyTensor give the same."""
+    import pytensor.tensor as pt
+    from scipy import special
+
+    from bayes_glmm.bayes.graph import PT_OPS
+    from bayes_glmm.ops.dual import ND_OPS, deriv, seed, value
+    from bayes_glmm.ops.numpy_ops import NUMPY_OPS
+
+    wrap = "".join(f"\nvoid v_{n}(const double *a, const double *y, double *o, int64_t n) "
+                   f"{{ for (int64_t i = 0; i < n; i++) o[i] = {n}(a[i], y[i]); }}"
+                   for n in ("bg_lgamma_shift", "bg_digamma_shift"))
+    lib = _helpers_lib(wrap)
+    av = np.concatenate([np.geomspace(1e-8, 1e13, 60), [1e-260, 0.5, 1.0, 3.7]])
+    yv = np.array([0.0, 1.0, 2.0, 7.0, 16.0, 23.0, 24.0, 25.0, 60.0, 2.5, 1000.0])
+    a, y = (np.ascontiguousarray(v.ravel()) for v in np.meshgrid(av, yv))
+    want = special.gammaln(a + y) - special.gammaln(a)
+    dwant = special.digamma(a + y) - special.digamma(a)
+
+    def c(name):
+        out = np.empty_like(a)
+        getattr(lib, "v_" + name)(*(ctypes.c_void_p(v.ctypes.data) for v in (a, y, out)), ctypes.c_int64(a.size))
+        return out
+
+    # integer counts: the sums of log(a + k) and of 1/(a + k) (no cancellation); otherwise the
+    # lgamma/digamma differences, exact to a few ulps of lgamma(a + y) (cancellation for large a)
+    k = np.arange(1000.0)
+    integer = y == np.floor(y)
+    terms = np.where(k[None, :] < y[:, None], a[:, None] + k[None, :], 1.0)
+    ref = np.where(integer, np.log(terms).sum(axis=1), want)
+    dref = np.where(integer, (1.0 / terms).sum(axis=1) - np.sum(k[None, :] >= y[:, None], axis=1), dwant)
+    scale = 1e-14 * np.maximum(1.0, np.abs(special.gammaln(a + y)))
+    fast = integer & (y <= 24) & (a > 1e-250) & (a < 1e12)  # the helpers' short products
+    bad = np.abs(c("bg_lgamma_shift") - ref) > np.where(fast, 1e-14 * np.abs(ref), scale)
+    assert not bad.any(), (a[bad], y[bad], c("bg_lgamma_shift")[bad], ref[bad], want[bad])
+    np.testing.assert_allclose(c("bg_digamma_shift"), dref, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(NUMPY_OPS.lgamma_shift(a, y), want, rtol=0, atol=0)
+    nd = ND_OPS.lgamma_shift(seed(a, 0, 1), y)
+    np.testing.assert_allclose(value(nd), want, rtol=0, atol=0)
+    np.testing.assert_allclose(deriv(nd, 0), dwant, rtol=1e-14, atol=0)
+    with pytest.raises(TypeError, match="data"):
+        ND_OPS.lgamma_shift(a, seed(y, 0, 1))
+    pa, py = pt.dvector("a"), pt.dvector("y")
+    got = PT_OPS.lgamma_shift(pa, py).eval({pa: a, py: y})  # its own lgamma: the same cancellation
+    assert np.all(np.abs(got - want) <= 1e-14 * np.abs(want) + scale), "pytensor"
 
 
 _RULE_POINTS = {"log": np.geomspace(1e-3, 50, 40), "log1p": np.linspace(-0.9, 30, 40),
