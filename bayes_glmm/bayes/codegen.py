@@ -321,7 +321,8 @@ static double bg_digamma(double x) {
     }
 }
 /* lgamma(a + y) - lgamma(a) for a count y >= 0.  For an integer y <= 24 it is the log of the
-   rising factorial a (a + 1) ... (a + y - 1): one log instead of two lgamma (about 3x faster);
+   rising factorial a (a + 1) ... (a + y - 1): one log instead of two lgamma (the beta-binomial
+   gradient of bb_trials: 137 -> 65 us);
    1e-250 < a < 1e12 keeps that product of at most 24 factors a normal double */
 static inline double bg_lgamma_shift(double a, double y) {
     if (y >= 0.0 && y <= 24.0 && y == floor(y) && a > 1e-250 && a < 1e12) {
