@@ -162,13 +162,14 @@ def test_more_families_and_terms(data, formula, kw, ours):
     ({"formula": "y ~ x + (1 | g)", "priors": {"1|g": bmb.Prior(
         "Normal", mu=1, sigma=bmb.Prior("HalfNormal", sigma=1))}}, "'1|g': a non-zero mean"),
     ({"formula": "e ~ x + (1 | g)", "family": "wald"}, "bambi family 'wald'"),
+    ({"formula": "censored(y, status) ~ x + (1 | g)"}, "a censored response"),
     ({"formula": "y ~ x + (1 | g)", "priors": {"x": bmb.Prior("Uniform", lower=-1, upper=1)}}, "'x'"),
     ({"formula": "y ~ x + (1 | g)", "priors": {"1|g": bmb.Prior(
         "Normal", mu=0, sigma=bmb.Prior("HalfNormal", sigma=1))}, "family": "gaussian"}, None),
 ])
 def test_refusals_name_the_term_and_reason(data, kwargs, msg):
     kw = dict(kwargs)
-    bm = bmb.Model(kw.pop("formula"), data, **kw)
+    bm = bmb.Model(kw.pop("formula"), data.assign(status=np.where(data["x"] > 1, "right", "none")), **kw)
     if msg is None:  # the control: the same model with a convertible prior converts
         assert bg.GLMM.from_bambi(bm).resolved_priors["sd_g"] == Prior("HalfNormal", sigma=1.0)
         return

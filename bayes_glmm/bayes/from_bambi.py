@@ -128,6 +128,10 @@ def glmm_args_from_bambi(model) -> dict:
     trials = None
     resp = model.response_component.term
     rdata = np.asarray(resp.data)
+    for flag, what in (("is_censored", "censored"), ("is_truncated", "truncated"),
+                       ("is_constrained", "constrained"), ("is_weighted", "weighted")):
+        if getattr(resp, flag, False):
+            raise ValueError(f"bambi response {resp.name!r}: a {what} response has no equivalent here")
     m = _RESPONSE_P.match(lhs)
     if m:  # binomial p(successes, trials): the evaluated columns, whatever the expressions were
         y_name = m.group("succ").strip() if _NAME.match(m.group("succ")) else _fresh("bambi_successes", data)
