@@ -161,7 +161,7 @@ class FitResults:
         if newdata is None:
             return NewDesign(X=spec.X, offset=spec.offset, codes=tuple(t.codes for t in spec.terms),
                              Xr=tuple(t.Xr for t in spec.terms), trials=spec.trials, index=spec.row_index,
-                             X_zi=spec.X_zi)
+                             X_zi=spec.X_zi, X_disp=spec.X_disp)
         if not isinstance(newdata, pd.DataFrame):
             raise ValueError("newdata must be a pandas DataFrame (or None for the fitted data)")
         return spec.new_design(newdata)

@@ -662,6 +662,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         vcov_all, hessian_pd = _vcov_flat(H, nt, sep, nt + p,
                                           zi_flat_directions(aux[:k_zi], resp.X_zi))
         vcov, vcov_aux = vcov_all[:p, :p], vcov_all[p:, p:]
+        vcov_cross = vcov_all[:p, p:]
     elif calc_vcov:
         if sep is not None and np.any(sep):
             keep = np.flatnonzero(~sep)
@@ -674,8 +675,10 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         else:
             vcov_all, hessian_pd = _vcov_from_hessian(H, nt)
         vcov, vcov_aux = vcov_all[:p, :p], vcov_all[p:, p:]
+        vcov_cross = vcov_all[:p, p:]
     else:
         vcov, vcov_aux = np.full((p, p), np.nan), np.full((na, na), np.nan)
+        vcov_cross = None
     if state.get("pirls_fail"):
         messages.append(f"PIRLS did not converge in {state['pirls_fail']} deviance evaluation(s)")
     b, b_sd, b_cov = modes_sds_covs(s, pr.factor, lambdas, pr.u)
@@ -690,7 +693,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                  loglik=-0.5 * dev_hat, n_params=p + nt + na, method=method, reml=False, n_agq=int(n_agq),
                  optimizer=optimizer, beta_zi=aux[:k_zi] if resp.X_zi is not None else None,
                  aux=_fitted_aux(resp, aux[k_zi:]) if resp.family.aux_params else None,
-                 vcov_aux=vcov_aux if na else None,
+                 vcov_aux=vcov_aux if na else None, vcov_beta_aux=vcov_cross if na else None,
                  beta_disp=aux[k_zi:k_zi + resp.k_disp] if resp.X_disp is not None else None)
 
 

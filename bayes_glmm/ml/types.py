@@ -64,6 +64,9 @@ class MLFit:
     beta_disp : ndarray (p_disp,) or None
         Dispersion-model coefficients (models with ``disp=``): the log of the first auxiliary
         parameter is ``X_disp @ beta_disp``; ``aux`` then holds that parameter per row.
+    vcov_beta_aux : ndarray (p, n_aux) or None
+        Covariance of beta with ``(beta_zi, a)`` (the off-diagonal block of the joint
+        covariance whose diagonal blocks are ``vcov_beta`` and ``vcov_aux``).
     b_cov : list of ndarray (J_k, q_k, q_k) or None
         Conditional covariance of each level's random effects (lme4's ``condVar``); None
         where the fit did not compute it (then only ``b_sd ** 2``, its diagonal, is known).
@@ -87,6 +90,9 @@ class MLFit:
     vcov_aux: np.ndarray | None = None
     beta_disp: np.ndarray | None = None
     b_cov: list | None = None
+    #: the (beta, aux) block of the joint covariance (None where not computed): with ``vcov_beta``
+    #: and ``vcov_aux`` the normal approximation of all fixed parameters (prediction intervals)
+    vcov_beta_aux: np.ndarray | None = None
 
     @property
     def disp(self) -> float | None:

@@ -11,6 +11,16 @@ z' Sigma z) and the response distribution: gaussian LMMs in closed form (sigma^2
 other families by simulation (eta drawn from its normal approximation, then the family's
 :meth:`~bayes_glmm.families.Family.random`).
 
+Models with a zero part (``zi=``, a hurdle's ``hu=``) or a dispersion formula (``disp=``): the
+mean depends on more than eta, so both intervals simulate.  ``n_sim`` draws of all fixed
+parameters ``(beta, beta_zi, beta_disp, the other auxiliary coordinates)`` come from their joint
+normal approximation (``vcov_beta``, ``vcov_aux`` and their cross block ``vcov_beta_aux``; a
+parameter whose variance is not finite, a zi coefficient at its boundary, is held at its
+estimate).  A confidence interval of the mean is the percentile interval of E[y] over the draws
+(the family's ``zero_part_moments``); a prediction interval draws one response per parameter
+draw with ``family.random(eta, rng, zi_eta=..., **aux)``, the dispersion per row
+``exp(X_disp beta_disp)`` from the new data's dispersion covariates.
+
 ``method="bootstrap"``: the fixed effects of a parametric bootstrap
 (:mod:`bayes_glmm.ml.inference.bootstrap`) give eta per replicate for population
 predictions; percentile intervals of the mean, or of responses simulated per replicate.
@@ -30,9 +40,11 @@ def _refuse_unsupported(res) -> None:
     if fam.categorical_response:
         raise ValueError("predict(interval=...): not available for ordinal models; use kind='probs' "
                          "without an interval, or a Bayesian fit")
-    if spec.has_zi or spec.X_disp is not None:
-        raise ValueError("predict(interval=...): not available for models with a zero-inflation/hurdle part "
-                         "or a dispersion formula on the ML path; use a Bayesian fit (posterior intervals)")
+
+
+def _extended(res) -> bool:
+    """True where the mean or the response law needs more than eta: a zero part or disp=."""
+    return res.spec.has_zi or res.spec.X_disp is not None
 
 
 def _re_variances(res, design, re_form):
@@ -83,6 +95,13 @@ def ml_predict_interval(res, design, kind, interval, level, re_form, new_levels,
         raise ValueError(f"n_sim={n_sim!r} must be an integer >= 100")
     spec, fam = res.spec, res.spec.family
     a = (1.0 - level) / 2.0
+    if _extended(res):
+        if method == "bootstrap":
+            raise ValueError("method='bootstrap' is not available for models with a zero-inflation/hurdle part "
+                             "or a dispersion formula (the bootstrap table holds the conditional model's "
+                             "coefficients only); use method='wald', which simulates from the normal "
+                             "approximation of all fixed parameters")
+        return _extended_interval(res, design, kind, interval, a, re_form, new_levels, rng, int(n_sim))
     # interval estimates use zero for unseen levels ('sample' draws would make them random)
     eta = np.asarray(_eta_hat(res, design, re_form, new_levels), dtype=float)
     known, unknown = _re_variances(res, design, re_form)
@@ -138,5 +157,115 @@ def _prediction_from_draws(res, design, eta, eta_d, kind, a, rng):
     if kind == "response" and fam.needs_trials and design.trials is not None:
         est = est * np.asarray(design.trials, dtype=float)
     # quantiles that are simulated values (no interpolation): a count's limits are counts
+    return (est, np.quantile(y, a, axis=0, method="inverted_cdf"),
+            np.quantile(y, 1 - a, axis=0, method="inverted_cdf"))
+
+
+# --- zero part / dispersion formula: simulation from the joint normal approximation -------------
+def _point_coords(res) -> np.ndarray:
+    """The estimates ``(beta_zi, a)`` in the order of ``vcov_aux`` (a: optimizer coordinates)."""
+    from ..auxpar import fit_coords
+
+    fit, fam = res.fit, res.spec.family
+    zi = np.asarray(fit.beta_zi, dtype=float) if res.spec.has_zi else np.zeros(0)
+    a = fit_coords(fam, fit.aux, fit.beta_disp) if fam.aux_params else np.zeros(0)
+    return np.concatenate([zi, np.asarray(a, dtype=float)])
+
+
+def _joint_draws(res, n_sim, rng):
+    """(S, p) draws of beta and (S, n_aux) draws of ``(beta_zi, a)`` from the joint normal."""
+    fit = res.fit
+    beta = np.asarray(fit.beta, dtype=float)
+    aux = _point_coords(res)
+    p, k = beta.size, aux.size
+    V = np.zeros((p + k, p + k))
+    V[:p, :p] = np.asarray(fit.vcov_beta, dtype=float)
+    if k:
+        V[p:, p:] = np.asarray(fit.vcov_aux, dtype=float)
+        if fit.vcov_beta_aux is not None:  # else independent blocks (a fit that did not keep it)
+            V[:p, p:] = np.asarray(fit.vcov_beta_aux, dtype=float)
+            V[p:, :p] = V[:p, p:].T
+    bad = ~np.isfinite(np.diag(V))
+    if np.any(bad[:p]):
+        names = [n for n, b in zip(res.spec.fixed_names, bad[:p]) if b]
+        raise ValueError(f"predict(interval=...): the variance of {names} is not finite (separation?); "
+                         f"no normal approximation to simulate from; refit without that term or use a "
+                         f"Bayesian fit")
+    # a zi coefficient at its boundary (NA SE): held at its estimate
+    V[bad, :] = 0.0
+    V[:, bad] = 0.0
+    V = np.where(np.isfinite(V), V, 0.0)
+    d = rng.multivariate_normal(np.concatenate([beta, aux]), V, size=n_sim, method="eigh",
+                                check_valid="ignore")
+    return d[:, :p], d[:, p:]
+
+
+def _aux_rows(res, design, coords):
+    """``(zi_eta, aux)`` for parameter rows ``coords`` (S, n_aux) and the new rows: zi_eta (S, n)
+    or None, aux ``{name: (S, n) or (S, 1)}`` (the dispersion per row with ``disp=``)."""
+    from ..auxpar import aux_natural
+    from ..pirls import disp_natural
+
+    spec, fam = res.spec, res.spec.family
+    k_zi = spec.p_zi if spec.has_zi else 0
+    zi_eta = None
+    if spec.has_zi:
+        zi_eta = coords[:, :k_zi] @ np.asarray(design.X_zi, dtype=float).T
+    rest = coords[:, k_zi:]
+    if not fam.aux_params:
+        return zi_eta, {}
+    if spec.X_disp is not None:
+        X_disp = np.asarray(design.X_disp, dtype=float)
+        per = [disp_natural(fam, X_disp, c) for c in rest]
+    else:
+        per = [aux_natural(fam, c) for c in rest]
+    aux = {}
+    for name in per[0]:
+        aux[name] = np.stack([np.atleast_1d(np.asarray(d[name], dtype=float)) for d in per])
+    return zi_eta, aux
+
+
+def _expected(res, eta, zi_eta, aux):
+    """E[y | eta] per trial with the zero part (the family's ``zero_part_moments``)."""
+    fam = res.spec.family
+    mu = fam.mean(eta)
+    if zi_eta is None:
+        return mu
+    return fam.zero_part_moments(mu, None, special.expit(zi_eta), **aux)[0]
+
+
+def _extended_interval(res, design, kind, interval, a, re_form, new_levels, rng, n_sim):
+    spec, fam = res.spec, res.spec.family
+    eta = np.asarray(_eta_hat(res, design, re_form, new_levels), dtype=float)
+    known, unknown = _re_variances(res, design, re_form)
+    X = np.asarray(design.X, dtype=float)
+    # the random-effect part of eta (and the offset) as the point prediction has them
+    rest_eta = eta - X @ np.asarray(res.fit.beta, dtype=float)
+    z0, aux0 = _aux_rows(res, design, _point_coords(res)[None, :])
+    if kind == "link":
+        if interval == "confidence":  # the conditional model's eta: the delta method is exact here
+            se = np.sqrt(np.clip(np.einsum("np,pr,nr->n", X, np.asarray(res.fit.vcov_beta, dtype=float), X)
+                                 + known, 0.0, None))
+            zq = special.ndtri(1.0 - a)
+            return eta, eta - zq * se, eta + zq * se
+    B, C = _joint_draws(res, n_sim, rng)
+    zi_d, aux_d = _aux_rows(res, design, C)
+    extra = known if interval == "confidence" else known + unknown
+    eta_d = B @ X.T + rest_eta[None, :] + np.sqrt(np.clip(extra, 0.0, None))[None, :] * rng.standard_normal(
+        (n_sim, eta.size))
+    est = _expected(res, eta[None, :], z0, aux0)[0]
+    if interval == "confidence":
+        draws = _expected(res, eta_d, zi_d, aux_d)
+        return est, np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
+    trials = None
+    if fam.needs_trials:
+        trials = np.rint(np.asarray(design.trials if design.trials is not None else 1.0, dtype=float)).astype(np.int64)
+    y = np.asarray(fam.random(eta_d, rng, trials=trials, zi_eta=zi_d, **aux_d), dtype=float)
+    if trials is not None:
+        if kind == "mean":
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = y / trials
+        elif design.trials is not None:
+            est = est * np.asarray(design.trials, dtype=float)
     return (est, np.quantile(y, a, axis=0, method="inverted_cdf"),
             np.quantile(y, 1 - a, axis=0, method="inverted_cdf"))
