@@ -241,3 +241,97 @@ def test_bayes_zero_inflated_prediction_limits_are_counts():
     pred = res.predict(df.iloc[:3], interval="prediction", re_form=None, random_seed=1)
     np.testing.assert_array_equal(pred[["lower", "upper"]], np.rint(pred[["lower", "upper"]]))
     assert np.all(pred["upper"] > conf["upper"])
+
+
+def _zero_counts(seed, n_groups=25, per=12):
+    r = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = r.uniform(0, 1, g.size)
+    y = np.where(r.uniform(size=g.size) < 0.35, 0, r.poisson(np.exp(0.6 + 0.8 * x + r.normal(0, 0.4, n_groups)[g])))
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)}), np.arange(g.size) % per >= per - 3
+
+
+@pytest.mark.parametrize("family,kw", [("poisson", {"zi": "~ x"}), ("hurdle_poisson", {"hu": "~ 1"})])
+def test_ml_zero_part_prediction_interval_coverage(family, kw):
+    # 6 simulated zero-inflated count GLMMs, 3 held-out rows per group: the discrete 95% limits
+    # (zero part and conditional-mode uncertainty included) cover ~95% of new observations
+    hits = []
+    for s in range(6):
+        df, new = _zero_counts(s)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = bg.GLMM("y ~ x + (1 | g)", df[~new], family=family, **kw).fit_ml()
+        pi = res.predict(df[new], interval="prediction", random_seed=s, n_sim=2000)
+        np.testing.assert_array_equal(pi["upper"], np.rint(pi["upper"]))
+        # the estimate is E[y] with the zero part, as predict() without an interval gives it
+        np.testing.assert_allclose(pi["estimate"], res.predict(df[new]), rtol=1e-10)
+        hits.append((pi["lower"] <= df["y"][new]) & (df["y"][new] <= pi["upper"]))
+    cover = np.mean(np.concatenate(hits))
+    print(f"{family} {kw} coverage {cover:.4f}")
+    assert 0.93 < cover <= 0.995, cover
+
+
+def test_ml_zero_part_confidence_interval():
+    df, _ = _zero_counts(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bg.GLMM("y ~ x + (1 | g)", df, family="poisson", zi="~ x").fit_ml()
+    assert res.fit.vcov_beta_aux is not None and res.fit.vcov_beta_aux.shape == (2, 2)
+    nd = df.iloc[:4]
+    conf = res.predict(nd, interval="confidence", re_form=None, random_seed=3, n_sim=4000)
+    est = res.predict(nd, re_form=None)
+    np.testing.assert_allclose(conf["estimate"], est, rtol=1e-10)
+    assert np.all((conf["lower"] < est) & (est < conf["upper"]))
+    # delta method check on E[y] = (1 - pi) mu over (beta, beta_zi) jointly (re_form=None)
+    X = np.column_stack([np.ones(4), nd["x"]])
+    mu, pz = np.exp(X @ res.fit.beta), special.expit(X @ res.fit.beta_zi)
+    G = np.column_stack([((1 - pz) * mu)[:, None] * X, (-pz * (1 - pz) * mu)[:, None] * X])
+    V = np.block([[res.fit.vcov_beta, res.fit.vcov_beta_aux], [res.fit.vcov_beta_aux.T, res.fit.vcov_aux]])
+    se = np.sqrt(np.einsum("np,pr,nr->n", G, V, G))
+    np.testing.assert_allclose((conf["upper"] - conf["lower"]) / (2 * Z95), se, rtol=0.15)
+    again = res.predict(nd, interval="confidence", re_form=None, random_seed=3, n_sim=4000)
+    pd.testing.assert_frame_equal(conf, again)  # seeded: reproducible
+    link = res.predict(nd, interval="confidence", kind="link", re_form=None)
+    np.testing.assert_allclose(link["estimate"], res.predict(nd, kind="link", re_form=None))
+    with pytest.raises(ValueError, match="method='bootstrap' is not available"):
+        res.predict(nd, interval="confidence", method="bootstrap", re_form=None)
+
+
+def test_ml_disp_prediction_interval_coverage_and_width():
+    # gaussian LMM with log sigma = -1 + 1.5 x: 95% prediction intervals cover ~95% of new
+    # observations, and are wider where the dispersion is larger
+    hits, ratios = [], []
+    for s in range(5):
+        r = np.random.default_rng(100 + s)
+        g = np.repeat(np.arange(25), 12)
+        x = r.uniform(0, 1, g.size)
+        y = 1 + x + r.normal(0, 0.5, 25)[g] + np.exp(-1 + 1.5 * x) * r.normal(size=g.size)
+        df = pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)})
+        new = np.arange(g.size) % 12 >= 9
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = bg.GLMM("y ~ x + (1 | g)", df[~new], disp="~ x").fit_ml()
+        pi = res.predict(df[new], interval="prediction", random_seed=s, n_sim=2000)
+        hits.append((pi["lower"] <= df["y"][new]) & (df["y"][new] <= pi["upper"]))
+        ends = res.predict(pd.DataFrame({"x": [0.0, 1.0], "g": pd.Categorical([0, 0])}),
+                           interval="prediction", random_seed=s)
+        w = (ends["upper"] - ends["lower"]).to_numpy()
+        ratios.append(w[1] / w[0])
+    cover = np.mean(np.concatenate(hits))
+    print(f"disp coverage {cover:.4f}, width ratio x=1 / x=0 {np.round(ratios, 2)}")
+    assert 0.93 < cover < 0.98, cover
+    # sigma ratio exp(1.5) = 4.5, diluted by the group SD 0.5 in the total SD
+    assert np.all(np.array(ratios) > 2.0), ratios
+
+
+def test_ml_ordinal_interval_still_refused():
+    r = np.random.default_rng(0)
+    g = np.repeat(np.arange(10), 10)
+    x = r.normal(size=g.size)
+    lat = x + r.normal(0, 0.5, 10)[g] + r.logistic(size=g.size)
+    df = pd.DataFrame({"y": pd.Categorical(np.digitize(lat, [-1, 1]), ordered=True), "x": x, "g": pd.Categorical(g)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bg.GLMM("y ~ x + (1 | g)", df, family="ordinal").fit_ml()
+    with pytest.raises(ValueError, match="ordinal"):
+        res.predict(df.iloc[:2], interval="confidence")
