@@ -263,8 +263,16 @@ def _lgamma_shift(a, y):
     expr, inv = f"bg_lgamma_shift({a.v}, {y.v})", a.inv and y.inv
     if a.data:
         return a._new(expr, [None] * em.ndir, True, inv, expensive=True)
-    v = em.tmp(expr, inv)
-    fp = em.tmp(f"bg_digamma_shift({a.v}, {y.v})", inv)
+    if a.inv and not inv:
+        # a row-invariant a (NB2's theta, the beta-binomial's phi): lgamma(a) and digamma(a) once
+        # per gradient, so that a count beyond the short products costs what the two lgamma did
+        short = f"bg_shift_short({a.v}, {y.v})"
+        lga, dga = em.tmp(f"lgamma({a.v})", True), em.tmp(f"bg_digamma({a.v})", True)
+        v = em.tmp(f"{short} ? bg_rise_log({a.v}, {y.v}) : lgamma({a.v} + {y.v}) - {lga}")
+        fp = em.tmp(f"{short} ? bg_rise_dlog({a.v}, {y.v}) : bg_digamma({a.v} + {y.v}) - {dga}")
+    else:
+        v = em.tmp(expr, inv)
+        fp = em.tmp(f"bg_digamma_shift({a.v}, {y.v})", inv)
     return Dual(em, v, [None if x is None else em.tmp(_mul(fp, x), inv) for x in a.d], inv=inv)
 
 
@@ -324,23 +332,26 @@ static double bg_digamma(double x) {
    rising factorial a (a + 1) ... (a + y - 1): one log instead of two lgamma (the beta-binomial
    gradient of bb_trials: 137 -> 65 us);
    1e-250 < a < 1e12 keeps that product of at most 24 factors a normal double */
-static inline double bg_lgamma_shift(double a, double y) {
-    if (y >= 0.0 && y <= 24.0 && y == floor(y) && a > 1e-250 && a < 1e12) {
-        double p = 1.0;
-        for (int k = 0; k < (int)y; k++) p *= a + k;
-        return log(p);
-    }
-    return lgamma(a + y) - lgamma(a);
+static inline int bg_shift_short(double a, double y) {
+    return y >= 0.0 && y <= 24.0 && y == floor(y) && a > 1e-250 && a < 1e12;
+}
+static inline double bg_rise_log(double a, double y) {
+    double p = 1.0;
+    for (int k = 0; k < (int)y; k++) p *= a + k;
+    return log(p);
 }
 /* its derivative in a, digamma(a + y) - digamma(a): for the same counts the sum of 1/(a + k),
    kept as one fraction q/p (one division) */
+static inline double bg_rise_dlog(double a, double y) {
+    double p = 1.0, q = 0.0;
+    for (int k = 0; k < (int)y; k++) { const double f = a + k; q = q * f + p; p *= f; }
+    return q / p;
+}
+static inline double bg_lgamma_shift(double a, double y) {
+    return bg_shift_short(a, y) ? bg_rise_log(a, y) : lgamma(a + y) - lgamma(a);
+}
 static inline double bg_digamma_shift(double a, double y) {
-    if (y >= 0.0 && y <= 24.0 && y == floor(y) && a > 1e-250 && a < 1e12) {
-        double p = 1.0, q = 0.0;
-        for (int k = 0; k < (int)y; k++) { const double f = a + k; q = q * f + p; p *= f; }
-        return q / p;
-    }
-    return bg_digamma(a + y) - bg_digamma(a);
+    return bg_shift_short(a, y) ? bg_rise_dlog(a, y) : bg_digamma(a + y) - bg_digamma(a);
 }
 """
 

@@ -52,7 +52,7 @@ class NegBinomial(CountFamily):
         # log(theta + mu) = log theta + softplus(eta - log theta): no overflow for large eta
         lt = ops.log(theta)
         sp = ops.softplus(eta - lt)
-        return (ops.gammaln(y + theta) - ops.gammaln(theta) - ops.gammaln(y + 1.0)
+        return (ops.lgamma_shift(theta, y) - ops.gammaln(y + 1.0)
                 + y * (eta - lt) - (y + theta) * sp)
 
     def _loglik_constant(self, y, trials, theta=None):
