@@ -40,7 +40,7 @@ def check_interval_args(interval, kind: str, level, re_form) -> None:
         raise ValueError(f"interval={interval!r} is not one of None, {INTERVALS}")
     if re_form not in ("full", None):
         raise ValueError(f"re_form={re_form!r} must be 'full' or None")
-    ok = ("link", "mean") if interval == "confidence" else ("mean", "response")
+    ok = ("link", "mean", "probs") if interval == "confidence" else ("mean", "response")
     if kind not in ok:
         raise ValueError(f"kind={kind!r} with interval={interval!r}: choose kind from {ok} (a prediction "
                          f"interval is for a new response; a confidence interval for eta or the mean)")
@@ -234,7 +234,10 @@ class FitResults:
             None returns the point predictions (an array) as always.  Otherwise a DataFrame
             indexed like ``newdata`` with ``estimate, lower, upper``: ``"confidence"`` for the
             mean (``kind="link"`` or ``"mean"``), ``"prediction"`` for a new observation
-            (``kind="mean"``: binomial as a proportion; ``"response"``: successes).  See
+            (``kind="mean"``: binomial as a proportion; ``"response"``: successes).  Ordinal
+            ML fits: ``kind="probs"`` confidence intervals give columns ``(statistic, category)``
+            (``out["lower"]`` a frame of categories); a prediction interval is one of category
+            numbers 1 .. K.  See
             :meth:`bayes_glmm.ml.results.MLResults._predict_interval` (delta method /
             parametric bootstrap) and the posterior version on Bayesian fits; docs/methods.md.
         level : float
@@ -248,11 +251,19 @@ class FitResults:
         check_predict_args(kind, new_levels)
         if interval is not None:
             check_interval_args(interval, kind, level, re_form)
+            if kind == "probs" and not self.spec.family.categorical_response:
+                self.spec.family.category_probs(np.zeros(1))  # raises, naming the family
             design = self._design(newdata)
             est, lo, hi = self._predict_interval(design, kind, interval, float(level), re_form, new_levels,
                                                  np.random.default_rng(random_seed), method=method,
                                                  n_boot=n_boot, n_sim=n_sim, random_seed=random_seed)
-            out = pd.DataFrame({"estimate": est, "lower": lo, "upper": hi}, index=design.index)
+            if np.ndim(est) == 2:  # kind="probs": one column per category under each statistic
+                cats = list(self.spec.family.categories)
+                out = pd.concat({"estimate": pd.DataFrame(est, index=design.index, columns=cats),
+                                 "lower": pd.DataFrame(lo, index=design.index, columns=cats),
+                                 "upper": pd.DataFrame(hi, index=design.index, columns=cats)}, axis=1)
+            else:
+                out = pd.DataFrame({"estimate": est, "lower": lo, "upper": hi}, index=design.index)
             out.attrs.update({"interval": interval, "level": float(level), "kind": kind, "method": method})
             return out
         design = self._design(newdata)

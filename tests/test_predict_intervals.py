@@ -324,14 +324,44 @@ def test_ml_disp_prediction_interval_coverage_and_width():
     assert np.all(np.array(ratios) > 2.0), ratios
 
 
-def test_ml_ordinal_interval_still_refused():
+def test_ml_ordinal_probs_and_category_intervals():
+    from bayes_glmm.ml.auxpar import aux_natural
+
     r = np.random.default_rng(0)
-    g = np.repeat(np.arange(10), 10)
+    g = np.repeat(np.arange(15), 12)
     x = r.normal(size=g.size)
-    lat = x + r.normal(0, 0.5, 10)[g] + r.logistic(size=g.size)
+    lat = x + r.normal(0, 0.5, 15)[g] + r.logistic(size=g.size)
     df = pd.DataFrame({"y": pd.Categorical(np.digitize(lat, [-1, 1]), ordered=True), "x": x, "g": pd.Categorical(g)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = bg.GLMM("y ~ x + (1 | g)", df, family="ordinal").fit_ml()
+    fam, nd = res.spec.family, df.iloc[:4]
+    conf = res.predict(nd, interval="confidence", kind="probs", re_form=None, random_seed=2, n_sim=4000)
+    p_hat = res.predict(nd, kind="probs", re_form=None)
+    pd.testing.assert_frame_equal(conf["estimate"], p_hat, check_names=False)
+    assert np.all((conf["lower"].to_numpy() < p_hat.to_numpy()) & (p_hat.to_numpy() < conf["upper"].to_numpy()))
+    # delta method over (beta, thresholds' coordinates) jointly, numerical gradient
+    coords = np.array([res.fit.aux["0|1"], np.log(res.fit.aux["1|2"] - res.fit.aux["0|1"])])
+    theta0 = np.concatenate([res.fit.beta, coords])
+    xv = nd["x"].to_numpy()
+
+    def probs(t):
+        return fam.category_probs(xv * t[0], **aux_natural(fam, t[1:]))
+
+    G = np.stack([(probs(theta0 + h) - probs(theta0 - h)) / 2e-6 for h in 1e-6 * np.eye(3)], axis=-1)
+    V = np.block([[res.fit.vcov_beta, res.fit.vcov_beta_aux], [res.fit.vcov_beta_aux.T, res.fit.vcov_aux]])
+    se = np.sqrt(np.einsum("nkp,pr,nkr->nk", G, V, G))
+    np.testing.assert_allclose((conf["upper"] - conf["lower"]).to_numpy() / (2 * Z95), se, rtol=0.15)
+    mean = res.predict(nd, interval="confidence", kind="mean", random_seed=2)
+    np.testing.assert_allclose(mean["estimate"], res.predict(nd, kind="mean"))
+    assert np.all((mean["lower"] >= 1) & (mean["upper"] <= 3) & (mean["lower"] < mean["upper"]))
+    pred = res.predict(nd, interval="prediction", random_seed=2)
+    assert set(np.unique(pred[["lower", "upper"]])) <= {1.0, 2.0, 3.0}  # category numbers
+    pd.testing.assert_frame_equal(pred, res.predict(nd, interval="prediction", random_seed=2))
     with pytest.raises(ValueError, match="ordinal"):
-        res.predict(df.iloc[:2], interval="confidence")
+        res.predict(nd, interval="confidence", method="bootstrap", re_form=None)
+
+
+def test_probs_interval_refused_for_non_ordinal(glmm):
+    with pytest.raises(ValueError, match="categor|ordinal"):
+        glmm.predict(interval="confidence", kind="probs")

@@ -19,7 +19,10 @@ parameter whose variance is not finite, a zi coefficient at its boundary, is hel
 estimate).  A confidence interval of the mean is the percentile interval of E[y] over the draws
 (the family's ``zero_part_moments``); a prediction interval draws one response per parameter
 draw with ``family.random(eta, rng, zi_eta=..., **aux)``, the dispersion per row
-``exp(X_disp beta_disp)`` from the new data's dispersion covariates.
+``exp(X_disp beta_disp)`` from the new data's dispersion covariates.  Ordinal models the
+same way with the thresholds as the auxiliary parameters: ``kind="probs"`` confidence
+intervals per category, ``kind="mean"`` for the expected category number 1 .. K, and
+prediction intervals of the category number (quantiles of simulated categories).
 
 ``method="bootstrap"``: the fixed effects of a parametric bootstrap
 (:mod:`bayes_glmm.ml.inference.bootstrap`) give eta per replicate for population
@@ -35,16 +38,10 @@ from ...results import linear_predictor
 __all__ = ["ml_predict_interval"]
 
 
-def _refuse_unsupported(res) -> None:
-    spec, fam = res.spec, res.spec.family
-    if fam.categorical_response:
-        raise ValueError("predict(interval=...): not available for ordinal models; use kind='probs' "
-                         "without an interval, or a Bayesian fit")
-
-
 def _extended(res) -> bool:
-    """True where the mean or the response law needs more than eta: a zero part or disp=."""
-    return res.spec.has_zi or res.spec.X_disp is not None
+    """True where the mean or the response law needs more than eta: a zero part, disp=, or
+    an ordinal model's thresholds."""
+    return res.spec.has_zi or res.spec.X_disp is not None or res.spec.family.categorical_response
 
 
 def _re_variances(res, design, re_form):
@@ -88,7 +85,6 @@ def _simulate_y(res, design, eta_draws, kind, rng):
 def ml_predict_interval(res, design, kind, interval, level, re_form, new_levels, rng, *,
                         method="wald", n_boot=200, n_sim=4000, random_seed=None):
     """(estimate, lower, upper) arrays for :meth:`MLResults.predict` with an interval."""
-    _refuse_unsupported(res)
     if method not in ("wald", "bootstrap"):
         raise ValueError(f"method={method!r} is not one of 'wald', 'bootstrap'")
     if not isinstance(n_sim, (int, np.integer)) or n_sim < 100:
@@ -98,7 +94,7 @@ def ml_predict_interval(res, design, kind, interval, level, re_form, new_levels,
     if _extended(res):
         if method == "bootstrap":
             raise ValueError("method='bootstrap' is not available for models with a zero-inflation/hurdle part "
-                             "or a dispersion formula (the bootstrap table holds the conditional model's "
+                             "or a dispersion formula, nor for ordinal models (the bootstrap table holds the conditional model's "
                              "coefficients only); use method='wald', which simulates from the normal "
                              "approximation of all fixed parameters")
         return _extended_interval(res, design, kind, interval, a, re_form, new_levels, rng, int(n_sim))
@@ -225,9 +221,12 @@ def _aux_rows(res, design, coords):
     return zi_eta, aux
 
 
-def _expected(res, eta, zi_eta, aux):
-    """E[y | eta] per trial with the zero part (the family's ``zero_part_moments``)."""
+def _expected(res, eta, zi_eta, aux, kind="mean"):
+    """E[y | eta] per trial with the zero part (the family's ``zero_part_moments``); ordinal:
+    the expected category number, or (kind="probs") the category probabilities (last axis)."""
     fam = res.spec.family
+    if fam.categorical_response:
+        return fam.category_probs(eta, **aux) if kind == "probs" else fam.response_mean(eta, **aux)
     mu = fam.mean(eta)
     if zi_eta is None:
         return mu
@@ -253,14 +252,16 @@ def _extended_interval(res, design, kind, interval, a, re_form, new_levels, rng,
     extra = known if interval == "confidence" else known + unknown
     eta_d = B @ X.T + rest_eta[None, :] + np.sqrt(np.clip(extra, 0.0, None))[None, :] * rng.standard_normal(
         (n_sim, eta.size))
-    est = _expected(res, eta[None, :], z0, aux0)[0]
+    est = _expected(res, eta[None, :], z0, aux0, kind)[0]
     if interval == "confidence":
-        draws = _expected(res, eta_d, zi_d, aux_d)
+        draws = _expected(res, eta_d, zi_d, aux_d, kind)
         return est, np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
     trials = None
     if fam.needs_trials:
         trials = np.rint(np.asarray(design.trials if design.trials is not None else 1.0, dtype=float)).astype(np.int64)
     y = np.asarray(fam.random(eta_d, rng, trials=trials, zi_eta=zi_d, **aux_d), dtype=float)
+    if fam.categorical_response:  # codes 0 .. K-1 to the category numbers of the mean, 1 .. K
+        y = y + 1.0
     if trials is not None:
         if kind == "mean":
             with np.errstate(divide="ignore", invalid="ignore"):
