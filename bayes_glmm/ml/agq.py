@@ -43,6 +43,7 @@ import numpy as np
 from scipy import sparse
 
 from . import factor, linalg
+from .multigrad import MAX_M_GRADIENT, laplace_grad_multi
 from .pirls import loglik_and_mu
 
 __all__ = ["gh_rule", "agq_loglik", "check_agq", "devgrad", "supports_gradient"]
@@ -169,8 +170,11 @@ class _Cols:
 def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:
     """True when :func:`devgrad` applies: one random-effects term and either a canonical
     classic family (Laplace or AGQ) or, for the Laplace approximation only, a family with
-    auxiliary parameters (any number) and/or zero inflation."""
-    if len(s.J) != 1 or (resp.family.is_linear and resp.X_disp is None):  # the LMM's profiled scale
+    auxiliary parameters (any number) and/or zero inflation.  Several terms: the Laplace
+    approximation only, up to :data:`bayes_glmm.ml.multigrad.MAX_M_GRADIENT` random effects."""
+    if resp.family.is_linear and resp.X_disp is None:  # the LMM's profiled scale
+        return False
+    if len(s.J) != 1 and (n_agq != 1 or s.m > MAX_M_GRADIENT):
         return False
     if resp.general:
         return n_agq == 1
@@ -514,10 +518,11 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
     ----------
     resp : pirls.Response
     s : linalg.ReStructure
-        One term (see :func:`supports_gradient`).
-    lambdas : list with one (q, q) array
+        See :func:`supports_gradient`.
+    lambdas : list of (q_k, q_k) arrays
     E : ndarray (n_theta, q, q)
-        ``dLambda / dtheta`` at theta from :func:`theta_directions`.
+        ``dLambda / dtheta`` at theta from :func:`theta_directions`; with several terms a
+        list of them, one per term (:func:`bayes_glmm.ml.multigrad.laplace_grad_multi`).
     pr : pirls.PirlsResult
         PIRLS over u only at (theta, beta), with ``r`` and ``mu`` at the mode.
     n_agq : int
@@ -531,6 +536,11 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
     dev : float
     grad : ndarray (n_theta + p,)
     """
+    if len(s.J) != 1:
+        # several terms (Laplace only): E is the list of each term's dLambda/dtheta
+        aux_rows = _row_aux_derivs(resp, pr.eta) if resp.general else None
+        dW = aux_rows[0] if resp.general else pr.W * resp.family.variance_mu_deriv(pr.mu)
+        return pr.laplace_deviance, laplace_grad_multi(resp, s, lambdas, E, pr, dW, aux_rows, out)
     if resp.general:
         if n_agq != 1:
             raise ValueError("devgrad: the analytic gradient of a dispersion / zero-inflated model is "

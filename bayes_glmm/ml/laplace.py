@@ -348,23 +348,22 @@ def make_deviance(resp, s, terms, slices, n_agq=1, state=None):
 def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
     """Like :func:`make_deviance` but returning ``(deviance, gradient)``.
 
-    Only for models where :func:`bayes_glmm.ml.agq.supports_gradient` holds (one term,
-    canonical link).
+    Only for models where :func:`bayes_glmm.ml.agq.supports_gradient` holds.
     """
     nt = sum(t.n_theta for t in terms)
     state = {} if state is None else state
-    t0 = terms[0]
-    # dLambda/dtheta: constant for a linear structure, else re-evaluated at each new theta
-    # (kept for the last one: Hessian columns in beta and the aux parameters share it)
-    last = {"theta": None, "E": (_agq.theta_directions(t0, t0.cov.theta_start(t0.q))
-                                 if t0.cov.linear else None)}
+    # dLambda/dtheta per term: constant for linear structures, else re-evaluated at each new
+    # theta (kept for the last one: Hessian columns in beta and the aux parameters share it)
+    linear = all(t.cov.linear for t in terms)
+    last = {"theta": None, "E": ([_agq.theta_directions(t, t.cov.theta_start(t.q)) for t in terms]
+                                 if linear else None)}
 
     def directions(theta):
-        if t0.cov.linear:
-            return last["E"]
-        if last["theta"] is None or not np.array_equal(last["theta"], theta):
-            last["theta"], last["E"] = theta.copy(), _agq.theta_directions(t0, theta)
-        return last["E"]
+        if not linear and (last["theta"] is None or not np.array_equal(last["theta"], theta)):
+            last["theta"] = theta.copy()
+            last["E"] = [_agq.theta_directions(t, theta[sl]) for t, sl in zip(terms, slices)]
+        # one term: its array; several: the list (bayes_glmm.ml.multigrad)
+        return last["E"][0] if len(terms) == 1 else last["E"]
 
     def fg(x):
         lambdas, pr, r = _modes(x, resp, s, terms, slices, nt, state)
