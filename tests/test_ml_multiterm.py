@@ -104,8 +104,11 @@ def test_horse_farms_matches_glmer():
     sd = dict(zip(names, fit.theta))
     assert sd["group:farm"] == pytest.approx(GLMER_HORSES["sd_group"], abs=5e-3)
     assert sd["farm"] == pytest.approx(GLMER_HORSES["sd_farm"], abs=5e-3)
+    # with finite-difference gradients L-BFGS-B stopped on theta_group = 0 and the boundary
+    # restart moved it off; the analytic multi-term gradient reaches the interior optimum
+    # directly: a restart, when one is made and accepted, must still improve the deviance
     rec = res.optimizer["boundary_restart"]
-    assert rec is not None and rec["accepted"] and rec["fun_after"] < rec["fun_before"]
+    assert rec is None or not rec["accepted"] or rec["fun_after"] < rec["fun_before"]
 
 
 def test_boundary_restart_leaves_a_zero_gradient_bound():
