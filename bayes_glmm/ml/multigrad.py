@@ -15,8 +15,8 @@ parameter (theta of any term, beta, an auxiliary coordinate):
 Every trace needs ``A^{-1}`` only where a row of ``Z Lambda`` has its nonzeros: with the
 rows of ``Z Lambda`` as (column index, value) pairs, ``h_i = (Z Lambda A^{-1} Lambda' Z')_ii``
 and ``tr(A^{-1} Lambda' C dLambda_t)`` are per-row quadratic forms in the (Q, Q) submatrix of
-``A^{-1}`` at the row's Q = sum_k q_k columns.  ``A^{-1}`` comes from the block factor PIRLS
-already holds (:class:`bayes_glmm.ml.factor.ReFactor`), one dense solve of the identity, so
+``A^{-1}`` at the row's Q = sum_k q_k columns.  ``A^{-1}`` there comes from the block factor PIRLS
+already holds (:class:`bayes_glmm.ml.factor.ReFactor`, see :func:`_inverse_on_rows`), so
 the gradient applies while ``m`` (the number of random effects) is at most
 :data:`MAX_M_GRADIENT`; beyond it the optimizer keeps finite differences.
 """
@@ -25,6 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import linalg
+# the factor module's batched / triangular solves (same package; the factor is its data)
+from .factor import _bsolve, _tri_solve
 
 __all__ = ["MAX_M_GRADIENT", "laplace_grad_multi"]
 
@@ -41,6 +43,46 @@ def _rows(s: linalg.ReStructure, lambdas):
         idx.append(s.starts[k] + s.codes[k][:, None] * q + np.arange(q)[None, :])
         val.append(s.Xr[k] @ lambdas[k])
     return np.concatenate(idx, axis=1), np.concatenate(val, axis=1)
+
+
+def _inverse_on_rows(F, s: linalg.ReStructure) -> np.ndarray:
+    """``A^{-1}`` (m, m) wherever a row of ``Z Lambda`` can reach it, from the block factor.
+
+    With ``A = [[A11, A12], [A21, A22]]`` (first term, then the others), ``A11 = L1 L1'``,
+    ``A12 = L1 V`` and the Schur complement ``S = L2 L2'``: ``(A^{-1})_22 = S^{-1}``,
+    ``(A^{-1})_12 = -L1^{-T} V S^{-1}`` and the diagonal level blocks of
+    ``(A^{-1})_11 = A11^{-1} + L1^{-T} V S^{-1} V' L1^{-1}``.  A row meets one level of the
+    first term, so the first term's off-diagonal level blocks (left 0 here) are never read;
+    everything else costs products with the (m1, m2) ``V`` instead of m solves.
+    """
+    k1 = s.first
+    J1, q1 = s.J[k1], s.q[k1]
+    m1 = J1 * q1
+    i1 = np.arange(s.starts[k1], s.starts[k1] + m1)
+    i2 = np.concatenate([np.arange(s.starts[k], s.starts[k] + s.J[k] * s.q[k]) for k in s.rest])
+    m2 = i2.size
+    if F.L2.ndim == 3:  # nested: block-diagonal Schur complement
+        L2inv = _bsolve(F.L2, np.broadcast_to(np.eye(F.L2.shape[1]), F.L2.shape).copy())
+        blk = np.einsum("jba,jbc->jac", L2inv, L2inv)
+        J2, q2 = blk.shape[0], blk.shape[1]
+        Sinv = np.zeros((J2, q2, J2, q2))
+        Sinv[np.arange(J2), :, np.arange(J2), :] = blk
+        Sinv = Sinv.reshape(m2, m2)
+    else:
+        L2inv = _tri_solve(F.L2, np.eye(m2), lower=True)
+        Sinv = L2inv.T @ L2inv
+    Wd = _bsolve(F.L1, F.dense_V(), trans=True)  # L1^{-T} V (J1, q1, m2)
+    WS = (Wd.reshape(m1, m2) @ Sinv).reshape(J1, q1, m2)
+    L1inv = _bsolve(F.L1, np.broadcast_to(np.eye(q1), F.L1.shape).copy())
+    B11 = np.einsum("jba,jbc->jac", L1inv, L1inv) + np.einsum("jam,jbm->jab", WS, Wd)
+    out = np.zeros((s.m, s.m))
+    out[np.ix_(i2, i2)] = Sinv
+    out[np.ix_(i1, i2)] = -WS.reshape(m1, m2)
+    out[np.ix_(i2, i1)] = -WS.reshape(m1, m2).T
+    rows = (s.starts[k1] + np.arange(J1)[:, None, None] * q1 + np.arange(q1)[None, :, None])
+    cols = (s.starts[k1] + np.arange(J1)[:, None, None] * q1 + np.arange(q1)[None, None, :])
+    out[rows, cols] = B11
+    return out
 
 
 def laplace_grad_multi(resp, s: linalg.ReStructure, lambdas, Es, pr, dW, aux_rows=None, out=None) -> np.ndarray:
@@ -94,8 +136,8 @@ def laplace_grad_multi(resp, s: linalg.ReStructure, lambdas, Es, pr, dW, aux_row
     rhs -= linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * D0))
     if na:
         rhs[:, nt + p:] += linalg.lam_t(s, lambdas, linalg.zt_r(s, aux_rows[2]))
-    Ainv = pr.factor.solve(np.eye(s.m))
-    du = Ainv @ rhs
+    Ainv = _inverse_on_rows(pr.factor, s)
+    du = pr.factor.solve(rhs)
     if out is not None:
         out["du"] = du
     G = Ainv[idx[:, :, None], idx[:, None, :]]  # (n, Q, Q) entries of A^{-1} each row touches
