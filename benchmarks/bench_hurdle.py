@@ -22,21 +22,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import bayes_glmm as bg  # noqa: E402
+from _peer_timing import Report, RWorker, header, r_available, runs, summary, time_interleaved  # noqa: E402
 
 REF_PATH = ROOT / "tests" / "reference" / "hurdle_reference.json"
 KEYS = ("sal_poisson", "sal_negbinomial", "sim_poisson", "sim_nb_slope", "sim_nb_offset")
@@ -83,40 +79,6 @@ def time_ours(r: dict, data: pd.DataFrame) -> tuple[float, float]:
     return time.perf_counter() - t0, float(res.loglik)
 
 
-class RWorker:
-    """A persistent Rscript process fitting the reference models on request."""
-
-    def __init__(self, tmp: Path):
-        path = tmp / "hurdle_worker.R"
-        path.write_text(R_WORKER)
-        self.proc = subprocess.Popen(["Rscript", str(path), str(REF_PATH), str(ROOT)], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-
-    def fit(self, key: str) -> tuple[float, float]:
-        self.proc.stdin.write(f"fit {key}\n")
-        self.proc.stdin.flush()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"R worker died fitting {key}: {self.proc.stderr.read()[-2000:]}")
-        k, el, ll = line.split()
-        assert k == key, (k, key)
-        return float(el), float(ll)
-
-    def close(self) -> None:
-        try:
-            self.proc.stdin.write("quit\n")
-            self.proc.stdin.flush()
-            self.proc.wait(timeout=30)
-        except (BrokenPipeError, subprocess.TimeoutExpired):
-            self.proc.kill()
-
-
-def r_available() -> bool:
-    if shutil.which("Rscript") is None:
-        return False
-    return subprocess.run(["Rscript", "-e", "suppressMessages(library(glmmTMB))"], capture_output=True).returncode == 0
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=5)
@@ -126,57 +88,25 @@ def main(argv=None) -> int:
     ref = json.loads(REF_PATH.read_text())
     keys = args.keys or list(KEYS)
     have_r = r_available()
-    lines = []
-
-    def emit(s: str = "") -> None:
-        print(s, flush=True)
-        lines.append(s)
-
-    emit(f"bayes_glmm {bg.__version__}; numpy {np.__version__}; cpus {os.cpu_count()}; "
-         f"load average {os.getloadavg()[0]:.1f}; repeats {args.repeats}; R/glmmTMB: {'yes' if have_r else 'no'} "
-         f"(reference made with glmmTMB {ref['glmmTMB_version']}); {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    emit = Report()
+    emit(header(bg.__version__, args.repeats, have_r, f"reference made with glmmTMB {ref['glmmTMB_version']}"))
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        worker = RWorker(Path(tmp)) if have_r else None
+        worker = RWorker(R_WORKER, "hurdle", Path(tmp), REF_PATH, ROOT) if have_r else None
         try:
             for key in keys:
                 r, d = ref[key], _data(ref, key)
-                _, ll_ours = time_ours(r, d)  # warm-up
-                ll_r = float("nan")
-                if worker is not None:
-                    _, ll_r = worker.fit(key)
-                t_ours, t_r = [], []
-                for _ in range(args.repeats):
-                    t, ll_ours = time_ours(r, d)
-                    t_ours.append(t)
-                    if worker is not None:
-                        t, ll_r = worker.fit(key)
-                        t_r.append(t)
-                mo = statistics.median(t_ours)
-                mr = statistics.median(t_r) if t_r else float("nan")
-                rows.append((key, mo, mr, mo / mr if t_r else float("nan"), ll_ours,
-                             ll_r if t_r else r["loglik"]))
+                m = time_interleaved(key, lambda: time_ours(r, d), worker, args.repeats)
+                rows.append((key, m["mo"], m["mr"], m["ratio"], m["ll_ours"], m["ll_r"] if m["t_r"] else r["loglik"]))
                 emit(f"{key:18s} {r['family']}: {r['formula']}, hu = {r['hu']}")
-                emit(f"    bayes_glmm median {mo:7.3f} s (runs {', '.join(f'{t:.3f}' for t in t_ours)}); "
-                     f"logLik {ll_ours:.6f}")
-                if t_r:
-                    emit(f"    glmmTMB    median {mr:7.3f} s (runs {', '.join(f'{t:.3f}' for t in t_r)}); "
-                         f"logLik {ll_r:.6f}")
+                emit(f"    bayes_glmm median {m['mo']:7.3f} s (runs {runs(m['t_ours'])}); logLik {m['ll_ours']:.6f}")
+                if m["t_r"]:
+                    emit(f"    glmmTMB    median {m['mr']:7.3f} s (runs {runs(m['t_r'])}); logLik {m['ll_r']:.6f}")
         finally:
             if worker is not None:
                 worker.close()
-    emit("")
-    emit("Summary (median seconds; ratio = bayes_glmm / glmmTMB; target <= 0.5)")
-    emit(f"  {'model':18s} {'ours':>8s} {'glmmTMB':>8s} {'ratio':>7s} {'dlogLik':>10s}")
-    for key, mo, mr, ratio, llo, llr in rows:
-        emit(f"  {key:18s} {mo:8.3f} {mr:8.3f} {ratio:7.3f} {llo - llr:10.2e}")
-    finite = [x[3] for x in rows if np.isfinite(x[3])]
-    if finite:
-        emit(f"  ratio <= 0.5 on {sum(x <= 0.5 for x in finite)} of {len(finite)}; geometric mean ratio "
-             f"{float(np.exp(np.mean(np.log(finite)))):.3f}; worst {max(finite):.3f}")
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text("\n".join(lines) + "\n")
+    summary(emit, rows)
+    emit.save(args.out)
     return 0
 
 
