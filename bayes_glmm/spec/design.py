@@ -429,68 +429,57 @@ def _zero_part_what(arg: str) -> str:
     return "zero-inflation formula" if arg == "zi" else f"{arg}= formula"
 
 
+def _parse_one_sided(text0, arg: str, what: str, constant: str, re_note: str, offset_note: str = ""):
+    """ParsedFormula of the one-sided formula ``arg=`` (``zi=``, ``hu=``, ``disp=``): a string
+    starting with ``~``, fixed effects only, no offset, at least an intercept.  ``what`` names the
+    formula in messages, ``constant`` the quantity ``'~1'`` holds constant."""
+    if not isinstance(text0, str):
+        raise ValueError(f"{arg} must be a one-sided formula string such as '~ x' or '~1'; got {text0!r}")
+    text = text0.strip()
+    if not text.startswith("~"):
+        raise ValueError(f"{arg}={text0!r} must be one-sided, starting with '~' (e.g. {arg}='~ x'; {arg}='~1' for "
+                         f"a constant {constant})")
+    if "|" in text:
+        raise ValueError(f"{arg}={text0!r}: random effects in the {what} formula are not supported{re_note}; "
+                         f"use fixed effects only (e.g. {arg}='~ x')")
+    stand_in = f"{arg}__ " + text
+    try:
+        parsed = parse_formula(stand_in)
+    except ValueError as e:  # name arg= in the message, not the stand-in two-sided formula
+        shown = repr(stand_in)
+        raise ValueError(str(e).replace(f"of the fixed part of formula {shown}", f"of {arg}={text0!r}")
+                         .replace(f"formula {shown}", f"{arg}={text0!r}")) from None
+    if parsed.offsets:
+        raise ValueError(f"{arg}={text0!r}: offset() in the {what} formula is not supported; remove it{offset_note}")
+    if not parsed.fixed_terms and not parsed.intercept:
+        raise ValueError(f"{arg}={text0!r} has no terms; use {arg}='~1' for a constant {constant}")
+    return parsed
+
+
 def _parse_zi(zi, family: Family, arg: str = "zi"):
     """ParsedFormula of a one-sided zero-part formula such as ``"~ mined"`` (``zi=``, or ``hu=``
     of a hurdle family: ``arg``), or None."""
     if zi is None:
         return None
     what = "zero-inflation" if arg == "zi" else family.zero_doc.split(" (")[0]
-    if not isinstance(zi, str):
-        raise ValueError(f"{arg} must be a one-sided formula string such as '~ x' or '~1'; got {zi!r}")
-    if arg == "zi" and not family.allows_zi:
+    if arg == "zi" and isinstance(zi, str) and not family.allows_zi:
         raise ValueError(f"zi={zi!r}: zero inflation applies to the count families "
                          f"{', '.join(repr(f) for f in zi_families())}, not {family.name!r}; "
                          f"drop zi= or change family")
-    text = zi.strip()
-    if not text.startswith("~"):
-        raise ValueError(f"{arg}={zi!r} must be one-sided, starting with '~' (e.g. {arg}='~ x'; {arg}='~1' for a "
-                         f"constant {what} probability)")
-    if "|" in text:
-        raise ValueError(f"{arg}={zi!r}: random effects in the {what} formula are not supported yet; "
-                         f"use fixed effects only (e.g. {arg}='~ x')")
-    try:
-        parsed = parse_formula("zi__ " + text)
-    except ValueError as e:  # name zi= in the message, not the stand-in two-sided formula
-        shown = repr("zi__ " + text)
-        raise ValueError(str(e).replace(f"of the fixed part of formula {shown}", f"of {arg}={zi!r}")
-                         .replace(f"formula {shown}", f"{arg}={zi!r}")) from None
-    if parsed.offsets:
-        raise ValueError(f"{arg}={zi!r}: offset() in the {what} formula is not supported; remove it")
-    if not parsed.fixed_terms and not parsed.intercept:
-        raise ValueError(f"{arg}={zi!r} has no terms; use {arg}='~1' for a constant {what} probability")
-    return parsed
+    return _parse_one_sided(zi, arg, what, f"{what} probability", " yet")
 
 
 def _parse_disp(disp, family: Family):
     """ParsedFormula of a one-sided dispersion formula such as ``"~ Sex"``, or None."""
     if disp is None:
         return None
-    if not isinstance(disp, str):
-        raise ValueError(f"disp must be a one-sided formula string such as '~ x' or '~1'; got {disp!r}")
-    if not family.allows_disp:
+    if isinstance(disp, str) and not family.allows_disp:
         takes = [n for n, c in family_registry_dict.items() if c.aux_params and c.aux_params[0].allows_formula]
         raise ValueError(f"disp={disp!r}: a dispersion formula applies to the families with a dispersion "
                          f"parameter that declares one ({', '.join(repr(f) for f in takes)}), not "
                          f"{family.name!r}; drop disp= or change family")
-    text = disp.strip()
-    if not text.startswith("~"):
-        raise ValueError(f"disp={disp!r} must be one-sided, starting with '~' (e.g. disp='~ x'; disp='~1' for "
-                         f"a constant dispersion)")
-    if "|" in text:
-        raise ValueError(f"disp={disp!r}: random effects in the dispersion formula are not supported; "
-                         f"use fixed effects only (e.g. disp='~ x')")
-    try:
-        parsed = parse_formula("disp__ " + text)
-    except ValueError as e:  # name disp= in the message, not the stand-in two-sided formula
-        shown = repr("disp__ " + text)
-        raise ValueError(str(e).replace(f"of the fixed part of formula {shown}", f"of disp={disp!r}")
-                         .replace(f"formula {shown}", f"disp={disp!r}")) from None
-    if parsed.offsets:
-        raise ValueError(f"disp={disp!r}: offset() in the dispersion formula is not supported; remove it "
-                         f"(or enter the variable as a covariate, disp='~ x')")
-    if not parsed.fixed_terms and not parsed.intercept:
-        raise ValueError(f"disp={disp!r} has no terms; use disp='~1' for a constant dispersion")
-    return parsed
+    return _parse_one_sided(disp, "disp", "dispersion", "dispersion", "",
+                            " (or enter the variable as a covariate, disp='~ x')")
 
 
 def _grid_summary(fx: pd.DataFrame, required: tuple) -> dict:
