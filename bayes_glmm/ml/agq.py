@@ -300,7 +300,7 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
     from dataclasses import replace
 
     from .auxpar import aux_coords, aux_jacobian
-    from .pirls import _general_derivs, _general_loglik, with_family_aux
+    from .pirls import _general_derivs, _general_loglik
 
     pw = resp.pw
     fam = resp.family
@@ -333,19 +333,39 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
         # the coordinates from the natural values (log of the value: bit for bit the
         # perturbation the one-dispersion code made)
         a0 = aux_coords(resp.family, resp.aux_vals)
-        for j in range(a0.size):
-            outs = []
-            for sgn in (1.0, -1.0):
-                a = a0.copy()
-                a[j] += sgn * h
-                rr = with_family_aux(resp, a)
-                d1, wo, _ = _general_derivs(rr, eta)
-                outs.append((_general_loglik(rr, eta), d1, wo))
-            (lp_, d1p, wop), (lm_, d1m, wom) = outs
-            l_a[:, k + j] = pw * (lp_ - lm_) / (2.0 * h)
-            r_a[:, k + j] = pw * (d1p - d1m) / (2.0 * h)
-            W_a[:, k + j] = pw * (wop - wom) / (2.0 * h)
+        _aux_coord_columns(resp, eta, h, a0, range(a0.size), k, l_a, r_a, W_a)
     return W_eta, l_a, r_a, W_a
+
+
+def _central_rows(perturbed, eta, h):
+    """Central differences per row (not yet prior-weighted) of the log-density, the score and
+    the observed weight in one coordinate: ``perturbed(sgn)`` is the response moved by ``sgn * h``."""
+    from .pirls import _general_derivs, _general_loglik
+
+    outs = []
+    for sgn in (1.0, -1.0):
+        rr = perturbed(sgn)
+        d1, wo, _ = _general_derivs(rr, eta)
+        outs.append((_general_loglik(rr, eta), d1, wo))
+    (lp_, d1p, wop), (lm_, d1m, wom) = outs
+    return (lp_ - lm_) / (2.0 * h), (d1p - d1m) / (2.0 * h), (wop - wom) / (2.0 * h)
+
+
+def _aux_coord_columns(resp, eta, h, a0, js, k, l_a, r_a, W_a) -> None:
+    """Columns ``k + j`` (``j`` in ``js``) of :func:`_row_aux_derivs`' arrays, in place: the
+    family's auxiliary coordinates ``a0[j]`` moved one at a time."""
+    from .pirls import with_family_aux
+
+    def moved(j):
+        def perturbed(sgn):
+            a = np.array(a0, dtype=float)
+            a[j] += sgn * h
+            return with_family_aux(resp, a)
+        return perturbed
+
+    for j in js:
+        dl, dr, dw = _central_rows(moved(j), eta, h)
+        l_a[:, k + j], r_a[:, k + j], W_a[:, k + j] = resp.pw * dl, resp.pw * dr, resp.pw * dw
 
 
 def _disp_row_derivs(resp, eta, h, k, l_a, r_a, W_a) -> None:
@@ -355,35 +375,23 @@ def _disp_row_derivs(resp, eta, h, k, l_a, r_a, W_a) -> None:
     in that log), the family's other auxiliary parameters through their own coordinates."""
     from dataclasses import replace
 
-    from .pirls import _general_derivs, _general_loglik, _row_const, with_family_aux
+    from .pirls import _row_const
 
     pw, Xd = resp.pw, resp.X_disp
     kd = Xd.shape[1]
     first = resp.family.aux_params[0].name
-    outs = []
-    for sgn in (1.0, -1.0):
+
+    def perturbed(sgn):
         vals = dict(resp.aux_vals)
         vals[first] = resp.aux_vals[first] * np.exp(sgn * h)
-        rr = replace(resp, aux_vals=vals, row_const=_row_const(resp, vals))
-        d1, wo, _ = _general_derivs(rr, eta)
-        outs.append((_general_loglik(rr, eta), d1, wo))
-    (lp_, d1p, wop), (lm_, d1m, wom) = outs
-    l_a[:, k:k + kd] = (pw * (lp_ - lm_) / (2.0 * h))[:, None] * Xd
-    r_a[:, k:k + kd] = (pw * (d1p - d1m) / (2.0 * h))[:, None] * Xd
-    W_a[:, k:k + kd] = (pw * (wop - wom) / (2.0 * h))[:, None] * Xd
+        return replace(resp, aux_vals=vals, row_const=_row_const(resp, vals))
+
+    dl, dr, dw = _central_rows(perturbed, eta, h)
+    l_a[:, k:k + kd] = (pw * dl)[:, None] * Xd
+    r_a[:, k:k + kd] = (pw * dr)[:, None] * Xd
+    W_a[:, k:k + kd] = (pw * dw)[:, None] * Xd
     a0 = np.asarray(resp.aux_coord, dtype=float)
-    for j in range(kd, a0.size):
-        outs = []
-        for sgn in (1.0, -1.0):
-            a = a0.copy()
-            a[j] += sgn * h
-            rr = with_family_aux(resp, a)
-            d1, wo, _ = _general_derivs(rr, eta)
-            outs.append((_general_loglik(rr, eta), d1, wo))
-        (lp_, d1p, wop), (lm_, d1m, wom) = outs
-        l_a[:, k + j] = pw * (lp_ - lm_) / (2.0 * h)
-        r_a[:, k + j] = pw * (d1p - d1m) / (2.0 * h)
-        W_a[:, k + j] = pw * (wop - wom) / (2.0 * h)
+    _aux_coord_columns(resp, eta, h, a0, range(kd, a0.size), k, l_a, r_a, W_a)
 
 
 def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
