@@ -241,14 +241,40 @@ def _assert_same(vals_a, vals_b, grads_a, grads_b):
 SLOW_CASES = {"negbinomial-offset-correlated", "nbinom1-exponential-prior", "gamma-log",
               "gamma-log-lognormal-prior", "beta-logit", "zip-slope", "zinb1-intercept", "gamma-identity",
               "gaussian-cs3-weights", "gaussian-toep4", "poisson-diag-centered", "gaussian-diag",
-              "gamma-disp-nointercept", "zinb-disp", "gaussian-log-disp-factor-weights", "beta-disp-probit"}
+              "gamma-disp-nointercept", "zinb-disp", "gaussian-log-disp-factor-weights", "beta-disp-probit",
+              "betabinomial-probit-trials", "ordinal-logit", "ordinal-cloglog-prior", "student_t-slope",
+              "student_t-weights-df-prior", "negbinomial-disp-offset"}
+
+#: the JAX comparison (~5 s a case: JAX compiles each graph) runs in the default suite for one
+#: case per family and per kind of extra linear predictor (zi, hu, disp) and structure; every
+#: case with ``-m slow`` (the NumPy and C comparisons keep every default case)
+JAX_DEFAULT = {"bernoulli-logit-correlated", "binomial-trials-offset-q3", "poisson-offset-correlated",
+               "negbinomial-weights-centered", "nbinom1-crossed", "gamma-inverse", "beta-cloglog-halfnormal-prior",
+               "gaussian-correlated-weights", "zinb-offset-weights", "betabinomial-cbind-slope",
+               "hurdle_poisson-slope", "hurdle_nb-offset-weights", "ordinal-probit-slope-weights", "student_t-disp",
+               "gaussian-disp-slope", "poisson-toep4-crossed"}
+
+_BUILT = {}
+
+
+def _built(name: str):
+    """(name, model, PyMC model) of a case, built once per session."""
+    if name not in _BUILT:
+        m = _model(name)
+        _BUILT[name] = (name, m, m.build())
+    return _BUILT[name]
 
 
 @pytest.fixture(scope="module", params=[pytest.param(c, marks=pytest.mark.slow) if c in SLOW_CASES else c
                                         for c in sorted(CASES)])
 def case(request):
-    m = _model(request.param)
-    return request.param, m, m.build()
+    return _built(request.param)
+
+
+@pytest.fixture(scope="module", params=[c if c in JAX_DEFAULT and c not in SLOW_CASES
+                                        else pytest.param(c, marks=pytest.mark.slow) for c in sorted(CASES)])
+def jax_case(request):
+    return _built(request.param)
 
 
 def test_numpy_density_equals_graph(case):
@@ -287,13 +313,13 @@ def test_native_density_equals_graph(case):
     _assert_same(lg, ln, gg, gn)
 
 
-def test_jax_function_equals_graph(case):
+def test_jax_function_equals_graph(jax_case):
     pytest.importorskip("numpyro")
     import jax
     from pymc.sampling.jax import get_jaxified_graph
 
     jax.config.update("jax_enable_x64", True)
-    name, m, pm_model = case
+    name, m, pm_model = jax_case
     if m.spec.family.link.name == "probit" and m.spec.family.name in ("bernoulli", "binomial", "ordinal"):
         with pytest.raises(ValueError, match="numpyro' does not support this model.*erfcx"):
             m.sample(draws=5, tune=5, chains=1, sampler="numpyro", progressbar=False)
