@@ -328,6 +328,20 @@ def _disp_defaults(spec: ModelSpec) -> dict:
     return out
 
 
+def _predictor_slope_blocks(names, key, stem: str) -> list:
+    """The slope blocks of an extra linear predictor (zero part, dispersion) with coefficient
+    names ``names`` and prior ``key(name)``: one vector ``"<stem>_slopes"`` when every slope
+    prior is the same distribution with the same parameter names, else one
+    ``"<stem>_slope_<name>"`` each."""
+    slopes = [j for j, nm in enumerate(names) if nm != "(Intercept)"]
+    if not slopes:
+        return []
+    sp = [key(names[j]) for j in slopes]
+    if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
+        return [(f"{stem}_slopes", slopes)]
+    return [(f"{stem}_slope_{py_name(names[j])}", [j]) for j in slopes]
+
+
 def disp_slope_blocks(spec: ModelSpec, priors: dict) -> list:
     """:func:`slope_blocks` for the dispersion-model coefficients: ``[(name, columns of X_disp), ...]``.
 
@@ -336,33 +350,20 @@ def disp_slope_blocks(spec: ModelSpec, priors: dict) -> list:
     """
     if not getattr(spec, "has_disp", False):
         return []
-    names = list(spec.disp_names)
-    slopes = [j for j, nm in enumerate(names) if nm != "(Intercept)"]
-    if not slopes:
-        return []
-    sp = [priors[disp_key(names[j])] for j in slopes]
-    if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
-        return [("disp_slopes", slopes)]
-    return [(f"disp_slope_{py_name(names[j])}", [j]) for j in slopes]
+    return _predictor_slope_blocks(list(spec.disp_names), lambda nm: priors[disp_key(nm)], "disp")
 
 
 def zi_slope_blocks(spec: ModelSpec, priors: dict) -> list:
     """:func:`slope_blocks` for the zero-inflation coefficients: ``[(name, columns of X_zi), ...]``.
 
     One vector ``"zi_slopes"`` (dim ``zi_slope``) when every zi slope prior is the same
-    distribution with the same parameter names, else one ``"zi_slope_<name>"`` each.
+    distribution with the same parameter names, else one ``"zi_slope_<name>"`` each (``hu_`` for
+    a hurdle family's zero part).
     """
     if not getattr(spec, "has_zi", False):
         return []
-    names = list(spec.zi_names)
-    slopes = [j for j, nm in enumerate(names) if nm != "(Intercept)"]
-    if not slopes:
-        return []
     lab = spec.zi_label
-    sp = [priors[zi_key(names[j], lab)] for j in slopes]
-    if all(p.name == sp[0].name and set(p.args) == set(sp[0].args) for p in sp):
-        return [(f"{lab}_slopes", slopes)]
-    return [(f"{lab}_slope_{py_name(names[j])}", [j]) for j in slopes]
+    return _predictor_slope_blocks(list(spec.zi_names), lambda nm: priors[zi_key(nm, lab)], lab)
 
 
 def _dispersion_hint(unknown, spec: ModelSpec) -> str:
