@@ -137,3 +137,43 @@ def summary(emit: Report, rows: list, width: int = 18, counted: str = "") -> Non
     if finite:
         emit(f"  {counted}ratio <= 0.5 on {sum(x <= 0.5 for x in finite)} of {len(finite)}; geometric mean ratio "
              f"{float(np.exp(np.mean(np.log(finite)))):.3f}; worst {max(finite):.3f}")
+
+
+def reference_main(argv, *, doc: str, name: str, ref_path: Path, root: Path, keys: tuple, r_worker: str,
+                   data: Callable, ours: Callable, describe: Callable, version: str) -> int:
+    """The whole command line of a reference benchmark (``--repeats``, ``--keys``, ``--out``).
+
+    ``data(ref, key) -> DataFrame``; ``ours(r, data) -> (seconds, logLik)`` one timed fit of the
+    reference entry ``r``; ``describe(key, r) -> str`` the model's line in the report.
+    """
+    import argparse
+    import json
+    import tempfile
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--keys", nargs="*", choices=keys, help="reference keys (default: all)")
+    ap.add_argument("--out", type=Path, help="also write the report here")
+    args = ap.parse_args(argv)
+    ref = json.loads(Path(ref_path).read_text())
+    have_r = r_available()
+    emit = Report()
+    emit(header(version, args.repeats, have_r, f"reference made with glmmTMB {ref['glmmTMB_version']}"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = RWorker(r_worker, name, Path(tmp), ref_path, root) if have_r else None
+        try:
+            for key in args.keys or list(keys):
+                r, d = ref[key], data(ref, key)
+                m = time_interleaved(key, lambda: ours(r, d), worker, args.repeats)
+                rows.append((key, m["mo"], m["mr"], m["ratio"], m["ll_ours"], m["ll_r"] if m["t_r"] else r["loglik"]))
+                emit(describe(key, r))
+                emit(f"    bayes_glmm median {m['mo']:7.3f} s (runs {runs(m['t_ours'])}); logLik {m['ll_ours']:.6f}")
+                if m["t_r"]:
+                    emit(f"    glmmTMB    median {m['mr']:7.3f} s (runs {runs(m['t_r'])}); logLik {m['ll_r']:.6f}")
+        finally:
+            if worker is not None:
+                worker.close()
+    summary(emit, rows)
+    emit.save(args.out)
+    return 0

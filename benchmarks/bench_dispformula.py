@@ -21,10 +21,7 @@ medians, the ratio ours / glmmTMB (the issue's target: <= 0.5) and both log-like
 """
 from __future__ import annotations
 
-import argparse
-import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -33,7 +30,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 import bayes_glmm as bg  # noqa: E402
-from _peer_timing import Report, RWorker, header, r_available, runs, summary, time_interleaved  # noqa: E402
+from _peer_timing import reference_main  # noqa: E402
 
 REF_PATH = ROOT / "tests" / "reference" / "dispformula_reference.json"
 KEYS = ("orthodont", "sleepstudy", "salamanders", "gamma", "beta", "student_t")
@@ -84,34 +81,9 @@ def time_ours(r: dict, data: pd.DataFrame) -> tuple[float, float]:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--keys", nargs="*", choices=KEYS, help="reference keys (default: all)")
-    ap.add_argument("--out", type=Path, help="also write the report here")
-    args = ap.parse_args(argv)
-    ref = json.loads(REF_PATH.read_text())
-    keys = args.keys or list(KEYS)
-    have_r = r_available()
-    emit = Report()
-    emit(header(bg.__version__, args.repeats, have_r, f"reference made with glmmTMB {ref['glmmTMB_version']}"))
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        worker = RWorker(R_WORKER, "dispformula", Path(tmp), REF_PATH, ROOT) if have_r else None
-        try:
-            for key in keys:
-                r, d = ref[key], _data(ref, key)
-                m = time_interleaved(key, lambda: time_ours(r, d), worker, args.repeats)
-                rows.append((key, m["mo"], m["mr"], m["ratio"], m["ll_ours"], m["ll_r"] if m["t_r"] else r["loglik"]))
-                emit(f"{key:18s} {r['family']}: {r['formula']}, disp = {r['dispformula']}")
-                emit(f"    bayes_glmm median {m['mo']:7.3f} s (runs {runs(m['t_ours'])}); logLik {m['ll_ours']:.6f}")
-                if m["t_r"]:
-                    emit(f"    glmmTMB    median {m['mr']:7.3f} s (runs {runs(m['t_r'])}); logLik {m['ll_r']:.6f}")
-        finally:
-            if worker is not None:
-                worker.close()
-    summary(emit, rows)
-    emit.save(args.out)
-    return 0
+    return reference_main(argv, doc=__doc__, name="dispformula", ref_path=REF_PATH, root=ROOT, keys=KEYS, r_worker=R_WORKER,
+                          data=_data, ours=time_ours, describe=lambda key, r: f"{key:18s} {r['family']}: {r['formula']}, disp = {r['dispformula']}",
+                          version=bg.__version__)
 
 
 if __name__ == "__main__":
