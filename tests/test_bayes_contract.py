@@ -163,6 +163,8 @@ CASES = {
     "gamma-disp-nointercept": ("gamma", None, "y ~ x + (1 | g)", {"disp": "~ 0 + h"}),
     "beta-disp-probit": ("beta", "probit", "y ~ x + (1 | g)", {"disp": "~ x"}),
     "student_t-disp": ("gaussian", None, "y ~ x + (1 | g)", {"family": "student_t", "disp": "~ z"}),
+    "hurdle_nb-disp": ("zi-count", None, "y ~ x + (1 | g)", {"family": "hurdle_negbinomial", "hu": "~ z",
+                                                              "disp": "~ z"}),
 }
 
 #: inverse and identity gamma links need a positive linear predictor: evaluated at points near

@@ -17,9 +17,10 @@ from .negbinomial import THETA, NegBinomial
 
 __all__ = ["HurdleNegBinomial"]
 
-#: NB2's theta (the same default prior, start and bounds) as glmmTMB names it for this family
-# disp= (a dispersion formula) is not checked for the truncated count part: NB2's theta without it
-THETA_HU = replace(THETA, r_note="glmmTMB's `sigma`; brms's `shape`", allows_formula=False)
+#: NB2's theta (the same default prior, start and bounds) as glmmTMB names it for this family;
+#: ``disp="~ x"`` models log theta of the truncated count part (glmmTMB's dispformula with
+#: ``truncated_nbinom2``, checked in tests/test_dispformula.py)
+THETA_HU = replace(THETA, r_note="glmmTMB's `sigma`; brms's `shape`")
 
 
 class HurdleNegBinomial(HurdleFamily):

@@ -13,6 +13,8 @@
 #   Gamma      exp(X_d betad) = shape
 #   beta       exp(X_d betad) = phi      (the precision)
 #   t_family   exp(X_d betad) = sigma    (the t's scale; df = exp(psi) estimated)
+#   truncated_nbinom2  exp(X_d betad) = theta of the zero-truncated count part (with ziformula:
+#              the hurdle, our hu=; "fixef_hu" holds its coefficients)
 # Each fit records betad and its Wald SEs as glmmTMB has them ("disp", "disp_se") and the check
 # itself on fits without random effects ("mapping_check": logLik() = the density summed by hand).
 #
@@ -73,10 +75,10 @@ check_mapping <- function(data_file, formula, dispformula, family) {
   list(loglik = as.numeric(logLik(m)), by_hand = by_hand(family$family, y, predict(m, type = "response"), e, m))
 }
 
-fit_one <- function(data_file, formula, dispformula, family, data = NULL) {
+fit_one <- function(data_file, formula, dispformula, family, data = NULL, zi = ~0) {
   d <- if (is.null(data)) read.csv(data_file, stringsAsFactors = FALSE) else data
   d <- as_r(d)
-  m <- glmmTMB(formula, dispformula = dispformula, data = d, family = family)
+  m <- glmmTMB(formula, dispformula = dispformula, ziformula = zi, data = d, family = family)
   stopifnot(m$fit$convergence == 0)
   ll <- logLik(m)
   vc <- VarCorr(m)$cond
@@ -92,6 +94,9 @@ fit_one <- function(data_file, formula, dispformula, family, data = NULL) {
     disp_se = as.list(setNames(sqrt(diag(vcov(m, full = TRUE)))[grep("^d~", colnames(vcov(m, full = TRUE)))],
                                names(bd))),
     df = if (family$family == "t") exp(unname(m$fit$par["psi"])) else NULL,
+    hu = if (length(fixef(m)$zi)) deparse(zi) else NULL,
+    fixef_hu = if (length(fixef(m)$zi)) as.list(fixef(m)$zi) else NULL,
+    fixef_hu_se = if (length(fixef(m)$zi)) setNames(as.list(sqrt(diag(vcov(m)$zi))), names(fixef(m)$zi)) else NULL,
     varcorr_sd = lapply(vc, function(v) as.list(attr(v, "stddev"))),
     varcorr_cor = lapply(vc, function(v) if (ncol(v) > 1) attr(v, "correlation")[1, 2] else NULL),
     pdHess = m$sdr$pdHess
@@ -114,6 +119,10 @@ ref <- list(
   gamma = fit_one("tests/reference/dispformula_gamma.csv", y ~ x + (1 + x | g), ~ z, Gamma(link = "log")),
   beta = fit_one("tests/reference/dispformula_beta.csv", y ~ x + (1 | g), ~ z, beta_family()),
   student_t = fit_one("tests/reference/dispformula_student_t.csv", y ~ x + (1 | g), ~ z, t_family()),
+  # hurdle NB2 (truncated_nbinom2; its zi part is the hurdle, our hu=): log theta of the truncated
+  # count part linear in mined
+  hurdle_negbinomial = fit_one("tests/reference/salamanders.csv", count ~ spp + mined + (1 | site), ~ mined,
+                               truncated_nbinom2(), zi = ~ mined),
   mapping_check = list(
     gaussian = check_mapping("tests/reference/covstruct_orthodont.csv", distance ~ age + Sex, ~ Sex, gaussian()),
     nbinom2 = check_mapping("tests/reference/salamanders.csv", count ~ spp + mined, ~ mined, nbinom2()),
