@@ -272,28 +272,42 @@ class FitResults:
                                np.random.default_rng(random_seed), include_random=re_form is not None)
         return self._to_scale(eta, design, kind, self._zi_eta(design), aux=self._zero_part_aux())
 
-    def emmeans(self, specs, by=None, type: str = "link", ddf=None, level: float = 0.95) -> pd.DataFrame:
+    def emmeans(self, specs, by=None, type: str = "link", ddf=None, level: float = 0.95, *, at=None,
+                weights: str = "equal", interval: str = "quantile") -> pd.DataFrame:
         """Estimated marginal means of ``specs``, as R's emmeans computes them.
 
         Reference grid: every combination of the fixed part's factor levels, numeric
-        covariates at their means; a mean averages the other factors with equal weights.
-        ML fits give ``estimate, se, df, lower, upper`` (``ddf`` = "satterthwaite" or
-        "kenward-roger" for LMMs, else df = inf); posterior fits the posterior mean, SD and
-        quantile interval.  See :func:`bayes_glmm.postfit.emmeans.emmeans` and docs/emmeans.md.
+        covariates at their means (or ``at``); a mean averages the other factors with
+        ``weights`` ("equal", "proportional", "outer", "cells", "flat").  ML fits give
+        ``estimate, se, df, lower, upper`` (LMMs: ``ddf`` None is emmeans's default,
+        Kenward-Roger up to 3,000 rows; "satterthwaite"; "asymptotic"; other families df =
+        inf); posterior fits the posterior mean, SD and a quantile or ``interval="hdi"``
+        interval.  See :func:`bayes_glmm.postfit.emmeans.emmeans` and docs/emmeans.md.
         """
         from .postfit.emmeans import emmeans
-        return emmeans(self, specs, by=by, type=type, ddf=ddf, level=level)
+        return emmeans(self, specs, by=by, type=type, ddf=ddf, level=level, at=at, weights=weights,
+                       interval=interval)
+
+    def emtrends(self, specs, var: str, by=None, ddf=None, level: float = 0.95, *, at=None,
+                 weights: str = "equal", interval: str = "quantile") -> pd.DataFrame:
+        """Slopes in the numeric covariate ``var`` per level of ``specs`` (link scale), as R's
+        ``emtrends``.  See :func:`bayes_glmm.postfit.emmeans.emtrends` and docs/emmeans.md."""
+        from .postfit.emmeans import emtrends
+        return emtrends(self, specs, var, by=by, ddf=ddf, level=level, at=at, weights=weights,
+                        interval=interval)
 
     def contrasts(self, specs, method="pairwise", by=None, adjust: str | None = None, type: str = "link",
-                  ddf=None, level: float = 0.95) -> pd.DataFrame:
+                  ddf=None, level: float = 0.95, *, at=None, weights: str = "equal", interval: str = "quantile",
+                  trend: str | None = None) -> pd.DataFrame:
         """Contrasts among the marginal means of ``specs`` (``"pairwise"``, ``"trt.vs.ctrl"`` or a
         dict of weight vectors), labelled as emmeans labels them; ``adjust`` None: Tukey for
-        pairwise, none for a dict, Holm for trt.vs.ctrl; ``type="response"`` shows log /
-        logit differences as ratios / odds ratios.  See
+        pairwise, none for a dict, Dunnett for trt.vs.ctrl; ``type="response"`` shows log /
+        logit differences as ratios / odds ratios; ``trend="x"`` contrasts slopes.  See
         :func:`bayes_glmm.postfit.emmeans.contrasts` and docs/emmeans.md.
         """
         from .postfit.emmeans import contrasts
-        return contrasts(self, specs, method=method, by=by, adjust=adjust, type=type, ddf=ddf, level=level)
+        return contrasts(self, specs, method=method, by=by, adjust=adjust, type=type, ddf=ddf, level=level,
+                         at=at, weights=weights, interval=interval, trend=trend)
 
     # ------------------------------------------------------------------ simulated residuals
     def _residual_simulations(self, n_sim: int, random_seed) -> np.ndarray:  # pragma: no cover - abstract

@@ -497,6 +497,21 @@ def _grid_summary(fx: pd.DataFrame, required: tuple) -> dict:
     return out
 
 
+def _grid_data(fx: pd.DataFrame, summary: dict, fixed_cols) -> dict:
+    """What emmeans's ``weights=`` and ``emtrends`` need from the data besides ``_grid_summary``:
+    the count of fitted rows in each combination of the fixed part's factors (``counts``, keyed
+    by level tuples in ``factors`` order) and each numeric column's range (trend step)."""
+    factors = [c for c, (kind, _) in summary.items() if kind == "factor" and c in fixed_cols]
+    counts = {}
+    if factors:
+        keys = pd.MultiIndex.from_frame(fx[factors].astype(object)) if len(factors) > 1 else fx[factors[0]]
+        counts = {(k if isinstance(k, tuple) else (k,)): int(v)
+                  for k, v in pd.Series(1, index=keys).groupby(level=list(range(len(factors)))).sum().items()}
+    ranges = {c: float(np.ptp(np.asarray(fx[c], dtype=float))) for c, (kind, _) in summary.items()
+              if kind == "numeric"}
+    return {"factors": factors, "counts": counts, "ranges": ranges}
+
+
 def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, weights=None,
                zi=None, hu=None, disp=None) -> ModelSpec:
     """Evaluate an lme4 formula on data.
@@ -550,10 +565,12 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
                 raise ValueError(f"grouping factor {g!r} in random term {r.text!r} is not a column of data"
                                  + _suggest(g, cols))
         term_cols += lhs_cols + list(r.group_vars)
+    part_cols = []  # the zero and dispersion formulas' columns: on emmeans's grid too
     if zi_parsed is not None:
-        term_cols += _columns_in(zi_parsed.fixed_rhs, cols, _zero_part_what(zi_arg), str(zi))
+        part_cols += _columns_in(zi_parsed.fixed_rhs, cols, _zero_part_what(zi_arg), str(zi))
     if disp_parsed is not None:
-        term_cols += _columns_in(disp_parsed.fixed_rhs, cols, "dispersion formula", str(disp))
+        part_cols += _columns_in(disp_parsed.fixed_rhs, cols, "dispersion formula", str(disp))
+    term_cols += part_cols
     validate.check_unique_columns(data, used + fixed_cols + offset_cols + term_cols + [trials, weights])
     if not used:
         raise ValueError(f"the response {parsed.response_label!r} of formula {formula!r} uses no column of data; "
@@ -651,7 +668,8 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
                      terms=tuple(terms), row_index=data.index[keep], n_dropped=n_dropped,
                      success_level=success, new_design=builder,
                      info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts,
-                           "grid": _grid_summary(fx, required), "fixed_columns": tuple(fixed_cols + offset_cols)},
+                           "grid": _grid_summary(fx, required), "fixed_columns": tuple(fixed_cols + offset_cols),
+                           "grid_data": _grid_data(fx, _grid_summary(fx, required), fixed_cols + part_cols)},
                      X_zi=X_zi, zi_names=zi_enc.names if zi_enc is not None else (),
                      zi_formula=None if zi is None else str(zi),
                      X_disp=X_disp, disp_names=disp_enc.names if disp_enc is not None else (),
