@@ -183,3 +183,158 @@ def test_errors_name_the_fix(oats):
         oats.emmeans("N", type="mean")
     with pytest.raises(ValueError, match="weights"):
         oats.contrasts("N", method={"a": [1, -1]})
+
+
+# ----------------------------------------------------------------------------- issue 20, second part
+EX = REF["extras"]
+
+
+def test_default_df_is_kenward_roger_on_lmms(oats):
+    # emmeans's lmer default (no lmer.df): Kenward-Roger; "asymptotic" asks for z
+    e = oats.emmeans("N")
+    ref = EX["oats_default_df"]
+    assert _rel(e["df"], ref["df"]) < 0.01
+    assert _rel(e["se"], ref["SE"]) < 1e-3
+    assert np.isinf(oats.emmeans("N", ddf="asymptotic")["df"]).all()
+
+
+@pytest.mark.parametrize("w", ["proportional", "outer", "cells", "flat"])
+def test_weights_as_emmeans(oats, w):
+    e = oats.emmeans("V", weights=w)
+    ref = EX[f"oats_w_{w}"]
+    assert _rel(e["estimate"], ref["emmean"]) < 1e-6
+    assert _rel(e["se"], ref["SE"]) < 1e-3
+    assert _rel(e["df"], ref["df"]) < 0.01
+
+
+def test_weights_cells_within_by_and_at_levels(oats):
+    e = oats.emmeans("N", by="V", weights="cells")
+    ref = EX["oats_w_cells_by"]
+    assert [tuple(i) for i in e.index] == list(zip(ref["V"], ref["N"]))
+    assert _rel(e["estimate"], ref["emmean"]) < 1e-6
+    assert _rel(e["se"], ref["SE"]) < 1e-3
+    e = oats.emmeans("N", at={"V": ["Victory", "Marvellous"]})
+    ref = EX["oats_at_V"]
+    assert _rel(e["estimate"], ref["emmean"]) < 1e-6
+    assert _rel(e["se"], ref["SE"]) < 1e-3
+    assert _rel(e["df"], ref["df"]) < 0.01
+    with pytest.raises(ValueError, match="not levels of 'V'"):
+        oats.emmeans("N", at={"V": ["Golden"]})
+    with pytest.raises(ValueError, match="weights="):
+        oats.emmeans("N", weights="balanced")
+
+
+def test_covariate_values_with_at(cbpp):
+    own, _ = cbpp
+    r = REF["cbpp_cov"]
+    res = bg.GLMM(r["formula"], _frame(REF["cbpp"]["data"]), family="binomial").fit_ml()
+    fit = dataclasses.replace(res.fit, beta=np.array(list(r["fixef"].values())),
+                              vcov_beta=np.array(r["vcov"], dtype=float))
+    at_r = type(res)(res.spec, fit)
+    e = at_r.emmeans("period", by="size", at={"size": [10, 20]}, type="response")
+    ref = EX["cbpp_cov_at"]
+    assert [tuple(i) for i in e.index] == [(float(s), p) for s, p in zip(ref["size"], ref["period"])]
+    assert _rel(e["estimate"], ref["prob"]) < 1e-6
+    assert _rel(e["se"], ref["SE"]) < 1e-3
+    for at, key in (({"size": [10, 20]}, "cbpp_cov_at_avg"), ({"size": 15}, "cbpp_cov_at_one")):
+        e = at_r.emmeans("period", at=at)
+        assert _rel(e["estimate"], EX[key]["emmean"]) < 1e-6
+        assert _rel(e["se"], EX[key]["SE"]) < 1e-3
+    with pytest.raises(ValueError, match="numeric"):
+        at_r.emmeans("size")
+
+
+@pytest.fixture(scope="module")
+def trend():
+    r = EX["trend"]
+    return bg.GLMM(r["formula"], _frame(r["data"])).fit_ml()
+
+
+def test_emtrends(trend):
+    r = EX["trend"]
+    for kw, ref in (({}, r["emtrends"]), ({"at": {"x": 3}}, r["emtrends_at3"]),
+                    ({"ddf": "satterthwaite"}, r["emtrends_satt"])):
+        e = trend.emtrends("A", var="x", **kw)
+        assert list(e.index) == ref["A"]
+        assert _rel(e["estimate"], ref["x.trend"]) < 1e-6
+        assert _rel(e["se"], ref["SE"]) < 1e-3
+        assert _rel(e["df"], ref["df"]) < 0.01
+        assert _rel(e["lower"], ref["lower.CL"]) < 1e-3
+    c = trend.contrasts("A", trend="x")
+    ref = r["pairs"]
+    assert list(c.index) == ref["contrast"]
+    assert _rel(c["estimate"], ref["estimate"]) < 1e-6
+    assert _rel(c["se"], ref["SE"]) < 1e-3
+    assert np.max(np.abs(c["p"] - ref["p.value"])) < 5e-3
+    with pytest.raises(ValueError, match="numeric predictor"):
+        trend.emtrends("A", var="A")
+
+
+def test_dunnett_distribution_against_mvtnorm():
+    from bayes_glmm.postfit.emmeans import dunnett_sf
+    d = EX["dunnett_exact"]
+    for t, k, df, p in zip(d["t"], d["k"], d["df"], d["p"]):
+        assert dunnett_sf([t], k, np.inf if df < 0 else df)[0] == pytest.approx(p, abs=2e-6)
+
+
+def test_trt_vs_ctrl_defaults_to_dunnett(oats, cbpp):
+    # emmeans's default there is its "dunnettx" approximation of the same distribution; with 3
+    # contrasts they agree to 1e-5, with 2 (where emmeans says its approximation is weakest) to 1e-2
+    for fit, spec, key, tol in ((oats, "N", "oats_trt", 5e-5), (cbpp[1], "period", "cbpp_trt", 5e-5),
+                                (oats, "V", "oats_trt_V", 1e-2)):
+        c = fit.contrasts(spec, method="trt.vs.ctrl")
+        ref = EX[key]
+        assert list(c.index) == ref["contrast"]
+        assert _rel(c["estimate"], ref["estimate"]) < 1e-6
+        assert np.max(np.abs(c["p"] - ref["p.value"])) < tol
+
+
+def _salamanders(order_from):
+    d = pd.read_csv(Path(__file__).parent / "reference" / "salamanders.csv")
+    d["mined"] = pd.Categorical(d["mined"], categories=order_from)
+    return d
+
+
+@pytest.mark.parametrize("key,kw", [("zi", {"family": "poisson", "zi": "~ mined"}),
+                                    ("hurdle", {"family": "hurdle_poisson", "hu": "~ mined"})])
+def test_response_means_include_the_zero_part(key, kw):
+    r = EX[key]
+    sal = _salamanders(r["emm"]["mined"])
+    res = bg.GLMM("count ~ mined + spp + (1 | site)", sal, **kw).fit_ml()
+    assert res.fit.loglik == pytest.approx(r["loglik"], abs=1e-5)
+    own = res.emmeans("mined", type="response")
+    assert np.max(np.abs(own["estimate"] - r["emm"]["estimate"]) / own["se"]) < 0.01
+    # at glmmTMB's estimates and joint covariance: the computation itself
+    p, pz = res.spec.p, res.spec.p_zi
+    V = np.array(r["vcov"], dtype=float)
+    fit = dataclasses.replace(res.fit, beta=np.array(list(r["fixef"].values())),
+                              beta_zi=np.array(list(r["fixef_zi"].values())), vcov_beta=V[:p, :p],
+                              vcov_beta_aux=V[:p, p:], vcov_aux=V[p:, p:])
+    at_r = type(res)(res.spec, fit)
+    e = at_r.emmeans("mined", type="response")
+    assert list(e.index) == r["emm"]["mined"]
+    assert _rel(e["estimate"], r["emm"]["estimate"]) < 1e-6
+    assert _rel(e["se"], r["emm"]["SE"]) < 1e-3
+    c = at_r.contrasts("mined", type="response")
+    assert list(c.index) == ["yes - no"]
+    assert c["estimate"].iloc[0] == pytest.approx(r["emm"]["diff"], rel=1e-6)
+    assert c["se"].iloc[0] == pytest.approx(r["emm"]["diff_SE"], rel=1e-3)
+    # the link scale is the conditional model's, as emmeans's component="cond"
+    lk = at_r.emmeans("mined")
+    assert _rel(lk["estimate"], r["emm_cond_link"]["emmean"]) < 1e-6
+
+
+def test_posterior_hdi_and_trends(cbpp):
+    import arviz as az
+    own, _ = cbpp
+    rng = np.random.default_rng(2)
+    beta = rng.multivariate_normal(own.fit.beta, own.fit.vcov_beta, size=3000)
+    fake = FakePosterior(own.spec, beta, [np.full((3000, 1), 0.6)])
+    e = emmeans(fake, "period", type="response", interval="hdi", level=0.9)
+    p = 1.0 / (1.0 + np.exp(-(beta @ np.array([[1, 0, 0, 0], [1, 1, 0, 0], [1, 0, 1, 0], [1, 0, 0, 1]], float).T)))
+    want = np.array([az.hdi(p[:, j], hdi_prob=0.9) for j in range(4)])
+    np.testing.assert_allclose(e[["lower", "upper"]].to_numpy(), want, rtol=1e-12)
+    with pytest.raises(ValueError, match="posterior"):
+        own.emmeans("period", interval="hdi")
+    c = contrasts(fake, "period", method="trt.vs.ctrl", interval="hdi")
+    assert list(c.columns) == ["estimate", "se", "lower", "upper"]

@@ -13,6 +13,19 @@
 #   oats:     lmer(Y ~ N * V + (1 | B / V)), REML, MASS's oats less 6 rows (unbalanced, so the
 #             df are not integers): emmeans(~ N), emmeans(~ V), emmeans(~ N | V) with
 #             lmer.df = "kenward-roger" and "satterthwaite"; pairs with Tukey / Holm
+#   extras (issue 20's second part):
+#             oats: emmeans's default df (no lmer.df: Kenward-Roger), weights = "proportional",
+#             "outer", "cells", "flat" on ~ N and ~ N | V; at = list(V = two levels); trt.vs.ctrl
+#             with its default "dunnettx" adjustment (and on cbpp, asymptotic)
+#             cbpp_cov: at = list(size = c(10, 20)) as a grid dimension, ~ period | size
+#             trend: simulated LMM y ~ A * x + I(x^2) + (1 | g): emtrends(~ A, var = "x") at the
+#             mean of x and at x = 3, pairs of trends (Tukey), emtrends on the response scale
+#             of a Poisson GLMM not included (link scale only here)
+#             zi / hurdle: glmmTMB Poisson models of Salamanders with a zero part; emmeans
+#             1.8.4 on glmmTMB 1.1.5 refuses component = "response", so the response means
+#             E[y] = (1 - pi) mu (zi) and (1 - pi) mu / (1 - exp(-mu)) (hurdle) are averaged over
+#             the grid here and their delta-method SEs formed from glmmTMB's joint vcov (the
+#             Jacobian written out below)
 suppressMessages({
   library(lme4)
   library(lmerTest)
@@ -20,6 +33,7 @@ suppressMessages({
   library(emmeans)
   library(jsonlite)
   library(MASS)
+  library(mvtnorm)
 })
 out_file <- "tests/reference/emmeans_reference.json"
 options(contrasts = c("contr.treatment", "contr.poly"))
@@ -92,5 +106,89 @@ for (df in c("kenward-roger", "satterthwaite")) {
   out[[paste0("pairs_N_by_V_", key)]] <- tab(pairs(eNV))
 }
 res$oats <- out
+
+# ---------------------------------------------------------------- extras
+ex <- list()
+eN <- emmeans(m, ~ N)  # emmeans's default df for lmer: Kenward-Roger
+ex$oats_default_df <- tab(eN)
+ex$oats_trt <- tab(contrast(eN, "trt.vs.ctrl"))          # default adjust: dunnettx
+ex$oats_trt_V <- tab(contrast(emmeans(m, ~ V), "trt.vs.ctrl"))
+for (w in c("proportional", "outer", "cells", "flat")) {
+  ex[[paste0("oats_w_", w)]] <- tab(emmeans(m, ~ V, weights = w))
+}
+ex$oats_w_cells_by <- tab(emmeans(m, ~ N | V, weights = "cells"))
+ex$oats_at_V <- tab(emmeans(m, ~ N, at = list(V = c("Victory", "Marvellous"))))
+ex$cbpp_trt <- tab(contrast(em_l, "trt.vs.ctrl"))
+ex$cbpp_cov_at <- tab(emmeans(g2, ~ period | size, at = list(size = c(10, 20)), type = "response"))
+ex$cbpp_cov_at_avg <- tab(emmeans(g2, ~ period, at = list(size = c(10, 20))))
+ex$cbpp_cov_at_one <- tab(emmeans(g2, ~ period, at = list(size = 15)))
+# trends
+set.seed(1)
+d <- data.frame(x = runif(60, 0, 10), A = factor(rep(c("a", "b", "c"), 20)), g = factor(rep(1:10, each = 6)))
+d$y <- 1 + 0.3 * d$x + 0.05 * d$x^2 + rnorm(60) + rnorm(10)[d$g]
+mt <- lmer(y ~ A * x + I(x^2) + (1 | g), data = d, REML = TRUE)
+et <- emtrends(mt, ~ A, var = "x")
+ex$trend <- list(data = data_json(d), formula = "y ~ A * x + I(x^2) + (1 | g)", fixef = as.list(fixef(mt)),
+                 emtrends = tab(et), emtrends_at3 = tab(emtrends(mt, ~ A, var = "x", at = list(x = 3))),
+                 pairs = tab(pairs(et)),
+                 emtrends_satt = tab(emtrends(mt, ~ A, var = "x", lmer.df = "satterthwaite")))
+# zero-inflated and hurdle Poisson (glmmTMB)
+suppressMessages(library(glmmTMB))
+data(Salamanders, package = "glmmTMB")
+sal <- as_plain(Salamanders[, c("count", "mined", "spp", "site")])
+zero_ref <- function(fit, hurdle) {
+  b <- fixef(fit)$cond; bz <- fixef(fit)$zi
+  V <- vcov(fit, full = TRUE)
+  nb <- length(b); nz <- length(bz)
+  V <- V[seq_len(nb + nz), seq_len(nb + nz)]
+  lv <- list(mined = levels(sal$mined), spp = levels(sal$spp))
+  grid <- expand.grid(mined = factor(lv$mined, levels = lv$mined), spp = factor(lv$spp, levels = lv$spp))
+  X <- model.matrix(lme4::nobars(formula(fit))[-2], grid)
+  Xz <- model.matrix(~ mined, grid)
+  mu <- exp(drop(X %*% b)); pz <- plogis(drop(Xz %*% bz))
+  if (hurdle) {
+    p1 <- 1 - exp(-mu)
+    m <- (1 - pz) * mu / p1
+    dm_deta <- (1 - pz) * (mu / p1 - mu * mu * exp(-mu) / p1^2)
+  } else {
+    m <- (1 - pz) * mu
+    dm_deta <- m
+  }
+  J <- cbind(dm_deta * X, -pz * m * Xz)  # d m / d(beta, beta_zi) per grid row
+  out <- list()
+  for (lev in lv$mined) {
+    w <- as.numeric(grid$mined == lev); w <- w / sum(w)
+    out$estimate <- c(out$estimate, sum(w * m))
+    g <- drop(w %*% J)
+    out$SE <- c(out$SE, sqrt(drop(t(g) %*% V %*% g)))
+  }
+  w <- rbind(as.numeric(grid$mined == "yes"), -as.numeric(grid$mined == "no")) / length(lv$spp)
+  g <- colSums(w[1, ] * J) + colSums(w[2, ] * J)
+  out$diff <- sum((w[1, ] + w[2, ]) * m)
+  out$diff_SE <- sqrt(drop(t(g) %*% V %*% g))
+  out$mined <- lv$mined
+  list(formula = deparse(formula(fit)), fixef = as.list(b), fixef_zi = as.list(bz), vcov = unname(V),
+       loglik = as.numeric(logLik(fit)), emm = out,
+       emm_cond_link = tab(emmeans(fit, ~ mined, component = "cond")))
+}
+zi <- glmmTMB(count ~ mined + spp + (1 | site), ziformula = ~ mined, family = poisson, data = sal)
+hu <- glmmTMB(count ~ mined + spp + (1 | site), ziformula = ~ mined, family = truncated_poisson, data = sal)
+ex$zi <- zero_ref(zi, FALSE)
+ex$hurdle <- zero_ref(hu, TRUE)
+ex$glmmTMB <- as.character(packageVersion("glmmTMB"))
+# the distribution emmeans's "dunnettx" approximates (k statistics, pairwise correlation 0.5):
+# P(max |T_i| >= t) by mvtnorm, integer df (pmvt's) or normal
+set.seed(20)
+dn <- data.frame(t = c(1.2, 2.5, 1.9, 3.1, 2.2, 0.7), k = c(2, 3, 2, 4, 5, 3), df = c(20, 7, Inf, Inf, 12, Inf))
+dn$p <- mapply(function(t, k, df) {
+  S <- matrix(0.5, k, k); diag(S) <- 1
+  alg <- GenzBretz(maxpts = 1e6, abseps = 1e-8)
+  1 - if (is.finite(df)) pmvt(-rep(t, k), rep(t, k), df = df, corr = S, algorithm = alg)[1]
+      else pmvnorm(-rep(t, k), rep(t, k), corr = S, algorithm = alg)[1]
+}, dn$t, dn$k, dn$df)
+dn$df[!is.finite(dn$df)] <- -1  # JSON has no Inf: -1 marks the normal case
+ex$dunnett_exact <- as.list(dn)
+ex$mvtnorm <- as.character(packageVersion("mvtnorm"))
+res$extras <- ex
 writeLines(toJSON(res, digits = NA, auto_unbox = TRUE, pretty = TRUE, na = "null"), out_file)
 cat("wrote", out_file, "\n")
