@@ -17,7 +17,6 @@ The only subpackage importing PyMC, nutpie, a C compiler's output or JAX; the pi
 ``pointwise``    the tidy posterior, log-likelihood and posterior predictive draws
 ``results``      :class:`BayesResults` (same accessors as the ML results)
 """
-from .graph import PT_OPS, build_pymc_model, prior_predictive
 from .failures import SamplerError
 from .pointwise import posterior_predictive
 from .results import BayesResults
@@ -26,3 +25,20 @@ from .sampling import AUTO_SAMPLER, SAMPLERS, default_target_accept, diagnose, s
 __all__ = ["PT_OPS", "build_pymc_model", "sample", "prior_predictive", "posterior_predictive",
            "diagnose", "summary_var_names", "default_target_accept", "SAMPLERS", "AUTO_SAMPLER",
            "BayesResults", "SamplerError"]
+
+#: served from :mod:`.graph` on first use: importing this package (and a native or NumPy
+#: ``sample()``, which label their draws from :mod:`.params`) must not import PyMC and PyTensor,
+#: 1-5 s in a fresh process
+_GRAPH_NAMES = ("PT_OPS", "build_pymc_model", "prior_predictive")
+
+
+def __getattr__(name):
+    if name in _GRAPH_NAMES:
+        from . import graph
+
+        return getattr(graph, name)
+    raise AttributeError(f"module 'bayes_glmm.bayes' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_GRAPH_NAMES))

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import time
 import warnings
 import weakref
 
 import numpy as np
-import pymc as pm
 
 from ..families import REGISTRY
 from .density import GlmmDensity, compile_numpy, supported
-from .graph import pm_model_of
 from .params import param_layout
 from .pointwise import add_log_likelihood, add_observed_data, posterior_names, tidy_posterior
 from .pointwise import posterior_predictive as _posterior_predictive
@@ -81,10 +80,17 @@ def _per_glmm(cache, glmm, build):
     return out
 
 
+def _is_pm_model(model) -> bool:
+    """``model`` is a ``pymc.Model``, asked without importing PyMC (1-5 s in a fresh process:
+    the native and NumPy samplers never need it); a pymc.Model exists only once PyMC is imported."""
+    pm = sys.modules.get("pymc")
+    return pm is not None and isinstance(model, pm.Model)
+
+
 def _compiled_nutpie(model, pm_model):
     import nutpie
 
-    if isinstance(model, pm.Model):
+    if _is_pm_model(model):
         return pm_model, nutpie.compile_pymc_model(pm_model)
 
     def build():  # the graph too is built once per GLMM and priors/centering
@@ -349,8 +355,10 @@ def _model_of(model):
     """(pymc.Model or None, GLMM or None) as :func:`pm_model_of`, but a GLMM's graph is left
     unbuilt: only the samplers that run the graph (nutpie, numpyro, pymc) build it; the native
     and NumPy ones label their draws from :func:`~bayes_glmm.bayes.params.param_layout`."""
-    if not isinstance(model, pm.Model) and hasattr(model, "build") and hasattr(model, "spec"):
+    if not _is_pm_model(model) and hasattr(model, "build") and hasattr(model, "spec"):
         return None, model
+    from .graph import pm_model_of
+
     return pm_model_of(model)
 
 
@@ -477,6 +485,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
             post, stats = sample_numpyro(pm_model, keep, draws=draws, tune=tune, chains=chains, seed=seed,
                                          target_accept=ta, progressbar=progressbar, **kwargs)
             return _idata_from_arrays(post, stats, pm_model.named_vars_to_dims, pm_model.coords)
+        import pymc as pm
+
         return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores, random_seed=seed,
                          progressbar=progressbar, target_accept=ta, model=pm_model,
                          compute_convergence_checks=False, **kwargs)
@@ -503,6 +513,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         if name in ("nutpie", "numpy"):
             _drop_unconstrained(idata, pm_model)
         if "log_likelihood" not in idata.groups():
+            import pymc as pm
+
             pm.compute_log_likelihood(idata, model=pm_model, progressbar=False, extend_inferencedata=True)
     elapsed = time.perf_counter() - t0
     idata.posterior.attrs["sampling_wall_time"] = elapsed
@@ -511,6 +523,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     idata.posterior.attrs["target_accept_tried"] = tried
     rng = np.random.default_rng(seed)
     if prior_predictive:
+        import pymc as pm
+
         pm_model = pm_model if pm_model is not None else glmm.build()
         pri = pm.sample_prior_predictive(draws=draws, model=pm_model, random_seed=rng)
         idata.extend(pri)
@@ -518,6 +532,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         if glmm is not None:
             _posterior_predictive(idata, glmm.spec, random_seed=rng)
         else:
+            import pymc as pm
+
             pm.sample_posterior_predictive(idata, model=pm_model, random_seed=rng,
                                            extend_inferencedata=True, progressbar=False)
     if check:
