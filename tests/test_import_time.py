@@ -1,9 +1,11 @@
 """What a fresh process imports: ``import bayes_glmm`` and a first ``fit_ml`` of a small LMM stay
 on NumPy/SciPy/pandas (no PyMC, ArviZ, PyTensor, and no ``scipy.stats``, whose import alone takes
-~1 s), and the ``scipy.special`` functions used instead give scipy.stats' numbers exactly.
+~1 s), and the ``scipy.special`` functions used instead give scipy.stats' numbers exactly; a
+first native ``sample()`` and its results' accessors import ArviZ but neither PyMC nor PyTensor.
 
 The assertions are on ``sys.modules`` in a subprocess, not on timings (benchmarks/bench_ml.py
-``--cold-start`` times the whole process against ``library(lme4); lmer(...)``)."""
+``--cold-start`` times the whole process against ``library(lme4); lmer(...)``, and
+benchmarks/bench_nuts.py ``--cold-start`` a first ``sample()`` against bambi+numpyro)."""
 import json
 import os
 import pathlib
@@ -81,3 +83,49 @@ def test_special_functions_equal_scipy_stats_bit_for_bit():
         eq(2.0 * special.gammaincinv(df / 2.0, q), stats.chi2.ppf(q, df))  # profile cut-off
         for dfd in (1, 4.5, 30, 1e6):
             eq(special.fdtrc(df, dfd, x), stats.f.sf(x, df, dfd))  # ddf (F)
+
+
+#: never imported by a native ``sample()`` and what a user reads from its result: the sampler
+#: runs generated C, labels its draws from the parameter layout and computes the pointwise
+#: log-likelihood in C (ArviZ, for the InferenceData, is expected)
+NEVER_NATIVE = ("pymc", "pytensor", "nutpie", "jax", "numpyro", "bambi")
+
+_SAMPLE_SCRIPT = """
+import json, sys
+def loaded(prefixes):
+    return sorted(m for m in sys.modules if any(m == p or m.startswith(p + ".") for p in prefixes))
+watch = json.loads(sys.argv[1]) + ["arviz"]
+import bayes_glmm as bg
+from bayes_glmm.bayes import native
+d = bg.datasets.load("toenail")
+m = bg.GLMM("Response ~ Month * Treatment + (1 | ID)", d, family="bernoulli")
+res = m.sample(draws=60, tune=60, chains=2, random_seed=1, progressbar=False, check=False)
+out = {"sample": loaded(watch), "sampler": res.idata.posterior.attrs["sampler"], "native": native.available()}
+res.fixef; res.varcorr; res.ranef; res.summary(); str(res); res.predict(kind="mean")
+res.posterior_predictive(random_seed=2)
+out["results"] = loaded(watch)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def native_sample_modules():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", _SAMPLE_SCRIPT, json.dumps(NEVER_NATIVE)], capture_output=True,
+                         text=True, env=env, cwd=str(ROOT), timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    if not out["native"]:  # pragma: no cover - CI has cc
+        pytest.skip("no C compiler: sampler='auto' runs another sampler")
+    return out
+
+
+def test_native_sample_imports_no_pymc_or_pytensor(native_sample_modules):
+    assert native_sample_modules["sampler"] == "native"
+    assert [m for m in native_sample_modules["sample"] if m.split(".")[0] != "arviz"] == []
+    assert "arviz" in native_sample_modules["sample"]  # the watch list does see what is imported
+
+
+def test_native_results_accessors_import_no_pymc_or_pytensor(native_sample_modules):
+    assert [m for m in native_sample_modules["results"] if m.split(".")[0] != "arviz"] == []
+
