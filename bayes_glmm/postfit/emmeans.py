@@ -19,6 +19,7 @@ All functions here are pure; the results classes' ``emmeans`` / ``contrasts`` ca
 from __future__ import annotations
 
 import itertools
+import sys
 
 import numpy as np
 import pandas as pd
@@ -374,8 +375,8 @@ def _setup(fit, specs, by, type_="link", at=None, weights="equal", trend=None):
     names, by_names = parse_specs(specs, by)
     spec = fit.spec
     if type_ == "response" and spec.family.categorical_response:
-        raise ValueError(f"type='response' is not available for the {spec.family.name!r} family: its "
-                         f"probabilities need the thresholds; use type='link' (eta, no intercept)")
+        raise ValueError(f"type={type_!r} is not available here for the {spec.family.name!r} family: use "
+                         f"emmeans(type='response' or 'mean.class') or type='link' (eta, no intercept)")
     grid = reference_grid(spec, by_names + names, at)
     counts = None if weights == "equal" else grid_counts(spec, grid)
     design = spec.new_design(grid)
@@ -517,7 +518,14 @@ def emmeans(fit, specs, by=None, type: str = "link", ddf=None, level: float = 0.
     -------
     DataFrame indexed by the levels (``by`` first), columns ``estimate, se, df, lower, upper``
     (posterior: ``estimate`` is the posterior mean, ``se`` the SD, no ``df``).
+    Ordinal fits take ``type="response"`` (category probabilities, emmeans's ``mode = "prob"``)
+    and ``"mean.class"``: :mod:`bayes_glmm.postfit.emmeans_ordinal`.
     """
+    from .emmeans_ordinal import is_ordinal_request, ordinal_emmeans
+    if is_ordinal_request(fit, type):
+        _check("link", level, interval=interval)
+        return ordinal_emmeans(sys.modules[__name__], fit, *parse_specs(specs, by), type, level, at=at,
+                               weights=weights, interval=interval)
     _check(type, level, interval=interval)
     zero = _zero_part_rows(fit, type, _trend)
     names, by_names, cells, L, off, gridinfo = _setup(fit, specs, by, type, at, weights, _trend)
@@ -592,6 +600,11 @@ def contrasts(fit, specs, method="pairwise", by=None, adjust: str | None = None,
     """
     if adjust is None:
         adjust = "tukey" if method == "pairwise" else "none" if isinstance(method, dict) else "dunnettx"
+    from .emmeans_ordinal import is_ordinal_request, ordinal_contrasts
+    if is_ordinal_request(fit, type) and trend is None:  # ordinal: differences of expected classes
+        _check("link", level, adjust, interval)
+        return ordinal_contrasts(sys.modules[__name__], fit, *parse_specs(specs, by), method, adjust, type, level,
+                                 at=at, weights=weights, interval=interval)
     _check(type, level, adjust, interval)
     if trend is not None and type != "link":
         raise ValueError("contrasts of trends are on the link scale; use type='link'")
