@@ -314,9 +314,27 @@ class FitResults:
         """(n, n_sim) responses simulated from the fitted model (each path says how)."""
         raise NotImplementedError
 
-    def _simulated_residuals(self, n_sim: int, random_seed):
-        """(observed y, simulations, scaled residuals) for one seed (see :meth:`residuals`)."""
-        from .postfit.residuals import check_n_sim, scaled_residuals
+    def _residual_groups(self, group):
+        """(codes (n,), levels) for ``residuals(group=)``: a random term's grouping factor by
+        name, or one label per fitted row."""
+        spec = self.spec
+        if isinstance(group, str):
+            for t in spec.terms:
+                if t.group == group:
+                    return np.asarray(t.codes, dtype=np.intp), list(t.levels)
+            raise ValueError(f"group={group!r} is not a grouping factor of the model "
+                             f"({sorted({t.group for t in spec.terms})}); or pass one label per fitted row")
+        lab = np.asarray(group, dtype=object)
+        if lab.shape != (len(spec.y),):
+            raise ValueError(f"group has {lab.size} labels; give one per fitted row ({len(spec.y)}) or the "
+                             f"name of a grouping factor")
+        levels, codes = np.unique(lab.astype(str), return_inverse=True)
+        return codes.astype(np.intp), list(levels)
+
+    def _simulated_residuals(self, n_sim: int, random_seed, group=None):
+        """(observed y, simulations, scaled residuals) for one seed (see :meth:`residuals`);
+        with ``group``, all three per group (sums within groups) and the group levels last."""
+        from .postfit.residuals import aggregate_by_group, check_n_sim, scaled_residuals
 
         n_sim = check_n_sim(n_sim)
         seed = random_seed if isinstance(random_seed, np.random.SeedSequence) else np.random.SeedSequence(random_seed)
@@ -324,11 +342,17 @@ class FitResults:
         sim_seed, pit_seed = seed.spawn(2)
         y = np.asarray(self.spec.y, dtype=float)
         sims = np.asarray(self._residual_simulations(n_sim, sim_seed), dtype=float)
+        if group is not None:
+            codes, levels = self._residual_groups(group)
+            y, sims = aggregate_by_group(y, sims, codes, len(levels))
+            scaled = scaled_residuals(y, sims, discrete=not self.spec.family.continuous,
+                                      rng=np.random.default_rng(pit_seed))
+            return y, sims, scaled, levels
         scaled = scaled_residuals(y, sims, discrete=not self.spec.family.continuous,
                                   rng=np.random.default_rng(pit_seed))
         return y, sims, scaled
 
-    def residuals(self, kind: str = "simulated", *, n_sim: int = 250, random_seed=None) -> np.ndarray:
+    def residuals(self, kind: str = "simulated", *, n_sim: int = 250, random_seed=None, group=None):
         """Simulated (DHARMa) scaled residuals, one per fitted row, in [0, 1].
 
         Parameters
@@ -341,12 +365,20 @@ class FitResults:
             Number of simulated responses per row (DHARMa's default 250).
         random_seed : int, optional
             Same seed, same residuals.
+        group : str or array-like, optional
+            DHARMa's ``recalculateResiduals(group=)``: observed and simulated responses summed
+            within each group (a grouping factor's name, or one label per fitted row), one
+            residual per group, returned as a Series indexed by the group levels.
         """
         if kind != "simulated":
             raise ValueError(f"kind={kind!r}: choose 'simulated'")
+        if group is not None:
+            _, _, scaled, levels = self._simulated_residuals(n_sim, random_seed, group)
+            return pd.Series(scaled, index=pd.Index(levels, name=group if isinstance(group, str) else "group"),
+                             name="scaled_residual")
         return self._simulated_residuals(n_sim, random_seed)[2]
 
-    def residual_tests(self, n_sim: int = 250, random_seed=None) -> pd.DataFrame:
+    def residual_tests(self, n_sim: int = 250, random_seed=None, group=None) -> pd.DataFrame:
         """DHARMa's residual tests on the simulated residuals.
 
         Returns
@@ -354,11 +386,12 @@ class FitResults:
         pandas.DataFrame
             Index ``uniformity, dispersion, zero_inflation, outliers``, columns
             ``statistic, p`` (see :func:`bayes_glmm.postfit.residuals.residual_tests`); the
-            residuals are those of ``residuals("simulated", n_sim=n_sim, random_seed=random_seed)``.
+            residuals are those of ``residuals("simulated", n_sim=n_sim, random_seed=random_seed)``;
+            with ``group``, of the per-group sums (``recalculateResiduals(group=)``).
         """
         from .postfit.residuals import residual_tests
 
-        return residual_tests(*self._simulated_residuals(n_sim, random_seed))
+        return residual_tests(*self._simulated_residuals(n_sim, random_seed, group)[:3])
 
     def _repr_text(self) -> str:
         return f"{type(self).__name__} ({self.method})\n" + self.summary().to_string()

@@ -225,3 +225,42 @@ def test_new_families_by_nuts(family, formula, data):
     assert u.shape == (len(d),) and 0 <= u.min() and u.max() <= 1
     tab = post.residual_tests(n_sim=200, random_seed=2)
     assert tab.loc["uniformity", "p"] > 0.01 and tab.loc["dispersion", "p"] > 0.01
+
+
+# ------------------------------------------------------------------ per-group recalculation
+def test_group_sums_are_dharmas_recalculation(poisson_fit):
+    from bayes_glmm.postfit.residuals import aggregate_by_group
+
+    y, sims = np.array([1.0, 2.0, 3.0, 4.0]), np.arange(8.0).reshape(4, 2)
+    yg, sg = aggregate_by_group(y, sims, [1, 0, 1, 1], 2)
+    assert np.array_equal(yg, [2.0, 8.0]) and np.array_equal(sg, [[2.0, 3.0], [0 + 4 + 6, 1 + 5 + 7]])
+    # the fit's per-group residuals: the same simulations (same seed), summed per level of g
+    r = poisson_fit.residuals("simulated", n_sim=N_SIM, random_seed=5, group="g")
+    term = poisson_fit.spec.terms[0]
+    assert list(r.index) == list(term.levels) and r.index.name == "g"
+    seed = np.random.SeedSequence(5)
+    sim_seed, pit_seed = seed.spawn(2)
+    sims = poisson_fit._residual_simulations(N_SIM, sim_seed)
+    yg, sg = aggregate_by_group(poisson_fit.spec.y, sims, term.codes, len(term.levels))
+    np.testing.assert_array_equal(r.to_numpy(), scaled_residuals(yg, sg, discrete=True,
+                                                                 rng=np.random.default_rng(pit_seed)))
+    # labels per row give the same thing
+    labels = np.asarray(term.levels, dtype=object)[term.codes]
+    np.testing.assert_array_equal(poisson_fit.residuals("simulated", n_sim=N_SIM, random_seed=5,
+                                                        group=labels).to_numpy(), r.to_numpy())
+    with pytest.raises(ValueError, match="grouping factor"):
+        poisson_fit.residuals("simulated", group="herd")
+    with pytest.raises(ValueError, match="one per fitted row"):
+        poisson_fit.residuals("simulated", group=["a", "b"])
+
+
+def test_group_level_misfit_shows_in_grouped_tests(poisson_fit):
+    # 30 groups of 10 rows with a group effect (sd 0.5): a model that ignores it (a random
+    # intercept on 3 super-groups instead) is overdispersed at the group level
+    d = _counts("poisson")
+    d["h"] = [f"h{int(g[1:]) % 3}" for g in d["g"]]
+    wrong = bg.GLMM("y ~ x + (1 | h)", d, family="poisson").fit_ml()
+    t_wrong = wrong.residual_tests(n_sim=N_SIM, random_seed=3, group=d["g"].to_numpy())
+    t_right = poisson_fit.residual_tests(n_sim=N_SIM, random_seed=3, group="g")
+    assert t_wrong.loc["dispersion", "p"] < 0.01 and t_wrong.loc["dispersion", "statistic"] > 1.5
+    assert t_right.loc["dispersion", "p"] > 0.05 and t_right.loc["uniformity", "p"] > 0.01

@@ -405,7 +405,7 @@ class MLResults(FitResults):
             return None
         return np.asarray(design.X_zi, dtype=float) @ np.asarray(self.fit.beta_zi, dtype=float)
 
-    def residuals(self, kind: str = "pearson", *, n_sim: int = 250, random_seed=None) -> np.ndarray:
+    def residuals(self, kind: str = "pearson", *, n_sim: int = 250, random_seed=None, group=None):
         """Conditional residuals at the fitted random effects (lme4's ``residuals(m, type=)``).
 
         Parameters
@@ -417,11 +417,14 @@ class MLResults(FitResults):
             included); ``"simulated"``: DHARMa's scaled residuals in [0, 1] from ``n_sim``
             responses simulated with new random effects (:meth:`simulate`), see
             :meth:`~bayes_glmm.results.FitResults.residuals`.
-        n_sim, random_seed
-            For ``"simulated"`` only.
+        n_sim, random_seed, group
+            For ``"simulated"`` only (``group``: per-group residuals, DHARMa's
+            ``recalculateResiduals(group=)``).
         """
         if kind == "simulated":
-            return super().residuals(kind, n_sim=n_sim, random_seed=random_seed)
+            return super().residuals(kind, n_sim=n_sim, random_seed=random_seed, group=group)
+        if group is not None:
+            raise ValueError("group= is for kind='simulated' (DHARMa's per-group residuals)")
         if kind not in ("pearson", "response"):
             raise ValueError(f"kind={kind!r}: choose 'pearson', 'response' or 'simulated'")
         spec, fam = self.spec, self.spec.family

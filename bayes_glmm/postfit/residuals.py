@@ -17,7 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-__all__ = ["scaled_residuals", "residual_tests", "simulation_test", "outside_frequency", "check_n_sim"]
+__all__ = ["scaled_residuals", "residual_tests", "simulation_test", "outside_frequency", "check_n_sim",
+           "aggregate_by_group"]
 
 
 def check_n_sim(n_sim) -> int:
@@ -60,6 +61,32 @@ def scaled_residuals(y, sims, *, discrete: bool, rng=None) -> np.ndarray:
     ties = (sims == y[:, None]).sum(axis=1)
     u = np.random.default_rng(rng).uniform(size=y.shape[0])
     return (below + u * ties) / n_sim
+
+
+def aggregate_by_group(y, sims, codes, n_groups: int) -> tuple:
+    """Observed and simulated responses summed within groups (DHARMa's
+    ``recalculateResiduals(group=)`` with its default ``aggregateBy = sum``).
+
+    Parameters
+    ----------
+    y : (n,) array
+    sims : (n, n_sim) array
+    codes : (n,) int array
+        Group of each row, 0 .. n_groups - 1.
+    n_groups : int
+
+    Returns
+    -------
+    (y_g (n_groups,), sims_g (n_groups, n_sim)): residuals and tests computed on these are
+    one per group, so a misfit shared by a group's rows (a missing group-level effect) shows
+    where row-level residuals dilute it.
+    """
+    codes = np.asarray(codes, dtype=np.intp)
+    y_g = np.bincount(codes, weights=np.asarray(y, dtype=float), minlength=n_groups)
+    sims = np.asarray(sims, dtype=float)
+    sims_g = np.zeros((n_groups, sims.shape[1]))
+    np.add.at(sims_g, codes, sims)
+    return y_g, sims_g
 
 
 def simulation_test(observed: float, simulated) -> tuple:
