@@ -365,3 +365,53 @@ def test_ml_ordinal_probs_and_category_intervals():
 def test_probs_interval_refused_for_non_ordinal(glmm):
     with pytest.raises(ValueError, match="categor|ordinal"):
         glmm.predict(interval="confidence", kind="probs")
+
+
+def _ordinal_data(seed=0):
+    r = np.random.default_rng(seed)
+    g = np.repeat(np.arange(15), 12)
+    x = r.normal(size=g.size)
+    lat = x + r.normal(0, 0.5, 15)[g] + r.logistic(size=g.size)
+    return pd.DataFrame({"y": pd.Categorical(np.digitize(lat, [-1, 1]), ordered=True), "x": x,
+                         "g": pd.Categorical(g)})
+
+
+def test_bayes_ordinal_category_probabilities_with_intervals():
+    # a posterior built from the ML fit's normal approximation (no MCMC): the intervals must be
+    # the quantiles of each draw's category probabilities, and close to the ML ones
+    import arviz as az
+    from bayes_glmm.bayes import BayesResults
+    from bayes_glmm.ml.auxpar import aux_natural
+
+    df = _ordinal_data()
+    model = bg.GLMM("y ~ x + (1 | g)", df, family="ordinal")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = model.fit_ml()
+    fam, t = ml.spec.family, ml.spec.terms[0]
+    rng = np.random.default_rng(1)
+    S = 2000
+    coords = np.array([ml.fit.aux["0|1"], np.log(ml.fit.aux["1|2"] - ml.fit.aux["0|1"])])
+    V = np.block([[ml.fit.vcov_beta, ml.fit.vcov_beta_aux], [ml.fit.vcov_beta_aux.T, ml.fit.vcov_aux]])
+    d = rng.multivariate_normal(np.concatenate([ml.fit.beta, coords]), V, size=S)
+    th = [aux_natural(fam, c) for c in d[:, 1:]]
+    post = {"beta": d[None, :, :1], f"sd_{t.ident}": np.full((1, S, 1), float(np.sqrt(ml.covs[0][0, 0]))),
+            f"b_{t.ident}": np.zeros((1, S, t.n_levels, 1))}
+    for name in th[0]:
+        post[name] = np.array([[v[name] for v in th]])
+    res = BayesResults(model, az.from_dict(posterior=post))
+    nd = df.iloc[:4]
+    conf = res.predict(nd, interval="confidence", kind="probs", re_form=None, level=0.9)
+    p = fam.category_probs(d[:, :1] @ nd[["x"]].to_numpy().T, **{k: post[k][0][:, None] for k in th[0]})
+    np.testing.assert_allclose(conf["lower"].to_numpy(), np.quantile(p, 0.05, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(conf["upper"].to_numpy(), np.quantile(p, 0.95, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(conf["estimate"].to_numpy(), p.mean(0), rtol=1e-12)
+    assert list(conf["estimate"].columns) == list(fam.categories)
+    ml_conf = ml.predict(nd, interval="confidence", kind="probs", re_form=None, level=0.9, random_seed=2)
+    np.testing.assert_allclose((conf["upper"] - conf["lower"]).to_numpy(),
+                               (ml_conf["upper"] - ml_conf["lower"]).to_numpy(), rtol=0.15)
+    mean = res.predict(nd, interval="confidence", kind="mean")
+    assert np.all((mean["lower"] >= 1) & (mean["upper"] <= 3) & (mean["lower"] < mean["upper"]))
+    pred = res.predict(nd, interval="prediction", random_seed=2)
+    assert set(np.unique(pred[["lower", "upper"]])) <= {1.0, 2.0, 3.0}  # category numbers
+    np.testing.assert_allclose(pred["estimate"], mean["estimate"], rtol=1e-12)

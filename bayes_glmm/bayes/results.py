@@ -399,17 +399,18 @@ class BayesResults(FitResults):
         predictive, one response per draw (:meth:`~bayes_glmm.families.Family.random`), with
         a fresh random effect per draw where the group is unknown (``re_form=None`` or an
         unseen level), as the ML prediction interval.  ``method``, ``n_boot`` and ``n_sim``
-        are the ML path's and are ignored here.
+        are the ML path's and are ignored here.  Ordinal models: ``kind="probs"`` gives each
+        category's probability with its posterior interval ((rows, K) arrays), ``kind="mean"``
+        the expected category number 1 .. K; prediction intervals are quantiles of the
+        posterior predictive category number.
         """
-        if self.spec.family.categorical_response:
-            raise ValueError("predict(interval=...): not available for ordinal models; use "
-                             "predict(kind='probs', return_draws=True) and take quantiles")
         a = (1.0 - level) / 2.0
         idx = np.arange(self.n_draws)
         if interval == "confidence":
             eta = self._eta_draws(design, "error" if new_levels == "error" else "population", rng,
                                   re_form is not None, idx)
-            draws = self._to_scale(eta, design, kind, self._zi_eta(design, idx), aux=self._zero_part_aux(idx))
+            draws = np.asarray(self._to_scale(eta, design, kind, self._zi_eta(design, idx),
+                                              aux=self._zero_part_aux(idx)), dtype=float)
             return draws.mean(axis=0), np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
         # a new observation of an unknown group gets a new random effect per draw
         if re_form is not None:
@@ -431,6 +432,8 @@ class BayesResults(FitResults):
                                   **self._zero_part_aux(idx)), dtype=float)
         est = self._to_scale(eta, design, "response" if kind == "response" else "mean",
                              self._zi_eta(design, idx), aux=self._zero_part_aux(idx)).mean(axis=0)
+        if fam.categorical_response:  # codes 0 .. K-1 to the category numbers of the mean, 1 .. K
+            y = y + 1.0
         if kind == "mean" and trials is not None:
             with np.errstate(divide="ignore", invalid="ignore"):
                 y = y / trials
