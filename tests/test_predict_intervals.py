@@ -152,8 +152,24 @@ def test_bootstrap_population_interval_close_to_wald(lmm):
     np.testing.assert_allclose(boot["estimate"], wald["estimate"], rtol=1e-12)
     w_wald, w_boot = (wald["upper"] - wald["lower"]).to_numpy(), (boot["upper"] - boot["lower"]).to_numpy()
     np.testing.assert_allclose(w_boot, w_wald, rtol=0.3)  # 40 refits: percentile noise
-    with pytest.raises(ValueError, match="re_form=None"):
-        lmm.predict(nd, interval="confidence", method="bootstrap", n_boot=20)
+
+
+def test_bootstrap_conditional_intervals(lmm):
+    # bootMer(use.u = TRUE): responses at the fitted random effects, each refit's own modes
+    nd = pd.DataFrame(REF["lmm"]["newdata"]).iloc[:4]  # fitted subjects
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        conf = lmm.predict(nd, interval="confidence", method="bootstrap", n_boot=40, random_seed=1)
+        pred = lmm.predict(nd, interval="prediction", method="bootstrap", n_boot=40, random_seed=1)
+    wald_c, wald_p = lmm.predict(nd, interval="confidence"), lmm.predict(nd, interval="prediction")
+    np.testing.assert_allclose(conf["estimate"], wald_c["estimate"], rtol=1e-12)
+    ratio = ((conf["upper"] - conf["lower"]) / (wald_c["upper"] - wald_c["lower"])).to_numpy()
+    # the predictor's sampling spread given the effects: below condVar's, same order
+    assert np.all((ratio > 0.4) & (ratio < 1.1)), ratio
+    ratio = ((pred["upper"] - pred["lower"]) / (wald_p["upper"] - wald_p["lower"])).to_numpy()
+    np.testing.assert_allclose(ratio, 1.0, atol=0.2)  # sigma dominates
+    with pytest.raises(ValueError, match="levels not in the fit"):
+        lmm.predict(pd.DataFrame(REF["lmm"]["newdata"]), interval="confidence", method="bootstrap", n_boot=20)
 
 
 @pytest.mark.parametrize("kw,match", [
@@ -293,8 +309,12 @@ def test_ml_zero_part_confidence_interval():
     pd.testing.assert_frame_equal(conf, again)  # seeded: reproducible
     link = res.predict(nd, interval="confidence", kind="link", re_form=None)
     np.testing.assert_allclose(link["estimate"], res.predict(nd, kind="link", re_form=None))
-    with pytest.raises(ValueError, match="method='bootstrap' is not available"):
-        res.predict(nd, interval="confidence", method="bootstrap", re_form=None)
+    # the bootstrap: each refit's (beta, beta_zi) give E[y]; close to the simulation's interval
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        boot = res.predict(nd, interval="confidence", method="bootstrap", re_form=None, n_boot=40, random_seed=3)
+    np.testing.assert_allclose(boot["estimate"], est, rtol=1e-10)
+    np.testing.assert_allclose((boot["upper"] - boot["lower"]) / (2 * Z95), se, rtol=0.35)
 
 
 def test_ml_disp_prediction_interval_coverage_and_width():
@@ -358,8 +378,14 @@ def test_ml_ordinal_probs_and_category_intervals():
     pred = res.predict(nd, interval="prediction", random_seed=2)
     assert set(np.unique(pred[["lower", "upper"]])) <= {1.0, 2.0, 3.0}  # category numbers
     pd.testing.assert_frame_equal(pred, res.predict(nd, interval="prediction", random_seed=2))
-    with pytest.raises(ValueError, match="ordinal"):
-        res.predict(nd, interval="confidence", method="bootstrap", re_form=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        boot = res.predict(nd, interval="confidence", kind="probs", method="bootstrap", re_form=None, n_boot=30,
+                           random_seed=2)
+    pd.testing.assert_frame_equal(boot["estimate"], p_hat, check_names=False)
+    np.testing.assert_allclose((boot["upper"] - boot["lower"]).to_numpy() / (2 * Z95), se, rtol=0.4)
+    bpred = res.predict(nd, interval="prediction", method="bootstrap", re_form=None, n_boot=30, random_seed=2)
+    assert set(np.unique(bpred[["lower", "upper"]])) <= {1.0, 2.0, 3.0}
 
 
 def test_probs_interval_refused_for_non_ordinal(glmm):
@@ -415,3 +441,43 @@ def test_bayes_ordinal_category_probabilities_with_intervals():
     pred = res.predict(nd, interval="prediction", random_seed=2)
     assert set(np.unique(pred[["lower", "upper"]])) <= {1.0, 2.0, 3.0}  # category numbers
     np.testing.assert_allclose(pred["estimate"], mean["estimate"], rtol=1e-12)
+
+
+def _family_data(family, seed=7):
+    r = np.random.default_rng(seed)
+    g = np.repeat(np.arange(12), 10)
+    x = r.normal(size=g.size)
+    eta = 0.3 + 0.5 * x + r.normal(0, 0.4, 12)[g]
+    if family == "student_t":
+        y = eta + 0.5 * r.standard_t(5, size=g.size)
+    elif family == "betabinomial":
+        p = special.expit(eta)
+        y = r.binomial(10, r.beta(p * 8, (1 - p) * 8))
+    elif family == "gaussian_disp":
+        y = eta + np.exp(-1 + 0.8 * x) * r.normal(size=g.size)
+    else:  # hurdle negative binomial
+        y = np.where(r.random(g.size) < 0.3, 0, r.negative_binomial(2, 2 / (2 + np.exp(eta))) + 1)
+    return pd.DataFrame({"y": y, "n": 10, "x": x, "g": pd.Categorical(g)})
+
+
+@pytest.mark.parametrize("family,kw", [
+    pytest.param("student_t", {}, marks=pytest.mark.slow),  # 6-10 s each: 30 refits of 120 rows
+    pytest.param("betabinomial", {"trials": "n"}, marks=pytest.mark.slow),
+    ("gaussian_disp", {"disp": "~ x"}),
+    pytest.param("hurdle_negbinomial", {"hu": "~ 1"}, marks=pytest.mark.slow)])
+def test_bootstrap_intervals_for_the_newer_families(family, kw):
+    df = _family_data(family)
+    fam = "gaussian" if family == "gaussian_disp" else family
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        res = bg.GLMM("y ~ x + (1 | g)", df, family=fam, **kw).fit_ml()
+        nd = df.iloc[:3]
+        conf = res.predict(nd, interval="confidence", method="bootstrap", n_boot=15, random_seed=1)
+        pred = res.predict(nd, interval="prediction", method="bootstrap", n_boot=15, random_seed=1, n_sim=600)
+        wald = res.predict(nd, interval="confidence", random_seed=1)
+    est = res.predict(nd)
+    np.testing.assert_allclose(conf["estimate"], est, rtol=1e-10)
+    assert np.all((conf["lower"] <= est) & (est <= conf["upper"]))
+    assert np.all(pred["upper"] - pred["lower"] > conf["upper"] - conf["lower"])
+    ratio = ((conf["upper"] - conf["lower"]) / (wald["upper"] - wald["lower"])).to_numpy()
+    assert np.all((ratio > 0.2) & (ratio < 2.0)), ratio

@@ -21,7 +21,7 @@ import pandas as pd
 from ..auxpar import fit_coords
 from .profile import param_index, param_values
 
-__all__ = ["simulate_responses", "bootstrap", "child_seeds"]
+__all__ = ["simulate_responses", "bootstrap", "bootstrap_fits", "child_seeds"]
 
 
 def child_seeds(random_seed, n: int) -> list:
@@ -44,6 +44,7 @@ class _SimModel:
     reml: bool
     n_agq: int
     beta_disp: np.ndarray | None = None  # dispersion-model coefficients (disp=)
+    b: list | None = None  # random effects held at these (lme4's use.u = TRUE); None: new draws
 
 
 def _sim_model(res) -> _SimModel:
@@ -68,7 +69,10 @@ def _simulate_one(m: _SimModel, seed) -> np.ndarray:
     fam = spec.family
     eta = np.asarray(spec.offset, dtype=float) + np.asarray(spec.X, dtype=float) @ m.beta
     scale = m.sigma if spec.is_lmm else 1.0
-    for term, L in zip(spec.terms, m.lambdas):
+    for k, (term, L) in enumerate(zip(spec.terms, m.lambdas)):
+        if m.b is not None:  # conditional on the fitted random effects
+            eta = eta + term.contribution(m.b[k])
+            continue
         u = rng.standard_normal((term.n_levels, term.q))
         eta = eta + term.contribution(scale * (u @ L.T))
     if spec.is_lmm:
@@ -96,31 +100,54 @@ def simulate_responses(res, n: int = 1, random_seed=None) -> pd.DataFrame:
     return pd.DataFrame(cols, index=res.spec.row_index)
 
 
-def _refit_one(m: _SimModel, seed):
-    """Simulate and refit one replicate: (values, converged, singular, error message)."""
+def _refit_raw(m: _SimModel, seed):
+    """Simulate and refit one replicate: (spec with the simulated y, raw fit); raises on failure."""
     from ..fit import fit_raw
-    from ..types import SINGULAR_TOL
 
     y = _simulate_one(m, seed)
     spec = dataclasses.replace(m.spec, y=y)
     with warnings.catch_warnings():
         # singular / non-convergence warnings are counted per replicate, not printed n times
         warnings.simplefilter("ignore")
+        if spec.is_lmm:
+            return spec, fit_raw(spec, reml=m.reml, start=m.theta)
+        start = {"theta": m.theta, "beta": m.beta}
+        aux = []
+        if m.beta_zi is not None:
+            aux.append(m.beta_zi)
+        if m.aux:
+            aux.append(fit_coords(spec.family, m.aux, m.beta_disp))
+        if aux:
+            start["aux"] = np.concatenate(aux)
+        return spec, fit_raw(spec, n_agq=m.n_agq, start=start, calc_vcov=False)
+
+
+def bootstrap_fits(res, n: int, random_seed=None, use_u: bool = False) -> list:
+    """The raw refits of ``n`` parametric bootstrap replicates (None where a refit failed), the
+    same replicates as :func:`bootstrap` for the same seed when ``use_u`` is False; with
+    ``use_u`` the responses are simulated at the fitted random effects (lme4's ``bootMer(...,
+    use.u = TRUE)``: the uncertainty of conditional predictions given the groups' effects)."""
+    m = _sim_model(res)
+    if use_u:
+        m = dataclasses.replace(m, b=[np.asarray(bk, dtype=float).reshape(t.n_levels, t.q)
+                                      for bk, t in zip(res.fit.b, res.spec.terms)])
+    out = []
+    for s in child_seeds(random_seed, n):
         try:
-            if spec.is_lmm:
-                fit = fit_raw(spec, reml=m.reml, start=m.theta)
-            else:
-                start = {"theta": m.theta, "beta": m.beta}
-                aux = []
-                if m.beta_zi is not None:
-                    aux.append(m.beta_zi)
-                if m.aux:
-                    aux.append(fit_coords(spec.family, m.aux, m.beta_disp))
-                if aux:
-                    start["aux"] = np.concatenate(aux)
-                fit = fit_raw(spec, n_agq=m.n_agq, start=start, calc_vcov=False)
-        except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError) as e:
-            return None, False, False, f"{type(e).__name__}: {e}"
+            out.append(_refit_raw(m, s)[1])
+        except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError):
+            out.append(None)
+    return out
+
+
+def _refit_one(m: _SimModel, seed):
+    """Simulate and refit one replicate: (values, converged, singular, error message)."""
+    from ..types import SINGULAR_TOL
+
+    try:
+        spec, fit = _refit_raw(m, seed)
+    except (ValueError, ArithmeticError, np.linalg.LinAlgError, RuntimeError) as e:
+        return None, False, False, f"{type(e).__name__}: {e}"
     vals = param_values(spec, fit)
     singular = any(np.any(np.abs(np.diag(np.asarray(L))) < SINGULAR_TOL) for L in fit.lambdas)
     return vals, bool(fit.optimizer.get("converged", True)), singular, None

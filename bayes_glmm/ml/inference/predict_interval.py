@@ -24,11 +24,23 @@ same way with the thresholds as the auxiliary parameters: ``kind="probs"`` confi
 intervals per category, ``kind="mean"`` for the expected category number 1 .. K, and
 prediction intervals of the category number (quantiles of simulated categories).
 
-``method="bootstrap"``: the fixed effects of a parametric bootstrap
-(:mod:`bayes_glmm.ml.inference.bootstrap`) give eta per replicate for population
-predictions; percentile intervals of the mean, or of responses simulated per replicate.
+``method="bootstrap"``: ``n_boot`` parametric bootstrap refits
+(:func:`bayes_glmm.ml.inference.bootstrap.bootstrap_fits`), every family.  Population
+predictions (``re_form=None``) use replicates with new random effects (lme4's ``bootMer``
+default); conditional predictions use replicates simulated at the fitted random effects
+(``bootMer(..., use.u = TRUE)``) and each refit's own conditional modes, as
+``bootMer(m, function(f) predict(f, newdata), use.u = TRUE)`` does: the sampling variability
+of the prediction given the groups' effects, narrower than the Wald interval's conditional
+variance (which is the spread of b given y); rows of levels not in the fit are refused there
+(no effect to condition on).  Per replicate: eta, the
+mean with the replicate's zero part and auxiliary parameters (ordinal: its thresholds; per row
+with ``disp=``), percentile intervals over the replicates; prediction intervals simulate
+responses from each replicate (a new random effect from the replicate's covariance where the
+group is unknown).
 """
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 from scipy import special
@@ -91,34 +103,16 @@ def ml_predict_interval(res, design, kind, interval, level, re_form, new_levels,
         raise ValueError(f"n_sim={n_sim!r} must be an integer >= 100")
     spec, fam = res.spec, res.spec.family
     a = (1.0 - level) / 2.0
+    if method == "bootstrap":
+        if not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
+            raise ValueError(f"n_boot={n_boot!r} must be an integer >= 10")
+        return _bootstrap_interval(res, design, kind, interval, a, re_form, new_levels, rng, int(n_boot),
+                                   int(n_sim), random_seed)
     if _extended(res):
-        if method == "bootstrap":
-            raise ValueError("method='bootstrap' is not available for models with a zero-inflation/hurdle part "
-                             "or a dispersion formula, nor for ordinal models (the bootstrap table holds the conditional model's "
-                             "coefficients only); use method='wald', which simulates from the normal "
-                             "approximation of all fixed parameters")
         return _extended_interval(res, design, kind, interval, a, re_form, new_levels, rng, int(n_sim))
     # interval estimates use zero for unseen levels ('sample' draws would make them random)
     eta = np.asarray(_eta_hat(res, design, re_form, new_levels), dtype=float)
     known, unknown = _re_variances(res, design, re_form)
-    if method == "bootstrap":
-        if re_form is not None:
-            raise ValueError("method='bootstrap' gives population predictions only (the bootstrap refits "
-                             "draw new random effects, so a fitted level's effect has no replicates); "
-                             "pass re_form=None, or method='wald' for conditional intervals")
-        if not isinstance(n_boot, (int, np.integer)) or n_boot < 10:
-            raise ValueError(f"n_boot={n_boot!r} must be an integer >= 10")
-        boot = res.bootstrap(n=int(n_boot), random_seed=random_seed, progressbar=False)
-        B = boot[list(spec.fixed_names)].dropna().to_numpy()
-        eta_b = B @ np.asarray(design.X, dtype=float).T + np.asarray(design.offset, dtype=float)[None, :]
-        if interval == "confidence":
-            draws = eta_b if kind == "link" else fam.mean(eta_b)
-            est = eta if kind == "link" else fam.mean(eta)
-            return est, np.quantile(draws, a, axis=0), np.quantile(draws, 1 - a, axis=0)
-        reps = max(1, int(np.ceil(n_sim / eta_b.shape[0])))
-        eta_d = np.repeat(eta_b, reps, axis=0) + np.sqrt(unknown)[None, :] * rng.standard_normal(
-            (eta_b.shape[0] * reps, eta.size))
-        return _prediction_from_draws(res, design, eta, eta_d, kind, a, rng)
     V = np.asarray(res.fit.vcov_beta, dtype=float)
     X = np.asarray(design.X, dtype=float)
     var_fix = np.einsum("np,pr,nr->n", X, V, X)
@@ -270,3 +264,79 @@ def _extended_interval(res, design, kind, interval, a, re_form, new_levels, rng,
             est = est * np.asarray(design.trials, dtype=float)
     return (est, np.quantile(y, a, axis=0, method="inverted_cdf"),
             np.quantile(y, 1 - a, axis=0, method="inverted_cdf"))
+
+
+# --- parametric bootstrap ----------------------------------------------------------------------
+def _unknown_variance(covs, design, re_form) -> np.ndarray:
+    """z' Sigma z per row summed over the terms whose group is unknown (all terms for
+    population predictions, unseen levels for conditional ones)."""
+    n = np.asarray(design.X).shape[0]
+    out = np.zeros(n)
+    for k, cov in enumerate(covs):
+        Xr = np.asarray(design.Xr[k], dtype=float)
+        v = np.einsum("nq,qr,nr->n", Xr, np.asarray(cov, dtype=float), Xr)
+        out += v if re_form is None else np.where(np.asarray(design.codes[k]) < 0, v, 0.0)
+    return out
+
+
+def _replicate_scale(res, design, eta, kind):
+    """One fit's eta (n,) on the scale of ``kind`` with its own zero part and auxiliary
+    parameters (mean per trial, x trials for kind='response'; ordinal probs (n, K))."""
+    if kind == "link":
+        return eta
+    fam = res.spec.family
+    if _extended(res):
+        zi, aux = _aux_rows(res, design, _point_coords(res)[None, :])
+        m = _expected(res, eta[None, :], zi, aux, kind)[0]
+    else:  # the mean is the inverse link of eta whatever the auxiliary parameters
+        m = fam.mean(eta)
+    if kind == "response" and fam.needs_trials and design.trials is not None:
+        m = m * np.asarray(design.trials, dtype=float)
+    return m
+
+
+def _bootstrap_interval(res, design, kind, interval, a, re_form, new_levels, rng, n_boot, n_sim, random_seed):
+    from .bootstrap import bootstrap_fits
+
+    spec, fam = res.spec, res.spec.family
+    if re_form is not None and any(np.any(np.asarray(c) < 0) for c in design.codes):
+        raise ValueError("method='bootstrap' with re_form='full' conditions on the fitted groups' effects "
+                         "(bootMer's use.u=TRUE), and newdata has levels not in the fit, whose effect is "
+                         "unknown; predict those rows with re_form=None (population) or method='wald'")
+    fits = [f for f in bootstrap_fits(res, n_boot, random_seed, use_u=re_form is not None) if f is not None]
+    if len(fits) < max(10, n_boot // 2):
+        raise ValueError(f"method='bootstrap': only {len(fits)} of {n_boot} refits succeeded; use method='wald'")
+    reps = type(res)
+    est = _replicate_scale(res, design, np.asarray(_eta_hat(res, design, re_form, new_levels), dtype=float), kind)
+    trials = None
+    if fam.needs_trials:
+        trials = np.rint(np.asarray(design.trials if design.trials is not None else 1.0, dtype=float)).astype(np.int64)
+    per = max(1, int(np.ceil(n_sim / len(fits))))
+    draws = []
+    for f in fits:
+        with warnings.catch_warnings():  # a replicate's boundary fit is not the user's fit
+            warnings.simplefilter("ignore")
+            r = reps(spec, f)
+        eta_r = np.asarray(_eta_hat(r, design, re_form, new_levels), dtype=float)
+        if interval == "confidence":
+            draws.append(_replicate_scale(r, design, eta_r, kind)[None])
+            continue
+        sd_new = np.sqrt(np.clip(_unknown_variance(r.covs, design, re_form), 0.0, None))
+        eta_d = eta_r[None, :] + sd_new[None, :] * rng.standard_normal((per, eta_r.size))
+        if spec.is_lmm:
+            y = eta_d + float(f.sigma) * rng.standard_normal(eta_d.shape)
+        else:
+            zi, aux = _aux_rows(r, design, _point_coords(r)[None, :]) if _extended(r) else (None, f.aux or {})
+            y = np.asarray(fam.random(eta_d, rng, trials=trials, zi_eta=zi, **aux), dtype=float)
+        if fam.categorical_response:  # codes 0 .. K-1 to the category numbers of the mean, 1 .. K
+            y = y + 1.0
+        if kind == "mean" and trials is not None:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = y / trials
+        draws.append(y)
+    d = np.concatenate(draws, axis=0)
+    if interval == "confidence":
+        return est, np.quantile(d, a, axis=0), np.quantile(d, 1 - a, axis=0)
+    # quantiles that are simulated values (no interpolation): a count's limits are counts
+    return (est, np.quantile(d, a, axis=0, method="inverted_cdf"),
+            np.quantile(d, 1 - a, axis=0, method="inverted_cdf"))
