@@ -252,8 +252,7 @@ def test_teaching_tools_run_or_refuse_clearly():
         s = tg.prior_predictive_summary(m, draws=40, random_seed=1)
         assert s is not None
         assert tg.prior_sensitivity(m, ml=ml) is not None
-    with pytest.raises(ValueError, match="ordered categorical"):
-        tg.pooling(m, ml=ml)
+        assert tg.pooling(m, ml=ml).attrs["scale"].startswith("latent")  # tests/test_ordinal_teaching.py
 
 
 def test_auto_centering_has_no_mean_variance_view_of_categories():
@@ -288,7 +287,9 @@ def test_anova_takes_the_intercept_the_thresholds_hold():
                                    z2[["tempwarm", "contactyes"]].to_numpy(), rtol=1e-10)
 
 
-def test_marginal_means_refuse_ordered_categories():
+def test_marginal_coefficients_refuse_ordered_categories():
+    """marginal_means / marginal_effects take ordinal fits (tests/test_ordinal_teaching.py);
+    marginal coefficients (a least-squares fit to g(E[y])) have no ordinal form."""
     r, _ = _fit("wine_probit_laplace")
     with pytest.raises(ValueError, match="ordered categorical"):
-        bg.marginal_means(r, "temp")
+        bg.marginal_coefficients(r)

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
 
 import numpy as np
 import pandas as pd
@@ -258,10 +259,10 @@ def _check_fit(fit):
         raise ValueError(f"{type(fit).__name__} has no spec; pass a GLMM fit (fit_ml, sample, fit_pql)")
     if spec.family.categorical_response:
         # the integrals here take the inverse link of eta as the mean, which the thresholds of an
-        # ordered response enter: refuse rather than mislead
-        raise ValueError(f"marginal means/effects of an ordered categorical response ({spec.family.name} "
-                         f"family) are not implemented; use fit.predict(newdata, kind='probs', re_form=None) "
-                         f"for the category probabilities at the random effects' mean")
+        # ordered response enter (marginal_means / marginal_effects have their own for it)
+        raise ValueError(f"marginal coefficients of an ordered categorical response ({spec.family.name} "
+                         f"family) are not implemented; use marginal_means / marginal_effects (category "
+                         f"probabilities or the expected category, bayes_glmm.postfit.marginal_ordinal)")
     if getattr(spec, "has_zi", False):
         # the marginal mean of a zero-inflated model mixes the zero-inflation part in; the
         # integrals here cover the conditional model only, so refuse rather than mislead
@@ -303,8 +304,10 @@ def marginal_means(fit, newdata: pd.DataFrame | None = None, *, scale: str = "me
     newdata : DataFrame, optional
         Covariate rows (grouping columns may hold any level: the random effects are
         integrated out).  Default: the fitted rows.
-    scale : {"mean", "link"}
-        Report ``E[y]`` (probability / rate per row) or its link ``g(E[y])``.
+    scale : {"mean", "link"} (ordinal fits also "probs")
+        Report ``E[y]`` (probability / rate per row) or its link ``g(E[y])``.  Ordinal fits:
+        the expected category number, the latent mean, or every category's probability (one
+        row per row and category); see :mod:`bayes_glmm.postfit.marginal_ordinal`.
     n_quad : int
         Gauss-Hermite nodes.
     se : {"delta", "bootstrap", None}
@@ -320,6 +323,10 @@ def marginal_means(fit, newdata: pd.DataFrame | None = None, *, scale: str = "me
         ``conditional`` (``h(x'beta + offset)``, random effects at 0), ``marginal``,
         ``se``, ``lower``, ``upper`` and ``uncertainty`` (how they were obtained).
     """
+    if getattr(getattr(fit, "spec", None), "family", None) is not None and fit.spec.family.categorical_response:
+        from .marginal_ordinal import ordinal_marginal_means
+        return ordinal_marginal_means(sys.modules[__name__], fit, newdata, scale=scale, n_quad=n_quad, se=se,
+                                      interval=interval)
     spec = _check_fit(fit)
     if scale not in ("mean", "link"):
         raise ValueError(f"scale={scale!r}; use 'mean' or 'link'")
@@ -340,7 +347,7 @@ def marginal_means(fit, newdata: pd.DataFrame | None = None, *, scale: str = "me
 
 def marginal_effects(fit, newdata1: pd.DataFrame, newdata0: pd.DataFrame, *, contrast: str = "difference",
                      average: bool = False, n_quad: int = 40, se: str | None = "delta", n_boot: int = 200,
-                     interval: float = 0.95, random_seed=None) -> pd.DataFrame:
+                     interval: float = 0.95, random_seed=None, category=None) -> pd.DataFrame:
     """Population-averaged contrasts between paired covariate rows (``newdata1`` vs ``newdata0``).
 
     Parameters
@@ -353,6 +360,10 @@ def marginal_effects(fit, newdata1: pd.DataFrame, newdata0: pd.DataFrame, *, con
     average : bool
         Average the marginal means over the rows before contrasting (one population-level
         effect, e.g. an average treatment effect over the observed covariates).
+    category : optional
+        Ordinal fits: contrast ``P(Y = category)`` instead of the expected category number;
+        ``contrast="link"`` is then the latent difference (see
+        :mod:`bayes_glmm.postfit.marginal_ordinal`).
 
     Returns
     -------
@@ -360,11 +371,17 @@ def marginal_effects(fit, newdata1: pd.DataFrame, newdata0: pd.DataFrame, *, con
         ``conditional`` (the same contrast with random effects at 0), ``marginal``,
         ``se``, ``lower``, ``upper``, ``uncertainty``.
     """
-    spec = _check_fit(fit)
     if contrast not in ("difference", "ratio", "link"):
         raise ValueError(f"contrast={contrast!r}; use 'difference', 'ratio' or 'link'")
     if len(newdata1) != len(newdata0):
         raise ValueError(f"newdata1 has {len(newdata1)} rows but newdata0 has {len(newdata0)}; pair them row by row")
+    if getattr(getattr(fit, "spec", None), "family", None) is not None and fit.spec.family.categorical_response:
+        from .marginal_ordinal import ordinal_marginal_effects
+        return ordinal_marginal_effects(sys.modules[__name__], fit, newdata1, newdata0, contrast=contrast,
+                                        average=average, n_quad=n_quad, se=se, interval=interval, category=category)
+    if category is not None:
+        raise ValueError("category= is for ordinal fits (the probability of one category)")
+    spec = _check_fit(fit)
     d1, d0 = _design(fit, newdata1), _design(fit, newdata0)
     link = spec.family.link
 

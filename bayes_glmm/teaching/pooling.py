@@ -13,6 +13,13 @@ three estimates on the link scale:
 Fixed-effect columns that the per-group coefficients absorb (the intercept, or predictors
 that are constant within groups such as a treatment arm) are folded into each group's
 value in all three columns, so the three are directly comparable.
+
+Ordinal responses: the complete- and no-pooling fits are cumulative-link models without
+random effects (:func:`bayes_glmm.teaching.ordinal_glm.fit_clm`, R's ``clm``) and the scale
+is the latent one.  A group's intercept there is its location relative to the thresholds:
+each column gives it minus the mean of that fit's thresholds (emmeans's latent scale for
+``clm`` / ``clmm``, ``x'beta - mean(tau)``), which the intercept-free models share; a random
+slope needs no such shift.
 """
 from __future__ import annotations
 
@@ -21,6 +28,7 @@ import pandas as pd
 
 from ..spec.model_spec import ModelSpec
 from ._common import find_term, spec_of
+from .ordinal_glm import fit_clm
 
 __all__ = ["pooling", "fit_glm"]
 
@@ -104,9 +112,9 @@ def _span_split(X: np.ndarray, Z: np.ndarray, tol: float = 1e-8):
 def _separated(X, y, fam, common, cols, gam) -> np.ndarray:
     """Levels whose no-pooling estimate diverges (separation: all-0/all-1 groups, all-zero
     counts, perfectly separated slopes): the estimate moves when the ridge is relaxed."""
-    if not fam.constant_response_unbounded:  # no estimate can run off to infinity
+    if not (fam.constant_response_unbounded or fam.categorical_response):  # none can run off to infinity
         return np.zeros(len(cols), dtype=bool)
-    stiff, _ = fit_glm(X, y, fam, ridge=1e-5, **common)
+    stiff, _ = (fit_clm if fam.categorical_response else fit_glm)(X, y, fam, ridge=1e-5, **common)
     return np.abs(gam[cols] - stiff[cols]) > 1.0
 
 
@@ -150,20 +158,23 @@ def pooling(model, *, term: str | None = None, coef: str | None = None, ml=None,
     k, t = find_term(spec, term, coef)
     c = 0 if coef is None else list(t.coef_names).index(coef)
     fam = spec.family
-    if fam.categorical_response:  # the complete- and no-pooling fits are GLMs (IRLS on V(mu))
-        raise ValueError(f"pooling() compares GLM fits, which an ordered categorical response "
-                         f"({fam.name} family) has no IRLS form for; compare the ML fit's ranef with "
-                         f"the posterior's (rank_groups) instead")
+    # ordinal: cumulative-link fits, each group's intercept relative to the mean threshold
+    glm = fit_clm if fam.categorical_response else fit_glm
+    intercept = fam.categorical_response and np.all(t.Xr[:, c] == 1.0)
+
+    def shift(taus):
+        return float(np.mean(taus)) if intercept else 0.0
+
     q, J = t.q, t.n_levels
     Z = t.Z().toarray()
     absorbed, keep, A = _span_split(spec.X, Z)
     common = dict(trials=spec.trials, offset=spec.offset, weights=spec.weights)
 
-    beta_cp, _ = fit_glm(spec.X, spec.y, fam, **common)
+    beta_cp, extra_cp = glm(spec.X, spec.y, fam, **common)
     Xn = np.hstack([spec.X[:, keep], Z])
-    gam, _ = fit_glm(Xn, spec.y, fam, **common)
+    gam, extra_np = glm(Xn, spec.y, fam, **common)
     cols = np.arange(J) * q + c  # Z columns of coef c, one per level
-    no_pool = gam[len(keep):][cols].copy()
+    no_pool = gam[len(keep):][cols] - shift(extra_np)
 
     def fold(beta):  # population value of coef c per level, absorbed columns folded in
         return A[np.ix_(cols, absorbed)] @ np.asarray(beta, dtype=float)[absorbed]
@@ -173,7 +184,7 @@ def pooling(model, *, term: str | None = None, coef: str | None = None, ml=None,
     # levels whose rows cannot identify the coefficient (e.g. a slope with one x value)
     est = np.array([np.linalg.matrix_rank(t.Xr[t.codes == j]) == q if sizes[j] else False
                     for j in range(J)])
-    complete = fold(beta_cp)
+    complete = fold(beta_cp) - shift(extra_cp)
     no_pool = np.where(sep, np.sign(no_pool - complete) * np.inf, no_pool)
     no_pool = np.where(est, no_pool, np.nan)
     out = pd.DataFrame({"n": sizes, "complete": complete, "no_pool": no_pool},
@@ -183,8 +194,11 @@ def pooling(model, *, term: str | None = None, coef: str | None = None, ml=None,
     for label, fit in (("partial_ml", ml), ("partial_bayes", post)):
         if fit is not None:
             beta, b_terms, _, _ = fit._point_params()
-            out[label] = fold(beta) + np.asarray(b_terms[k], dtype=float)[:, c]
+            taus = [float(fit.dispersion[a.name]) for a in fam.aux_params] if intercept else []
+            out[label] = fold(beta) + np.asarray(b_terms[k], dtype=float)[:, c] - shift(taus)
     out["separated"] = sep
-    out.attrs.update(term=t.name, coef=t.coef_names[c], scale=f"link ({fam.link.name})",
+    out.attrs.update(term=t.name, coef=t.coef_names[c],
+                     scale=(f"latent ({fam.link.name}), relative to the mean threshold" if intercept else
+                            f"latent ({fam.link.name})" if fam.categorical_response else f"link ({fam.link.name})"),
                      family=fam.name)
     return out

@@ -12,6 +12,8 @@
 #   emmeans(~ temp, mode = "mean.class")              the expected class sum_k k P(Y = k)
 #   emmeans(~ contact | temp, mode = "mean.class")
 #   pairs(emmeans(~ contact, mode = "mean.class"))    (no multiplicity adjustment with 2 means)
+# and, for pooling() (tests/test_ordinal_teaching.py), the fixed-effects cumulative-link fits of its
+# complete- and no-pooling columns: clm(rating ~ temp + contact) and clm(rating ~ temp + contact + judge).
 # Each fit also stores clmm's estimates and vcov (thresholds first, then beta, on clmm's scale),
 # so the tests can check the emmeans arithmetic at exactly clmm's parameters as well as on our fit.
 suppressMessages({library(ordinal); library(emmeans); library(jsonlite)})
@@ -48,4 +50,12 @@ res <- list(generated_by = "tests/reference/make_reference_emmeans_ordinal.R",
                             emmeans = as.character(packageVersion("emmeans"))),
             data = "tests/reference/ordinal_wine.csv",
             fits = list(wine_logit = suppressWarnings(one("logit")), wine_probit = suppressWarnings(one("probit"))))
+clm_fit <- function(formula, link) {
+  f <- clm(as.formula(formula), data = d, link = link, control = clm.control(gradTol = 1e-10))
+  list(formula = formula, link = link, logLik = as.numeric(logLik(f)), thresholds = as.list(f$alpha),
+       beta = as.list(f$beta))
+}
+res$clm <- list(complete_logit = clm_fit("rating ~ temp + contact", "logit"),
+                no_pool_logit = clm_fit("rating ~ temp + contact + judge", "logit"),
+                no_pool_probit = clm_fit("rating ~ temp + contact + judge", "probit"))
 writeLines(toJSON(res, auto_unbox = TRUE, digits = NA, pretty = TRUE), out_file)
