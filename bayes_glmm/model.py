@@ -201,6 +201,40 @@ class GLMM:
         from .bayes import prior_predictive
         return prior_predictive(self, draws=draws, random_seed=random_seed)
 
+    def fit_inla(self, *, n_points: int | None = None, n_draws: int = 1000, n_agq: int = 1,
+                 random_seed=None, log_likelihood: bool | None = None):
+        """Approximate posterior in seconds: nested Laplace + adaptive quadrature (as R-INLA / aghq).
+
+        The marginal posterior of the variance and dispersion parameters by the Laplace
+        approximation (random effects and fixed effects integrated out), integrated by adaptive
+        Gauss-Hermite quadrature over them (importance sampling above four); the fixed and random
+        effects from the mixture of each node's conditional Gaussians.  Same priors as
+        :meth:`sample`.  NumPy/SciPy only; see docs/inla.md.
+
+        Parameters
+        ----------
+        n_points : int, optional
+            Gauss-Hermite points per variance/dispersion parameter (default 7 for one, 5 for
+            two, 3 for three or four); above four parameters, the number of importance-sampling
+            nodes (default ``max(50, 12 m)``).
+        n_draws : int
+            Draws from the approximation in ``idata`` (one chain).
+        n_agq : int
+            Adaptive Gauss-Hermite nodes for the random effects in the inner step (one scalar
+            term; 1 = Laplace): for binary data with few observations per group.
+        random_seed : int, optional
+        log_likelihood : bool, optional
+            The ``log_likelihood`` group (default: unless draws x rows > 5e7).
+
+        Returns
+        -------
+        BayesResults
+            As :meth:`sample`'s; ``idata.posterior.attrs["method"] == "inla"``.
+        """
+        from .inla import fit_inla
+        return fit_inla(self, n_points=n_points, n_draws=n_draws, n_agq=n_agq, random_seed=random_seed,
+                        log_likelihood=log_likelihood)
+
     # ---------------------------------------------------------------- ML path
     def fit_ml(self, n_agq: int = 1, *, reml: bool | None = None, **kwargs):
         """Maximum likelihood (Laplace for ``n_agq=1``, adaptive Gauss-Hermite otherwise).

@@ -477,10 +477,14 @@ class BayesResults(FitResults):
     # ---------------------------------------------------------------- display
     def _header(self) -> str:
         post = self.idata.posterior
-        ss = self.idata.sample_stats
-        n_div = int(np.asarray(ss["diverging"]).sum()) if "diverging" in ss else 0
         fam = self.spec.family
         wall = post.attrs.get("sampling_wall_time")
+        if "inference" in post.attrs:  # an approximate posterior (fit_inla): no sampler statistics
+            return (f"{self.spec.formula}  [{fam.name}, {fam.link.name} link]\n{post.attrs['inference']}; "
+                    f"{post.sizes['draw']} draws" + (f" ({wall:.1f} s)" if wall is not None else "")
+                    + f"; {self.spec.n} observations")
+        ss = self.idata.sample_stats
+        n_div = int(np.asarray(ss["diverging"]).sum()) if "diverging" in ss else 0
         return (f"{self.spec.formula}  [{fam.name}, {fam.link.name} link]\n"
                 f"{post.sizes['chain']} chains x {post.sizes['draw']} draws "
                 f"({post.attrs.get('sampler', 'NUTS')}"
