@@ -201,7 +201,7 @@ class GLMM:
         from .bayes import prior_predictive
         return prior_predictive(self, draws=draws, random_seed=random_seed)
 
-    def fit_inla(self, *, n_points: int | None = None, n_draws: int = 1000, n_agq: int = 1,
+    def fit_inla(self, *, n_points: int | None = None, n_draws: int = 1000, n_agq: int | str = "auto",
                  random_seed=None, log_likelihood: bool | None = None):
         """Approximate posterior in seconds: nested Laplace + adaptive quadrature (as R-INLA / aghq).
 
@@ -215,13 +215,14 @@ class GLMM:
         ----------
         n_points : int, optional
             Gauss-Hermite points per variance/dispersion parameter (default 7 for one, 5 for
-            two, 3 for three or four); above four parameters, the number of importance-sampling
-            nodes (default ``max(50, 12 m)``).
+            two, 4 for three, 3 for four); above four parameters, the number of
+            importance-sampling nodes (default ``max(50, 12 m)``).
         n_draws : int
             Draws from the approximation in ``idata`` (one chain).
-        n_agq : int
+        n_agq : int or "auto"
             Adaptive Gauss-Hermite nodes for the random effects in the inner step (one scalar
-            term; 1 = Laplace): for binary data with few observations per group.
+            term; 1 = Laplace).  ``"auto"``: 9 for binary data with one scalar term and at most
+            20 trials per group (where Laplace's SD is biased low), else 1.
         random_seed : int, optional
         log_likelihood : bool, optional
             The ``log_likelihood`` group (default: unless draws x rows > 5e7).

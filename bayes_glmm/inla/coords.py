@@ -141,6 +141,9 @@ class Layout:
         for t, ssl, csl, idx, *_ in self.terms:
             sd = np.exp(np.asarray(psi[ssl], dtype=float))[idx]
             y = np.asarray(psi[csl], dtype=float)
+            if t.q == 1 and not y.size:  # a scalar term: theta is its SD (the common, hot case)
+                out.append((sd, sd.reshape(1, 1), sd))
+                continue
             C = t.cov.corr_chol(y, t.q) if y.size else np.eye(t.q)
             L = sd[:, None] * C
             theta = t.cov.theta_from_lambda(L) if t.cov.linear else np.concatenate([np.exp(psi[ssl]), y])

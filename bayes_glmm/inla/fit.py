@@ -54,6 +54,31 @@ def tiny_binary_groups_note(spec, n_agq: int = 1):
     return None
 
 
+#: median binomial trials per group up to which ``n_agq="auto"`` integrates a binary model's one
+#: scalar random effect by AGQ(:data:`AUTO_AGQ_NODES`) in the inner step: the Laplace step's bias
+#: in the SD (2% at 10 trials per group, 1% at 15 with SD 1; :data:`~bayes_glmm.ml.laplace.TINY_GROUP_TRIALS`)
+#: is a sizeable fraction of the posterior SD once there are hundreds of groups (bench_inla.py:
+#: 400 groups of 8, Laplace's 10/50/90% quantiles of the SD 0.4-0.5 posterior SDs below NUTS's,
+#: AGQ(9)'s within 0.1)
+AUTO_AGQ_TRIALS = 20
+AUTO_AGQ_NODES = 9
+
+
+def resolve_n_agq(spec, n_agq) -> int:
+    """``n_agq="auto"``: :data:`AUTO_AGQ_NODES` for a binary model with one scalar random term
+    and at most :data:`AUTO_AGQ_TRIALS` median trials per group, else 1 (Laplace)."""
+    if not (isinstance(n_agq, str) and n_agq == "auto"):
+        return n_agq
+    if not spec.family.is_binary or len(spec.terms) != 1 or spec.terms[0].q != 1:
+        return 1
+    t = spec.terms[0]
+    w = np.asarray(spec.weights, dtype=float) > 0
+    trials = np.asarray(spec.trials, dtype=float) if spec.trials is not None else np.ones(spec.n)
+    per = np.bincount(np.asarray(t.codes)[w], weights=trials[w], minlength=t.n_levels)
+    per = per[per > 0]
+    return AUTO_AGQ_NODES if per.size and float(np.median(per)) <= AUTO_AGQ_TRIALS else 1
+
+
 def _check_args(n_points, n_draws, n_agq):
     if n_points is not None and (not isinstance(n_points, (int, np.integer)) or n_points < 1):
         raise ValueError(f"n_points={n_points!r} must be a positive integer (Gauss-Hermite points per "
@@ -64,7 +89,7 @@ def _check_args(n_points, n_draws, n_agq):
         raise ValueError(f"n_agq={n_agq!r} must be a positive integer (1: Laplace)")
 
 
-def fit_inla(model, *, n_points: int | None = None, n_draws: int = 1000, n_agq: int = 1, random_seed=None,
+def fit_inla(model, *, n_points: int | None = None, n_draws: int = 1000, n_agq: int | str = "auto", random_seed=None,
              log_likelihood: bool | None = None):
     """Approximate posterior by nested Laplace approximations and adaptive quadrature.
 
@@ -72,6 +97,9 @@ def fit_inla(model, *, n_points: int | None = None, n_draws: int = 1000, n_agq: 
     """
     t0 = time.perf_counter()
     spec = model.spec
+    if isinstance(n_agq, str) and n_agq != "auto":
+        raise ValueError(f"n_agq={n_agq!r} must be 'auto' or a positive integer (1: Laplace, e.g. 9)")
+    n_agq = resolve_n_agq(spec, n_agq)
     _check_args(n_points, n_draws, n_agq)
     if not spec.terms:
         raise ValueError("fit_inla needs a random-effects term; for a fixed-effects model use sample()")

@@ -27,6 +27,7 @@ from scipy import optimize
 from ..ml import linalg
 from ..ml.agq import supports_gradient
 from ..ml.laplace import make_devgrad, make_deviance, start_aux, start_beta
+from ..ml.multigrad import MAX_M_GRADIENT
 from ..ml.optimize import fd_gradient, theta_layout
 from ..ml.pirls import make_response
 
@@ -99,7 +100,11 @@ class Problem:
         self.slices = theta_layout(terms)[0]
         self.state = {}
         self.n_agq = int(n_agq)
-        self.analytic = supports_gradient(self.resp, self.s, self.n_agq)
+        # supports_gradient leaves out the gaussian LMM because the ML path profiles its residual
+        # SD out; here sigma is a coordinate of the general (Laplace = exact) path, whose analytic
+        # gradient applies (equal to central differences to 1e-7 on a crossed model)
+        self.analytic = supports_gradient(self.resp, self.s, self.n_agq) or (
+            self.resp.general and self.n_agq == 1 and (len(self.s.J) == 1 or self.s.m <= MAX_M_GRADIENT))
         self.dev = make_deviance(self.resp, self.s, terms, self.slices, self.n_agq, self.state)
         self.devgrad = make_devgrad(self.resp, self.s, terms, self.slices, self.n_agq, self.state) \
             if self.analytic else None

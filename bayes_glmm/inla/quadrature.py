@@ -17,8 +17,10 @@ __all__ = ["MAX_GRID_DIM", "DEFAULT_POINTS", "default_points", "design", "node_l
 #: largest number of hyperparameters integrated on a product grid
 MAX_GRID_DIM = 4
 #: default Gauss-Hermite points per hyperparameter, by their number (7 for one: the marginal's
-#: skewness and tails; 3 from three on, 27-81 nodes)
-DEFAULT_POINTS = {1: 7, 2: 5, 3: 3, 4: 3}
+#: skewness and tails; 4 for three (64 nodes: cubic interpolation), 3 for four (81))
+DEFAULT_POINTS = {1: 7, 2: 5, 3: 4, 4: 3}
+#: largest outward slope of the interpolated log density beyond the grid (in z units)
+MAX_EDGE_SLOPE = 2.0
 #: importance-sampling nodes per hyperparameter above MAX_GRID_DIM (at least 50)
 IS_PER_DIM = 12
 #: degrees of freedom of the importance-sampling proposal
@@ -68,7 +70,7 @@ def draw_z(Z, logpost, kind: str, n_points: int, n_draws: int, rng):
 
     ``"grid"``: the log posterior relative to the Gaussian, ``r(z) = log p + |z|^2 / 2``, is
     interpolated on the grid (cubic splines from 4 points per dimension, else linear; held at
-    its edge value outside), and draws come from ``N(0, I) exp(r(z))`` by sampling-importance-
+    linearly continued outside), and draws come from ``N(0, I) exp(r(z))`` by sampling-importance-
     resampling from a wider normal; each draw takes the node nearest to it.  ``"is"``: the
     nodes resampled by their weights (pass :func:`node_log_weights` as ``logpost``).
     """
@@ -88,7 +90,7 @@ def draw_z(Z, logpost, kind: str, n_points: int, n_draws: int, rng):
     s = 1.3
     n_prop = max(20 * n_draws, 20000)
     P = rng.standard_normal((n_prop, m)) * s
-    rz = interp(np.clip(P, x[0], x[-1]))
+    rz = _extrapolated(interp, P, x[0], x[-1]) if n_points >= 4 else interp(np.clip(P, x[0], x[-1]))
     logw = -0.5 * np.sum(P * P, axis=1) * (1.0 - 1.0 / (s * s)) + rz
     w = np.exp(logw - np.max(logw))
     pick = _systematic(w, n_draws, rng)
@@ -96,6 +98,27 @@ def draw_z(Z, logpost, kind: str, n_points: int, n_draws: int, rng):
     nearest = np.argmin(np.abs(zd[:, :, None] - x[None, None, :]), axis=2)  # (S, m) index per dim
     node = np.ravel_multi_index(tuple(nearest.T), (n_points,) * m)
     return zd, node
+
+
+def _extrapolated(interp, P, lo: float, hi: float) -> np.ndarray:
+    """``interp`` inside the box ``[lo, hi]^m``, continued linearly outside along each coordinate
+    (slope from the last 10% of the edge cell): a skewed marginal keeps its heavier tail beyond
+    the outermost nodes, where holding the edge value would cut it to the Gaussian's."""
+    C = np.clip(P, lo, hi)
+    r = interp(C)
+    h = 0.1 * (hi - lo) / 2.0
+    for d in range(P.shape[1]):
+        for edge, sgn in ((hi, 1.0), (lo, -1.0)):
+            out = (P[:, d] - edge) * sgn > 0
+            if not np.any(out):
+                continue
+            Ci = C[out].copy()
+            Ci[:, d] = edge - sgn * h
+            # outward derivative at the edge, bounded: a wild corner of the grid must not make
+            # the tail heavier than a shifted Gaussian's
+            slope = np.clip((r[out] - interp(Ci)) / h, -MAX_EDGE_SLOPE, MAX_EDGE_SLOPE)
+            r[out] += slope * np.abs(P[out, d] - edge)
+    return r
 
 
 def _systematic(w, n, rng) -> np.ndarray:
