@@ -187,3 +187,25 @@ def test_inla_matches_nuts_on_the_issue_19_models(case):
     approx = model.fit_inla(random_seed=11, n_draws=4000)
     rows = accuracy_rows(model, approx, nuts)
     assert not check_targets(rows), pd.DataFrame(rows).round(3).to_string()
+
+
+def test_fit_inla_in_a_fresh_process_imports_no_sampler():
+    # the computation is the ML path's NumPy/SciPy; only arviz/xarray build the InferenceData
+    import json
+    import os
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    script = ("import sys, json, numpy as np, pandas as pd, bayes_glmm as bg\n"
+              "d = bg.datasets.load('sleepstudy')\n"
+              "r = bg.GLMM('Reaction ~ Days + (1 | Subject)', d).fit_inla(random_seed=0, n_draws=100)\n"
+              "r.summary()\n"
+              "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in "
+              "('pymc', 'pytensor', 'nutpie', 'jax', 'numpyro', 'bambi'))))\n")  # numba: arviz's own import
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=str(root),
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) == []
