@@ -161,27 +161,28 @@ class Problem:
         return np.concatenate([psi0, w0])
 
     def mode(self, v0, *, maxiter: int = 500):
-        """The joint posterior mode of ``(psi, w)`` (L-BFGS-B with the analytic gradient,
-        then Newton steps with the central-difference Hessian) and that Hessian."""
+        """The joint posterior mode of ``(psi, w)`` and the Hessian of F there: L-BFGS-B with
+        the analytic gradient, the central-difference Hessian at its end, then Newton steps
+        with that Hessian until the Newton decrement is below 1e-10 (the Hessian of a point
+        that close is the mode's to the differences' accuracy)."""
         res = optimize.minimize(self.f_grad, v0, jac=True, method="L-BFGS-B",
-                                options={"maxiter": maxiter, "ftol": 1e-12, "gtol": 1e-7, "maxcor": 20})
+                                options={"maxiter": maxiter, "ftol": 1e-11, "gtol": 1e-6, "maxcor": 20})
         v = res.x
-        H = None
-        for _ in range(4):
-            f, g = self.f_grad(v)
-            H = fd_hessian_of(self.grad, v)
-            try:
-                step = np.linalg.solve(_pd(H), g)
-            except np.linalg.LinAlgError:
-                break
+        H = fd_hessian_of(self.grad, v)
+        Hp = _pd(H)
+        f, g = self.f_grad(v)
+        for _ in range(6):
+            step = np.linalg.solve(Hp, g)
             if float(g @ step) < 1e-10:
                 break
-            t = 1.0
-            while t > 1e-3:
-                if self.f_grad(v - t * step)[0] <= f:
-                    break
-                t *= 0.5
-            v = v - t * step
+            t, ok = 1.0, False
+            while t > 1e-3 and not ok:
+                f1, g1 = self.f_grad(v - t * step)
+                ok = f1 <= f
+                t = t if ok else 0.5 * t
+            if not ok:
+                break
+            v, f, g = v - t * step, f1, g1
         return v, H, res
 
     # ------------------------------------------------------------------ nodes
