@@ -106,6 +106,18 @@ class GLMM:
         disp: str | None = None,
     ):
         validate.check_glmm_args(formula, family, link, priors=priors, centered=centered)  # by name, early
+        from .ml.distributed import is_dask_frame
+
+        if is_dask_frame(data):  # rows stay on the Dask workers: fit_ml only (docs/scaling.md)
+            from .ml.distributed.driver import DaskModel
+
+            self.family = get_family(family, link)
+            self._dask = DaskModel(formula, data, self.family, trials=trials, weights=weights, zi=zi, hu=hu,
+                                   disp=disp, priors=priors)
+            self.spec, self.formula, self.zi, self.hu, self.disp = None, formula, zi, hu, disp
+            self.priors, self.centered, self.resolved_priors, self._centered_terms = {}, centered, None, None
+            return
+        self._dask = None
         from .spec.design import build_spec  # formula -> design -> spec
 
         self.family = get_family(family, link)
@@ -177,9 +189,15 @@ class GLMM:
         new.centered_terms = resolve_centered(self.spec, centered)
         return new
 
+    def _in_memory_only(self, what: str) -> None:
+        if getattr(self, "_dask", None) is not None:
+            raise ValueError(f"{what}() needs the data in memory; on a Dask DataFrame only fit_ml() runs (on the "
+                             f"workers). Collect the data (data.compute()) for {what}(), see docs/scaling.md")
+
     # ---------------------------------------------------------------- Bayesian path
     def build(self):
         """The PyMC model (random effects parametrized as :attr:`centered_terms`)."""
+        self._in_memory_only("build")
         from .bayes import build_pymc_model
         return build_pymc_model(self.spec, self.resolved_priors, self.centered_terms)
 
@@ -189,6 +207,7 @@ class GLMM:
 
         See :func:`bayes_glmm.bayes.sample` for all options.
         """
+        self._in_memory_only("sample")
         validate.check_sample_call(self.spec, draws, tune, chains, random_seed)
         _warn_prior_bounded(self.spec, self.resolved_priors)
         from .bayes import sample
@@ -197,6 +216,7 @@ class GLMM:
 
     def prior_predictive(self, draws: int = 500, *, random_seed=None):
         """Prior and prior-predictive draws as ``arviz.InferenceData``."""
+        self._in_memory_only("prior_predictive")
         validate.check_sample_args(draws, 0, 1, random_seed)
         from .bayes import prior_predictive
         return prior_predictive(self, draws=draws, random_seed=random_seed)
@@ -243,6 +263,9 @@ class GLMM:
         Gaussian identity-link models are fitted by profiled REML (default) or ML
         (``reml=False``) like ``lmer``.  Returns :class:`bayes_glmm.ml.results.MLResults`.
         """
+        if getattr(self, "_dask", None) is not None:
+            validate.check_n_agq(n_agq)
+            return self._dask.fit_ml(n_agq, reml=reml, **kwargs)
         validate.check_fit_ml_call(self.spec, n_agq, reml)
         from .ml import fit_ml
         return fit_ml(self.spec, n_agq=n_agq, reml=reml, **kwargs)
@@ -253,11 +276,14 @@ class GLMM:
         ``dispersion=True`` estimates a dispersion as glmmPQL does; ``False`` fixes it at 1.
         Biased for binary data with few observations per group (see docs/methods.md).
         """
+        self._in_memory_only("fit_pql")
         validate.check_fit_pql_call(self.spec, dispersion)
         from .ml.pql import fit_pql
         return fit_pql(self.spec, dispersion=dispersion, **kwargs)
 
     def __repr__(self) -> str:
+        if getattr(self, "_dask", None) is not None:
+            return f"GLMM({self.formula!r}, family={self.family.name}, link={self.family.link.name}) on Dask data"
         s = self.spec
         terms = ", ".join(f"{t.name}: {t.q} coef x {t.n_levels} levels" for t in s.terms) or "none"
         return (f"GLMM({self.formula!r}, family={self.family.name}, link={self.family.link.name})\n"
