@@ -57,7 +57,6 @@ class DaskModel:
         self.formula, self.data, self.family = formula, data, family
         self.trials, self.weights = trials, weights
         self.parsed = parse_formula(formula)
-        partition_factor(self.parsed)  # crossed terms: refused now, before any computation
         cols = list(data.columns)
         text = " ".join([formula] + [c for c in (trials, weights) if c])
         self.used = _columns_named(text, cols)
@@ -76,15 +75,23 @@ class DaskModel:
         fixed_text = " ".join([self.parsed.fixed_rhs, self.parsed.response_label] + list(self.parsed.offsets)
                               + [r.lhs for r in self.parsed.random])
         factor_cols = [c for c in _columns_named(fixed_text, self.used) if _is_factor_dtype(dtypes[c])]
-        levels = {}
+        import dask
+
+        levels, lazy = {}, {}
         for c in factor_cols:
-            if isinstance(dtypes[c], pd.CategoricalDtype):
-                s = data[c] if data[c].cat.known else data[c].cat.as_known()
-                levels[c] = list(s.cat.categories)
+            if isinstance(dtypes[c], pd.CategoricalDtype) and data[c].cat.known:
+                levels[c] = list(dtypes[c].categories)
             else:  # R's order: sorted unique values (one small aggregate per column)
-                levels[c] = sorted(data[c].dropna().unique().compute().tolist())
-        numeric = [c for c in self.used if c not in levels and c not in group_cols]
-        sample = data[numeric].dropna().head(2, npartitions=-1) if numeric else pd.DataFrame()
+                lazy[c] = data[c].dropna().unique()
+        numeric = [c for c in self.used if c not in factor_cols and c not in group_cols]
+        todo = list(lazy.values()) + ([data[numeric].dropna().head(2, npartitions=-1, compute=False)]
+                                      if numeric else [])
+        done = dask.compute(*todo)  # one pass over the data for every aggregate
+        for c, u in zip(lazy, done):
+            vals = pd.Series(u)
+            levels[c] = list(vals.cat.categories) if isinstance(dtypes[c], pd.CategoricalDtype) \
+                else sorted(vals.tolist())
+        sample = done[-1] if numeric else pd.DataFrame()
         if numeric and len(sample) == 0:
             raise ValueError(f"no complete rows in columns {numeric}")
         tf = template_frame(dtypes, self.used, group_cols - set(factor_cols), levels, sample)
@@ -140,9 +147,9 @@ class DaskModel:
         from .results import DaskMLResults
 
         if reml:
-            raise ValueError("reml=True is not available on a Dask DataFrame: the REML criterion's fixed-effects "
-                             "determinant does not split into per-partition sums here; use reml=False (ML), or "
-                             "fit the pandas frame for REML")
+            raise ValueError("reml=True is not available on a Dask DataFrame: a gaussian model is fitted there by "
+                             "maximum likelihood through the Laplace path (exact for a gaussian response); use "
+                             "reml=False (the default on Dask data), or fit the pandas frame for REML")
         client = _client(client)
         tpl, setup, futs, pcol = self._build(client, partition_by, shuffle)
         try:

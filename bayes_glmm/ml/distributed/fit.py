@@ -109,8 +109,6 @@ def _supports_gradient(family, general, terms, n_agq):
     """:func:`bayes_glmm.ml.agq.supports_gradient` with the whole data's number of random effects."""
     from ..multigrad import MAX_M_GRADIENT
 
-    if family.is_linear:
-        return False  # plain gaussian: no dispersion formula on Dask data
     m = sum(t.n_levels * t.q for t in terms)
     if len(terms) != 1 and (n_agq != 1 or m > MAX_M_GRADIENT):
         return False
@@ -137,9 +135,8 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
 
     fam = tpl.family
     check_aux_params(fam)
-    if fam.is_linear:
-        raise ValueError("a gaussian identity-link model on a Dask DataFrame is not supported yet (its ML path "
-                         "profiles sigma out of the whole data); fit the pandas frame")
+    # gaussian: sigma is the partitions' constant dispersion model (partition.build_partition)
+    shape = _AuxShape(fam, X_disp=np.ones((1, 1)) if fam.is_linear else None)
     p = len(tpl.fixed_names)
     sums = client.gather(client.map(_summary, futs, p=p, pure=False))
     keep = [i for i, s in enumerate(sums) if s["n"] > 0]
@@ -196,7 +193,7 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
     ev = _Evaluator(client, futs)
     use_grad = _supports_gradient(fam, general, terms, n_agq)
     grad1 = _supports_gradient(fam, general, terms, 1)
-    lower_aux = _aux_lower(_AuxShape(fam))
+    lower_aux = _aux_lower(shape)
     lower = np.concatenate([lower_t, np.full(p, -np.inf), lower_aux])
 
     def fg1(x):
@@ -343,9 +340,10 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
                  "boundary_restart": opt.get("boundary_restart"), "optinfo": info,
                  "distributed_evaluations": ev.calls, "n_partitions": len(futs)}
     warn_nonconvergence(optimizer, method)
-    fit = MLFit(beta=beta, theta=theta, sigma=None, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov, b_cov=None,
+    sigma = float(np.exp(aux[0])) if fam.is_linear else None
+    fit = MLFit(beta=beta, theta=theta, sigma=sigma, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov, b_cov=None,
                 loglik=-0.5 * dev_hat, n_params=p + nt + na, method=method, reml=False, n_agq=n_agq,
-                optimizer=optimizer, beta_zi=None, aux=_fitted_aux(_AuxShape(fam), aux) if fam.aux_params else None,
+                optimizer=optimizer, beta_zi=None, aux=_fitted_aux(_AuxShape(fam), aux) if fam.aux_params and not fam.is_linear else None,
                 vcov_aux=vcov_aux if na else None, vcov_beta_aux=vcov_cross if na else None, beta_disp=None)
     glob = GlobalDesign(n=n, n_dropped=n_dropped, n_partitions=len(futs), terms=tuple(terms),
                         fixed_names=tuple(tpl.fixed_names), b=b, b_sd=b_sd)

@@ -227,9 +227,15 @@ def build_partition(frame: pd.DataFrame, setup: PartitionSetup) -> PartitionMode
                                 codes=codes, levels=lab, Xr=Xr, cov=t.cov))
         keys.append(k)
         labels.append(lab)
+    # a gaussian identity-link model: its residual SD as a constant dispersion model (disp = ~1), so
+    # it is fitted by the Laplace path (exact for a gaussian response) with the analytic gradient;
+    # the in-memory profiled LMM needs sums over all rows inside every evaluation
+    X_disp = np.ones((len(frame), 1)) if tpl.family.is_linear else None
     spec = ModelSpec(formula=tpl.formula, family=tpl.family, response_name=tpl.response_name, y=y,
                      trials=trials, X=nd.X, fixed_names=tpl.fixed_names, offset=nd.offset, weights=w,
-                     terms=tuple(terms), row_index=frame.index, success_level=tpl.success_level)
+                     terms=tuple(terms), row_index=frame.index, success_level=tpl.success_level,
+                     X_disp=X_disp, disp_names=("(Intercept)",) if X_disp is not None else (),
+                     disp_formula="~1" if X_disp is not None else None)
     return PartitionModel(spec, keys, labels, n_dropped)
 
 

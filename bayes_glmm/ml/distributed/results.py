@@ -89,7 +89,12 @@ class DaskMLResults:
         """lme4's ``as.data.frame(VarCorr(fit))``: grp, var1, var2, vcov, sdcor."""
         from ...covariance import varcorr_frame
 
-        return varcorr_frame(self.terms, self.covs, None)
+        return varcorr_frame(self.terms, self.covs, self.sigma)
+
+    @property
+    def sigma(self):
+        """Residual SD (gaussian models), else None."""
+        return None if self.fit.sigma is None else float(self.fit.sigma)
 
     @property
     def ngrps(self) -> pd.Series:
