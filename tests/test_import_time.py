@@ -18,7 +18,7 @@ import pytest
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 #: never imported by the package import or by an ML fit and its summary tables
-NEVER = ("pymc", "arviz", "pytensor", "nutpie", "jax", "numpyro", "numba", "bambi", "matplotlib",
+NEVER = ("pymc", "arviz", "pytensor", "nutpie", "jax", "numpyro", "numba", "bambi", "matplotlib", "dask", "distributed",
          "statsmodels", "scipy.stats")
 
 _SCRIPT = """
