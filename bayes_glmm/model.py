@@ -41,8 +41,9 @@ class GLMM:
     formula : str
         lme4 syntax, e.g. ``"Response ~ Month * Treatment + (1 | ID)"``; see
         ``docs/formula.md``.
-    data : pandas.DataFrame
-        Never modified.
+    data : pandas.DataFrame or dask.dataframe.DataFrame
+        Never modified.  A Dask DataFrame is fitted by :meth:`fit_ml` on the workers when every
+        random term nests within one factor (docs/scaling.md); the other methods need a pandas frame.
     family : str
         ``"gaussian"``, ``"bernoulli"``, ``"binomial"``, ``"poisson"``, ``"negbinomial"``
         (aliases ``"nbinom2"``, ``"negativebinomial"``), ``"nbinom1"``, ``"gamma"`` or ``"beta"``.
