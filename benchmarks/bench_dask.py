@@ -62,7 +62,7 @@ def main():
           f"python {platform.python_version()}; cpus {os.cpu_count()}; load average {os.getloadavg()[0]:.1f} "
           f"(shared machine, under load)")
     with LocalCluster(n_workers=a.workers, threads_per_worker=1, processes=True, memory_limit=a.memory_limit,
-                      dashboard_address=None, silence_logs=40) as cluster, Client(cluster) as client:
+                      dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as client:
         def one(rows, groups, parts, label):
             per = int(rows) // parts
             ddf = dd.from_map(make_partition, range(parts), rows=per, groups=int(groups), seed=a.seed)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import re
 import warnings
 
-import numpy as np
 import pandas as pd
 
 from .partition import PartitionSetup, build_partition
