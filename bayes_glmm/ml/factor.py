@@ -33,6 +33,16 @@ def _chol_checked(A: np.ndarray) -> np.ndarray:
         raise FloatingPointError("random-effects system is not positive definite (non-finite weights?)")
 
 
+def _chol_dense(S: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a symmetric (m, m) matrix, overwriting it (LAPACK potrf on
+    the Fortran-ordered view of the symmetric C array: no copy; the upper triangle zeroed)."""
+    from scipy.linalg.lapack import dpotrf
+    L, info = dpotrf(S.T, lower=1, clean=1, overwrite_a=1)
+    if info != 0 or not np.all(np.isfinite(np.diag(L))):
+        raise FloatingPointError("random-effects system is not positive definite (non-finite weights?)")
+    return L
+
+
 @dataclass(frozen=True, eq=False)
 class ReFactor:
     """Block Cholesky factor of ``A = Lambda' Z' W Z Lambda + I``.
@@ -185,6 +195,45 @@ class ReFactor:
         return out
 
 
+    def inv_block_sums(self) -> list:
+        """Sums over levels of the diagonal blocks of ``A^{-1}``, per term (spec order), each
+        (q_k, q_k): ``sum_j (A^{-1})_jj``.
+
+        A crossed design with a sparse ``V`` and a scalar first term takes one inverse of the
+        Schur complement (from its factor) and, for the first term,
+        ``tr(L1^{-T} V S^{-1} V' L1^{-1}) = <W'W, S^{-1}>`` with ``W = L1^{-1} V`` on V's
+        pattern: no product of ``S^{-1}`` with the first term's levels.  Other layouts sum
+        :meth:`inv_diag_blocks`.
+        """
+        s = self.s
+        if not (self.Vdata is not None and self.L2.ndim == 2 and s.q[s.first] == 1):
+            return [b.sum(axis=0) for b in self.inv_diag_blocks()]
+        from scipy.linalg.lapack import dpotri
+        # lower triangle of S^{-1} (the factor's upper triangle is 0, and stays 0 here)
+        Sl, info = dpotri(self.L2, lower=1)
+        if info != 0:
+            raise FloatingPointError("Schur complement inverse failed")
+        dS = np.diag(Sl)
+        out = [None] * len(s.J)
+        pos = 0
+        for k in s.rest:
+            J, q = s.J[k], s.q[k]
+            if q == 1:
+                out[k] = np.array([[float(np.sum(dS[pos: pos + J]))]])
+            else:
+                blk = Sl[pos: pos + J * q, pos: pos + J * q].reshape(J, q, J, q)
+                lo = np.einsum("jajb->ab", blk)  # lower triangle of the summed blocks
+                out[k] = lo + np.tril(lo, -1).T
+            pos += J * q
+        L1 = self.L1.ravel()
+        Vs, perm = s.v_csr
+        Vs.data[:] = (self.Vdata / L1[s.v_rows])[perm]  # W = L1^{-1} V (L1 diagonal)
+        WtW = (Vs.T @ Vs).toarray()
+        # <W'W, S^{-1}> from S^{-1}'s lower triangle (both symmetric; WtW.T is Sl's memory order)
+        inner = 2.0 * float(np.sum(WtW.T * Sl)) - float(np.diag(WtW) @ dS)
+        out[s.first] = np.array([[float(np.sum(1.0 / (L1 * L1))) + inner]])
+        return out
+
 def _tri_solve(L: np.ndarray, b: np.ndarray, lower: bool) -> np.ndarray:
     from scipy.linalg import solve_triangular
     return solve_triangular(L, b, lower=lower, check_finite=False)
@@ -291,9 +340,11 @@ def factorize(s, raw, lambdas) -> ReFactor:
             A22[offs[i]:offs[i + 1], offs[i2]:offs[i2 + 1]] = D
             A22[offs[i2]:offs[i2 + 1], offs[i]:offs[i + 1]] = D.T
     if Vdata is not None:
-        from scipy import sparse as sp
-        Vs = sp.csr_matrix((Vdata, (s.v_rows, s.v_cols)), shape=(s.J[k1] * q1, m2))
-        S = A22 - (Vs.T @ Vs).toarray()
+        # the pattern is the structure's (one per fit); only its values change here
+        Vs, perm = s.v_csr
+        Vs.data[:] = Vdata[perm]
+        S = A22
+        S -= (Vs.T @ Vs).toarray()
         V = None
     else:
         A12 = np.empty((s.J[k1], q1, m2))
@@ -302,6 +353,6 @@ def factorize(s, raw, lambdas) -> ReFactor:
         V = _bsolve(L1, A12)
         Vf = V.reshape(-1, V.shape[-1])
         S = A22 - Vf.T @ Vf  # a BLAS syrk-like product; einsum here was the bottleneck for nested fits
-    L2 = _chol_checked(S)
+    L2 = _chol_dense(S)
     logdet += 2.0 * float(np.sum(np.log(np.diag(L2))))
     return ReFactor(s, L1, V, L2, logdet, Vdata)

@@ -21,6 +21,7 @@ Products with Z' W Z do not depend on Lambda, so :func:`crossprods` (O(n)) is sp
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -80,6 +81,21 @@ class ReStructure:
     @property
     def m_rest(self) -> int:
         return int(sum(self.J[k] * self.q[k] for k in self.rest))
+
+    @cached_property
+    def v_csr(self):
+        """Symbolic structure of the sparse ``V`` (``sparse_v``), built once per fit.
+
+        Returns ``(Vs, perm)``: a CSR matrix with V's pattern whose ``data`` is set in place
+        to ``Vdata[perm]`` per evaluation, so that no sparse matrix is assembled (sorted)
+        from coordinates at every factorization.
+        """
+        from scipy import sparse as sp
+        nnz = self.v_rows.size
+        Vs = sp.csr_matrix((np.arange(1.0, nnz + 1.0), (self.v_rows, self.v_cols)),
+                           shape=(self.J[self.first] * self.q[self.first], self.m_rest))
+        perm = Vs.data.astype(np.int64) - 1  # the (row, column) positions are distinct
+        return Vs, perm
 
 
 #: a cross-term block with at most this fraction of its level pairs present is kept sparse

@@ -132,7 +132,7 @@ def lmm_solve(d: LmmData, lambdas):
         # under a structured term): the residuals themselves (O(n), only here)
         r = d.y - d.X @ (beta - (d.beta_shift if d.beta_shift is not None else 0.0)) - linalg.z_lam_u(d.s, lambdas, u)
         pwrss = max(float(np.sum(d.w * r * r) + u @ u), 1e-300)
-    return {"factor": F, "RX": RX, "beta": beta, "u": u, "pwrss": pwrss, "ldL2": F.logdet,
+    return {"factor": F, "RX": RX, "RZX": RZX, "beta": beta, "u": u, "pwrss": pwrss, "ldL2": F.logdet,
             "ldRX2": 2.0 * float(np.sum(np.log(np.diag(RX))))}
 
 
@@ -156,6 +156,36 @@ def _criterion_and_gradient(d: LmmData, terms, slices, reml: bool):
         sol = lmm_solve(d, lambdas)
         E = E0 if E0 is not None else theta_directions(t, theta)
         return lmm_criterion(sol, d, reml), lmm_gradient(d, sol, lambdas, E, reml)
+
+    return fg
+
+
+def _criterion_and_gradient_multi(d: LmmData, terms, slices, reml: bool):
+    """``theta -> (criterion, gradient)`` for several terms (:func:`~bayes_glmm.ml.lmmgrad.lmm_gradient_multi`;
+    central differences of the criterion where it returns None)."""
+    from .agq import theta_directions
+    from .lmmgrad import lmm_gradient_multi
+
+    E0 = [theta_directions(t, t.cov.theta_start(t.q)) if t.cov.linear else None for t in terms]
+
+    def crit(theta):
+        return lmm_criterion(lmm_solve(d, lambdas_from_theta(theta, terms, slices)), d, reml)
+
+    def fg(theta):
+        theta = np.asarray(theta, dtype=float)
+        lambdas = lambdas_from_theta(theta, terms, slices)
+        sol = lmm_solve(d, lambdas)
+        Es = [e if e is not None else theta_directions(t, theta[sl]) for e, t, sl in zip(E0, terms, slices)]
+        g = lmm_gradient_multi(d, sol, lambdas, Es, reml)
+        if g is None:
+            g = np.empty(theta.size)
+            for i in range(theta.size):
+                h = 1e-5 * max(1.0, abs(theta[i]))
+                tp, tm = theta.copy(), theta.copy()
+                tp[i] += h
+                tm[i] -= h
+                g[i] = (crit(tp) - crit(tm)) / (2.0 * h)
+        return lmm_criterion(sol, d, reml), g
 
     return fg
 
@@ -239,7 +269,10 @@ def fit_lmm(spec, reml: bool = True, *, start=None, maxiter: int = 1000, n_start
     bstep = 0.1 * np.minimum(theta_scales(terms), 1.0)
     # one random term: the analytic gradient (lmm_gradient), one solve per evaluation
     # instead of 2 n_theta + 1 for central differences
-    fg = _criterion_and_gradient(d, terms, slices, reml) if len(terms) == 1 else None
+    # several terms: the multi-term analytic gradient (lmmgrad), finite differences only at
+    # points where a vector term's Lambda is singular
+    fg = _criterion_and_gradient(d, terms, slices, reml) if len(terms) == 1 else \
+        _criterion_and_gradient_multi(d, terms, slices, reml)
     obj = fg if fg is not None else crit
 
     def solve1(x):
