@@ -43,7 +43,7 @@ import numpy as np
 from scipy import sparse
 
 from . import factor, linalg
-from .multigrad import MAX_M_GRADIENT, laplace_grad_multi
+from .multigrad import MAX_M_GRADIENT, crossed_scalar, laplace_grad_multi
 from .pirls import loglik_and_mu
 
 __all__ = ["gh_rule", "agq_loglik", "check_agq", "devgrad", "supports_gradient"]
@@ -174,7 +174,7 @@ def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:
     approximation only, up to :data:`bayes_glmm.ml.multigrad.MAX_M_GRADIENT` random effects."""
     if resp.family.is_linear and resp.X_disp is None:  # the LMM's profiled scale
         return False
-    if len(s.J) != 1 and (n_agq != 1 or s.m > MAX_M_GRADIENT):
+    if len(s.J) != 1 and (n_agq != 1 or (s.m > MAX_M_GRADIENT and not crossed_scalar(s))):
         return False
     if resp.general:
         return n_agq == 1

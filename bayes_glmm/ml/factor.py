@@ -226,11 +226,10 @@ class ReFactor:
                 out[k] = lo + np.tril(lo, -1).T
             pos += J * q
         L1 = self.L1.ravel()
-        Vs, perm = s.v_csr
-        Vs.data[:] = (self.Vdata / L1[s.v_rows])[perm]  # W = L1^{-1} V (L1 diagonal)
-        WtW = (Vs.T @ Vs).toarray()
-        # <W'W, S^{-1}> from S^{-1}'s lower triangle (both symmetric; WtW.T is Sl's memory order)
-        inner = 2.0 * float(np.sum(WtW.T * Sl)) - float(np.diag(WtW) @ dS)
+        Wd = self.Vdata / L1[s.v_rows]  # W = L1^{-1} V (L1 diagonal), on V's pattern
+        # <W'W, S^{-1}> = sum over rows of w' S^{-1} w, from the pairs of entries per row
+        pa, pb, flat = s.v_pairs
+        inner = 2.0 * float(np.dot(Wd[pa] * Wd[pb], Sl.ravel(order="F")[flat])) + float(np.dot(Wd * Wd, dS[s.v_cols]))
         out[s.first] = np.array([[float(np.sum(1.0 / (L1 * L1))) + inner]])
         return out
 
@@ -340,11 +339,13 @@ def factorize(s, raw, lambdas) -> ReFactor:
             A22[offs[i]:offs[i + 1], offs[i2]:offs[i2 + 1]] = D
             A22[offs[i2]:offs[i2 + 1], offs[i]:offs[i + 1]] = D.T
     if Vdata is not None:
-        # the pattern is the structure's (one per fit); only its values change here
-        Vs, perm = s.v_csr
-        Vs.data[:] = Vdata[perm]
-        S = A22
-        S -= (Vs.T @ Vs).toarray()
+        # V'V from the structure's pairs of entries per row (one symbolic pass per fit, no
+        # sparse matrix per evaluation); only the triangle _chol_dense reads is formed
+        pa, pb, flat = s.v_pairs
+        S = A22.ravel()
+        S -= np.bincount(flat, weights=Vdata[pa] * Vdata[pb], minlength=m2 * m2)
+        S[:: m2 + 1] -= np.bincount(s.v_cols, weights=Vdata * Vdata, minlength=m2)  # the diagonal
+        S = S.reshape(m2, m2)
         V = None
     else:
         A12 = np.empty((s.J[k1], q1, m2))

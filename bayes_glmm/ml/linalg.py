@@ -83,19 +83,31 @@ class ReStructure:
         return int(sum(self.J[k] * self.q[k] for k in self.rest))
 
     @cached_property
-    def v_csr(self):
-        """Symbolic structure of the sparse ``V`` (``sparse_v``), built once per fit.
+    def v_pairs(self):
+        """The pairs of entries of the sparse ``V`` in the same row, each pair once.
 
-        Returns ``(Vs, perm)``: a CSR matrix with V's pattern whose ``data`` is set in place
-        to ``Vdata[perm]`` per evaluation, so that no sparse matrix is assembled (sorted)
-        from coordinates at every factorization.
+        Returns ``(pa, pb, flat)`` with ``v_cols[pa] < v_cols[pb]`` and ``flat = v_cols[pa] *
+        m_rest + v_cols[pb]``: the position of the pair's column pair in the lower triangle of
+        an (m_rest, m_rest) Fortran-ordered array (the upper triangle of a C-ordered one), the
+        triangle that LAPACK's ``potrf``/``potri`` read and write in :mod:`bayes_glmm.ml.factor`.
+        So ``V'V``'s strict triangle is ``bincount(flat, Vdata[pa] * Vdata[pb])`` and the
+        quadratic forms with ``S^{-1}`` that the Laplace gradient needs gather ``S^{-1}`` at
+        ``flat`` (:func:`bayes_glmm.ml.multigrad._inverse_entries_crossed`), with no sparse
+        matrix per evaluation.  Built once per fit.
         """
-        from scipy import sparse as sp
-        nnz = self.v_rows.size
-        Vs = sp.csr_matrix((np.arange(1.0, nnz + 1.0), (self.v_rows, self.v_cols)),
-                           shape=(self.J[self.first] * self.q[self.first], self.m_rest))
-        perm = Vs.data.astype(np.int64) - 1  # the (row, column) positions are distinct
-        return Vs, perm
+        rows = self.v_rows
+        order = np.argsort(rows, kind="stable")
+        cnt = np.bincount(rows)
+        first = np.concatenate([[0], np.cumsum(cnt)[:-1]])
+        rep = cnt[rows[order]]  # each entry meets every entry of its row
+        pa = np.repeat(order, rep)
+        pos = np.arange(pa.size) - np.repeat(np.cumsum(rep) - rep, rep)
+        pb = order[first[rows[pa]] + pos]
+        keep = self.v_cols[pa] < self.v_cols[pb]
+        pa, pb = pa[keep], pb[keep]
+        flat = self.v_cols[pa] * np.int64(self.m_rest) + self.v_cols[pb]
+        small = np.int32 if max(rows.size, self.m_rest ** 2) < 2 ** 31 else np.int64
+        return pa.astype(small), pb.astype(small), flat.astype(small)
 
 
 #: a cross-term block with at most this fraction of its level pairs present is kept sparse

@@ -28,7 +28,7 @@ from . import linalg
 # the factor module's batched / triangular solves (same package; the factor is its data)
 from .factor import _bsolve, _tri_solve
 
-__all__ = ["MAX_M_GRADIENT", "laplace_grad_multi"]
+__all__ = ["MAX_M_GRADIENT", "crossed_scalar", "laplace_grad_multi"]
 
 #: largest number of random effects for which the dense inverse of A (m x m doubles) is
 #: formed; above it (large crossed designs) the deviance gradient stays finite differences
@@ -85,6 +85,56 @@ def _inverse_on_rows(F, s: linalg.ReStructure) -> np.ndarray:
     return out
 
 
+def crossed_scalar(s: linalg.ReStructure) -> bool:
+    """True for the layout :func:`_inverse_entries_crossed` handles: scalar terms whose blocks
+    with the first term are all sparse (crossed designs with few co-occurring level pairs)."""
+    return bool(s.sparse_v and not s.nested and all(q == 1 for q in s.q))
+
+
+def _inverse_entries_crossed(F, s: linalg.ReStructure) -> np.ndarray:
+    """The (n, Q, Q) entries of ``A^{-1}`` at each row's columns, scalar crossed terms.
+
+    The same blocks as :func:`_inverse_on_rows`, never forming an (m, m) array nor the dense
+    (m1, m2) product ``W S^{-1}`` (``W = L1^{-1} V``): a row meets the first term's level
+    ``g`` and a level ``c`` of each other term, and ``(g, c)`` is an entry of V's pattern, so
+    ``(A^{-1})_{gc} = -(W S^{-1})_{gc}`` is needed only there, which sums over the entries of
+    row ``g`` of ``W`` (:attr:`ReStructure.v_pairs`); ``(A^{-1})_{gg} = 1 / A11_g +
+    w_g' S^{-1} w_g`` follows from the same sums.  Cost: one inverse of the Schur complement
+    from its factor and O(sum over first-term levels of (entries per level)^2).
+    """
+    from scipy.linalg.lapack import dpotri
+
+    k1 = s.first
+    m2 = s.m_rest
+    Sl, info = dpotri(F.L2, lower=1)  # lower triangle of S^{-1}, Fortran order (see v_pairs)
+    if info != 0:
+        raise FloatingPointError("Schur complement inverse failed")
+    Sf = Sl.ravel(order="F")
+    L1 = F.L1.ravel()
+    Wd = F.Vdata / L1[s.v_rows]
+    pa, pb, flat = s.v_pairs  # each pair of entries of a row once (v_cols[pa] < v_cols[pb])
+    Sp = Sf[flat]
+    X12 = -(np.bincount(pa, weights=Wd[pb] * Sp, minlength=Wd.size) + np.bincount(pb, weights=Wd[pa] * Sp, minlength=Wd.size)
+            + Wd * Sf[s.v_cols * np.int64(m2 + 1)])  # (A^{-1})_12 on V's pattern
+    B11 = 1.0 / (L1 * L1) - np.bincount(s.v_rows, weights=Wd * X12, minlength=L1.size)
+    nrow = s.codes[0].shape[0]
+    Q = len(s.J)
+    G = np.empty((nrow, Q, Q))
+    G[:, k1, k1] = B11[s.codes[k1]]
+    off, cols = 0, {}
+    offs = np.concatenate([[0], np.cumsum([s.J[k] for k in s.rest])])
+    for i, k in enumerate(s.rest):
+        inv, prow, _ = s.pairs[(k1, k)]
+        G[:, k1, k] = G[:, k, k1] = X12[off + inv]
+        off += prow.size
+        cols[k] = offs[i] + s.codes[k]  # the row's column inside the Schur block
+    for k in s.rest:
+        for l in s.rest:
+            lo, hi = np.minimum(cols[k], cols[l]), np.maximum(cols[k], cols[l])
+            G[:, k, l] = Sf[lo * np.int64(m2) + hi]
+    return G
+
+
 def laplace_grad_multi(resp, s: linalg.ReStructure, lambdas, Es, pr, dW, aux_rows=None, out=None) -> np.ndarray:
     """Gradient of the Laplace deviance in ``(theta, beta, aux)`` for any number of terms.
 
@@ -136,11 +186,14 @@ def laplace_grad_multi(resp, s: linalg.ReStructure, lambdas, Es, pr, dW, aux_row
     rhs -= linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * D0))
     if na:
         rhs[:, nt + p:] += linalg.lam_t(s, lambdas, linalg.zt_r(s, aux_rows[2]))
-    Ainv = _inverse_on_rows(pr.factor, s)
     du = pr.factor.solve(rhs)
     if out is not None:
         out["du"] = du
-    G = Ainv[idx[:, :, None], idx[:, None, :]]  # (n, Q, Q) entries of A^{-1} each row touches
+    if crossed_scalar(s) and pr.factor.Vdata is not None:
+        G = _inverse_entries_crossed(pr.factor, s)
+    else:
+        Ainv = _inverse_on_rows(pr.factor, s)
+        G = Ainv[idx[:, :, None], idx[:, None, :]]  # (n, Q, Q) entries of A^{-1} each row touches
     M = np.einsum("nab,nb->na", G, val)  # rows of A^{-1} Lambda' Z' restricted to the row's columns
     h = np.sum(val * M, axis=1)  # diag(Z Lambda A^{-1} Lambda' Z')
     Deta = D0 + np.einsum("nq,nqd->nd", val, du[idx])
