@@ -302,8 +302,10 @@ def _modes(x, resp, s, terms, slices, nt, state):
             # finite-difference stencils: u(x0) + du dx is within O(dx^2) of the mode, so
             # PIRLS stops after one Newton step instead of two (same converged mode)
             u0 = pred[1] + pred[2] @ dx
+    last = state.get("last")
     try:
-        pr = pirls(resp, s, lambdas, beta, u0)
+        # the previous evaluation's factor preconditions the iterative steps of large crossed designs
+        pr = pirls(resp, s, lambdas, beta, u0, precond=None if last is None else last.factor)
     except (FloatingPointError, np.linalg.LinAlgError):
         if u0 is None:
             raise

@@ -23,6 +23,7 @@ from scipy.linalg import solve_triangular
 from ..families.poisson import POISSON_STABLE_Y, poisson_centre, poisson_centred, poisson_centred_const  # noqa: F401 (re-exported)
 from . import linalg
 from .auxpar import aux_natural
+from .iterative import pcg
 
 __all__ = ["Response", "make_response", "poisson_centre", "poisson_centred", "poisson_centred_const",
            "POISSON_STABLE_Y", "with_aux", "with_family_aux", "disp_natural", "loglik_rows", "loglik_and_mu", "working",
@@ -332,8 +333,14 @@ class PirlsResult:
         return -2.0 * self.ll + float(self.u @ self.u) + self.factor.logdet
 
 
+#: smallest dense Schur block (random effects outside the first term) at which the PIRLS steps
+#: before the mode are solved iteratively, preconditioned with an earlier factor
+#: (:mod:`bayes_glmm.ml.iterative`): below it a factorization is as cheap as a few CG steps
+PCG_MIN_DENSE = 2000
+
+
 def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, joint=False,
-          tol=1e-7, maxit=100, max_halve=30) -> PirlsResult:
+          tol=1e-7, maxit=100, max_halve=30, precond=None) -> PirlsResult:
     """Conditional modes of u (and of beta when ``joint``) by PIRLS with step-halving.
 
     Parameters
@@ -351,6 +358,10 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
         Convergence when the largest Newton step component is below ``tol * max(1, max|u|)``;
         that last step is applied without line search (quadratic convergence leaves an
         error of order ``tol^2``).
+    precond : linalg.ReFactor, optional
+        A factor of a nearby system (the previous evaluation's).  With a large dense Schur
+        block (:data:`PCG_MIN_DENSE`) the steps before the mode are then solved by conjugate
+        gradients preconditioned with it, and A is factorized once, at the mode.
     """
     X = resp.X
     beta = np.array(beta, dtype=float)
@@ -363,34 +374,46 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
     halvings = 0
     n_ridge = 0
     converged = False
+    use_pcg = (precond is not None and not joint and not resp.general and s.m_rest >= PCG_MIN_DENSE
+               and not s.nested and getattr(precond, "s", None) is s)
+    F = None
     for it in range(1, maxit + 1):
         W, r = working(resp, eta, mu)
-        try:
-            F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
+        if use_pcg:
+            gu = linalg.lam_t(s, lambdas, linalg.zt_r(s, r)) - u
+            du = pcg(lambda v: linalg.lam_t(s, lambdas, linalg.zt_r(s, W * linalg.z_lam_u(s, lambdas, v))) + v,
+                     gu, precond.solve)
+            if du is not None:
+                F, db, decrement = None, None, float(gu @ du)
+            else:
+                use_pcg = False
+        if not use_pcg:
+            try:
+                F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
+                if joint:
+                    RZX = F.forward(linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * X)))
+                    RX, ridged = _chol_ridge(X.T @ (W[:, None] * X) - RZX.T @ RZX)
+                    n_ridge += ridged
+            except (FloatingPointError, np.linalg.LinAlgError):
+                if not resp.general:
+                    raise
+                W = safe_weights(resp, eta)  # Newton system indefinite here: IRLS step instead
+                F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
+                if joint:
+                    RZX = F.forward(linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * X)))
+                    RX, ridged = _chol_ridge(X.T @ (W[:, None] * X) - RZX.T @ RZX)
+                    n_ridge += ridged
+            gu = linalg.lam_t(s, lambdas, linalg.zt_r(s, r)) - u
             if joint:
-                RZX = F.forward(linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * X)))
-                RX, ridged = _chol_ridge(X.T @ (W[:, None] * X) - RZX.T @ RZX)
-                n_ridge += ridged
-        except (FloatingPointError, np.linalg.LinAlgError):
-            if not resp.general:
-                raise
-            W = safe_weights(resp, eta)  # Newton system indefinite here: IRLS step instead
-            F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
-            if joint:
-                RZX = F.forward(linalg.lam_t(s, lambdas, linalg.zt_r(s, W[:, None] * X)))
-                RX, ridged = _chol_ridge(X.T @ (W[:, None] * X) - RZX.T @ RZX)
-                n_ridge += ridged
-        gu = linalg.lam_t(s, lambdas, linalg.zt_r(s, r)) - u
-        if joint:
-            yu = F.forward(gu)
-            yb = solve_triangular(RX, X.T @ r - RZX.T @ yu, lower=True)
-            db = solve_triangular(RX.T, yb, lower=False)
-            du = F.backward(yu - RZX @ db)
-            decrement = float(yu @ yu + yb @ yb)
-        else:
-            du = F.solve(gu)
-            db = None
-            decrement = float(gu @ du)
+                yu = F.forward(gu)
+                yb = solve_triangular(RX, X.T @ r - RZX.T @ yu, lower=True)
+                db = solve_triangular(RX.T, yb, lower=False)
+                du = F.backward(yu - RZX @ db)
+                decrement = float(yu @ yu + yb @ yb)
+            else:
+                du = F.solve(gu)
+                db = None
+                decrement = float(gu @ du)
         # Converge on the step size, not only on the decrement: pdev is stationary at the
         # mode but the log-determinant of the Laplace deviance is not, so an error e in u
         # moves the deviance by O(e * J).  Quadratic convergence makes the extra iteration
@@ -436,6 +459,8 @@ def pirls(resp: Response, s: linalg.ReStructure, lambdas, beta, u0=None, *, join
         if not resp.general:
             W, r = working(resp, eta, mu)
             F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
+    if F is None:  # stopped after an iterative step (no decrease): the factor at this point
+        F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
     if resp.general:
         # the Laplace log-determinant takes the exact Hessian at the mode (glmmTMB's); it is
         # positive definite at a maximum, but rows of a mixture can make it fail numerically,
