@@ -330,9 +330,12 @@ def factorize(s, raw, lambdas) -> ReFactor:
     A22 = np.zeros((m2, m2))
     for i, k in enumerate(s.rest):
         J, q = s.J[k], s.q[k]
-        sub = np.zeros((J, q, J, q))
-        sub[np.arange(J), :, np.arange(J), :] = dblk[i]
-        A22[offs[i]:offs[i + 1], offs[i]:offs[i + 1]] = sub.reshape(J * q, J * q)
+        if q == 1:  # a diagonal block: no (J, J) temporary
+            A22[np.arange(offs[i], offs[i + 1]), np.arange(offs[i], offs[i + 1])] = dblk[i].ravel()
+        else:
+            sub = np.zeros((J, q, J, q))
+            sub[np.arange(J), :, np.arange(J), :] = dblk[i]
+            A22[offs[i]:offs[i + 1], offs[i]:offs[i + 1]] = sub.reshape(J * q, J * q)
         for i2 in range(i + 1, len(s.rest)):
             l = s.rest[i2]
             D = _off_block(s, raw, k, l, lambdas[k], lambdas[l])
@@ -341,9 +344,10 @@ def factorize(s, raw, lambdas) -> ReFactor:
     if Vdata is not None:
         # V'V from the structure's pairs of entries per row (one symbolic pass per fit, no
         # sparse matrix per evaluation); only the triangle _chol_dense reads is formed
-        pa, pb, flat = s.v_pairs
+        pa, pb, _ = s.v_pairs
+        uniq, inv = s.v_pairs_unique
         S = A22.ravel()
-        S -= np.bincount(flat, weights=Vdata[pa] * Vdata[pb], minlength=m2 * m2)
+        S[uniq] -= np.bincount(inv, weights=Vdata[pa] * Vdata[pb], minlength=uniq.size)
         S[:: m2 + 1] -= np.bincount(s.v_cols, weights=Vdata * Vdata, minlength=m2)  # the diagonal
         S = S.reshape(m2, m2)
         V = None

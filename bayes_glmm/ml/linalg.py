@@ -83,6 +83,14 @@ class ReStructure:
         return int(sum(self.J[k] * self.q[k] for k in self.rest))
 
     @cached_property
+    def v_pairs_unique(self):
+        """``(uniq, inv)``: the distinct positions of :attr:`v_pairs`'s ``flat`` and each pair's
+        index among them, so that ``V'V`` is accumulated into an array of that size
+        instead of one of m_rest^2 (200 MB at 5,000 levels) per evaluation."""
+        uniq, inv = np.unique(self.v_pairs[2], return_inverse=True)
+        return uniq, inv.ravel().astype(self.v_pairs[0].dtype)
+
+    @cached_property
     def v_pairs(self):
         """The pairs of entries of the sparse ``V`` in the same row, each pair once.
 
