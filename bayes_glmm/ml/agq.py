@@ -177,7 +177,10 @@ def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:
     if len(s.J) != 1 and (n_agq != 1 or (s.m > MAX_M_GRADIENT and not crossed_scalar(s))):
         return False
     if resp.general:
-        return n_agq == 1
+        # AGQ: a family's own auxiliary parameters (their node derivatives by central
+        # differences of the log-density, :func:`_node_aux_derivs`); not zero inflation or a
+        # dispersion formula
+        return n_agq == 1 or (resp.X_zi is None and resp.X_disp is None)
     return bool(resp.family.is_canonical)
 
 
@@ -229,8 +232,9 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
     if deriv is not None:
         X, Lam, E, du, P, T = deriv
         p, nt = X.shape[1], E.shape[0]
-        acc = np.zeros((J, nt + p))
-        width = 3 + q
+        na = du.shape[-1] - nt - p  # a general family's auxiliary coordinates (after theta, beta)
+        acc = np.zeros((J, nt + p + na))
+        width = 3 + q + 2 * na
     else:
         width = 1
     step = max(1, chunk_rows // max(1, n * width))
@@ -248,7 +252,12 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
         m = m_new
         if deriv is None:
             continue
-        rk = cols.pw * (cols.y - cols.n_trials * mu)  # d loglik / d eta at the nodes
+        if na:  # the family's own score at the nodes (prior-weighted)
+            fam = cols.family
+            rk = cols.pw * fam.eta_score_weight(cols.y, eta, trials=cols.n_trials if fam.needs_trials else None,
+                                                **cols.aux_vals)[0]
+        else:
+            rk = cols.pw * (cols.y - cols.n_trials * mu)  # d loglik / d eta at the nodes
         # h_j(u_jk) changes by (Lambda' s_jk - u_jk)' du_jk, du_jk = du_j - P_j z_k, plus the
         # direct effects at fixed u_jk: s_jk' dLambda u_jk (theta) and sum_i r_ik x_i (beta).
         # Everything is linear in the node terms, so the weights ea are contracted first.
@@ -261,13 +270,34 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
         acc *= scale[:, None]
         acc += np.einsum("ja,jad->jd", g1, du) - np.einsum("jab,jabd->jd", g2, P)
         acc[:, :nt] += np.einsum("jab,tab->jt", su, E)
-        acc[:, nt:] += np.asarray(G @ (X * rho[:, None]))
+        acc[:, nt:nt + p] += np.asarray(G @ (X * rho[:, None]))
+        if na:  # the auxiliary parameters' direct effect at fixed nodes: sum_i dl_i/da per node
+            for j, dl in enumerate(_node_aux_derivs(resp, eta)):
+                acc[:, nt + p + j] += np.einsum("jk,jk->j", ea, np.asarray(G @ dl))
     logdet_j = np.sum(np.log(np.einsum("jaa->ja", L1)), axis=1)
     logL = -0.5 * q * _LOG_2PI - logdet_j + m + np.log(tot)
     if deriv is None:
         return float(np.sum(logL)), None
     dlogL = -0.5 * T + acc / tot[:, None]
     return float(np.sum(logL)), np.sum(dlogL, axis=0)
+
+
+def _node_aux_derivs(resp, eta, h: float = 1e-5):
+    """``d loglik_i / d a_j`` (prior-weighted) at the AGQ nodes ``eta`` (n, k), one (n, k) array
+    per auxiliary coordinate of the family: central differences of the family's own
+    log-density (one definition; a step of 1e-5 on coordinates of order 1 leaves ~1e-10)."""
+    from .pirls import _general_loglik, with_family_aux
+
+    a0 = np.asarray(resp.aux_coord, dtype=float)
+    out = []
+    for j in range(a0.size):
+        lp = []
+        for sgn in (1.0, -1.0):
+            a = a0.copy()
+            a[j] += sgn * h
+            lp.append(_general_loglik(_Cols(with_family_aux(resp, a)), eta))
+        out.append(resp.pw[:, None] * (lp[0] - lp[1]) / (2.0 * h))
+    return out
 
 
 def theta_directions(term, theta) -> np.ndarray:
@@ -550,10 +580,16 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
         dW = aux_rows[0] if resp.general else pr.W * resp.family.variance_mu_deriv(pr.mu)
         return pr.laplace_deviance, laplace_grad_multi(resp, s, lambdas, E, pr, dW, aux_rows, out)
     if resp.general:
-        if n_agq != 1:
-            raise ValueError("devgrad: the analytic gradient of a dispersion / zero-inflated model is "
-                             "available for the Laplace approximation only")
+        if n_agq != 1 and not supports_gradient(resp, s, n_agq):
+            raise ValueError("devgrad: the analytic AGQ gradient of a dispersion / zero-inflated model is "
+                             "not available (the Laplace approximation's is)")
         aux_rows = _row_aux_derivs(resp, pr.eta)
+        if n_agq != 1:  # AGQ with the family's auxiliary parameters
+            _, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, True, aux_rows)
+            if out is not None:
+                out["du"] = du.reshape(-1, du.shape[-1])
+            ll, g = _agq(resp, s, lambdas, pr, n_agq, (resp.X, lambdas[0], E, du, P, T), chunk_rows)
+            return -2.0 * ll, -2.0 * g
         if scalar_fast and s.q[0] == 1:
             return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, aux_rows, out)
         D0, du, T, _ = _mode_derivs(resp, s, lambdas, E, pr, False, aux_rows)
