@@ -334,14 +334,15 @@ def test_a_family_link_outside_its_ml_links_is_refused(data):
 @pytest.mark.parametrize("re", ["(1 | g)", "(1 + x | g)"])
 def test_laplace_gradient_in_both_aux_coordinates(data, re):
     """The analytic Laplace gradient (row-wise derivatives in log sigma and log df) equals central
-    differences of the deviance, scalar and vector terms."""
+    differences of the deviance, scalar and vector terms; so does the AGQ one (node derivatives
+    in the auxiliary coordinates, agq._node_aux_derivs)."""
     from bayes_glmm.ml import agq, laplace, linalg, optimize as mlopt
     from bayes_glmm.ml.pirls import make_response
 
     spec = bg.GLMM(f"y ~ x + {re}", data, family="toy_ml_student_t").spec
     resp = make_response(spec)
     s = linalg.build_structure(spec.terms)
-    assert agq.supports_gradient(resp, s, 1) and not agq.supports_gradient(resp, s, 5)
+    assert agq.supports_gradient(resp, s, 1) and agq.supports_gradient(resp, s, 5)
     sl, _, t0 = mlopt.theta_layout(spec.terms)
     x = np.concatenate([t0 * 0.7 + 0.05, laplace.start_beta(resp) + 0.05, np.log([0.5, 6.0])])
     dev = laplace.make_deviance(resp, s, spec.terms, sl, 1, {})
@@ -350,3 +351,8 @@ def test_laplace_gradient_in_both_aux_coordinates(data, re):
     gn = mlopt.fd_gradient(dev, x)
     np.testing.assert_allclose(g, gn, atol=2e-6 * max(1.0, np.max(np.abs(gn))))
     assert np.all(np.abs(g[-2:]) > 1e-3)  # both aux coordinates move the deviance here
+    dev5 = laplace.make_deviance(resp, s, spec.terms, sl, 5, {})
+    f5, g5 = laplace.make_devgrad(resp, s, spec.terms, sl, 5, {})(x)
+    assert f5 == pytest.approx(dev5(x), abs=1e-7)
+    gn5 = mlopt.fd_gradient(dev5, x)
+    np.testing.assert_allclose(g5, gn5, atol=2e-6 * max(1.0, np.max(np.abs(gn5))))
