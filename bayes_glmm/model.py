@@ -173,6 +173,7 @@ class GLMM:
         priors : dict
             Overrides merged over this model's own, e.g. ``{"sd_ID": bg.Prior("HalfNormal", sigma=1)}``.
         """
+        self._in_memory_only("with_priors")
         from .priors import resolve_priors
 
         validate.check_mapping(priors, "priors", "{'sd_ID': bg.Prior('HalfNormal', sigma=1)}")

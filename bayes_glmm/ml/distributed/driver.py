@@ -150,9 +150,17 @@ class DaskModel:
                              "maximum likelihood through the Laplace path (exact for a gaussian response); use "
                              "reml=False (the default on Dask data), or fit the pandas frame for REML")
         client = _client(client)
+        import time
+
+        from distributed import wait
+
+        t0 = time.perf_counter()
         tpl, setup, futs, pcol = self._build(client, partition_by, shuffle)
+        wait(futs)
+        t_build = time.perf_counter() - t0
         try:
             fit, glob = fit_distributed(client, futs, tpl, n_agq=n_agq, **kw)
+            fit.optimizer["seconds_build"] = t_build  # template, shuffle and partition models
         finally:
             client.cancel(futs)
         return DaskMLResults(fit, glob, formula=self.formula, family=tpl.family, partition_by=pcol)

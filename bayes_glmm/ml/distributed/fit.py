@@ -11,6 +11,7 @@ from per-partition aggregates (:meth:`PartitionModel.summary
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 import pandas as pd
@@ -39,12 +40,14 @@ class _Evaluator:
     """The distributed criterion: ``x -> sum over partitions`` (deviance, gradient)."""
 
     def __init__(self, client, futs):
-        self.client, self.futs, self.calls = client, futs, 0
+        self.client, self.futs, self.calls, self.seconds = client, futs, 0, 0.0
 
     def __call__(self, x, n_agq, grad):
         self.calls += 1
         x = np.asarray(x, dtype=float)
+        t0 = time.perf_counter()
         out = self.client.gather(self.client.map(_evaluate, self.futs, x=x, n_agq=n_agq, grad=grad, pure=False))
+        self.seconds += time.perf_counter() - t0
         dev = float(sum(d for d, _ in out))
         if not grad:
             return dev
@@ -338,7 +341,8 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
                  "hessian_pd": bool(chk["hessian_pd"] if chk["hessian_pd"] is not None else hessian_pd),
                  "converged": chk["converged"], "messages": messages, "deviance": dev_hat,
                  "boundary_restart": opt.get("boundary_restart"), "optinfo": info,
-                 "distributed_evaluations": ev.calls, "n_partitions": len(futs)}
+                 "distributed_evaluations": ev.calls, "seconds_evaluations": ev.seconds,
+                 "n_partitions": len(futs)}
     warn_nonconvergence(optimizer, method)
     sigma = float(np.exp(aux[0])) if fam.is_linear else None
     fit = MLFit(beta=beta, theta=theta, sigma=sigma, lambdas=lambdas, b=b, b_sd=b_sd, vcov_beta=vcov, b_cov=None,
