@@ -238,7 +238,7 @@ class GLMM:
         n_points : int, optional
             Gauss-Hermite points per variance/dispersion parameter (default 7 for one, 5 for
             two, 4 for three, 3 for four); above four parameters, the number of
-            importance-sampling nodes (default ``max(50, 12 m)``).
+            importance-sampling nodes (default ``max(128, 16 m)``, rounded up to a power of 2).
         n_draws : int
             Draws from the approximation in ``idata`` (one chain).
         n_agq : int or "auto"

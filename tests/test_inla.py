@@ -36,7 +36,7 @@ def _exact_lmm_posterior(model):
     mb, Vb = Ai @ mu, Ai @ np.diag(s * s) @ Ai.T
     sd_prior = get_kind(pri["sd_g"].name).scipy(pri["sd_g"].args)
     sig_prior = get_kind(pri["sigma"].name).scipy(pri["sigma"].args)
-    ls, lsig = np.linspace(-5.0, 2.0, 120), np.linspace(-1.2, 1.0, 70)
+    ls, lsig = np.linspace(-5.0, 2.0, 100), np.linspace(-1.2, 1.0, 60)
     logp, means, covs = [], [], []
     XV = X @ Vb @ X.T
     r0 = y - X @ mb
@@ -64,10 +64,15 @@ def _exact_lmm_posterior(model):
     return m, np.sqrt(var), sd_q, sd_sd
 
 
-def test_inla_matches_the_exact_posterior_of_a_random_intercept_lmm():
+@pytest.fixture(scope="module")
+def exact_lmm():
     model = _lmm()
+    return model, _exact_lmm_posterior(model)
+
+
+def test_inla_matches_the_exact_posterior_of_a_random_intercept_lmm(exact_lmm):
+    model, (m, sd, sd_q, sd_sd) = exact_lmm
     r = model.fit_inla(random_seed=1, n_draws=4000)
-    m, sd, sd_q, sd_sd = _exact_lmm_posterior(model)
     beta = np.asarray(r.idata.posterior["beta"]).reshape(-1, 2)
     assert np.all(np.abs(beta.mean(0) - m) < 0.1 * sd), (beta.mean(0), m, sd)
     assert np.all(np.abs(beta.std(0) / sd - 1) < 0.1), (beta.std(0), sd)
@@ -110,7 +115,7 @@ def test_inla_idata_has_sample_names_dims_log_likelihood_and_the_method():
 
     d = bg.datasets.load("sleepstudy")
     model = bg.GLMM("Reaction ~ Days + (Days | Subject)", d)
-    r = model.fit_inla(random_seed=2, n_draws=300)
+    r = model.fit_inla(random_seed=2, n_draws=300, n_points=2)  # 16 nodes: the structure, not accuracy
     post = r.idata.posterior
     assert list(post.data_vars) == posterior_names(model.spec)
     dims = param_layout(model.spec, model.resolved_priors).dims
@@ -209,3 +214,18 @@ def test_fit_inla_in_a_fresh_process_imports_no_sampler():
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) == []
+
+
+def test_importance_sampling_design_matches_the_exact_posterior(monkeypatch, exact_lmm):
+    # above MAX_GRID_DIM hyperparameters the nodes are scrambled-Sobol t points: forced here on the
+    # LMM's two (log sd, log sigma), against the brute-force exact posterior
+    from bayes_glmm.inla import quadrature
+
+    monkeypatch.setattr(quadrature, "MAX_GRID_DIM", 1)
+    model, (m, sd, sd_q, sd_sd) = exact_lmm
+    r = model.fit_inla(random_seed=4, n_draws=4000)
+    assert r.idata.posterior.attrs["design"] == "is" and r.idata.posterior.attrs["n_nodes"] == 128
+    beta = np.asarray(r.idata.posterior["beta"]).reshape(-1, 2)
+    assert np.all(np.abs(beta.mean(0) - m) < 0.1 * sd) and np.all(np.abs(beta.std(0) / sd - 1) < 0.1)
+    sdg = np.asarray(r.idata.posterior["sd_g"]).ravel()
+    assert np.all(np.abs(np.quantile(sdg, [0.1, 0.5, 0.9]) - sd_q) < 0.2 * sd_sd), (np.quantile(sdg, [0.1, 0.5, 0.9]), sd_q)

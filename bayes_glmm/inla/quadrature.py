@@ -21,8 +21,9 @@ MAX_GRID_DIM = 4
 DEFAULT_POINTS = {1: 7, 2: 5, 3: 4, 4: 3}
 #: largest outward slope of the interpolated log density beyond the grid (in z units)
 MAX_EDGE_SLOPE = 2.0
-#: importance-sampling nodes per hyperparameter above MAX_GRID_DIM (at least 50)
-IS_PER_DIM = 12
+#: importance-sampling nodes per hyperparameter above MAX_GRID_DIM (at least IS_MIN)
+IS_PER_DIM = 16
+IS_MIN = 128
 #: degrees of freedom of the importance-sampling proposal
 IS_DF = 5.0
 
@@ -37,7 +38,7 @@ def design(m: int, n_points: int | None, rng):
 
     ``"grid"``: the product Gauss-Hermite rule, weights for ``int f(z) exp(-|z|^2/2) dz``
     (the factor ``exp(|z|^2 / 2)`` is put back in :func:`node_log_weights`); ``"is"``:
-    ``n_points`` draws (default ``max(50, IS_PER_DIM m)``) of a t(IS_DF) proposal, with
+    ``n_points`` scrambled-Sobol points (default ``max(IS_MIN, IS_PER_DIM m)``; rounded up to a power of 2) of a t(IS_DF) proposal, with
     ``-log q(z)`` as weights.
     """
     if m == 0:
@@ -48,9 +49,17 @@ def design(m: int, n_points: int | None, rng):
         Z = np.array(list(itertools.product(x, repeat=m)))
         lw = np.array([float(np.sum(np.log(c))) for c in itertools.product(wts, repeat=m)])
         return Z, lw, "grid"
-    n = int(n_points or max(50, IS_PER_DIM * m))
-    g = rng.chisquare(IS_DF, size=n) / IS_DF
-    Z = rng.standard_normal((n, m)) / np.sqrt(g)[:, None]
+    n = int(n_points or max(IS_MIN, IS_PER_DIM * m))
+    k = int(np.ceil(np.log2(max(n, 2))))  # Sobol points balance in powers of 2
+    # scrambled Sobol points (uniform in m + 1 dimensions) mapped to the t proposal: normals
+    # over the radial chi-square draw; balanced points give far smaller errors than iid draws
+    from scipy.special import chdtri, ndtri
+    from scipy.stats import qmc
+
+    U = qmc.Sobol(d=m + 1, scramble=True, seed=rng).random_base2(k)
+    U = np.clip(U, 1e-12, 1.0 - 1e-12)
+    g = chdtri(IS_DF, U[:, m]) / IS_DF
+    Z = ndtri(U[:, :m]) / np.sqrt(g)[:, None]
     Z[0] = 0.0  # the mode itself: the approximation is exact there for a Gaussian posterior
     logq = -0.5 * (IS_DF + m) * np.log1p(np.sum(Z * Z, axis=1) / IS_DF)  # up to a constant
     return Z, -logq, "is"
