@@ -54,6 +54,15 @@ def _point_map(bm, glmm):
                 out.setdefault(f"u_{term.ident}", np.zeros((term.n_levels, term.q)))[:, j] = pt[f"{tn}_offset"]
         if "Intercept" in pt:
             out["Intercept"] = pt["Intercept"]
+        if spec.has_zi:  # bambi's psi is P(count part): our zero part's logit is -logit(psi)
+            lab = spec.zi_label
+            if "psi_logodds__" in pt:
+                out[f"{lab}_Intercept"] = -pt["psi_logodds__"]
+            else:
+                out[f"{lab}_Intercept"] = -pt["psi_Intercept"]
+                slopes = [-np.atleast_1d(pt[f"psi_{nm}"]) for nm in spec.zi_names if nm != "(Intercept)"]
+                if slopes:
+                    out[f"{lab}_slopes"] = np.concatenate(slopes)
         for bname, name in aux.items():
             if f"{bname}_log__" in pt:
                 out[f"{name}_log__"] = pt[f"{bname}_log__"]
@@ -181,3 +190,55 @@ def test_distributional_model_is_refused(data):
     bm = bmb.Model(bmb.Formula("y ~ x + (1 | g)", "sigma ~ x"), data)
     with pytest.raises(ValueError, match=r"auxiliary parameter\(s\) \['sigma'\]"):
         bg.GLMM.from_bambi(bm)
+
+
+UNIFORM_PSI = {"psi": bmb.Prior("Beta", alpha=1, beta=1)}
+
+
+@pytest.mark.parametrize("formula, family, kw, ours, zero", [
+    ("c ~ x + (1 | g)", "zero_inflated_poisson", {"priors": UNIFORM_PSI}, "poisson", ("zi", "~ 1")),
+    # the rest of the family set in the slow run (two PyMC compilations each, ~4 s)
+    pytest.param("c ~ x + (1 | g)", "zero_inflated_negativebinomial", {"priors": UNIFORM_PSI}, "negbinomial",
+                 ("zi", "~ 1"), marks=pytest.mark.slow),
+    pytest.param("c ~ x + (1 | g)", "hurdle_poisson", {"priors": UNIFORM_PSI}, "hurdle_poisson", ("hu", "~ 1"),
+                 marks=pytest.mark.slow),
+    pytest.param("c ~ x + (1 | g)", "hurdle_negativebinomial", {"priors": UNIFORM_PSI}, "hurdle_negbinomial",
+                 ("hu", "~ 1"), marks=pytest.mark.slow),
+    # psi with a formula: its coefficients' priors mirrored (location negated)
+    (bmb.Formula("c ~ x + (1 | g)", "psi ~ z"), "zero_inflated_poisson",
+     {"priors": {"psi": {"Intercept": bmb.Prior("Normal", mu=1.0, sigma=1.5),
+                         "z": bmb.Prior("StudentT", nu=4, mu=0.3, sigma=0.8)}}}, "poisson", ("zi", "~ z")),
+    (bmb.Formula("c ~ x + (1 | g)", "psi ~ z"), "hurdle_poisson", {}, "hurdle_poisson", ("hu", "~ z")),
+    ("p(k, t) ~ x + (1 | g)", "beta_binomial", {}, "betabinomial", None),
+])
+def test_zero_part_and_beta_binomial_families(data, formula, family, kw, ours, zero):
+    bm = bmb.Model(formula, data, family=family, **kw)
+    m = bg.GLMM.from_bambi(bm, centered=False)
+    assert m.family.name == ours
+    if zero is not None:
+        assert m.spec.zi_label == zero[0] and m.spec.zi_formula == zero[1]
+        if zero[1] == "~ 1":
+            assert m.resolved_priors[f"{zero[0]}_Intercept"] == Prior("Logistic", mu=0.0, s=1.0)
+    _assert_same(_check_same_density(bm, m))
+    if kw.get("priors", {}).get("psi") and isinstance(kw["priors"]["psi"], dict):
+        assert m.resolved_priors["zi_Intercept"] == Prior("Normal", mu=-1.0, sigma=1.5)
+        assert m.resolved_priors["zi_z"] == Prior("StudentT", nu=4.0, mu=-0.3, sigma=0.8)
+
+
+def test_zero_part_default_psi_prior_is_refused_with_the_reason(data):
+    bm = bmb.Model("c ~ x + (1 | g)", data, family="zero_inflated_poisson")  # psi ~ Beta(2, 2)
+    with pytest.raises(ValueError, match=r"'psi'.*Beta.*no prior kind.*Beta\(1, 1\)"):
+        bg.GLMM.from_bambi(bm)
+    bm = bmb.Model(bmb.Formula("c ~ x", "psi ~ x + (1 | g)"), data, family="hurdle_poisson")
+    with pytest.raises(ValueError, match="group-specific effects in the zero part"):
+        bg.GLMM.from_bambi(bm)
+    bm = bmb.Model("p(k, t) ~ x + (1 | g)", data, family="zero_inflated_binomial", priors=UNIFORM_PSI)
+    with pytest.raises(ValueError, match="zero_inflated_binomial.*count families.*no equivalent"):
+        bg.GLMM.from_bambi(bm)
+
+
+def test_interaction_grouping_factor(data):
+    bm = bmb.Model("y ~ x + (1 | g:a)", data)
+    m = bg.GLMM.from_bambi(bm, centered=False)
+    assert m.formula == "y ~ x + (1 || g:a)" and m.spec.terms[0].n_levels == 18
+    _assert_same(_check_same_density(bm, m))

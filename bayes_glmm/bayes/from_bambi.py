@@ -15,6 +15,19 @@ bambi (0.17) and this package write the same kind of model; the differences that
   under this package's names (:attr:`~bayes_glmm.families.AuxParam.bambi_name`: NB's ``alpha`` is
   ``theta``, beta's ``kappa`` is ``phi``, gamma's ``alpha`` is ``shape``, t's ``nu`` is ``df``).
 
+* bambi's zero-inflated and hurdle families (``zero_inflated_poisson``, ``_negativebinomial``,
+  ``hurdle_poisson``, ``hurdle_negativebinomial``; not ``zero_inflated_binomial``: zero
+  inflation here is for count families) have ``psi``, the probability of
+  the *count* part (PyMC's parametrisation: P(structural zero) = 1 - psi, a hurdle's P(y = 0) =
+  1 - psi); this package's zero part is ``pi`` = P(zero part) on the logit scale, so
+  ``logit(pi) = -logit(psi)``.  A formula for psi (``bmb.Formula(..., "psi ~ x")``) becomes
+  ``zi="~ x"`` (``hu=`` for a hurdle) with each coefficient's prior mirrored (the location
+  negated; the intercept at the psi predictors' means on both sides).  A constant psi converts
+  when its prior is uniform (``Beta(1, 1)``): that is ``zi_Intercept ~ Logistic(0, 1)`` exactly;
+  bambi's default ``Beta(2, 2)`` puts on logit(pi) the density ``expit(z)^2 expit(-z)^2 / B(2, 2)``,
+  which no prior kind here has, and is refused with that reason.
+* bambi's ``beta_binomial`` is ``betabinomial`` (``kappa`` is ``phi``: Beta(mu phi, (1 - mu) phi)).
+
 Whatever has no exact equivalent is refused with a ``ValueError`` naming the term and the reason:
 distributional formulas for auxiliary parameters, hierarchical priors on common terms, a
 group-specific prior that is not ``Normal(0, sigma ~ prior)`` (a fixed ``sigma``, a non-zero mean),
@@ -113,15 +126,21 @@ def glmm_args_from_bambi(model) -> dict:
     """
     fam_b = model.family
     parent = fam_b.likelihood.parent
-    if set(model.distributional_components) - {parent}:
-        extra = sorted(set(model.distributional_components) - {parent})
+    # a zero part: bambi's psi, the probability of the count part (see the module docstring)
+    zero_part = _PSI in tuple(fam_b.likelihood.params)
+    extra = sorted(set(model.distributional_components) - {parent} - ({_PSI} if zero_part else set()))
+    if extra:
         raise ValueError(f"bambi model: formulas for the auxiliary parameter(s) {extra} (distributional "
                          f"models) are not converted; give them as constants (priors)")
     link_b = fam_b.link[parent].name
+    fam_name = fam_b.name
+    if zero_part and fam_name.startswith(_ZI_PREFIX):  # zero_inflated_<count family>: that family, zi=
+        fam_name = fam_name[len(_ZI_PREFIX):]
     try:
-        family = get_family(fam_b.name, link_b)
+        family = get_family(fam_name, link_b)
     except ValueError as e:
         raise ValueError(f"bambi family {fam_b.name!r} with link {link_b!r}: {e}") from None
+    zero = _zero_part(model, family) if zero_part else None
 
     data = model.data.copy()  # never the user's frame
     lhs, rhs = str(model.formula.main).split("~", 1)
@@ -175,9 +194,72 @@ def glmm_args_from_bambi(model) -> dict:
         data[col] = np.asarray(t.data, dtype=float).reshape(-1)
         pieces.append(f"offset({col})")
     formula = f"{y_name} ~ " + " + ".join(pieces or ["1"])
-    return {"formula": formula, "data": data, "family": family.name, "link": family.link.name,
-            "trials": trials, "_bambi_terms": comp.terms, "_center": bool(getattr(model, "center_predictors", True)),
-            "_constants": model.constant_components}
+    out = {"formula": formula, "data": data, "family": family.name, "link": family.link.name,
+           "trials": trials, "_bambi_terms": comp.terms, "_center": bool(getattr(model, "center_predictors", True)),
+           "_constants": {k: v for k, v in model.constant_components.items() if k != _PSI}, "_zero": None}
+    if zero is not None:
+        out[zero[0]], out["_zero"] = zero[1], zero[2]
+    return out
+
+
+_PSI = "psi"
+_ZI_PREFIX = "zero_inflated_"
+
+
+def _mirrored(p: Prior, where: str) -> Prior:
+    """The prior of ``-b`` for ``b ~ p`` (psi's logit to the zero part's): the location negated."""
+    from ..priors.kinds import get_kind
+
+    kind = get_kind(p.name)
+    if kind.support != "real" or kind.loc_scale is None:
+        raise ValueError(f"bambi term {where!r}: prior {p.name} on the logit of psi; the zero part here is "
+                         f"logit(1 - psi) = -logit(psi), and only a location-scale prior (Normal, StudentT, "
+                         f"...) mirrors exactly")
+    args = dict(p.args)
+    if kind.loc_scale:
+        loc = kind.loc_scale[0]
+        v = args.get(loc, next((q.default for q in kind.params if q.name == loc), 0.0)) or 0.0
+        args[loc] = -float(v) if np.ndim(v) == 0 else [-float(x) for x in np.ravel(v)]
+    return Prior(p.name, **args)
+
+
+def _zero_part(model, family):
+    """(GLMM keyword ``"zi"`` / ``"hu"``, its formula, {prior key: Prior}) for bambi's psi."""
+    label = getattr(family, "zero_label", "zi")
+    if label == "zi" and not family.allows_zi:
+        from ..families import zi_families
+        raise ValueError(f"bambi family {model.family.name!r}: zero inflation here applies to the count families "
+                         f"{list(zi_families())}, not {family.name!r}; there is no equivalent model")
+    if _PSI in model.distributional_components:
+        comp = model.components[_PSI]
+        rhs = str(model.formula.additionals[[str(f).split("~", 1)[0].strip() for f in
+                                              model.formula.additionals].index(_PSI)]).split("~", 1)[1].strip()
+        priors = {}
+        for tn, t in comp.terms.items():
+            kind = type(t).__name__
+            if kind == "GroupSpecificTerm":
+                raise ValueError(f"bambi term 'psi ~ {tn}': group-specific effects in the zero part have no "
+                                 f"equivalent here (its formula takes fixed effects only)")
+            if kind not in ("CommonTerm", "InterceptTerm") and tn != "Intercept":
+                raise ValueError(f"bambi term 'psi ~ {tn}': {kind} terms are not converted")
+            priors[tn] = (_mirrored(_bambi_prior(t.prior, f"psi ~ {tn}"), f"psi ~ {tn}"),
+                          None if tn == "Intercept" else np.asarray(t.data, dtype=float))
+        return label, f"~ {rhs}", priors
+    prior = model.constant_components[_PSI].prior
+    # a prior on a probability: not one of this package's kinds, so read bambi's directly
+    name = str(getattr(prior, "name", prior))
+    args = {k: (float(np.asarray(v)) if not hasattr(v, "args") and np.asarray(v).size == 1 else None)
+            for k, v in (getattr(prior, "args", {}) or {}).items()}
+    uniform = (name == "Beta" and args.get("alpha", 1.0) == 1.0 and args.get("beta", 1.0) == 1.0) \
+        or (name == "Uniform" and args.get("lower", 0.0) == 0.0 and args.get("upper", 1.0) == 1.0)
+    if not uniform:
+        shown = ", ".join(f"{k}={v:g}" if v is not None else k for k, v in args.items())
+        raise ValueError(f"bambi parameter 'psi' (the probability of the count part): prior {name}({shown}); "
+                         f"the zero part here is on the logit scale, where a Beta(a, b) becomes the density "
+                         f"expit(z)^a expit(-z)^b / B(a, b), which no prior kind here has (only Beta(1, 1), "
+                         f"uniform, is exactly Logistic(0, 1)); give psi the prior "
+                         f"bmb.Prior('Beta', alpha=1, beta=1), or a formula psi ~ 1 with a Normal prior")
+    return label, "~ 1", {"Intercept": (Prior("Logistic", mu=0.0, s=1.0), None)}
 
 
 def _priors(spec, family, terms, center: bool, constants) -> dict:
@@ -250,6 +332,23 @@ def _priors(spec, family, terms, center: bool, constants) -> dict:
     return priors
 
 
+def _zero_priors(spec, zero: dict) -> dict:
+    """The zero part's prior keys (``zi_Intercept``, ``zi_<coef>`` or ``hu_...``) from the
+    mirrored psi priors, columns matched by equal design columns."""
+    from ..priors.prior import zi_key
+
+    names = list(spec.zi_names)
+    out = {}
+    for tn, (pr, cols) in zero.items():
+        if cols is None:
+            out[zi_key("(Intercept)", spec.zi_label)] = pr
+            continue
+        cols = cols.reshape(len(spec.y), -1)
+        for i, nm in enumerate(_match_columns(cols, np.asarray(spec.X_zi, dtype=float), names, f"psi ~ {tn}")):
+            out[zi_key(nm, spec.zi_label)] = _column(pr, i, cols.shape[1], f"psi ~ {tn}")
+    return out
+
+
 def from_bambi(model, glmm_class, **glmm_kwargs):
     """The :class:`~bayes_glmm.GLMM` equivalent to a bambi ``Model``: same formula (random
     terms uncorrelated, as bambi's are), family, link, data, offsets and every prior.
@@ -271,9 +370,14 @@ def from_bambi(model, glmm_class, **glmm_kwargs):
     """
     args = glmm_args_from_bambi(model)
     terms, center, constants = args.pop("_bambi_terms"), args.pop("_center"), args.pop("_constants")
+    zero = args.pop("_zero")
+    part = {k: args[k] for k in ("zi", "hu") if k in args}
     # first with the package defaults, to get the spec; then with every prior from bambi
-    glmm = glmm_class(args["formula"], args["data"], args["family"], args["link"], trials=args["trials"], **glmm_kwargs)
+    glmm = glmm_class(args["formula"], args["data"], args["family"], args["link"], trials=args["trials"],
+                      **part, **glmm_kwargs)
     priors = _priors(glmm.spec, glmm.family, terms, center, constants)
+    if zero is not None:
+        priors.update(_zero_priors(glmm.spec, zero))
     new = glmm.with_priors(priors)
     left = sorted(set(new.resolved_priors) - set(priors))
     if left:

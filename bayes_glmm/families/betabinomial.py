@@ -25,6 +25,7 @@ PHI = AuxParam(
               "row's success probability relative to a Bernoulli's",
     r_note="glmmTMB's `sigma`",
     nested_at="1/phi = 0",
+    bambi_name="kappa",  # bambi's beta_binomial: Beta(mu kappa, (1 - mu) kappa), same parametrisation
 )
 
 
