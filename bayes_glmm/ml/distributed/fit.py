@@ -109,15 +109,18 @@ def _multimodal_prone(terms, info):
 
 
 def _supports_gradient(family, general, terms, n_agq):
-    """:func:`bayes_glmm.ml.agq.supports_gradient` with the whole data's number of random effects."""
-    from ..multigrad import MAX_M_GRADIENT
+    """:func:`bayes_glmm.ml.agq.supports_gradient` for the whole data: its rule, asked with the
+    whole data's terms (levels per term, random effects in all, a nested layout: no level spans
+    two groups of the partitioning factor) and the response's kind."""
+    from types import SimpleNamespace
 
-    m = sum(t.n_levels * t.q for t in terms)
-    if len(terms) != 1 and (n_agq != 1 or m > MAX_M_GRADIENT):
-        return False
-    if general:
-        return n_agq == 1
-    return bool(family.is_canonical)
+    from ..agq import supports_gradient
+
+    s = SimpleNamespace(J=[t.n_levels for t in terms], q=[t.q for t in terms],
+                        m=sum(t.n_levels * t.q for t in terms), nested=True, sparse_v=False)
+    resp = SimpleNamespace(family=family, general=general, X_zi=None,
+                           X_disp=np.ones((1, 1)) if family.is_linear else None)
+    return bool(supports_gradient(resp, s, n_agq))
 
 
 def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc_vcov=True, precondition=True,
