@@ -338,3 +338,40 @@ def test_posterior_hdi_and_trends(cbpp):
         own.emmeans("period", interval="hdi")
     c = contrasts(fake, "period", method="trt.vs.ctrl", interval="hdi")
     assert list(c.columns) == ["estimate", "se", "lower", "upper"]
+
+
+def test_posterior_response_means_include_the_zero_part():
+    # a posterior built around the ML zip fit (no MCMC): the table is each draw's grid-averaged
+    # E[y] = (1 - pi) mu, summarized
+    import arviz as az
+    from scipy.special import expit
+
+    r = EX["zi"]
+    sal = _salamanders(r["emm"]["mined"])
+    model = bg.GLMM("count ~ mined + spp + (1 | site)", sal, family="poisson", zi="~ mined")
+    ml = model.fit_ml()
+    rng = np.random.default_rng(3)
+    S, p = 1000, ml.spec.p
+    V = np.block([[ml.fit.vcov_beta, ml.fit.vcov_beta_aux], [ml.fit.vcov_beta_aux.T, ml.fit.vcov_aux]])
+    d = rng.multivariate_normal(np.concatenate([ml.fit.beta, ml.fit.beta_zi]), V, size=S)
+    t = ml.spec.terms[0]
+    post = {"beta": d[None, :, :p], "beta_zi": d[None, :, p:], f"sd_{t.ident}": np.full((1, S, 1), 0.5),
+            f"b_{t.ident}": np.zeros((1, S, t.n_levels, 1))}
+    fit = BayesResults(model, az.from_dict(posterior=post))
+    e = fit.emmeans("mined", type="response")
+    # by hand: grid = mined x spp (7 species), equal weights
+    spp = list(sal["spp"].astype("category").cat.categories)
+    means = []
+    for lev in r["emm"]["mined"]:
+        g = pd.DataFrame({"mined": pd.Categorical([lev] * len(spp), categories=r["emm"]["mined"]), "spp": spp,
+                          "site": sal["site"].iloc[0], "count": 0})
+        nd = ml.spec.new_design(g)
+        m = np.exp(d[:, :p] @ nd.X.T) * (1 - expit(d[:, p:] @ nd.X_zi.T))
+        means.append(m.mean(1))
+    means = np.column_stack(means)
+    np.testing.assert_allclose(e["estimate"], means.mean(0), rtol=1e-10)
+    np.testing.assert_allclose(e["se"], means.std(0, ddof=1), rtol=1e-10)
+    # and near the ML delta method
+    np.testing.assert_allclose(e["se"], ml.emmeans("mined", type="response")["se"], rtol=0.1)
+    c = fit.contrasts("mined", type="response")
+    np.testing.assert_allclose(c["estimate"].iloc[0], (means[:, 0] - means[:, 1]).mean(), rtol=1e-10)
