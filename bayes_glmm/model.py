@@ -254,6 +254,7 @@ class GLMM:
         BayesResults
             As :meth:`sample`'s; ``idata.posterior.attrs["method"] == "inla"``.
         """
+        self._in_memory_only("fit_inla")
         from .inla import fit_inla
         return fit_inla(self, n_points=n_points, n_draws=n_draws, n_agq=n_agq, random_seed=random_seed,
                         log_likelihood=log_likelihood)

@@ -90,7 +90,9 @@ def test_what_a_partition_cannot_see_is_refused(data):
     _, ddf = data
     with pytest.raises(ValueError, match="scale"):
         bg.GLMM("cnt ~ scale(x) + (1 | g)", ddf, family="poisson")
-    with pytest.raises(ValueError, match="only fit_ml"):
-        bg.GLMM("cnt ~ x + (1 | g)", ddf, family="poisson").sample(draws=10, tune=10)
+    m = bg.GLMM("cnt ~ x + (1 | g)", ddf, family="poisson")
+    for call in (lambda: m.sample(draws=10, tune=10), m.fit_inla, m.fit_pql, lambda: m.with_priors({})):
+        with pytest.raises(ValueError, match="only fit_ml"):
+            call()
     with pytest.raises(ValueError, match="zi= is not supported"):
         bg.GLMM("cnt ~ x + (1 | g)", ddf, family="poisson", zi="~1")
