@@ -208,8 +208,22 @@ def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case:
     wall = time.perf_counter() - t0
     ess, rhat, div = _min_ess(res.idata, c["ours_vars"])
     rss, wrk = _rss()
-    return {"wall": wall, "min_ess": ess, "max_rhat": rhat, "divergences": div,
-            "sampler": res.idata.posterior.attrs.get("sampler"), "rss_mib": rss, "wrk_mib": wrk}
+    out = {"wall": wall, "min_ess": ess, "max_rhat": rhat, "divergences": div,
+           "sampler": res.idata.posterior.attrs.get("sampler"), "rss_mib": rss, "wrk_mib": wrk}
+    st = res.idata.sample_stats
+    if "sampling_seconds" in st.attrs:  # the native sampler times each chain (CPU seconds of its thread)
+        out.update(warmup_s=float(sum(st.attrs["warmup_seconds"])), sample_s=float(sum(st.attrs["sampling_seconds"])),
+                   min_tail_ess=_min_tail_ess(res.idata, c["ours_vars"]), n_leapfrog=int(st["n_steps"].values.sum()),
+                   compile_s=0.0)
+    return out
+
+
+def _min_tail_ess(idata, var_names):
+    import arviz as az
+    import numpy as np
+
+    ess = az.ess(idata, var_names=var_names, method="tail")
+    return float(np.concatenate([np.ravel(ess[v].values) for v in ess.data_vars]).min())
 
 
 def run_bambi(backend: str, chains: int, seed: int, case: str = "toenail",
@@ -237,10 +251,90 @@ def run_bambi(backend: str, chains: int, seed: int, case: str = "toenail",
             "rss_mib": rss, "wrk_mib": wrk}
 
 
+STAN_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "stan_peer.R")
+#: the compiled Stan model is kept here between runs (its compile time is reported apart)
+STAN_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "bayes_glmm_bench", "stan")
+
+
+def stan_data(case: str) -> dict:
+    """The data of ``stan_peer.stan`` for ``case``: our design (the non-intercept columns
+    centred at their means, as our density centres them), group codes and our resolved priors."""
+    import numpy as np
+    import bayes_glmm as bg
+
+    c = CASES[case]
+    fam = c.get("family", "bernoulli")
+    if fam not in ("bernoulli", "negbinomial") or c.get("ours_kwargs"):
+        raise ValueError(f"--stan: no Stan program for case {case!r} (bernoulli and negbinomial random intercepts)")
+    m = bg.GLMM(c["formula"], load_case(case), family=fam)
+    X = np.asarray(m.spec.X, dtype=float)
+    names = list(m.spec.fixed_names)
+    if names[0] not in ("Intercept", "(Intercept)") or len(m.spec.terms) != 1 or m.spec.terms[0].Xr.shape[1] != 1:
+        raise ValueError(f"--stan: case {case!r} is not an intercept + (1 | g) model")
+    pr = m.resolved_priors
+    slopes = names[1:]
+    for k in slopes:  # our prior keys are the column names
+        if pr[k].name != "Normal" or pr[k].args["mu"] != 0:
+            raise ValueError(f"--stan: prior of {k} is {pr[k]}, the Stan program has Normal(0, s)")
+    term = m.spec.terms[0]
+    sd_key, ip = f"sd_{term.name}", pr["Intercept"]
+    if ip.name != "Normal" or pr[sd_key].name != "HalfNormal":
+        raise ValueError("--stan: the Stan program has a Normal intercept and a HalfNormal SD prior")
+    xm = X[:, 1:].mean(axis=0)
+    d = dict(N=int(X.shape[0]), K=len(slopes), Xc=(X[:, 1:] - xm).tolist(), x_mean=xm.tolist(),
+             J=int(term.n_levels), g=(np.asarray(term.codes) + 1).tolist(),
+             y=np.asarray(m.spec.y).astype(int).tolist(), family=int(fam == "negbinomial"),
+             int_mu=float(ip.args["mu"]), int_sigma=float(ip.args["sigma"]),
+             slope_sigma=[float(pr[k].args["sigma"]) for k in slopes], sd_sigma=float(pr[sd_key].args["sigma"]),
+             theta_alpha=0.5, theta_beta=0.5)
+    if fam == "negbinomial":
+        tp = pr["theta"]
+        if tp.name != "InverseGamma":
+            raise ValueError(f"--stan: theta prior {tp}, the Stan program has InverseGamma")
+        d["theta_alpha"], d["theta_beta"] = float(tp.args["alpha"]), float(tp.args["beta"])
+    return d
+
+
+def run_stan(chains: int, seed: int, case: str = "toenail", draws: int | None = None,
+             tune: int | None = None, cores: int | None = None) -> dict:
+    """rstan on ``stan_peer.stan`` (``stan_peer.R``): our model and priors, Stan's NUTS."""
+    import numpy as np
+    import xarray as xr
+    import arviz as az
+
+    c = CASES[case]
+    draws, tune = draws or c["draws"], tune or c["tune"]
+    cores = min(chains, cores or os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory(prefix="stan_peer_") as tmp:
+        inp, out = os.path.join(tmp, "in.json"), os.path.join(tmp, "out.json")
+        with open(inp, "w") as fh:
+            json.dump(dict(data=stan_data(case), chains=chains, warmup=tune, draws=draws, seed=seed,
+                           cores=cores, cache=STAN_CACHE), fh)
+        t0 = time.perf_counter()
+        p = subprocess.run(["Rscript", STAN_SCRIPT, inp, out], capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        if p.returncode != 0:
+            raise RuntimeError(f"stan_peer.R failed:\n{p.stderr[-3000:]}")
+        with open(out) as fh:
+            r = json.load(fh)
+    post = {k: np.asarray(v, dtype=float).reshape(chains, draws) for k, v in r["draws"].items()}
+    idata = az.InferenceData(posterior=xr.Dataset({k: (("chain", "draw"), v) for k, v in post.items()}),
+                             sample_stats=xr.Dataset({"diverging": (("chain", "draw"), np.zeros((chains, draws)))}))
+    ess, rhat, _ = _min_ess(idata, list(post))
+    tail = _min_tail_ess(idata, list(post))
+    return {"wall": r["wall_s"], "min_ess": ess, "min_tail_ess": tail, "max_rhat": rhat,
+            "divergences": int(r["divergences"]), "sampler": f"rstan {r['versions']['rstan']}",
+            "warmup_s": float(np.sum(r["warmup_s"])), "sample_s": float(np.sum(r["sample_s"])),
+            "compile_s": float(r["compile_s"]), "n_leapfrog": int(r["n_leapfrog"]),
+            "r_process_s": wall, "rss_mib": 0.0, "wrk_mib": 0.0}
+
+
 def _run(job: dict) -> dict:
     kw = dict(case=job["case"], draws=job["draws"], tune=job["tune"])
     if job["kind"] == "ours":
         return run_ours(job["name"], job["chains"], job["seed"], centered=job["centered"], **kw)
+    if job["kind"] == "stan":
+        return run_stan(job["chains"], job["seed"], **kw)
     return run_bambi(job["name"], job["chains"], job["seed"], **kw)
 
 
@@ -352,6 +446,31 @@ def grad_bench(cases) -> None:
         print()
 
 
+def _stan_table(med, cases, chains_of, ref, a) -> None:
+    """Sampling-only comparison with Stan (medians): time is the CPU seconds of the chains (summed
+    over chains; Stan 2.21 times each chain's process with clock(), ours each chain's thread), so
+    background load moves both little; Stan's compile time apart."""
+    print("\nsampling only (medians; s = CPU seconds summed over chains; ESS/s = min ESS per sampling second)")
+    print(f"{'case':9s} {'config':16s} {'chains':>6s} {'warmup s':>9s} {'sample s':>9s} {'bulkESS':>8s} "
+          f"{'tailESS':>8s} {'bulk/s':>8s} {'tail/s':>8s} {'grad/draw':>9s} {'us/grad':>8s} {'compile s':>9s}")
+    for case in cases:
+        for chains in chains_of[case]:
+            draws = (a.draws or CASES[case]["draws"]) * chains
+            rows = [(f"bayes_glmm {ref}", med.get((case, "bayes_glmm", ref, chains))),
+                    ("Stan rstan", med.get((case, "Stan", "rstan", chains)))]
+            for name, m in rows:
+                if m and "sample_s" in m:
+                    print(f"{case:9s} {name:16s} {chains:6d} {m['warmup_s']:9.2f} {m['sample_s']:9.2f} "
+                          f"{m['min_ess']:8.0f} {m['min_tail_ess']:8.0f} {m['bulk_s']:8.0f} {m['tail_s']:8.0f} "
+                          f"{m['n_leapfrog'] / draws:9.1f} {m['us_grad']:8.1f} {m['compile_s']:9.1f}")
+            (_, o), (_, t) = rows
+            if o and t and "sample_s" in o and "sample_s" in t:
+                print(f"{case} {chains} chains: bayes_glmm {ref} / Stan, sampling-only bulk-ESS/s "
+                      f"{o['bulk_s'] / t['bulk_s']:.2f}x, tail-ESS/s {o['tail_s'] / t['tail_s']:.2f}x, "
+                      f"bulk ESS per draw {o['min_ess'] / t['min_ess']:.2f}x, gradient time "
+                      f"{t['us_grad'] / o['us_grad']:.2f}x (Stan / ours), warm-up {t['warmup_s'] / o['warmup_s']:.2f}x")
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -374,6 +493,9 @@ def main(argv=None) -> None:
                     help="every run starts with an empty PyTensor/numba/JAX compile cache")
     ap.add_argument("--warm", action="store_true", help="run everything in this process")
     ap.add_argument("--grad", action="store_true", help="time one gradient evaluation per method instead")
+    ap.add_argument("--stan", action="store_true",
+                    help="add Stan (rstan, benchmarks/stan_peer.R) as a peer: our model and priors in Stan; "
+                         "prints sampling-only ESS/s (per CPU-second of the chains) next to ours")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
@@ -388,7 +510,7 @@ def main(argv=None) -> None:
     else:
         def runner(job):
             return _child(job, cold=a.cold)
-    cfgs = [("bayes_glmm", c) for c in a.ours] + [("bambi", b) for b in a.bambi]
+    cfgs = [("bayes_glmm", c) for c in a.ours] + [("bambi", b) for b in a.bambi] + ([("Stan", "rstan")] if a.stan else [])
     chains_of = {case: a.chains or CASES[case]["chains"] for case in cases}
     for case in cases:
         c = CASES[case]
@@ -402,7 +524,7 @@ def main(argv=None) -> None:
             for chains in chains_of[case]:
                 for pkg, cfg in cfgs:
                     name, centered = cfg.replace("-centered", ""), cfg.endswith("-centered")
-                    job = dict(kind="ours" if pkg == "bayes_glmm" else "bambi", name=name, chains=chains,
+                    job = dict(kind={"bayes_glmm": "ours", "Stan": "stan"}.get(pkg, "bambi"), name=name, chains=chains,
                                seed=a.seed + rep, centered=centered, case=case, draws=a.draws, tune=a.tune)
                     try:
                         r = runner(job)
@@ -418,6 +540,13 @@ def main(argv=None) -> None:
         med[key] = {k: float(statistics.median(r[k] for r in rs))
                     for k in ("wall", "min_ess", "divergences", "max_rhat", "rss_mib", "wrk_mib")}
         med[key]["ess_s"] = float(statistics.median(r["min_ess"] / r["wall"] for r in rs))
+        if all("sample_s" in r for r in rs):  # sampling-only figures (native sampler, Stan)
+            for k in ("warmup_s", "sample_s", "min_tail_ess", "n_leapfrog"):
+                med[key][k] = float(statistics.median(r[k] for r in rs))
+            med[key]["compile_s"] = max(r["compile_s"] for r in rs)
+            med[key]["bulk_s"] = float(statistics.median(r["min_ess"] / r["sample_s"] for r in rs))
+            med[key]["tail_s"] = float(statistics.median(r["min_tail_ess"] / r["sample_s"] for r in rs))
+            med[key]["us_grad"] = float(statistics.median(1e6 * r["sample_s"] / r["n_leapfrog"] for r in rs))
     print("\nmedians")
     print(_HDR)
     order = {case: i for i, case in enumerate(cases)}
@@ -436,6 +565,8 @@ def main(argv=None) -> None:
             print(f"{case} {chains} chains: bayes_glmm {ref} vs bambi {best_c} (fastest bambi backend, "
                   f"of {', '.join(cf for cf, _ in theirs)}): min-ESS/s ratio {ours['ess_s'] / best['ess_s']:.2f}x, "
                   f"wall-time ratio {best['wall'] / ours['wall']:.2f}x (bambi / ours)")
+    if a.stan:
+        _stan_table(med, cases, chains_of, ref, a)
     for case, pkg, cfg, chains, err in failed:
         print(f"\nFAILED {case} {pkg} {cfg} {chains} chains:\n{err[-1500:]}")
 

@@ -561,7 +561,7 @@ class _Cfg(ctypes.Structure):
                 ("max_depth", ctypes.c_int), ("target_accept", ctypes.c_double), ("init_step", ctypes.c_double),
                 ("seed", ctypes.c_uint64), ("chain", ctypes.c_int), ("adapt_start", ctypes.c_int),
                 ("n_windows", ctypes.c_int), ("window_ends", ctypes.POINTER(ctypes.c_int)),
-                ("state_out", ctypes.c_void_p)]
+                ("state_out", ctypes.c_void_p), ("seconds_out", ctypes.c_void_p)]
 
 
 def _build(src: str) -> ctypes.CDLL:
@@ -666,7 +666,8 @@ class NativeModel:
         x : ndarray (chains, draws, ndim)
             Draws of the unconstrained coordinates.
         stats : dict of ndarray (chains, draws)
-            :data:`STAT_NAMES`.
+            :data:`STAT_NAMES`; and ``warmup_seconds``, ``sampling_seconds`` (chains,): the CPU
+            seconds of each chain's thread in the warm-up and in the kept draws.
 
         Raises
         ------
@@ -698,6 +699,7 @@ class NativeModel:
         st = np.empty((chains, draws, len(STAT_NAMES)))
         last = np.zeros((chains, self.ndim))
         inv_mass = np.ones((chains, self.ndim))
+        seconds = np.zeros((chains, 2))  # per chain: CPU seconds of the warm-up and of the draws
         stop = (ctypes.c_int * chains)()
         prog = (ctypes.c_int * chains)()
         results = [None] * chains
@@ -705,7 +707,7 @@ class NativeModel:
         def run(c):
             cfg = _Cfg(self.ndim, int(tune), int(draws), int(max_depth), float(target_accept), float(init_step),
                        seeds[c], c, sched.init_buffer, len(ends), ctypes.cast(ends_c, ctypes.POINTER(ctypes.c_int)),
-                       last[c].ctypes.data)
+                       last[c].ctypes.data, seconds[c].ctypes.data)
             x0 = np.ascontiguousarray(init[c], dtype=np.float64)
             W = self._work()
             rc = self.lib.bg_sample(self._P, _ptr(W), _ptr(self._PC), ctypes.byref(cfg), _ptr(x0), _ptr(out[c]),
@@ -755,4 +757,6 @@ class NativeModel:
                                inv_mass=inv_mass[same[0]], grad=grad, tune=tune)
         if any(rc != RC_OK for rc in results):  # stopped from outside: the arrays are not filled
             raise KeyboardInterrupt("native NUTS stopped before the end; no draws returned")
-        return out, {n: st[..., i] for i, n in enumerate(STAT_NAMES)}
+        stats = {n: st[..., i] for i, n in enumerate(STAT_NAMES)}
+        stats["warmup_seconds"], stats["sampling_seconds"] = seconds[:, 0].copy(), seconds[:, 1].copy()
+        return out, stats

@@ -123,6 +123,10 @@ def _native_idata(density, x, stats, layout, max_depth: int = 10):
           "reached_max_treedepth": depth >= max_depth}
     idata = _idata_from_arrays(density.expand_draws(x), st, layout.dims, layout.coords)
     idata.sample_stats.attrs["max_depth"] = int(max_depth)
+    # per chain, the CPU seconds of its thread (as Stan's elapsed time): warm-up, then draws
+    for k in ("warmup_seconds", "sampling_seconds"):
+        if k in stats:
+            idata.sample_stats.attrs[k] = [float(v) for v in stats[k]]
     return idata
 
 

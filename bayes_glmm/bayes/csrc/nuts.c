@@ -18,13 +18,30 @@
  *
  * Thread safety: no global mutable state; each call allocates and frees its
  * own workspace.
+ *
+ * Besides the C standard library: POSIX clock_gettime(CLOCK_THREAD_CPUTIME_ID), where the
+ * system has it, for the per-chain timing of cfg->seconds_out (else clock()).
  */
+#if !defined(_WIN32) && !defined(_POSIX_C_SOURCE)
+#define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c99 */
+#endif
 #include "nuts.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* CPU seconds of the calling thread: a chain's own work, whatever else shares the CPUs */
+static double bg_cpu_seconds(void)
+{
+#if defined(CLOCK_THREAD_CPUTIME_ID)
+    struct timespec ts;
+    if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0) return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#endif
+    return (double)clock() / (double)CLOCKS_PER_SEC;
+}
 
 #define BG_MAX_DELTA_H 1000.0
 
@@ -617,6 +634,7 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
     /* windowed adaptation: the schedule of cfg, window k ends after iteration window_ends[k] */
     int win = 0, last_end;
     long w_count = 0;
+    double t_start, t_tune_end;
 
     if (!f || !cfg || cfg->ndim <= 0 || cfg->tune < 0 || cfg->draws < 0 || !bg_schedule_ok(cfg))
         return BG_ERR_ARGS;
@@ -631,6 +649,8 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
     if (progress) *progress = 0;
 
     if (!bg_work_alloc(&w, n, max_depth)) return BG_ERR_ARGS;
+    t_start = t_tune_end = bg_cpu_seconds();
+    it = 0;
     bg_rng_seed(&rng, cfg->seed, cfg->chain);
     for (i = 0; i < n; i++) w.invm[i] = 1.0;
 
@@ -673,6 +693,7 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
             rc = BG_STOPPED;
             break;
         }
+        if (it == tune) t_tune_end = bg_cpu_seconds();
         if (it == tune && tune > 0) {
             /* end of warm-up: final step size */
             if (da.counter > 0) eps = exp(da.x_bar);
@@ -748,6 +769,12 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
     }
 
 done:
+    if (cfg->seconds_out) {
+        double t_end = bg_cpu_seconds();
+        if (it < tune || tune == total) t_tune_end = t_end; /* stopped in (or only) warm-up */
+        cfg->seconds_out[0] = t_tune_end - t_start;
+        cfg->seconds_out[1] = t_end - t_tune_end;
+    }
     if (cfg->state_out) memcpy(cfg->state_out, w.cur.q, nb);
     if (inv_mass_out) memcpy(inv_mass_out, w.invm, nb);
     bg_work_free(&w);

@@ -41,6 +41,9 @@ typedef struct {
     /* if not NULL: ndim doubles, the position where the run ended (on an error, where it
        failed: the point a failed step-size search started from) */
     double *state_out;
+    /* if not NULL: 2 doubles, the CPU seconds of this chain's thread in the warm-up (with the
+       initial step-size search) and in the kept draws, as Stan reports a chain's elapsed time */
+    double *seconds_out;
 } bg_nuts_cfg;
 
 /* return codes of bg_nuts_sample */
