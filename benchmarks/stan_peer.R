@@ -28,7 +28,8 @@ if (compiled_now) writeLines(toJSON(list(compile_s = proc.time()[["elapsed"]] - 
 # the wall seconds of stan_model() when it compiled, also when loaded from the cache
 compile_s <- fromJSON(side)$compile_s
 d <- inp$data
-d$Xc <- matrix(unlist(d$Xc), nrow = d$N, ncol = d$K, byrow = TRUE)
+# jsonlite reads the rows of Xc as an N x K matrix already (as a list when K = 0)
+d$Xc <- if (d$K > 0) matrix(as.numeric(d$Xc), nrow = d$N, ncol = d$K) else matrix(0, d$N, 0)
 d$x_mean <- array(d$x_mean, dim = d$K)
 d$slope_sigma <- array(d$slope_sigma, dim = d$K)
 t0 <- proc.time()[["elapsed"]]
@@ -47,6 +48,10 @@ out <- list(compile_s = compile_s, compiled_now = compiled_now,
             divergences = sum(sapply(sp, function(s) sum(s[, "divergent__"]))),
             n_leapfrog = sum(sapply(sp, function(s) sum(s[, "n_leapfrog__"]))),
             stepsize = sapply(sp, function(s) s[1, "stepsize__"]),
+            accept_stat = mean(sapply(sp, function(s) mean(s[, "accept_stat__"]))),
+            inv_metric = lapply(get_adaptation_info(fit), function(a)
+              as.numeric(strsplit(trimws(sub("^#", "", strsplit(a, "\n")[[1]][4])), ",")[[1]])),
+            treedepth = as.list(table(unlist(lapply(sp, function(s) s[, "treedepth__"])))),
             versions = list(R = R.version.string, rstan = as.character(packageVersion("rstan")),
                             StanHeaders = as.character(packageVersion("StanHeaders"))))
 writeLines(toJSON(out, auto_unbox = TRUE, digits = NA), args[2])
