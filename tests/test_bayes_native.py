@@ -294,7 +294,11 @@ def test_nuts_reproducible_and_thread_safe():
     np.testing.assert_array_equal(s1["n_steps"], s2["n_steps"])
     assert not np.array_equal(x1[0], x1[1])  # chains have their own streams
     assert not np.array_equal(x1, nm.sample(50, 60, 2, seed=12)[0])
-    assert set(s1) == set(native.STAT_NAMES) and np.all(s1["step_size"] > 0)
+    assert set(s1) == set(native.STAT_NAMES) | {"warmup_seconds", "sampling_seconds"}
+    assert np.all(s1["step_size"] > 0)
+    # each chain's thread timed apart: CPU seconds of its warm-up and of its draws
+    for k in ("warmup_seconds", "sampling_seconds"):
+        assert s1[k].shape == (2,) and np.all(s1[k] > 0) and np.all(s1[k] < 60)
 
 
 def test_nuts_recovers_gaussian_moments():
@@ -335,6 +339,8 @@ def test_native_sampler_matches_numpy_layout():
     assert list(pa.data_vars) == ["beta", "sd_g", "b_g"]  # the tidy posterior, no u_g / var_g copies
     np.testing.assert_allclose(pa["beta"].mean(("chain", "draw")), pb["beta"].mean(("chain", "draw")), atol=0.5)
     assert {"log_likelihood", "observed_data", "sample_stats"} <= set(a.idata.groups())
+    st = a.idata.sample_stats.attrs  # per chain, as Stan's elapsed time (warm-up, sampling)
+    assert len(st["warmup_seconds"]) == 2 and all(t > 0 for t in st["warmup_seconds"] + st["sampling_seconds"])
 
 
 # ------------------------------------------------------------------ correlated terms (LKJ, CPCs)
