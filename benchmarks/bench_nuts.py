@@ -56,6 +56,18 @@ of the JAX samplers compile anew in every process as well); without ``--cold`` o
 numba and PyTensor load from disk.  ``sampler="numpy"`` compiles nothing, so it is the same cold or warm,
 but its chains share the GIL.
 
+``--stan`` adds Stan as a peer (``nb400`` and ``toenail``; R with rstan): ``stan_peer.R`` runs
+rstan on ``stan_peer.stan``, a Stan program of our model -- the same non-centred random
+intercept, centred predictors and our resolved default priors, passed as data -- with the same
+chains, warm-up, draws and seed.  Stan's compile time is reported apart (the compiled model is
+cached in ``~/.cache/bayes_glmm_bench/stan``).  A second table compares sampling only: min bulk and
+tail ESS over the same parameters (``beta`` with the intercept at x = 0, the SD, theta; ArviZ
+for both), per CPU-second of the chains' sampling phase summed over chains (Stan 2.21 times each
+chain's process with ``clock()``, ours each chain's thread: robust to background load), the
+gradients per draw and the time per gradient.  Run::
+
+    python benchmarks/bench_nuts.py --case nb400 toenail --ours auto --bambi --stan --chains 4 --repeat 3
+
 ``--grad`` times one log-density + gradient evaluation (median over many calls, µs) on
 ``toenail`` and ``bern100k`` (or the ``--case`` list, if given): our NumPy density
 (:class:`bayes_glmm.bayes.density.GlmmDensity`), our generated C
@@ -450,7 +462,9 @@ def _stan_table(med, cases, chains_of, ref, a) -> None:
     """Sampling-only comparison with Stan (medians): time is the CPU seconds of the chains (summed
     over chains; Stan 2.21 times each chain's process with clock(), ours each chain's thread), so
     background load moves both little; Stan's compile time apart."""
-    print("\nsampling only (medians; s = CPU seconds summed over chains; ESS/s = min ESS per sampling second)")
+    print("\nsampling only (medians; s = CPU seconds summed over chains; ESS/s = min ESS per sampling second; "
+          "compile s: Stan's stan_model() wall seconds when its cached model was compiled -- ours: "
+          "C model cache warm, about 0.5 s cold, see --cold)")
     print(f"{'case':9s} {'config':16s} {'chains':>6s} {'warmup s':>9s} {'sample s':>9s} {'bulkESS':>8s} "
           f"{'tailESS':>8s} {'bulk/s':>8s} {'tail/s':>8s} {'grad/draw':>9s} {'us/grad':>8s} {'compile s':>9s}")
     for case in cases:
@@ -460,9 +474,10 @@ def _stan_table(med, cases, chains_of, ref, a) -> None:
                     ("Stan rstan", med.get((case, "Stan", "rstan", chains)))]
             for name, m in rows:
                 if m and "sample_s" in m:
+                    comp = f"{m['compile_s']:9.1f}" if name.startswith("Stan") else f"{'-':>9s}"
                     print(f"{case:9s} {name:16s} {chains:6d} {m['warmup_s']:9.2f} {m['sample_s']:9.2f} "
                           f"{m['min_ess']:8.0f} {m['min_tail_ess']:8.0f} {m['bulk_s']:8.0f} {m['tail_s']:8.0f} "
-                          f"{m['n_leapfrog'] / draws:9.1f} {m['us_grad']:8.1f} {m['compile_s']:9.1f}")
+                          f"{m['n_leapfrog'] / draws:9.1f} {m['us_grad']:8.1f} {comp}")
             (_, o), (_, t) = rows
             if o and t and "sample_s" in o and "sample_s" in t:
                 print(f"{case} {chains} chains: bayes_glmm {ref} / Stan, sampling-only bulk-ESS/s "
