@@ -240,7 +240,8 @@ class GLMM:
             two, 4 for three, 3 for four); above four parameters, the number of
             importance-sampling nodes (default ``max(128, 16 m)``, rounded up to a power of 2).
         n_draws : int
-            Draws from the approximation in ``idata`` (one chain).
+            Independent draws from the approximation in ``idata`` (as two chains of half as many
+            when even, which ArviZ's summaries expect).
         n_agq : int or "auto"
             Adaptive Gauss-Hermite nodes for the random effects in the inner step (one scalar
             term; 1 = Laplace).  ``"auto"``: 9 for binary data with one scalar term and at most

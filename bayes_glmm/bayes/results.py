@@ -481,7 +481,7 @@ class BayesResults(FitResults):
         wall = post.attrs.get("sampling_wall_time")
         if "inference" in post.attrs:  # an approximate posterior (fit_inla): no sampler statistics
             return (f"{self.spec.formula}  [{fam.name}, {fam.link.name} link]\n{post.attrs['inference']}; "
-                    f"{post.sizes['draw']} draws" + (f" ({wall:.1f} s)" if wall is not None else "")
+                    f"{post.sizes['chain'] * post.sizes['draw']} independent draws" + (f" ({wall:.1f} s)" if wall is not None else "")
                     + f"; {self.spec.n} observations")
         ss = self.idata.sample_stats
         n_div = int(np.asarray(ss["diverging"]).sum()) if "diverging" in ss else 0

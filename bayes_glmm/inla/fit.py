@@ -204,7 +204,7 @@ def _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng) -> dict:
 
 
 def _inference_data(model, draws: dict, info: dict, log_likelihood, n_draws: int):
-    """``InferenceData`` as ``sample()`` builds it: one chain of the draws, the graph's names,
+    """``InferenceData`` as ``sample()`` builds it: the draws (two chains of independent draws), the graph's names,
     dims and coords, the tidy posterior, observed data and the pointwise log-likelihood."""
     import arviz as az
 
@@ -214,7 +214,10 @@ def _inference_data(model, draws: dict, info: dict, log_likelihood, n_draws: int
     spec = model.spec
     lay = param_layout(spec, model.resolved_priors, False)
     all_dims, all_coords = lay.dims, lay.coords
-    post = {k: np.asarray(v)[None] for k, v in draws.items()}
+    # independent draws, laid out as two chains of half the draws when the number is even:
+    # ArviZ's summaries and checks expect at least two chains (R-hat of independent draws is ~1)
+    C = 2 if n_draws % 2 == 0 and n_draws >= 8 else 1
+    post = {k: np.asarray(v).reshape((C, n_draws // C) + np.shape(v)[1:]) for k, v in draws.items()}
     dims = {nm: list(all_dims.get(nm, ())) for nm, v in post.items() if len(all_dims.get(nm, ())) == np.ndim(v) - 2}
     coords = {d: np.asarray(all_coords[d]) for ds in dims.values() for d in ds}
     idata = az.from_dict(posterior=post, coords=coords, dims=dims)
