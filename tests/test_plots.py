@@ -128,6 +128,15 @@ def test_funnel_plot(sleep_model):
     assert len(fig.axes[1].collections[1].get_offsets()) == 0
 
 
+def test_funnel_plot_without_sampler_stats(sleep_model):
+    # an approximate posterior (fit_inla) has independent draws and no sample_stats group
+    fits = {"approx": fake_post(sleep_model, 100, 3)}
+    del fits["approx"].idata.sample_stats
+    fig = plots.plot_funnel(FunnelResult(table=pd.DataFrame(), fits=fits, term="Subject"), level=0)
+    assert len(fig.axes[0].collections[0].get_offsets()) == 100  # every draw plotted, none divergent
+    assert len(fig.axes[0].collections[1].get_offsets()) == 0
+
+
 def test_rank_plot(sleep_model, sleep_ml):
     r = rank_groups(fake_post(sleep_model), coef="Days", k=3, ml=sleep_ml)
     fig = plots.plot_rank_groups(r)

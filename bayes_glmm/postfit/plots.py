@@ -399,7 +399,10 @@ def plot_funnel(result, level: int | str = 0):
         j = level if isinstance(level, (int, np.integer)) else list(map(str, t.levels)).index(str(level))
         b = term_draws(fit, t)[:, j, 0]
         logsd = np.log(posterior_draws(fit, f"sd_{t.ident}").reshape(len(b), -1)[:, 0])
-        div = np.asarray(fit.idata.sample_stats["diverging"].values, dtype=bool).ravel()
+        # an approximate posterior (fit_inla) has independent draws and no sampler statistics
+        stats = getattr(fit.idata, "sample_stats", None)
+        div = (np.asarray(stats["diverging"].values, dtype=bool).ravel()
+               if stats is not None and "diverging" in stats else np.zeros(len(b), dtype=bool))
         axi.scatter(b[~div], logsd[~div], s=4, alpha=0.4, color="C0", label="draws")
         axi.scatter(b[div], logsd[div], s=10, color="C3", label=f"divergent ({div.sum()})")
         axi.set_xlabel(f"b[{t.levels[j]}]")
