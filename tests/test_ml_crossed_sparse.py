@@ -47,6 +47,9 @@ def test_inverse_entries_match_the_dense_inverse(re):
     Ainv = pr.factor.solve(np.eye(s.m))  # through the block factor, column by column
     A = np.linalg.inv(Ainv)
     np.testing.assert_allclose(G, Ainv[idx[:, :, None], idx[:, None, :]], rtol=1e-9, atol=1e-12)
+    # the conditional variances' diagonal blocks (the same parts of A^{-1})
+    for k, blk in enumerate(pr.factor.inv_diag_blocks()):
+        np.testing.assert_allclose(blk[:, 0, 0], np.diag(Ainv)[s.starts[k]: s.starts[k] + s.J[k]], rtol=1e-10)
     # the Schur complement built from the pairs gives the same factor as the dense route
     Vd = pr.factor.dense_V().reshape(-1, s.m_rest)
     S_dense = pr.factor.L2 @ pr.factor.L2.T + Vd.T @ Vd  # = A22

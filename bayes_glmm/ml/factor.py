@@ -162,6 +162,15 @@ class ReFactor:
         """Diagonal q_k x q_k blocks of ``A^{-1}`` per term (spec order), each (J_k, q_k, q_k)."""
         s = self.s
         out = [None] * len(s.J)
+        if s.rest and self._crossed_scalar():
+            Sl, _, B11 = self.crossed_inverse()
+            dS = np.diag(Sl)
+            pos = 0
+            for k in s.rest:
+                out[k] = dS[pos: pos + s.J[k]].reshape(-1, 1, 1).copy()
+                pos += s.J[k]
+            out[s.first] = B11.reshape(-1, 1, 1)
+            return out
         L1inv = _bsolve(self.L1, np.broadcast_to(np.eye(s.q[s.first]), self.L1.shape).copy())
         B11 = np.einsum("jba,jbc->jac", L1inv, L1inv)  # L1^{-T} L1^{-1}
         if s.rest and self.L2.ndim == 3:
@@ -194,6 +203,40 @@ class ReFactor:
         out[s.first] = B11
         return out
 
+
+    def crossed_inverse(self):
+        """Parts of ``A^{-1}`` for scalar crossed terms with a sparse ``V`` (``s.sparse_v``, not
+        nested, every q = 1): ``(Sl, X12, B11)``.
+
+        ``Sl`` is the lower triangle of ``S^{-1}`` in Fortran order (LAPACK ``potri`` on the
+        Schur factor), ``X12`` the entries of ``(A^{-1})_12 = -W S^{-1}`` (``W = L1^{-1} V``) on
+        V's pattern and ``B11`` the diagonal of ``(A^{-1})_11 = A11^{-1} + W S^{-1} W'``.  A row
+        meets the first term's level ``g`` and a level ``c`` of each other term, and ``(g, c)``
+        is an entry of V's pattern, so these are all the entries the Laplace gradient and the
+        conditional variances read; each sums over the entries of a row of ``W``
+        (:attr:`bayes_glmm.ml.linalg.ReStructure.v_pairs`), never forming the dense (m1, m2)
+        ``W S^{-1}``.
+        """
+        from scipy.linalg.lapack import dpotri
+
+        s = self.s
+        m2 = s.m_rest
+        Sl, info = dpotri(self.L2, lower=1)
+        if info != 0:
+            raise FloatingPointError("Schur complement inverse failed")
+        Sf = Sl.ravel(order="F")
+        L1 = self.L1.ravel()
+        Wd = self.Vdata / L1[s.v_rows]
+        pa, pb, flat = s.v_pairs  # each pair of entries of a row once (v_cols[pa] < v_cols[pb])
+        Sp = Sf[flat]
+        X12 = -(np.bincount(pa, weights=Wd[pb] * Sp, minlength=Wd.size)
+                + np.bincount(pb, weights=Wd[pa] * Sp, minlength=Wd.size) + Wd * Sf[s.v_cols * np.int64(m2 + 1)])
+        B11 = 1.0 / (L1 * L1) - np.bincount(s.v_rows, weights=Wd * X12, minlength=L1.size)
+        return Sl, X12, B11
+
+    def _crossed_scalar(self) -> bool:
+        s = self.s
+        return self.Vdata is not None and self.L2.ndim == 2 and all(q == 1 for q in s.q)
 
     def inv_block_sums(self) -> list:
         """Sums over levels of the diagonal blocks of ``A^{-1}``, per term (spec order), each

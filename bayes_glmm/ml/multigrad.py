@@ -102,21 +102,10 @@ def _inverse_entries_crossed(F, s: linalg.ReStructure) -> np.ndarray:
     w_g' S^{-1} w_g`` follows from the same sums.  Cost: one inverse of the Schur complement
     from its factor and O(sum over first-term levels of (entries per level)^2).
     """
-    from scipy.linalg.lapack import dpotri
-
     k1 = s.first
     m2 = s.m_rest
-    Sl, info = dpotri(F.L2, lower=1)  # lower triangle of S^{-1}, Fortran order (see v_pairs)
-    if info != 0:
-        raise FloatingPointError("Schur complement inverse failed")
-    Sf = Sl.ravel(order="F")
-    L1 = F.L1.ravel()
-    Wd = F.Vdata / L1[s.v_rows]
-    pa, pb, flat = s.v_pairs  # each pair of entries of a row once (v_cols[pa] < v_cols[pb])
-    Sp = Sf[flat]
-    X12 = -(np.bincount(pa, weights=Wd[pb] * Sp, minlength=Wd.size) + np.bincount(pb, weights=Wd[pa] * Sp, minlength=Wd.size)
-            + Wd * Sf[s.v_cols * np.int64(m2 + 1)])  # (A^{-1})_12 on V's pattern
-    B11 = 1.0 / (L1 * L1) - np.bincount(s.v_rows, weights=Wd * X12, minlength=L1.size)
+    Sl, X12, B11 = F.crossed_inverse()
+    Sf = Sl.ravel(order="F")  # lower triangle of S^{-1} (see ReStructure.v_pairs)
     nrow = s.codes[0].shape[0]
     Q = len(s.J)
     G = np.empty((nrow, Q, Q))
