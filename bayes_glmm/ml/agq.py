@@ -171,7 +171,8 @@ def supports_gradient(resp, s: linalg.ReStructure, n_agq: int = 1) -> bool:
     """True when :func:`devgrad` applies: one random-effects term and either a canonical
     classic family (Laplace or AGQ) or, for the Laplace approximation only, a family with
     auxiliary parameters (any number) and/or zero inflation.  Several terms: the Laplace
-    approximation only, up to :data:`bayes_glmm.ml.multigrad.MAX_M_GRADIENT` random effects."""
+    approximation only, up to :data:`bayes_glmm.ml.multigrad.MAX_M_GRADIENT` random effects
+    (any number for scalar crossed terms, :func:`bayes_glmm.ml.multigrad.crossed_scalar`)."""
     if resp.family.is_linear and resp.X_disp is None:  # the LMM's profiled scale
         return False
     if len(s.J) != 1 and (n_agq != 1 or (s.m > MAX_M_GRADIENT and not crossed_scalar(s))):

@@ -18,7 +18,10 @@ and ``tr(A^{-1} Lambda' C dLambda_t)`` are per-row quadratic forms in the (Q, Q)
 ``A^{-1}`` at the row's Q = sum_k q_k columns.  ``A^{-1}`` there comes from the block factor PIRLS
 already holds (:class:`bayes_glmm.ml.factor.ReFactor`, see :func:`_inverse_on_rows`), so
 the gradient applies while ``m`` (the number of random effects) is at most
-:data:`MAX_M_GRADIENT`; beyond it the optimizer keeps finite differences.
+:data:`MAX_M_GRADIENT`, and at any size for scalar crossed terms with sparse co-occurrence
+(:func:`crossed_scalar`), whose entries come from the Schur complement's inverse without any
+(m, m) array (:meth:`bayes_glmm.ml.factor.ReFactor.crossed_inverse`); beyond that the optimizer
+keeps finite differences.
 """
 from __future__ import annotations
 
