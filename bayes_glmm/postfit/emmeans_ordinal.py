@@ -21,6 +21,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from .emm_grid import (adjust_p, cell_labels, contrast_weights, emm_matrix, grid_counts, ml_only_interval,
+                       posterior_summary, reference_grid)
+
 __all__ = ["ORDINAL_TYPES", "is_ordinal_request", "ordinal_emmeans", "ordinal_contrasts"]
 
 #: "prob" is emmeans's name for "response" here
@@ -32,15 +35,15 @@ def is_ordinal_request(fit, type_: str) -> bool:
     return type_ in ORDINAL_TYPES and fit.spec.family.categorical_response
 
 
-def _grid_weights(emm, fit, names: list, by_names: list, at=None, weights: str = "equal"):
+def _grid_weights(fit, names: list, by_names: list, at=None, weights: str = "equal"):
     """(cells, W (cells, grid rows), X (grid rows, p), offset): the reference grid's rows (``at=``
     as for the link scale) and the weights that average them into each cell (``weights=``)."""
     spec = fit.spec
-    grid = emm.reference_grid(spec, by_names + names, at)
-    counts = None if weights == "equal" else emm.grid_counts(spec, grid)
+    grid = reference_grid(spec, by_names + names, at)
+    counts = None if weights == "equal" else grid_counts(spec, grid)
     design = spec.new_design(grid)
     X, off = np.asarray(design.X, dtype=float), np.asarray(design.offset, dtype=float)
-    cells, _, _, W = emm.emm_matrix(grid, X, off, names, by_names, weights, counts)
+    cells, _, _, W = emm_matrix(grid, X, off, names, by_names, weights, counts)
     return cells, W, X, off
 
 
@@ -116,14 +119,13 @@ def _index(fit, cells: pd.DataFrame, cols: list, mean_class: bool):
     return pd.MultiIndex.from_tuples(rows, names=cols + [fit.spec.response_name])
 
 
-def ordinal_emmeans(emm, fit, names: list, by_names: list, type_: str, level: float, *, at=None,
+def ordinal_emmeans(fit, names: list, by_names: list, type_: str, level: float, *, at=None,
                     weights: str = "equal", interval: str = "quantile") -> pd.DataFrame:
     """Marginal category probabilities (``type_`` "response" / "prob") or expected class
     ("mean.class") of an ordinal fit (see the module docstring).
 
-    ``emm`` is :mod:`bayes_glmm.postfit.emmeans` (its grid and summary functions), passed in by
-    its caller there: importing it here would make an import cycle.  ``at``, ``weights`` and
-    ``interval`` (posterior fits) as for the link scale.
+    The grid and summaries are :mod:`bayes_glmm.postfit.emm_grid`'s, as for the link scale;
+    ``at``, ``weights`` and ``interval`` (posterior fits) as there.
 
     Returns
     -------
@@ -131,12 +133,12 @@ def ordinal_emmeans(emm, fit, names: list, by_names: list, type_: str, level: fl
     fastest), columns ``estimate, se, df, lower, upper`` (posterior: no ``df``).
     """
     mean_class = type_ == "mean.class"
-    cells, W, X, off = _grid_weights(emm, fit, names, by_names, at, weights)
+    cells, W, X, off = _grid_weights(fit, names, by_names, at, weights)
     idx = _index(fit, cells, by_names + names, mean_class)
     if getattr(fit, "idata", None) is not None:
-        return pd.DataFrame(emm._posterior_summary(_posterior_draws(fit, W, X, off, mean_class), level, interval),
+        return pd.DataFrame(posterior_summary(_posterior_draws(fit, W, X, off, mean_class), level, interval),
                             index=idx)
-    emm._ml_only_interval(interval)
+    ml_only_interval(interval)
     est, J, V = _ml_values_and_jacobian(fit, W, X, off, mean_class)
     se = np.sqrt(np.clip(np.einsum("ip,pq,iq->i", J, V, J), 0.0, None))
     z = special.ndtri(0.5 + level / 2.0)
@@ -144,22 +146,21 @@ def ordinal_emmeans(emm, fit, names: list, by_names: list, type_: str, level: fl
                          "lower": est - z * se, "upper": est + z * se}, index=idx)
 
 
-def ordinal_contrasts(emm, fit, names: list, by_names: list, method, adjust: str, type_: str,
+def ordinal_contrasts(fit, names: list, by_names: list, method, adjust: str, type_: str,
                       level: float, *, at=None, weights: str = "equal", interval: str = "quantile") -> pd.DataFrame:
     """Contrasts among the expected classes (``type_="mean.class"``), as emmeans's ``pairs`` /
-    ``contrast`` of a ``mode = "mean.class"`` grid: differences, delta-method SEs, z tests
-    (``emm`` as in :func:`ordinal_emmeans`)."""
+    ``contrast`` of a ``mode = "mean.class"`` grid: differences, delta-method SEs, z tests."""
 
     if type_ != "mean.class":
         raise ValueError(f"contrasts of category probabilities (type={type_!r}) are not offered for an "
                          f"ordinal response; use type='mean.class' (the expected category) or "
                          f"type='link' (the latent scale)")
-    cells, W, X, off = _grid_weights(emm, fit, names, by_names, at, weights)
+    cells, W, X, off = _grid_weights(fit, names, by_names, at, weights)
     groups = [cells.index.to_numpy()] if not by_names else \
         [g.index.to_numpy() for _, g in cells.groupby(by_names, sort=False, observed=True)]
     C_rows, labels, fam_ids, n_means, by_vals = [], [], [], [], []
     for gi, ix in enumerate(groups):
-        C, labs, nm = emm.contrast_weights(len(ix), emm._cell_labels(cells.loc[ix], names), method, False)
+        C, labs, nm = contrast_weights(len(ix), cell_labels(cells.loc[ix], names), method, False)
         full = np.zeros((C.shape[0], len(cells)))
         full[:, ix] = C
         C_rows.append(full)
@@ -172,9 +173,9 @@ def ordinal_contrasts(emm, fit, names: list, by_names: list, method, adjust: str
            pd.MultiIndex.from_tuples([(*b, lab) for b, lab in zip(by_vals, labels)],
                                      names=by_names + ["contrast"]))
     if getattr(fit, "idata", None) is not None:
-        return pd.DataFrame(emm._posterior_summary(_posterior_draws(fit, W, X, off, True) @ Cm.T, level, interval),
+        return pd.DataFrame(posterior_summary(_posterior_draws(fit, W, X, off, True) @ Cm.T, level, interval),
                             index=idx)
-    emm._ml_only_interval(interval)
+    ml_only_interval(interval)
     m, J, V = _ml_values_and_jacobian(fit, W, X, off, True)
     est, Jc = Cm @ m, Cm @ J
     se = np.sqrt(np.clip(np.einsum("ip,pq,iq->i", Jc, V, Jc), 0.0, None))
@@ -185,5 +186,5 @@ def ordinal_contrasts(emm, fit, names: list, by_names: list, method, adjust: str
     ids = np.asarray(fam_ids)
     for gi in np.unique(ids):
         sel = ids == gi
-        p[sel] = emm.adjust_p(t[sel], df[sel], adjust, n_means[gi])
+        p[sel] = adjust_p(t[sel], df[sel], adjust, n_means[gi])
     return pd.DataFrame({"estimate": est, "se": se, "df": df, "statistic": t, "p": p}, index=idx)

@@ -36,13 +36,13 @@ Uncertainty
 from __future__ import annotations
 
 import dataclasses
-import functools
-import sys
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .marginal_design import central_jacobian, gauss_hermite_normal, over_draws, prediction_design, random_effect_sd
+from .marginal_ordinal import ordinal_marginal_effects, ordinal_marginal_means
 from .protocol import is_posterior, point_params, posterior_draws
 from ..families.links import ZLA_C2 as LINK_ZLA_C2
 
@@ -60,42 +60,6 @@ def fit_gee(*args, **kwargs):
 
 
 # ----------------------------------------------------------------------------- pure numerics
-def gauss_hermite_normal(n: int):
-    """Nodes and weights with ``sum(w * f(x)) ~ E[f(Z)]``, ``Z ~ N(0, 1)`` (n points)."""
-    if int(n) < 1:
-        raise ValueError(f"n_quad must be a positive integer; got {n!r}")
-    x, w = _hermegauss(int(n))
-    return x.copy(), w.copy()
-
-
-@functools.lru_cache(maxsize=16)
-def _hermegauss(n: int):
-    # the eigenvalue problem behind the nodes costs ~1 ms: once per n, not once per draw and row set
-    x, w = np.polynomial.hermite_e.hermegauss(n)
-    return x, w / np.sqrt(2.0 * np.pi)
-
-
-def random_effect_sd(Xr_list, covs) -> np.ndarray:
-    """Per-row SD of the random part ``z'b``: ``sqrt(sum_k Xr_k[i] Sigma_k Xr_k[i]')``.
-
-    Parameters
-    ----------
-    Xr_list : sequence of (n, q_k) arrays
-    covs : sequence of (..., q_k, q_k) arrays (a leading draws axis is allowed)
-
-    Returns
-    -------
-    ndarray (..., n)
-    """
-    if len(Xr_list) == 0:
-        return np.asarray(0.0)
-    total = 0.0
-    for Xr, cov in zip(Xr_list, covs):
-        Xr = np.asarray(Xr, dtype=float)
-        total = total + np.einsum("nq,...qr,nr->...n", Xr, np.asarray(cov, dtype=float), Xr)
-    return np.sqrt(np.clip(total, 0.0, None))
-
-
 def integrate_mean(eta, s, link, *, n_quad: int = 40, method: str = "quadrature",
                    n_draws: int = 200_000, random_seed=None) -> np.ndarray:
     """``E[h(eta + s Z)]``, ``Z ~ N(0, 1)``, elementwise.
@@ -126,20 +90,6 @@ def integrate_mean(eta, s, link, *, n_quad: int = 40, method: str = "quadrature"
         e = flat_e[i:i + chunk, None] + flat_s[i:i + chunk, None] * x[None, :]
         flat_o[i:i + chunk] = link.inverse(e) @ w
     return out
-
-
-# ----------------------------------------------------------------------------- design helpers
-def _design(fit, newdata):
-    spec = fit.spec
-    if newdata is None:
-        return spec.X, spec.offset, [t.Xr for t in spec.terms], spec.row_index
-    if not isinstance(newdata, pd.DataFrame):
-        raise ValueError("newdata must be a pandas DataFrame (or None for the fitted rows)")
-    if spec.new_design is None:
-        raise ValueError("this fit's spec cannot build designs for new data (spec.new_design is None)")
-    d = spec.new_design(newdata)
-    return np.asarray(d.X), np.asarray(d.offset), [np.asarray(x) for x in d.Xr], \
-        (d.index if d.index is not None else newdata.index)
 
 
 def _means(beta, covs, X, offset, Xr, link, n_quad):
@@ -206,11 +156,8 @@ def _evaluate(fit, fun, *, se, n_boot, interval, random_seed, n_rows: int = 1):
     a = (1.0 - interval) / 2.0
     if is_posterior(fit):
         d = posterior_draws(fit)
-        S = d["beta"].shape[0]
         step = max(1, _BLOCK_ELEMENTS // max(int(n_rows), 1))
-        vals = np.concatenate([np.asarray(fun(d["beta"][i:i + step], [c[i:i + step] for c in d["covs"]]),
-                                          dtype=float).reshape(min(step, S - i), -1)
-                               for i in range(0, S, step)])
+        vals = over_draws(fun, d["beta"], d["covs"], step)
         sd = vals.std(0, ddof=1) if vals.shape[0] > 1 else np.full(vals.shape[1:], np.nan)
         return (vals.mean(0), sd, np.quantile(vals, a, axis=0),
                 np.quantile(vals, 1 - a, axis=0), "posterior")
@@ -224,12 +171,7 @@ def _evaluate(fit, fun, *, se, n_boot, interval, random_seed, n_rows: int = 1):
         if V is None:
             raise ValueError(f"{type(fit).__name__} has no vcov for the delta method; use se='bootstrap'")
         V = np.asarray(V, dtype=float)
-        J = np.empty((est.size, beta.size))
-        for j in range(beta.size):
-            h = 1e-5 * max(1.0, abs(beta[j]))
-            e = np.zeros_like(beta)
-            e[j] = h
-            J[:, j] = (np.asarray(fun(beta + e, covs)) - np.asarray(fun(beta - e, covs))) / (2 * h)
+        J = central_jacobian(fun, beta, covs)
         sd = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", J, V, J), 0, None))
         z = stats.norm.ppf(1 - a)
         return est, sd, est - z * sd, est + z * sd, "delta (beta only)"
@@ -324,13 +266,12 @@ def marginal_means(fit, newdata: pd.DataFrame | None = None, *, scale: str = "me
         ``se``, ``lower``, ``upper`` and ``uncertainty`` (how they were obtained).
     """
     if getattr(getattr(fit, "spec", None), "family", None) is not None and fit.spec.family.categorical_response:
-        from .marginal_ordinal import ordinal_marginal_means
-        return ordinal_marginal_means(sys.modules[__name__], fit, newdata, scale=scale, n_quad=n_quad, se=se,
+        return ordinal_marginal_means(fit, newdata, scale=scale, n_quad=n_quad, se=se,
                                       interval=interval)
     spec = _check_fit(fit)
     if scale not in ("mean", "link"):
         raise ValueError(f"scale={scale!r}; use 'mean' or 'link'")
-    X, off, Xr, index = _design(fit, newdata)
+    X, off, Xr, index = prediction_design(fit, newdata)
     link = spec.family.link
 
     def fun(beta, covs, which="marginal"):
@@ -376,13 +317,12 @@ def marginal_effects(fit, newdata1: pd.DataFrame, newdata0: pd.DataFrame, *, con
     if len(newdata1) != len(newdata0):
         raise ValueError(f"newdata1 has {len(newdata1)} rows but newdata0 has {len(newdata0)}; pair them row by row")
     if getattr(getattr(fit, "spec", None), "family", None) is not None and fit.spec.family.categorical_response:
-        from .marginal_ordinal import ordinal_marginal_effects
-        return ordinal_marginal_effects(sys.modules[__name__], fit, newdata1, newdata0, contrast=contrast,
+        return ordinal_marginal_effects(fit, newdata1, newdata0, contrast=contrast,
                                         average=average, n_quad=n_quad, se=se, interval=interval, category=category)
     if category is not None:
         raise ValueError("category= is for ordinal fits (the probability of one category)")
     spec = _check_fit(fit)
-    d1, d0 = _design(fit, newdata1), _design(fit, newdata0)
+    d1, d0 = prediction_design(fit, newdata1), prediction_design(fit, newdata0)
     link = spec.family.link
 
     def contrast_of(m1, m0):
@@ -447,7 +387,7 @@ def marginal_coefficients(fit, *, method: str = "projection", newdata: pd.DataFr
     spec = _check_fit(fit)
     if method not in ("projection", "zla"):
         raise ValueError(f"method={method!r}; use 'projection' or 'zla'")
-    X, off, Xr, _ = _design(fit, newdata)
+    X, off, Xr, _ = prediction_design(fit, newdata)
     if np.linalg.matrix_rank(X) < X.shape[1]:
         raise ValueError(f"the rows give a rank-deficient X ({np.linalg.matrix_rank(X)} < {X.shape[1]} "
                          f"columns); pass newdata covering every coefficient, or None for the fitted rows")

@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from .marginal_design import (central_jacobian, gauss_hermite_normal, over_draws, prediction_design,
+                              random_effect_sd)
 from .protocol import is_posterior, point_params, posterior_draws, stack_draws
 
 __all__ = ["ordinal_probs", "ordinal_marginal_means", "ordinal_marginal_effects", "ORDINAL_SCALES"]
@@ -91,8 +93,7 @@ def _evaluate(fit, fun, se, interval, n_cells: int):
         theta = np.concatenate([d["beta"], taus], axis=1)
         S = theta.shape[0]
         step = max(1, _BLOCK // max(int(n_cells), 1))
-        vals = np.concatenate([np.asarray(fun(theta[i:i + step], [c[i:i + step] for c in d["covs"]]),
-                                          dtype=float).reshape(min(step, S - i), -1) for i in range(0, S, step)])
+        vals = over_draws(fun, theta, d["covs"], step)
         sd = vals.std(0, ddof=1) if S > 1 else np.full(vals.shape[1:], np.nan)
         return vals.mean(0), sd, np.quantile(vals, a, axis=0), np.quantile(vals, 1 - a, axis=0), "posterior"
     theta, V, covs = _point(fit) if se == "delta" else (None, None, None)
@@ -106,12 +107,7 @@ def _evaluate(fit, fun, se, interval, n_cells: int):
     if se != "delta":
         raise ValueError(f"se={se!r}: an ordinal fit takes se='delta' or None (the parametric bootstrap "
                          f"is not offered for ordinal responses; a posterior fit gives intervals per draw)")
-    J = np.empty((est.size, theta.size))
-    for j in range(theta.size):
-        h = 1e-5 * max(1.0, abs(theta[j]))
-        e = np.zeros_like(theta)
-        e[j] = h
-        J[:, j] = (np.ravel(fun(theta + e, covs)) - np.ravel(fun(theta - e, covs))) / (2.0 * h)
+    J = central_jacobian(fun, theta, covs)
     sd = np.sqrt(np.clip(np.einsum("ij,jk,ik->i", J, V, J), 0.0, None))
     z = special.ndtri(1.0 - a)
     return est, sd, est - z * sd, est + z * sd, "delta (beta, thresholds)"
@@ -122,6 +118,18 @@ def _frame(cond, est, sd, lo, hi, how, index):
                          "uncertainty": how}, index=index)
 
 
+def _latent_or_probs(fam, theta, covs, design, which: str, latent: bool, rule):
+    """eta (``latent``) or the category probabilities (..., n, K), population-averaged over the
+    random effects (``which="marginal"``, Gauss-Hermite ``rule``) or at zero random effects."""
+    X, off, Xr = design
+    beta, taus = _split(theta, X.shape[1])
+    eta = (X @ beta if np.ndim(beta) == 1 else beta @ X.T) + off
+    if latent:
+        return eta
+    s = 0.0 * eta if which == "conditional" else random_effect_sd(Xr, covs) + 0.0 * eta
+    return ordinal_probs(fam, eta, s, taus, *rule)
+
+
 def _conditional(fit, fun):
     if is_posterior(fit):
         return _evaluate(fit, fun, None, 0.95, 1)[0]
@@ -130,26 +138,20 @@ def _conditional(fit, fun):
     return np.ravel(fun(np.concatenate([beta, [float(fit.fit.aux[x.name]) for x in fam.aux_params]]), covs))
 
 
-def ordinal_marginal_means(mg, fit, newdata, *, scale: str, n_quad: int, se, interval: float) -> pd.DataFrame:
-    """:func:`bayes_glmm.postfit.marginal.marginal_means` of an ordinal fit (``mg`` is that
-    module, passed in by its caller: importing it here would make an import cycle)."""
+def ordinal_marginal_means(fit, newdata, *, scale: str, n_quad: int, se, interval: float) -> pd.DataFrame:
+    """:func:`bayes_glmm.postfit.marginal.marginal_means` of an ordinal fit."""
     if scale not in ORDINAL_SCALES:
         raise ValueError(f"scale={scale!r}; an ordinal fit takes one of {ORDINAL_SCALES}")
     fam = fit.spec.family
-    X, off, Xr, index = mg._design(fit, newdata)
-    x, w = mg.gauss_hermite_normal(n_quad)
-    p, K = X.shape[1], fam.n_categories
+    X, off, Xr, index = prediction_design(fit, newdata)
+    x, w = gauss_hermite_normal(n_quad)
+    K = fam.n_categories
     cats = np.arange(1.0, K + 1.0)
 
     def make(which):
         def fun(theta, covs):
-            beta, taus = _split(theta, p)
-            eta = (X @ beta if np.ndim(beta) == 1 else beta @ X.T) + off
-            if scale == "link":
-                return eta
-            s = 0.0 * eta if which == "conditional" else mg.random_effect_sd(Xr, covs) + 0.0 * eta
-            P = ordinal_probs(fam, eta, s, taus, x, w)
-            return P @ cats if scale == "mean" else P
+            P = _latent_or_probs(fam, theta, covs, (X, off, Xr), which, scale == "link", (x, w))
+            return P if scale in ("link", "probs") else P @ cats
         return fun
 
     est, sd, lo, hi, how = _evaluate(fit, make("marginal"), se, interval, len(X) * x.size * K)
@@ -160,30 +162,25 @@ def ordinal_marginal_means(mg, fit, newdata, *, scale: str, n_quad: int, se, int
     return _frame(cond, est, sd, lo, hi, how, index)
 
 
-def ordinal_marginal_effects(mg, fit, newdata1, newdata0, *, contrast: str, average: bool, n_quad: int, se,
+def ordinal_marginal_effects(fit, newdata1, newdata0, *, contrast: str, average: bool, n_quad: int, se,
                              interval: float, category=None) -> pd.DataFrame:
     """:func:`bayes_glmm.postfit.marginal.marginal_effects` of an ordinal fit: contrasts of the
     expected category number, or of ``P(Y = category)`` when ``category`` is given;
-    ``contrast="link"`` is the latent-scale difference ``eta1 - eta0`` (``mg`` as in
-    :func:`ordinal_marginal_means`)."""
+    ``contrast="link"`` is the latent-scale difference ``eta1 - eta0``."""
     fam = fit.spec.family
     labels = [str(c) for c in fam.categories]
     if category is not None and str(category) not in labels:
         raise ValueError(f"category={category!r} is not a category of {fit.spec.response_name!r}; "
                          f"choose among {list(fam.categories)}")
-    d1, d0 = mg._design(fit, newdata1), mg._design(fit, newdata0)
-    x, w = mg.gauss_hermite_normal(n_quad)
-    p, K = d1[0].shape[1], fam.n_categories
+    d1, d0 = prediction_design(fit, newdata1), prediction_design(fit, newdata0)
+    x, w = gauss_hermite_normal(n_quad)
+    K = fam.n_categories
     col = None if category is None else labels.index(str(category))
 
     def one(theta, covs, d, which):
-        X, off, Xr = d[:3]
-        beta, taus = _split(theta, p)
-        eta = (X @ beta if np.ndim(beta) == 1 else beta @ X.T) + off
+        P = _latent_or_probs(fam, theta, covs, d[:3], which, contrast == "link", (x, w))
         if contrast == "link":
-            return eta
-        s = 0.0 * eta if which == "conditional" else mg.random_effect_sd(Xr, covs) + 0.0 * eta
-        P = ordinal_probs(fam, eta, s, taus, x, w)
+            return P
         return P @ np.arange(1.0, K + 1.0) if col is None else P[..., col]
 
     def make(which):
