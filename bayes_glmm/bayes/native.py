@@ -561,7 +561,8 @@ class _Cfg(ctypes.Structure):
                 ("max_depth", ctypes.c_int), ("target_accept", ctypes.c_double), ("init_step", ctypes.c_double),
                 ("seed", ctypes.c_uint64), ("chain", ctypes.c_int), ("adapt_start", ctypes.c_int),
                 ("n_windows", ctypes.c_int), ("window_ends", ctypes.POINTER(ctypes.c_int)),
-                ("state_out", ctypes.c_void_p), ("seconds_out", ctypes.c_void_p)]
+                ("state_out", ctypes.c_void_p), ("seconds_out", ctypes.c_void_p),
+                ("init_inv_mass", ctypes.c_void_p)]
 
 
 def _build(src: str) -> ctypes.CDLL:
@@ -638,7 +639,7 @@ class NativeModel:
 
     def sample(self, draws: int, tune: int, chains: int, *, seed: int, target_accept: float = 0.8,
                max_depth: int = 10, cores: int | None = None, init=None, init_step: float = -1.0,
-               progressbar: bool = False):
+               progressbar: bool = False, inv_mass=None):
         """Run ``chains`` NUTS chains (in parallel threads, ``cores`` at a time).
 
         Parameters
@@ -660,6 +661,10 @@ class NativeModel:
             First step size (<= 0: Stan's heuristic).
         progressbar : bool
             Print the iterations done on stderr while sampling.
+        inv_mass : ndarray (ndim,), optional
+            Initial diagonal inverse metric (:mod:`bayes_glmm.bayes.laplace_init`); the
+            warm-up windows' estimates are shrunk towards it.  Default: the unit metric and
+            Stan's regularization towards 1e-3.
 
         Returns
         -------
@@ -698,6 +703,7 @@ class NativeModel:
         out = np.empty((chains, draws, self.ndim))
         st = np.empty((chains, draws, len(STAT_NAMES)))
         last = np.zeros((chains, self.ndim))
+        inv_mass0 = None if inv_mass is None else np.ascontiguousarray(inv_mass, dtype=np.float64).reshape(self.ndim)
         inv_mass = np.ones((chains, self.ndim))
         seconds = np.zeros((chains, 2))  # per chain: CPU seconds of the warm-up and of the draws
         stop = (ctypes.c_int * chains)()
@@ -707,7 +713,8 @@ class NativeModel:
         def run(c):
             cfg = _Cfg(self.ndim, int(tune), int(draws), int(max_depth), float(target_accept), float(init_step),
                        seeds[c], c, sched.init_buffer, len(ends), ctypes.cast(ends_c, ctypes.POINTER(ctypes.c_int)),
-                       last[c].ctypes.data, seconds[c].ctypes.data)
+                       last[c].ctypes.data, seconds[c].ctypes.data,
+                       None if inv_mass0 is None else inv_mass0.ctypes.data)
             x0 = np.ascontiguousarray(init[c], dtype=np.float64)
             W = self._work()
             rc = self.lib.bg_sample(self._P, _ptr(W), _ptr(self._PC), ctypes.byref(cfg), _ptr(x0), _ptr(out[c]),

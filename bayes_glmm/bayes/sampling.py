@@ -18,6 +18,7 @@ import numpy as np
 
 from ..families import REGISTRY
 from .density import GlmmDensity, compile_numpy, supported
+from .laplace_init import INITS, chain_starts, laplace_start
 from .params import param_layout
 from .pointwise import add_log_likelihood, add_observed_data, posterior_names, tidy_posterior
 from .pointwise import posterior_predictive as _posterior_predictive
@@ -32,6 +33,8 @@ SAMPLERS = ("auto", "native", "numpy", "pymc", "nutpie", "numpyro")
 #: the last is the fallback for models outside that layout (centered correlated terms, other
 #: priors).  Measured in benchmarks/bench_nuts.py.
 AUTO_SAMPLER = ("native", "numpy", "nutpie")
+#: the native sampler's start and initial metric (``sample(init=...)``, :data:`~bayes_glmm.bayes.laplace_init.INITS`)
+DEFAULT_INIT = "laplace"
 #: above this many values (draws x chains x rows) the log_likelihood group is skipped by default
 LOGLIK_MAX_VALUES = 50_000_000
 
@@ -460,21 +463,32 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     compiled = native = None
     if name == "native":
         native = _native_model(glmm)
-        bad = sorted(set(kwargs) - {"max_depth", "init_step"})
+        bad = sorted(set(kwargs) - {"max_depth", "init_step", "init"})
         if bad:
-            raise ValueError(f"sampler='native' takes max_depth= (and init_step=), not {bad}")
+            raise ValueError(f"sampler='native' takes max_depth=, init= (and init_step=), not {bad}")
+        init_kind = kwargs.get("init", DEFAULT_INIT)
+        if init_kind not in INITS:
+            raise ValueError(f"init={init_kind!r} is not one of {INITS}")
     elif name == "numpy":
         density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
         compiled = compile_numpy(density, layout.coords, layout.dims)
     elif name == "nutpie":
         pm_model, compiled = _compiled_nutpie(model, pm_model)
 
+    starts = {}
+
     def run(ta):
         if native is not None:
             depth = int(kwargs.get("max_depth", 10))
+            init = inv_mass = None
+            if init_kind == "laplace":  # computed once, shared by the reruns
+                if "lap" not in starts:
+                    starts["lap"] = laplace_start(glmm, native.density, native.logp_grad)
+                lap = starts["lap"]
+                init, inv_mass = chain_starts(lap, chains, seed, native.logp_grad), lap.inv_mass
             x, stats = native.sample(draws, tune, chains, seed=seed, target_accept=ta, cores=cores,
                                      max_depth=depth, init_step=float(kwargs.get("init_step", -1.0)),
-                                     progressbar=progressbar)
+                                     progressbar=progressbar, init=init, inv_mass=inv_mass)
             return _native_idata(native.density, x, stats, layout, depth)
         if compiled is not None:
             import nutpie

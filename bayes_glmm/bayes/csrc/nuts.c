@@ -621,6 +621,13 @@ static int bg_schedule_ok(const bg_nuts_cfg *cfg)
     return 1;
 }
 
+/* entry i of the initial inverse metric: cfg's where given, finite and positive, else 1 */
+static double bg_init_invm(const bg_nuts_cfg *cfg, int i)
+{
+    double v = cfg->init_inv_mass ? cfg->init_inv_mass[i] : 1.0;
+    return (isfinite(v) && v > 0.0) ? v : 1.0;
+}
+
 int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double *init,
                    double *draws_out, double *stats_out, double *inv_mass_out,
                    volatile int *progress, volatile int *stop)
@@ -652,7 +659,7 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
     t_start = t_tune_end = bg_cpu_seconds();
     it = 0;
     bg_rng_seed(&rng, cfg->seed, cfg->chain);
-    for (i = 0; i < n; i++) w.invm[i] = 1.0;
+    for (i = 0; i < n; i++) w.invm[i] = bg_init_invm(cfg, i);
 
     /* ---- initial point ---- */
     found = 0;
@@ -743,7 +750,9 @@ int bg_nuts_sample(bg_logp_fn f, void *ctx, const bg_nuts_cfg *cfg, const double
                     double a = c / (c + 5.0), b = 1e-3 * (5.0 / (c + 5.0));
                     int bad = 0;
                     for (i = 0; i < n; i++) {
-                        double v = a * (w.w_m2[i] / (c - 1.0)) + b;
+                        /* with an initial metric: shrink towards it, not towards 1e-3 */
+                        double v = a * (w.w_m2[i] / (c - 1.0))
+                                   + (cfg->init_inv_mass ? (1.0 - a) * bg_init_invm(cfg, i) : b);
                         w.w_mean[i] = v; /* staged: the metric changes only when all are valid */
                         if (!(isfinite(v) && v > 0.0)) bad = 1;
                     }

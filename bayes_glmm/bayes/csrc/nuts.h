@@ -44,6 +44,11 @@ typedef struct {
     /* if not NULL: 2 doubles, the CPU seconds of this chain's thread in the warm-up (with the
        initial step-size search) and in the kept draws, as Stan reports a chain's elapsed time */
     double *seconds_out;
+    /* if not NULL: ndim positive doubles, the initial diagonal inverse mass matrix (e.g. the
+       conditional variances of a Laplace approximation), and each window's variance estimate
+       is shrunk towards it (weight 5 / (count + 5)) instead of towards 1e-3 as Stan does;
+       NULL: the unit metric and Stan's regularization */
+    const double *init_inv_mass;
 } bg_nuts_cfg;
 
 /* return codes of bg_nuts_sample */
