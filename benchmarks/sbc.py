@@ -716,7 +716,7 @@ def _min_bulk_ess(idata, names: list[str]) -> float:
 # ---------------------------------------------------------------------------- driver
 def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 99,
             chains: int = 2, tune: int = 500, draws: int = 500, alpha: float = 0.001,
-            verbose: bool = False) -> dict:
+            verbose: bool = False, init: str | None = None) -> dict:
     """Run SBC for one model.
 
     Parameters
@@ -737,6 +737,9 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
         Per-test threshold reported as ``ok``.
     verbose : bool
         Print one line per replication.
+    init : {"laplace", "random"}, optional
+        The native sampler's start and initial metric (``sample(init=...)``); default
+        ``sample()``'s.
 
     Returns
     -------
@@ -769,7 +772,7 @@ def run_sbc(model_name: str, reps: int = 100, seed: int = 20261201, *, L: int = 
             # diagnostics would otherwise print 100s of lines; they are counted below
             warnings.simplefilter("always")
             res = model.sample(draws=draws, tune=tune, chains=chains, random_seed=nuts_seed,
-                               progressbar=False)
+                               progressbar=False, **({} if init is None else {"init": init}))
         idata = res.idata
         samplers.add(str(idata.posterior.attrs.get("sampler", "?")))
         if any("NUTS diagnostics" in str(w.message) for w in caught):
@@ -851,6 +854,8 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="tiny settings for a smoke test (10 reps, 2 x 200 tune + 200 draws, L = 39)")
     ap.add_argument("--verbose", action="store_true", help="one line per replication")
+    ap.add_argument("--init", choices=["laplace", "random"], default=None,
+                    help="the native sampler's start and initial metric (default: sample()'s)")
     a = ap.parse_args(argv)
     if a.quick:
         a.reps, a.tune, a.draws, a.L = 10, 200, 200, 39
@@ -863,7 +868,7 @@ def main(argv=None) -> int:
     rows = []
     for name in names:
         r = run_sbc(name, reps=a.reps, seed=a.seed, L=a.L, chains=a.chains, tune=a.tune,
-                    draws=a.draws, alpha=a.alpha, verbose=a.verbose)
+                    draws=a.draws, alpha=a.alpha, verbose=a.verbose, init=a.init)
         print(format_result(r, a.alpha), flush=True)
         print()
         ok &= r["ok"]

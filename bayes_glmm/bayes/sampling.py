@@ -115,16 +115,31 @@ def _native_model(glmm):
         GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)))
 
 
-def _native_idata(density, x, stats, layout, max_depth: int = 10):
+#: values of ``sample(store_effects=...)``
+STORE_EFFECTS = (True, "float32", False)
+
+
+def _lean_effects(post: dict, store_effects) -> dict:
+    """``post`` with the ``b_<g>`` draws as ``store_effects`` asks: float64 (True), float32
+    (half the memory: 50,000 levels x 2 x 1000 draws are 0.4 GB instead of 0.8) or, for
+    False, float32 until the log-likelihood and predictions are computed, then dropped."""
+    if store_effects is True:
+        return post
+    return {k: (np.asarray(v, dtype=np.float32) if k.startswith("b_") else v) for k, v in post.items()}
+
+
+def _native_idata(density, x, stats, layout, max_depth: int = 10, store_effects=True):
     """InferenceData from the native sampler's unconstrained draws (chain, draw, ndim), named
-    by ``layout`` (:func:`~bayes_glmm.bayes.params.param_layout`)."""
+    by ``layout`` (:func:`~bayes_glmm.bayes.params.param_layout`); ``b_<g>`` stored as
+    :func:`_lean_effects`."""
     depth = stats["tree_depth"].astype(np.int64)
     st = {"lp": stats["lp"], "acceptance_rate": stats["acceptance_rate"], "step_size": stats["step_size"],
           "tree_depth": depth, "n_steps": stats["n_steps"].astype(np.int64),
           "diverging": stats["diverging"] > 0.5, "energy": stats["energy"], "energy_error": stats["energy_error"],
           # PyMC's name; Stan counts a transition at the limit (treedepth__ >= max_depth)
           "reached_max_treedepth": depth >= max_depth}
-    idata = _idata_from_arrays(density.expand_draws(x), st, layout.dims, layout.coords)
+    idata = _idata_from_arrays(_lean_effects(density.expand_draws(x), store_effects), st, layout.dims,
+                               layout.coords)
     idata.sample_stats.attrs["max_depth"] = int(max_depth)
     # per chain, the CPU seconds of its thread (as Stan's elapsed time): warm-up, then draws
     for k in ("warmup_seconds", "sampling_seconds"):
@@ -388,7 +403,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
            sampler: str = "auto", progressbar: bool = True, target_accept: float | None = None,
            cores: int | None = None, prior_predictive: bool = False,
            posterior_predictive: bool = False, log_likelihood: bool | None = None, check: bool = True,
-           **kwargs):
+           store_effects: bool | str = True, **kwargs):
     """Sample the posterior with NUTS.
 
     Parameters
@@ -412,6 +427,11 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         ``"numpyro"``: numpyro's NUTS on JAX code generated from the graph
         (:mod:`bayes_glmm.bayes.jax_backend`; the ``[jax]`` extra; a GPU when JAX sees one).
         ``"pymc"``: PyMC's own NUTS.
+        Extra keyword ``init`` (:data:`~bayes_glmm.bayes.laplace_init.INITS`, default
+        :data:`DEFAULT_INIT`): ``"laplace"`` starts each chain from a draw of the Laplace
+        approximation (ML scales, conditional modes; :mod:`bayes_glmm.bayes.laplace_init`,
+        seeded by ``random_seed``) with its variances as the warm-up's initial metric;
+        ``"random"`` is the start of earlier versions (typical values + U(-1, 1), unit metric).
         ``"auto"`` (:data:`AUTO_SAMPLER`) is ``"native"`` when a C compiler is found; without
         one ``"numpy"``, or ``"nutpie"`` when :func:`graph_pays` (about 1,000+ rows at the
         defaults); ``"nutpie"`` for models outside the generated layout (centered correlated
@@ -436,6 +456,13 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     check : bool
         Warn (UserWarning) on divergences, E-BFMI < 0.3 in a chain, transitions at the maximum
         tree depth (as Stan), R-hat > 1.01 or bulk ESS < 400, naming the parameters.
+    store_effects : {True, "float32", False}
+        How the ``b_<g>`` draws (one per level and draw: 50,000 levels x 4 x 1000 draws are
+        1.6 GB in float64) are kept: True, float64; ``"float32"``, half the memory (7 digits,
+        far below Monte Carlo error); False, not at all (the log-likelihood and the posterior
+        predictive are computed from float32 copies first; ``ranef`` and predictions with the
+        random effects are then unavailable).  Bounded memory for many levels: ``"float32"``
+        or False.
     **kwargs
         Passed to ``nutpie.sample``, ``pymc.sample`` or ``numpyro.infer.NUTS``.
 
@@ -449,6 +476,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     for nm, v in (("draws", draws), ("tune", tune), ("chains", chains)):
         if not isinstance(v, (int, np.integer)) or v < (0 if nm == "tune" else 1):
             raise ValueError(f"{nm} must be a {'non-negative' if nm == 'tune' else 'positive'} integer, got {v!r}")
+    if not any(store_effects is v for v in STORE_EFFECTS) and store_effects != "float32":
+        raise ValueError(f"store_effects must be True, 'float32' or False, got {store_effects!r}")
     pm_model, glmm = _model_of(model)
     cores = cores or min(chains, os.cpu_count() or 1)
     name = _resolve_sampler(sampler, glmm, (draws, tune, chains, cores))
@@ -486,10 +515,12 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
                     starts["lap"] = laplace_start(glmm, native.density, native.logp_grad)
                 lap = starts["lap"]
                 init, inv_mass = chain_starts(lap, chains, seed, native.logp_grad), lap.inv_mass
-            x, stats = native.sample(draws, tune, chains, seed=seed, target_accept=ta, cores=cores,
+            xs = [None]
+            xs[0], stats = native.sample(draws, tune, chains, seed=seed, target_accept=ta, cores=cores,
                                      max_depth=depth, init_step=float(kwargs.get("init_step", -1.0)),
                                      progressbar=progressbar, init=init, inv_mass=inv_mass)
-            return _native_idata(native.density, x, stats, layout, depth)
+            # the unconstrained draws are released as soon as they are expanded
+            return _native_idata(native.density, xs.pop(), stats, layout, depth, store_effects)
         if compiled is not None:
             import nutpie
 
@@ -537,6 +568,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
     elapsed = time.perf_counter() - t0
     idata.posterior.attrs["sampling_wall_time"] = elapsed
     idata.posterior.attrs["sampler"] = name
+    if native is not None:
+        idata.posterior.attrs["init"] = init_kind
     idata.posterior.attrs["target_accept"] = float(target_accept)
     idata.posterior.attrs["target_accept_tried"] = tried
     rng = np.random.default_rng(seed)
@@ -554,6 +587,14 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
 
             pm.sample_posterior_predictive(idata, model=pm_model, random_seed=rng,
                                            extend_inferencedata=True, progressbar=False)
+    if glmm is not None and store_effects is not True:
+        effects = [v for v in idata.posterior.data_vars if str(v).startswith("b_")]
+        if store_effects is False:
+            idata.posterior = idata.posterior.drop_vars(effects)
+        else:
+            for v in effects:
+                idata.posterior[v] = idata.posterior[v].astype(np.float32)
+        idata.posterior.attrs["store_effects"] = str(store_effects)
     if check:
         msgs = diagnose(idata, summary_var_names(idata.posterior,
                                                  glmm.spec.family.aux_names if glmm is not None else None))
