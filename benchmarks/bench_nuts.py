@@ -17,7 +17,9 @@ Cases (``--case``, one or several):
   P(y > 0), our 1 - pi; ESS over beta, sd_g, theta and beta_hu / alpha and the psi terms).
   bambi's ``numpyro`` backend cannot sample it (PyMC's truncated NB needs ``betainc``'s gradient
   in its parameters, which JAX lacks): compare with ``--bambi nutpie pymc``;
-* ``hp400``: the same with a hurdle Poisson count part (bambi's ``hurdle_poisson``).
+* ``hp400``: the same with a hurdle Poisson count part (bambi's ``hurdle_poisson``);
+* ``g50k``: the bern100k model with 100,000 rows in 50,000 groups of 2, 500 + 500, 2 chains,
+  ``store_effects="float32"`` (issue 19).
 
 For every configuration it prints the whole-call wall time (model build + compile +
 sampling + InferenceData; data loading/simulation is outside), the minimum bulk ESS over
@@ -29,7 +31,9 @@ backend measured in the same run (by min-ESS/s), naming that backend.
 
 Configurations: ours (``--ours``, default ``auto numpyro``) are bayes_glmm's samplers
 (``auto``, ``native``, ``numpy``, ``nutpie``, ``pymc``, ``numpyro``: numpyro's NUTS on JAX
-code generated from the PyMC graph), each optionally ``-centered``; bambi's (``--bambi``,
+code generated from the PyMC graph), each optionally ``-centered`` and/or ``-laplace`` /
+``-random`` (the native sampler's ``init=``: ``auto-random`` is the sampler before the
+Laplace-informed start, ``auto`` the default); bambi's (``--bambi``,
 default ``nutpie pymc numpyro``) are its ``inference_method`` values (``numpyro`` goes
 through ``pymc.sampling.jax``, chains in parallel over XLA host devices).
 
@@ -41,6 +45,7 @@ Run::
     python benchmarks/bench_nuts.py --case bern100k bern1m --bambi nutpie numpyro
     python benchmarks/bench_nuts.py --case toenail --draws 100 --tune 100   # smoke test
     python benchmarks/bench_nuts.py --grad                 # time of one log-density gradient
+    python benchmarks/bench_nuts.py --case bern100k g50k --ours auto auto-random --bambi   # issue 19
 
 Each configuration runs in a fresh subprocess, and configurations are interleaved
 within each repetition so that background load affects all alike (``--warm`` reuses
@@ -116,6 +121,10 @@ CASES = {
                      ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"]),
     "bern1m": dict(formula=SIM_FORMULA, tune=500, draws=500, chains=[2], n=1_000_000, groups=10_000,
                    ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"]),
+    # issue 19: 100k rows in 50,000 groups of 2 (fit_ml 2.8 s, sample() 811 s before the Laplace start)
+    "g50k": dict(formula=SIM_FORMULA, tune=500, draws=500, chains=[2], n=100_000, groups=50_000,
+                 ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"],
+                 sample_kwargs={"store_effects": "float32"}),
     # NB2 (issue 8): bambi's "negativebinomial" family (its alpha is our theta)
     "nb400": dict(formula=NB_FORMULA, tune=1000, draws=1000, chains=[4], n=400, groups=40,
                   family="negbinomial", bambi_family="negativebinomial",
@@ -213,7 +222,7 @@ def _rss():
 
 
 def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case: str = "toenail",
-             draws: int | None = None, tune: int | None = None) -> dict:
+             draws: int | None = None, tune: int | None = None, init: str | None = None) -> dict:
     import bayes_glmm as bg
     import bayes_glmm.bayes  # noqa: F401  (imports pymc/nutpie, like `import bambi` does, outside the timing)
 
@@ -226,7 +235,8 @@ def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         res = model.sample(draws=draws, tune=tune, chains=chains, random_seed=seed, sampler=sampler,
-                           progressbar=False)
+                           progressbar=False, **({} if init is None else {"init": init}),
+                           **c.get("sample_kwargs", {}))
     wall = time.perf_counter() - t0
     ess, rhat, div = _min_ess(res.idata, c["ours_vars"])
     rss, wrk = _rss()
@@ -354,7 +364,7 @@ def run_stan(chains: int, seed: int, case: str = "toenail", draws: int | None = 
 def _run(job: dict) -> dict:
     kw = dict(case=job["case"], draws=job["draws"], tune=job["tune"])
     if job["kind"] == "ours":
-        return run_ours(job["name"], job["chains"], job["seed"], centered=job["centered"], **kw)
+        return run_ours(job["name"], job["chains"], job["seed"], centered=job["centered"], init=job.get("init"), **kw)
     if job["kind"] == "stan":
         return run_stan(job["chains"], job["seed"], **kw)
     return run_bambi(job["name"], job["chains"], job["seed"], **kw)
@@ -560,9 +570,12 @@ def main(argv=None) -> None:
         for case in cases:
             for chains in chains_of[case]:
                 for pkg, cfg in cfgs:
-                    name, centered = cfg.replace("-centered", ""), cfg.endswith("-centered")
+                    init = next((i for i in ("laplace", "random") if f"-{i}" in cfg), None)
+                    name = cfg.replace("-centered", "").replace(f"-{init}", "")
+                    centered = cfg.endswith("-centered")
                     job = dict(kind={"bayes_glmm": "ours", "Stan": "stan"}.get(pkg, "bambi"), name=name, chains=chains,
-                               seed=a.seed + rep, centered=centered, case=case, draws=a.draws, tune=a.tune)
+                               seed=a.seed + rep, centered=centered, case=case, draws=a.draws, tune=a.tune,
+                               init=init)
                     try:
                         r = runner(job)
                     except Exception as e:  # report and go on: one failing backend must not end the run
