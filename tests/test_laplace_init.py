@@ -17,7 +17,7 @@ import pytest
 
 import bayes_glmm as bg
 from bayes_glmm.bayes import native
-from bayes_glmm.bayes.laplace_init import INITS, chain_starts, laplace_start, lbfgs
+from bayes_glmm.bayes.laplace_init import AUTO_ROWS, chain_starts, laplace_start, lbfgs, resolve_init
 
 pytestmark = pytest.mark.skipif(not native.available(), reason="no C compiler")
 
@@ -108,7 +108,7 @@ def test_both_inits_sample_the_same_posterior():
     fixed effects and the SD agree within Monte Carlo error (4 SE)."""
     m = bg.GLMM("y ~ x + (1 | g)", _bern(n_groups=40, per=10, seed=5), family="bernoulli")
     out = {}
-    for init in INITS:
+    for init in ("laplace", "random"):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             r = m.sample(draws=400, tune=300, chains=2, random_seed=11, progressbar=False, init=init,
@@ -120,6 +120,13 @@ def test_both_inits_sample_the_same_posterior():
         a, b = out["laplace"][k], out["random"][k]
         se = np.sqrt(a.var(0) / 150 + b.var(0) / 150)  # ~150 effective draws each, conservatively
         assert np.all(np.abs(a.mean(0) - b.mean(0)) < 4 * se), (k, a.mean(0), b.mean(0))
+
+
+def test_auto_init_takes_laplace_on_large_data_only():
+    small = bg.GLMM("y ~ x + (1 | g)", _bern(n_groups=10, per=5), family="bernoulli").spec
+    large = bg.GLMM("y ~ x + (1 | g)", _bern(n_groups=AUTO_ROWS // 10, per=10), family="bernoulli").spec
+    assert resolve_init("auto", small) == "random" and resolve_init("auto", large) == "laplace"
+    assert resolve_init("laplace", small) == "laplace" and resolve_init("random", large) == "random"
 
 
 def test_init_and_store_effects_are_checked():

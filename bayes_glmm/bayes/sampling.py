@@ -18,7 +18,7 @@ import numpy as np
 
 from ..families import REGISTRY
 from .density import GlmmDensity, compile_numpy, supported
-from .laplace_init import INITS, chain_starts, laplace_start
+from .laplace_init import chain_starts, laplace_start, resolve_init
 from .params import param_layout
 from .pointwise import add_log_likelihood, add_observed_data, posterior_names, tidy_posterior
 from .pointwise import posterior_predictive as _posterior_predictive
@@ -34,7 +34,7 @@ SAMPLERS = ("auto", "native", "numpy", "pymc", "nutpie", "numpyro")
 #: priors).  Measured in benchmarks/bench_nuts.py.
 AUTO_SAMPLER = ("native", "numpy", "nutpie")
 #: the native sampler's start and initial metric (``sample(init=...)``, :data:`~bayes_glmm.bayes.laplace_init.INITS`)
-DEFAULT_INIT = "laplace"
+DEFAULT_INIT = "auto"
 #: above this many values (draws x chains x rows) the log_likelihood group is skipped by default
 LOGLIK_MAX_VALUES = 50_000_000
 
@@ -428,7 +428,9 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         (:mod:`bayes_glmm.bayes.jax_backend`; the ``[jax]`` extra; a GPU when JAX sees one).
         ``"pymc"``: PyMC's own NUTS.
         Extra keyword ``init`` (:data:`~bayes_glmm.bayes.laplace_init.INITS`, default
-        :data:`DEFAULT_INIT`): ``"laplace"`` starts each chain from a draw of the Laplace
+        :data:`DEFAULT_INIT`, which is ``"laplace"`` from
+        :data:`~bayes_glmm.bayes.laplace_init.AUTO_ROWS` rows on, else ``"random"``):
+        ``"laplace"`` starts each chain from a draw of the Laplace
         approximation (ML scales, conditional modes; :mod:`bayes_glmm.bayes.laplace_init`,
         seeded by ``random_seed``) with its variances as the warm-up's initial metric;
         ``"random"`` is the start of earlier versions (typical values + U(-1, 1), unit metric).
@@ -495,9 +497,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         bad = sorted(set(kwargs) - {"max_depth", "init_step", "init"})
         if bad:
             raise ValueError(f"sampler='native' takes max_depth=, init= (and init_step=), not {bad}")
-        init_kind = kwargs.get("init", DEFAULT_INIT)
-        if init_kind not in INITS:
-            raise ValueError(f"init={init_kind!r} is not one of {INITS}")
+        init_kind = resolve_init(kwargs.get("init", DEFAULT_INIT), glmm.spec)
     elif name == "numpy":
         density = GlmmDensity(glmm.spec, glmm.resolved_priors, glmm.centered_terms)
         compiled = compile_numpy(density, layout.coords, layout.dims)
