@@ -143,6 +143,7 @@ def main(argv=None) -> int:
                 ours_cpu.append(c)
                 ll["bayes_glmm"] = res.loglik
                 line = f"  round {r + 1}: bayes_glmm {t:.2f} s (CPU {c:.2f} s)"
+                print(f"  round {r + 1}: bayes_glmm done, logLik {res.loglik:.4f}", flush=True)  # before the peers
                 for p in peers:
                     o = fit_r(csv, data, case, p, tmp)
                     if o is not None:
