@@ -515,6 +515,19 @@ class Family:
     def _eta_score_weight(self, y, eta, *, trials=None, **aux):
         return self._eta_derivs(y, eta, trials=trials, **aux)[:2]
 
+    def loglik_eta_score_weight(self, y, eta, **aux):
+        """``(loglik_eta, d1, w_obs)`` at once: :meth:`loglik_eta` and :meth:`eta_score_weight`
+        of a family without trials, each the same values as the separate calls.  PIRLS of one
+        small scalar term (:mod:`bayes_glmm.ml.pirls_scalar`) needs both at every point it
+        visits; a family whose derivatives already compute the log-density (the ordinal
+        family's) overrides :meth:`_loglik_eta_score_weight` and pays for them once."""
+        y = np.asarray(y, dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        return self._loglik_eta_score_weight(y, eta, **self.aux_values(aux))
+
+    def _loglik_eta_score_weight(self, y, eta, **aux):
+        return (self._loglik_eta(y, eta, **aux),) + tuple(self._eta_score_weight(y, eta, **aux))
+
     def _eta_derivs(self, y, eta, *, trials=None, **aux):
         # generic chain rule through mu = h(eta): l_eta = l_mu h', l_eta,eta = l_mu,mu h'^2 + l_mu h''
         lm, lmm, info = self._mu_derivs(y, eta, trials=trials, **aux)

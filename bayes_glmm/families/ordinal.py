@@ -276,6 +276,10 @@ class Ordinal(Family):
     def _eta_score_weight(self, y, eta, *, trials=None, **aux):
         return self._row_derivs(y, eta, self._taus(aux))[1:]
 
+    def _loglik_eta_score_weight(self, y, eta, **aux):
+        # _row_derivs computes the log-density on the way (the same values as _loglik_eta)
+        return self._row_derivs(y, eta, self._taus(aux))
+
     def _eta_derivs(self, y, eta, *, trials=None, **aux):
         taus = self._taus(aux)
         _, d1, w = self._row_derivs(y, eta, taus)

@@ -33,6 +33,7 @@ from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian
                        saturated_correlations, theta_layout, theta_scales, warn_nonconvergence)
 from .auxpar import aux_coords, aux_lower, aux_natural, aux_starts, check_aux_params
 from .pirls import hessian_weights, make_response, pirls, with_aux
+from .pirls_scalar import pirls_fast
 from .types import MLFit
 from ..spec.validate import user_stacklevel
 
@@ -305,13 +306,13 @@ def _modes(x, resp, s, terms, slices, nt, state):
     last = state.get("last")
     try:
         # the previous evaluation's factor preconditions the iterative steps of large crossed designs
-        pr = pirls(resp, s, lambdas, beta, u0, precond=None if last is None else last.factor)
+        pr = pirls_fast(resp, s, lambdas, beta, u0, precond=None if last is None else last.factor)
     except (FloatingPointError, np.linalg.LinAlgError):
         if u0 is None:
             raise
         # a warm start left by a wild line-search point can overflow the weights (counts of
         # 1e12: a mode off by 1e-2 is e^(1e-2 * 1e6)); the cold start u = 0 does not
-        pr = pirls(resp, s, lambdas, beta, None)
+        pr = pirls_fast(resp, s, lambdas, beta, None)
     if not pr.converged:
         state["pirls_fail"] = state.get("pirls_fail", 0) + 1
     if np.all(np.isfinite(pr.u)):
