@@ -551,6 +551,17 @@ class Family:
         """
         return None
 
+    def aux_loglik_derivs(self, y, eta, **aux):
+        """Exact ``d log f / d v`` in each auxiliary parameter ``v`` (natural scale, order of
+        :attr:`aux_params`) at any shape of ``eta`` broadcast against ``y``, or None.
+
+        Returns None (the default: the AGQ gradient then takes central differences of the
+        log-density in each coordinate) or a list of arrays of the broadcast shape, unweighted,
+        without zero inflation or a dispersion formula.  The AGQ gradient evaluates it at every
+        node (rows x nodes), where the central differences cost two log-densities per parameter.
+        """
+        return None
+
     # --- validation ----------------------------------------------------------------------
     def check_response(self, y: np.ndarray, trials: np.ndarray | None, name: str) -> None:
         """Raise ValueError naming the response column when y does not suit the family."""

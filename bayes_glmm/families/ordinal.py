@@ -360,6 +360,22 @@ class Ordinal(Family):
             out[dn, yi[dn] - 1] += db[dn]
         return -(W_a + W_b), l_v, r_v, W_v
 
+    def aux_loglik_derivs(self, y, eta, **aux):
+        """``d l / d tau_k`` for each threshold at any shape of ``eta`` (AGQ's rows x nodes):
+        ``f(a) / P`` where tau_k is the row's upper bound (k = y), ``-f(b) / P`` where it is the
+        lower one (k = y - 1), 0 elsewhere (the ``l_a``, ``l_b`` of :meth:`aux_eta_derivs`)."""
+        taus = self._taus(self.aux_values(aux))
+        if not _all_scalar(taus):
+            return None
+        y = np.asarray(y, dtype=float)
+        eta = np.asarray(eta, dtype=float)
+        first, last, _, _, ll, lfa, _, lfb, _ = self._np_rows(y, eta, taus)
+        with np.errstate(over="ignore", invalid="ignore"):
+            ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
+            rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
+        yi = np.broadcast_to(y.astype(np.intp), ll.shape)
+        return [np.where(yi == k, ra, 0.0) - np.where(yi == k + 1, rb, 0.0) for k in range(len(taus))]
+
     # --- predictions and simulation ------------------------------------------------------------
     def category_probs(self, eta, **aux):
         """P(Y = c | eta) for each category c (columns in order), shape ``eta.shape + (K,)``."""

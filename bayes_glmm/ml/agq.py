@@ -239,10 +239,18 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
     else:
         width = 1
     step = max(1, chunk_rows // max(1, n * width))
+    # a family with auxiliary parameters (no zero inflation, no trials): its log-density and
+    # score at the nodes from one call (the same values as loglik_and_mu and eta_score_weight)
+    fused = (deriv is not None and na and cols.X_zi is None and cols.row_const is not None
+             and not cols.family.needs_trials)
     for k0 in range(0, K, step):
         zk = z[k0:k0 + step]  # (k, q)
         eta = pr.eta[:, None] + A @ zk.T  # (n, k)
-        ll, mu = loglik_and_mu(cols, eta)
+        if fused:  # the log-density and the score at the nodes in one family call
+            lle, rk, _ = cols.family.loglik_eta_score_weight(cols.y, eta, **cols.aux_vals)
+            ll, mu, rk = cols.pw * (cols.row_const[:, None] + lle), None, cols.pw * rk
+        else:
+            ll, mu = loglik_and_mu(cols, eta)
         uu = uj[:, None, :] + np.einsum("jab,kb->jka", LinvT, zk)  # (J, k, q)
         a = np.asarray(G @ ll) - 0.5 * np.sum(uu * uu, axis=2) + lw[None, k0:k0 + step]
         m_new = np.maximum(m, np.max(a, axis=1))
@@ -253,7 +261,9 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
         m = m_new
         if deriv is None:
             continue
-        if na:  # the family's own score at the nodes (prior-weighted)
+        if fused:
+            pass  # rk from the fused call above
+        elif na:  # the family's own score at the nodes (prior-weighted)
             fam = cols.family
             rk = cols.pw * fam.eta_score_weight(cols.y, eta, trials=cols.n_trials if fam.needs_trials else None,
                                                 **cols.aux_vals)[0]
@@ -290,6 +300,15 @@ def _node_aux_derivs(resp, eta, h: float = 1e-5):
     from .pirls import _general_loglik, with_family_aux
 
     a0 = np.asarray(resp.aux_coord, dtype=float)
+    fam = resp.family
+    if resp.X_zi is None and resp.X_disp is None:
+        exact = fam.aux_loglik_derivs(resp.y[:, None], eta, **resp.aux_vals)
+        if exact is not None:
+            # the family's closed form in the natural values, to the coordinates by the chain rule
+            from .auxpar import aux_jacobian
+
+            Jc = aux_jacobian(fam, a0)
+            return [resp.pw[:, None] * sum(dv * Jc[k, j] for k, dv in enumerate(exact)) for j in range(a0.size)]
     out = []
     for j in range(a0.size):
         lp = []
