@@ -351,13 +351,13 @@ class Ordinal(Family):
         r_a, r_b = rb_a - ra_a, rb_b - ra_b
         W_a = -(ra_a * ga + ra * ha) + rb_a * gb + 2.0 * r * r_a
         W_b = -ra_b * ga + rb_b * gb + rb * hb + 2.0 * r * r_b
-        n, A = ll.shape[0], len(taus)
-        yi = y.astype(np.intp)
-        l_v, r_v, W_v = np.zeros((n, A)), np.zeros((n, A)), np.zeros((n, A))
-        up, dn = np.flatnonzero(yi < A), np.flatnonzero(yi > 0)
-        for out, da, db in ((l_v, ra, -rb), (r_v, r_a, r_b), (W_v, W_a, W_b)):
-            out[up, yi[up]] += da[up]
-            out[dn, yi[dn] - 1] += db[dn]
+        # each row's upper bound is threshold y (column y), its lower one threshold y - 1; a
+        # masked select, not a scatter (np.where keeps an overflowed entry out of the others)
+        k = np.arange(len(taus))
+        yi = y.astype(np.intp)[:, None]
+        up, dn = yi == k, yi == k + 1
+        l_v, r_v, W_v = (np.where(up, da[:, None], 0.0) + np.where(dn, db[:, None], 0.0)
+                         for da, db in ((ra, -rb), (r_a, r_b), (W_a, W_b)))
         return -(W_a + W_b), l_v, r_v, W_v
 
     def aux_loglik_derivs(self, y, eta, **aux):
