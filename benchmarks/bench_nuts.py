@@ -46,6 +46,7 @@ Run::
     python benchmarks/bench_nuts.py --case toenail --draws 100 --tune 100   # smoke test
     python benchmarks/bench_nuts.py --grad                 # time of one log-density gradient
     python benchmarks/bench_nuts.py --case bern100k g50k --ours auto auto-random --bambi   # issue 19
+    python benchmarks/bench_nuts.py --cold-start --repeat 5 [--before PATH ...] [--cold]   # whole processes
 
 Each configuration runs in a fresh subprocess, and configurations are interleaved
 within each repetition so that background load affects all alike (``--warm`` reuses
@@ -72,6 +73,18 @@ chain's process with ``clock()``, ours each chain's thread: robust to background
 gradients per draw and the time per gradient.  Run::
 
     python benchmarks/bench_nuts.py --case nb400 toenail --ours auto --bambi --stan --chains 4 --repeat 3
+
+``--cold-start`` times what a user waits for in a fresh process (a new kernel, a script run):
+from the process's start to the returned result of ``import bayes_glmm`` + the first
+``GLMM(...).sample()`` of toenail (``sampler="auto"``, 1000 + 1000 draws, ``--chains``, default 4,
+the README's call), against ``import bambi`` + ``bambi.Model(...).fit(inference_method="numpyro")``
+(imports of JAX and PyMC inside the timing: a user waits for them), interleaved, medians of
+``--repeat`` rounds after one untimed round (which writes the byte-code cache, as an installed
+package has it).  ``--before PATH [PATH ...]`` adds the same script run on other checkouts' bayes_glmm
+(PATH on PYTHONPATH: the code before a change); ``--cold`` gives every process empty compile
+caches (a new machine), otherwise our compiled model, numba's and PyTensor's caches are on disk
+(a kernel restart).  Each child also reports its start-up, import and sampling times and
+whether it imported PyMC.
 
 ``--grad`` times one log-density + gradient evaluation (median over many calls, µs) on
 ``toenail`` and ``bern100k`` (or the ``--case`` list, if given): our NumPy density
@@ -374,18 +387,9 @@ def _child(job: dict, cold: bool = False, script: str = __file__) -> dict:
     """Run ``job`` in a fresh ``script --child JSON`` process (bench_families.py passes itself)."""
     cmd = [sys.executable, script, "--child", json.dumps(job)]
     env = dict(os.environ)
-    tmp = None
-    if cold:  # an empty PyTensor compile cache (numba/C) for this process only
-        tmp = tempfile.mkdtemp(prefix="bench_nuts_")
-        flags = env.get("PYTENSOR_FLAGS", "")
-        env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"base_compiledir={tmp}"
-        # and an empty numba cache for BOTH packages, as on a fresh machine: every numba
-        # function the libraries cache on disk (arviz, PyTensor) is compiled anew
-        env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
-        # and an empty JAX persistent compilation cache (numpyro backends)
-        env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "jax")
-        # and an empty cache of our compiled native models (sampler="native")
-        env["BAYES_GLMM_CACHE_DIR"] = os.path.join(tmp, "bayes_glmm")
+    tmp = tempfile.mkdtemp(prefix="bench_nuts_") if cold else None
+    if tmp:
+        _empty_caches(env, tmp)
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env)
     finally:
@@ -395,6 +399,20 @@ def _child(job: dict, cold: bool = False, script: str = __file__) -> dict:
         if line.startswith("RESULT "):
             return json.loads(line[7:])
     raise RuntimeError(f"{job['kind']} {job['name']} ({job['case']}) failed:\n{out.stderr[-3000:]}")
+
+
+def _empty_caches(env: dict, tmp: str) -> None:
+    """Point ``env`` at empty compile caches under ``tmp``, as on a freshly installed machine."""
+    # an empty PyTensor compile cache (numba/C) for this process only
+    flags = env.get("PYTENSOR_FLAGS", "")
+    env["PYTENSOR_FLAGS"] = (flags + "," if flags else "") + f"base_compiledir={tmp}"
+    # and an empty numba cache for BOTH packages, as on a fresh machine: every numba
+    # function the libraries cache on disk (arviz, PyTensor) is compiled anew
+    env["NUMBA_CACHE_DIR"] = os.path.join(tmp, "numba")
+    # and an empty JAX persistent compilation cache (numpyro backends)
+    env["JAX_COMPILATION_CACHE_DIR"] = os.path.join(tmp, "jax")
+    # and an empty cache of our compiled native models (sampler="native")
+    env["BAYES_GLMM_CACHE_DIR"] = os.path.join(tmp, "bayes_glmm")
 
 
 _HDR = (f"{'case':9s} {'package':10s} {'config':22s} {'chains':>6s} {'wall s':>8s} {'minESS':>8s} "
@@ -518,6 +536,139 @@ def _stan_table(med, cases, chains_of, ref, a) -> None:
                       f"{t['us_grad'] / o['us_grad']:.2f}x (Stan / ours), warm-up {t['warmup_s'] / o['warmup_s']:.2f}x")
 
 
+# --------------------------------------------------------------------------- --cold-start
+#: a fresh process: its first line stamps the clock, the result is stamped as soon as it is returned
+#: (the ESS computed after that, untimed); argv[1] = JSON {chains, seed, draws, tune}
+_COLD_OURS = """
+import time; t0 = time.time()
+import json, sys, warnings
+a = json.loads(sys.argv[1])
+import bayes_glmm as bg
+t1 = time.time()
+toenail = bg.datasets.load("toenail")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    post = bg.GLMM("Response ~ Month * Treatment + (1 | ID)", toenail, family="bernoulli").sample(
+        draws=a["draws"], tune=a["tune"], chains=a["chains"], random_seed=a["seed"], progressbar=False)
+t2 = time.time()
+heavy = [m for m in ("pymc", "pytensor", "arviz", "numba", "jax") if m in sys.modules]
+import arviz as az
+ess = az.ess(post.idata, var_names=["beta", "sd_ID"], method="bulk")
+print("RESULT " + json.dumps({"t_start": t0, "t_import": t1, "t_result": t2, "heavy": heavy,
+      "sampler": post.idata.posterior.attrs["sampler"],
+      "min_ess": float(min(float(ess[v].min()) for v in ess.data_vars))}))
+"""
+_COLD_BAMBI = """
+import time; t0 = time.time()
+import json, sys, warnings
+a = json.loads(sys.argv[1])
+import bambi as bmb
+t1 = time.time()
+import bayes_glmm as bg  # the data only (untimed: bambi users load theirs too; ~0.5 s)
+toenail = bg.datasets.load("toenail")
+tl = time.time()
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    idata = bmb.Model("Response ~ Month * Treatment + (1 | ID)", toenail, family="bernoulli").fit(
+        draws=a["draws"], tune=a["tune"], chains=a["chains"], random_seed=a["seed"],
+        inference_method="numpyro", progressbar=False)
+t2 = time.time() - (tl - t1)
+import arviz as az
+ess = az.ess(idata, var_names=["Intercept", "Month", "Treatment", "Month:Treatment", "1|ID_sigma"], method="bulk")
+print("RESULT " + json.dumps({"t_start": t0, "t_import": t1, "t_result": t2, "heavy": [], "sampler": "numpyro",
+      "min_ess": float(min(float(ess[v].min()) for v in ess.data_vars))}))
+"""
+
+
+def cold_start(chains_list, repeats: int, seed: int, draws: int, tune: int, before: list | None,
+               cold: bool, bambi: bool = True) -> dict:
+    """Whole-process times, spawn to returned result: ``import bayes_glmm`` + the first
+    ``sample()`` of toenail, the same on each ``before`` checkout, ``import bambi`` + its numpyro
+    fit; interleaved (the order rotates every round), medians over ``repeats`` rounds."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pyc = tempfile.mkdtemp(prefix="bench_nuts_pyc_")  # byte code, written by the untimed round
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    base["PYTHONPYCACHEPREFIX"] = pyc
+    cmds = [("python: interpreter only", ["-c", "pass"], root),
+            ("bayes_glmm: import only", ["-c", "import bayes_glmm"], root)]
+    for chains in chains_list:
+        cmds.append((f"bayes_glmm: import + sample(), {chains} chains", ["-c", _COLD_OURS], root, chains))
+        for tree in before or ():
+            cmds.append((f"bayes_glmm before ({os.path.basename(os.path.normpath(tree))}): import + sample(), "
+                         f"{chains} chains", ["-c", _COLD_OURS], tree, chains))
+        if bambi:
+            cmds.append((f"bambi+numpyro: import + fit, {chains} chains", ["-c", _COLD_BAMBI], root, chains))
+    times = {c[0]: [] for c in cmds}
+    info = {c[0]: [] for c in cmds}
+    print(f"\n== cold start: fresh processes, toenail {FORMULA} (bernoulli), {tune} tune + {draws} draws; "
+          f"{'EMPTY compile caches (new machine)' if cold else 'compile caches on disk (kernel restart)'}; "
+          f"spawn -> returned result, median of {repeats} interleaved rounds after one untimed round\n")
+    try:
+        for i in range(repeats + 1):
+            k = i % len(cmds)
+            for cmd in cmds[k:] + cmds[:k]:  # rotate the order: no command always runs first
+                lab, argv, tree = cmd[:3]
+                env = dict(base, PYTHONPATH=os.pathsep.join([tree, os.environ.get("PYTHONPATH", "")]))
+                tmp = tempfile.mkdtemp(prefix="bench_nuts_cold_") if cold else None
+                if tmp:
+                    _empty_caches(env, tmp)
+                if len(cmd) > 3:
+                    argv = argv + [json.dumps(dict(chains=cmd[3], seed=seed + i, draws=draws, tune=tune))]
+                try:
+                    t_spawn = time.time()
+                    run = subprocess.run([sys.executable, *argv], capture_output=True, text=True, env=env,
+                                         cwd=tempfile.gettempdir())
+                    t_exit = time.time()
+                finally:
+                    if tmp:
+                        shutil.rmtree(tmp, ignore_errors=True)
+                if run.returncode != 0:
+                    raise RuntimeError(f"{lab} failed:\n{run.stderr[-3000:]}")
+                res = next((json.loads(ln[7:]) for ln in run.stdout.splitlines()[::-1] if ln.startswith("RESULT ")),
+                           None)
+                if not i:
+                    continue
+                if res is None:
+                    times[lab].append(t_exit - t_spawn)
+                    continue
+                times[lab].append(res["t_result"] - t_spawn)
+                info[lab].append(dict(res, startup=res["t_start"] - t_spawn, imp=res["t_import"] - res["t_start"],
+                                      fit=res["t_result"] - res["t_import"]))
+                print(f"  round {i} {lab:48s} {times[lab][-1]:6.2f} s", flush=True)
+    finally:
+        shutil.rmtree(pyc, ignore_errors=True)
+    out = {}
+    print(f"\n{'command':50s} {'median s':>8s}  {'start':>6s} {'import':>6s} {'fit':>6s} {'minESS':>7s}  "
+          f"{'ESS/s':>6s}  runs / imported")
+    for lab, ts in times.items():
+        med = statistics.median(ts)
+        row = {"median_s": med, "times_s": ts}
+        extra = ""
+        if info[lab]:
+            mi = {k: statistics.median(r[k] for r in info[lab]) for k in ("startup", "imp", "fit", "min_ess")}
+            row.update(mi, heavy=info[lab][-1]["heavy"], sampler=info[lab][-1]["sampler"],
+                       ess_s=statistics.median(r["min_ess"] / t for r, t in zip(info[lab], ts)))
+            extra = (f"  {mi['startup']:6.2f} {mi['imp']:6.2f} {mi['fit']:6.2f} {mi['min_ess']:7.0f}  "
+                     f"{row['ess_s']:6.1f}")
+        else:
+            extra = " " * 37
+        print(f"{lab:50s} {med:8.2f}{extra}  {', '.join(f'{t:.2f}' for t in ts)}"
+              + (f" / {row['sampler']}: {','.join(row['heavy'])}" if info[lab] else ""))
+        out[lab] = row
+    print()
+    for chains in chains_list:
+        ours = out.get(f"bayes_glmm: import + sample(), {chains} chains")
+        for lab in [k for k in out if k.startswith(("bayes_glmm before", "bambi+numpyro"))
+                    and k.endswith(f", {chains} chains")]:
+            other = lab.split(":")[0]
+            if ours:
+                o = out[lab]
+                print(f"{chains} chains: {other} / bayes_glmm: wall {o['median_s'] / ours['median_s']:.2f}x "
+                      f"({o['median_s']:.2f} s / {ours['median_s']:.2f} s); min-ESS/s ours / theirs "
+                      f"{ours['ess_s'] / o['ess_s']:.2f}x")
+    return out
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -543,10 +694,24 @@ def main(argv=None) -> None:
     ap.add_argument("--stan", action="store_true",
                     help="add Stan (rstan, benchmarks/stan_peer.R) as a peer: our model and priors in Stan; "
                          "prints sampling-only ESS/s (per CPU-second of the chains) next to ours")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="whole fresh processes: import bayes_glmm + first sample() vs import bambi + fit (numpyro)")
+    ap.add_argument("--before", nargs="+", help="with --cold-start: other checkouts whose bayes_glmm is timed too")
+    ap.add_argument("--json", help="with --cold-start: also write the results here")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
         print("RESULT " + json.dumps(_run(json.loads(a.child))))
+        return
+    if a.cold_start:
+        import platform
+        print(f"python {sys.version.split()[0]}; {platform.machine()}, {os.cpu_count()} CPU(s); "
+              f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        res = cold_start(a.chains or [4], a.repeat, a.seed, a.draws or 1000, a.tune or 1000, a.before, a.cold,
+                         bambi=bool(a.bambi))
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(res, f, indent=2)
         return
     if a.grad:
         grad_bench(a.case or ["toenail", "bern100k"])
