@@ -84,7 +84,8 @@ package has it).  ``--before PATH [PATH ...]`` adds the same script run on other
 (PATH on PYTHONPATH: the code before a change); ``--cold`` gives every process empty compile
 caches (a new machine), otherwise our compiled model, numba's and PyTensor's caches are on disk
 (a kernel restart).  Each child also reports its start-up, import and sampling times and
-whether it imported PyMC.
+whether it imported PyMC.  Then the cost of ``import arviz`` in a fresh process (the results are an
+ArviZ ``InferenceData``), with its largest parts, by ``python -X importtime``.
 
 ``--grad`` times one log-density + gradient evaluation (median over many calls, µs) on
 ``toenail`` and ``bern100k`` (or the ``--case`` list, if given): our NumPy density
@@ -669,6 +670,38 @@ def cold_start(chains_list, repeats: int, seed: int, draws: int, tune: int, befo
     return out
 
 
+def arviz_import_cost(repeats: int) -> dict:
+    """``python -X importtime`` of ``import arviz`` in fresh processes, after what a native
+    ``sample()`` imports before it: the total and its largest parts (medians, s)."""
+    import re
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pre = "import bayes_glmm, pandas, scipy.sparse, scipy.special; import bayes_glmm.bayes.native"
+    parts = {"arviz": "import arviz (total)",
+             "arviz.stats.ecdf_utils": "numba compile of a ufunc at import (arviz.stats.ecdf_utils, self)",
+             "arviz.preview": "arviz.preview (arviz_base, arviz_stats)", "matplotlib": "matplotlib",
+             "xarray": "xarray"}
+    rows = []
+    for _ in range(repeats):
+        run = subprocess.run([sys.executable, "-X", "importtime", "-c", pre + "\nimport arviz"], capture_output=True,
+                             text=True, env=dict(os.environ, PYTHONPATH=root), cwd=tempfile.gettempdir())
+        tab = {}
+        for ln in run.stderr.splitlines():
+            m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|\s*(\S+)", ln)
+            if m:
+                tab[m.group(3)] = (int(m.group(1)) / 1e6, int(m.group(2)) / 1e6)
+        rows.append({k: tab[k][0 if k == "arviz.stats.ecdf_utils" else 1] for k in parts if k in tab})
+    print(f"\n== import arviz in a fresh process after {pre!r}: python -X importtime (inflates), "
+          f"median of {repeats}; load average {os.getloadavg()[0]:.1f}")
+    out = {}
+    for k, lab in parts.items():
+        v = [r[k] for r in rows if k in r]
+        if v:
+            out[lab] = statistics.median(v)
+            print(f"  {lab:68s} {out[lab]:6.2f} s  ({', '.join(f'{x:.2f}' for x in v)})")
+    return out
+
+
 # --------------------------------------------------------------------------- main
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
@@ -709,6 +742,7 @@ def main(argv=None) -> None:
               f"load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
         res = cold_start(a.chains or [4], a.repeat, a.seed, a.draws or 1000, a.tune or 1000, a.before, a.cold,
                          bambi=bool(a.bambi))
+        res["arviz_import"] = arviz_import_cost(a.repeat)
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=2)
