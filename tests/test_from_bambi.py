@@ -225,9 +225,27 @@ def test_zero_part_and_beta_binomial_families(data, formula, family, kw, ours, z
         assert m.resolved_priors["zi_z"] == Prior("StudentT", nu=4.0, mu=-0.3, sigma=0.8)
 
 
-def test_zero_part_default_psi_prior_is_refused_with_the_reason(data):
-    bm = bmb.Model("c ~ x + (1 | g)", data, family="zero_inflated_poisson")  # psi ~ Beta(2, 2)
-    with pytest.raises(ValueError, match=r"'psi'.*Beta.*no prior kind.*Beta\(1, 1\)"):
+@pytest.mark.parametrize("family, kw, ours", [
+    ("zero_inflated_poisson", {}, (2.0, 2.0)),  # bambi's default psi ~ Beta(2, 2)
+    # an asymmetric Beta: psi is P(count part), so the zero part's probability is Beta(b, a)
+    ("hurdle_poisson", {"priors": {"psi": bmb.Prior("Beta", alpha=5.0, beta=1.5)}}, (1.5, 5.0)),
+    # PyMC's (mu, sigma) spelling: kappa = mu (1 - mu) / sigma^2 - 1 = 20, (alpha, beta) = (6, 14)
+    ("zero_inflated_poisson", {"priors": {"psi": bmb.Prior("Beta", mu=0.3, sigma=0.1)}}, (14.0, 6.0)),
+])
+def test_constant_psi_beta_prior_is_logitbeta_on_the_zero_part(data, family, kw, ours):
+    bm = bmb.Model("c ~ x + (1 | g)", data, family=family, **kw)
+    m = bg.GLMM.from_bambi(bm, centered=False)
+    lab = m.spec.zi_label
+    pr = m.resolved_priors[f"{lab}_Intercept"]
+    assert pr.name == "LogitBeta" and set(pr.args) == {"alpha", "beta"}
+    np.testing.assert_allclose([pr.args["alpha"], pr.args["beta"]], ours, rtol=1e-12)
+    _assert_same(_check_same_density(bm, m))
+
+
+def test_zero_part_psi_prior_refusals_name_the_reason(data):
+    bm = bmb.Model("c ~ x + (1 | g)", data, family="zero_inflated_poisson",
+                   priors={"psi": bmb.Prior("Uniform", lower=0.2, upper=0.9)})
+    with pytest.raises(ValueError, match=r"'psi'.*Uniform\(lower=0.2, upper=0.9\).*Beta\(alpha, beta\)"):
         bg.GLMM.from_bambi(bm)
     bm = bmb.Model(bmb.Formula("c ~ x", "psi ~ x + (1 | g)"), data, family="hurdle_poisson")
     with pytest.raises(ValueError, match="group-specific effects in the zero part"):

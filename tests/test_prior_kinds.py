@@ -68,6 +68,13 @@ def _pymc_logp(kind, args, x):
     if kind.support == "corr":  # one correlation parameter: a 2 x 2 LKJ correlation matrix
         d = pm.LKJCorr.dist(n=2, eta=args.get("eta", 1.0))
         return np.array([float(pm.logp(d, np.array([v])).eval()) for v in x])
+    if not kind.pymc:  # LogitBeta: PyMC's Beta of p = expit(x / sigma), times |dp/dx| (the Jacobian)
+        from scipy.special import expit, log_expit
+        canon = dict(zip(kind.canonical, kind.canonical_args(args)))
+        z = x / canon["sigma"]
+        d = pm.Beta.dist(alpha=canon["alpha"], beta=canon["beta"])
+        return (np.asarray(pm.logp(d, expit(z)).eval(), dtype=float) + log_expit(z) + log_expit(-z)
+                - np.log(canon["sigma"]))
     d = getattr(pm, kind.name).dist(**args)
     return np.asarray(pm.logp(d, x).eval(), dtype=float)
 

@@ -22,10 +22,10 @@ bambi (0.17) and this package write the same kind of model; the differences that
   1 - psi); this package's zero part is ``pi`` = P(zero part) on the logit scale, so
   ``logit(pi) = -logit(psi)``.  A formula for psi (``bmb.Formula(..., "psi ~ x")``) becomes
   ``zi="~ x"`` (``hu=`` for a hurdle) with each coefficient's prior mirrored (the location
-  negated; the intercept at the psi predictors' means on both sides).  A constant psi converts
-  when its prior is uniform (``Beta(1, 1)``): that is ``zi_Intercept ~ Logistic(0, 1)`` exactly;
-  bambi's default ``Beta(2, 2)`` puts on logit(pi) the density ``expit(z)^2 expit(-z)^2 / B(2, 2)``,
-  which no prior kind here has, and is refused with that reason.
+  negated; the intercept at the psi predictors' means on both sides).  A constant psi's
+  ``Beta(a, b)`` prior (bambi's default ``Beta(2, 2)``) becomes ``zi_Intercept ~ LogitBeta(alpha=b,
+  beta=a)`` exactly: pi = 1 - psi ~ Beta(b, a), and LogitBeta is the density of its logit; a uniform
+  (``Beta(1, 1)``, ``Uniform(0, 1)``) is the same as ``Logistic(0, 1)``, which it becomes.
 * bambi's ``beta_binomial`` is ``betabinomial`` (``kappa`` is ``phi``: Beta(mu phi, (1 - mu) phi)).
 
 Whatever has no exact equivalent is refused with a ``ValueError`` naming the term and the reason:
@@ -211,7 +211,7 @@ def _mirrored(p: Prior, where: str) -> Prior:
     from ..priors.kinds import get_kind
 
     kind = get_kind(p.name)
-    if kind.support != "real" or kind.loc_scale is None:
+    if kind.support != "real" or kind.loc_scale is None or kind.loc_scale[:1] == (None,):
         raise ValueError(f"bambi term {where!r}: prior {p.name} on the logit of psi; the zero part here is "
                          f"logit(1 - psi) = -logit(psi), and only a location-scale prior (Normal, StudentT, "
                          f"...) mirrors exactly")
@@ -221,6 +221,23 @@ def _mirrored(p: Prior, where: str) -> Prior:
         v = args.get(loc, next((q.default for q in kind.params if q.name == loc), 0.0)) or 0.0
         args[loc] = -float(v) if np.ndim(v) == 0 else [-float(x) for x in np.ravel(v)]
     return Prior(p.name, **args)
+
+
+def _beta_shapes(args: dict) -> tuple[float, float] | None:
+    """(alpha, beta) of a Beta prior given in any of PyMC's spellings with fixed numbers
+    ((alpha, beta), (mu, sigma), (mu, nu); PyMC's conversions), else None."""
+    if any(v is None for v in args.values()):
+        return None
+    keys = set(args)
+    if keys == {"alpha", "beta"}:
+        return args["alpha"], args["beta"]
+    if keys == {"mu", "sigma"}:
+        mu, sd = args["mu"], args["sigma"]
+        kappa = mu * (1.0 - mu) / sd ** 2 - 1.0
+        return mu * kappa, (1.0 - mu) * kappa
+    if keys == {"mu", "nu"}:
+        return args["mu"] * args["nu"], (1.0 - args["mu"]) * args["nu"]
+    return None
 
 
 def _zero_part(model, family):
@@ -250,16 +267,19 @@ def _zero_part(model, family):
     name = str(getattr(prior, "name", prior))
     args = {k: (float(np.asarray(v)) if not hasattr(v, "args") and np.asarray(v).size == 1 else None)
             for k, v in (getattr(prior, "args", {}) or {}).items()}
-    uniform = (name == "Beta" and args.get("alpha", 1.0) == 1.0 and args.get("beta", 1.0) == 1.0) \
-        or (name == "Uniform" and args.get("lower", 0.0) == 0.0 and args.get("upper", 1.0) == 1.0)
-    if not uniform:
-        shown = ", ".join(f"{k}={v:g}" if v is not None else k for k, v in args.items())
-        raise ValueError(f"bambi parameter 'psi' (the probability of the count part): prior {name}({shown}); "
-                         f"the zero part here is on the logit scale, where a Beta(a, b) becomes the density "
-                         f"expit(z)^a expit(-z)^b / B(a, b), which no prior kind here has (only Beta(1, 1), "
-                         f"uniform, is exactly Logistic(0, 1)); give psi the prior "
-                         f"bmb.Prior('Beta', alpha=1, beta=1), or a formula psi ~ 1 with a Normal prior")
-    return label, "~ 1", {"Intercept": (Prior("Logistic", mu=0.0, s=1.0), None)}
+    ab = _beta_shapes(args) if name == "Beta" else None
+    uniform = ab == (1.0, 1.0) or (name == "Uniform" and set(args) <= {"lower", "upper"}
+                                   and args.get("lower", 0.0) == 0.0 and args.get("upper", 1.0) == 1.0)
+    if uniform:  # Beta(1, 1) on a probability is exactly Logistic(0, 1) on its logit
+        return label, "~ 1", {"Intercept": (Prior("Logistic", mu=0.0, s=1.0), None)}
+    if ab is not None:
+        # psi ~ Beta(a, b) is the count part's probability: the zero part's pi = 1 - psi ~ Beta(b, a)
+        return label, "~ 1", {"Intercept": (Prior("LogitBeta", alpha=ab[1], beta=ab[0]), None)}
+    shown = ", ".join(f"{k}={v:g}" if v is not None else k for k, v in args.items())
+    raise ValueError(f"bambi parameter 'psi' (the probability of the count part): prior {name}({shown}); "
+                     f"the zero part here is on the logit scale, where only a Beta(alpha, beta) with fixed "
+                     f"numbers (LogitBeta here) or a uniform has an exact equivalent; give psi a prior "
+                     f"bmb.Prior('Beta', alpha=.., beta=..), or a formula psi ~ 1 with a Normal prior")
 
 
 def _priors(spec, family, terms, center: bool, constants) -> dict:

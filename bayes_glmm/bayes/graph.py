@@ -118,6 +118,11 @@ def _rv(name, prior, **kw):
     """A PyMC random variable from a resolved :class:`~bayes_glmm.priors.Prior`."""
     args = {k: np.asarray(v, dtype=float) if isinstance(v, (list, tuple)) else v
             for k, v in prior.args.items()}
+    kind = prior.kind
+    if not kind.pymc:  # a kind PyMC lacks: its one log-density on PyTensor
+        return pm.CustomDist(name, logp=lambda value, *_: kind.logp(value, args, PT_OPS),
+                             random=lambda *_, rng=None, size=None: kind.scipy(args).rvs(size=size, random_state=rng),
+                             **kw)
     return getattr(pm, prior.name)(name, **args, **kw)
 
 

@@ -8,7 +8,8 @@ written once against an ``ops`` math namespace, whether it is a location-scale f
 the frozen SciPy distribution the teaching tools plot.  From the one log-density the
 generated C (:func:`bayes_glmm.bayes.codegen.prior_program`) and the NumPy sampler's
 dual numbers (:func:`bayes_glmm.bayes.density.prior_logp_of`) are evaluated; the PyMC graph
-uses PyMC's own distribution of the same name, and ``tests/test_prior_kinds.py`` holds the
+uses PyMC's own distribution of the same name (a kind PyMC lacks, ``pymc=False``: the
+log-density on PyTensor), and ``tests/test_prior_kinds.py`` holds the
 four (ops on NumPy, SciPy, PyMC, dual numbers) equal for every registered kind.
 
 Adding a kind is one record and one line in :data:`KINDS` (see ``docs/priors.md``,
@@ -87,10 +88,14 @@ class PriorKind:
         How an alternative spelling maps to the canonical parameters.
     loc_scale : (str, str) or None
         The location and scale parameters of a location-scale family (a coefficient's
-        prior carried to a rescaled coordinate multiplies both), None otherwise.
+        prior carried to a rescaled coordinate multiplies both), None otherwise; a scale
+        family without a location has ``(None, scale)``.
     scipy_dist : callable or None
         ``f(stats, a0, a1, a2)`` -> the frozen ``scipy.stats`` distribution; None for an
         improper prior (``Flat``, ``HalfFlat``).
+    pymc : bool
+        Whether PyMC has a distribution of this name (the graph builds ``pm.<name>``); a kind
+        it lacks (``LogitBeta``) is a ``pm.CustomDist`` of :attr:`logdens` on PyTensor there.
     """
 
     name: str
@@ -102,6 +107,7 @@ class PriorKind:
     spellings: tuple[Spelling, ...] = ()
     loc_scale: tuple[str, str] | None = None
     scipy_dist: Callable | None = None
+    pymc: bool = True
 
     def __post_init__(self):
         if self.support not in SUPPORTS:
@@ -216,7 +222,7 @@ class PriorKind:
         """``((location, default), (scale, default))`` of a location-scale kind, else ``()``."""
         if self.loc_scale is None:
             return ()
-        return tuple((n, self.param(n).default) for n in self.loc_scale)
+        return tuple((n, self.param(n).default) for n in self.loc_scale if n is not None)
 
     # ------------------------------------------------------------------ densities
     def logp(self, x, args: Mapping[str, Any], ops=None):
@@ -267,6 +273,14 @@ def _lp_laplace(x, mu, b, _, ops):
 def _lp_logistic(x, mu, s, _, ops):
     z = (x - mu) / s
     return -z - ops.log(s) - 2.0 * ops.softplus(-z)
+
+
+def _lp_logitbeta(x, al, be, s, ops):
+    # logit(p) / s for p ~ Beta(al, be): p = expit(z), z = x / s, dp/dx = expit(z) expit(-z) / s, so
+    # p^(al-1) (1-p)^(be-1) / B(al, be) * p (1-p) / s; log expit(z) = -softplus(-z)
+    z = x / s
+    return (-al * ops.softplus(-z) - be * ops.softplus(z) - ops.log(s)
+            - (ops.gammaln(al) + ops.gammaln(be) - ops.gammaln(al + be)))
 
 
 def _lp_flat(x, a0, a1, a2, ops):
@@ -341,6 +355,35 @@ def _halft():
     return halft_gen(a=0.0, name="halft")
 
 
+@functools.cache
+def _logitbeta():
+    """logit(P) for P ~ Beta(a, b) (SciPy has none; built on first use, as :func:`_halft`)."""
+    from scipy import special, stats
+
+    class logitbeta_gen(stats.rv_continuous):
+        def _logpdf(self, x, a, b):
+            return _lp_logitbeta(x, a, b, 1.0, _numpy_ops())
+
+        def _pdf(self, x, a, b):
+            return np.exp(self._logpdf(x, a, b))
+
+        def _cdf(self, x, a, b):
+            return special.betainc(a, b, special.expit(x))
+
+        def _ppf(self, q, a, b):
+            return special.logit(special.betaincinv(a, b, q))
+
+        def _rvs(self, a, b, size=None, random_state=None):
+            return special.logit(stats.beta.rvs(a, b, size=size, random_state=random_state))
+
+    return logitbeta_gen(name="logitbeta")
+
+
+def _numpy_ops():
+    from ..ops.numpy_ops import NUMPY_OPS
+    return NUMPY_OPS
+
+
 # ----------------------------------------------------------------------------- the records
 def _p(name, default=None, positive=False, role=""):
     return KindParam(name, default, positive, role)
@@ -373,6 +416,11 @@ KINDS: dict[str, PriorKind] = {k.name: k for k in (
     PriorKind("Logistic", "real", (_p("mu", 0.0, role=_LOC), _p("s", 1.0, True, _SCALE)), ("mu", "s"),
               _lp_logistic, loc_scale=("mu", "s"),
               scipy_dist=lambda st, mu, s, _: st.logistic(loc=mu, scale=s)),
+    PriorKind("LogitBeta", "real", (_p("alpha", None, True, "a shape (the probability's Beta)"),
+                                    _p("beta", None, True, "a shape (the probability's Beta)"),
+                                    _p("sigma", 1.0, True, _SCALE)), ("alpha", "beta", "sigma"),
+              _lp_logitbeta, required=(("alpha", "beta"),), loc_scale=(None, "sigma"), pymc=False,
+              scipy_dist=lambda st, al, be, s: _logitbeta()(al, be, scale=s)),
     PriorKind("Flat", "real", (), (), _lp_flat, loc_scale=()),
     # ------------------------------------------------------------------ positive support
     PriorKind("HalfNormal", "positive", (_p("sigma", 1.0, True, _SCALE),), ("sigma",), _lp_halfnormal,
@@ -427,7 +475,7 @@ def markdown_table() -> str:
         ps = ", ".join(f"`{p.name}`" + (f" = {p.default:g}" if p.default is not None else "")
                        + (" (> 0)" if p.positive else "") for p in k.params) or "none"
         give = " or ".join("(" + ", ".join(st) + ")" for st in k.required) or "any subset"
-        ls = "yes" if k.loc_scale is not None else "no"
+        ls = "no" if k.loc_scale is None else "scale only" if k.loc_scale[:1] == (None,) else "yes"
         note = "" if k.proper else " (improper)"
         rows.append(f"| `{k.name}`{note} | {_SUPPORT_TEXT[k.support]} | {ps} | {give} | {ls} |")
     return "\n".join(rows)
