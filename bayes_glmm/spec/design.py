@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -503,7 +504,12 @@ def _grid_data(fx: pd.DataFrame, summary: dict, fixed_cols) -> dict:
     by level tuples in ``factors`` order) and each numeric column's range (trend step)."""
     factors = [c for c, (kind, _) in summary.items() if kind == "factor" and c in fixed_cols]
     counts = {}
-    if factors:
+    if factors and len(fx) <= 20_000:
+        # a Counter over the rows' level tuples: the same counts (looked up by level tuple,
+        # never iterated in order) at ~50 us instead of the ~2.5 ms of a pandas groupby, a
+        # fixed cost of every model built on small data; pandas is faster on large data
+        counts = dict(Counter(zip(*[fx[c].astype(object).tolist() for c in factors])))
+    elif factors:
         keys = pd.MultiIndex.from_frame(fx[factors].astype(object)) if len(factors) > 1 else fx[factors[0]]
         counts = {(k if isinstance(k, tuple) else (k,)): int(v)
                   for k, v in pd.Series(1, index=keys).groupby(level=list(range(len(factors)))).sum().items()}
@@ -663,13 +669,14 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
                                          disp_parsed.intercept, fx, "dispersion formula", str(disp))
     builder = _NewDesignBuilder(formula, required, fixed_enc, parsed.offsets, tuple(encoders),
                                 parsed.cbind, trials_col, zi_enc, disp_enc)
+    grid_summary = _grid_summary(fx, required)
     return ModelSpec(formula=formula, family=family, response_name=parsed.response_label, y=y,
                      trials=trials_v, X=X, fixed_names=fixed_enc.names, offset=offset, weights=w,
                      terms=tuple(terms), row_index=data.index[keep], n_dropped=n_dropped,
                      success_level=success, new_design=builder,
                      info={"parsed": parsed, "used_columns": tuple(used), "na_counts": na_counts,
-                           "grid": _grid_summary(fx, required), "fixed_columns": tuple(fixed_cols + offset_cols),
-                           "grid_data": _grid_data(fx, _grid_summary(fx, required), fixed_cols + part_cols)},
+                           "grid": grid_summary, "fixed_columns": tuple(fixed_cols + offset_cols),
+                           "grid_data": _grid_data(fx, grid_summary, fixed_cols + part_cols)},
                      X_zi=X_zi, zi_names=zi_enc.names if zi_enc is not None else (),
                      zi_formula=None if zi is None else str(zi),
                      X_disp=X_disp, disp_names=disp_enc.names if disp_enc is not None else (),
