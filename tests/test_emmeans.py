@@ -375,3 +375,48 @@ def test_posterior_response_means_include_the_zero_part():
     np.testing.assert_allclose(e["se"], ml.emmeans("mined", type="response")["se"], rtol=0.1)
     c = fit.contrasts("mined", type="response")
     np.testing.assert_allclose(c["estimate"].iloc[0], (means[:, 0] - means[:, 1]).mean(), rtol=1e-10)
+
+
+def _cl_err(tab, ref, lo, hi):
+    """Largest |our limit - emmeans's| in SE units, over both limits."""
+    se = np.asarray(ref["SE"], float)
+    return max(np.max(np.abs(tab["lower"].to_numpy() - np.asarray(ref[lo], float)) / se),
+               np.max(np.abs(tab["upper"].to_numpy() - np.asarray(ref[hi], float)) / se))
+
+
+def test_contrast_intervals_as_emmeans_confint(cbpp, oats):
+    """Simultaneous limits of contrast tables = emmeans's confint (summary(infer = TRUE)):
+    Tukey's studentized range, Bonferroni (also for holm, as emmeans), none; odds ratios get
+    the back-transformed interval; KR / Satterthwaite df per contrast."""
+    _, at_r = cbpp
+    r, o = REF["cbpp"], REF["oats"]
+    z = ("asymp.LCL", "asymp.UCL")
+    cases = [(at_r.contrasts("period"), r["pairs_link"], z),
+             (at_r.contrasts("period", type="response"), r["pairs_response"], z),
+             (at_r.contrasts("period", adjust="none"), r["pairs_none"], z),
+             (at_r.contrasts("period", method="trt.vs.ctrl", adjust="holm"), r["trt_holm"], z),
+             (at_r.contrasts("period", method={"early_vs_late": [0.5, 0.5, -0.5, -0.5], "p1_vs_p4": [1, 0, 0, -1]},
+                             adjust="bonferroni"), r["custom_bonf"], z)]
+    t = ("lower.CL", "upper.CL")
+    cases += [(oats.contrasts("N", ddf="kenward-roger"), o["pairs_N_kr"], t),
+              (oats.contrasts("V", adjust="holm", ddf="satterthwaite"), o["pairs_V_holm_satt"], t),
+              (oats.contrasts("~ N | V", ddf="kenward-roger"), o["pairs_N_by_V_kr"], t)]
+    for tab, ref, (lo, hi) in cases:
+        assert list(tab.columns) == ["estimate", "se", "df", "lower", "upper", "statistic", "p"]
+        # at lme4's estimates (cbpp) to 1e-7 SE; oats at our REML optimum and KR/Satterthwaite df to 1e-5
+        assert _cl_err(tab, ref, lo, hi) < 1e-5
+        assert np.all(tab["lower"] < tab["estimate"]) and np.all(tab["estimate"] < tab["upper"])
+
+
+def test_dunnett_intervals_invert_the_exact_distribution(cbpp, oats):
+    from bayes_glmm.postfit.emm_grid import adjusted_crit
+    from bayes_glmm.postfit.emmeans import dunnett_sf
+    for k, df in ((2, np.inf), (3, np.inf), (3, 12.3)):
+        q = adjusted_crit(np.full(k, df), "dunnettx", None, 0.95)
+        assert dunnett_sf(q[:1], k, df)[0] == pytest.approx(0.05, abs=1e-9)
+    # emmeans's "dunnettx" quantile is an approximation of the same one (k = 2, z: 2.2218 vs the
+    # exact 2.2121, mvtnorm's qmvnorm 2.2122): its limits differ by up to 0.025 SE
+    for fit, spec, key in ((cbpp[1], "period", "cbpp_trt"), (oats, "N", "oats_trt"), (oats, "V", "oats_trt_V")):
+        ref = EX[key]
+        lo, hi = ("asymp.LCL", "asymp.UCL") if "asymp.LCL" in ref else ("lower.CL", "upper.CL")
+        assert _cl_err(fit.contrasts(spec, method="trt.vs.ctrl"), ref, lo, hi) < 0.025

@@ -122,6 +122,9 @@ def test_pairs_of_expected_classes(key):
     assert out["se"].iloc[0] == pytest.approx(ref["SE"], rel=1e-5)
     assert out["statistic"].iloc[0] == pytest.approx(ref["z.ratio"], rel=1e-5)
     assert out["p"].iloc[0] == pytest.approx(ref["p.value"], rel=1e-4)
+    # one contrast: Tukey's limits are the z interval, emmeans's confint
+    assert out["lower"].iloc[0] == pytest.approx(ref["asymp.LCL"], rel=1e-5)
+    assert out["upper"].iloc[0] == pytest.approx(ref["asymp.UCL"], rel=1e-5)
 
 
 def test_contrasts_of_probabilities_are_refused_with_the_alternatives():

@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import special
 
 __all__ = ["parse_specs", "reference_grid", "grid_counts", "emm_matrix", "cell_labels", "contrast_weights",
-           "adjust_p", "dunnett_sf", "hdi", "posterior_summary", "ml_only_interval", "TYPES", "ADJUST",
+           "adjust_p", "adjusted_crit", "dunnett_sf", "hdi", "posterior_summary", "ml_only_interval", "TYPES", "ADJUST",
            "METHODS", "WEIGHTS", "INTERVALS"]
 
 TYPES = ("link", "response")
@@ -252,6 +252,37 @@ def adjust_p(t: np.ndarray, df: np.ndarray, adjust: str, n_means) -> np.ndarray:
         return np.array([studentized_range.sf(ti * np.sqrt(2.0), n_means, d if np.isfinite(d) else np.inf)
                          for ti, d in zip(t, df)])
     raise ValueError(f"adjust={adjust!r} is not one of {ADJUST}")
+
+
+def adjusted_crit(df: np.ndarray, adjust: str, n_means, level: float) -> np.ndarray:
+    """Critical values ``q`` of one family of contrasts for simultaneous intervals
+    ``estimate -+ q SE`` at ``level``, as emmeans's ``confint`` of a contrast grid: Tukey's
+    studentized range ``qtukey(level, n_means, df) / sqrt(2)``; the Dunnett max-|t| quantile
+    (the inverse of :func:`dunnett_sf`); Bonferroni ``t_{df}(1 - (1 - level) / (2 m))``, also for
+    ``"holm"`` (a step-down method has no interval: emmeans uses Bonferroni's); ``"none"``:
+    the per-contrast t (or z) quantile."""
+    df = np.asarray(df, float)
+    m = df.size
+    if adjust == "tukey":
+        if n_means is None:
+            raise ValueError("adjust='tukey' is for method='pairwise'; use 'holm', 'bonferroni' or 'none'")
+        from scipy.stats import studentized_range  # here: scipy.stats is slow to import
+        q = {d: studentized_range.ppf(level, n_means, d if np.isfinite(d) else np.inf) / np.sqrt(2.0)
+             for d in np.unique(df)}
+        return np.array([q[d] for d in df])
+    if adjust in ("dunnettx", "dunnett"):
+        from scipy.optimize import brentq
+        q = {d: brentq(lambda c: dunnett_sf(c, m, d)[0] - (1.0 - level), 1e-6, 50.0, xtol=1e-10)
+             for d in np.unique(df)}
+        return np.array([q[d] for d in df])
+    if adjust in ("bonferroni", "holm"):
+        a = 1.0 - (1.0 - level) / (2.0 * m)
+    elif adjust == "none":
+        a = 0.5 + level / 2.0
+    else:
+        raise ValueError(f"adjust={adjust!r} is not one of {ADJUST}")
+    fin = np.isfinite(df)
+    return np.where(fin, special.stdtrit(np.where(fin, df, 1.0), a), special.ndtri(a))
 
 
 def dunnett_sf(t, k: int, df) -> np.ndarray:

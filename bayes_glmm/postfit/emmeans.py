@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .emm_grid import (ADJUST, INTERVALS, METHODS, TYPES, WEIGHTS, adjust_p, cell_labels, contrast_weights,
-                       dunnett_sf, emm_matrix, grid_counts, hdi, ml_only_interval, parse_specs,
+from .emm_grid import (ADJUST, INTERVALS, METHODS, TYPES, WEIGHTS, adjust_p, adjusted_crit, cell_labels,
+                       contrast_weights, dunnett_sf, emm_matrix, grid_counts, hdi, ml_only_interval, parse_specs,
                        posterior_summary, reference_grid)
 from .emmeans_ordinal import is_ordinal_request, ordinal_contrasts, ordinal_emmeans
 
@@ -306,8 +306,12 @@ def contrasts(fit, specs, method="pairwise", by=None, adjust: str | None = None,
 
     Returns
     -------
-    DataFrame indexed by contrast label (``by`` first), columns ``estimate, se, df,
-    statistic, p`` (posterior: ``estimate, se, lower, upper``).
+    DataFrame indexed by contrast label (``by`` first), columns ``estimate, se, df, lower,
+    upper, statistic, p`` (posterior: ``estimate, se, lower, upper``).  ML intervals are
+    simultaneous within each ``by`` group under ``adjust``, as emmeans's
+    ``confint(contrast(...))``: Tukey's studentized range, the Dunnett max-|t| quantile,
+    Bonferroni (also for ``"holm"``, as emmeans), or per contrast for ``"none"``; ratios get
+    the back-transformed link-scale interval.
     """
     if adjust is None:
         adjust = "tukey" if method == "pairwise" else "none" if isinstance(method, dict) else "dunnettx"
@@ -350,12 +354,16 @@ def contrasts(fit, specs, method="pairwise", by=None, adjust: str | None = None,
         est, se, df = _ml_inference(fit, Lc, ddf)
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
-    p = np.empty(len(est))
+    p, q = np.empty(len(est)), np.empty(len(est))
     fam_arr = np.array([f[0] for f in fam])
     for gi in np.unique(fam_arr):
         sel = fam_arr == gi
-        p[sel] = adjust_p(t[sel], df[sel], adjust, fam[int(np.flatnonzero(sel)[0])][1])
-    if ratio_name:
-        est = np.exp(est)
+        n_means = fam[int(np.flatnonzero(sel)[0])][1]
+        p[sel] = adjust_p(t[sel], df[sel], adjust, n_means)
+        q[sel] = adjusted_crit(df[sel], adjust, n_means, level)
+    lo, hi = est - q * se, est + q * se
+    if ratio_name:  # the link-scale interval back-transformed, as emmeans does for ratios
+        est, lo, hi = np.exp(est), np.exp(lo), np.exp(hi)
         se = se * est
-    return pd.DataFrame({"estimate": est, "se": se, "df": df, "statistic": t, "p": p}, index=idx)
+    return pd.DataFrame({"estimate": est, "se": se, "df": df, "lower": lo, "upper": hi, "statistic": t, "p": p},
+                        index=idx)

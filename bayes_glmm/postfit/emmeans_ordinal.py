@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from .emm_grid import (adjust_p, cell_labels, contrast_weights, emm_matrix, grid_counts, ml_only_interval,
-                       posterior_summary, reference_grid)
+from .emm_grid import (adjust_p, adjusted_crit, cell_labels, contrast_weights, emm_matrix, grid_counts,
+                       ml_only_interval, posterior_summary, reference_grid)
 
 __all__ = ["ORDINAL_TYPES", "is_ordinal_request", "ordinal_emmeans", "ordinal_contrasts"]
 
@@ -182,9 +182,11 @@ def ordinal_contrasts(fit, names: list, by_names: list, method, adjust: str, typ
     with np.errstate(divide="ignore", invalid="ignore"):
         t = est / se
     df = np.full(est.size, np.inf)
-    p = np.empty(est.size)
+    p, q = np.empty(est.size), np.empty(est.size)
     ids = np.asarray(fam_ids)
     for gi in np.unique(ids):
         sel = ids == gi
         p[sel] = adjust_p(t[sel], df[sel], adjust, n_means[gi])
-    return pd.DataFrame({"estimate": est, "se": se, "df": df, "statistic": t, "p": p}, index=idx)
+        q[sel] = adjusted_crit(df[sel], adjust, n_means[gi], level)
+    return pd.DataFrame({"estimate": est, "se": se, "df": df, "lower": est - q * se, "upper": est + q * se,
+                         "statistic": t, "p": p}, index=idx)

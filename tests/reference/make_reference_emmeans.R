@@ -13,6 +13,8 @@
 #   oats:     lmer(Y ~ N * V + (1 | B / V)), REML, MASS's oats less 6 rows (unbalanced, so the
 #             df are not integers): emmeans(~ N), emmeans(~ V), emmeans(~ N | V) with
 #             lmer.df = "kenward-roger" and "satterthwaite"; pairs with Tukey / Holm
+#   every table is summary(infer = c(TRUE, TRUE)): contrasts carry emmeans's confint limits under
+#   their adjustment (Tukey, Bonferroni for holm, dunnettx), which the tests compare too
 #   extras (issue 20's second part):
 #             oats: emmeans's default df (no lmer.df: Kenward-Roger), weights = "proportional",
 #             "outer", "cells", "flat" on ~ N and ~ N | V; at = list(V = two levels); trt.vs.ctrl
