@@ -230,7 +230,8 @@ def test_zero_part_and_beta_binomial_families(data, formula, family, kw, ours, z
     # an asymmetric Beta: psi is P(count part), so the zero part's probability is Beta(b, a)
     ("hurdle_poisson", {"priors": {"psi": bmb.Prior("Beta", alpha=5.0, beta=1.5)}}, (1.5, 5.0)),
     # PyMC's (mu, sigma) spelling: kappa = mu (1 - mu) / sigma^2 - 1 = 20, (alpha, beta) = (6, 14)
-    ("zero_inflated_poisson", {"priors": {"psi": bmb.Prior("Beta", mu=0.3, sigma=0.1)}}, (14.0, 6.0)),
+    pytest.param("zero_inflated_poisson", {"priors": {"psi": bmb.Prior("Beta", mu=0.3, sigma=0.1)}}, (14.0, 6.0),
+                 marks=pytest.mark.slow),
 ])
 def test_constant_psi_beta_prior_is_logitbeta_on_the_zero_part(data, family, kw, ours):
     bm = bmb.Model("c ~ x + (1 | g)", data, family=family, **kw)
