@@ -44,7 +44,7 @@ FAMILIES = [("gaussian", "identity", "yg"), ("gaussian", "log", "yg"), ("bernoul
 
 REAL = [Prior("Normal", mu=0.5, sigma=2.0), Prior("StudentT", nu=4, mu=0.1, sigma=2),
         Prior("Cauchy", alpha=0.2, beta=1.5), Prior("Laplace", mu=0.1, b=1.2), Prior("Logistic", mu=0.0, s=2),
-        Prior("Flat")]
+        Prior("Flat"), Prior("LogitBeta", alpha=2.0, beta=3.5, sigma=1.5)]
 POSITIVE = [Prior("HalfNormal", sigma=2.0), Prior("HalfStudentT", nu=3, sigma=1.5), Prior("HalfCauchy", beta=1.0),
             Prior("Exponential", lam=1.5), Prior("Exponential", scale=2.0), Prior("Gamma", alpha=2.0, beta=1.5),
             Prior("Gamma", mu=1.0, sigma=0.8), Prior("InverseGamma", alpha=2.0, beta=1.0),
