@@ -347,29 +347,59 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     if float(np.sum(margins(b0))) <= tol * max(1, n_signed):
         return none
 
-    # which columns can diverge, and to which side
+    # the rows no direction in the cone predicts (margin 0 on all of it): until a solution
+    # shows none of the rows still unaccounted for can be positive, maximize their summed
+    # margin (usually one LP; each round adds positive rows or ends)
     sols = [b0]
+    pos = margins(b0) > tol
+    while True:
+        rest = ~pos & (sgn != 0)
+        if not rest.any():
+            break
+        br = lp(-(sgn[rest] @ Xu[rest]) / scale).x
+        new_pos = (margins(br) > tol) & rest
+        if not new_pos.any():
+            break
+        sols.append(br)
+        pos |= new_pos
+    zero = ~pos & (sgn != 0)
+    # the cone spans L = {b : zero rows' margins = 0, the equalities}: its relative interior
+    # (a point of sols' mean) is positive on every other row, so b_j is identically 0 on the
+    # cone exactly when e_j is orthogonal to L -- both LPs of such a column would return
+    # b_j = 0, and are skipped; a side some solution already reaches needs no LP either
+    Az = Xu[zero] / scale
+    span = _null_space(np.vstack([Az, eq]) if len(eq) else Az)
+    fixed = np.linalg.norm(span, axis=1) <= 1e-10 if span.shape[1] else np.ones(p, dtype=bool)
     directions = {}
     for j in range(p):
+        if fixed[j]:
+            continue
         c = np.zeros(p)
-        c[j] = -1.0
-        up = lp(c).x
-        c[j] = 1.0
-        down = lp(c).x
-        sols += [up, down]
-        can_up, can_down = up[j] > tol, down[j] < -tol
+        up_j, down_j = max(b[j] for b in sols), min(b[j] for b in sols)
+        if up_j <= tol:
+            c[j] = -1.0
+            up = lp(c).x
+            sols.append(up)
+            up_j = up[j]
+        if down_j >= -tol:
+            c[j] = 1.0
+            down = lp(c).x
+            sols.append(down)
+            down_j = down[j]
+        can_up, can_down = up_j > tol, down_j < -tol
         if can_up or can_down:
             directions[names[j]] = 1 if can_up and not can_down else -1 if can_down and not can_up else 0
     d = np.mean(sols, axis=0)
     n_sep = int(np.sum(margins(d) > tol))
 
-    # complete separation: every margin >= t > 0 (impossible with mixed binomial rows)
+    # complete separation: every margin >= t > 0 (impossible with mixed binomial rows, or
+    # with rows that no direction predicts)
     # (d lies in the box: when all its margins exceed tol, t = min(margins, 1) is feasible and
     # the LP's answer is known)
     complete = False
     if n_sep == n_signed and not mix.any():
         complete = True
-    elif not mix.any():
+    elif not mix.any() and not zero.any():
         r = lp(np.r_[np.zeros(p), -1.0], with_t=True)
         complete = -r.fun > tol
     # report divergence in the columns' own units
