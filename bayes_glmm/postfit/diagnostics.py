@@ -368,20 +368,34 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     # cone exactly when e_j is orthogonal to L -- both LPs of such a column would return
     # b_j = 0, and are skipped; a side some solution already reaches needs no LP either
     Az = Xu[zero] / scale
-    span = _null_space(np.vstack([Az, eq]) if len(eq) else Az)
+    Az = np.vstack([Az, eq]) if len(eq) else Az
+    # (the R of a QR has the singular values and right singular vectors of Az: a p x p SVD,
+    # with _null_space's tolerance for Az's own shape)
+    _, sv, vh = np.linalg.svd(np.linalg.qr(Az, mode="r") if len(Az) > p else Az, full_matrices=True)
+    span = vh[int(np.sum(sv > max(len(Az), p) * np.finfo(float).eps * (sv[0] if sv.size else 0.0))):].T
     fixed = np.linalg.norm(span, axis=1) <= 1e-10 if span.shape[1] else np.ones(p, dtype=bool)
+    ray = None
+    if span.shape[1] == 1:
+        # a one-dimensional span holding a positive margin: the cone is the ray through b0,
+        # and max / min b_j over it in the box are u_j and 0 (or 0 and u_j), u the ray's
+        # point with max |u_k| = 1 -- what the two LPs of each column would return
+        v = span[:, 0] / scale
+        ray = span[:, 0] / np.max(np.abs(span[:, 0])) * (1.0 if sgn @ (Xu @ v) > 0 else -1.0)
+        sols.append(ray)
     directions = {}
     for j in range(p):
         if fixed[j]:
             continue
         c = np.zeros(p)
         up_j, down_j = max(b[j] for b in sols), min(b[j] for b in sols)
-        if up_j <= tol:
+        if ray is not None:
+            up_j, down_j = max(ray[j], 0.0), min(ray[j], 0.0)
+        if up_j <= tol and ray is None:
             c[j] = -1.0
             up = lp(c).x
             sols.append(up)
             up_j = up[j]
-        if down_j >= -tol:
+        if down_j >= -tol and ray is None:
             c[j] = 1.0
             down = lp(c).x
             sols.append(down)
