@@ -356,7 +356,7 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
         rest = ~pos & (sgn != 0)
         if not rest.any():
             break
-        br = lp(-(sgn[rest] @ Xu[rest]) / scale).x
+        br = lp(-((sgn * rest) @ Xu) / scale).x
         new_pos = (margins(br) > tol) & rest
         if not new_pos.any():
             break
@@ -367,12 +367,20 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     # (a point of sols' mean) is positive on every other row, so b_j is identically 0 on the
     # cone exactly when e_j is orthogonal to L -- both LPs of such a column would return
     # b_j = 0, and are skipped; a side some solution already reaches needs no LP either
-    Az = Xu[zero] / scale
-    Az = np.vstack([Az, eq]) if len(eq) else Az
-    # (the R of a QR has the singular values and right singular vectors of Az: a p x p SVD,
-    # with _null_space's tolerance for Az's own shape)
-    _, sv, vh = np.linalg.svd(np.linalg.qr(Az, mode="r") if len(Az) > p else Az, full_matrices=True)
-    span = vh[int(np.sum(sv > max(len(Az), p) * np.finfo(float).eps * (sv[0] if sv.size else 0.0))):].T
+    # L from the zero rows of the screened subset when every zero row is (by the SVD's
+    # tolerance) orthogonal to it -- one product with all rows instead of a QR of them
+    n_az = int(zero.sum()) + len(eq)
+    sub = np.vstack([Xu[order[zero[order]]] / scale, eq])
+    _, sv, vh = np.linalg.svd(sub, full_matrices=len(sub) < p)
+    cut = max(n_az, p) * np.finfo(float).eps * (sv[0] if sv.size else 0.0)
+    span = vh[int(np.sum(sv > cut)):].T
+    if span.shape[1] and (not sv.size or np.linalg.norm(((Xu @ (span / scale[:, None])) * zero[:, None]), axis=0).max() > cut):
+        Az = Xu[zero] / scale
+        Az = np.vstack([Az, eq]) if len(eq) else Az
+        # (the R of a QR has the singular values and right singular vectors of Az: a p x p SVD,
+        # with _null_space's tolerance for Az's own shape)
+        _, sv, vh = np.linalg.svd(np.linalg.qr(Az, mode="r") if len(Az) > p else Az, full_matrices=True)
+        span = vh[int(np.sum(sv > max(len(Az), p) * np.finfo(float).eps * (sv[0] if sv.size else 0.0))):].T
     fixed = np.linalg.norm(span, axis=1) <= 1e-10 if span.shape[1] else np.ones(p, dtype=bool)
     ray = None
     if span.shape[1] == 1:
