@@ -259,7 +259,13 @@ def separation(X, y, names: Sequence[str] | None = None, trials=None, *, weights
     ``{b : s_i x_i'b >= 0}`` (with the null space of X removed) has ``b_j != 0``; that is
     decided by maximizing and minimizing ``b_j`` over the cone, two LPs per column, and
     the direction reported averages those solutions (a point in the relative interior of
-    the cone, so it perfectly predicts the largest set of rows).  Complete separation:
+    the cone, so it perfectly predicts the largest set of rows).  Most of those LPs have
+    known answers and are skipped: the rows with margin 0 on the whole cone are proved so
+    by maximizing their summed margin (usually one LP); the cone then spans the subspace
+    ``L`` where their margins vanish, so a column orthogonal to ``L`` has ``b_j = 0`` on
+    the cone (both LPs skipped); a one-dimensional ``L`` makes the cone a ray, whose
+    maxima and minima are read off; a side already reached by a solution needs no LP; and
+    complete separation is impossible when some row is never predicted.  Complete separation:
     some ``b`` in the box has every margin ``>= t > 0``.  Each of these LPs is solved by
     constraint generation: on a working set of rows (500 of the random order), then again
     with the rows the solution violates added, until it violates none -- then it is optimal
