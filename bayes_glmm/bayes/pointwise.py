@@ -31,7 +31,7 @@ from ..covariance import corr_pairs
 from ..spec.model_spec import ModelSpec
 
 __all__ = ["posterior_names", "structure_terms", "tidy_posterior", "eta_draws", "zi_eta_draws", "add_log_likelihood",
-           "posterior_predictive", "pointwise_loglik", "aux_draws", "disp_eta_draws"]
+           "draw_blocks", "posterior_predictive", "pointwise_loglik", "aux_draws", "disp_eta_draws"]
 
 
 def posterior_names(spec: ModelSpec) -> list:
@@ -117,15 +117,57 @@ def tidy_posterior(idata, spec: ModelSpec) -> None:
     idata.posterior = ds
 
 
-def eta_draws(spec: ModelSpec, post) -> np.ndarray:
-    """Linear predictor per draw, (chain * draw, n), from ``beta`` and ``b_<g>``."""
-    C, D = post.sizes["chain"], post.sizes["draw"]
-    beta = np.asarray(post["beta"]).reshape(C * D, -1)
-    eta = beta @ np.asarray(spec.X).T + np.asarray(spec.offset)[None, :]
-    for t in spec.terms:
-        b = np.asarray(post[f"b_{t.ident}"]).reshape(C * D, t.n_levels, t.q)
-        eta += np.einsum("nq,snq->sn", t.Xr, b[:, t.codes])
-    return eta
+#: bytes of one (draws, n, q) temporary of a block of draws in :func:`eta_draws` and
+#: :func:`pointwise_loglik` (the ``b_<g>[draws, codes]`` gather; the family's log-density makes a
+#: few (draws, n) ones, so a block takes ~64 MB in all): with 2,000 draws x 100k rows the
+#: whole-array way needed several 1.6 GB temporaries
+BLOCK_BYTES = 16 * 2**20
+
+
+def draw_blocks(spec: ModelSpec, n_draws: int, block_bytes: int | None = None) -> list:
+    """Slices of consecutive draws whose (draws, n, q) temporaries stay within ``block_bytes``
+    (default :data:`BLOCK_BYTES`).
+
+    At least two draws per block (unless there is one draw in all): a one-row ``beta @ X.T`` is
+    a matrix-vector product in BLAS, whose rounding differs from the matrix product's, and the
+    blocks are to give the whole-array values exactly.
+    """
+    width = 8 * max(spec.n, 1) * max([1] + [t.q for t in spec.terms])
+    step = max(2, int(BLOCK_BYTES if block_bytes is None else block_bytes) // width)
+    starts = list(range(0, n_draws, step))
+    if len(starts) > 1 and n_draws - starts[-1] < 2:  # no one-draw block at the end
+        starts.pop()
+    return [slice(a, e) for a, e in zip(starts, starts[1:] + [n_draws])]
+
+
+def _draw_rows(post, name: str, tail: tuple, draws: slice | None) -> np.ndarray:
+    """``post[name]`` as (chain * draw, *tail), only the draws in ``draws`` (a view where possible)."""
+    a = np.asarray(post[name])
+    a = a.reshape((a.shape[0] * a.shape[1],) + tail)
+    return a if draws is None else a[draws]
+
+
+def eta_draws(spec: ModelSpec, post, *, draws: slice | None = None, block_bytes: int | None = None) -> np.ndarray:
+    """Linear predictor per draw, (chain * draw, n), from ``beta`` and ``b_<g>``.
+
+    Computed in blocks of draws (:func:`draw_blocks`) written into the result, so the
+    temporaries stay bounded whatever the number of draws; each block's arithmetic is the
+    whole-array one (same values).  ``draws``: a slice of the flattened draws only.
+    """
+    S = post.sizes["chain"] * post.sizes["draw"]
+    idx = range(S)[draws] if draws is not None else range(S)
+    out = np.empty((len(idx), spec.n))
+    X = np.asarray(spec.X).T
+    off = np.asarray(spec.offset)[None, :]
+    beta = _draw_rows(post, "beta", (-1,), draws)
+    effects = [(t, _draw_rows(post, f"b_{t.ident}", (t.n_levels, t.q), draws)) for t in spec.terms]
+    for blk in draw_blocks(spec, len(idx), block_bytes):
+        eta = out[blk]
+        np.matmul(beta[blk], X, out=eta)
+        eta += off
+        for t, b in effects:
+            eta += np.einsum("nq,snq->sn", t.Xr, b[blk][:, t.codes])
+    return out
 
 
 def _obs_coords(spec: ModelSpec) -> np.ndarray:
@@ -133,72 +175,81 @@ def _obs_coords(spec: ModelSpec) -> np.ndarray:
     return np.asarray(ri) if ri is not None and len(ri) == spec.n else np.arange(spec.n)
 
 
-def aux_draws(spec: ModelSpec, post, X_disp=None) -> dict:
+def aux_draws(spec: ModelSpec, post, X_disp=None, *, draws: slice | None = None) -> dict:
     """The family's auxiliary parameters, name -> (chain * draw, 1) column of draws
     (``family.aux_params`` order; empty for a family without any).  With a dispersion formula the
     first is ``exp(X_disp @ beta_disp)`` per draw and row, (chain * draw, n) (``X_disp``: new
-    rows' design, default the fitted one's)."""
+    rows' design, default the fitted one's; ``draws``: a slice of the flattened draws only)."""
     out = {}
     for i, aux in enumerate(spec.family.aux_params):
         if i == 0 and spec.has_disp:
-            out[aux.name] = np.exp(disp_eta_draws(spec, post, X_disp))
+            out[aux.name] = np.exp(disp_eta_draws(spec, post, X_disp, draws=draws))
         else:
-            out[aux.name] = np.asarray(post[aux.name]).reshape(-1, 1)
+            out[aux.name] = _draw_rows(post, aux.name, (1,), draws)
     return out
 
 
-def disp_eta_draws(spec: ModelSpec, post, X_disp=None) -> np.ndarray | None:
+def disp_eta_draws(spec: ModelSpec, post, X_disp=None, *, draws: slice | None = None) -> np.ndarray | None:
     """Log of the family's first auxiliary parameter per draw and row, (chain * draw, n), or
     None without ``disp=``."""
     if not spec.has_disp:
         return None
-    bd = np.asarray(post["beta_disp"]).reshape(-1, spec.p_disp)
+    bd = _draw_rows(post, "beta_disp", (spec.p_disp,), draws)
     return bd @ np.asarray(spec.X_disp if X_disp is None else X_disp, dtype=float).T
 
 
-def zi_eta_draws(spec: ModelSpec, post, X_zi=None) -> np.ndarray | None:
+def zi_eta_draws(spec: ModelSpec, post, X_zi=None, *, draws: slice | None = None) -> np.ndarray | None:
     """Zero-inflation linear predictor per draw, (chain * draw, n), or None without ``zi=``."""
     if not spec.has_zi:
         return None
-    bz = np.asarray(post[f"beta_{spec.zi_label}"]).reshape(-1, spec.p_zi)
+    bz = _draw_rows(post, f"beta_{spec.zi_label}", (spec.p_zi,), draws)
     return bz @ np.asarray(spec.X_zi if X_zi is None else X_zi, dtype=float).T
 
 
-def pointwise_loglik(spec: ModelSpec, post, rows_loglik=None) -> np.ndarray:
+def pointwise_loglik(spec: ModelSpec, post, rows_loglik=None, *, dtype=np.float64,
+                     block_bytes: int | None = None) -> np.ndarray:
     """(chain * draw, n) weighted log-likelihood: the graph's ``y`` node, row by row.
 
     ``rows_loglik(eta, eta_zi, aux)``, if given, evaluates the unweighted conditional
     log-density (the native sampler's generated C,
-    :meth:`bayes_glmm.bayes.native.NativeModel.rows_loglik`); else NumPy.
+    :meth:`bayes_glmm.bayes.native.NativeModel.rows_loglik`); else NumPy.  Computed in blocks
+    of draws (:func:`draw_blocks`, ``block_bytes``) written into the result, so the peak memory
+    is the (chain * draw, n) result of ``dtype`` (float32 halves it) plus one block.
     """
-    eta, ez = eta_draws(spec, post), zi_eta_draws(spec, post)
-    aux = aux_draws(spec, post)
-    if rows_loglik is not None and spec.has_disp:  # the modelled one as its log per row
-        rest = list(aux.values())[1:]
-        ll = rows_loglik(eta, ez, np.concatenate(rest, axis=1) if rest else None,
-                         eta_disp=disp_eta_draws(spec, post))
-    elif rows_loglik is not None:  # the auxiliary parameters as a (draws, A) matrix
-        ll = rows_loglik(eta, ez, np.concatenate(list(aux.values()), axis=1) if aux else None)
-    else:
-        y = np.asarray(spec.y)[None, :]
-        ll = spec.family.loglik(y, eta, trials=spec.trials, **aux)
-        if ez is not None:
-            ll = spec.family.zero_part_loglik(ll, y, ez)
+    S = post.sizes["chain"] * post.sizes["draw"]
+    out = np.empty((S, spec.n), dtype=dtype)
+    y = np.asarray(spec.y)[None, :]
     w = np.asarray(spec.weights)
-    return ll if np.all(w == 1.0) else ll * w[None, :]
+    unit = bool(np.all(w == 1.0))
+    for sl in draw_blocks(spec, S, block_bytes):
+        eta, ez = eta_draws(spec, post, draws=sl, block_bytes=block_bytes), zi_eta_draws(spec, post, draws=sl)
+        aux = aux_draws(spec, post, draws=sl)
+        if rows_loglik is not None and spec.has_disp:  # the modelled one as its log per row
+            rest = list(aux.values())[1:]
+            ll = rows_loglik(eta, ez, np.concatenate(rest, axis=1) if rest else None,
+                             eta_disp=disp_eta_draws(spec, post, draws=sl))
+        elif rows_loglik is not None:  # the auxiliary parameters as a (draws, A) matrix
+            ll = rows_loglik(eta, ez, np.concatenate(list(aux.values()), axis=1) if aux else None)
+        else:
+            ll = spec.family.loglik(y, eta, trials=spec.trials, **aux)
+            if ez is not None:
+                ll = spec.family.zero_part_loglik(ll, y, ez)
+        out[sl] = ll if unit else ll * w[None, :]
+    return out
 
 
-def add_log_likelihood(idata, spec: ModelSpec, rows_loglik=None) -> None:
+def add_log_likelihood(idata, spec: ModelSpec, rows_loglik=None, *, dtype=np.float64) -> None:
     """Pointwise (weighted) log-likelihood with :meth:`Family.loglik` (group ``log_likelihood``).
 
     Same formula as the graph's ``y`` node (prior weights multiply each row; zero inflation
-    through :func:`~bayes_glmm.families.zi_loglik`).
+    through :func:`~bayes_glmm.families.zi_loglik`).  ``dtype``: float64, or float32 for a lean
+    store (half the memory; :func:`pointwise_loglik`).
     """
     import xarray as xr
 
     post = idata.posterior
     C, D = post.sizes["chain"], post.sizes["draw"]
-    ll = pointwise_loglik(spec, post, rows_loglik)
+    ll = pointwise_loglik(spec, post, rows_loglik, dtype=dtype)
     idata.add_groups(log_likelihood=xr.Dataset(
         {"y": (("chain", "draw", "obs"), ll.reshape(C, D, -1))},
         coords={"chain": post["chain"].values, "draw": post["draw"].values, "obs": _obs_coords(spec)}))

@@ -464,7 +464,7 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         far below Monte Carlo error); False, not at all (the log-likelihood and the posterior
         predictive are computed from float32 copies first; ``ranef`` and predictions with the
         random effects are then unavailable).  Bounded memory for many levels: ``"float32"``
-        or False.
+        or False, which also store the pointwise ``log_likelihood`` as float32.
     **kwargs
         Passed to ``nutpie.sample``, ``pymc.sample`` or ``numpyro.infer.NUTS``.
 
@@ -557,7 +557,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
                           "pass log_likelihood=True to compute it anyway", UserWarning,
                           stacklevel=3)
         if log_likelihood is not False and "log_likelihood" not in idata.groups():
-            add_log_likelihood(idata, glmm.spec, native.rows_loglik if native is not None else None)
+            add_log_likelihood(idata, glmm.spec, native.rows_loglik if native is not None else None,
+                               dtype=np.float64 if store_effects is True else np.float32)
     else:
         if name in ("nutpie", "numpy"):
             _drop_unconstrained(idata, pm_model)
