@@ -150,9 +150,10 @@ def _draw_rows(post, name: str, tail: tuple, draws: slice | None) -> np.ndarray:
 def eta_draws(spec: ModelSpec, post, *, draws: slice | None = None, block_bytes: int | None = None) -> np.ndarray:
     """Linear predictor per draw, (chain * draw, n), from ``beta`` and ``b_<g>``.
 
-    Computed in blocks of draws (:func:`draw_blocks`) written into the result, so the
-    temporaries stay bounded whatever the number of draws; each block's arithmetic is the
-    whole-array one (same values).  ``draws``: a slice of the flattened draws only.
+    ``beta @ X.T`` is one matrix product into the result; the random effects are added in
+    blocks of draws (:func:`draw_blocks`), so the temporaries stay bounded whatever the number
+    of draws; the arithmetic is the whole-array one (same values).  ``draws``: a slice of the
+    flattened draws only.
     """
     S = post.sizes["chain"] * post.sizes["draw"]
     idx = range(S)[draws] if draws is not None else range(S)
@@ -161,9 +162,9 @@ def eta_draws(spec: ModelSpec, post, *, draws: slice | None = None, block_bytes:
     off = np.asarray(spec.offset)[None, :]
     beta = _draw_rows(post, "beta", (-1,), draws)
     effects = [(t, _draw_rows(post, f"b_{t.ident}", (t.n_levels, t.q), draws)) for t in spec.terms]
+    np.matmul(beta, X, out=out)  # one BLAS call: blocks of few draws would pay its overhead per block
     for blk in draw_blocks(spec, len(idx), block_bytes):
         eta = out[blk]
-        np.matmul(beta[blk], X, out=eta)
         eta += off
         for t, b in effects:
             eta += np.einsum("nq,snq->sn", t.Xr, b[blk][:, t.codes])
@@ -217,12 +218,16 @@ def pointwise_loglik(spec: ModelSpec, post, rows_loglik=None, *, dtype=np.float6
     is the (chain * draw, n) result of ``dtype`` (float32 halves it) plus one block.
     """
     S = post.sizes["chain"] * post.sizes["draw"]
-    out = np.empty((S, spec.n), dtype=dtype)
+    # float64: the linear predictors are computed once and overwritten, block by block, by the
+    # log-likelihood; float32: each block's linear predictors apart (no float64 array of all draws)
+    wide = np.dtype(dtype) == np.float64
+    out = eta_draws(spec, post, block_bytes=block_bytes) if wide else np.empty((S, spec.n), dtype=dtype)
     y = np.asarray(spec.y)[None, :]
     w = np.asarray(spec.weights)
     unit = bool(np.all(w == 1.0))
     for sl in draw_blocks(spec, S, block_bytes):
-        eta, ez = eta_draws(spec, post, draws=sl, block_bytes=block_bytes), zi_eta_draws(spec, post, draws=sl)
+        eta = out[sl] if wide else eta_draws(spec, post, draws=sl, block_bytes=block_bytes)
+        ez = zi_eta_draws(spec, post, draws=sl)
         aux = aux_draws(spec, post, draws=sl)
         if rows_loglik is not None and spec.has_disp:  # the modelled one as its log per row
             rest = list(aux.values())[1:]
