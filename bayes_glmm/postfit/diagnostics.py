@@ -573,8 +573,10 @@ def check_spec(spec, *, max_separation_cells: int | None = None) -> list:
 
     The separation check runs for bernoulli and binomial models (skipped when the response
     is constant: then every direction separates and :func:`constant_response` says it), at
-    any size by default: at 10^6 rows it costs 0.1-0.2 s without separation and 1-3 s with
-    it (6-20 columns; :func:`separation` screens subsets and keeps its LPs small).
+    any size by default: at 10^6 rows it costs about 0.03 s without separation and 0.06-0.15 s
+    with it (a few columns; :func:`separation` screens subsets, keeps its LPs small and skips
+    those the cone's geometry already answers; benchmarks/results/
+    bench_ml_2026-12-07_datachecks_after.txt).
     ``max_separation_cells`` skips it when X has more entries than that (the ML fit still
     flags estimates running off to infinity).
     """
