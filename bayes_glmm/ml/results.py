@@ -20,7 +20,7 @@ from .summary_text import format_summary, summary_html
 from .types import SINGULAR_TOL, MLFit
 from ..spec.validate import user_stacklevel
 
-__all__ = ["MLResults", "SINGULAR_TOL"]
+__all__ = ["MLResults", "LikelihoodCriteria", "SINGULAR_TOL"]
 
 
 def _theta_names(spec: ModelSpec) -> list:
@@ -73,7 +73,30 @@ def _singular_terms(spec: ModelSpec, lambdas, tol: float) -> list:
     return out
 
 
-class MLResults(FitResults):
+class LikelihoodCriteria:
+    """``deviance``, ``aic`` and ``bic`` from a result's ``loglik``, ``df`` and ``nobs``.
+
+    Shared by :class:`MLResults` and the Dask fit's results
+    (:class:`bayes_glmm.ml.distributed.results.DaskMLResults`), which hold the same three numbers.
+    """
+
+    @property
+    def deviance(self) -> float:
+        """-2 log-likelihood (the REML criterion for REML fits)."""
+        return -2.0 * self.loglik
+
+    @property
+    def aic(self) -> float:
+        """-2 logLik + 2 df."""
+        return -2.0 * self.loglik + 2.0 * self.df
+
+    @property
+    def bic(self) -> float:
+        """-2 logLik + log(n) df, n the number of observations."""
+        return -2.0 * self.loglik + np.log(self.nobs) * self.df
+
+
+class MLResults(FitResults, LikelihoodCriteria):
     """Results of :func:`bayes_glmm.ml.fit_ml`.
 
     Parameters
@@ -485,21 +508,6 @@ class MLResults(FitResults):
     @property
     def df_resid(self) -> int:
         return self.nobs - self.df
-
-    @property
-    def deviance(self) -> float:
-        """-2 log-likelihood (the REML criterion for REML fits)."""
-        return -2.0 * self.loglik
-
-    @property
-    def aic(self) -> float:
-        """-2 logLik + 2 df."""
-        return -2.0 * self.loglik + 2.0 * self.df
-
-    @property
-    def bic(self) -> float:
-        """-2 logLik + log(n) df, n the number of observations."""
-        return -2.0 * self.loglik + np.log(self.nobs) * self.df
 
     # ------------------------------------------------------------------ contract
     def summary(self) -> pd.DataFrame:

@@ -11,10 +11,12 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from ..results import LikelihoodCriteria
+
 __all__ = ["DaskMLResults"]
 
 
-class DaskMLResults:
+class DaskMLResults(LikelihoodCriteria):
     """Maximum-likelihood results of a GLMM fitted on a Dask DataFrame.
 
     Attributes
@@ -127,18 +129,6 @@ class DaskMLResults:
     @property
     def df(self) -> int:
         return int(self.fit.n_params)
-
-    @property
-    def deviance(self) -> float:
-        return -2.0 * self.loglik
-
-    @property
-    def aic(self) -> float:
-        return -2.0 * self.loglik + 2.0 * self.df
-
-    @property
-    def bic(self) -> float:
-        return -2.0 * self.loglik + np.log(self.nobs) * self.df
 
     @property
     def aux(self):
