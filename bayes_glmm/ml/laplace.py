@@ -601,10 +601,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         # Likewise zi coefficients along a flat direction of the zi part (zi_flat_directions).
         if Hc is None and not k_zi:
             return None
-        out = np.zeros(xc.size, dtype=bool)
-        if Hc is not None:
-            bc, hd = xc[nt:nt + p], np.diag(Hc)[nt:nt + p]
-            out[nt:nt + p] = (np.abs(bc) * xmax > 10.0) & (hd * bc * bc < 1.0)
+        out = separated_fixed(xc, Hc, nt, p, xmax) if Hc is not None else np.zeros(xc.size, dtype=bool)
         if k_zi:
             out[nt + p:nt + p + k_zi] = zi_boundary_mask(xc[nt + p:nt + p + k_zi], resp.X_zi)
         return out
@@ -653,29 +650,14 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                f"some fixed effect is nearly unidentified at the weights (possible separation)")
         extra_warnings.append(msg)
     if calc_vcov and H is not None and saturated is not None and np.any(saturated(x)):
-        # a correlation at its boundary (parameter at +-inf, flat deviance): the vcov is
-        # conditional on it, as on a variance at 0 (its Hessian row is ~0 or not finite)
-        H = np.array(H, dtype=float)
-        sat = np.flatnonzero(saturated(x))
-        H[sat, :] = 0.0
-        H[:, sat] = 0.0
-        H[sat, sat] = 1.0
+        H = pin_saturated(H, saturated(x))
     if calc_vcov and np.any(zi_at):
         vcov_all, hessian_pd = _vcov_flat(H, nt, sep, nt + p,
                                           zi_flat_directions(aux[:k_zi], resp.X_zi))
         vcov, vcov_aux = vcov_all[:p, :p], vcov_all[p:, p:]
         vcov_cross = vcov_all[:p, p:]
     elif calc_vcov:
-        if sep is not None and np.any(sep):
-            keep = np.flatnonzero(~sep)
-            sub, hessian_pd = _vcov_from_hessian(H[np.ix_(keep, keep)], nt)
-            vcov_all = np.zeros((p + na, p + na))
-            kb = keep[keep >= nt] - nt
-            vcov_all[np.ix_(kb, kb)] = sub
-            d_ = np.flatnonzero(sep[nt:])
-            vcov_all[d_, d_] = np.inf
-        else:
-            vcov_all, hessian_pd = _vcov_from_hessian(H, nt)
+        vcov_all, hessian_pd = vcov_without_separated(H, nt, sep)
         vcov, vcov_aux = vcov_all[:p, :p], vcov_all[p:, p:]
         vcov_cross = vcov_all[:p, p:]
     else:
@@ -759,6 +741,47 @@ def _vcov_flat(H: np.ndarray, nt: int, sep, at: int, N_zi: np.ndarray):
         V[:, sb] = 0.0
         V[sb, sb] = np.inf
     return V, pd_
+
+
+def separated_fixed(xc: np.ndarray, Hc: np.ndarray, nt: int, p: int, xmax: np.ndarray) -> np.ndarray:
+    """Flags over ``x = (theta, beta, aux)`` of the fixed effects running off to +-infinity.
+
+    Large on the link scale (``|beta_j| max|x_j| > 10``) and the deviance flat in them
+    (``H_jj beta_j^2 < 1``): (quasi-)separation, whose optimum is at infinity in those coordinates.
+    """
+    out = np.zeros(xc.size, dtype=bool)
+    bc, hd = xc[nt:nt + p], np.diag(Hc)[nt:nt + p]
+    out[nt:nt + p] = (np.abs(bc) * xmax > 10.0) & (hd * bc * bc < 1.0)
+    return out
+
+
+def pin_saturated(H: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A copy of ``H`` with the coordinates in ``mask`` decoupled (unit diagonal, zero elsewhere).
+
+    A correlation at its boundary (parameter at +-inf, flat deviance) has a Hessian row that is
+    ~0 or not finite; the vcov is then conditional on it, as on a variance at 0.
+    """
+    H = np.array(H, dtype=float)
+    sat = np.flatnonzero(mask)
+    H[sat, :] = 0.0
+    H[:, sat] = 0.0
+    H[sat, sat] = 1.0
+    return H
+
+
+def vcov_without_separated(H: np.ndarray, nt: int, sep) -> tuple[np.ndarray, bool]:
+    """``(vcov of (beta, aux), hessian_pd)`` from the deviance Hessian, with separated fixed
+    effects (flags ``sep`` over ``x``, or None) given infinite variance and left out of the rest."""
+    if sep is None or not np.any(sep):
+        return _vcov_from_hessian(H, nt)
+    keep = np.flatnonzero(~sep)
+    sub, hessian_pd = _vcov_from_hessian(H[np.ix_(keep, keep)], nt)
+    vcov_all = np.zeros((H.shape[0] - nt, H.shape[0] - nt))
+    kb = keep[keep >= nt] - nt
+    vcov_all[np.ix_(kb, kb)] = sub
+    d_ = np.flatnonzero(sep[nt:])
+    vcov_all[d_, d_] = np.inf
+    return vcov_all, hessian_pd
 
 
 def _vcov_from_hessian(H: np.ndarray, nt: int):

@@ -131,7 +131,8 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
     from ..agq import check_agq
     from ..auxpar import aux_coords, aux_starts, check_aux_params
     from ..fit import check_rank
-    from ..laplace import INFO_SCALE_MAX, TINY_GROUP_TRIALS, _aux_lower, _fitted_aux, _vcov_from_hessian
+    from ..laplace import (INFO_SCALE_MAX, TINY_GROUP_TRIALS, _aux_lower, _fitted_aux, pin_saturated,
+                           separated_fixed, vcov_without_separated)
     from ..optimize import (fd_gradient, fd_hessian, fd_hessian_pd, lambdas_from_theta, minimize_bounded,
                             multistart_points, new_optinfo, optimize_checked, report_starts, restart_candidates,
                             restart_off_boundary, saturated_correlations, solve_with_boundary, theta_layout,
@@ -278,10 +279,7 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
     def divergent(xc, Hc):
         if Hc is None:
             return None
-        out = np.zeros(xc.size, dtype=bool)
-        bc, hd = xc[nt:nt + p], np.diag(Hc)[nt:nt + p]
-        out[nt:nt + p] = (np.abs(bc) * xmax > 10.0) & (hd * bc * bc < 1.0)
-        return out
+        return separated_fixed(xc, Hc, nt, p, xmax)
 
     saturated = saturated_correlations(terms, slices, lower.size)
 
@@ -310,22 +308,9 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
         extra_warnings.append(msg)
         warnings.warn(msg, UserWarning, stacklevel=user_stacklevel())
     if calc_vcov and H is not None and saturated is not None and np.any(saturated(x)):
-        H = np.array(H, dtype=float)
-        sat = np.flatnonzero(saturated(x))
-        H[sat, :] = 0.0
-        H[:, sat] = 0.0
-        H[sat, sat] = 1.0
+        H = pin_saturated(H, saturated(x))
     if calc_vcov:
-        if sep is not None and np.any(sep):
-            keep_i = np.flatnonzero(~sep)
-            sub, hessian_pd = _vcov_from_hessian(H[np.ix_(keep_i, keep_i)], nt)
-            vcov_all = np.zeros((p + na, p + na))
-            kb = keep_i[keep_i >= nt] - nt
-            vcov_all[np.ix_(kb, kb)] = sub
-            d_ = np.flatnonzero(sep[nt:])
-            vcov_all[d_, d_] = np.inf
-        else:
-            vcov_all, hessian_pd = _vcov_from_hessian(H, nt)
+        vcov_all, hessian_pd = vcov_without_separated(H, nt, sep)
         vcov, vcov_aux, vcov_cross = vcov_all[:p, :p], vcov_all[p:, p:], vcov_all[:p, p:]
     else:
         vcov, vcov_aux, vcov_cross = np.full((p, p), np.nan), np.full((na, na), np.nan), None
