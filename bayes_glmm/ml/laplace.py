@@ -608,17 +608,9 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
 
     saturated = saturated_correlations(terms, slices, lower.size)
 
-    def excluded(xc, Hc):
-        # separated fixed effects and flat zi directions, and correlations at +-1
-        out = divergent(xc, Hc)
-        if saturated is None:
-            return out
-        sat = saturated(xc)
-        return sat if out is None else (out | sat)
-
     opt, _, H, chk, restarts = optimize_checked(
         solve, curvature, opt, lower, lambda xc: restart_candidates(xc, lower, default=default, seed=random_seed),
-        exclude=excluded, fun=(lambda xc: fg(xc)[0]) if use_grad else dev)
+        exclude=excluded_coordinates(divergent, saturated), fun=(lambda xc: fg(xc)[0]) if use_grad else dev)
     restart = opt.get("boundary_restart")
     n_evals += opt["n_evals"]
     messages.append(opt["message"])
@@ -753,6 +745,20 @@ def separated_fixed(xc: np.ndarray, Hc: np.ndarray, nt: int, p: int, xmax: np.nd
     bc, hd = xc[nt:nt + p], np.diag(Hc)[nt:nt + p]
     out[nt:nt + p] = (np.abs(bc) * xmax > 10.0) & (hd * bc * bc < 1.0)
     return out
+
+
+def excluded_coordinates(divergent, saturated):
+    """``exclude(xc, Hc)`` for :func:`~bayes_glmm.ml.optimize.optimize_checked`: the coordinates
+    whose optimum is at infinity (``divergent(xc, Hc)``: separated fixed effects, flat zi
+    directions; None when it has nothing to say) or correlations at +-1 (``saturated(xc)``, or
+    None when no term has a correlation)."""
+    def excluded(xc, Hc):
+        out = divergent(xc, Hc)
+        if saturated is None:
+            return out
+        sat = saturated(xc)
+        return sat if out is None else (out | sat)
+    return excluded
 
 
 def pin_saturated(H: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -131,8 +131,8 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
     from ..agq import check_agq
     from ..auxpar import aux_coords, aux_starts, check_aux_params
     from ..fit import check_rank
-    from ..laplace import (INFO_SCALE_MAX, TINY_GROUP_TRIALS, _aux_lower, _fitted_aux, pin_saturated,
-                           separated_fixed, vcov_without_separated)
+    from ..laplace import (INFO_SCALE_MAX, TINY_GROUP_TRIALS, _aux_lower, _fitted_aux, excluded_coordinates,
+                           pin_saturated, separated_fixed, vcov_without_separated)
     from ..optimize import (fd_gradient, fd_hessian, fd_hessian_pd, lambdas_from_theta, minimize_bounded,
                             multistart_points, new_optinfo, optimize_checked, report_starts, restart_candidates,
                             restart_off_boundary, saturated_correlations, solve_with_boundary, theta_layout,
@@ -283,16 +283,9 @@ def fit_distributed(client, futs, tpl, *, n_agq=1, start=None, stage1=True, calc
 
     saturated = saturated_correlations(terms, slices, lower.size)
 
-    def excluded(xc, Hc):
-        out = divergent(xc, Hc)
-        if saturated is None:
-            return out
-        sat = saturated(xc)
-        return sat if out is None else (out | sat)
-
     opt, _, H, chk, restarts = optimize_checked(
         solve, curvature, opt, lower, lambda xc: restart_candidates(xc, lower, default=default, seed=random_seed),
-        exclude=excluded, fun=(lambda xc: fg(xc)[0]) if use_grad else dev)
+        exclude=excluded_coordinates(divergent, saturated), fun=(lambda xc: fg(xc)[0]) if use_grad else dev)
     n_evals += opt["n_evals"]
     messages.append(opt["message"])
     x = opt["x"]
