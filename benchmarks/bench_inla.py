@@ -1,10 +1,12 @@
 """fit_inla against NUTS: accuracy on four models, and speed (issue 19, items 1-3).
 
 Accuracy (``--accuracy``): simulated Bernoulli with many small groups, Poisson with a
-correlated random slope, NB2 with a random intercept and a crossed Gaussian model; each fitted
+correlated random slope, NB2 with a random intercept and a crossed Gaussian model, and ordinal models (clmm's wine data, logit and probit, and the simulated
+random-slope data of tests/reference, ``--cases ordinal_wine_logit ordinal_wine_probit
+ordinal_slope_logit``); each fitted
 by ``sample()`` (native NUTS, 4 x (1000 + 1000)) and ``fit_inla()`` with the same default priors.
 Per fixed effect: |mean difference| in NUTS posterior SDs (target <= 0.2) and the SD ratio
-(target within 15%); per random-effect SD: the 10/50/90% quantiles' differences in NUTS
+(target within 15%), the same for each ordinal threshold; per random-effect SD: the 10/50/90% quantiles' differences in NUTS
 posterior SDs (target <= 0.25).  The dispersion parameters are shown too.
 
 Speed (``--speed``): 1e5 rows (Bernoulli, 1,000 groups): fit_inla's wall time against
@@ -32,6 +34,7 @@ import pandas as pd  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import bayes_glmm as bg  # noqa: E402
+from bayes_glmm.inla.coords import in_ordered_chain  # noqa: E402
 
 QUANTS = (0.1, 0.5, 0.9)
 TARGETS = {"mean": 0.2, "sd_ratio": 0.15, "quantile": 0.25}
@@ -77,8 +80,40 @@ def crossed_gaussian(seed=4, n_a=25, n_b=15, reps=2):
     return bg.GLMM("y ~ x + (1 | a) + (1 | b)", pd.DataFrame({"y": y, "x": x, "a": a, "b": b}))
 
 
+REF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "reference")
+
+
+def _ordinal_csv(name, levels=None):
+    """A clmm reference data set of tests/reference as the ordinal tests read it: the response an
+    ordered Categorical, grouping columns text."""
+    d = pd.read_csv(os.path.join(REF, name))
+    resp = d.columns[0]
+    d[resp] = pd.Categorical(d[resp], categories=levels or sorted(d[resp].unique()), ordered=True)
+    for c in d.columns[1:]:
+        if d[c].dtype == object or c in ("judge", "g"):
+            d[c] = d[c].astype(str)
+    return d
+
+
+def ordinal_wine(link="logit"):
+    """clmm's wine data (72 ratings by 9 judges): ``rating ~ temp + contact + (1 | judge)``."""
+    return bg.GLMM("rating ~ temp + contact + (1 | judge)", _ordinal_csv("ordinal_wine.csv"),
+                   family="ordinal", link=link)
+
+
+def ordinal_slope(link="logit"):
+    """The simulated random-slope ordinal data of make_reference_ordinal.R (600 rows, 40 groups,
+    three categories low < mid < high): ``y ~ x + (1 + x | g)``."""
+    return bg.GLMM("y ~ x + (1 + x | g)", _ordinal_csv("ordinal_slope.csv", ["low", "mid", "high"]),
+                   family="ordinal", link=link)
+
+
 CASES = {"bernoulli_small_groups": bernoulli_small_groups, "poisson_corr_slope": poisson_slope,
-         "nb2": nb2, "crossed_gaussian": crossed_gaussian}
+         "nb2": nb2, "crossed_gaussian": crossed_gaussian,
+         "ordinal_wine_logit": ordinal_wine, "ordinal_wine_probit": lambda: ordinal_wine("probit"),
+         "ordinal_slope_logit": ordinal_slope}
+#: the ordinal cases (thresholds compared as the fixed effects are)
+ORDINAL_CASES = ["ordinal_wine_logit", "ordinal_wine_probit", "ordinal_slope_logit"]
 
 
 # ----------------------------------------------------------------------------- accuracy
@@ -98,7 +133,9 @@ def accuracy_rows(model, approx, nuts) -> list:
                      "mean_diff_sd": abs(fa[:, j].mean() - fn[:, j].mean()) / s,
                      "sd_ratio": fa[:, j].std(ddof=1) / s})
     extra = [(f"sd_{t.ident}", list(t.coef_names)) for t in model.spec.terms]
-    extra += [(a.name, [a.name]) for a in model.spec.family.aux_params]
+    params = model.spec.family.aux_params
+    extra += [(a.name, [a.name]) for a in params]
+    chained = {a.name for i, a in enumerate(params) if in_ordered_chain(params, i)}
     for var, labels in extra:
         if var not in N.posterior:
             continue
@@ -107,7 +144,7 @@ def accuracy_rows(model, approx, nuts) -> list:
             s = xn[:, j].std(ddof=1)
             qa, qn = np.quantile(xa[:, j], QUANTS), np.quantile(xn[:, j], QUANTS)
             row = {"param": f"{var}[{lab}]" if var.startswith("sd_") else var,
-                   "kind": "sd" if var.startswith("sd_") else "aux",
+                   "kind": "sd" if var.startswith("sd_") else "threshold" if var in chained else "aux",
                    "nuts_mean": xn[:, j].mean(), "inla_mean": xa[:, j].mean(),
                    "mean_diff_sd": abs(xa[:, j].mean() - xn[:, j].mean()) / s, "sd_ratio": xa[:, j].std(ddof=1) / s}
             for q, a_, n_ in zip(QUANTS, qa, qn):
@@ -117,10 +154,11 @@ def accuracy_rows(model, approx, nuts) -> list:
 
 
 def check_targets(rows) -> list:
-    """The rows that miss a target (fixed effects: mean and SD; random-effect SDs: quantiles)."""
+    """The rows that miss a target (fixed effects and ordinal thresholds: mean and SD; random-effect
+    SDs: quantiles)."""
     bad = []
     for r in rows:
-        if r["kind"] == "fixed" and (r["mean_diff_sd"] > TARGETS["mean"] or abs(r["sd_ratio"] - 1) > TARGETS["sd_ratio"]):
+        if r["kind"] in ("fixed", "threshold") and (r["mean_diff_sd"] > TARGETS["mean"] or abs(r["sd_ratio"] - 1) > TARGETS["sd_ratio"]):
             bad.append(r["param"])
         if r["kind"] == "sd" and max(r[f"q{int(q * 100)}_diff_sd"] for q in QUANTS) > TARGETS["quantile"]:
             bad.append(r["param"])

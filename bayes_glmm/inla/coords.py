@@ -5,15 +5,19 @@ dispersion parameters (PyMC's, :mod:`bayes_glmm.bayes.density`): per random term
 (its structure's free SDs) and the unconstrained correlation parameters ``y``
 (``(tanh y + 1) / 2 ~ Beta(a, a)``: LKJ's CPC law for ``us``), then the log of each positive
 auxiliary parameter of the family (sigma, theta, phi, shape; a real one as it is).  The inner
-block ``w`` is the coefficients: ``beta``, then the zero-inflation and dispersion-model ones.
+block ``w`` is the coefficients: ``beta``, then the zero-inflation and dispersion-model ones,
+then each ordered chain of auxiliary parameters (an ordinal model's thresholds) in the samplers'
+(and the ML path's) coordinates ``(tau_1, log(tau_2 - tau_1), ...)``: they are coefficients of
+the linear predictor's cut points, well determined by the data, so they are integrated by the
+nested Laplace step with the fixed effects rather than by quadrature.
 
 The ML path works in ``x = (theta, beta, beta_zi, beta_disp, a)`` (lme4's theta,
 :mod:`bayes_glmm.ml.laplace`); :meth:`Layout.to_ml` maps ``(psi, w)`` there.
 
 The log prior is each prior kind's one log-density (:meth:`PriorKind.logp
 <bayes_glmm.priors.kinds.PriorKind.logp>`, on dual numbers for its derivative) with the
-Jacobians of the log transforms, so the target is the density ``sample()`` explores, up to
-a constant.  Coefficient priors are on the centred-predictor scale as there: the intercept's
+Jacobians of the log transforms (and of the ordered chains' ``exp`` gaps), so the target is the
+density ``sample()`` explores, up to a constant.  Coefficient priors are on the centred-predictor scale as there: the intercept's
 prior is that of the linear predictor at the predictors' means.
 """
 from __future__ import annotations
@@ -24,7 +28,45 @@ from ..covariance.lkj import log_cosh
 from ..ops.dual import ND_OPS, deriv, seed, value
 from ..priors import disp_key, get_kind, zi_key
 
-__all__ = ["Layout", "prior_logp_grad"]
+__all__ = ["Layout", "prior_logp_grad", "in_ordered_chain"]
+
+
+def in_ordered_chain(params, i: int) -> bool:
+    """True when ``params[i]`` (a family's ``aux_params``) belongs to an ordered chain: it is
+    ``"ordered"`` or the next one is (the first threshold of an ordinal model is real)."""
+    return params[i].support == "ordered" or (i + 1 < len(params) and params[i + 1].support == "ordered")
+
+
+class _Chain:
+    """An ordered chain of auxiliary parameters in ``w``: coordinates ``(z_0, z_1, ...)``, values
+    ``tau = cumsum(z_0, exp(z_1), ...)``, each value's prior its name's (as the samplers'
+    ordered vector), the log Jacobian ``sum z_k, k >= 1``."""
+
+    def __init__(self, names, priors, start):
+        self.names = list(names)
+        self.sl = slice(start, start + len(self.names))
+        self.priors = [priors[nm] for nm in self.names]
+
+    @staticmethod
+    def values(z):
+        """The ordered values from the coordinates (..., k)."""
+        z = np.asarray(z, dtype=float)
+        return np.cumsum(np.concatenate([z[..., :1], np.exp(z[..., 1:])], axis=-1), axis=-1)
+
+    def logp_grad(self, w):
+        z = np.asarray(w[self.sl], dtype=float)
+        tau = self.values(z)
+        lp, gt = float(np.sum(z[1:])), np.empty(z.size)
+        for k, pr in enumerate(self.priors):
+            l, g = prior_logp_grad(pr, tau[k:k + 1])
+            lp += l
+            gt[k] = g[0]
+        # d tau_k / d z_0 = 1, d tau_k / d z_j = exp(z_j) for k >= j >= 1
+        tail = np.cumsum(gt[::-1])[::-1]
+        g = np.empty(z.size)
+        g[0] = tail[0]
+        g[1:] = tail[1:] * np.exp(z[1:]) + 1.0
+        return lp, g
 
 
 def prior_logp_grad(prior, x):
@@ -92,8 +134,7 @@ class Layout:
     Raises
     ------
     ValueError
-        An ordered auxiliary parameter (ordinal thresholds), which this approximation does
-        not treat as a hyperparameter.
+        An auxiliary parameter whose support is none of positive, real, ordered.
     """
 
     def __init__(self, spec, priors):
@@ -113,13 +154,24 @@ class Layout:
             self.terms.append((t, slice(pos, pos + nsd), slice(pos + nsd, pos + nsd + nc), idx, pr, var, a, const))
             pos += nsd + nc
         skip = 1 if spec.has_disp else 0
+        params = fam.aux_params
         self.aux = []
-        for aux in fam.aux_params[skip:]:
-            if aux.support not in ("positive", "real"):
+        #: per auxiliary parameter after ``skip`` (the ML coordinates' order): ("psi", index) or
+        #: ("w", offset into the chains' part of w)
+        self.aux_src, chain_names = [], []
+        for i in range(skip, len(params)):
+            aux = params[i]
+            if aux.support not in ("positive", "real", "ordered"):
                 raise ValueError(f"fit_inla: the {aux.support} parameter {aux.name!r} of family {fam.name!r} "
-                                 f"is not a variance or dispersion parameter the approximation integrates "
-                                 f"over; use GLMM.sample()")
+                                 f"is not one the approximation integrates over; use GLMM.sample()")
+            if in_ordered_chain(params, i):  # thresholds: in w, with the coefficients
+                if aux.support != "ordered":
+                    chain_names.append([])
+                chain_names[-1].append(aux.name)
+                self.aux_src.append(("w", sum(len(c) for c in chain_names) - 1))
+                continue
             self.aux.append((aux, pos, priors[aux.name]))
+            self.aux_src.append(("psi", pos))
             pos += 1
         self.m = pos
         self.blocks, wpos = [_Coefs(spec.X, spec.fixed_names, priors,
@@ -131,6 +183,12 @@ class Layout:
         if spec.has_disp:
             self.blocks.append(_Coefs(spec.X_disp, spec.disp_names, priors, disp_key, wpos))
             wpos += spec.p_disp
+        #: the coefficients' part of w (the ML coordinates' own block); the chains follow it
+        self.nw_coef = wpos
+        self.chains = []
+        for names in chain_names:
+            self.chains.append(_Chain(names, priors, wpos))
+            wpos += len(names)
         self.nw = wpos
         self.nt = sum(t.n_theta for t in spec.terms)
 
@@ -155,13 +213,31 @@ class Layout:
         vals = self.term_values(psi)
         return np.concatenate([v[2] for v in vals]) if vals else np.zeros(0)
 
-    def aux_coords(self, psi) -> np.ndarray:
-        """The ML path's coordinates of the hyper auxiliary parameters (log of a positive one)."""
-        return np.array([psi[i] for _, i, _ in self.aux], dtype=float)
+    def aux_coords(self, psi, w=None) -> np.ndarray:
+        """The ML path's coordinates ``a`` of the auxiliary parameters (log of a positive one;
+        an ordered chain's from ``w``), in the family's order."""
+        wc = np.asarray(w, dtype=float)[self.nw_coef:] if w is not None else None
+        return np.array([psi[i] if src == "psi" else wc[i] for src, i in self.aux_src], dtype=float)
 
     def to_ml(self, psi, w) -> np.ndarray:
         """``x = (theta, beta, beta_zi, beta_disp, a)`` of the ML deviance."""
-        return np.concatenate([self.theta(psi), np.asarray(w, dtype=float), self.aux_coords(psi)])
+        w = np.asarray(w, dtype=float)
+        return np.concatenate([self.theta(psi), w[:self.nw_coef], self.aux_coords(psi, w)])
+
+    def split_aux(self, a):
+        """The ML coordinates ``a`` (family order) -> ``(psi's auxiliary part, w's chains' part)``."""
+        a = np.asarray(a, dtype=float)
+        hyper = [a[k] for k, (src, _) in enumerate(self.aux_src) if src == "psi"]
+        chain = [a[k] for k, (src, _) in enumerate(self.aux_src) if src == "w"]
+        return np.array(hyper, dtype=float), np.array(chain, dtype=float)
+
+    def aux_gradient(self, ga, gpsi, gw) -> None:
+        """Add the ML gradient in ``a`` (family order) to the gradients in ``psi`` and ``w`` (in place)."""
+        for (src, i), gi in zip(self.aux_src, ga):
+            if src == "psi":
+                gpsi[i] += gi
+            else:
+                gw[self.nw_coef + i] += gi
 
     def theta_jacobian(self, psi, h: float = 1e-6) -> np.ndarray:
         """``d theta / d psi`` (nt, m) by central differences of the (cheap, smooth) map."""
@@ -206,11 +282,19 @@ class Layout:
     def w_logp_grad(self, w):
         """Log prior of the coefficients ``w`` and its gradient."""
         lp, g = 0.0, np.zeros(self.nw)
-        for blk in self.blocks:
+        for blk in self.blocks + self.chains:
             l, gb = blk.logp_grad(w)
             lp += l
             g[blk.sl] = gb
         return lp, g
+
+    def chain_values(self, W) -> dict:
+        """``{name: draws}`` of the ordered chains' values from draws of ``w`` (S, nw)."""
+        out = {}
+        for ch in self.chains:
+            tau = ch.values(np.asarray(W, dtype=float)[:, ch.sl])
+            out.update({nm: tau[:, k] for k, nm in enumerate(ch.names)})
+        return out
 
     def start_psi(self, theta, aux) -> np.ndarray:
         """``psi`` from an ML fit's theta and hyper auxiliary coordinates (SDs floored at 1e-3:

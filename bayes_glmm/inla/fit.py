@@ -200,6 +200,7 @@ def _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng) -> dict:
         out[f"b_{t.ident}"] = np.einsum("sjq,srq->sjr", u, Lam)
     for aux, i, _ in layout.aux:
         out[aux.name] = np.exp(psi[:, i]) if aux.support == "positive" else psi[:, i]
+    out.update(layout.chain_values(W))  # an ordinal model's thresholds, by name
     return out
 
 

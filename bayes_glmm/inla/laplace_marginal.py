@@ -139,11 +139,13 @@ class Problem:
             return np.inf, np.zeros(v.size)
         lpp, gpp = L.psi_logp_grad(psi)
         lpw, gpw = L.w_logp_grad(w)
-        gt, gw, ga = g[:self.nt], g[self.nt:self.nt + self.nw], g[self.nt + self.nw:]
+        nc = L.nw_coef
+        gt, ga = g[:self.nt], g[self.nt + nc:]
+        gw = np.concatenate([g[self.nt:self.nt + nc], np.zeros(self.nw - nc)])
         gpsi = 0.5 * (L.theta_jacobian(psi).T @ gt) if self.nt else np.zeros(self.m)
-        for (_, i, _), gi in zip(L.aux, ga):
-            gpsi[i] += 0.5 * gi
-        return 0.5 * d - lpp - lpw, np.concatenate([gpsi - gpp, 0.5 * gw - gpw])
+        L.aux_gradient(0.5 * ga, gpsi, gw)  # 0.5 gw below: the chains' part is already halved
+        gw[:nc] *= 0.5
+        return 0.5 * d - lpp - lpw, np.concatenate([gpsi - gpp, gw - gpw])
 
     def grad(self, v):
         return self.f_grad(v)[1]
@@ -156,8 +158,9 @@ class Problem:
         k_zi = self.spec.p_zi if self.spec.has_zi else 0
         k_d = self.spec.p_disp if self.spec.has_disp else 0
         theta0 = theta_layout(self.spec.terms)[2]
-        psi0 = L.start_psi(theta0, a0[k_zi + k_d:])
-        w0 = np.concatenate([start_beta(self.resp), a0[:k_zi + k_d]])
+        hyper, chain = L.split_aux(a0[k_zi + k_d:])
+        psi0 = L.start_psi(theta0, hyper)
+        w0 = np.concatenate([start_beta(self.resp), a0[:k_zi + k_d], chain])
         return np.concatenate([psi0, w0])
 
     def mode(self, v0, *, maxiter: int = 500):
