@@ -103,9 +103,12 @@ def ordinal_wine(link="logit"):
 
 def ordinal_slope(link="logit"):
     """The simulated random-slope ordinal data of make_reference_ordinal.R (600 rows, 40 groups,
-    three categories low < mid < high): ``y ~ x + (1 + x | g)``."""
-    return bg.GLMM("y ~ x + (1 + x | g)", _ordinal_csv("ordinal_slope.csv", ["low", "mid", "high"]),
-                   family="ordinal", link=link)
+    four categories low < mid < high < top): ``y ~ x + (1 + x | g)``."""
+    import json
+
+    with open(os.path.join(REF, "ordinal_reference.json")) as f:
+        levels = json.load(f)["slope_levels"]
+    return bg.GLMM("y ~ x + (1 + x | g)", _ordinal_csv("ordinal_slope.csv", levels), family="ordinal", link=link)
 
 
 CASES = {"bernoulli_small_groups": bernoulli_small_groups, "poisson_corr_slope": poisson_slope,

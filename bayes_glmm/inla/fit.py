@@ -170,6 +170,8 @@ def _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng) -> dict:
         if sel.size == 0:
             continue
         mean = nd.w[None, :] + (psi[sel] - nd.psi[None, :]) @ Jwp.T
+        if nd.w_shift is not None:
+            mean = mean + nd.w_shift[None, :]
         C = np.linalg.cholesky(np.linalg.inv(nd.Hw))
         W[sel] = mean + rng.standard_normal((sel.size, layout.nw)) @ C.T
     X = np.array([layout.to_ml(psi[i], W[i]) for i in range(n)])
