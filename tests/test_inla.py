@@ -2,6 +2,7 @@
 the InferenceData it returns (issue 19).  The comparison with NUTS on four models is the slow
 test at the end (and benchmarks/bench_inla.py)."""
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -229,3 +230,158 @@ def test_importance_sampling_design_matches_the_exact_posterior(monkeypatch, exa
     assert np.all(np.abs(beta.mean(0) - m) < 0.1 * sd) and np.all(np.abs(beta.std(0) / sd - 1) < 0.1)
     sdg = np.asarray(r.idata.posterior["sd_g"]).ravel()
     assert np.all(np.abs(np.quantile(sdg, [0.1, 0.5, 0.9]) - sd_q) < 0.2 * sd_sd), (np.quantile(sdg, [0.1, 0.5, 0.9]), sd_q)
+
+
+# ----------------------------------------------------------------------------- ordinal models
+def _tiny_ordinal(seed=0, n_groups=10, per=6):
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=g.size)
+    y = np.digitize(0.8 * x + rng.normal(0, 0.8, n_groups)[g] + rng.logistic(size=g.size), [-0.7, 0.9])
+    cats = ["lo", "mid", "hi"]
+    d = pd.DataFrame({"y": pd.Categorical(np.array(cats)[y], categories=cats, ordered=True), "x": x,
+                      "g": g.astype(str)})
+    return bg.GLMM("y ~ x + (1 | g)", d, family="ordinal")
+
+
+def _exact_ordinal_posterior(model):
+    """The posterior of a random-intercept cumulative-logit model by brute force, independent of the
+    package's likelihood and Laplace machinery: each group's random effect integrated by 80-point
+    Gauss-Hermite, (beta, tau_1, log(tau_2 - tau_1)) by an adaptive 5^3 Gauss-Hermite grid at each of
+    45 values of log sd (a fine grid); the priors from scipy.stats, the gap's Jacobian included."""
+    import itertools
+
+    from scipy import optimize, special
+
+    spec, pri = model.spec, model.resolved_priors
+    x, y = np.asarray(spec.X)[:, 0], np.asarray(spec.y).astype(int)
+    onehot = np.zeros((spec.terms[0].n_levels, spec.n))
+    onehot[spec.terms[0].codes, np.arange(spec.n)] = 1.0
+    names = [a.name for a in spec.family.aux_params]
+    bp, sp = (get_kind(pri[k].name).scipy(pri[k].args) for k in ("x", "sd_g"))
+    tp = [get_kind(pri[n].name).scipy(pri[n].args) for n in names]
+    t, wq = np.polynomial.hermite_e.hermegauss(80)
+    lwq = np.log(wq / wq.sum())
+
+    def logpost(v, ls):  # v (S, 3): beta, tau_1, log gap
+        b, t1, lg = np.atleast_2d(v).T
+        t2 = t1 + np.exp(lg)
+        eta = b[:, None, None] * x[None, :, None] + np.exp(ls) * t[None, None, :]
+        lo = np.where(y == 0, -np.inf, np.where(y == 1, t1[:, None], t2[:, None]))[:, :, None]
+        hi = np.where(y == 0, t1[:, None], np.where(y == 1, t2[:, None], np.inf))[:, :, None]
+        lrow = np.log(np.maximum(special.expit(hi - eta) - special.expit(lo - eta), 1e-300))
+        ll = special.logsumexp(np.einsum("gn,snq->sgq", onehot, lrow) + lwq, axis=2).sum(axis=1)
+        return ll + bp.logpdf(b) + tp[0].logpdf(t1) + tp[1].logpdf(t2) + lg + sp.logpdf(np.exp(ls)) + ls
+
+    z, wz = np.polynomial.hermite_e.hermegauss(5)
+    Z = np.array(list(itertools.product(z, repeat=3)))
+    LW = np.array([np.sum(np.log(c)) for c in itertools.product(wz, repeat=3)]) + 0.5 * np.sum(Z * Z, axis=1)
+    pairs = [(i, j) for i in range(3) for j in range(i, 3)]
+    E = 1e-3 * np.eye(3)
+    D = np.array([a * E[i] + b * E[j] for i, j in pairs for a, b in ((1, 1), (1, -1), (-1, 1), (-1, -1))]
+                 + list(E) + list(-E))
+
+    def newton_terms(v, ls):  # gradient and Hessian of -logpost by central differences, one call
+        f = logpost(v + D, ls)
+        H = np.zeros((3, 3))
+        for (i, j), hij in zip(pairs, f[:24].reshape(-1, 4) @ np.array([-1.0, 1.0, 1.0, -1.0]) / 4e-6):
+            H[i, j] = H[j, i] = hij
+        return -(f[24:27] - f[27:]) / 2e-3, H
+
+    lss = np.linspace(-7.0, 1.8, 45)
+    out = {}
+    v_mid = optimize.minimize(lambda v: -logpost(v, 0.0)[0], np.zeros(3), method="BFGS").x
+    for ls in np.concatenate([lss[lss >= 0], lss[lss < 0][::-1]]):  # from log sd = 0 outwards
+        v0 = v_mid if ls == lss[lss >= 0][0] or ls == lss[lss < 0][-1] else v0  # each from its neighbour's mode
+        for _ in range(20):  # Newton's method (a smooth, near-quadratic target)
+            g, H = newton_terms(v0, ls)
+            step = np.linalg.solve(H, g)
+            v0 = v0 - step
+            if np.max(np.abs(step)) < 1e-7:
+                break
+        L = np.linalg.cholesky(np.linalg.inv(newton_terms(v0, ls)[1]))
+        V = v0 + Z @ L.T
+        lw = logpost(V, ls) + LW
+        w = np.exp(lw - lw.max())
+        Q = np.column_stack([V[:, 0], V[:, 1], V[:, 1] + np.exp(V[:, 2])])
+        out[ls] = (special.logsumexp(lw) + np.log(np.linalg.det(L)), w @ Q / w.sum(), w @ Q ** 2 / w.sum())
+    logm = np.array([out[k][0] for k in lss])
+    pw = np.exp(logm - logm.max())
+    pw /= pw.sum()
+    m = pw @ np.array([out[k][1] for k in lss])
+    s = np.sqrt(pw @ np.array([out[k][2] for k in lss]) - m ** 2)
+    sd_q = np.exp(np.interp([0.1, 0.5, 0.9], np.cumsum(pw) - 0.5 * pw, lss))
+    sd_sd = np.sqrt(pw @ np.exp(2 * lss) - (pw @ np.exp(lss)) ** 2)
+    return m, s, sd_q, sd_sd
+
+
+def test_inla_ordinal_matches_a_brute_force_posterior():
+    # thresholds in the nested Laplace step (the samplers' log-gap coordinates, skewness-corrected
+    # means) against the exact posterior: 60 rows, 10 groups, 3 categories
+    model = _tiny_ordinal()
+    m, s, sd_q, sd_sd = _exact_ordinal_posterior(model)
+    r = model.fit_inla(random_seed=1, n_draws=4000)
+    post = r.idata.posterior
+    Q = np.column_stack([np.asarray(post["beta"]).ravel(), np.asarray(post["lo|mid"]).ravel(),
+                         np.asarray(post["mid|hi"]).ravel()])
+    assert np.all(np.abs(Q.mean(0) - m) < 0.1 * s), (Q.mean(0), m, s)
+    assert np.all(np.abs(Q.std(0) / s - 1) < 0.1), (Q.std(0), s)
+    q = np.quantile(np.asarray(post["sd_g"]).ravel(), [0.1, 0.5, 0.9])
+    assert np.all(np.abs(q - sd_q) < 0.25 * sd_sd), (q, sd_q, sd_sd)
+
+
+def test_inla_ordinal_threshold_prior_and_coordinates():
+    # the thresholds' coordinates in w are the samplers' (tau_1, log gaps): each value's prior (its
+    # name's override included) plus the log Jacobian of the gaps, with an exact gradient
+    from scipy import stats
+
+    model = _tiny_ordinal().with_priors({"mid|hi": bg.Prior("Normal", mu=1.0, sigma=0.5)})
+    lay = Layout(model.spec, model.resolved_priors)
+    assert lay.m == 1 and lay.nw == 3 and [c.names for c in lay.chains] == [["lo|mid", "mid|hi"]]
+    w = np.array([0.7, -0.4, np.log(1.3)])
+    lp, g = lay.w_logp_grad(w)
+    pri = model.resolved_priors
+    want = (get_kind(pri["x"].name).scipy(pri["x"].args).logpdf(0.7)
+            + get_kind(pri["lo|mid"].name).scipy(pri["lo|mid"].args).logpdf(-0.4)
+            + stats.norm(1.0, 0.5).logpdf(0.9) + np.log(1.3))
+    np.testing.assert_allclose(lp, want, rtol=1e-12)
+    h = 1e-6
+    fd = [(lay.w_logp_grad(w + h * e)[0] - lay.w_logp_grad(w - h * e)[0]) / (2 * h) for e in np.eye(3)]
+    np.testing.assert_allclose(g, fd, rtol=1e-6, atol=1e-8)
+    # the ML deviance's coordinates: (theta, beta, tau_1, log gap), psi the log sd
+    np.testing.assert_allclose(lay.to_ml(np.array([np.log(0.5)]), w), [0.5, 0.7, -0.4, np.log(1.3)])
+
+
+def test_inla_ordinal_wine_has_sample_names_coords_and_works_through_results():
+    import arviz as az
+
+    from bayes_glmm.bayes.pointwise import posterior_names
+
+    d = pd.read_csv(Path(__file__).parent / "reference" / "ordinal_wine.csv")
+    d["rating"] = pd.Categorical(d["rating"], categories=sorted(d["rating"].unique()), ordered=True)
+    d["judge"] = d["judge"].astype(str)
+    model = bg.GLMM("rating ~ temp + contact + (1 | judge)", d, family="ordinal", link="probit")
+    r = model.fit_inla(random_seed=3, n_draws=400)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nuts = model.sample(draws=20, tune=20, chains=1, random_seed=3, progressbar=False)
+    post, ref = r.idata.posterior, nuts.idata.posterior
+    assert list(post.data_vars) == list(ref.data_vars) == posterior_names(model.spec)
+    for v in ref.data_vars:
+        assert post[v].dims[2:] == ref[v].dims[2:], v
+    for c in ref.coords:
+        if c not in ("chain", "draw"):
+            assert list(post.coords[c].values) == list(ref.coords[c].values), c
+    taus = np.stack([np.asarray(post[n]).ravel() for n in ["1|2", "2|3", "3|4", "4|5"]], axis=-1)
+    assert np.all(np.diff(taus, axis=-1) > 0)
+    assert r.idata.log_likelihood["y"].shape == (2, 200, model.spec.n)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert np.isfinite(az.loo(r.idata).elpd_loo)
+    # the posterior means near the ML estimates (clmm: tempwarm 1.80, contactyes 1.05)
+    np.testing.assert_allclose(r.fixef.values, model.fit_ml().fixef.values, atol=0.15)
+    assert {"1|2", "4|5"} <= set(r.summary().index)
+    probs = r.predict(kind="probs")
+    assert list(probs.columns) == ["1", "2", "3", "4", "5"]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-10)
+    assert np.all((r.predict(kind="mean") > 1.0) & (r.predict(kind="mean") < 5.0))
