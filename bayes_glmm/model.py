@@ -228,7 +228,8 @@ class GLMM:
         """Approximate posterior in seconds: nested Laplace + adaptive quadrature (as R-INLA / aghq).
 
         The marginal posterior of the variance and dispersion parameters by the Laplace
-        approximation (random effects and fixed effects integrated out), integrated by adaptive
+        approximation (random effects and fixed effects, and an ordinal model's thresholds,
+        integrated out), integrated by adaptive
         Gauss-Hermite quadrature over them (importance sampling above four); the fixed and random
         effects from the mixture of each node's conditional Gaussians.  Same priors as
         :meth:`sample`.  NumPy/SciPy only; see docs/inla.md.

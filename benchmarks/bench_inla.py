@@ -1,13 +1,13 @@
-"""fit_inla against NUTS: accuracy on four models, and speed (issue 19, items 1-3).
+"""fit_inla against NUTS: accuracy on seven models, and speed (issue 19, items 1-3).
 
 Accuracy (``--accuracy``): simulated Bernoulli with many small groups, Poisson with a
-correlated random slope, NB2 with a random intercept and a crossed Gaussian model, and ordinal models (clmm's wine data, logit and probit, and the simulated
-random-slope data of tests/reference, ``--cases ordinal_wine_logit ordinal_wine_probit
-ordinal_slope_logit``); each fitted
-by ``sample()`` (native NUTS, 4 x (1000 + 1000)) and ``fit_inla()`` with the same default priors.
-Per fixed effect: |mean difference| in NUTS posterior SDs (target <= 0.2) and the SD ratio
-(target within 15%), the same for each ordinal threshold; per random-effect SD: the 10/50/90% quantiles' differences in NUTS
-posterior SDs (target <= 0.25).  The dispersion parameters are shown too.
+correlated random slope, NB2 with a random intercept, a crossed Gaussian model, and ordinal
+models (clmm's wine data, logit and probit, and the simulated random-slope data of
+tests/reference: ``--cases ordinal_wine_logit ordinal_wine_probit ordinal_slope_logit``); each
+fitted by ``sample()`` (native NUTS, 4 x (1000 + 1000)) and ``fit_inla()`` with the same default
+priors.  Per fixed effect and ordinal threshold: |mean difference| in NUTS posterior SDs (target
+<= 0.2) and the SD ratio (target within 15%); per random-effect SD: the 10/50/90% quantiles'
+differences in NUTS posterior SDs (target <= 0.25).  The dispersion parameters are shown too.
 
 Speed (``--speed``): 1e5 rows (Bernoulli, 1,000 groups): fit_inla's wall time against
 ``sample()`` with 2 x (500 + 500), same process; 1e6 rows x 1e4 groups (Bernoulli and Poisson
