@@ -161,7 +161,8 @@ def check_targets(rows) -> list:
     SDs: quantiles)."""
     bad = []
     for r in rows:
-        if r["kind"] in ("fixed", "threshold") and (r["mean_diff_sd"] > TARGETS["mean"] or abs(r["sd_ratio"] - 1) > TARGETS["sd_ratio"]):
+        if r["kind"] in ("fixed", "threshold") and (r["mean_diff_sd"] > TARGETS["mean"]
+                                                    or abs(r["sd_ratio"] - 1) > TARGETS["sd_ratio"]):
             bad.append(r["param"])
         if r["kind"] == "sd" and max(r[f"q{int(q * 100)}_diff_sd"] for q in QUANTS) > TARGETS["quantile"]:
             bad.append(r["param"])

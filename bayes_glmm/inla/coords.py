@@ -17,8 +17,8 @@ The ML path works in ``x = (theta, beta, beta_zi, beta_disp, a)`` (lme4's theta,
 The log prior is each prior kind's one log-density (:meth:`PriorKind.logp
 <bayes_glmm.priors.kinds.PriorKind.logp>`, on dual numbers for its derivative) with the
 Jacobians of the log transforms (and of the ordered chains' ``exp`` gaps), so the target is the
-density ``sample()`` explores, up to a constant.  Coefficient priors are on the centred-predictor scale as there: the intercept's
-prior is that of the linear predictor at the predictors' means.
+density ``sample()`` explores, up to a constant.  Coefficient priors are on the centred-predictor
+scale as there: the intercept's prior is that of the linear predictor at the predictors' means.
 """
 from __future__ import annotations
 
