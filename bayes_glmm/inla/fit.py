@@ -120,6 +120,7 @@ def fit_inla(model, *, n_points: int | None = None, n_draws: int = 1000, n_agq: 
     Hww, Hwp = Hs[m:, m:], Hs[m:, :m]
     Jwp = -np.linalg.solve(Hww, Hwp)  # d w* / d psi at the mode
     psi_hat, w_hat = v_hat[:m], v_hat[m:]
+    shift = prob.mean_shift(v_hat, Hww)  # an ordinal model's thresholds: skewness-corrected means
     Z, lw, kind = design(m, n_points, rng)
     k = int(n_points or default_points(m)) if kind == "grid" else Z.shape[0]
     nodes = []
@@ -129,7 +130,7 @@ def fit_inla(model, *, n_points: int | None = None, n_draws: int = 1000, n_agq: 
     logpost = np.array([nd.logpost for nd in nodes])
     lwn = node_log_weights(Z, lw, logpost, kind)
     zd, idx = draw_z(Z, logpost if kind == "grid" else lwn, kind, k, n_draws, rng)
-    draws = _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng)
+    draws = _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng, shift)
     t_fit = time.perf_counter() - t0
     method = (f"approximate posterior: nested Laplace, {'n_agq=%d, ' % n_agq if n_agq > 1 else ''}"
               f"{'Gauss-Hermite grid %d^%d' % (k, m) if kind == 'grid' else 'importance sampling, %d nodes' % k}"
@@ -157,9 +158,9 @@ def _pos_def(H):
     return (V * np.maximum(np.abs(lam), 1e-6 * np.max(np.abs(lam)))) @ V.T
 
 
-def _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng) -> dict:
+def _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng, shift=None) -> dict:
     """Posterior draws in the natural parameters: psi from ``zd``, w and u from the nodes'
-    conditional Gaussians (``idx``: each draw's node)."""
+    conditional Gaussians (``idx``: each draw's node; ``shift``: added to w's means)."""
     spec, s = layout.spec, prob.s
     n = zd.shape[0]
     psi = psi_hat[None, :] + zd @ Lp.T
@@ -170,8 +171,8 @@ def _draws(layout, prob, nodes, psi_hat, Lp, Jwp, zd, idx, rng) -> dict:
         if sel.size == 0:
             continue
         mean = nd.w[None, :] + (psi[sel] - nd.psi[None, :]) @ Jwp.T
-        if nd.w_shift is not None:
-            mean = mean + nd.w_shift[None, :]
+        if shift is not None:
+            mean = mean + shift[None, :]
         C = np.linalg.cholesky(np.linalg.inv(nd.Hw))
         W[sel] = mean + rng.standard_normal((sel.size, layout.nw)) @ C.T
     X = np.array([layout.to_ml(psi[i], W[i]) for i in range(n)])

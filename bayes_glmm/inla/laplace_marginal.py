@@ -55,9 +55,6 @@ class Node:
         Their derivative in x.
     factor : ReFactor
         Factor of the conditional precision of u.
-    w_shift : ndarray (nw,) or None
-        The conditional mean of w minus its mode, to first order in the skewness
-        (:func:`skew_mean_shift`); None when not computed.
     """
 
     psi: np.ndarray
@@ -68,7 +65,6 @@ class Node:
     u: np.ndarray
     du: np.ndarray | None
     factor: object
-    w_shift: np.ndarray | None = None
 
 
 def fd_hessian_of(grad, v, delta=1e-4, idx=None) -> np.ndarray:
@@ -137,10 +133,10 @@ class Problem:
             if self.analytic else None
         self.m, self.nw, self.nt = layout.m, layout.nw, layout.nt
         self.n_evals = 0
-        #: move each node's Gaussian of w to its first-order skewness-corrected mean
-        #: (:func:`skew_mean_shift`) for an ordinal model's thresholds, whose posterior in the
-        #: log-gap coordinates is skewed (clmm's wine data, bench_inla.py: the highest threshold's
-        #: mean 0.13 (logit) and 0.21 (probit) NUTS posterior SDs above NUTS's without it, 0.004 and
+        #: move the nodes' Gaussians of w to their first-order skewness-corrected mean
+        #: (:meth:`mean_shift`) for an ordinal model's thresholds, whose posterior in the log-gap
+        #: coordinates is skewed (clmm's wine data, bench_inla.py: the highest threshold's mean
+        #: 0.13 (logit) and 0.21 (probit) NUTS posterior SDs above NUTS's without it, 0.004 and
         #: 0.04 with it; the thresholds themselves as coordinates were worse: 0.31 and 0.19 below)
         self.mean_correction = bool(layout.chains)
 
@@ -221,6 +217,15 @@ class Problem:
             v, f, g = v - t * step, f1, g1
         return v, H, res
 
+    def mean_shift(self, v, Hw):
+        """The conditional mean of w minus its mode at the joint mode ``v`` (``Hw`` the Hessian of F
+        in w there), to first order in the skewness (:func:`skew_mean_shift`; 2 nw + 1 gradients),
+        or None without :attr:`mean_correction`.  Computed once: at each node instead, the means
+        of wine's and the random-slope model's thresholds moved by at most 0.004 NUTS posterior SDs."""
+        if not (self.mean_correction and self.nw):
+            return None
+        return skew_mean_shift(self.grad, v, np.linalg.inv(Hw), np.arange(self.m, self.m + self.nw))
+
     # ------------------------------------------------------------------ nodes
     def node(self, psi, w0, Hw0, *, tol: float = 1e-9, max_iter: int = 30) -> Node:
         """The inner Laplace step at ``psi``: Newton iterations in w (with the mode's Hessian
@@ -255,14 +260,8 @@ class Problem:
         pred = self.state.get("pred")
         du = pred[2] if pred is not None and np.array_equal(pred[0], x) else self._fd_du(x)
         sign, logdet = np.linalg.slogdet(Hw)
-        shift = None
-        if self.mean_correction and self.nw:
-            u0 = self.state.get("u")
-            shift = skew_mean_shift(self.grad, np.concatenate([psi, w]), np.linalg.inv(Hw),
-                                    np.arange(m, m + self.nw))
-            self.state["u"], self.state["last"] = u0, pr  # this point's modes, as left above
         return Node(psi=np.asarray(psi, dtype=float), w=w, Hw=Hw, logpost=-f - 0.5 * logdet, x=x,
-                    u=pr.u.copy(), du=du, factor=pr.factor, w_shift=shift)
+                    u=pr.u.copy(), du=du, factor=pr.factor)
 
     def _fd_du(self, x, h: float = 1e-5):
         """``d u* / d x`` by forward differences of the PIRLS modes (when the analytic gradient,
