@@ -1,9 +1,9 @@
-"""fit_inla against NUTS: accuracy on seven models, and speed (issue 19, items 1-3).
+"""fit_inla against NUTS: accuracy on eight models, and speed (issue 19, items 1-3).
 
 Accuracy (``--accuracy``): simulated Bernoulli with many small groups, Poisson with a
 correlated random slope, NB2 with a random intercept, a crossed Gaussian model, and ordinal
-models (clmm's wine data, logit and probit, and the simulated random-slope data of
-tests/reference: ``--cases ordinal_wine_logit ordinal_wine_probit ordinal_slope_logit``); each
+models (clmm's wine data and the simulated random-slope data of tests/reference, logit and
+probit: ``--cases ordinal_wine_logit ordinal_wine_probit ordinal_slope_logit ordinal_slope_probit``); each
 fitted by ``sample()`` (native NUTS, 4 x (1000 + 1000)) and ``fit_inla()`` with the same default
 priors.  Per fixed effect and ordinal threshold: |mean difference| in NUTS posterior SDs (target
 <= 0.2) and the SD ratio (target within 15%); per random-effect SD: the 10/50/90% quantiles'
@@ -114,9 +114,9 @@ def ordinal_slope(link="logit"):
 CASES = {"bernoulli_small_groups": bernoulli_small_groups, "poisson_corr_slope": poisson_slope,
          "nb2": nb2, "crossed_gaussian": crossed_gaussian,
          "ordinal_wine_logit": ordinal_wine, "ordinal_wine_probit": lambda: ordinal_wine("probit"),
-         "ordinal_slope_logit": ordinal_slope}
+         "ordinal_slope_logit": ordinal_slope, "ordinal_slope_probit": lambda: ordinal_slope("probit")}
 #: the ordinal cases (thresholds compared as the fixed effects are)
-ORDINAL_CASES = ["ordinal_wine_logit", "ordinal_wine_probit", "ordinal_slope_logit"]
+ORDINAL_CASES = ["ordinal_wine_logit", "ordinal_wine_probit", "ordinal_slope_logit", "ordinal_slope_probit"]
 
 
 # ----------------------------------------------------------------------------- accuracy

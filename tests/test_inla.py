@@ -1,6 +1,6 @@
 """fit_inla: the approximate posterior against an exact one, its coordinates and priors, and
 the InferenceData it returns (issue 19), ordinal models included.  The comparison with NUTS on
-seven models (three ordinal: thresholds compared as the fixed effects) is the slow test
+eight models (four ordinal: thresholds compared as the fixed effects) is the slow test
 (and benchmarks/bench_inla.py)."""
 import warnings
 from pathlib import Path
@@ -180,7 +180,8 @@ def test_inla_argument_errors():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("case", ["bernoulli_small_groups", "poisson_corr_slope", "nb2", "crossed_gaussian",
-                                  "ordinal_wine_logit", "ordinal_wine_probit", "ordinal_slope_logit"])
+                                  "ordinal_wine_logit", "ordinal_wine_probit", "ordinal_slope_logit",
+                                  "ordinal_slope_probit"])
 def test_inla_matches_nuts_on_the_issue_19_models(case):
     import pathlib
     import sys
