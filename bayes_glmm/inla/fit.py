@@ -7,7 +7,8 @@ Steps (each a pure function of the model and priors but for the random draws):
    nested Laplace step: the inner mode of the coefficients, their Hessian and the random
    effects' conditional Gaussian (:meth:`Problem.node`);
 3. draws: ``psi`` from the interpolated marginal, then ``w`` and ``u`` from the nearest node's
-   conditional Gaussians, their means moved to first order with ``psi`` (and ``u``'s with ``w``);
+   conditional Gaussians, their means moved to first order with ``psi`` (and ``u``'s with ``w``;
+   an ordinal model's ``w`` also by the skewness correction at the mode, :meth:`Problem.mean_shift`);
 4. an ``InferenceData`` with the same variables, dims and groups as ``sample()``'s
    (:mod:`bayes_glmm.bayes.pointwise` for the tidy posterior and the log-likelihood).
 """
