@@ -104,7 +104,7 @@ class Ordinal(Family):
     response_doc = "ordered categories 1 < ... < K (K ≥ 3)"
     variance_doc = "—"
 
-    __slots__ = ("categories", "_thresholds")
+    __slots__ = ("categories", "_thresholds", "_memo")
 
     def __init__(self, link=None, categories=None, starts=None):
         super().__init__(link)
@@ -116,6 +116,7 @@ class Ordinal(Family):
             st = np.arange(len(cats) - 1, dtype=float) - 0.5 * (len(cats) - 2) if starts is None else starts
             thr = tuple(_threshold(k, cats, float(st[k])) for k in range(len(cats) - 1))
         object.__setattr__(self, "_thresholds", thr)
+        object.__setattr__(self, "_memo", None)
 
     def __eq__(self, other):
         return isinstance(other, Ordinal) and (self.link, self.categories) == (other.link, other.categories)
@@ -263,12 +264,39 @@ class Ordinal(Family):
             first, last = np.broadcast_to(first, np.shape(ll)), np.broadcast_to(last, np.shape(ll))
         return first > 0, last > 0, xa, xb, ll, lfa, ga, lfb, gb
 
+    #: eta's size (rows, or rows x AGQ nodes) up to which :meth:`_row_derivs` keeps its last
+    #: result for :meth:`aux_eta_derivs` and :meth:`aux_loglik_derivs` (a few MB at most)
+    _MEMO_SIZE = 50_000
+
+    def _remember(self, y, eta, taus, value) -> None:
+        """Keep the row pieces of the last :meth:`_row_derivs` call (small data only).
+
+        PIRLS's last call is at the conditional mode, where the Laplace gradient then asks
+        :meth:`aux_eta_derivs` for the same rows (AGQ: the score at the nodes, then
+        :meth:`aux_loglik_derivs` there): recomputing them was a fifth of a 72-row gradient
+        evaluation.  The entry keeps a copy of eta and is only used for the same eta object
+        with unchanged values, an equal y and the same thresholds; one tuple, replaced whole
+        (a reader in another thread sees an old or a new entry, never a mix).
+        """
+        if np.size(eta) <= self._MEMO_SIZE and _all_scalar(taus):
+            object.__setattr__(self, "_memo", (y, eta, eta.copy(), tuple(float(t) for t in taus), value))
+
+    def _recall(self, y, eta, taus):
+        """:meth:`_remember`'s value for these arguments, or None."""
+        m = self._memo
+        if (m is None or m[1] is not eta or not _all_scalar(taus) or m[3] != tuple(float(t) for t in taus)
+                or not np.array_equal(m[2], eta) or not (m[0] is y or np.array_equal(m[0], y))):
+            return None
+        return m[4]
+
     def _row_derivs(self, y, eta, taus):
         """(ll, d1, -d2) of each row's log-density in eta."""
-        first, last, _, _, ll, lfa, ga, lfb, gb = self._np_rows(y, eta, taus)
+        rows = self._np_rows(y, eta, taus)
+        first, last, _, _, ll, lfa, ga, lfb, gb = rows
         with np.errstate(over="ignore", invalid="ignore"):
             ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))  # f(a) / P (0: a = +inf)
             rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))  # f(b) / P (0: b = -inf)
+        self._remember(y, eta, taus, (rows, ra, rb))
         d1 = rb - ra  # dP/deta = f(b) - f(a)
         w = -(np.where(last, 0.0, ra * ga) - np.where(first, 0.0, rb * gb)) + d1 * d1
         return ll, d1, w
@@ -339,13 +367,17 @@ class Ordinal(Family):
         taus = self._taus(aux)
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        first, last, xa, xb, ll, lfa, ga, lfb, gb = self._np_rows(y, eta, taus)
+        known = self._recall(y, eta, taus)  # PIRLS's last rows, at this eta
+        if known is None:
+            first, last, xa, xb, ll, lfa, ga, lfb, gb = self._np_rows(y, eta, taus)
+            with np.errstate(over="ignore", invalid="ignore"):
+                ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
+                rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
+        else:
+            (first, last, xa, xb, ll, lfa, ga, lfb, gb), ra, rb = known
         # the missing bound of the end categories: every term it enters is 0
         ga, ha = np.where(last, 0.0, ga), np.where(last, 0.0, self._score_deriv(xa))
         gb, hb = np.where(first, 0.0, gb), np.where(first, 0.0, self._score_deriv(xb))
-        with np.errstate(over="ignore", invalid="ignore"):
-            ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
-            rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
         r = rb - ra
         ra_a, ra_b, rb_a, rb_b = ra * (ga - ra), ra * rb, -ra * rb, rb * (gb + rb)
         r_a, r_b = rb_a - ra_a, rb_b - ra_b
@@ -369,10 +401,14 @@ class Ordinal(Family):
             return None
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        first, last, _, _, ll, lfa, _, lfb, _ = self._np_rows(y, eta, taus)
-        with np.errstate(over="ignore", invalid="ignore"):
-            ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
-            rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
+        known = self._recall(y, eta, taus)  # AGQ: the score's rows at these nodes
+        if known is None:
+            first, last, _, _, ll, lfa, _, lfb, _ = self._np_rows(y, eta, taus)
+            with np.errstate(over="ignore", invalid="ignore"):
+                ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
+                rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
+        else:
+            (_, _, _, _, ll, _, _, _, _), ra, rb = known
         yi = np.broadcast_to(y.astype(np.intp), ll.shape)
         return [np.where(yi == k, ra, 0.0) - np.where(yi == k + 1, rb, 0.0) for k in range(len(taus))]
 
