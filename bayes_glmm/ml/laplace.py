@@ -291,6 +291,14 @@ def _modes(x, resp, s, terms, slices, nt, state):
     Within ``_PREDICT_STEP`` of the last gradient point (``state["pred"]``, left by
     :func:`make_devgrad`) the warm start is the first-order prediction of the modes there.
     """
+    key = np.asarray(x, dtype=float).tobytes()
+    seen = state.get("modes_at")
+    if seen is not None and seen[0] == key:
+        # the same point again (an optimizer's end point re-evaluated, the next stage's start,
+        # the final deviance: 7 of a 72-row ordinal fit's 46 PIRLS runs): the same modes
+        state["last"] = seen[2]
+        state["u"] = seen[2].u
+        return seen[1], seen[2], seen[3]
     theta, beta, aux = _split(x, nt, resp.X.shape[1])
     lambdas = lambdas_from_theta(theta, terms, slices)
     if resp.n_aux:
@@ -317,6 +325,8 @@ def _modes(x, resp, s, terms, slices, nt, state):
         state["pirls_fail"] = state.get("pirls_fail", 0) + 1
     if np.all(np.isfinite(pr.u)):
         state["u"] = pr.u
+        if pr.converged:  # (only a converged, finite mode is reused)
+            state["modes_at"] = (key, lambdas, pr, resp)
     state["last"] = pr
     return lambdas, pr, resp
 
@@ -376,6 +386,14 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
             # exact-Hessian deviance) does not apply here; central differences do
             state.pop("pred", None)
             return pr.laplace_deviance, fd_gradient(make_deviance(resp, s, terms, slices, 1, dict(state)), x)
+        seen = state.get("devgrad_at")
+        if seen is not None and seen[0] is pr and seen[1] == n_agq:
+            # the same modes (_modes' "modes_at"): the same deviance, gradient and prediction
+            if seen[3] is None:
+                state.pop("pred", None)
+            else:
+                state["pred"] = seen[3]
+            return seen[2][0], seen[2][1].copy()
         out = {}
         res = _agq.devgrad(r, s, lambdas, E, pr, n_agq, out=out)
         du = out.get("du")
@@ -384,6 +402,7 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
             state["pred"] = (np.array(x, dtype=float), pr.u.copy(), du)
         else:
             state.pop("pred", None)
+        state["devgrad_at"] = (pr, n_agq, (res[0], np.array(res[1], dtype=float)), state.get("pred"))
         return res
 
     return fg
@@ -488,6 +507,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     messages = []
     n_evals = 0
     u0 = None
+    seen = {}  # stage 1's last point (its modes, gradient), which the next stages start from
     use_grad = _agq.supports_gradient(resp, s, n_agq)
     grad1 = _agq.supports_gradient(resp, s, 1)  # Laplace stage 1 / preconditioner
     lower = np.concatenate([lower_t, np.full(p, -np.inf), _aux_lower(resp)])
@@ -519,13 +539,14 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                 fg1(opt1["x"])  # modes at the kept point
             theta0, beta0, aux0 = _split(opt1["x"], nt, p)
             u0 = st1["u"]
+            seen = {k: st1[k] for k in ("modes_at", "devgrad_at") if k in st1}
         else:
             opt1, pr1 = _stage1(resp, s, terms, slices, lower_t, theta0, beta0, aux0)
             ridged = opt1.get("ridged", 0)
             theta0, aux0, beta0, u0 = opt1["x"][:nt], opt1["x"][nt:], pr1.beta, pr1.u
         n_evals += opt1["n_evals"]
         messages.append(opt1["message"])
-    state = {"u": u0, "ridged": ridged}
+    state = {"u": u0, "ridged": ridged, **seen}
     dev = make_deviance(resp, s, terms, slices, n_agq, state)
     fg = make_devgrad(resp, s, terms, slices, n_agq, state) if use_grad else None
     x0 = np.concatenate([theta0, beta0, aux0])
@@ -536,7 +557,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         # off its bound so the central differences stay on the smooth side
         if grad1:
             # forward differences (d + 1 gradients, not 2 d): whitening needs no more accuracy
-            H0, nh = fd_hessian_pd(make_devgrad(resp, s, terms, slices, 1, {"u": u0}), x0, central=False)
+            H0, nh = fd_hessian_pd(make_devgrad(resp, s, terms, slices, 1, {"u": u0, **seen}), x0, central=False)
             n_evals += nh
         else:
             lap = make_deviance(resp, s, terms, slices, 1, {"u": u0})
