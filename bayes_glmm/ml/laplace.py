@@ -325,7 +325,10 @@ def _modes(x, resp, s, terms, slices, nt, state):
         state["pirls_fail"] = state.get("pirls_fail", 0) + 1
     if np.all(np.isfinite(pr.u)):
         state["u"] = pr.u
-        if pr.converged:  # (only a converged, finite mode is reused)
+        if pr.converged and resp.general:
+            # only a converged, finite mode is reused, and only for the families with auxiliary
+            # parameters: a classic family's PIRLS run again from its own mode polishes it, which
+            # at Poisson counts of 1e12 (tests/test_ml_trust.py) the optimizer needs
             state["modes_at"] = (key, lambdas, pr, resp)
     state["last"] = pr
     return lambdas, pr, resp
