@@ -134,10 +134,26 @@ class GLMM:
         # validate prior keys and centered names now, at the boundary; the resolved tables
         # (every parameter's prior, every term's parametrization) are what the samplers read
         from .priors import resolve_centered, resolve_priors
-        self.resolved_priors = resolve_priors(self.spec, self.priors)
+        # without overrides there is nothing to check now: the defaults are worked out when a
+        # sampler first asks (a model only fitted by ML never needs them)
+        self._resolved_priors = resolve_priors(self.spec, self.priors) if self.priors else None
         # "auto" looks at the data (a pass over the rows per term): decided when a sampler first
         # asks, so a model only fitted by ML never pays for it; explicit choices are checked now
         self._centered_terms = None if _is_auto(centered) else resolve_centered(self.spec, centered)
+
+    @property
+    def resolved_priors(self) -> dict | None:
+        """Every parameter's prior (:func:`bayes_glmm.priors.resolve_priors` of ``priors``);
+        None for a model on a Dask frame."""
+        if getattr(self, "_resolved_priors", None) is None and getattr(self, "spec", None) is not None:
+            from .priors import resolve_priors
+
+            self._resolved_priors = resolve_priors(self.spec, self.priors)
+        return self._resolved_priors
+
+    @resolved_priors.setter
+    def resolved_priors(self, value) -> None:
+        self._resolved_priors = value
 
     @property
     def centered_terms(self) -> dict:

@@ -105,15 +105,20 @@ def _for_formulae(frame: pd.DataFrame) -> pd.DataFrame:
     """New frame for formulae: bool columns become two-level factors (R treats logicals as
     factors) and categoricals keep their category order, unused categories dropped."""
     cols = {}
+    changed = False
     for c in frame.columns:
         s = frame[c]
         if pd.api.types.is_bool_dtype(s) or (s.dtype == object and len(s) and
                                              s.map(lambda v: isinstance(v, (bool, np.bool_))).all()):
             s = pd.Series(pd.Categorical(s.astype(bool), categories=[False, True]), index=s.index)
+            changed = True
         elif isinstance(s.dtype, pd.CategoricalDtype):  # formulae keeps the order only if "ordered"
             s = s.cat.remove_unused_categories().cat.as_ordered()
+            changed = True
         cols[c] = s
-    return pd.DataFrame(cols, index=frame.index)
+    # nothing to recode: a copy of the frame as it is (building a frame from the columns costs
+    # ~0.3 ms, a tenth of a small model's construction)
+    return pd.DataFrame(cols, index=frame.index) if changed else frame.copy(deep=False)
 
 
 # ----------------------------------------------------------------------------- model matrices
@@ -587,9 +592,10 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     used = list(dict.fromkeys(used + list(required) + [c for c in (trials_col, weights_col) if c]))
 
     # --- missing values: drop rows like na.omit ------------------------------------
-    na = data[used].isna() if used else pd.DataFrame(index=data.index)
-    na_counts = {c: int(v) for c, v in na.sum().items() if v}
-    drop = np.array(na.any(axis=1), dtype=bool) if used else np.zeros(len(data), dtype=bool)
+    # column by column (a frame's isna/sum/any cost ~4x more on small data; the same counts)
+    na = [np.asarray(data[c].isna(), dtype=bool) for c in used]
+    na_counts = {c: int(m.sum()) for c, m in zip(used, na) if m.any()}
+    drop = np.logical_or.reduce(na) if used else np.zeros(len(data), dtype=bool)
     for what, col, arr in (("trials", trials_col, trials_all), ("weights", weights_col, weights_all)):
         if arr is not None and col is None and np.isnan(arr).any():
             na_counts.setdefault(f"{what}=", int(np.isnan(arr).sum()))
