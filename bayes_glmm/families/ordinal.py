@@ -410,7 +410,9 @@ class Ordinal(Family):
         else:
             (_, _, _, _, ll, _, _, _, _), ra, rb = known
         yi = np.broadcast_to(y.astype(np.intp), ll.shape)
-        return [np.where(yi == k, ra, 0.0) - np.where(yi == k + 1, rb, 0.0) for k in range(len(taus))]
+        # all thresholds at once on a leading axis (four ufunc calls, not four per threshold)
+        k = np.arange(len(taus)).reshape((-1,) + (1,) * yi.ndim)
+        return list(np.where(yi == k, ra, 0.0) - np.where(yi == k + 1, rb, 0.0))
 
     # --- predictions and simulation ------------------------------------------------------------
     def category_probs(self, eta, **aux):

@@ -308,7 +308,8 @@ def _node_aux_derivs(resp, eta, h: float = 1e-5):
             from .auxpar import aux_jacobian
 
             Jc = aux_jacobian(fam, a0)
-            return [resp.pw[:, None] * sum(dv * Jc[k, j] for k, dv in enumerate(exact)) for j in range(a0.size)]
+            # sum_k dv_k Jc[k, j] for every coordinate j as one product over the stacked dv_k
+            return list(resp.pw[:, None] * np.tensordot(Jc, np.asarray(exact), axes=([0], [0])))
     out = []
     for j in range(a0.size):
         lp = []
