@@ -106,3 +106,17 @@ def test_agq_node_derivs_exact_equal_differences():
             r = with_aux(resp, a)
             lp.append(fam.loglik(r.y[:, None], eta, **r.aux_vals))
         np.testing.assert_allclose(exact[j], resp.pw[:, None] * (lp[0] - lp[1]) / (2 * h), rtol=1e-6, atol=1e-8)
+
+
+def test_ordinal_agq_gradient_scalar_mode_derivs_equal_general():
+    # the AGQ gradient with thresholds through the scalar term's mode derivatives
+    # (agq._mode_derivs_scalar) equals the general batched form's
+    resp, s, lam = _setup("rating ~ temp + contact + (1|judge)", _data("ordinal_wine.csv"), "ordinal",
+                          [-1.6, np.log(3.1), np.log(2.7), np.log(1.9)])
+    pr = pirls_fast(resp, s, lam(1.1), np.array([3.0, 1.8]))
+    E = np.ones((1, 1, 1))  # dLambda/dtheta of a scalar term (Lambda = theta)
+    f_fast, g_fast = agq.devgrad(resp, s, lam(1.1), E, pr, 10)
+    f_gen, g_gen = agq.devgrad(resp, s, lam(1.1), E, pr, 10, scalar_fast=False)
+    assert f_fast == f_gen
+    np.testing.assert_allclose(g_fast, g_gen, rtol=1e-10, atol=1e-9)
+    assert np.all(np.abs(g_fast) > 0)  # every coordinate has a gradient away from the optimum

@@ -445,7 +445,7 @@ def _disp_row_derivs(resp, eta, h, k, l_a, r_a, W_a) -> None:
     _aux_coord_columns(resp, eta, h, a0, range(kd, a0.size), k, l_a, r_a, W_a)
 
 
-def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
+def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None, scalar_fast=True):
     """Forward-mode pieces shared by the Laplace and AGQ gradients (one term).
 
     Returns ``(D0, du, T, P)``: the direct derivative of eta at fixed u (n, d), the mode
@@ -454,8 +454,11 @@ def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
 
     ``aux_rows`` (from :func:`_row_aux_derivs`, general families) supplies ``dW/deta`` and
     the auxiliary parameters' direct effects on the score and on W; d then includes them
-    (their D0 columns are 0: they do not move eta at fixed u).
+    (their D0 columns are 0: they do not move eta at fixed u).  ``scalar_fast``: one scalar
+    term goes to :func:`_mode_derivs_scalar` (False: this general form, for the tests).
     """
+    if scalar_fast and s.q[0] == 1:
+        return _mode_derivs_scalar(resp, s, lambdas, E, pr, want_nodes, aux_rows)
     J, q, c, Xr = s.J[0], s.q[0], s.codes[0], s.Xr[0]
     X, Lam = resp.X, lambdas[0]
     n, p, nt = X.shape[0], X.shape[1], E.shape[0]
@@ -513,6 +516,51 @@ def _mode_derivs(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
         Phi = Phi - 0.5 * np.einsum("jdaa->jda", Phi)[..., None] * np.eye(q)
         P = np.einsum("jba,jdcb->jacd", Linv, Phi)  # L^{-T} Phi'
     return D0, du, T, P
+
+
+def _mode_derivs_scalar(resp, s, lambdas, E, pr, want_nodes, aux_rows=None):
+    """:func:`_mode_derivs` for one scalar term (q = 1): the same ``(D0, du, T, P)`` (shapes
+    (n, d), (J, 1, d), (J, d), (J, 1, 1, d) or None) with every per-level block a scalar, so
+    the batched q x q products, inverses and einsums become products of (J, d) arrays (the
+    fixed cost of a small model's AGQ gradient; ``tests/test_ml_families.py`` holds the two
+    equal)."""
+    J, c = s.J[0], s.codes[0]
+    x = s.Xr[0][:, 0]
+    X = resp.X
+    n, p, nt = X.shape[0], X.shape[1], E.shape[0]
+    na = 0 if aux_rows is None else aux_rows[1].shape[1]
+    d = nt + p + na
+    lam = float(lambdas[0][0, 0])
+    G = _group_matrix(s)
+    u, W, r = pr.u, pr.W, pr.r
+    dW = W * resp.family.variance_mu_deriv(pr.mu) if aux_rows is None else aux_rows[0]
+    e = E[:, 0, 0]  # dLambda/dtheta_t
+    D0 = np.zeros((n, d))
+    for t in range(nt):
+        D0[:, t] = x * (u * e[t])[c]
+    D0[:, nt:nt + p] = X
+    Linv = 1.0 / pr.factor.L1[:, 0, 0]
+    Ainv = Linv * Linv
+    xx = x * x
+    S = np.asarray(G @ ((x * W)[:, None] * D0))  # (J, d): sum_{i in j} x W D0
+    rhs = -lam * S
+    if nt:
+        rhs[:, :nt] += np.asarray(G @ (x * r))[:, None] * e[None, :]
+    if na:  # an auxiliary parameter moves the score at fixed eta: + lam Z_j' dr/da
+        rhs[:, nt + p:] += lam * np.asarray(G @ (x[:, None] * aux_rows[2]))
+    du = Ainv[:, None] * rhs
+    Deta = D0 + x[:, None] * (lam * du)[c]
+    C = np.asarray(G @ (W * xx))
+    dC = np.asarray(G @ ((dW * xx)[:, None] * Deta))
+    if na:  # ... and W directly
+        dC[:, nt + p:] += np.asarray(G @ (xx[:, None] * aux_rows[3]))
+    dA = (lam * lam) * dC
+    if nt:
+        dA[:, :nt] += 2.0 * (C * lam)[:, None] * e[None, :]
+    T = Ainv[:, None] * dA
+    # the node scale's derivative: L^{-T} Phi(L^{-1} dA L^{-T})' with Phi halving the diagonal
+    P = (0.5 * (Linv * Ainv)[:, None] * dA)[:, None, None, :] if want_nodes else None
+    return D0, du[:, None, :], T, P
 
 
 def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None, out=None) -> np.ndarray:
@@ -606,14 +654,14 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
                              "not available (the Laplace approximation's is)")
         aux_rows = _row_aux_derivs(resp, pr.eta)
         if n_agq != 1:  # AGQ with the family's auxiliary parameters
-            _, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, True, aux_rows)
+            _, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, True, aux_rows, scalar_fast)
             if out is not None:
                 out["du"] = du.reshape(-1, du.shape[-1])
             ll, g = _agq(resp, s, lambdas, pr, n_agq, (resp.X, lambdas[0], E, du, P, T), chunk_rows)
             return -2.0 * ll, -2.0 * g
         if scalar_fast and s.q[0] == 1:
             return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, aux_rows, out)
-        D0, du, T, _ = _mode_derivs(resp, s, lambdas, E, pr, False, aux_rows)
+        D0, du, T, _ = _mode_derivs(resp, s, lambdas, E, pr, False, aux_rows, scalar_fast)
         if out is not None:
             out["du"] = du.reshape(-1, du.shape[-1])
         g = -2.0 * (pr.r @ D0) + np.sum(T, axis=0)
@@ -621,7 +669,7 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
         return pr.laplace_deviance, g
     if n_agq == 1 and scalar_fast and s.q[0] == 1:
         return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, None, out)
-    D0, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, n_agq > 1)
+    D0, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, n_agq > 1, None, scalar_fast)
     if out is not None:
         out["du"] = du.reshape(-1, du.shape[-1])
     if n_agq == 1:
