@@ -137,12 +137,22 @@ def check_agq(spec, n_agq: int) -> None:
 _GROUP_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _group_matrix(s: linalg.ReStructure) -> sparse.csr_matrix:
+#: levels x rows up to which the level-sum matrix is a dense array: a SciPy sparse product
+#: costs ~10 us of dispatch whatever its size, a dense one of 9 x 72 (clmm's wine) ~1 us, and an
+#: AGQ gradient takes a dozen of them
+DENSE_GROUP_MAX = 1 << 16
+
+
+def _group_matrix(s: linalg.ReStructure):
+    """The (J, n) 0/1 matrix summing rows by level of the first term: a CSR matrix, or a dense
+    array for small data (:data:`DENSE_GROUP_MAX`); ``G @ v`` either way."""
     G = _GROUP_CACHE.get(s)
     if G is None:
         codes, J = s.codes[0], s.J[0]
         n = codes.shape[0]
         G = sparse.csr_matrix((np.ones(n), (codes, np.arange(n))), shape=(J, n))
+        if J * n <= DENSE_GROUP_MAX:
+            G = G.toarray()
         _GROUP_CACHE[s] = G
     return G
 
