@@ -27,7 +27,7 @@ import numpy as np
 from . import agq as _agq
 from . import linalg
 from .lmm import modes_sds_covs
-from .optimize import (fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian_pd, lambdas_from_theta, minimize_bounded,
+from .optimize import (check_convergence, fd_gradient, fd_hessian, fd_hessian_from_grad, fd_hessian_pd, lambdas_from_theta, minimize_bounded,
                        multimodal_prone, multistart_points, new_optinfo, optimize_checked, report_starts,
                        resolve_n_starts, restart_candidates, restart_off_boundary, solve_with_boundary,
                        saturated_correlations, theta_layout, theta_scales, warn_nonconvergence)
@@ -447,6 +447,54 @@ def _stage1(resp, s, terms, slices, lower, theta0, beta0, aux0):
     return opt, pr
 
 
+#: distance from its bound (0) beyond which every bounded coordinate must be for the fit to
+#: end with a Newton step from stage 1 (:func:`_newton_from_stage1`): a variance near 0 goes
+#: through stage 2 and its probe off the bound
+_NEWTON_MARGIN = 1e-2
+
+
+def _interior(x, lower) -> bool:
+    """True when every bounded coordinate of ``x`` is beyond :data:`_NEWTON_MARGIN` of its bound."""
+    b = np.isfinite(lower)
+    return bool(np.all(np.asarray(x)[b] - lower[b] > _NEWTON_MARGIN))
+
+
+def _newton_from_stage1(fg, x0, lower):
+    """``(opt or None, H, n_evals)``: the central-difference Hessian ``H`` at the stage-1 point
+    ``x0`` (of the same deviance) and, when one Newton step from there lands inside the bounds,
+    lowers the deviance and passes :func:`~bayes_glmm.ml.optimize.check_convergence` with that
+    Hessian, the optimum there (``opt`` as :func:`~bayes_glmm.ml.optimize.solve_with_boundary`'s,
+    its gradient as ``opt["g"]``).
+
+    Stage 1 stops within a few 1e-4 of the optimum in gradient, so the step is tiny: the Hessian
+    at ``x0`` differs from the one at the step's point by O(step) relative, far below what the
+    standard errors resolve, and costs 2 d gradients once instead of d for the whitening and
+    2 d again after stage 2.
+    """
+    f0, g0 = fg(x0)  # (stage 1's last point: its modes and gradient are kept)
+    H, n = fd_hessian_pd(fg, x0)
+    lower = np.asarray(lower, dtype=float)
+    try:
+        np.linalg.cholesky(H)
+        step = -np.linalg.solve(H, np.asarray(g0, dtype=float))
+    except np.linalg.LinAlgError:
+        return None, H, n
+    x1 = x0 + step
+    if not (np.all(np.isfinite(x1)) and _interior(x1, lower)):
+        return None, H, n
+    try:
+        f1, g1 = fg(x1)
+    except (FloatingPointError, np.linalg.LinAlgError):
+        return None, H, n + 1
+    g1 = np.asarray(g1, dtype=float)
+    if not (np.isfinite(f1) and np.all(np.isfinite(g1)) and f1 <= f0 + 1e-9 * max(1.0, abs(f0))
+            and check_convergence(x1, g1, H, lower)["converged"]):
+        return None, H, n + 1
+    return ({"x": x1, "fun": float(f1), "g": g1, "n_evals": 1, "grad_norm": float(np.max(np.abs(g1))),
+             "converged": True, "boundary_restart": None,
+             "message": "stage 2 (Laplace): one Newton step from stage 1 with its Hessian"}, H, n + 1)
+
+
 def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov: bool = True,
              precondition: bool = True, maxiter: int = 1000, n_starts: int | None = None,
              random_seed: int = 0) -> MLFit:
@@ -470,7 +518,11 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         with the analytic gradient, else ~2 d^2 deviance evaluations; d = number of
         parameters).
     precondition : bool
-        Whiten stage 2 with a finite-difference Hessian at its start (fewer iterations).
+        Whiten stage 2 with a finite-difference Hessian at its start (fewer iterations).  For
+        a family with auxiliary parameters (Laplace, one start, no zero part) whose stage-1
+        point lies inside the bounds, that Hessian is the central one the vcov needs and one
+        Newton step from it ends the fit when its point passes the convergence check
+        (:func:`_newton_from_stage1`); stage 2 runs otherwise.
     n_starts : int, optional
         Starting points of stage 2 (the stage-1 point, then drawn covariance parameters,
         see :func:`bayes_glmm.ml.optimize.multistart_points`); the best optimum is kept and
@@ -555,10 +607,20 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     x0 = np.concatenate([theta0, beta0, aux0])
     method = "Laplace" if n_agq == 1 else f"AGQ({n_agq})"
     H0 = None
+    newton = None
+    k, auto = resolve_n_starts(spec, n_starts)
     if precondition:
         # whitening by the (cheaper, Laplace) Hessian at the stage-1 point; keep theta
         # off its bound so the central differences stay on the smooth side
-        if grad1:
+        if (seen and n_agq == 1 and use_grad and calc_vcov and k == 1 and resp.general
+                and resp.X_zi is None and _interior(x0, lower)):
+            # stage 1 minimized this same deviance to a point inside the bounds: the central
+            # Hessian taken there and one Newton step usually end the fit (2 d + 1 gradients
+            # instead of d for the whitening, stage 2's and 2 d more at its end); if the step's
+            # point fails the convergence check that Hessian whitens stage 2 as below
+            newton, H0, nh = _newton_from_stage1(fg, x0, lower)
+            n_evals += nh
+        elif grad1:
             # forward differences (d + 1 gradients, not 2 d): whitening needs no more accuracy
             H0, nh = fd_hessian_pd(make_devgrad(resp, s, terms, slices, 1, {"u": u0, **seen}), x0, central=False)
             n_evals += nh
@@ -576,8 +638,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
         return solve_with_boundary(obj, xs, lower, terms, slices, step=bstep, label=label2, hess=hess,
                                    maxiter=maxiter, jac=use_grad)
 
-    k, auto = resolve_n_starts(spec, n_starts)
-    opts = [solve(xs) for xs in [x0] + multistart_points(x0, lower, nt, k, random_seed, theta_scales(terms))]
+    opts = ([newton] if newton is not None else
+            [solve(xs) for xs in [x0] + multistart_points(x0, lower, nt, k, random_seed, theta_scales(terms))])
     best = int(np.argmin([o["fun"] for o in opts]))
     starts = report_starts([o["fun"] for o in opts], best, method) if k > 1 else None
     opt = dict(opts[best])
@@ -596,6 +658,8 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                 + f"; kept {zi_plateau['kept']})")
 
     def curvature(xc):
+        if newton is not None and np.array_equal(xc, newton["x"]):
+            return newton["g"], H0, 0  # (_newton_from_stage1's gradient, its Hessian)
         # the Hessian the vcov needs anyway; its stencil gives the gradient for free
         if calc_vcov:
             if use_grad:
