@@ -20,6 +20,13 @@ Cases (``--case``, one or several):
 * ``hp400``: the same with a hurdle Poisson count part (bambi's ``hurdle_poisson``);
 * ``g50k``: the bern100k model with 100,000 rows in 50,000 groups of 2, 500 + 500, 2 chains,
   ``store_effects="float32"`` (issue 19).
+* ``crossed200k``: simulated Bernoulli with two crossed intercepts, ``y ~ x + (1 | g) + (1 | h)``,
+  200,000 rows x 5,000 x 5,000 levels (``bench_crossed.simulate_crossed``: intercept -0.3, slope
+  0.6, SDs 1 and 0.7; the data of ``bench_crossed.py``'s ``crossed_200k``), ``sample()``'s
+  defaults (1000 tune + 1000 draws, 4 chains), ``store_effects="float32"``; ESS over beta,
+  sd_g and sd_h (issue 19);
+* ``crossed20k``: the same with 20,000 rows x 500 x 500 levels (40 rows per level, as
+  crossed200k): for quick iteration.
 
 For every configuration it prints the whole-call wall time (model build + compile +
 sampling + InferenceData; data loading/simulation is outside), the minimum bulk ESS over
@@ -139,6 +146,15 @@ CASES = {
     "g50k": dict(formula=SIM_FORMULA, tune=500, draws=500, chains=[2], n=100_000, groups=50_000,
                  ours_vars=["beta", "sd_g"], bambi_vars=["Intercept", "x", "z", "1|g_sigma"],
                  sample_kwargs={"store_effects": "float32"}),
+    # issue 19: crossed 5,000 x 5,000 (bench_crossed's crossed_200k), sample()'s defaults; and a 10x smaller sibling
+    "crossed200k": dict(formula="y ~ x + (1 | g) + (1 | h)", tune=1000, draws=1000, chains=[4], n=200_000,
+                        groups=10_000, levels=5_000, ours_vars=["beta", "sd_g", "sd_h"],
+                        bambi_vars=["Intercept", "x", "1|g_sigma", "1|h_sigma"],
+                        sample_kwargs={"store_effects": "float32"}),
+    "crossed20k": dict(formula="y ~ x + (1 | g) + (1 | h)", tune=1000, draws=1000, chains=[4], n=20_000,
+                       groups=1_000, levels=500, ours_vars=["beta", "sd_g", "sd_h"],
+                       bambi_vars=["Intercept", "x", "1|g_sigma", "1|h_sigma"],
+                       sample_kwargs={"store_effects": "float32"}),
     # NB2 (issue 8): bambi's "negativebinomial" family (its alpha is our theta)
     "nb400": dict(formula=NB_FORMULA, tune=1000, draws=1000, chains=[4], n=400, groups=40,
                   family="negbinomial", bambi_family="negativebinomial",
@@ -209,6 +225,10 @@ def load_case(case: str):
         import bayes_glmm as bg
         return bg.datasets.load("toenail")
     c = CASES[case]
+    if "levels" in c:  # crossed: bench_crossed's data (same seed)
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        from bench_crossed import simulate_crossed
+        return simulate_crossed(c["n"], c["levels"])
     if c.get("family") == "negbinomial":
         return simulate_nb(c["n"], c["groups"])
     if c.get("family") in ("hurdle_negbinomial", "hurdle_poisson"):
