@@ -87,6 +87,37 @@ def test_fixed_effect_variances_match_the_ml_standard_errors():
     np.testing.assert_allclose(lap.inv_mass[blk.sl][0], var_x, rtol=0.15)
 
 
+def _crossed(n=6000, J=150, seed=4, sds=(1.0, 0.6)):
+    rng = np.random.default_rng(seed)
+    g, h, x = rng.integers(0, J, n), rng.integers(0, J, n), rng.standard_normal(n)
+    eta = -0.3 + 0.6 * x + sds[0] * rng.standard_normal(J)[g] + sds[1] * rng.standard_normal(J)[h]
+    y = (rng.random(n) < 1.0 / (1.0 + np.exp(-eta))).astype(int)
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g), "h": pd.Categorical(h)})
+
+
+@pytest.mark.parametrize("centered", [False, {"g": "hierarchical", "h": True}])
+def test_crossed_start_takes_em_scales_not_the_ml_fit(centered, monkeypatch):
+    """With several random terms the start's SDs come from the Laplace-EM on the compiled
+    density (the ML fit of a crossed design costs minutes at 10^5 rows): no ML fit is made,
+    and the SDs land near the ML (Laplace) estimates (the EM's diagonal conditional variances
+    and its Gaussian E-step leave them a few per cent low)."""
+    m = bg.GLMM("y ~ x + (1 | g) + (1 | h)", _crossed(), family="bernoulli", centered=centered)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ml = [float(np.sqrt(c[0, 0])) for c in m.fit_ml().covs]
+    nat = _native(m)
+
+    def no_fit(*a, **k):
+        raise AssertionError("fit_ml called")
+
+    monkeypatch.setattr(bg.GLMM, "fit_ml", no_fit)
+    lap = laplace_start(m, nat.density, nat.logp_grad)
+    sds = [float(np.exp(lap.mode[scale.sl][0])) for _t, scale, *_ in nat.density.terms]
+    np.testing.assert_allclose(sds, ml, rtol=0.12)
+    assert np.all(lap.inv_mass > 0) and np.all(np.isfinite(lap.inv_mass))
+    assert lap.n_grad < 3000  # hundreds of gradients, not an ML fit
+
+
 def test_chain_starts_are_seeded_and_distinct():
     m = bg.GLMM("y ~ x + (1 | g)", _bern(), family="bernoulli")
     nat = _native(m)
