@@ -38,8 +38,7 @@ backend measured in the same run (by min-ESS/s), naming that backend.
 
 Configurations: ours (``--ours``, default ``auto numpyro``) are bayes_glmm's samplers
 (``auto``, ``native``, ``numpy``, ``nutpie``, ``pymc``, ``numpyro``: numpyro's NUTS on JAX
-code generated from the PyMC graph; the model's default ``centered="auto"`` parametrization),
-each optionally ``-centered`` (every term centred) and/or ``-laplace`` /
+code generated from the PyMC graph), each optionally ``-centered`` and/or ``-laplace`` /
 ``-random`` (the native sampler's ``init=``: ``auto-random`` is the sampler before the
 Laplace-informed start, ``auto`` the default); bambi's (``--bambi``,
 default ``nutpie pymc numpyro``) are its ``inference_method`` values (``numpyro`` goes
@@ -269,8 +268,7 @@ def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case:
     draws, tune = draws or c["draws"], tune or c["tune"]
     data = load_case(case)
     t0 = time.perf_counter()
-    # without "-centered" the model's default (centered="auto"), what a user gets
-    model = bg.GLMM(c["formula"], data, family=c.get("family", "bernoulli"), **({"centered": True} if centered else {}),
+    model = bg.GLMM(c["formula"], data, family=c.get("family", "bernoulli"), centered=centered,
                     **c.get("ours_kwargs", {}))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
