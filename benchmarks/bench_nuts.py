@@ -284,7 +284,10 @@ def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case:
     if "sampling_seconds" in st.attrs:  # the native sampler times each chain (CPU seconds of its thread)
         out.update(warmup_s=float(sum(st.attrs["warmup_seconds"])), sample_s=float(sum(st.attrs["sampling_seconds"])),
                    min_tail_ess=_min_tail_ess(res.idata, c["ours_vars"]), n_leapfrog=int(st["n_steps"].values.sum()),
-                   compile_s=0.0)
+                   compile_s=0.0, steps=float(st["n_steps"].values.mean()), depth_mean=float(st["tree_depth"].values.mean()),
+                   depth_max=float(st["tree_depth"].values.max()), init=str(res.idata.posterior.attrs.get("init")),
+                   centered={k: (v if isinstance(v, str) else bool(v)) for k, v in model.centered_terms.items()},
+                   load=os.getloadavg()[0])
     return out
 
 
@@ -812,6 +815,11 @@ def main(argv=None) -> None:
                         continue
                     rows.setdefault((case, pkg, cfg, chains), []).append(r)
                     print(_row(case, pkg, f"{cfg} ({r['sampler']})", chains, r), flush=True)
+                    if "depth_mean" in r:  # the native sampler: its chains' CPU seconds (robust to load), trees
+                        print(f"{'':10s}native: CPU s warm-up {r['warmup_s']:.1f} + draws {r['sample_s']:.1f} (sum over "
+                              f"chains), {r['steps']:.1f} gradients/iteration, tree depth mean {r['depth_mean']:.2f} "
+                              f"max {r['depth_max']:.0f}; init {r['init']}, centred {r['centered']}; load average "
+                              f"{r['load']:.1f}", flush=True)
     med = {}
     for key, rs in rows.items():
         med[key] = {k: float(statistics.median(r[k] for r in rs))
