@@ -431,7 +431,8 @@ def sample(model, draws: int = 1000, tune: int = 1000, chains: int = 4, *, rando
         :data:`DEFAULT_INIT`, which is ``"laplace"`` from
         :data:`~bayes_glmm.bayes.laplace_init.AUTO_ROWS` rows on, else ``"random"``):
         ``"laplace"`` starts each chain from a draw of the Laplace
-        approximation (ML scales, conditional modes; :mod:`bayes_glmm.bayes.laplace_init`,
+        approximation (ML scales -- a Laplace-EM on the compiled density with several random
+        terms --, conditional modes; :mod:`bayes_glmm.bayes.laplace_init`,
         seeded by ``random_seed``) with its variances as the warm-up's initial metric;
         ``"random"`` is the start of earlier versions (typical values + U(-1, 1), unit metric).
         ``"auto"`` (:data:`AUTO_SAMPLER`) is ``"native"`` when a C compiler is found; without
