@@ -49,11 +49,15 @@ class Emitter:
     :class:`RowProgram`).
     """
 
-    def __init__(self, ndir: int, prefix: str = "t", hoist=None):
+    def __init__(self, ndir: int, prefix: str = "t", hoist=None, table=None):
         # names are built from the prefix: a C identifier of the package's, never user text
         if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix) is None or not _c_name_ok(prefix + "0"):
             raise ValueError(f"Emitter prefix {prefix[:40]!r} does not give the package's C names")
         self.ndir, self.prefix, self.lines, self.pre, self.k, self.hoist = ndir, prefix, [], [], 0, hoist
+        #: optional callable ``table(a, y)`` of a row-invariant ``a`` and a count's C expression ``y``:
+        #: the C names ``(T, D)`` of per-gradient tables of ``lgamma(a + k) - lgamma(a)`` and its
+        #: derivative in ``a`` over the counts ``k`` of the data, or None (see :class:`RowProgram`)
+        self.table = table
 
     def tmp(self, expr: str, inv: bool = False) -> str:
         name = f"{self.prefix}{self.k}"
@@ -263,7 +267,14 @@ def _lgamma_shift(a, y):
     expr, inv = f"bg_lgamma_shift({a.v}, {y.v})", a.inv and y.inv
     if a.data:
         return a._new(expr, [None] * em.ndir, True, inv, expensive=True)
-    if a.inv and not inv:
+    tab = em.table(a.v, y.v) if (a.inv and not inv and em.table is not None) else None
+    if tab is not None:
+        # a row-invariant a and integer counts of the data up to a cap: the tables T[k], D[k] are
+        # built once per gradient (bg_shift_table), a row looks its count up (issue 19: 1 ns
+        # per row against 10-20 ns for the short products)
+        v = em.tmp(f"{tab[0]}[(int64_t)({y.v})]")
+        fp = em.tmp(f"{tab[1]}[(int64_t)({y.v})]")
+    elif a.inv and not inv:
         # a row-invariant a (NB2's theta, the beta-binomial's phi): lgamma(a) and digamma(a) once
         # per gradient, so that a count beyond the short products costs what the two lgamma did
         short = f"bg_shift_short({a.v}, {y.v})"
@@ -347,6 +358,21 @@ static inline double bg_rise_dlog(double a, double y) {
     for (int k = 0; k < (int)y; k++) { const double f = a + k; q = q * f + p; p *= f; }
     return q / p;
 }
+/* the tables T[k] = lgamma(a + k) - lgamma(a) and D[k] = digamma(a + k) - digamma(a), k < K,
+   of a row-invariant a, built once per gradient: running sums of log(a + j) and 1/(a + j)
+   (relative error below 5e-14 up to K = 4097 for 1e-300 < a < 1e15, measured against mpmath;
+   the difference of two lgamma loses 1e-9 at a = 1e6 and everything from a = 1e15 on, while
+   these sums tend to k log(a) and k / a); outside (0, inf) as the per-row code */
+static void bg_shift_table(double a, int64_t K, double *T, double *D) {
+    T[0] = 0.0; D[0] = 0.0;
+    if (a > 1e-300 && a < 1e300) {
+        for (int64_t k = 1; k < K; k++) { T[k] = log(a + (double)(k - 1)); D[k] = 1.0 / (a + (double)(k - 1)); }
+        for (int64_t k = 1; k < K; k++) { T[k] += T[k - 1]; D[k] += D[k - 1]; }
+    } else {
+        const double lga = lgamma(a), dga = bg_digamma(a);
+        for (int64_t k = 1; k < K; k++) { T[k] = lgamma(a + (double)k) - lga; D[k] = bg_digamma(a + (double)k) - dga; }
+    }
+}
 static inline double bg_lgamma_shift(double a, double y) {
     return bg_shift_short(a, y) ? bg_rise_log(a, y) : lgamma(a + y) - lgamma(a);
 }
@@ -406,17 +432,29 @@ class RowProgram:
     its derivative :attr:`d_disp`, and :attr:`aux` / :attr:`d_aux` hold the other parameters only.
     """
 
-    def __init__(self, family, zi: bool, disp: bool = False):
+    def __init__(self, family, zi: bool, disp: bool = False, counts=()):
         self.hoisted = []
+        #: ``(a, count)`` of each lookup table (``tv<i>``, ``td<i>``: :data:`C_HELPERS`'
+        #: ``bg_shift_table``); ``counts``: the row data (``"yr"``, ``"nr"``) whose values are
+        #: integers 0 <= k < the table's length, which the caller checked on the data
+        self.tables = []
 
         def hoist(expr):
             self.hoisted.append(expr)
             return f"PC[r * NPC + {len(self.hoisted) - 1}]"
 
+        def table(a, y):
+            if y not in counts:
+                return None
+            if (a, y) not in self.tables:
+                self.tables.append((a, y))
+            i = self.tables.index((a, y))
+            return f"tv{i}", f"td{i}"
+
         #: the C variables of the auxiliary parameters, in ``family.aux_params`` order
         self.aux = [f"ax{i}" for i in range(len(family.aux_params))]
         na = len(self.aux)
-        em = Emitter(2 + na, "r", hoist)
+        em = Emitter(2 + na, "r", hoist, table)
         y, n = em.data("yr"), em.data("nr")
         eta = em.var("eta", 0)
         kw = {aux.name: em.var(self.aux[i], 1 + i, inv=True) for i, aux in enumerate(family.aux_params)}
@@ -498,7 +536,7 @@ _C_NAMES = frozenset("""
 #: numbered names: a stem and an index (``sd0``, ``GB1``, ``ax0`` an auxiliary parameter, ``gor0`` the
 #: derivative in the value of an ordered one), or an
 #: :class:`Emitter`'s prefix and its counter (``r17``, ``f0_3``, ``sd1_12``, ``y0_5``, ``c0_4``, ``ax1_2``)
-_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|XD|a|ax|bt|bz|bd|gax|gbt|gbz|gbd|gor|sd|xc|r|t|dp)\d+"
+_C_NUMBERED = re.compile(r"(?:B|CD|CDs|GB|HA|HS|L|X|XR|XRs|XZ|XD|a|ax|bt|bz|bd|gax|gbt|gbz|gbd|gor|sd|xc|r|t|dp|tv|td)\d+"
                          r"|(?:ax|c|f|z|sd|y|dp)\d+_\d+|s_\d+")
 _C_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: characters of generated C: printable ASCII without backslash, backtick, quote, $ and @
