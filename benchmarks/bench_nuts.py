@@ -11,6 +11,7 @@ Cases (``--case``, one or several):
 * ``nb400``: simulated negative binomial (NB2), ``y ~ x + (1 | g)``, 400 rows x 40 groups
   (intercept 1, slope 0.5, group SD 0.5, theta 2), 1000 tune + 1000 draws, 4 chains, against
   bambi's ``negativebinomial`` family (ESS over beta, sd_g and theta / bambi's alpha);
+* ``nb10k``: the nb400 model with 10,000 rows x 200 groups, 500 + 500, 2 chains;
 * ``hnb400``: simulated hurdle NB2, ``y ~ x + (1 | g)`` with ``hu="~ x"``, 400 rows x 40 groups
   (the nb400 count part truncated to y > 0; P(y = 0) = expit(-0.5 + 0.8 x)), 1000 + 1000, 4
   chains, against bambi's ``hurdle_negativebinomial`` with ``psi ~ x`` (its psi is
@@ -157,6 +158,10 @@ CASES = {
                        sample_kwargs={"store_effects": "float32"}),
     # NB2 (issue 8): bambi's "negativebinomial" family (its alpha is our theta)
     "nb400": dict(formula=NB_FORMULA, tune=1000, draws=1000, chains=[4], n=400, groups=40,
+                  family="negbinomial", bambi_family="negativebinomial",
+                  ours_vars=["beta", "sd_g", "theta"], bambi_vars=["Intercept", "x", "1|g_sigma", "alpha"]),
+    # the nb400 model at 10,000 rows x 200 groups (issue 19: the NB2 gradient per row)
+    "nb10k": dict(formula=NB_FORMULA, tune=500, draws=500, chains=[2], n=10_000, groups=200,
                   family="negbinomial", bambi_family="negativebinomial",
                   ours_vars=["beta", "sd_g", "theta"], bambi_vars=["Intercept", "x", "1|g_sigma", "alpha"]),
     # hurdle NB2 (issue 18): bambi's "hurdle_negativebinomial" with a distributional psi formula
