@@ -175,8 +175,9 @@ def _table_length(v, n: int) -> int:
     """Length ``max(v) + 1`` of a table over the counts ``v`` (a data column), or 0 when ``v``
     is not all integers in ``[0, 4096]`` or the table would cost more than the rows it serves.
 
-    A table entry costs a log and a division once per gradient, a row's short product 10-20 ns
-    (issue 19): a table longer than ``2 n + 64`` entries would not pay.
+    A table entry costs a log and a division once per gradient (~4.4 ns), a row ~16 ns less than
+    its short product (NB2, 400 rows: break-even near 3.7 n entries,
+    ``benchmarks/results/bench_nuts_2026-12-07e_nbtable_grad.txt``): at most ``2 n + 64`` entries.
     """
     if v is None:
         return 0
