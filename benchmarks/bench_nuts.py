@@ -39,7 +39,8 @@ backend measured in the same run (by min-ESS/s), naming that backend.
 
 Configurations: ours (``--ours``, default ``auto numpyro``) are bayes_glmm's samplers
 (``auto``, ``native``, ``numpy``, ``nutpie``, ``pymc``, ``numpyro``: numpyro's NUTS on JAX
-code generated from the PyMC graph), each optionally ``-centered`` and/or ``-laplace`` /
+code generated from the PyMC graph), each optionally ``-centered`` (every term centred) or
+``-noncentred`` (none; without either, the model's default ``centered="auto"``) and/or ``-laplace`` /
 ``-random`` (the native sampler's ``init=``: ``auto-random`` is the sampler before the
 Laplace-informed start, ``auto`` the default); bambi's (``--bambi``,
 default ``nutpie pymc numpyro``) are its ``inference_method`` values (``numpyro`` goes
@@ -260,7 +261,7 @@ def _rss():
             resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0)
 
 
-def run_ours(sampler: str, chains: int, seed: int, centered: bool = False, case: str = "toenail",
+def run_ours(sampler: str, chains: int, seed: int, centered: bool | str = "auto", case: str = "toenail",
              draws: int | None = None, tune: int | None = None, init: str | None = None) -> dict:
     import bayes_glmm as bg
     # ArviZ outside the timing, as `import bambi` imports it: this row times the sample() call;
@@ -410,7 +411,7 @@ def run_stan(chains: int, seed: int, case: str = "toenail", draws: int | None = 
 def _run(job: dict) -> dict:
     kw = dict(case=job["case"], draws=job["draws"], tune=job["tune"])
     if job["kind"] == "ours":
-        return run_ours(job["name"], job["chains"], job["seed"], centered=job["centered"], init=job.get("init"), **kw)
+        return run_ours(job["name"], job["chains"], job["seed"], centered=job.get("centered", "auto"), init=job.get("init"), **kw)
     if job["kind"] == "stan":
         return run_stan(job["chains"], job["seed"], **kw)
     return run_bambi(job["name"], job["chains"], job["seed"], **kw)
@@ -749,7 +750,7 @@ def main(argv=None) -> None:
                     help="chain counts (default per case: toenail 2 4, bern100k/bern1m 2)")
     ap.add_argument("--ours", nargs="*", default=["auto", "numpyro"],
                     help="bayes_glmm configurations: auto, native, numpy, nutpie, pymc, numpyro, "
-                         "with optional '-centered'")
+                         "with optional '-centered' or '-noncentred' (default: centered='auto')")
     ap.add_argument("--bambi", nargs="*", default=["nutpie", "pymc", "numpyro"],
                     help="bambi backends (inference_method); none: bare --bambi")
     ap.add_argument("--draws", type=int, default=None, help="override the case's draws (smoke tests)")
@@ -806,8 +807,9 @@ def main(argv=None) -> None:
             for chains in chains_of[case]:
                 for pkg, cfg in cfgs:
                     init = next((i for i in ("laplace", "random") if f"-{i}" in cfg), None)
-                    name = cfg.replace("-centered", "").replace(f"-{init}", "")
-                    centered = cfg.endswith("-centered")
+                    name = cfg.replace("-centered", "").replace("-noncentred", "").replace(f"-{init}", "")
+                    # the model's default unless asked: "auto" is what a user gets
+                    centered = True if "-centered" in cfg else (False if "-noncentred" in cfg else "auto")
                     job = dict(kind={"bayes_glmm": "ours", "Stan": "stan"}.get(pkg, "bambi"), name=name, chains=chains,
                                seed=a.seed + rep, centered=centered, case=case, draws=a.draws, tune=a.tune,
                                init=init)

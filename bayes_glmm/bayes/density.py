@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import sparse
 
-from ..spec.centering import AUTO_THRESHOLD, informativeness, level_scales, row_information
+from ..spec.centering import MODE_START_THRESHOLD, informativeness, level_scales, row_information
 from ..ml.pirls import make_response
 from ..priors import default_scales, disp_key, disp_slope_blocks, get_kind, slope_blocks, zi_key, zi_slope_blocks
 from ..spec.scaling import SCALE_RANGE, column_sds
@@ -507,10 +507,10 @@ class GlmmDensity:
         # the locations and scales of those levels' coordinates (data constants)
         self.mu_idx = self.fixed_blocks[0][0].sl.start if self.icol is not None else None
         self.level_scales = {t.ident: level_scales(spec, t) for t, _, _, cen, _ in self.terms if cen == HIERARCHICAL}
-        #: a hierarchically centred term of data-rich groups (the rule of ``centered="auto"``)
-        #: or a coefficient scaled by its information: chains start near the posterior mode
-        #: (:meth:`initial_point`)
-        self.data_rich = (any(float(np.median(informativeness(spec, t))) > AUTO_THRESHOLD
+        #: a hierarchically centred term of very data-rich groups (median r_j above
+        #: MODE_START_THRESHOLD) or a coefficient scaled by its information: chains start near
+        #: the posterior mode (:meth:`initial_point`)
+        self.data_rich = (any(float(np.median(informativeness(spec, t))) > MODE_START_THRESHOLD
                               for t, _, _, cen, _ in self.terms if cen == HIERARCHICAL)
                           or bool(np.any(self.xd != column_scales(spec.X, self.icol))))
         self._start = None

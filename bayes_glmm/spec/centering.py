@@ -31,23 +31,21 @@ import numpy as np
 
 from .model_spec import ModelSpec
 
-__all__ = ["HIERARCHICAL", "AUTO", "AUTO_THRESHOLD", "informativeness", "auto_parametrization", "level_scales",
-           "row_information"]
+__all__ = ["HIERARCHICAL", "AUTO", "AUTO_THRESHOLD", "MODE_START_THRESHOLD", "informativeness", "auto_parametrization",
+           "level_scales", "row_information"]
 
 #: the value of ``centered`` (per term) that asks for hierarchical centring
 HIERARCHICAL = "hierarchical"
 #: the value of ``centered`` asking for the choice of :func:`auto_parametrization`
 AUTO = "auto"
-#: median ``r_j = I_j sd^2`` above which a scalar term is centred.  Measured (Poisson
-#: ``y ~ x + (1 | g)``, 40 groups of 10, SD 0.4, native NUTS, 2 chains x 500, 4 data sets per
-#: point; effective draws per 1000 gradients, non-centred vs hierarchically centred):
-#: r = 0.3: 18 vs 5 (R-hat 1.54), r = 1.3: 22 vs 23, r = 4.8: 24 vs 93, r = 10: 9 vs 140,
-#: r = 15: 4 vs 182 (R-hat 1.06), r = 30: 3 vs 203, r = 48: 2 vs 194, r = 155: 0.8 vs 155,
-#: r = 1.6e4: 0.1 vs 187 (R-hat 1.37), r = 1.6e7: R-hat 3.0 vs 1.00.  The centred form wins from
-#: r ~ 2 on; the threshold sits higher so that the models of the examples and the test suite,
-#: which the non-centred form samples well (epilepsy's Poisson model, r = 23, the highest:
-#: R-hat 1.02, 181 vs 270 effective draws of 4000), keep their parametrization and their draws.
-AUTO_THRESHOLD = 30.0
+#: median ``r_j = I_j sd^2`` above which a scalar term is centred: where the centred form
+#: starts to win, by measurement (the module docstring's table; ``benchmarks/bench_centering.py``).
+AUTO_THRESHOLD = 2.0
+#: median ``r_j`` of a hierarchically centred term above which the chains start at the
+#: conditional mode of its levels (:meth:`bayes_glmm.bayes.density.GlmmDensity.initial_point`):
+#: only where typical values would lie many posterior SDs from the posterior (counts of 1e7);
+#: between the two thresholds the random start samples as well
+MODE_START_THRESHOLD = 30.0
 
 
 def _eligible(term) -> bool:
