@@ -189,7 +189,7 @@ def cases(a, out) -> list[dict]:
 
 def summary(rows: list[dict]) -> None:
     """Medians over seeds of effective draws per 1000 gradients, nc vs hier, per data shape."""
-    keys = sorted({(r["family"], r["groups"], r.get("r_target", 0.0)) for r in rows}, key=str)
+    keys = sorted({(r["family"], r["groups"], r.get("r_target", 0.0)) for r in rows})
     print("\nmedians over seeds: effective draws per 1000 gradients (max R-hat)")
     print(f"{'family':18s} {'groups':>6s} {'r target':>8s} {'r meas.':>8s}   "
           + "   ".join(f"{p:>16s}" for p in sorted({r['param'] for r in rows})))

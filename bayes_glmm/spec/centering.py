@@ -20,6 +20,36 @@ ratio.  :func:`auto_parametrization` hierarchically centres the scalar ``(1 | g)
 the largest median ``r_j`` when that median exceeds :data:`AUTO_THRESHOLD`, centres the other
 scalar terms above it, and leaves every other term non-centred.
 
+The threshold is where the centred form starts to win, measured (``benchmarks/bench_centering.py``;
+``y ~ x + (1 | g)``, native NUTS 2 chains x (300 + 300), 2-3 data sets per cell, medians of the
+effective draws per 1000 gradients -- min bulk ESS of ``beta`` and ``sd_g`` over the sampling
+phase's leapfrog steps -- non-centred / hierarchically centred, at the median ``r`` this module
+measures on the data; ``bench_centering_2026-12-07e_grid.txt``)::
+
+    family      groups  r: nc / hier
+    bernoulli     40    0.2: 20/2   2.7: 22/38  5.2: 21/71   8.2: 19/85   19: 5/120
+    bernoulli    400    0.3: 28/8   2.1: 28/33  4.2: 16/55   7.5: 12/85   17: 5/130
+    bernoulli   2000    0.4: 11/5   2.0: 10/13  4.8: 15/24   8.9: 10/39
+    poisson       40    0.6: 28/30  1.9: 28/31  4.0: 26/77  10.9: 12/125  17: 3/105
+    poisson      400    0.8: 28/18  2.1: 20/42  4.7: 13/68   9.8: 5/88    19: 3/116
+    poisson     2000    0.7: 15/12  2.5: 14/23  4.8: 10/34   9.0: 6/41
+    negbinomial   40    0.7: 31/19  1.1: 29/37  4.5: 13/106  7.1: 18/119  13: 5/170
+    negbinomial  400    0.9: 28/13  1.8: 26/39  4.7: 15/62   7.1: 11/95   12: 4/122
+    negbinomial 2000    0.8: 10/7   1.8: 15/20  3.5: 11/39
+    gaussian      40    0.8: 28/21  1.4: 27/48  2.1: 24/88   6.1: 15/152
+    gaussian     400    0.8: 21/25  1.3: 34/50  2.9: 20/77   6.5: 9/111
+    gaussian    2000    0.6: 12/10  1.4: 14/18  2.9: 13/37   6.0: 7/45
+
+At ``r`` ~ 0 the non-centred form wins 2-10x (the centred one's R-hat reaches 1.27); up to
+``r`` ~ 0.9 it wins or ties; from ``r`` ~ 1.1 the centred form wins or ties in every family and
+group count, and by 4-30x from ``r`` ~ 8 (the non-centred R-hat reaches 1.13 at ``r`` ~ 10; an
+earlier run, Poisson counts of 1e7 in 40 groups, ``r`` = 1.6e7: R-hat 3.0 against 1.00).  The
+number of groups moves neither the crossing nor its direction.  The crude ``r`` reads low where
+groups have few rows (the noise it subtracts), which errs on the non-centred side, where the
+two forms tie.  A crossed model (Bernoulli, 20,000 rows, 500 x 500 levels, median ``r`` 4.8 and
+5.8, 2 x (500 + 1000), 3 data sets) samples best with the richer term hierarchically centred
+and the other centred (the rule): CROSSED_NUMBERS.
+
 Everything here is a crude, cheap, deterministic pass over the data (no fit): it only picks
 coordinates, the model is the same either way.  Its biases go towards the status quo:
 variation of y within a group that the fixed effects explain counts as noise (smaller
@@ -40,7 +70,7 @@ HIERARCHICAL = "hierarchical"
 AUTO = "auto"
 #: median ``r_j = I_j sd^2`` above which a scalar term is centred: where the centred form
 #: starts to win, by measurement (the module docstring's table; ``benchmarks/bench_centering.py``).
-AUTO_THRESHOLD = 2.0
+AUTO_THRESHOLD = 1.5
 #: median ``r_j`` of a hierarchically centred term above which the chains start at the
 #: conditional mode of its levels (:meth:`bayes_glmm.bayes.density.GlmmDensity.initial_point`):
 #: only where typical values would lie many posterior SDs from the posterior (counts of 1e7);
