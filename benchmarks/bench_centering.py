@@ -156,10 +156,11 @@ def crossed(a, out) -> list[dict]:
                            ("hier/cen", {"a": "hierarchical", "b": True}), ("auto", "auto")):
             m = bg.GLMM("y ~ x + (1 | a) + (1 | b)", df, family="bernoulli", centered=cen)
             res = measure(m, a.draws, a.tune, a.chains, seed=s + 1, var_names=["beta", "sd_a", "sd_b"])
-            lab = "/".join(str(v) for v in m.centered_terms.values()) if param == "auto" else param
-            row = dict(family="bernoulli-crossed", groups=A, seed=s, param=lab[:10],
+            # the rule's choice (a/b: False, True or "hierarchical") in the label, not the column
+            choice = "/".join({False: "nc", True: "cen", "hierarchical": "hier"}[v] for v in m.centered_terms.values())
+            row = dict(family="bernoulli-crossed", groups=A, seed=s, param=param,
                        r_measured="/".join(f"{v:.1f}" for v in _median_r(m)),
-                       label=f"crossed n={n} {A}x{B} s{s}", **res)
+                       label=f"crossed n={n} {A}x{B} s{s}" + (f" ({choice})" if param == "auto" else ""), **res)
             rows.append(row)
             print(_fmt(row), flush=True)
             out.write(json.dumps(row) + "\n")
