@@ -17,9 +17,11 @@ modes -- with those vectors instead of the factor objects and one
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
-from . import linalg
+from .factor import ReFactor
 from .pirls import PirlsResult, _has_aux, loglik_and_mu, pirls, safe_weights, working
 
 
@@ -52,6 +54,22 @@ def _rows_at(resp, eta, fused: bool):
     return lrows, W, r
 
 
+def _positive(A) -> bool:
+    """True when every entry of ``A`` is finite and > 0 (two reductions: a NaN fails both
+    tests; ``np.all(np.isfinite(A))`` and ``np.any(A <= 0)`` cost four calls each step)."""
+    return bool(A.min() > 0.0) and math.isfinite(A.max())
+
+
+def _scalar_factor(s, W, x, c, J, lam) -> ReFactor:
+    """:func:`bayes_glmm.ml.linalg.factorize` of one scalar term at the weights W, built from
+    its diagonal directly (the same operations: ``sum_{i in j} (W_i x_i) x_i lam^2 + 1``)."""
+    A = np.bincount(c, weights=(W * x) * x, minlength=J) * (lam ** 2) + 1.0
+    if not _positive(A):
+        raise FloatingPointError("random-effects system is not positive definite (non-finite weights?)")
+    L1 = np.sqrt(A).reshape(J, 1, 1)
+    return ReFactor(s, L1, np.zeros((J, 1, 0)), np.zeros((0, 0)), 2.0 * float(np.sum(np.log(L1[:, :, 0]))))
+
+
 def pirls_scalar(resp, s, lambdas, beta, u0=None, *, tol=1e-7, maxit=100, max_halve=30) -> PirlsResult:
     """Conditional modes of u at fixed beta for one scalar term (see the module docstring).
 
@@ -71,29 +89,31 @@ def pirls_scalar(resp, s, lambdas, beta, u0=None, *, tol=1e-7, maxit=100, max_ha
     base = resp.offset + resp.X @ beta
     eta = base + x * (u * lam)[c]
     lrows, W, r = _rows_at(resp, eta, fused)
-    ll = float(np.sum(lrows))
+    ll = float(lrows.sum())
     pdev = -2.0 * ll + float(u @ u)
     halvings = 0
     converged = False
+    # (scalar reductions as array methods and math.isfinite: the loop's cost at small n is the
+    # number of NumPy calls, not their length; the same values as np.max / np.sum)
     for it in range(1, maxit + 1):
         A = np.bincount(c, weights=W * xx, minlength=J) * lam2 + 1.0
-        if not np.all(np.isfinite(A)) or np.any(A <= 0):
+        if not _positive(A):
             # Newton system indefinite here: an IRLS step instead (as pirls)
             W = safe_weights(resp, eta)
             A = np.bincount(c, weights=W * xx, minlength=J) * lam2 + 1.0
-            if not np.all(np.isfinite(A)) or np.any(A <= 0):
+            if not _positive(A):
                 raise FloatingPointError("random-effects system is not positive definite (non-finite weights?)")
         L = np.sqrt(A)
         gu = lam * np.bincount(c, weights=x * r, minlength=J) - u
         du = gu / L / L
         decrement = float(gu @ du)
-        step_size = float(np.max(np.abs(du))) if du.size else 0.0
-        if step_size < tol * max(1.0, float(np.max(np.abs(u))) if u.size else 1.0) or decrement < 1e-28:
+        step_size = float(np.abs(du).max()) if du.size else 0.0
+        if step_size < tol * max(1.0, float(np.abs(u).max()) if u.size else 1.0) or decrement < 1e-28:
             # inside the quadratic region: the full step, as pirls
             u = u + du
             eta = base + x * (u * lam)[c]
             lrows, W, r = _rows_at(resp, eta, fused)
-            ll = float(np.sum(lrows))
+            ll = float(lrows.sum())
             converged = True
             break
         step = 1.0
@@ -102,9 +122,9 @@ def pirls_scalar(resp, s, lambdas, beta, u0=None, *, tol=1e-7, maxit=100, max_ha
             eta_n = base + x * (un * lam)[c]
             with np.errstate(over="ignore", invalid="ignore"):
                 lrows, W_n, r_n = _rows_at(resp, eta_n, fused)
-                ll_n = float(np.sum(lrows))
+                ll_n = float(lrows.sum())
             pdev_n = -2.0 * ll_n + float(un @ un)
-            if np.isfinite(pdev_n) and pdev_n <= pdev + 1e-10 * max(1.0, abs(pdev)):
+            if math.isfinite(pdev_n) and pdev_n <= pdev + 1e-10 * max(1.0, abs(pdev)):
                 break
             step *= 0.5
             halvings += 1
@@ -113,16 +133,16 @@ def pirls_scalar(resp, s, lambdas, beta, u0=None, *, tol=1e-7, maxit=100, max_ha
             W, r = working(resp, eta)
             break
         u, eta, ll, pdev = un, eta_n, ll_n, pdev_n
-        if not (np.all(np.isfinite(W_n)) and np.all(np.isfinite(r_n))):
+        if not (np.isfinite(W_n).all() and np.isfinite(r_n).all()):
             W_n, r_n = working(resp, eta)  # outside the errstate: as pirls evaluates them
         W, r = W_n, r_n
     # the Laplace log-determinant at the exact Hessian at the mode (W, r are at eta here)
     try:
-        F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
+        F = _scalar_factor(s, W, x, c, J, lam)
         exact = True
     except FloatingPointError:
         W = safe_weights(resp, eta)
-        F = linalg.factorize(s, linalg.crossprods(s, W), lambdas)
+        F = _scalar_factor(s, W, x, c, J, lam)
         exact = False
     return PirlsResult(u=u, beta=beta, eta=eta, ll=ll, factor=F, W=W, iters=it, halvings=halvings,
                        converged=converged, r=r, mu=None, exact_hessian=exact, ridged=0)
