@@ -291,7 +291,11 @@ class Ordinal(Family):
             # eta, so the log1mexp term of the log-density is a constant of the thresholds
             with np.errstate(divide="ignore", invalid="ignore"):
                 gap = NUMPY_OPS.log1mexp(lo - hi)
-        value = (np.stack((last > 0, first > 0)), np.stack((hi, lo)), wa, wb, wb - last, first > 0, last > 0, gap)
+        # each row's upper bound is threshold y (column y), its lower one threshold y - 1
+        k = np.arange(len(taus))
+        yi = np.asarray(y).astype(np.intp)[..., None]
+        value = (np.stack((last > 0, first > 0)), np.stack((hi, lo)), wa, wb, wb - last, first > 0, last > 0, gap,
+                 yi == k, yi == k + 1)
         if np.size(y) <= self._MEMO_SIZE:
             object.__setattr__(self, "_table", {**tables, shape: (y, key, value)})
         return value
@@ -301,7 +305,7 @@ class Ordinal(Family):
         of 2 (one ufunc call per operation for both bounds: the small-data hot loop is the
         number of calls, not their length): ``(first, last, x, ll, log f, f'/f)``, ``x``,
         ``log f`` and ``f'/f`` of shape ``(2,) + ll.shape`` (a, then b).  The same values."""
-        _, bounds, wa, wb, mid, first, last, gap = self._bound_table(y, taus)
+        _, bounds, wa, wb, mid, first, last, gap, _, _ = self._bound_table(y, taus)
         x2 = bounds - eta
         lp, lq = self.link.log_p_and_log_q(x2)
         # _loglik_logs with its mask weights precomputed (and the logistic's constant gap term)
@@ -453,12 +457,16 @@ class Ordinal(Family):
         W_a = -(ra_a * ga + ra * ha) + rb_a * gb + 2.0 * r * r_a
         W_b = -ra_b * ga + rb_b * gb + rb * hb + 2.0 * r * r_b
         # each row's upper bound is threshold y (column y), its lower one threshold y - 1; a
-        # masked select, not a scatter (np.where keeps an overflowed entry out of the others)
-        k = np.arange(len(taus))
-        yi = y.astype(np.intp)[:, None]
-        up, dn = yi == k, yi == k + 1
-        l_v, r_v, W_v = (np.where(up, da[:, None], 0.0) + np.where(dn, db[:, None], 0.0)
-                         for da, db in ((ra, -rb), (r_a, r_b), (W_a, W_b)))
+        # masked select, not a scatter (np.where keeps an overflowed entry out of the others),
+        # the three arrays at once
+        if _all_scalar(taus):
+            up, dn = self._bound_table(y, taus)[8:]
+        else:
+            k = np.arange(len(taus))
+            yi = y.astype(np.intp)[:, None]
+            up, dn = yi == k, yi == k + 1
+        l_v, r_v, W_v = (np.where(up, np.stack((ra, r_a, W_a))[..., None], 0.0)
+                         + np.where(dn, np.stack((-rb, r_b, W_b))[..., None], 0.0))
         return -(W_a + W_b), l_v, r_v, W_v
 
     def aux_loglik_derivs(self, y, eta, **aux):

@@ -371,8 +371,10 @@ def _row_aux_derivs(resp, eta, h: float = 1e-5):
         if exact is not None:
             # the family's closed form in the natural values, to the coordinates by the chain rule
             W_eta, l_v, r_v, W_v = exact
-            Jc = aux_jacobian(fam, aux_coords(fam, resp.aux_vals))
-            return pw * W_eta, pw[:, None] * (l_v @ Jc), pw[:, None] * (r_v @ Jc), pw[:, None] * (W_v @ Jc)
+            Jc = aux_jacobian(fam, aux_coords(fam, resp.aux_vals) if resp.aux_coord is None else resp.aux_coord)
+            # the three (n, A) arrays through the Jacobian as one stacked product
+            l_c, r_c, W_c = pw[:, None] * (np.stack((l_v, r_v, W_v)) @ Jc)
+            return pw * W_eta, l_c, r_c, W_c
     _, wp, _ = _general_derivs(resp, eta + h)
     _, wm, _ = _general_derivs(resp, eta - h)
     W_eta = pw * (wp - wm) / (2.0 * h)
