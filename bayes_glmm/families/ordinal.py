@@ -253,7 +253,7 @@ class Ordinal(Family):
         log-density and the logistic ``log f = log F + log(1 - F)`` (the same values as
         :meth:`_log_f_and_score`, half the transcendental calls of the small-data hot loop)."""
         if _all_scalar(taus):
-            first, last, x2, ll, lf, g = self._stacked_rows(y, eta, taus)
+            first, last, x2, ll, lf, g, _ = self._stacked_rows(y, eta, taus)
             return first, last, x2[0], x2[1], ll, lf[0], g[0], lf[1], g[1]
         first, last, hi, lo = self._np_bounds(y, taus)
         xa, xb = hi - eta, lo - eta
@@ -268,8 +268,8 @@ class Ordinal(Family):
             first, last = np.broadcast_to(first, np.shape(ll)), np.broadcast_to(last, np.shape(ll))
         return first > 0, last > 0, xa, xb, ll, lfa, ga, lfb, gb
 
-    def _bound_table(self, y, taus):
-        """``(masks, bounds, wa, wb, mid)`` of :meth:`_np_bounds` for scalar thresholds, kept
+    def _bound_table(self, y, taus, key=None):
+        """``(masks, bounds, wa, wb, mid, ...)`` of :meth:`_np_bounds` for scalar thresholds, kept
         for the last ``(y, taus)``: ``masks`` stacks (last, first) as bool, ``bounds`` (hi, lo)
         on a leading axis of 2, and ``wa, wb, mid`` are the weights ``1 - last``, ``1 - first``
         and ``1 - first - last`` of :meth:`_loglik_logs`.
@@ -278,7 +278,7 @@ class Ordinal(Family):
         masks are computed once per run instead of at each of its 3-6 row evaluations (a
         fifth of a 72-row evaluation).  One tuple, replaced whole (thread-safe as ``_memo``).
         """
-        key, shape = tuple(float(t) for t in taus), np.shape(y)
+        key, shape = tuple(float(t) for t in taus) if key is None else key, np.shape(y)
         tables = self._table or {}
         m = tables.get(shape)  # (one per shape of y: PIRLS's rows, AGQ's (n, 1) column)
         if m is not None and m[1] == key and (m[0] is y or np.array_equal(m[0], y)):
@@ -300,12 +300,13 @@ class Ordinal(Family):
             object.__setattr__(self, "_table", {**tables, shape: (y, key, value)})
         return value
 
-    def _stacked_rows(self, y, eta, taus):
+    def _stacked_rows(self, y, eta, taus, key=None):
         """:meth:`_np_rows` for scalar thresholds with the two bounds stacked on a leading axis
         of 2 (one ufunc call per operation for both bounds: the small-data hot loop is the
-        number of calls, not their length): ``(first, last, x, ll, log f, f'/f)``, ``x``,
-        ``log f`` and ``f'/f`` of shape ``(2,) + ll.shape`` (a, then b).  The same values."""
-        _, bounds, wa, wb, mid, first, last, gap, _, _ = self._bound_table(y, taus)
+        number of calls, not their length): ``(first, last, x, ll, log f, f'/f, masks)``,
+        ``x``, ``log f`` and ``f'/f`` of shape ``(2,) + ll.shape`` (a, then b), ``masks`` of
+        :meth:`_bound_table`.  The same values; ``key`` the thresholds as a tuple of floats."""
+        masks, bounds, wa, wb, mid, first, last, gap, _, _ = self._bound_table(y, taus, key)
         x2 = bounds - eta
         lp, lq = self.link.log_p_and_log_q(x2)
         # _loglik_logs with its mask weights precomputed (and the logistic's constant gap term)
@@ -318,13 +319,13 @@ class Ordinal(Family):
             lf, g = self._log_f_and_score(x2)
         if np.shape(first) != np.shape(ll):  # (AGQ's nodes: rows x nodes)
             first, last = np.broadcast_to(first, np.shape(ll)), np.broadcast_to(last, np.shape(ll))
-        return first, last, x2, ll, lf, g
+        return first, last, x2, ll, lf, g, masks
 
-    def _ratios(self, y, eta, taus):
+    def _ratios(self, y, eta, taus, key=None):
         """``(rows, R)``: :meth:`_stacked_rows` and ``R = (f(a) / P, f(b) / P)`` stacked, 0 at
         the missing bound of the end categories (a = +inf, b = -inf)."""
-        rows = self._stacked_rows(y, eta, taus)
-        masks = self._bound_table(y, taus)[0]
+        rows = self._stacked_rows(y, eta, taus, key)
+        masks = rows[6]
         with np.errstate(over="ignore", invalid="ignore"):
             R = np.where(masks, 0.0, np.exp(np.where(masks, 0.0, rows[4] - rows[3])))
         return rows, R
@@ -333,7 +334,7 @@ class Ordinal(Family):
     #: result for :meth:`aux_eta_derivs` and :meth:`aux_loglik_derivs` (a few MB at most)
     _MEMO_SIZE = 50_000
 
-    def _remember(self, y, eta, taus, value) -> None:
+    def _remember(self, y, eta, taus, value, key=None) -> None:
         """Keep the row pieces of the last :meth:`_row_derivs` call (small data only).
 
         PIRLS's last call is at the conditional mode, where the Laplace gradient then asks
@@ -343,8 +344,9 @@ class Ordinal(Family):
         with unchanged values, an equal y and the same thresholds; one tuple, replaced whole
         (a reader in another thread sees an old or a new entry, never a mix).
         """
-        if np.size(eta) <= self._MEMO_SIZE and _all_scalar(taus):
-            object.__setattr__(self, "_memo", (y, eta, eta.copy(), tuple(float(t) for t in taus), value))
+        if np.size(eta) <= self._MEMO_SIZE and (key is not None or _all_scalar(taus)):
+            key = tuple(float(t) for t in taus) if key is None else key
+            object.__setattr__(self, "_memo", (y, eta, eta.copy(), key, value))
 
     def _recall(self, y, eta, taus):
         """:meth:`_remember`'s value for these arguments, or None."""
@@ -357,10 +359,11 @@ class Ordinal(Family):
     def _row_derivs(self, y, eta, taus):
         """(ll, d1, -d2) of each row's log-density in eta."""
         if _all_scalar(taus):
-            rows, R = self._ratios(y, eta, taus)
-            self._remember(y, eta, taus, (rows, R))
+            key = tuple(float(t) for t in taus)
+            rows, R = self._ratios(y, eta, taus, key)
+            self._remember(y, eta, taus, (rows, R), key)
             d1 = R[1] - R[0]  # dP/deta = f(b) - f(a)
-            RG = np.where(self._bound_table(y, taus)[0], 0.0, R * rows[5])
+            RG = np.where(rows[6], 0.0, R * rows[5])
             return rows[3], d1, -(RG[0] - RG[1]) + d1 * d1
         rows = self._np_rows(y, eta, taus)
         first, last, _, _, ll, lfa, ga, lfb, gb = rows
@@ -440,7 +443,7 @@ class Ordinal(Family):
         if _all_scalar(taus):
             # PIRLS's last rows, at this eta (else computed), the two bounds stacked
             rows, R = self._recall(y, eta, taus) or self._ratios(y, eta, taus)
-            masks, x2 = self._bound_table(y, taus)[0], rows[2]
+            masks, x2 = rows[6], rows[2]
             # the missing bound of the end categories: every term it enters is 0
             (ga, gb), (ha, hb) = np.where(masks, 0.0, rows[5]), np.where(masks, 0.0, self._score_deriv(x2))
             ra, rb = R

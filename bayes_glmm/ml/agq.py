@@ -606,11 +606,24 @@ def _laplace_grad_scalar(resp, s, lam: float, pr, aux_rows=None, out=None) -> np
     xw = x * W
     # rhs_j = -lam S_j (+ Z_j'r for theta, + lam Z_j' dr/da for aux), S_j = sum x W D0
     rhs = np.empty((J, 1 + p + na))
-    rhs[:, 0] = -lam * gsum(xw * x * uc) + gsum(x * r)
-    for k in range(p):
-        rhs[:, 1 + k] = -lam * gsum(xw * X[:, k])
-    for k in range(na):
-        rhs[:, 1 + p + k] = lam * gsum(x * aux_rows[2][:, k])
+    G = _group_matrix(s)
+    if isinstance(G, np.ndarray):
+        # small data (a dense level-sum matrix): the group sums of every column as one product
+        # instead of 2 + p + n_aux bincounts (the same sums up to rounding)
+        B = np.empty((x.shape[0], 2 + p + na))
+        B[:, 0], B[:, 1], B[:, 2:2 + p] = xw * x * uc, x * r, xw[:, None] * X
+        if na:
+            B[:, 2 + p:] = x[:, None] * aux_rows[2]
+        S = G @ B
+        rhs[:, 0] = -lam * S[:, 0] + S[:, 1]
+        rhs[:, 1:1 + p] = -lam * S[:, 2:2 + p]
+        rhs[:, 1 + p:] = lam * S[:, 2 + p:]
+    else:
+        rhs[:, 0] = -lam * gsum(xw * x * uc) + gsum(x * r)
+        for k in range(p):
+            rhs[:, 1 + k] = -lam * gsum(xw * X[:, k])
+        for k in range(na):
+            rhs[:, 1 + p + k] = lam * gsum(x * aux_rows[2][:, k])
     du = rhs / A[:, None]
     if out is not None:
         out["du"] = du
