@@ -219,13 +219,19 @@ def _chol_inverse(L1: np.ndarray) -> np.ndarray:
     return factor._bsolve(L1, np.broadcast_to(np.eye(q), L1.shape).copy())
 
 
-def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
+def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows, scalar_fast=True):
     """Log-likelihood and (when ``deriv`` from :func:`_mode_derivs`) its gradient.
 
     The log-sum-exp over nodes is accumulated chunk by chunk (running maximum), so memory
-    stays bounded by ``chunk_rows`` however many nodes there are.
+    stays bounded by ``chunk_rows`` however many nodes there are.  One scalar term on small
+    data (``scalar_fast``, a dense level-sum matrix, one chunk) goes to :func:`_agq_scalar`.
     """
     J, q, codes, Xr = s.J[0], s.q[0], s.codes[0], s.Xr[0]
+    if scalar_fast and q == 1 and isinstance(_group_matrix(s), np.ndarray):
+        K = gh_rule(n_agq, 1)[0].shape[0]
+        width = 1 if deriv is None else 4 + 2 * (deriv[3].shape[-1] - deriv[2].shape[0] - deriv[0].shape[1])
+        if chunk_rows // max(1, codes.shape[0] * width) >= K:
+            return _agq_scalar(resp, s, lambdas, pr, n_agq, deriv)
     L1 = pr.factor.L1  # (J, q, q): L_j L_j' = conditional precision of u_j
     uj = pr.u.reshape(J, q)
     Linv = _chol_inverse(L1)
@@ -299,6 +305,65 @@ def _agq(resp, s, lambdas, pr, n_agq, deriv, chunk_rows):
     logL = -0.5 * q * _LOG_2PI - logdet_j + m + np.log(tot)
     if deriv is None:
         return float(np.sum(logL)), None
+    dlogL = -0.5 * T + acc / tot[:, None]
+    return float(np.sum(logL)), np.sum(dlogL, axis=0)
+
+
+def _agq_scalar(resp, s, lambdas, pr, n_agq, deriv):
+    """:func:`_agq` for one scalar term (q = 1) with every node in one chunk: the same
+    quantities with each per-level q x q block a scalar, so the batched einsums over
+    (J, nodes, q, q) become products of (J, nodes) arrays (the fixed cost of a small model's
+    AGQ evaluation).  The log-likelihood is the same operations' value; the gradient agrees
+    up to the order of its sums (``tests/test_pirls_scalar.py``, ``tests/test_ml_families.py``)."""
+    codes, x = s.codes[0], s.Xr[0][:, 0]
+    lam = float(lambdas[0][0, 0])
+    L1 = pr.factor.L1[:, 0, 0]  # sqrt of the conditional precision of u_j
+    Linv = 1.0 / L1
+    A = x * (lam * Linv)[codes]  # eta shift per unit z
+    z, lw = gh_rule(n_agq, 1)
+    zk = z[:, 0]
+    G = _group_matrix(s)
+    cols = _Cols(resp)
+    eta = pr.eta[:, None] + A[:, None] * zk[None, :]  # (n, K)
+    na = 0 if deriv is None else deriv[3].shape[-1] - deriv[2].shape[0] - deriv[0].shape[1]
+    fused = (deriv is not None and na and cols.X_zi is None and cols.row_const is not None
+             and not cols.family.needs_trials)
+    if fused:  # the log-density and the score at the nodes in one family call
+        lle, rk, _ = cols.family.loglik_eta_score_weight(cols.y, eta, **cols.aux_vals)
+        ll, mu, rk = cols.pw * (cols.row_const[:, None] + lle), None, cols.pw * rk
+    else:
+        ll, mu = loglik_and_mu(cols, eta)
+    uu = pr.u[:, None] + Linv[:, None] * zk[None, :]  # (J, K)
+    a = G @ ll - 0.5 * (uu * uu) + lw[None, :]
+    m = np.max(a, axis=1)
+    ea = np.exp(a - m[:, None])
+    tot = np.sum(ea, axis=1)
+    logL = -0.5 * _LOG_2PI - np.log(L1) + m + np.log(tot)
+    if deriv is None:
+        return float(np.sum(logL)), None
+    X, _, E, du, P, T = deriv
+    p, nt = X.shape[1], E.shape[0]
+    du, P, e = du[:, 0, :], P[:, 0, 0, :], E[:, 0, 0]
+    if not fused:
+        if na:  # the family's own score at the nodes (prior-weighted)
+            fam = cols.family
+            rk = cols.pw * fam.eta_score_weight(cols.y, eta, trials=cols.n_trials if fam.needs_trials else None,
+                                                **cols.aux_vals)[0]
+        else:
+            rk = cols.pw * (cols.y - cols.n_trials * mu)  # d loglik / d eta at the nodes
+    # the terms of _agq with q = 1: h_j moves by (lam s_jk - u_jk) du_jk, du_jk = du_j - P_j z_k,
+    # plus s_jk u_jk dlam (theta) and sum_i r_ik x_i (beta) at fixed u_jk
+    sz = G @ (rk * x[:, None])  # (J, K)
+    eg = ea * (lam * sz - uu)
+    g1, g2 = np.sum(eg, axis=1), eg @ zk
+    su = np.sum(ea * sz * uu, axis=1)
+    rho = np.sum(ea[codes] * rk, axis=1)
+    acc = g1[:, None] * du - g2[:, None] * P
+    acc[:, :nt] += su[:, None] * e[None, :]
+    acc[:, nt:nt + p] += G @ (X * rho[:, None])
+    if na:  # the auxiliary parameters' direct effect at fixed nodes: sum_i dl_i/da per node
+        dl = np.asarray(_node_aux_derivs(resp, eta))  # (na, n, K)
+        acc[:, nt + p:] += np.sum((G @ dl) * ea[None], axis=2).T
     dlogL = -0.5 * T + acc / tot[:, None]
     return float(np.sum(logL)), np.sum(dlogL, axis=0)
 
@@ -682,7 +747,7 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
             _, du, T, P = _mode_derivs(resp, s, lambdas, E, pr, True, aux_rows, scalar_fast)
             if out is not None:
                 out["du"] = du.reshape(-1, du.shape[-1])
-            ll, g = _agq(resp, s, lambdas, pr, n_agq, (resp.X, lambdas[0], E, du, P, T), chunk_rows)
+            ll, g = _agq(resp, s, lambdas, pr, n_agq, (resp.X, lambdas[0], E, du, P, T), chunk_rows, scalar_fast)
             return -2.0 * ll, -2.0 * g
         if scalar_fast and s.q[0] == 1:
             return pr.laplace_deviance, _laplace_grad_scalar(resp, s, float(lambdas[0][0, 0]), pr, aux_rows, out)
@@ -700,5 +765,5 @@ def devgrad(resp, s: linalg.ReStructure, lambdas, E, pr, n_agq: int = 1, *, chun
     if n_agq == 1:
         # envelope theorem: the mode terms of -2 ll + ||u||^2 cancel at the mode
         return pr.laplace_deviance, -2.0 * (pr.r @ D0) + np.sum(T, axis=0)
-    ll, g = _agq(resp, s, lambdas, pr, n_agq, (resp.X, lambdas[0], E, du, P, T), chunk_rows)
+    ll, g = _agq(resp, s, lambdas, pr, n_agq, (resp.X, lambdas[0], E, du, P, T), chunk_rows, scalar_fast)
     return -2.0 * ll, -2.0 * g
