@@ -254,6 +254,8 @@ class Ordinal(Family):
         :meth:`_log_f_and_score`, half the transcendental calls of the small-data hot loop)."""
         if _all_scalar(taus):
             first, last, x2, ll, lf, g, _ = self._stacked_rows(y, eta, taus)
+            if np.shape(first) != np.shape(ll):  # (AGQ's nodes: rows x nodes)
+                first, last = np.broadcast_to(first, np.shape(ll)), np.broadcast_to(last, np.shape(ll))
             return first, last, x2[0], x2[1], ll, lf[0], g[0], lf[1], g[1]
         first, last, hi, lo = self._np_bounds(y, taus)
         xa, xb = hi - eta, lo - eta
@@ -305,7 +307,7 @@ class Ordinal(Family):
         of 2 (one ufunc call per operation for both bounds: the small-data hot loop is the
         number of calls, not their length): ``(first, last, x, ll, log f, f'/f, masks)``,
         ``x``, ``log f`` and ``f'/f`` of shape ``(2,) + ll.shape`` (a, then b), ``masks`` of
-        :meth:`_bound_table`.  The same values; ``key`` the thresholds as a tuple of floats."""
+        :meth:`_bound_table`, ``first`` and ``last`` of y's shape (not broadcast to eta's).  The same values; ``key`` the thresholds as a tuple of floats."""
         masks, bounds, wa, wb, mid, first, last, gap, _, _ = self._bound_table(y, taus, key)
         x2 = bounds - eta
         lp, lq = self.link.log_p_and_log_q(x2)
@@ -317,8 +319,6 @@ class Ordinal(Family):
             lf, g = lp + lq, -np.tanh(0.5 * x2)
         else:
             lf, g = self._log_f_and_score(x2)
-        if np.shape(first) != np.shape(ll):  # (AGQ's nodes: rows x nodes)
-            first, last = np.broadcast_to(first, np.shape(ll)), np.broadcast_to(last, np.shape(ll))
         return first, last, x2, ll, lf, g, masks
 
     def _ratios(self, y, eta, taus, key=None):
