@@ -271,10 +271,14 @@ class Ordinal(Family):
         return first > 0, last > 0, xa, xb, ll, lfa, ga, lfb, gb
 
     def _bound_table(self, y, taus, key=None):
-        """``(masks, bounds, wa, wb, mid, ...)`` of :meth:`_np_bounds` for scalar thresholds, kept
-        for the last ``(y, taus)``: ``masks`` stacks (last, first) as bool, ``bounds`` (hi, lo)
-        on a leading axis of 2, and ``wa, wb, mid`` are the weights ``1 - last``, ``1 - first``
-        and ``1 - first - last`` of :meth:`_loglik_logs`.
+        """``(masks, bounds, wa, wb, mid, first, last, gap, up, dn)``: :meth:`_np_bounds` for
+        scalar thresholds, kept for the last ``(y, taus)`` (one entry per shape of y).  ``masks``
+        stacks (last, first) as bool, ``bounds`` (hi, lo) on a leading axis of 2; ``wa, wb, mid``
+        are the weights ``1 - last``, ``1 - first`` and ``1 - first - last`` of
+        :meth:`_loglik_logs`, ``first`` and ``last`` the masks as bool; ``gap`` the logistic's
+        ``log(1 - e^(lo - hi))`` (None for the other links); ``up`` and ``dn`` (rows, K - 1) mark
+        each row's upper (threshold y) and lower (threshold y - 1) bound.  ``key`` is the
+        thresholds as a tuple of floats, when the caller has it.
 
         The thresholds are fixed during a PIRLS run (and its gradient), so the gathers and
         masks are computed once per run instead of at each of its 3-6 row evaluations (a
@@ -307,7 +311,8 @@ class Ordinal(Family):
         of 2 (one ufunc call per operation for both bounds: the small-data hot loop is the
         number of calls, not their length): ``(first, last, x, ll, log f, f'/f, masks)``,
         ``x``, ``log f`` and ``f'/f`` of shape ``(2,) + ll.shape`` (a, then b), ``masks`` of
-        :meth:`_bound_table`, ``first`` and ``last`` of y's shape (not broadcast to eta's).  The same values; ``key`` the thresholds as a tuple of floats."""
+        :meth:`_bound_table`, ``first`` and ``last`` of y's shape (not broadcast to eta's).
+        The same values as :meth:`_np_rows`' general form."""
         masks, bounds, wa, wb, mid, first, last, gap, _, _ = self._bound_table(y, taus, key)
         x2 = bounds - eta
         lp, lq = self.link.log_p_and_log_q(x2)
