@@ -158,6 +158,11 @@ class Family:
     variance_doc: ClassVar[str] = ""
     #: a note per link for the docs table (``{"log": "Bayesian path only"}``)
     link_notes: ClassVar[dict] = {}
+    #: the row functions of the ML path (:meth:`loglik_eta_score_weight`, :meth:`aux_eta_derivs`)
+    #: broadcast over a leading axis of points: eta (P, n) with each auxiliary value a (P, 1)
+    #: array, the derivatives in the parameters (P, n, A); the central-difference Hessian's
+    #: points are then evaluated as one batch (:mod:`bayes_glmm.ml.batch_scalar`)
+    aux_rows_broadcast: ClassVar[bool] = False
     #: the links the maximum-likelihood path fits (None: all of :attr:`links`); the others are
     #: refused by ``fit_ml`` with a pointer to the Bayesian path
     ml_links: ClassVar[tuple | None] = None

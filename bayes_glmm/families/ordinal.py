@@ -100,6 +100,9 @@ class Ordinal(Family):
     aux_table_title = "Threshold coefficients:"
     aux_params = _PerModel()
     aux_vector_name = "thresholds"
+    # (the thresholds as (P, 1) arrays take the one-hot bounds of _bounds: every row function
+    # broadcasts over the points)
+    aux_rows_broadcast = True
     variance_formula = "P(Y <= k) = F(tau_k - eta)"
     response_doc = "ordered categories 1 < ... < K (K ≥ 3)"
     variance_doc = "—"

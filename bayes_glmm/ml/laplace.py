@@ -33,6 +33,7 @@ from .optimize import (check_convergence, fd_gradient, fd_hessian, fd_hessian_fr
                        saturated_correlations, theta_layout, theta_scales, warn_nonconvergence)
 from .auxpar import aux_coords, aux_lower, aux_natural, aux_starts, check_aux_params
 from .pirls import hessian_weights, make_response, pirls, with_aux
+from .batch_scalar import batch_applies, batch_devgrad
 from .pirls_scalar import pirls_fast
 from .types import MLFit
 from ..spec.validate import user_stacklevel
@@ -413,7 +414,37 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
         state["devgrad_at"] = (pr, n_agq, (res[0], np.array(res[1], dtype=float)), state.get("pred"))
         return res
 
+    if n_agq == 1 and len(terms) == 1 and resp.n_aux and resp.family.aux_rows_broadcast:
+        fg.batch = _batch_gradients(resp, s, terms, slices, nt, state)
     return fg
+
+
+def _batch_gradients(resp, s, terms, slices, nt, state):
+    """``batch(points) -> gradients (P, d) or None``: :func:`make_devgrad`'s gradients at many
+    points at once (:mod:`bayes_glmm.ml.batch_scalar`), each point's modes warm-started as
+    :func:`_modes` starts them; None where the batch does not apply (one at a time then).
+    The state of the sequential evaluations (last modes, prediction) is left as it was."""
+    p = resp.X.shape[1]
+
+    def batch(points):
+        pts = np.asarray(points, dtype=float)
+        if not batch_applies(with_aux(resp, pts[0, nt + p:]), s):
+            return None
+        lam = np.array([float(lambdas_from_theta(t, terms, slices)[0][0, 0]) for t in pts[:, :nt]])
+        u = state.get("u")
+        u0 = np.zeros((pts.shape[0], s.J[0])) if u is None else np.tile(u, (pts.shape[0], 1))
+        pred = state.get("pred")
+        if pred is not None and pred[0].shape == pts.shape[1:]:
+            dx = pts - pred[0]
+            near = np.max(np.abs(dx), axis=1) <= _PREDICT_STEP_GENERAL
+            u0 = np.where(near[:, None], pred[1] + dx @ pred[2].T, u0)
+        try:
+            out = batch_devgrad(resp, s, lam, pts[:, nt:nt + p], pts[:, nt + p:], u0)
+        except (FloatingPointError, np.linalg.LinAlgError):
+            return None
+        return None if out is None else out[1]
+
+    return batch
 
 
 def _aux_lower(resp) -> np.ndarray:
