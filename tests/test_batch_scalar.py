@@ -33,27 +33,29 @@ def _points(x0):
 
 
 @pytest.mark.parametrize("link", ["logit", "probit"])
-def test_batch_equals_one_at_a_time(link):
+@pytest.mark.parametrize("n_agq", [1, 10])
+def test_batch_equals_one_at_a_time(link, n_agq):
     resp, s, terms, slices = _model(link)
     assert batch_applies(with_aux(resp, X0[3:]), s)
     pts = _points(X0)
     u0 = np.linspace(-0.5, 0.5, s.J[0])
     lam = np.array([float(lambdas_from_theta(p[:1], terms, slices)[0][0, 0]) for p in pts])
-    dev, grad = batch_devgrad(resp, s, lam, pts[:, 1:3], pts[:, 3:], np.tile(u0, (len(pts), 1)))
+    dev, grad = batch_devgrad(resp, s, lam, pts[:, 1:3], pts[:, 3:], np.tile(u0, (len(pts), 1)), n_agq)
     for k, x in enumerate(pts):
         # the same warm start, one point at a time through the sequential path
-        f, g = laplace.make_devgrad(resp, s, terms, slices, 1, {"u": u0.copy()})(x)
+        f, g = laplace.make_devgrad(resp, s, terms, slices, n_agq, {"u": u0.copy()})(x)
         assert dev[k] == pytest.approx(f, rel=1e-12)
         np.testing.assert_allclose(grad[k], g, rtol=1e-10, atol=1e-10 * np.max(np.abs(g)))
 
 
 @pytest.mark.parametrize("link", ["logit", "probit"])
-def test_hessian_batch_equals_one_at_a_time(link):
+@pytest.mark.parametrize("n_agq", [1, 10])
+def test_hessian_batch_equals_one_at_a_time(link, n_agq):
     resp, s, terms, slices = _model(link)
     Hs = []
     for batched in (True, False):
         state = {}
-        fg = laplace.make_devgrad(resp, s, terms, slices, 1, state)
+        fg = laplace.make_devgrad(resp, s, terms, slices, n_agq, state)
         assert hasattr(fg, "batch")
         fg(X0)  # (the modes' prediction the stencil points start from, as in the fit)
         calls = []
@@ -82,8 +84,11 @@ def test_batch_declines_what_it_does_not_cover():
     assert not batch_applies(with_aux(resp2, [np.log(3.0)]), s2)
     slices2, _, _ = theta_layout(spec.terms)
     assert not hasattr(laplace.make_devgrad(resp2, s2, spec.terms, slices2, 1, {}), "batch")
-    # AGQ: the batch is the Laplace gradient's only
-    assert not hasattr(laplace.make_devgrad(resp, s, terms, slices, 10, {}), "batch")
+    # and the stencil then goes one point at a time (the same Hessian as without the batch)
+    fg = laplace.make_devgrad(resp, s, terms, slices, 1, {})
+    fg.batch = lambda pts: None
+    H, n = fd_hessian_pd(fg, X0)
+    assert n == 2 * X0.size and np.all(np.isfinite(H))
 
 
 @pytest.mark.parametrize("n_agq", [1, 10])

@@ -485,13 +485,17 @@ class Ordinal(Family):
         ``f(a) / P`` where tau_k is the row's upper bound (k = y), ``-f(b) / P`` where it is the
         lower one (k = y - 1), 0 elsewhere (the ``l_a``, ``l_b`` of :meth:`aux_eta_derivs`)."""
         taus = self._taus(self.aux_values(aux))
-        if not _all_scalar(taus):
-            return None
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        # AGQ: the score's rows at these nodes (else computed)
-        rows, (ra, rb) = self._recall(y, eta, taus) or self._ratios(y, eta, taus)
-        ll = rows[3]
+        if _all_scalar(taus):
+            # AGQ: the score's rows at these nodes (else computed)
+            rows, (ra, rb) = self._recall(y, eta, taus) or self._ratios(y, eta, taus)
+            ll = rows[3]
+        else:  # (thresholds per point of a batch, bayes_glmm.ml.batch_scalar: the one-hot bounds)
+            first, last, _, _, ll, lfa, _, lfb, _ = self._np_rows(y, eta, taus)
+            with np.errstate(over="ignore", invalid="ignore"):
+                ra = np.where(last, 0.0, np.exp(np.where(last, 0.0, lfa - ll)))
+                rb = np.where(first, 0.0, np.exp(np.where(first, 0.0, lfb - ll)))
         yi = np.broadcast_to(y.astype(np.intp), ll.shape)
         # all thresholds at once on a leading axis (four ufunc calls, not four per threshold)
         k = np.arange(len(taus)).reshape((-1,) + (1,) * yi.ndim)

@@ -21,15 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .agq import _group_matrix
+from .agq import _LOG_2PI, _group_matrix, gh_rule
 from .auxpar import aux_jacobian
 from .pirls import with_aux
 from .pirls_scalar import scalar_applies
 
 
 def batch_applies(resp, s, n_agq: int = 1) -> bool:
-    """True where :func:`batch_devgrad` evaluates the Laplace gradient of this model in one batch."""
-    return (n_agq == 1 and scalar_applies(resp, s) and resp.X_disp is None and resp.row_const is not None
+    """True where :func:`batch_devgrad` evaluates the Laplace or AGQ gradient of this model in one batch."""
+    return (n_agq >= 1 and scalar_applies(resp, s) and resp.X_disp is None and resp.row_const is not None
             and not resp.family.needs_trials and bool(resp.family.aux_rows_broadcast)
             and isinstance(_group_matrix(s), np.ndarray))
 
@@ -50,8 +50,8 @@ def _rows(resp, eta, vals, row_const):
     return pw * (row_const + ll), pw * wo, pw * d1
 
 
-def batch_devgrad(resp, s, lam, beta, aux, u0, *, tol=1e-7, maxit=100):
-    """Laplace deviances (P,) and gradients (P, 1 + p + A) at P points, or None.
+def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxit=100):
+    """Laplace (``n_agq = 1``) or AGQ deviances (P,) and gradients (P, 1 + p + A) at P points, or None.
 
     Parameters
     ----------
@@ -66,6 +66,8 @@ def batch_devgrad(resp, s, lam, beta, aux, u0, *, tol=1e-7, maxit=100):
         The family's auxiliary coordinates at each point.
     u0 : ndarray (P, J)
         Each point's warm start of the modes.
+    n_agq : int
+        1 for the Laplace approximation, else the nodes of adaptive Gauss-Hermite quadrature.
 
     Returns
     -------
@@ -138,7 +140,10 @@ def batch_devgrad(resp, s, lam, beta, aux, u0, *, tol=1e-7, maxit=100):
     pw = resp.pw
     l_a, r_a, W_a = pw[:, None] * (np.stack((l_v, r_v, W_v)) @ Jc)  # each (P, n, A)
     dW = pw * W_eta
-    return dev, _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a)
+    if n_agq == 1:
+        return dev, _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a)
+    du, T, Pn = _mode_derivs(resp, s, lam, u, W, r, dW, C, Af, r_a, W_a)
+    return _agq(resp, s, lam, u, eta, Af, vals, row_const, coords, n_agq, du, T, Pn)
 
 
 def _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a):
@@ -176,3 +181,78 @@ def _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a):
     g[:, 1:1 + p] = r @ X
     g[:, 1 + p:] = np.sum(l_a, axis=1)
     return -2.0 * g + T
+
+
+def _mode_derivs(resp, s, lam, u, W, r, dW, C, Af, r_a, W_a):
+    """:func:`bayes_glmm.ml.agq._mode_derivs_scalar`'s ``(du, T, P)`` on the (P, ...) arrays:
+    (P, J, d) each (the node scale's derivative without its two unit axes)."""
+    c = s.codes[0]
+    x = s.Xr[0][:, 0]
+    X = resp.X
+    p, na = X.shape[1], r_a.shape[2]
+    P, n = W.shape
+    d = 1 + p + na
+    G = _group_matrix(s)
+    lamc = lam[:, None]
+    D0 = np.zeros((P, n, d))
+    D0[:, :, 0] = x * u[:, c]
+    D0[:, :, 1:1 + p] = X
+    Linv = 1.0 / np.sqrt(Af)
+    Ainv = Linv * Linv
+    xx = x * x
+    S = G @ ((x * W)[:, :, None] * D0)  # (P, J, d)
+    rhs = -lamc[:, :, None] * S
+    rhs[:, :, 0] += (G @ (x * r).T).T  # (theta: Lambda is theta itself, batch_applies)
+    rhs[:, :, 1 + p:] += lamc[:, :, None] * (G @ (x[:, None] * r_a))
+    du = Ainv[:, :, None] * rhs
+    Deta = D0 + x[:, None] * (lamc[:, :, None] * du)[:, c]
+    dC = G @ ((dW * xx)[:, :, None] * Deta)
+    dC[:, :, 1 + p:] += G @ (xx[:, None] * W_a)
+    dA = (lamc * lamc)[:, :, None] * dC
+    dA[:, :, 0] += 2.0 * C * lamc
+    T = Ainv[:, :, None] * dA
+    Pn = 0.5 * (Linv * Ainv)[:, :, None] * dA
+    return du, T, Pn
+
+
+def _agq(resp, s, lam, u, eta, Af, vals, row_const, coords, n_agq, du, T, Pn):
+    """:func:`bayes_glmm.ml.agq._agq_scalar` (its fused form) on the (P, ...) arrays:
+    ``(deviances (P,), gradients (P, d))``."""
+    c = s.codes[0]
+    x = s.Xr[0][:, 0]
+    X = resp.X
+    p = X.shape[1]
+    G = _group_matrix(s)
+    fam = resp.family
+    lamc = lam[:, None]
+    L1 = np.sqrt(Af)
+    Linv = 1.0 / L1
+    Ash = x * (lamc * Linv)[:, c]  # (P, n): eta shift per unit z
+    z, lw = gh_rule(n_agq, 1)
+    zk = z[:, 0]
+    eta_k = eta[:, :, None] + Ash[:, :, None] * zk  # (P, n, K)
+    vals3 = {k: v[:, :, None] for k, v in vals.items()}  # (P, 1, 1): each point's over its rows and nodes
+    y1, pw1 = resp.y[:, None], resp.pw[:, None]
+    lle, rk, _ = fam.loglik_eta_score_weight(y1, eta_k, **vals3)
+    ll, rk = pw1 * (row_const[:, :, None] + lle), pw1 * rk
+    uu = u[:, :, None] + Linv[:, :, None] * zk  # (P, J, K)
+    a = G @ ll - 0.5 * (uu * uu) + lw
+    m = np.max(a, axis=2)
+    ea = np.exp(a - m[:, :, None])
+    tot = np.sum(ea, axis=2)
+    logL = -0.5 * _LOG_2PI - np.log(L1) + m + np.log(tot)
+    sz = G @ (rk * x[:, None])  # (P, J, K)
+    eg = ea * (lamc[:, :, None] * sz - uu)
+    g1, g2 = np.sum(eg, axis=2), eg @ zk
+    su = np.sum(ea * sz * uu, axis=2)
+    rho = np.sum(ea[:, c] * rk, axis=2)  # (P, n)
+    acc = g1[:, :, None] * du - g2[:, :, None] * Pn
+    acc[:, :, 0] += su
+    acc[:, :, 1:1 + p] += G @ (X * rho[:, :, None])
+    # the thresholds' (auxiliary coordinates') direct effect at fixed nodes, through each point's Jacobian
+    exact = np.asarray(fam.aux_loglik_derivs(y1, eta_k, **vals3))  # (A, P, n, K)
+    Jc = np.stack([aux_jacobian(fam, a_) for a_ in coords])  # (P, A, A)
+    dl = pw1 * np.einsum("pkj,kpnm->jpnm", Jc, exact)
+    acc[:, :, 1 + p:] += np.moveaxis(np.sum((G @ dl) * ea, axis=3), 0, 2)
+    dlogL = -0.5 * T + acc / tot[:, :, None]
+    return -2.0 * np.sum(logL, axis=1), -2.0 * np.sum(dlogL, axis=1)

@@ -414,12 +414,12 @@ def make_devgrad(resp, s, terms, slices, n_agq=1, state=None):
         state["devgrad_at"] = (pr, n_agq, (res[0], np.array(res[1], dtype=float)), state.get("pred"))
         return res
 
-    if n_agq == 1 and len(terms) == 1 and resp.n_aux and resp.family.aux_rows_broadcast:
-        fg.batch = _batch_gradients(resp, s, terms, slices, nt, state)
+    if len(terms) == 1 and resp.n_aux and resp.family.aux_rows_broadcast:
+        fg.batch = _batch_gradients(resp, s, terms, slices, nt, state, n_agq)
     return fg
 
 
-def _batch_gradients(resp, s, terms, slices, nt, state):
+def _batch_gradients(resp, s, terms, slices, nt, state, n_agq=1):
     """``batch(points) -> gradients (P, d) or None``: :func:`make_devgrad`'s gradients at many
     points at once (:mod:`bayes_glmm.ml.batch_scalar`), each point's modes warm-started as
     :func:`_modes` starts them; None where the batch does not apply (one at a time then).
@@ -428,9 +428,11 @@ def _batch_gradients(resp, s, terms, slices, nt, state):
 
     def batch(points):
         pts = np.asarray(points, dtype=float)
-        if not batch_applies(with_aux(resp, pts[0, nt + p:]), s):
+        if nt != 1 or not batch_applies(with_aux(resp, pts[0, nt + p:]), s, n_agq):
             return None
         lam = np.array([float(lambdas_from_theta(t, terms, slices)[0][0, 0]) for t in pts[:, :nt]])
+        if not np.array_equal(lam, pts[:, 0]):
+            return None  # (the batch's theta derivative is Lambda's own: a structure where Lambda = theta)
         u = state.get("u")
         u0 = np.zeros((pts.shape[0], s.J[0])) if u is None else np.tile(u, (pts.shape[0], 1))
         pred = state.get("pred")
@@ -439,7 +441,7 @@ def _batch_gradients(resp, s, terms, slices, nt, state):
             near = np.max(np.abs(dx), axis=1) <= _PREDICT_STEP_GENERAL
             u0 = np.where(near[:, None], pred[1] + dx @ pred[2].T, u0)
         try:
-            out = batch_devgrad(resp, s, lam, pts[:, nt:nt + p], pts[:, nt + p:], u0)
+            out = batch_devgrad(resp, s, lam, pts[:, nt:nt + p], pts[:, nt + p:], u0, n_agq)
         except (FloatingPointError, np.linalg.LinAlgError):
             return None
         return None if out is None else out[1]
