@@ -46,6 +46,23 @@ def test_informativeness_grows_with_the_counts_and_crosses_the_threshold():
     assert bg.GLMM("y ~ x + (1 | g)", _counts(3.0), family="poisson").centered_terms == {"g": HIERARCHICAL}
 
 
+def test_rows_without_trials_leave_the_measure_finite():
+    """A binomial row of 0 out of 0 carries no weight: its group's informativeness stays finite
+    (it was 0 / 0 = NaN, which made the group's sums NaN) and no RuntimeWarning leaks to the user."""
+    rng = np.random.default_rng(1)
+    g = np.repeat(np.arange(40), 10)
+    trials = rng.integers(1, 12, 400)
+    trials[::37] = 0
+    y = rng.binomial(trials, 1.0 / (1.0 + np.exp(-2.0 * rng.normal(size=40)[g])))
+    d = pd.DataFrame({"y": y, "n": trials, "g": g.astype(str)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        m = bg.GLMM("cbind(y, n - y) ~ 1 + (1 | g)", d, family="binomial")
+        r = informativeness(m.spec, m.spec.terms[0])
+    assert np.all(np.isfinite(r)) and np.median(r) > AUTO_THRESHOLD
+    assert m.centered_terms == {"g": HIERARCHICAL}
+
+
 @pytest.mark.parametrize("formula, data, family, choice", [
     ("Response ~ Month * Treatment + (1 | ID)", "toenail", "bernoulli", False),  # r = 0
     ("count ~ visit + (1 | id)", "epilepsy", "poisson", HIERARCHICAL),  # r = 22

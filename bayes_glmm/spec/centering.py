@@ -102,7 +102,10 @@ def _group_means(spec: ModelSpec, term):
     n_tr = np.asarray(spec.trials, dtype=float) if (fam.needs_trials and spec.trials is not None) else np.ones(len(y))
     expo = np.exp(np.asarray(spec.offset, dtype=float)) if fam.link.is_log else np.ones(len(y))
     W = w * n_tr * expo
-    yy = y / n_tr / expo if (fam.needs_trials or fam.link.is_log) else y
+    # rows with no trials (binomial counts of 0 out of 0) carry no weight: their per-trial mean is
+    # set to 0 rather than 0 / 0, whose NaN would poison their group's sums
+    den = n_tr * expo
+    yy = np.divide(y, den, out=np.zeros(len(y)), where=den > 0) if (fam.needs_trials or fam.link.is_log) else y
     codes = np.asarray(term.codes)
     J = term.n_levels
     tot = float(np.sum(W))
