@@ -170,19 +170,7 @@ def laplace_start(glmm, density, logp_grad, *, use_ml: bool = True) -> LaplaceSt
     elif use_ml:
         x0, _ = _ml_log_scales(glmm, density, x0)
 
-    def negf(z):
-        x = x0.copy()
-        x[free] = z
-        lp, g = logp_grad(x)
-        calls[0] += 1
-        if not np.isfinite(lp):
-            return np.inf, np.zeros_like(z)
-        return -lp, -g[free]
-
-    mode = x0.copy()
-    if free.size:
-        with np.errstate(all="ignore"):
-            mode[free] = lbfgs(negf, x0[free], MAX_ITER)
+    mode = _conditional_mode(x0, free, logp_grad, calls)
     inv_mass = _curvature(mode, logp_grad, effects, eff_idx, held, calls)
     _scale_variances(density, mode, inv_mass)
     return LaplaceStart(mode, inv_mass, calls[0])
