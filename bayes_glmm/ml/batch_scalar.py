@@ -135,7 +135,10 @@ def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxi
     dev = -2.0 * ll + np.sum(u * u, axis=1) + 2.0 * np.sum(np.log(np.sqrt(Af)), axis=1)
     # the row derivatives in the thresholds (or other parameters), to the coordinates per point
     fam = resp.family
-    W_eta, l_v, r_v, W_v = fam.aux_eta_derivs(resp.y, eta, **vals)
+    exact = fam.aux_eta_derivs(resp.y, eta, **vals)
+    if exact is None:
+        return None  # (no closed form: the sequential path's central differences)
+    W_eta, l_v, r_v, W_v = exact
     Jc = np.stack([aux_jacobian(fam, a) for a in coords])  # (P, A, A)
     pw = resp.pw
     l_a, r_a, W_a = pw[:, None] * (np.stack((l_v, r_v, W_v)) @ Jc)  # each (P, n, A)
@@ -250,7 +253,10 @@ def _agq(resp, s, lam, u, eta, Af, vals, row_const, coords, n_agq, du, T, Pn):
     acc[:, :, 0] += su
     acc[:, :, 1:1 + p] += G @ (X * rho[:, :, None])
     # the thresholds' (auxiliary coordinates') direct effect at fixed nodes, through each point's Jacobian
-    exact = np.asarray(fam.aux_loglik_derivs(y1, eta_k, **vals3))  # (A, P, n, K)
+    exact = fam.aux_loglik_derivs(y1, eta_k, **vals3)
+    if exact is None:
+        return None
+    exact = np.asarray(exact)  # (A, P, n, K)
     Jc = np.stack([aux_jacobian(fam, a_) for a_ in coords])  # (P, A, A)
     dl = pw1 * np.einsum("pkj,kpnm->jpnm", Jc, exact)
     acc[:, :, 1 + p:] += np.moveaxis(np.sum((G @ dl) * ea, axis=3), 0, 2)
