@@ -150,8 +150,10 @@ def _string_factors(fx: pd.DataFrame, cols) -> pd.DataFrame:
         levels = levels.tolist()
         if levels != sorted(levels):  # formulae's order; never differs for strings, but be exact
             continue
-        conv[c] = pd.Series(pd.Categorical.from_codes(codes.ravel(), categories=levels, ordered=True),
-                            index=s.index)
+        # object categories: formulae reads them back as the same list (``categories.tolist()``),
+        # and pandas validates a str-dtype Index of them ~3x slower
+        dtype = pd.CategoricalDtype(pd.Index(levels, dtype=object), ordered=True)
+        conv[c] = pd.Series(pd.Categorical.from_codes(codes.ravel(), dtype=dtype), index=s.index)
     if not conv:
         return fx
     out = fx.copy(deep=False)
