@@ -368,11 +368,7 @@ def _curvature(mode, logp_grad, effects, eff_idx, held, calls) -> np.ndarray:
         return g1, g2
 
     inv = np.ones(n)
-    d_uu = np.full(n, np.nan)
-    for idx in effects:
-        r = dgrad(idx)
-        if r is not None:
-            d_uu[idx] = -(r[0][idx] - r[1][idx]) / (2.0 * h[idx])
+    d_uu = _effect_curvature(mode, logp_grad, effects, calls)
     # the fixed effects and the family's parameters; the scales are set apart (_scale_variances)
     small = np.setdiff1d(np.arange(n), np.concatenate([eff_idx, held]))
     H = np.full((small.size, n), np.nan)  # rows of the Hessian of -logp at the small coordinates
