@@ -386,12 +386,6 @@ def ordered_chains(family) -> list:
     return out
 
 
-def ordered_values(z):
-    """The values of an ordered chain from its coordinates (..., k): ``cumsum(z_0, exp(z_1), ...)``."""
-    z = np.asarray(z, dtype=float)
-    return np.cumsum(np.concatenate([z[..., :1], np.exp(z[..., 1:])], axis=-1), axis=-1)
-
-
 def aux_blocks(family, priors: dict, start: int, skip: int = 0) -> list:
     """One scalar :class:`_Block` per auxiliary parameter of ``family`` (``family.aux_params``
     order, from ``start``), named and with the prior of its key ``aux.name``; a positive

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..covariance.lkj import log_cosh
+from ..ml.auxpar import ordered_values
 from ..ops.dual import ND_OPS, deriv, seed, value
 from ..priors import disp_key, get_kind, zi_key
 
@@ -47,11 +48,7 @@ class _Chain:
         self.sl = slice(start, start + len(self.names))
         self.priors = [priors[nm] for nm in self.names]
 
-    @staticmethod
-    def values(z):
-        """The ordered values from the coordinates (..., k)."""
-        z = np.asarray(z, dtype=float)
-        return np.cumsum(np.concatenate([z[..., :1], np.exp(z[..., 1:])], axis=-1), axis=-1)
+    values = staticmethod(ordered_values)
 
     def logp_grad(self, w):
         z = np.asarray(w[self.sl], dtype=float)

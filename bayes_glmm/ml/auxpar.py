@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["aux_lower", "aux_coords", "aux_natural", "aux_starts", "aux_jacobian", "check_aux_params",
-           "fit_coords"]
+           "fit_coords", "ordered_values"]
 
 _SUPPORTS = ("positive", "real", "ordered")
 
@@ -54,6 +54,13 @@ def aux_natural(family, coords) -> dict:
             else float(z)
         out[a.name] = prev = v
     return out
+
+
+def ordered_values(z):
+    """The values of an ordered chain from its coordinates (..., k): ``cumsum(z_0, exp(z_1), ...)``
+    (the same map as :func:`aux_natural` for a chain, on arrays of points)."""
+    z = np.asarray(z, dtype=float)
+    return np.cumsum(np.concatenate([z[..., :1], np.exp(z[..., 1:])], axis=-1), axis=-1)
 
 
 def aux_coords(family, values) -> np.ndarray:
