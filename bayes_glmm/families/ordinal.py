@@ -70,6 +70,29 @@ def _all_scalar(taus) -> bool:
     return all(isinstance(t, float) or np.ndim(t) == 0 for t in taus)
 
 
+def _per_point(taus, y) -> tuple | None:
+    """The common shape ``(P, 1, ...)`` of thresholds given per point of a batch against y's
+    axes (:mod:`bayes_glmm.ml.batch_scalar`: each (P, 1) against y (n,), (P, 1, 1) against AGQ's
+    (n, 1)), or None."""
+    shape = np.shape(taus[0]) if len(taus) else None
+    if shape is None or len(shape) != 1 + np.ndim(y) or any(k != 1 for k in shape[1:]) \
+            or any(np.shape(t) != shape for t in taus):
+        return None
+    return shape
+
+
+def _stack_key(taus, y):
+    """The thresholds' key of the stacked row pieces (:meth:`Ordinal._bound_table`): a tuple of
+    floats for scalar thresholds (the ML path), ``(shape, bytes)`` for thresholds per point of a
+    batch (:func:`_per_point`), None for any other shape (the general one-hot form)."""
+    if _all_scalar(taus):
+        return tuple(float(t) for t in taus)
+    shape = _per_point(taus, y)
+    if shape is None:
+        return None
+    return shape, np.stack([np.reshape(np.asarray(t, dtype=float), shape[0]) for t in taus], axis=1).tobytes()
+
+
 def _threshold(k: int, labels, start: float) -> AuxParam:
     return AuxParam(
         f"{labels[k]}|{labels[k + 1]}", f"threshold between categories {labels[k]} and {labels[k + 1]}",
@@ -206,10 +229,18 @@ class Ordinal(Family):
     def _np_bounds(self, y, taus):
         """:meth:`_bounds` on NumPy by gathering from the table of thresholds (scalar ones: the ML
         path's hot loop), the same values as the one-hot form."""
-        if not _all_scalar(taus):
-            return self._bounds(y, NUMPY_OPS, taus)
-        t = np.asarray(taus, dtype=float)
         yi = np.asarray(y).astype(np.intp)
+        if not _all_scalar(taus):
+            shape = _per_point(taus, y)
+            if shape is None:
+                return self._bounds(y, NUMPY_OPS, taus)
+            # thresholds per point of a batch, each (P, 1, ...) against y's rows: gather each
+            # point's row of the table (P, K + 1), the same values as the one-hot form
+            t = np.stack([np.reshape(np.asarray(v, dtype=float), (shape[0],)) for v in taus], axis=1)
+            first, last = (yi == 0) * 1.0, (yi == t.shape[1]) * 1.0
+            return (first, last, np.concatenate((t, t[:, -1:] + 1.0), axis=1)[:, yi],
+                    np.concatenate((t[:, :1] - 1.0, t), axis=1)[:, yi])
+        t = np.asarray(taus, dtype=float)
         first, last = (yi == 0) * 1.0, (yi == t.size) * 1.0
         # (np.concatenate, not np.append / np.insert: this runs a few times per PIRLS step)
         return (first, last, np.concatenate((t, t[-1:] + 1.0))[yi],
@@ -287,7 +318,7 @@ class Ordinal(Family):
         masks are computed once per run instead of at each of its 3-6 row evaluations (a
         fifth of a 72-row evaluation).  One tuple, replaced whole (thread-safe as ``_memo``).
         """
-        key, shape = tuple(float(t) for t in taus) if key is None else key, np.shape(y)
+        key, shape = _stack_key(taus, y) if key is None else key, np.shape(y)
         tables = self._table or {}
         m = tables.get(shape)  # (one per shape of y: PIRLS's rows, AGQ's (n, 1) column)
         if m is not None and m[1] == key and (m[0] is y or np.array_equal(m[0], y)):
@@ -303,8 +334,10 @@ class Ordinal(Family):
         # each row's upper bound is threshold y (column y), its lower one threshold y - 1
         k = np.arange(len(taus))
         yi = np.asarray(y).astype(np.intp)[..., None]
-        value = (np.stack((last > 0, first > 0)), np.stack((hi, lo)), wa, wb, wb - last, first > 0, last > 0, gap,
-                 yi == k, yi == k + 1)
+        masks = np.stack((last > 0, first > 0))
+        # thresholds per point: the bounds have a leading axis of points that y's masks lack
+        masks = masks.reshape((2,) + (1,) * (np.ndim(hi) - np.ndim(first)) + np.shape(first))
+        value = (masks, np.stack((hi, lo)), wa, wb, wb - last, first > 0, last > 0, gap, yi == k, yi == k + 1)
         if np.size(y) <= self._MEMO_SIZE:
             object.__setattr__(self, "_table", {**tables, shape: (y, key, value)})
         return value
@@ -352,22 +385,22 @@ class Ordinal(Family):
         with unchanged values, an equal y and the same thresholds; one tuple, replaced whole
         (a reader in another thread sees an old or a new entry, never a mix).
         """
-        if np.size(eta) <= self._MEMO_SIZE and (key is not None or _all_scalar(taus)):
-            key = tuple(float(t) for t in taus) if key is None else key
+        key = _stack_key(taus, y) if key is None else key
+        if np.size(eta) <= self._MEMO_SIZE and key is not None:
             object.__setattr__(self, "_memo", (y, eta, eta.copy(), key, value))
 
     def _recall(self, y, eta, taus):
         """:meth:`_remember`'s value for these arguments, or None."""
         m = self._memo
-        if (m is None or m[1] is not eta or not _all_scalar(taus) or m[3] != tuple(float(t) for t in taus)
+        if (m is None or m[1] is not eta or m[3] != _stack_key(taus, y)
                 or not np.array_equal(m[2], eta) or not (m[0] is y or np.array_equal(m[0], y))):
             return None
         return m[4]
 
     def _row_derivs(self, y, eta, taus):
         """(ll, d1, -d2) of each row's log-density in eta."""
-        if _all_scalar(taus):
-            key = tuple(float(t) for t in taus)
+        key = _stack_key(taus, y)
+        if key is not None:
             rows, R = self._ratios(y, eta, taus, key)
             self._remember(y, eta, taus, (rows, R), key)
             d1 = R[1] - R[0]  # dP/deta = f(b) - f(a)
@@ -448,7 +481,8 @@ class Ordinal(Family):
         taus = self._taus(aux)
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        if _all_scalar(taus):
+        stacked = _stack_key(taus, y) is not None
+        if stacked:
             # PIRLS's last rows, at this eta (else computed), the two bounds stacked
             rows, R = self._recall(y, eta, taus) or self._ratios(y, eta, taus)
             masks, x2 = rows[6], rows[2]
@@ -470,7 +504,7 @@ class Ordinal(Family):
         # each row's upper bound is threshold y (column y), its lower one threshold y - 1; a
         # masked select, not a scatter (np.where keeps an overflowed entry out of the others),
         # the three arrays at once
-        if _all_scalar(taus):
+        if stacked:
             up, dn = self._bound_table(y, taus)[8:]
         else:
             k = np.arange(len(taus))
@@ -487,7 +521,7 @@ class Ordinal(Family):
         taus = self._taus(self.aux_values(aux))
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        if _all_scalar(taus):
+        if _stack_key(taus, y) is not None:
             # AGQ: the score's rows at these nodes (else computed)
             rows, (ra, rb) = self._recall(y, eta, taus) or self._ratios(y, eta, taus)
             ll = rows[3]

@@ -47,13 +47,24 @@ def aux_lower(family) -> np.ndarray:
 
 
 def aux_natural(family, coords) -> dict:
-    """``{name: value}`` on the natural scale from the coordinates ``a`` (one per parameter)."""
+    """``{name: value}`` on the natural scale from the coordinates ``a`` (one per parameter):
+    floats for one point ``(A,)``; for many points ``(P, A)`` arrays ``(P,)`` (a batch of points,
+    :mod:`bayes_glmm.ml.batch_scalar`)."""
+    z = np.asarray(coords, dtype=float)
+    if z.ndim > 1:
+        cols, exp = [z[..., i] for i in range(z.shape[-1])], np.exp
+    else:
+        cols, exp = z, _exp_float
     out, prev = {}, 0.0
-    for a, z in zip(family.aux_params, np.asarray(coords, dtype=float)):
-        v = float(np.exp(z)) if a.support == "positive" else prev + float(np.exp(z)) if a.support == "ordered" \
-            else float(z)
+    for a, zi in zip(family.aux_params, cols):
+        v = exp(zi) if a.support == "positive" else prev + exp(zi) if a.support == "ordered" \
+            else (zi if z.ndim > 1 else float(zi))
         out[a.name] = prev = v
     return out
+
+
+def _exp_float(t) -> float:
+    return float(np.exp(t))
 
 
 def ordered_values(z):
@@ -78,19 +89,20 @@ def aux_coords(family, values) -> np.ndarray:
 
 def aux_jacobian(family, coords) -> np.ndarray:
     """d natural value / d coordinate (A x A): diagonal but for the ordered parameters, each
-    of which moves with every coordinate of its chain (``tau_k = tau_1 + sum exp(a_j)``)."""
-    vals = list(aux_natural(family, coords).values())
+    of which moves with every coordinate of its chain (``tau_k = tau_1 + sum exp(a_j)``).
+    For many points ``(P, A)`` of coordinates, ``(P, A, A)``."""
     z = np.asarray(coords, dtype=float)
+    vals = list(aux_natural(family, z).values())
     A = len(vals)
-    J = np.zeros((A, A))
+    J = np.zeros(z.shape[:-1] + (A, A))
     for i, a in enumerate(family.aux_params):
         if a.support == "positive":
-            J[i, i] = vals[i]
+            J[..., i, i] = vals[i]
         elif a.support == "ordered" and i > 0:
-            J[i, :] = J[i - 1, :]
-            J[i, i] = float(np.exp(z[i]))
+            J[..., i, :] = J[..., i - 1, :]
+            J[..., i, i] = np.exp(z[..., i])
         else:
-            J[i, i] = 1.0
+            J[..., i, i] = 1.0
     return J
 
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .agq import _LOG_2PI, _group_matrix, gh_rule
-from .auxpar import aux_jacobian
-from .pirls import with_aux
+from .auxpar import aux_jacobian, aux_natural
 from .pirls_scalar import scalar_applies
 
 
@@ -36,11 +35,14 @@ def batch_applies(resp, s, n_agq: int = 1) -> bool:
 
 def _stacked_aux(resp, aux):
     """``(aux values {name: (P, 1)}, row constants (P, n), coordinates (P, A))`` of the P points'
-    auxiliary coordinates ``aux`` (P, A), each point's as :func:`~bayes_glmm.ml.pirls.with_aux` sets them."""
-    rs = [with_aux(resp, a) for a in aux]
-    names = list(rs[0].aux_vals)
-    vals = {k: np.array([[float(r.aux_vals[k])] for r in rs]) for k in names}
-    return vals, np.stack([r.row_const for r in rs]), np.stack([r.aux_coord for r in rs])
+    auxiliary coordinates ``aux`` (P, A), each point's as :func:`~bayes_glmm.ml.pirls.with_aux`
+    sets them (one call on the (P, A) array: a family that broadcasts its rows over points,
+    :func:`batch_applies`, broadcasts its eta-free terms too)."""
+    coords = np.asarray(aux, dtype=float)
+    vals = {k: v[:, None] for k, v in aux_natural(resp.family, coords).items()}
+    P, n = coords.shape[0], resp.y.size
+    const = resp.family.loglik_constant(resp.y, resp.n_trials, **vals)
+    return vals, np.broadcast_to(np.asarray(const, dtype=float), (P, n)), coords
 
 
 def _rows(resp, eta, vals, row_const):
@@ -50,7 +52,7 @@ def _rows(resp, eta, vals, row_const):
     return pw * (row_const + ll), pw * wo, pw * d1
 
 
-def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxit=100):
+def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxit=100, return_modes=False):
     """Laplace (``n_agq = 1``) or AGQ deviances (P,) and gradients (P, 1 + p + A) at P points, or None.
 
     Parameters
@@ -68,10 +70,13 @@ def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxi
         Each point's warm start of the modes.
     n_agq : int
         1 for the Laplace approximation, else the nodes of adaptive Gauss-Hermite quadrature.
+    return_modes : bool
+        Also return the conditional modes (P, J) and their derivatives in the parameters
+        (P, J, 1 + p + A) (the next batch's warm start, predicted to first order).
 
     Returns
     -------
-    (dev, grad) or None
+    (dev, grad) or (dev, grad, modes, mode derivatives) or None
         None wherever the sequential evaluation would leave the plain Newton iteration (see
         the module docstring): the caller then evaluates the points one at a time.
     """
@@ -139,14 +144,19 @@ def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxi
     if exact is None:
         return None  # (no closed form: the sequential path's central differences)
     W_eta, l_v, r_v, W_v = exact
-    Jc = np.stack([aux_jacobian(fam, a) for a in coords])  # (P, A, A)
+    Jc = aux_jacobian(fam, coords)  # (P, A, A)
     pw = resp.pw
     l_a, r_a, W_a = pw[:, None] * (np.stack((l_v, r_v, W_v)) @ Jc)  # each (P, n, A)
     dW = pw * W_eta
     if n_agq == 1:
-        return dev, _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a)
-    du, T, Pn = _mode_derivs(resp, s, lam, u, W, r, dW, C, Af, r_a, W_a)
-    return _agq(resp, s, lam, u, eta, Af, vals, row_const, coords, n_agq, du, T, Pn)
+        grad, du = _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a)
+        out = dev, grad
+    else:
+        du, T, Pn = _mode_derivs(resp, s, lam, u, W, r, dW, C, Af, r_a, W_a)
+        out = _agq(resp, s, lam, u, eta, Af, vals, row_const, coords, n_agq, du, T, Pn)
+    if out is None or not return_modes:
+        return out
+    return out[0], out[1], u, du
 
 
 def _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a):
@@ -183,7 +193,7 @@ def _grad(resp, s, lam, u, W, r, dW, C, l_a, r_a, W_a):
     g[:, 0] = np.sum(r * (x * uc), axis=1)
     g[:, 1:1 + p] = r @ X
     g[:, 1 + p:] = np.sum(l_a, axis=1)
-    return -2.0 * g + T
+    return -2.0 * g + T, du
 
 
 def _mode_derivs(resp, s, lam, u, W, r, dW, C, Af, r_a, W_a):
@@ -257,7 +267,7 @@ def _agq(resp, s, lam, u, eta, Af, vals, row_const, coords, n_agq, du, T, Pn):
     if exact is None:
         return None
     exact = np.asarray(exact)  # (A, P, n, K)
-    Jc = np.stack([aux_jacobian(fam, a_) for a_ in coords])  # (P, A, A)
+    Jc = aux_jacobian(fam, coords)  # (P, A, A)
     dl = pw1 * np.einsum("pkj,kpnm->jpnm", Jc, exact)
     acc[:, :, 1 + p:] += np.moveaxis(np.sum((G @ dl) * ea, axis=3), 0, 2)
     dlogL = -0.5 * T + acc / tot[:, :, None]
