@@ -372,6 +372,14 @@ class Family:
         support so that ``link(mustart)`` is finite."""
         return np.asarray(y, dtype=float)
 
+    def fixed_start(self, y, X, offset, weights):
+        """``(beta, {auxiliary name: value})``: the maximum-likelihood fit of the model without
+        random effects, a start for the mixed model's (lme4 starts ``glmer`` from the ``glm``
+        fit), or None where the family has none (the maximum-likelihood path then starts from
+        the least-squares fit of the linked :meth:`mustart` and the auxiliary parameters'
+        moment starts).  NumPy; ``weights`` are prior weights."""
+        return None
+
     def random(self, eta, rng, *, trials=None, zi_eta=None, **aux):
         """Draws of y given eta (NumPy): the distribution whose density is :meth:`loglik`.
 

@@ -561,6 +561,69 @@ class Ordinal(Family):
         # eta has no intercept: start the coefficients at 0 (the thresholds carry the marginal)
         return np.full(np.shape(y), 0.5)
 
+    def fixed_start(self, y, X, offset, weights, *, max_iter: int = 30, tol: float = 1e-6):
+        """The cumulative-link model without random effects (R's ``clm``) by Newton's method
+        with its exact Hessian in ``(beta, tau)``, from ``beta = 0`` and the marginal thresholds.
+
+        With ``a = tau[y] - eta``, ``b = tau[y - 1] - eta``, ``ra = f(a) / P``, ``rb = f(b) / P``
+        and the latent density's score ``g = f'/f``: ``l_a = ra``, ``l_b = -rb``,
+        ``l_aa = ra (ga - ra)``, ``l_ab = ra rb``, ``l_bb = -rb (gb + rb)`` (the derivatives of
+        :meth:`aux_eta_derivs`); eta moves a and b together with the sign -1.  A step that lowers
+        the log-likelihood or unorders the thresholds is halved.  None where it does not
+        converge (separation: estimates running off to infinity).
+        """
+        y = np.asarray(y, dtype=float)
+        X = np.asarray(X, dtype=float)
+        w = np.asarray(weights, dtype=float)
+        off = np.asarray(offset, dtype=float)
+        p, K1 = X.shape[1], len(self.aux_params)
+        if K1 == 0:
+            return None
+        beta = np.zeros(p)
+        tau = np.array([a.ml_start(0.0, 1.0) for a in self.aux_params], dtype=float)  # (the marginal's)
+        yi = y.astype(np.intp)[:, None]
+        k = np.arange(K1)
+        up, dn = (yi == k) * 1.0, (yi == k + 1) * 1.0
+
+        def parts(beta, tau):
+            taus = [float(t) for t in tau]
+            rows, (ra, rb) = self._ratios(y, off + X @ beta, taus)
+            return float(np.sum(w * rows[3])), ra, rb, np.where(rows[6], 0.0, rows[5])
+
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ll, ra, rb, (ga, gb) = parts(beta, tau)
+            for _ in range(max_iter):
+                laa, lab, lbb = ra * (ga - ra), ra * rb, -rb * (gb + rb)
+                g = np.concatenate((X.T @ (w * (rb - ra)), up.T @ (w * ra) - dn.T @ (w * rb)))
+                H = np.empty((p + K1, p + K1))
+                H[:p, :p] = (X.T * (w * (laa + 2.0 * lab + lbb))) @ X
+                H[:p, p:] = -(X.T * w) @ (up * (laa + lab)[:, None] + dn * (lab + lbb)[:, None])
+                H[p:, :p] = H[:p, p:].T
+                H[p:, p:] = (up.T * (w * laa)) @ up + (up.T * (w * lab)) @ dn + (dn.T * (w * lab)) @ up \
+                    + (dn.T * (w * lbb)) @ dn
+                try:
+                    step = np.linalg.solve(-H, g)
+                except np.linalg.LinAlgError:
+                    return None
+                dec = float(g @ step)
+                if not (np.isfinite(dec) and dec >= 0.0):
+                    return None
+                if dec < tol:
+                    return beta, {a.name: float(t) for a, t in zip(self.aux_params, tau)}
+                t = 1.0
+                for _h in range(30):
+                    nb, nt = beta + t * step[:p], tau + t * step[p:]
+                    if np.all(np.diff(nt) > 0.0):
+                        new = parts(nb, nt)
+                        if np.isfinite(new[0]) and new[0] >= ll - 1e-12 * abs(ll):
+                            break
+                    t *= 0.5
+                else:
+                    return None
+                beta, tau = nb, nt
+                ll, ra, rb, (ga, gb) = new
+        return None
+
     def random(self, eta, rng, *, trials=None, zi_eta=None, **aux):
         """Category codes 0 .. K-1 drawn from :meth:`category_probs`."""
         p = self.category_probs(eta, **aux)
