@@ -164,12 +164,31 @@ def _string_factors(fx: pd.DataFrame, cols) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- model matrices
 @dataclass(frozen=True)
 class _Matrix:
-    """A formulae design (or a pure intercept) with the lme4 column order and names."""
+    """A formulae design (or a pure intercept) with the lme4 column order and names.
 
-    common: Any  # formulae CommonTerms, or None for "1" / "0" only
+    A design of plain main effects coded without formulae (:func:`_plain_design`) keeps its
+    ``source`` (right-hand side, the coded frame, the full design's names) and builds
+    formulae's terms on first use of :attr:`common` (new data, the ANOVA's term map): the
+    same terms the eager path builds, checked to give the same columns and names."""
+
+    built: Any  # formulae CommonTerms; None for "1" / "0" only, or until built from ``source``
     perm: np.ndarray
     names: tuple
     intercept_only: bool
+    source: Any = None
+
+    @property
+    def common(self):
+        """formulae's ``CommonTerms`` of the design (None for an intercept or nothing)."""
+        if self.built is None and self.source is not None:
+            rhs, fx, full_names = self.source
+            dm = _formulae_design(rhs, fx, "design", rhs)
+            perm, names = _lme4_order(dm.common, rhs)
+            if names != full_names or not np.array_equal(perm, np.arange(len(names))):
+                raise RuntimeError(f"internal: the plain coding of {rhs!r} differs from formulae's "
+                                   f"({full_names} against {names}); please report it")
+            object.__setattr__(self, "built", dm.common)
+        return self.built
 
     def evaluate(self, fx: pd.DataFrame, where: str) -> np.ndarray:
         n = len(fx)
@@ -229,27 +248,88 @@ def _lme4_order(common, rhs: str):
 
 
 def _model_matrix(rhs: str, has_terms: bool, intercept: bool, fx: pd.DataFrame, where: str,
-                  formula: str):
-    """(matrix, _Matrix) for a right-hand side such as ``"1 + Month*Treatment"``."""
+                  formula: str, plain: bool = False):
+    """(matrix, _Matrix) for a right-hand side such as ``"1 + Month*Treatment"``.  ``plain``:
+    the caller coded the frame's plain text columns (:func:`_string_factors`), so a sum of
+    plain variables may be coded here without formulae (:func:`_plain_design`)."""
     n = len(fx)
     if not has_terms:
         enc = _Matrix(None, np.zeros(0, dtype=int), ("(Intercept)",) if intercept else (), intercept)
         return enc.evaluate(fx, where), enc
+    fast = _plain_design(rhs, fx) if plain else None
+    if fast is not None:
+        X, names = fast
+        _check_finite(X, n, where, rhs, formula)
+        return X, _Matrix(None, np.arange(len(names)), names, False, source=(rhs, fx, names))
+    dm = _formulae_design(rhs, fx, where, formula)
+    X = np.asarray(dm.common.design_matrix).astype(float)
+    _check_finite(X, n, where, rhs, formula)
+    perm, names = _lme4_order(dm.common, rhs)
+    return X[:, perm], _Matrix(dm.common, perm, names, False)
+
+
+def _formulae_design(rhs: str, fx: pd.DataFrame, where: str, formula: str):
+    """formulae's design matrices of ``rhs`` on ``fx`` (a ValueError naming the part on failure)."""
     # here, not at the top: formulae imports scipy.interpolate (~0.3 s), and "y ~ 1 + (1 | g)" needs none of it
     from formulae import design_matrices
     from formulae.environment import Environment
 
     try:
-        with np.errstate(all="ignore"):  # bad values are reported below, with the term
-            dm = design_matrices(rhs, fx, na_action="error", env=Environment([_namespace()]))
+        with np.errstate(all="ignore"):  # bad values are reported by the caller, with the term
+            return design_matrices(rhs, fx, na_action="error", env=Environment([_namespace()]))
     except Exception as e:
         raise ValueError(f"cannot build the {where} '{rhs}' of formula {formula!r}: {e}") from None
-    X = np.asarray(dm.common.design_matrix).astype(float)
+
+
+def _check_finite(X, n, where, rhs, formula):
     if X.shape[0] != n or not np.all(np.isfinite(X)):
         raise ValueError(f"the {where} '{rhs}' of formula {formula!r} produced missing or infinite values "
                          f"(e.g. log of a non-positive number); transform the column beforehand")
-    perm, names = _lme4_order(dm.common, rhs)
-    return X[:, perm], _Matrix(dm.common, perm, names, False)
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_.][A-Za-z0-9_.]*\Z")
+
+
+def _plain_design(rhs: str, fx: pd.DataFrame):
+    """``(X, names)`` of ``"1 + a + b + ..."`` -- an intercept and plain variables, each once --
+    coded as formulae codes it and named as lme4 names it, or None for any other right-hand
+    side or column type (formulae then).
+
+    A numeric column enters as itself; a factor (an ordered categorical, as the caller's
+    recoding leaves every factor but bool's [False, True]) as treatment dummies of its levels
+    after the first, named ``<variable><level>``.  formulae's design of such a formula costs ~2.5 ms, most of a small
+    model's construction; its terms are built only if new data or the ANOVA's term map need
+    them (:attr:`_Matrix.common`, which checks that they give these columns and names).
+    """
+    parts = [t.strip() for t in rhs.split("+")]
+    if not parts or parts[0] != "1":
+        return None
+    names_in = parts[1:]
+    if not names_in or len(set(names_in)) != len(names_in) or not all(_PLAIN_NAME.match(v) for v in names_in):
+        return None
+    cols = fx.columns
+    if not cols.is_unique or any(v not in cols for v in names_in):
+        return None
+    n = len(fx)
+    blocks, names = [np.ones((n, 1))], ["(Intercept)"]
+    for v in names_in:
+        s = fx[v]
+        dt = s.dtype
+        if isinstance(dt, pd.CategoricalDtype):
+            levels = list(dt.categories)
+            codes = s.cat.codes.to_numpy()
+            if len(levels) < 2 or codes.size == 0 or codes.min() < 0:
+                return None
+            if not dt.ordered and (levels != sorted(levels) or np.unique(codes).size != len(levels)):
+                return None  # (formulae orders an unordered factor's observed values: bool's [False, True])
+            blocks.append((codes[:, None] == np.arange(1, len(levels))).astype(float))
+            names += [v + level_label(lv) for lv in levels[1:]]
+        elif getattr(dt, "kind", "") in "iuf" and not pd.api.types.is_bool_dtype(dt):
+            blocks.append(s.to_numpy(dtype=float)[:, None])
+            names.append(v)
+        else:
+            return None
+    return np.concatenate(blocks, axis=1), tuple(names)
 
 
 # ----------------------------------------------------------------------------- grouping factors
@@ -446,9 +526,10 @@ class _NewDesignBuilder:
 def _drop_intercept(X: np.ndarray, enc: _Matrix):
     """X and its encoder without the ``(Intercept)`` column (new data evaluate the same way)."""
     keep = [j for j, nm in enumerate(enc.names) if nm != "(Intercept)"]
-    if enc.common is None:
+    if enc.built is None and enc.source is None:
         return X[:, keep], _Matrix(None, enc.perm, (), False)
-    return X[:, keep], _Matrix(enc.common, enc.perm[keep], tuple(enc.names[j] for j in keep), False)
+    return X[:, keep], _Matrix(enc.built, enc.perm[keep], tuple(enc.names[j] for j in keep), False,
+                               source=enc.source)
 
 
 # ----------------------------------------------------------------------------- entry point
@@ -660,7 +741,8 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     fx = _for_formulae(_columns(frame, required))
     rhs_texts = [parsed.fixed_rhs] + [r.lhs for r in parsed.random] + \
         [p.fixed_rhs for p in (zi_parsed, disp_parsed) if p is not None]
-    if not any("(" in t for t in rhs_texts):  # plain variables only: no function sees the column
+    plain = not any("(" in t for t in rhs_texts)
+    if plain:  # plain variables only: no function sees the column
         fx = _string_factors(fx, dict.fromkeys(coded_cols))
     n = len(frame)
 
@@ -670,7 +752,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     family = fitted[0] if fitted else family
     family.check_response(y, trials_v, parsed.response_label)
     X, fixed_enc = _model_matrix(parsed.fixed_rhs, bool(parsed.fixed_terms), parsed.intercept, fx,
-                                 "fixed part", formula)
+                                 "fixed part", formula, plain)
     if family.drops_intercept and not parsed.intercept:
         raise ValueError(f"formula {formula!r} removes the intercept, which family {family.name!r} takes the "
                          f"place of with its thresholds: a factor would then be coded with all its levels, "
@@ -691,7 +773,7 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     built = []
     for r in parsed.random:
         where = f"random term {r.text!r}"
-        Xr, enc = _model_matrix(r.lhs, bool(r.lhs_terms), r.intercept, fx, where, formula)
+        Xr, enc = _model_matrix(r.lhs, bool(r.lhs_terms), r.intercept, fx, where, formula, plain)
         codes, levels, grp = _grouping(r.group_vars, frame, where)
         if len(levels) < 2:
             raise ValueError(f"grouping factor {r.group!r} in {where} has a single level "
@@ -717,11 +799,11 @@ def build_spec(formula: str, data: pd.DataFrame, family: Family, trials=None, we
     X_zi, zi_enc = None, None
     if zi_parsed is not None:
         X_zi, zi_enc = _model_matrix(zi_parsed.fixed_rhs, bool(zi_parsed.fixed_terms), zi_parsed.intercept, fx,
-                                     _zero_part_what(zi_arg), str(zi))
+                                     _zero_part_what(zi_arg), str(zi), plain)
     X_disp, disp_enc = None, None
     if disp_parsed is not None:
         X_disp, disp_enc = _model_matrix(disp_parsed.fixed_rhs, bool(disp_parsed.fixed_terms),
-                                         disp_parsed.intercept, fx, "dispersion formula", str(disp))
+                                         disp_parsed.intercept, fx, "dispersion formula", str(disp), plain)
     builder = _NewDesignBuilder(formula, required, fixed_enc, parsed.offsets, tuple(encoders),
                                 parsed.cbind, trials_col, zi_enc, disp_enc)
     grid_summary = _grid_summary(fx, required)
