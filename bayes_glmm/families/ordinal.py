@@ -561,7 +561,7 @@ class Ordinal(Family):
         # eta has no intercept: start the coefficients at 0 (the thresholds carry the marginal)
         return np.full(np.shape(y), 0.5)
 
-    def fixed_start(self, y, X, offset, weights, *, max_iter: int = 30, tol: float = 1e-6):
+    def fixed_start(self, y, X, offset, weights, *, max_iter: int = 30, tol: float = 1e-4):
         """The cumulative-link model without random effects (R's ``clm``) by Newton's method
         with its exact Hessian in ``(beta, tau)``, from ``beta = 0`` and the marginal thresholds.
 
@@ -569,8 +569,10 @@ class Ordinal(Family):
         and the latent density's score ``g = f'/f``: ``l_a = ra``, ``l_b = -rb``,
         ``l_aa = ra (ga - ra)``, ``l_ab = ra rb``, ``l_bb = -rb (gb + rb)`` (the derivatives of
         :meth:`aux_eta_derivs`); eta moves a and b together with the sign -1.  A step that lowers
-        the log-likelihood or unorders the thresholds is halved.  None where it does not
-        converge (separation: estimates running off to infinity).
+        the log-likelihood or unorders the thresholds is halved; it ends at a Newton decrement
+        below ``tol`` (a start: the mixed model's optimum is elsewhere anyway).  None where it
+        does not converge or a coefficient moves the linear predictor by more than 30 (the
+        likelihood flat towards infinity: separation).
         """
         y = np.asarray(y, dtype=float)
         X = np.asarray(X, dtype=float)
@@ -609,6 +611,8 @@ class Ordinal(Family):
                 if not (np.isfinite(dec) and dec >= 0.0):
                     return None
                 if dec < tol:
+                    if p and np.any(np.abs(beta) * np.max(np.abs(X), axis=0) > 30.0):
+                        return None  # (a coefficient on its way to infinity: separation)
                     return beta, {a.name: float(t) for a, t in zip(self.aux_params, tau)}
                 t = 1.0
                 for _h in range(30):

@@ -67,7 +67,8 @@ def newton_batched(devgrads, x0, lower, *, dec_stop: float = 1e-6, delta: float 
     dict
         ``converged`` (the decrement test passed), ``x`` (the last accepted point: where it
         passed, else the lowest deviance reached, a start for another method), ``fun``,
-        ``g``, ``H`` (the Hessian at ``x``; None if not converged), ``u`` (modes at ``x``),
+        ``g``, ``H`` (the Hessian at ``x``; None if not converged), ``u`` (modes at ``x``) and
+        ``du`` (their derivatives in the parameters),
         ``decrement``, ``iters`` (batches accepted), ``n_evals`` (points evaluated), ``reason``.
     """
     x = np.asarray(x0, dtype=float).copy()
@@ -108,7 +109,7 @@ def newton_batched(devgrads, x0, lower, *, dec_stop: float = 1e-6, delta: float 
         H = (G[1:d + 1] - G[d + 1:]).T / (2.0 * delta)
         H = 0.5 * (H + H.T)
         x_cur, f_cur, u, du = x.copy(), f, U[0], dU[0]
-        out.update(x=x_cur, fun=f, g=g, u=u, iters=out["iters"] + 1)
+        out.update(x=x_cur, fun=f, g=g, u=u, du=du, iters=out["iters"] + 1)
         try:
             np.linalg.cholesky(H)
             step = -np.linalg.solve(H, g)
