@@ -109,9 +109,11 @@ def test_fit_same_with_and_without_batch(n_agq, link, monkeypatch):
         mp.setattr(laplace, "_batch_gradients", lambda *args: (lambda pts: None))
         b = fit()
     assert not any("batched" in m for m in b.optimizer["messages"])
-    # two routes to one optimum: batched Newton from the start, against L-BFGS-B and one Newton step
-    assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
-    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-7)
+    # two routes to one optimum: batched Newton from the start (ending at a batch's centre whose
+    # Newton decrement is below 1e-8, or one step further), against L-BFGS-B and one Newton step
+    assert a.loglik == pytest.approx(b.loglik, abs=1e-8)
+    se = np.sqrt(np.diag(b.vcov_beta))
+    assert np.max(np.abs(a.beta - b.beta) / se) < 1e-3
     # the standard errors' Hessian: the batched route takes it where the Newton decrement is below
     # 1e-6 (within ~1e-3 SE of the optimum; on 72 rows the Hessian moves ~20% per SE, so up to ~1e-5
     # off in the variances), the other at L-BFGS-B's stopping point (up to ~4e-5 off); both against
@@ -120,7 +122,7 @@ def test_fit_same_with_and_without_batch(n_agq, link, monkeypatch):
         model.spec.terms, theta_layout(model.spec.terms)[0]
     fg = laplace.make_devgrad(resp, s, terms, slices, n_agq, {"u": None})
     x = np.concatenate([a.theta, a.beta, fit_coords(resp.family, a.aux)])
-    for _ in range(3):
+    for _ in range(4):
         f, g = fg(x)
         x = x - np.linalg.solve(fd_hessian_pd(fg, x)[0], g)
     V = 2.0 * np.linalg.inv(fd_hessian_pd(fg, x)[0])
