@@ -110,8 +110,8 @@ def test_fit_same_with_and_without_batch(n_agq, link, monkeypatch):
         b = fit()
     assert not any("batched" in m for m in b.optimizer["messages"])
     # two routes to one optimum: batched Newton from the start (ending at a batch's centre whose
-    # Newton decrement is below 1e-8, or one step further), against L-BFGS-B and one Newton step
-    assert a.loglik == pytest.approx(b.loglik, abs=1e-8)
+    # Newton decrement is below 1e-7, or one step further), against L-BFGS-B and one Newton step
+    assert a.loglik == pytest.approx(b.loglik, abs=3e-8)
     se = np.sqrt(np.diag(b.vcov_beta))
     assert np.max(np.abs(a.beta - b.beta) / se) < 1e-3
     # the standard errors' Hessian: the batched route takes it where the Newton decrement is below
