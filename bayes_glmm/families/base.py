@@ -380,6 +380,12 @@ class Family:
         moment starts).  NumPy; ``weights`` are prior weights."""
         return None
 
+    def conditional_start(self, beta, aux: dict, re_var: float):
+        """``(beta, aux)`` of :meth:`fixed_start` moved to the scale of a mixed model whose random
+        intercepts have variance ``re_var`` (a latent-variable model's fixed-effects fit is
+        attenuated towards 0 by the random effects it leaves out); unchanged by default."""
+        return beta, aux
+
     def random(self, eta, rng, *, trials=None, zi_eta=None, **aux):
         """Draws of y given eta (NumPy): the distribution whose density is :meth:`loglik`.
 
