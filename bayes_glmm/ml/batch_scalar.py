@@ -52,7 +52,8 @@ def _rows(resp, eta, vals, row_const):
     return pw * (row_const + ll), pw * wo, pw * d1
 
 
-def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxit=100, return_modes=False):
+def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxit=100, return_modes=False,
+                  dev_only=False):
     """Laplace (``n_agq = 1``) or AGQ deviances (P,) and gradients (P, 1 + p + A) at P points, or None.
 
     Parameters
@@ -73,6 +74,8 @@ def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxi
     return_modes : bool
         Also return the conditional modes (P, J) and their derivatives in the parameters
         (P, J, 1 + p + A) (the next batch's warm start, predicted to first order).
+    dev_only : bool
+        The Laplace deviances only (``n_agq`` 1): the gradients and mode derivatives are None.
 
     Returns
     -------
@@ -138,6 +141,8 @@ def batch_devgrad(resp, s, lam, beta, aux, u0, n_agq: int = 1, *, tol=1e-7, maxi
     if not (np.all(Af > 0.0) and np.all(np.isfinite(Af))):
         return None  # (the sequential run falls back to IRLS weights and central differences)
     dev = -2.0 * ll + np.sum(u * u, axis=1) + 2.0 * np.sum(np.log(np.sqrt(Af)), axis=1)
+    if dev_only and n_agq == 1:
+        return (dev, None, u, None) if return_modes else (dev, None)
     # the row derivatives in the thresholds (or other parameters), to the coordinates per point
     fam = resp.family
     exact = fam.aux_eta_derivs(resp.y, eta, **vals)
@@ -268,7 +273,11 @@ def _agq(resp, s, lam, u, eta, Af, vals, row_const, coords, n_agq, du, T, Pn):
         return None
     exact = np.asarray(exact)  # (A, P, n, K)
     Jc = aux_jacobian(fam, coords)  # (P, A, A)
-    dl = pw1 * np.einsum("pkj,kpnm->jpnm", Jc, exact)
+    # dl[j, p] = sum_k Jc[p, k, j] exact[k, p]: one batched matrix product (P, A, A) x (P, A, n K),
+    # 2.5x faster than the einsum on wine's (15, 4, 72, 10)
+    A_, P_, n_, K_ = exact.shape
+    dl = pw1 * np.moveaxis(np.matmul(Jc.transpose(0, 2, 1), exact.transpose(1, 0, 2, 3).reshape(P_, A_, n_ * K_))
+                           .reshape(P_, A_, n_, K_), 0, 1)
     acc[:, :, 1 + p:] += np.moveaxis(np.sum((G @ dl) * ea, axis=3), 0, 2)
     dlogL = -0.5 * T + acc / tot[:, :, None]
     return -2.0 * np.sum(logL, axis=1), -2.0 * np.sum(dlogL, axis=1)

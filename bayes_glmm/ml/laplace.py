@@ -427,9 +427,10 @@ def _batch_gradients(resp, s, terms, slices, nt, state, n_agq=1):
     :func:`_modes` starts them; None where the batch does not apply (one at a time then).
     The state of the sequential evaluations (last modes, prediction) is left as it was.
 
-    ``batch.devgrads(points, u0=None) -> (deviances (P,), gradients (P, d), modes (P, J)) or
-    None`` is the same with explicit warm starts ``u0`` (P, J) of the modes where given
-    (:func:`bayes_glmm.ml.newton_batch.newton_batched` passes the last batch's).
+    ``batch.devgrads(points, u0=None, dev_only=False) -> (deviances (P,), gradients (P, d),
+    modes (P, J), mode derivatives (P, J, d)) or None`` is the same with explicit warm starts
+    ``u0`` (P, J) of the modes where given (:func:`bayes_glmm.ml.newton_batch.newton_batched`
+    passes the last batch's); ``dev_only``: the deviances and modes only (gradients None).
     """
     p = resp.X.shape[1]
     known = []
@@ -444,7 +445,7 @@ def _batch_gradients(resp, s, terms, slices, nt, state, n_agq=1):
                                  for v in (0.75, 1.5)))
         return known[0]
 
-    def devgrads(points, u0=None):
+    def devgrads(points, u0=None, dev_only=False):
         pts = np.asarray(points, dtype=float)
         if not applies(pts[0, nt + p:]):
             return None
@@ -458,7 +459,8 @@ def _batch_gradients(resp, s, terms, slices, nt, state, n_agq=1):
                 near = np.max(np.abs(dx), axis=1) <= _PREDICT_STEP_GENERAL
                 u0 = np.where(near[:, None], pred[1] + dx @ pred[2].T, u0)
         try:
-            out = batch_devgrad(resp, s, lam, pts[:, nt:nt + p], pts[:, nt + p:], u0, n_agq, return_modes=True)
+            out = batch_devgrad(resp, s, lam, pts[:, nt:nt + p], pts[:, nt + p:], u0, n_agq, return_modes=True,
+                                dev_only=dev_only)
             if out is None:
                 # a PIRLS step some point would halve (a warm start far from its mode, e.g. a
                 # new Newton iterate): the first point's modes by the sequential PIRLS, which
@@ -467,7 +469,8 @@ def _batch_gradients(resp, s, terms, slices, nt, state, n_agq=1):
                                 pts[0, nt:nt + p], u0[0])
                 if pr.converged and np.all(np.isfinite(pr.u)):
                     out = batch_devgrad(resp, s, lam, pts[:, nt:nt + p], pts[:, nt + p:],
-                                        np.tile(pr.u, (pts.shape[0], 1)), n_agq, return_modes=True)
+                                        np.tile(pr.u, (pts.shape[0], 1)), n_agq, return_modes=True,
+                                        dev_only=dev_only)
             return out
         except (FloatingPointError, np.linalg.LinAlgError):
             return None
@@ -674,7 +677,7 @@ def _batched_newton(resp, s, terms, slices, n_agq, starts, lower):
         # the candidates' Laplace deviances in one batch: Newton starts from the lowest
         pts = np.array([x for x, _ in starts])
         ok = np.array([u is not None for _, u in starts])
-        out = batch(pts, np.array([u for _, u in starts])) if ok.all() else None
+        out = batch(pts, np.array([u for _, u in starts]), dev_only=True) if ok.all() else None
         n += len(starts)
         if out is not None and np.any(np.isfinite(out[0])):
             k = int(np.nanargmin(np.where(np.isfinite(out[0]), out[0], np.nan)))
@@ -937,7 +940,13 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     x = opt["x"]
     theta, beta, aux = _split(x, nt, p)
     lambdas = lambdas_from_theta(theta, terms, slices)
-    dev_hat = dev(x)
+    if newton is not None and n_agq > 1 and np.array_equal(x, newton["x"]) and np.isfinite(newton["fun"]):
+        # the AGQ deviance there is the Newton iterations' own (the same sum): only the modes
+        # (their factor, for the conditional SDs) are evaluated again
+        _modes(x, resp, s, terms, slices, nt, state)
+        dev_hat = float(newton["fun"])
+    else:
+        dev_hat = dev(x)
     pr = state["last"]
     hessian_pd = True
     flags = divergent(x, H) if calc_vcov else None
