@@ -219,7 +219,10 @@ def test_time_sliced_solves_restart_to_the_same_answer(monkeypatch):
 
 
 CHILD = textwrap.dedent("""
-    import os, sys, time, traceback
+    import os, signal, sys, time, traceback
+    # Python's KeyboardInterrupt handler even where this process was started with SIGINT
+    # ignored (a test run launched in the background of a non-interactive shell passes that on)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     import numpy as np, pandas as pd
     import bayes_glmm as bg
     from bayes_glmm.postfit import diagnostics as D
