@@ -22,11 +22,12 @@ import numpy as np
 __all__ = ["newton_batched", "stencil"]
 
 
-def stencil(x: np.ndarray, delta: float) -> np.ndarray:
-    """The points ``x, x + delta e_1, ..., x + delta e_d, x - delta e_1, ..., x - delta e_d`` (2 d + 1, d)."""
+def stencil(x: np.ndarray, delta: float, central: bool = True) -> np.ndarray:
+    """The points ``x, x + delta e_1, ..., x + delta e_d, x - delta e_1, ..., x - delta e_d``
+    (2 d + 1, d); without ``central`` the first d + 1 of them."""
     x = np.asarray(x, dtype=float)
     steps = delta * np.eye(x.size)
-    return np.concatenate((x[None, :], x + steps, x - steps))
+    return np.concatenate((x[None, :], x + steps, x - steps) if central else (x[None, :], x + steps))
 
 
 def _interior(x, lower, margin) -> bool:
@@ -34,8 +35,9 @@ def _interior(x, lower, margin) -> bool:
     return bool(np.all(x[b] - lower[b] > margin))
 
 
-def newton_batched(devgrads, x0, lower, *, dec_stop: float = 1e-6, delta: float = 1e-4, u0=None,
-                   max_iter: int = 30, max_halvings: int = 8, max_damped: int = 2, margin: float = 1e-2) -> dict:
+def newton_batched(devgrads, x0, lower, *, dec_stop: float = 1e-6, delta: float = 1e-4, central: bool = True,
+                   u0=None, max_iter: int = 30, max_halvings: int = 8, max_damped: int = 2,
+                   margin: float = 1e-2) -> dict:
     """Minimize a deviance by Newton's method with batched central-difference Hessians.
 
     Parameters
@@ -54,6 +56,10 @@ def newton_batched(devgrads, x0, lower, *, dec_stop: float = 1e-6, delta: float 
         decrease a Newton step predicts) is below this.
     delta : float
         The stencil's step (the standard errors' Hessian uses 1e-4).
+    central : bool
+        Central differences (2 d + 1 points, O(delta^2) error); else forward ones from the
+        centre (d + 1 points, O(delta): with delta 1e-5 about 1e-5 relative in the standard
+        errors on clmm's wine data, for a batch of half the cost where each point is dear).
     u0 : ndarray (J,), optional
         Warm start of the modes at ``x0``.
     max_iter, max_halvings, max_damped : int
@@ -88,7 +94,7 @@ def newton_batched(devgrads, x0, lower, *, dec_stop: float = 1e-6, delta: float 
     for _ in range(max_iter):
         # evaluate the stencil at the trial point x; halve the step while it fails or rises
         for _h in range(max_halvings + 1):
-            pts = stencil(x, delta)
+            pts = stencil(x, delta, central)
             ut = u if du is None else u + du @ step  # (the modes at x predicted from x_cur)
             with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
                 res = devgrads(pts, None if ut is None else np.tile(ut, (pts.shape[0], 1)))
@@ -106,7 +112,7 @@ def newton_batched(devgrads, x0, lower, *, dec_stop: float = 1e-6, delta: float 
             return out
         dev, G, U, dU = res
         f, g = float(dev[0]), G[0]
-        H = (G[1:d + 1] - G[d + 1:]).T / (2.0 * delta)
+        H = ((G[1:d + 1] - G[d + 1:]) / (2.0 * delta) if central else (G[1:d + 1] - G[0]) / delta).T
         H = 0.5 * (H + H.T)
         x_cur, f_cur, u, du = x.copy(), f, U[0], dU[0]
         out.update(x=x_cur, fun=f, g=g, u=u, du=du, iters=out["iters"] + 1)
