@@ -154,11 +154,16 @@ def load_case(name: str, r_ok: bool, tmp: Path) -> tuple[pd.DataFrame, str]:
     return simulate_verbagg_shape(), "simulated with VerbAgg's shape (R unavailable)"
 
 
-def time_python(data: pd.DataFrame, case: dict, repeats: int) -> dict:
+def time_python(data: pd.DataFrame, case: dict, repeats: int, warmup: int = 0) -> dict:
+    """Wall time of ``GLMM(...).fit_ml()`` (construction included), ``repeats`` times after
+    ``warmup`` untimed fits (as each R peer's script fits once before its timed fits: in
+    interleaved rounds the first fit after the other side's process runs on cold caches)."""
     times, res = [], None
     kw = dict(case.get("glmm_kwargs", {}))  # link, trials, hu, disp (bench_families.py)
     if case.get("zi"):
         kw["zi"] = case["zi"]
+    for _ in range(warmup):
+        bg.GLMM(case["formula"], data, family=case["family"], **kw).fit_ml(n_agq=case["n_agq"])
     for _ in range(repeats):
         t0 = time.perf_counter()
         model = bg.GLMM(case["formula"], data, family=case["family"], **kw)
