@@ -81,6 +81,14 @@ def _per_point(taus, y) -> tuple | None:
     return shape
 
 
+def _ratio_derivs(ra, rb, ga, gb):
+    """``(d ra/da, d ra/db, d rb/da, d rb/db)`` of the density ratios ``ra = f(a) / P``,
+    ``rb = f(b) / P`` (``P = F(a) - F(b)``, ``g = f'/f`` at each bound; 0 at a missing bound):
+    ``ra (ga - ra)``, ``ra rb``, ``-ra rb``, ``rb (gb + rb)``.  The log-density's second
+    derivatives in the bounds are ``l_aa = d ra/da``, ``l_ab = d ra/db``, ``l_bb = -d rb/db``."""
+    return ra * (ga - ra), ra * rb, -ra * rb, rb * (gb + rb)
+
+
 def _stack_key(taus, y):
     """The thresholds' key of the stacked row pieces (:meth:`Ordinal._bound_table`): a tuple of
     floats for scalar thresholds (the ML path), ``(shape, bytes)`` for thresholds per point of a
@@ -389,10 +397,10 @@ class Ordinal(Family):
         if np.size(eta) <= self._MEMO_SIZE and key is not None:
             object.__setattr__(self, "_memo", (y, eta, eta.copy(), key, value))
 
-    def _recall(self, y, eta, taus):
-        """:meth:`_remember`'s value for these arguments, or None."""
+    def _recall(self, y, eta, taus, key=None):
+        """:meth:`_remember`'s value for these arguments (``key``: their :func:`_stack_key`), or None."""
         m = self._memo
-        if (m is None or m[1] is not eta or m[3] != _stack_key(taus, y)
+        if (m is None or m[1] is not eta or m[3] != (_stack_key(taus, y) if key is None else key)
                 or not np.array_equal(m[2], eta) or not (m[0] is y or np.array_equal(m[0], y))):
             return None
         return m[4]
@@ -481,10 +489,10 @@ class Ordinal(Family):
         taus = self._taus(aux)
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        stacked = _stack_key(taus, y) is not None
-        if stacked:
+        key = _stack_key(taus, y)
+        if key is not None:
             # PIRLS's last rows, at this eta (else computed), the two bounds stacked
-            rows, R = self._recall(y, eta, taus) or self._ratios(y, eta, taus)
+            rows, R = self._recall(y, eta, taus, key) or self._ratios(y, eta, taus, key)
             masks, x2 = rows[6], rows[2]
             # the missing bound of the end categories: every term it enters is 0
             (ga, gb), (ha, hb) = np.where(masks, 0.0, rows[5]), np.where(masks, 0.0, self._score_deriv(x2))
@@ -497,15 +505,15 @@ class Ordinal(Family):
             ga, ha = np.where(last, 0.0, ga), np.where(last, 0.0, self._score_deriv(xa))
             gb, hb = np.where(first, 0.0, gb), np.where(first, 0.0, self._score_deriv(xb))
         r = rb - ra
-        ra_a, ra_b, rb_a, rb_b = ra * (ga - ra), ra * rb, -ra * rb, rb * (gb + rb)
+        ra_a, ra_b, rb_a, rb_b = _ratio_derivs(ra, rb, ga, gb)
         r_a, r_b = rb_a - ra_a, rb_b - ra_b
         W_a = -(ra_a * ga + ra * ha) + rb_a * gb + 2.0 * r * r_a
         W_b = -ra_b * ga + rb_b * gb + rb * hb + 2.0 * r * r_b
         # each row's upper bound is threshold y (column y), its lower one threshold y - 1; a
         # masked select, not a scatter (np.where keeps an overflowed entry out of the others),
         # the three arrays at once
-        if stacked:
-            up, dn = self._bound_table(y, taus)[8:]
+        if key is not None:
+            up, dn = self._bound_table(y, taus, key)[8:]
         else:
             k = np.arange(len(taus))
             yi = y.astype(np.intp)[:, None]
@@ -521,9 +529,10 @@ class Ordinal(Family):
         taus = self._taus(self.aux_values(aux))
         y = np.asarray(y, dtype=float)
         eta = np.asarray(eta, dtype=float)
-        if _stack_key(taus, y) is not None:
+        key = _stack_key(taus, y)
+        if key is not None:
             # AGQ: the score's rows at these nodes (else computed)
-            rows, (ra, rb) = self._recall(y, eta, taus) or self._ratios(y, eta, taus)
+            rows, (ra, rb) = self._recall(y, eta, taus, key) or self._ratios(y, eta, taus, key)
             ll = rows[3]
         else:  # (thresholds per point of a batch, bayes_glmm.ml.batch_scalar: the one-hot bounds)
             first, last, _, _, ll, lfa, _, lfb, _ = self._np_rows(y, eta, taus)
@@ -608,7 +617,8 @@ class Ordinal(Family):
         with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
             ll, ra, rb, (ga, gb) = parts(beta, tau)
             for _ in range(max_iter):
-                laa, lab, lbb = ra * (ga - ra), ra * rb, -rb * (gb + rb)
+                laa, lab, _, rb_b = _ratio_derivs(ra, rb, ga, gb)  # l_a = ra, l_b = -rb
+                lbb = -rb_b
                 g = np.concatenate((X.T @ (w * (rb - ra)), up.T @ (w * ra) - dn.T @ (w * rb)))
                 H = np.empty((p + K1, p + K1))
                 H[:p, :p] = (X.T * (w * (laa + 2.0 * lab + lbb))) @ X

@@ -546,7 +546,7 @@ def _newton_from_stage1(fg, x0, lower):
     return opt, H, n + n1
 
 
-def _newton_finish(fg, x0, f0, g0, H, lower):
+def _newton_finish(fg, x0, f0, g0, H, lower, method="Laplace"):
     """``(opt or None, n_evals)``: one Newton step from ``x0`` (deviance ``f0``, gradient ``g0``)
     with the Hessian ``H`` there; the optimum at the step's point when it lands inside the
     bounds, lowers the deviance and passes :func:`~bayes_glmm.ml.optimize.check_convergence`
@@ -571,12 +571,13 @@ def _newton_finish(fg, x0, f0, g0, H, lower):
         return None, 1
     return ({"x": x1, "fun": float(f1), "g": g1, "n_evals": 1, "grad_norm": float(np.max(np.abs(g1))),
              "converged": True, "boundary_restart": None,
-             "message": "stage 2 (Laplace): one Newton step from stage 1 with its Hessian"}, 1)
+             "message": f"stage 2 ({method}): one Newton step from stage 1 with its Hessian"}, 1)
 
 
 #: Newton decrement at which the batched Newton iterations (:func:`_batched_newton`) stop: its
-#: last Hessian is the standard errors' (about 1e-3 SE from the optimum: ~1e-7 relative in the SEs
-#: on clmm's wine data), and one more Newton step ends the fit
+#: last Hessian is the standard errors' (within about 1e-3 SE of the optimum: 1e-7 to 1e-5 relative
+#: in the SEs on clmm's wine data); the centre is the fit, or one more Newton step
+#: (:data:`_BATCH_DEC_DONE`)
 _BATCH_DEC_STOP = 1e-6
 #: the same for the Laplace iterations that start an AGQ fit (the AGQ ones polish)
 _BATCH_DEC_STOP_AGQ_START = 1e-2
@@ -777,8 +778,9 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
     if (run_stage1 and use_grad and precondition and calc_vcov and k == 1 and resp.general
             and resp.X_zi is None):
         # small one-term data where the gradient's points can be batched: Newton's method with
-        # batched central-difference Hessians replaces both stages (5-6 batches instead of ~18
-        # sequential gradients and a Hessian); it gives up where the bounded stages are needed
+        # batched central-difference Hessians replaces both stages (3-4 batches on clmm's wine
+        # data instead of ~18 sequential gradients and a Hessian); it gives up where the bounded
+        # stages are needed
         starts = _fixed_fit_start(resp, s, start, theta0, beta0, aux0)
         batched, nh = (None, 0) if starts is None else _batched_newton(resp, s, terms, slices, n_agq, starts, lower)
         n_evals += nh
@@ -845,7 +847,7 @@ def fit_glmm(spec, n_agq: int = 1, *, start=None, stage1: bool = True, calc_vcov
                       "message": f"stage 2 ({method}): the last batch's centre (Newton decrement "
                                  f"{batched['decrement']:.1e})"}
         else:
-            newton, nh = _newton_finish(fg, x0, batched["fun"], batched["g"], H0, lower)
+            newton, nh = _newton_finish(fg, x0, batched["fun"], batched["g"], H0, lower, method)
             n_evals += nh
     elif precondition:
         # whitening by the (cheaper, Laplace) Hessian at the stage-1 point; keep theta

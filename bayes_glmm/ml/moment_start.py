@@ -18,7 +18,7 @@ __all__ = ["theta_moment_start", "modes_start"]
 
 
 def theta_moment_start(resp, s, eta, *, lo: float = 0.05, hi: float = 10.0):
-    """``(theta, u0)`` for one scalar term at the fixed-effects fit, or None.
+    """``(theta, S, I)`` for one scalar term at the fixed-effects fit, or None.
 
     Parameters
     ----------

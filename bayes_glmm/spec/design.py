@@ -297,9 +297,10 @@ def _plain_design(rhs: str, fx: pd.DataFrame):
 
     A numeric column enters as itself; a factor (an ordered categorical, as the caller's
     recoding leaves every factor but bool's [False, True]) as treatment dummies of its levels
-    after the first, named ``<variable><level>``.  formulae's design of such a formula costs ~2.5 ms, most of a small
-    model's construction; its terms are built only if new data or the ANOVA's term map need
-    them (:attr:`_Matrix.common`, which checks that they give these columns and names).
+    after the first, named ``<variable><level>``.  formulae's design of such a formula costs
+    ~2.5 ms, most of a small model's construction; its terms are built only if new data or the
+    ANOVA's term map need them (:attr:`_Matrix.common`, which checks that they give these
+    columns and names).
     """
     parts = [t.strip() for t in rhs.split("+")]
     if not parts or parts[0] != "1":
